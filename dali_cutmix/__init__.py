@@ -1,0 +1,24 @@
+"""dali-cutmix: CutMix (Yun et al., ICCV 2019) as a stage inside NVIDIA DALI pipelines, on GPU or CPU.
+
+Public API::
+
+    from dali_cutmix import cutmix, build_cutmix_pipeline, CutMixLoader
+
+Importing this package imports nothing heavy; DALI and PyTorch load when the functions are used.
+"""
+
+__version__ = "0.1.0"
+__all__ = ["cutmix", "build_cutmix_pipeline", "CutMixLoader"]
+
+
+def __getattr__(name):
+    if name == "cutmix":
+        from .stage import cutmix
+        return cutmix
+    if name == "build_cutmix_pipeline":
+        from .pipeline import build_cutmix_pipeline
+        return build_cutmix_pipeline
+    if name == "CutMixLoader":
+        from .loader import CutMixLoader
+        return CutMixLoader
+    raise AttributeError(f"module 'dali_cutmix' has no attribute {name!r}")

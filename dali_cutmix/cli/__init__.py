@@ -1,0 +1,58 @@
+"""The ``dali-cutmix`` command line: ``preview``, ``train`` and ``profile``.
+
+Errors a user can cause (bad path, bad argument, unreadable file) become one line on stderr and exit code 2.
+The CLI is the only module that reaches up into ``pipelines`` and ``train``, inside its commands.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .errors import USER_ERRORS
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="dali-cutmix")
+def cli():
+    """CutMix inside NVIDIA DALI pipelines: preview it, train with it, profile it."""
+
+
+def _register():
+    from .preview import preview
+
+    cli.add_command(preview)
+    try:
+        from .train import train
+        cli.add_command(train)
+    except ImportError:  # pragma: no cover - the trainer is optional while it is being built
+        pass
+    try:
+        from .profile import profile
+        cli.add_command(profile)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def main(argv=None) -> int:
+    """Console entry point: runs the CLI, maps user errors to one stderr line and exit code 2."""
+    _register()
+    try:
+        cli.main(args=argv, prog_name="dali-cutmix", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except click.ClickException as e:
+        e.show()
+        return 2 if e.exit_code == 2 or isinstance(e, click.UsageError) else e.exit_code
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except USER_ERRORS as e:
+        click.echo(f"error: {e}", err=True)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

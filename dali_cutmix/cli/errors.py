@@ -1,0 +1,8 @@
+"""Exceptions that mean "the user gave us something wrong": the CLI reports them in one line, exit code 2."""
+
+
+class UserError(Exception):
+    """A problem with the command's input (argument, path, file), described in one line."""
+
+
+USER_ERRORS = (UserError, ValueError, FileNotFoundError, NotADirectoryError, PermissionError, IsADirectoryError)

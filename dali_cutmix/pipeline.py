@@ -1,0 +1,171 @@
+"""The training pipeline: reader -> decode (+ random crop) -> resize -> CutMix -> flip/normalize."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence, Tuple
+
+from .data import count_classes
+from .params import check_options
+
+IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
+IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+READER_NAME = "Reader"
+OUTPUT_NAMES = ("images", "labels")
+DEVICES = ("gpu", "cpu")
+
+
+def check_pipeline_args(*, batch_size, crop, device, num_shards, shard_id, num_threads):
+    """Validate the builder's plain arguments; raises ValueError naming the argument."""
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    for name, value in (("batch_size", batch_size), ("num_threads", num_threads), ("num_shards", num_shards)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    crop_hw = (crop, crop) if isinstance(crop, int) else tuple(crop)
+    if len(crop_hw) != 2 or any(not isinstance(c, int) or c < 1 for c in crop_hw):
+        raise ValueError(f"crop must be a positive int or (height, width), got {crop!r}")
+    if not 0 <= shard_id < num_shards:
+        raise ValueError(f"shard_id must be in [0, num_shards={num_shards}), got {shard_id!r}")
+    return crop_hw
+
+
+def reader(data, *, shard_id=0, num_shards=1, shuffle=True, seed=0, name=READER_NAME):
+    """DALI file reader over a class-per-folder tree or a file list: returns ``(jpegs, labels)``.
+
+    Shuffling is global (``shuffle_after_epoch``): every epoch is a new permutation of the whole data set,
+    drawn with the same ``seed`` on every rank, then cut into ``num_shards`` disjoint, contiguous shards.
+    ``pad_last_batch`` repeats a shard's last sample to fill its last batch; the loader drops those.
+    """
+    import nvidia.dali.fn as fn
+
+    data = Path(data)
+    source = dict(file_list=str(data)) if data.is_file() else dict(file_root=str(data))
+    return fn.readers.file(
+        **source, shard_id=shard_id, num_shards=num_shards, shuffle_after_epoch=shuffle,
+        shuffle_after_epoch_seed=seed, pad_last_batch=True, name=name)
+
+
+def build_cutmix_pipeline(
+    data,
+    *,
+    batch_size: int,
+    num_classes: Optional[int] = None,
+    crop=224,
+    device: str = "gpu",
+    device_id: Optional[int] = None,
+    cutmix: bool = True,
+    alpha: float = 1.0,
+    prob: float = 1.0,
+    mode: str = "batch",
+    label_smoothing: float = 0.0,
+    correct_lam: bool = True,
+    minmax: Optional[Sequence[float]] = None,
+    shard_id: int = 0,
+    num_shards: int = 1,
+    num_threads: int = 4,
+    seed: int = 0,
+    shuffle: bool = True,
+    random_area: Tuple[float, float] = (0.08, 1.0),
+    random_aspect_ratio: Tuple[float, float] = (3 / 4, 4 / 3),
+    mirror: bool = True,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    fp16: bool = False,
+    prefetch_queue_depth: int = 2,
+    enable_checkpointing: bool = False,
+    return_params: bool = False,
+):
+    """Build (not build()) the DALI training pipeline with the CutMix stage.
+
+    Graph: file reader (CPU, sharded) -> ``decoders.image_random_crop`` (device "mixed" on GPU: nvJPEG and the
+    hardware decoder; ROI decoding, so only the cropped region is decoded) -> ``resize`` to ``crop`` ->
+    :func:`dali_cutmix.cutmix` -> ``crop_mirror_normalize`` (random horizontal flip, mean/std, HWC -> CHW).
+
+    Args:
+        data: a class-per-folder directory ``data/<class>/<image>`` or a DALI file list (``path label`` lines).
+        batch_size: samples per batch on this rank (the per-GPU batch).
+        num_classes: soft-label width; default: the number of classes found in ``data``.
+        crop: output size, int or (height, width).
+        device: "gpu" (decode on "mixed", every pixel operator on the GPU) or "cpu" (CPU operators only).
+        device_id: CUDA device for "gpu" (default 0); ignored for "cpu" (the pipeline gets ``device_id=None``).
+        cutmix: False builds the same pipeline without the stage (labels become one-hot, smoothed if asked).
+        alpha, prob, mode, label_smoothing, correct_lam, minmax: the CutMix options, see
+            :func:`dali_cutmix.cutmix`.
+        shard_id, num_shards: this rank's shard of each epoch; shards are disjoint and cover the data.
+        num_threads: DALI CPU worker threads; seed: base seed (the rank's augmentation stream is derived
+            from it and ``shard_id``; the epoch shuffle uses ``seed`` itself, the same on every rank).
+        random_area, random_aspect_ratio: random-resized-crop ranges (torchvision's defaults).
+        mirror: random horizontal flip with probability 0.5. mean, std: per channel, in pixel units (0-255).
+        fp16: emit float16 images instead of float32.
+        prefetch_queue_depth: batches prepared ahead.
+        enable_checkpointing: let ``Pipeline.checkpoint()`` capture the reader position and RNG states.
+        return_params: add the CutMix params ``perm``, ``box``, ``lam`` (see :func:`dali_cutmix.cutmix`; the box
+            is in the image's coordinates before the random flip) and the integer class ids as outputs
+            (for tests and previews); without the stage, only the class ids.
+
+    Returns:
+        An unbuilt ``nvidia.dali.Pipeline`` with outputs ``images`` (float32/float16 CHW, normalized) and
+        ``labels`` (float32 ``[num_classes]`` soft labels), both on the GPU for "gpu"; then ``perm``, ``box``,
+        ``lam``, ``class_id`` (CPU) with ``return_params``.
+
+    Raises:
+        FileNotFoundError, ValueError: a bad path or argument, naming it.
+    """
+    from nvidia.dali import pipeline_def
+    import nvidia.dali.fn as fn
+    import nvidia.dali.types as types
+
+    from .stage import cutmix as cutmix_stage
+
+    crop_h, crop_w = check_pipeline_args(batch_size=batch_size, crop=crop, device=device, num_shards=num_shards,
+                                         shard_id=shard_id, num_threads=num_threads)
+    check_options(num_classes=num_classes or 1, alpha=alpha, prob=prob, mode=mode,
+                  label_smoothing=label_smoothing, minmax=minmax)
+    found = count_classes(data)  # also checks that the path exists and holds images
+    num_classes = found if num_classes is None else num_classes
+    gpu = device == "gpu"
+
+    @pipeline_def(enable_conditionals=False)
+    def training_pipeline():
+        jpegs, labels = reader(data, shard_id=shard_id, num_shards=num_shards, shuffle=shuffle, seed=seed)
+        decode_args = dict(device="mixed" if gpu else "cpu", output_type=types.RGB, random_area=list(random_area),
+                           random_aspect_ratio=list(random_aspect_ratio), num_attempts=100)
+        if gpu:
+            decode_args.update(
+                # Share of images sent to the A100/H100 hardware JPEG decoder; nvJPEG's CUDA path takes the rest.
+                hw_decoder_load=0.65,
+                # Preallocate nvJPEG's buffers for ImageNet's largest image so no epoch stalls on a reallocation.
+                device_memory_padding=211025920, host_memory_padding=140544512,
+                preallocate_width_hint=5980, preallocate_height_hint=6430)
+        images = fn.decoders.image_random_crop(jpegs, **decode_args)
+        images = fn.resize(images, resize_x=crop_w, resize_y=crop_h, interp_type=types.INTERP_TRIANGULAR,
+                           antialias=False)
+        params = {}
+        if cutmix:
+            images, targets, params = cutmix_stage(
+                images, labels, num_classes=num_classes, alpha=alpha, prob=prob, mode=mode,
+                label_smoothing=label_smoothing, correct_lam=correct_lam, minmax=minmax, return_params=True)
+        else:
+            off = label_smoothing / num_classes
+            targets = fn.one_hot(labels, num_classes=num_classes, on_value=1.0 - label_smoothing + off,
+                                 off_value=off, dtype=types.FLOAT)
+            targets = fn.reshape(targets, shape=[num_classes])
+            if gpu:
+                targets = targets.gpu()
+        images = fn.crop_mirror_normalize(
+            images, dtype=types.FLOAT16 if fp16 else types.FLOAT, output_layout="CHW",
+            mirror=fn.random.coin_flip(probability=0.5) if mirror else 0, mean=list(mean), std=list(std))
+        outputs = [images, targets]
+        if return_params:
+            outputs += [params[k] for k in ("perm", "box", "lam")] if cutmix else []
+            outputs.append(labels)
+        return tuple(outputs)
+
+    return training_pipeline(
+        batch_size=batch_size, num_threads=num_threads, device_id=(device_id or 0) if gpu else None,
+        # Each rank draws its own augmentation stream; the reader's shuffle seed is shared (see reader()).
+        seed=seed * 1_000_003 + shard_id + 1, prefetch_queue_depth=prefetch_queue_depth,
+        enable_checkpointing=enable_checkpointing,
+        # The dynamic executor lets the CPU-side CutMix parameters read the GPU images' shape (metadata only).
+        exec_dynamic=True)

@@ -1,0 +1,89 @@
+"""The embedded demo dataset: procedural images in a few classes a network can learn, written once as JPEGs.
+
+Layout (ImageNet's): ``ROOT/train/<class>/*.jpg`` and ``ROOT/val/<class>/*.jpg``. Every class is a texture
+family (stripes of two orientations, rings, checkers, blobs, ...) with random colours, frequency, phase and
+noise, so the classes are separable but not trivially by colour.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+CLASSES = ("horizontal", "vertical", "diagonal", "rings", "checkers", "dots")
+DEMO_VERSION = "demo-v1"
+
+
+def default_cache_dir() -> Path:
+    """``$DALI_CUTMIX_CACHE`` if set, else ``~/.cache/dali-cutmix``."""
+    env = os.environ.get("DALI_CUTMIX_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "dali-cutmix"
+
+
+def render(class_index: int, rng: np.random.Generator, size: int = 96) -> np.ndarray:
+    """One procedural uint8 HWC RGB image of class ``class_index`` (0 .. len(CLASSES)-1), ``size`` x ``size``."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    freq = rng.uniform(3.0, 7.0)
+    phase = rng.uniform(0, 2 * np.pi)
+    kind = CLASSES[class_index]
+    if kind == "horizontal":
+        field = np.sin(2 * np.pi * freq * yy + phase)
+    elif kind == "vertical":
+        field = np.sin(2 * np.pi * freq * xx + phase)
+    elif kind == "diagonal":
+        field = np.sin(2 * np.pi * freq * (xx + yy) / np.sqrt(2) + phase)
+    elif kind == "rings":
+        cy, cx = rng.uniform(0.3, 0.7, size=2)
+        field = np.sin(2 * np.pi * freq * np.hypot(yy - cy, xx - cx) * 1.5 + phase)
+    elif kind == "checkers":
+        field = np.sign(np.sin(2 * np.pi * freq / 2 * xx + phase)) * np.sign(np.sin(2 * np.pi * freq / 2 * yy))
+    else:  # dots
+        field = np.sin(2 * np.pi * freq * xx + phase) * np.sin(2 * np.pi * freq * yy + phase)
+        field = np.where(field > 0.5, 1.0, -1.0)
+    c0, c1 = rng.uniform(0, 255, size=(2, 3))
+    t = (field[..., None] + 1) / 2
+    img = c0 * (1 - t) + c1 * t + rng.normal(0, 12, size=(size, size, 3))
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def write_dataset(root, *, train_per_class: int = 120, val_per_class: int = 30, size: int = 96,
+                  num_classes: int = len(CLASSES), seed: int = 0) -> Path:
+    """Write the demo tree under ``root`` (created whole, atomically: a partial tree never appears).
+
+    Returns ``root``. An existing complete ``root`` is left as it is.
+    """
+    from PIL import Image
+
+    root = Path(root)
+    if (root / "train").is_dir() and (root / "val").is_dir():
+        return root
+    if not 1 <= num_classes <= len(CLASSES):
+        raise ValueError(f"num_classes must be in [1, {len(CLASSES)}], got {num_classes}")
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    try:
+        rng = np.random.default_rng(seed)
+        for split, count in (("train", train_per_class), ("val", val_per_class)):
+            for c in range(num_classes):
+                folder = tmp / split / CLASSES[c]
+                folder.mkdir(parents=True)
+                for i in range(count):
+                    Image.fromarray(render(c, rng, size)).save(folder / f"{i:05d}.jpg", quality=90)
+        try:
+            os.rename(tmp, root)
+        except OSError:  # another process finished first
+            if not (root / "train").is_dir():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return root
+
+
+def ensure_demo_dataset(cache_dir: Optional[Path] = None) -> Path:
+    """The demo dataset's root, generated on first use under ``cache_dir`` (default :func:`default_cache_dir`)."""
+    return write_dataset(Path(cache_dir or default_cache_dir()) / DEMO_VERSION)
