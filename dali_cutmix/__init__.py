@@ -2,19 +2,19 @@
 
 Public API::
 
-    from dali_cutmix import cutmix, build_cutmix_pipeline, CutMixLoader
+    from dali_cutmix import cutmix, mixup, mix, build_cutmix_pipeline, CutMixLoader
 
 Importing this package imports nothing heavy; DALI and PyTorch load when the functions are used.
 """
 
 __version__ = "0.1.0"
-__all__ = ["cutmix", "build_cutmix_pipeline", "CutMixLoader"]
+__all__ = ["cutmix", "mixup", "mix", "build_cutmix_pipeline", "CutMixLoader"]
 
 
 def __getattr__(name):
-    if name == "cutmix":
-        from .stage import cutmix
-        return cutmix
+    if name in ("cutmix", "mixup", "mix"):
+        from . import stage
+        return getattr(stage, name)
     if name == "build_cutmix_pipeline":
         from .pipeline import build_cutmix_pipeline
         return build_cutmix_pipeline

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
 from .data import count_classes
-from .params import check_options
+from .options import check_options
 
 IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
@@ -56,6 +56,8 @@ def build_cutmix_pipeline(
     device_id: Optional[int] = None,
     cutmix: bool = True,
     alpha: float = 1.0,
+    mixup_alpha: float = 0.0,
+    switch_prob: float = 0.5,
     prob: float = 1.0,
     mode: str = "batch",
     label_smoothing: float = 0.0,
@@ -74,6 +76,7 @@ def build_cutmix_pipeline(
     fp16: bool = False,
     prefetch_queue_depth: int = 2,
     enable_checkpointing: bool = False,
+    checkpoint: Optional[str] = None,
     return_params: bool = False,
 ):
     """Build (not build()) the DALI training pipeline with the CutMix stage.
@@ -91,7 +94,8 @@ def build_cutmix_pipeline(
         device_id: CUDA device for "gpu" (default 0); ignored for "cpu" (the pipeline gets ``device_id=None``).
         cutmix: False builds the same pipeline without the stage (labels become one-hot, smoothed if asked).
         alpha, prob, mode, label_smoothing, correct_lam, minmax: the CutMix options, see
-            :func:`dali_cutmix.cutmix`.
+            :func:`dali_cutmix.cutmix` (``alpha`` is CutMix's; 0 turns CutMix off when MixUp is on).
+        mixup_alpha, switch_prob: MixUp too (timm's recipe), switching per draw, see :func:`dali_cutmix.mix`.
         shard_id, num_shards: this rank's shard of each epoch; shards are disjoint and cover the data.
         num_threads: DALI CPU worker threads; seed: base seed (the rank's augmentation stream is derived
             from it and ``shard_id``; the epoch shuffle uses ``seed`` itself, the same on every rank).
@@ -99,15 +103,18 @@ def build_cutmix_pipeline(
         mirror: random horizontal flip with probability 0.5. mean, std: per channel, in pixel units (0-255).
         fp16: emit float16 images instead of float32.
         prefetch_queue_depth: batches prepared ahead.
-        enable_checkpointing: let ``Pipeline.checkpoint()`` capture the reader position and RNG states.
-        return_params: add the CutMix params ``perm``, ``box``, ``lam`` (see :func:`dali_cutmix.cutmix`; the box
+        enable_checkpointing: let ``Pipeline.checkpoint()`` (or ``CutMixLoader.checkpoint()``) capture the reader
+            position and every RNG state, CutMix's included.
+        checkpoint: a serialized checkpoint to resume from (implies ``enable_checkpointing``): the pipeline
+            continues the data stream exactly where the checkpointed one was.
+        return_params: add the mixing params ``perm``, ``box``, ``lam``, ``method`` (see :func:`dali_cutmix.cutmix`; the box
             is in the image's coordinates before the random flip) and the integer class ids as outputs
             (for tests and previews); without the stage, only the class ids.
 
     Returns:
         An unbuilt ``nvidia.dali.Pipeline`` with outputs ``images`` (float32/float16 CHW, normalized) and
         ``labels`` (float32 ``[num_classes]`` soft labels), both on the GPU for "gpu"; then ``perm``, ``box``,
-        ``lam``, ``class_id`` (CPU) with ``return_params``.
+        ``lam``, ``method``, ``class_id`` (CPU) with ``return_params``.
 
     Raises:
         FileNotFoundError, ValueError: a bad path or argument, naming it.
@@ -116,11 +123,12 @@ def build_cutmix_pipeline(
     import nvidia.dali.fn as fn
     import nvidia.dali.types as types
 
-    from .stage import cutmix as cutmix_stage
+    from .stage import mix
 
     crop_h, crop_w = check_pipeline_args(batch_size=batch_size, crop=crop, device=device, num_shards=num_shards,
                                          shard_id=shard_id, num_threads=num_threads)
-    check_options(num_classes=num_classes or 1, alpha=alpha, prob=prob, mode=mode,
+    check_options(num_classes=1 if num_classes is None else num_classes, cutmix_alpha=alpha,
+                  mixup_alpha=mixup_alpha, prob=prob, mode=mode, switch_prob=switch_prob,
                   label_smoothing=label_smoothing, minmax=minmax)
     found = count_classes(data)  # also checks that the path exists and holds images
     num_classes = found if num_classes is None else num_classes
@@ -143,9 +151,10 @@ def build_cutmix_pipeline(
                            antialias=False)
         params = {}
         if cutmix:
-            images, targets, params = cutmix_stage(
-                images, labels, num_classes=num_classes, alpha=alpha, prob=prob, mode=mode,
-                label_smoothing=label_smoothing, correct_lam=correct_lam, minmax=minmax, return_params=True)
+            images, targets, params = mix(
+                images, labels, num_classes=num_classes, cutmix_alpha=alpha, mixup_alpha=mixup_alpha,
+                switch_prob=switch_prob, prob=prob, mode=mode, label_smoothing=label_smoothing,
+                correct_lam=correct_lam, minmax=minmax, return_params=True)
         else:
             off = label_smoothing / num_classes
             targets = fn.one_hot(labels, num_classes=num_classes, on_value=1.0 - label_smoothing + off,
@@ -158,7 +167,7 @@ def build_cutmix_pipeline(
             mirror=fn.random.coin_flip(probability=0.5) if mirror else 0, mean=list(mean), std=list(std))
         outputs = [images, targets]
         if return_params:
-            outputs += [params[k] for k in ("perm", "box", "lam")] if cutmix else []
+            outputs += [params[k] for k in ("perm", "box", "lam", "method")] if cutmix else []
             outputs.append(labels)
         return tuple(outputs)
 
@@ -166,6 +175,6 @@ def build_cutmix_pipeline(
         batch_size=batch_size, num_threads=num_threads, device_id=(device_id or 0) if gpu else None,
         # Each rank draws its own augmentation stream; the reader's shuffle seed is shared (see reader()).
         seed=seed * 1_000_003 + shard_id + 1, prefetch_queue_depth=prefetch_queue_depth,
-        enable_checkpointing=enable_checkpointing,
+        enable_checkpointing=enable_checkpointing or checkpoint is not None, checkpoint=checkpoint,
         # The dynamic executor lets the CPU-side CutMix parameters read the GPU images' shape (metadata only).
         exec_dynamic=True)

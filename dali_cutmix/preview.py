@@ -66,8 +66,8 @@ def write_preview(data, out, *, count: int = 8, crop: int = 160, mode: str = "el
         data, batch_size=count, crop=crop, device=device, mode=mode, alpha=alpha, prob=prob, seed=seed,
         mirror=False, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), num_threads=2, return_params=True,
         prefetch_queue_depth=1)
-    loader = CutMixLoader(pipe, output_names=("images", "labels", "perm", "box", "lam", "class_id"))
-    images, targets, perm, box, _lam, class_id = (t.cpu().numpy() for t in next(iter(loader)))
+    loader = CutMixLoader(pipe, output_names=("images", "labels", "perm", "box", "lam", "method", "class_id"))
+    images, targets, perm, box, _lam, _method, class_id = (t.cpu().numpy() for t in next(iter(loader)))
     images = np.clip(images.transpose(0, 2, 3, 1), 0, 255).astype(np.uint8)
     grid = render_grid(images, box, targets, class_id.reshape(-1), perm, class_names, columns=columns)
     out = Path(out)

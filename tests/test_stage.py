@@ -1,0 +1,193 @@
+"""The CutMix stage on real CPU DALI pipelines, checked pixel for pixel against the NumPy reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+import reference as ref
+from dali_cutmix import cutmix
+
+H, W = 40, 56  # not square, so that a swapped height/width would show
+
+
+def stage_pipeline(data, *, batch_size=8, size=(H, W), seed=1, stage=cutmix, resize=True, **options):
+    """A built CPU pipeline: read, decode, resize, stage; outputs (source, mixed, targets, labels, *params)."""
+    import nvidia.dali.fn as fn
+    from nvidia.dali import pipeline_def
+
+    @pipeline_def(batch_size=batch_size, num_threads=2, device_id=None, seed=seed)
+    def pipe():
+        jpegs, labels = fn.readers.file(file_root=str(data), random_shuffle=True, seed=seed)
+        images = fn.decoders.image(jpegs)
+        if resize:
+            images = fn.resize(images, resize_y=size[0], resize_x=size[1])
+        mixed, targets, params = stage(images, labels, return_params=True, **options)
+        return (images, mixed, targets, labels, *params.values())
+
+    p = pipe()
+    p.build()
+    return p
+
+
+def run(pipe):
+    """One iteration as NumPy arrays: source, mixed, targets, labels (flat), perm, box, lam[, method]."""
+    out = [np.array(o.as_tensor()) for o in pipe.run()]
+    out[3] = out[3].reshape(-1)
+    return out
+
+
+def check_batch(source, mixed, targets, labels, perm, box, lam, *, num_classes=4, smoothing=0.0):
+    """Everything a user relies on for one CutMix batch, against the reference."""
+    n = len(source)
+    assert sorted(perm.tolist()) == list(range(n)), "perm is a permutation of the batch"
+    assert mixed.shape == source.shape and mixed.dtype == np.uint8
+    np.testing.assert_array_equal(mixed, ref.mix_pixels(source, perm, box, np.ones(n), lam))
+    y0, x0, y1, x1 = box.T
+    assert ((0 <= y0) & (y0 <= y1) & (y1 <= H) & (0 <= x0) & (x0 <= x1) & (x1 <= W)).all()
+    np.testing.assert_allclose(lam, 1 - (y1 - y0) * (x1 - x0) / (H * W), rtol=0, atol=1e-6)
+    assert targets.dtype == np.float32 and targets.shape == (n, num_classes)
+    np.testing.assert_allclose(targets, ref.soft_labels(labels, perm, lam, num_classes, smoothing), atol=1e-6)
+    np.testing.assert_allclose(targets.sum(1), 1.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("impl", ["native", "dali"])
+@pytest.mark.parametrize("mode", ["batch", "elem"])
+def test_pixels_lam_and_labels_match_reference(jpeg_tree, mode, impl):
+    pipe = stage_pipeline(jpeg_tree, mode=mode, num_classes=4, impl=impl)
+    mixed_pixels = 0
+    for _ in range(4):
+        source, mixed, targets, labels, perm, box, lam = run(pipe)
+        check_batch(source, mixed, targets, labels, perm, box, lam)
+        mixed_pixels += int((mixed != source).sum())
+    assert mixed_pixels > 0, "alpha=1, prob=1: some pixels must come from partners"
+
+
+def test_batch_mode_shares_one_box_elem_mode_does_not(jpeg_tree):
+    batch = stage_pipeline(jpeg_tree, mode="batch", num_classes=4)
+    elem = stage_pipeline(jpeg_tree, mode="elem", num_classes=4)
+    for _ in range(3):
+        _, _, _, _, _, box, lam = run(batch)
+        assert (box == box[0]).all() and (lam == lam[0]).all()
+    distinct = set()
+    for _ in range(3):
+        _, _, _, _, _, box, lam = run(elem)
+        distinct |= {tuple(b) for b in box}
+        assert len(set(lam.tolist())) > 1
+    assert len(distinct) > 8
+
+
+def test_label_smoothing_is_applied_before_mixing(jpeg_tree):
+    pipe = stage_pipeline(jpeg_tree, mode="elem", num_classes=10, label_smoothing=0.1)
+    source, mixed, targets, labels, perm, box, lam = run(pipe)
+    check_batch(source, mixed, targets, labels, perm, box, lam, num_classes=10, smoothing=0.1)
+    assert targets.min() == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize("mode", ["batch", "elem"])
+def test_prob_zero_leaves_images_and_one_hot_labels(jpeg_tree, mode):
+    pipe = stage_pipeline(jpeg_tree, mode=mode, num_classes=4, prob=0.0)
+    for _ in range(2):
+        source, mixed, targets, labels, perm, box, lam = run(pipe)
+        np.testing.assert_array_equal(mixed, source)
+        np.testing.assert_array_equal(targets, np.eye(4, dtype=np.float32)[labels])
+        assert (box == 0).all() and (lam == 1).all()
+
+
+def test_prob_is_a_per_sample_coin_in_elem_mode(jpeg_tree):
+    pipe = stage_pipeline(jpeg_tree, batch_size=24, mode="elem", num_classes=4, prob=0.5)
+    mixed = np.concatenate([(run(pipe)[5] != 0).any(1) for _ in range(10)])
+    assert stats.binomtest(int(mixed.sum()), len(mixed), 0.5).pvalue > 1e-3
+
+
+def test_batch_size_one(jpeg_tree):
+    pipe = stage_pipeline(jpeg_tree, batch_size=1, num_classes=4)
+    source, mixed, targets, labels, perm, box, lam = run(pipe)
+    assert perm.tolist() == [0]
+    np.testing.assert_array_equal(mixed, source)  # a sample mixed with itself is itself
+    np.testing.assert_allclose(targets, np.eye(4)[labels], atol=1e-6)
+
+
+def test_lam_distribution_matches_the_official_algorithm(jpeg_tree):
+    """Two-sample KS test: per-sample corrected lams from the stage vs the official loop's (NumPy)."""
+    pipe = stage_pipeline(jpeg_tree, batch_size=24, mode="elem", num_classes=4, size=(32, 32), seed=7)
+    ours = np.concatenate([run(pipe)[6] for _ in range(25)])
+    theirs = ref.official_lams(np.random.default_rng(0), 4000, 32, 32)
+    assert stats.ks_2samp(ours, theirs).pvalue > 1e-3
+    # and a distribution that is not the official one is told apart by the same test
+    assert stats.ks_2samp(ours, np.random.default_rng(1).beta(1, 1, 4000)).pvalue < 1e-3
+
+
+def test_batch_mode_lam_distribution_matches_the_official_algorithm(jpeg_tree):
+    pipe = stage_pipeline(jpeg_tree, batch_size=2, mode="batch", num_classes=4, size=(16, 16), seed=3)
+    ours = np.array([run(pipe)[6][0] for _ in range(400)])
+    theirs = ref.official_lams(np.random.default_rng(0), 4000, 16, 16)
+    assert stats.ks_2samp(ours, theirs).pvalue > 1e-3
+
+
+def test_minmax_boxes_are_inside_with_sides_in_range(jpeg_tree):
+    pipe = stage_pipeline(jpeg_tree, batch_size=24, mode="elem", num_classes=4, minmax=(0.2, 0.6))
+    lams = []
+    for _ in range(10):
+        source, mixed, targets, labels, perm, box, lam = run(pipe)
+        check_batch(source, mixed, targets, labels, perm, box, lam)
+        hs, ws = box[:, 2] - box[:, 0], box[:, 3] - box[:, 1]
+        assert ((int(H * 0.2) <= hs) & (hs <= int(H * 0.6))).all()
+        assert ((int(W * 0.2) <= ws) & (ws <= int(W * 0.6))).all()
+        lams.append(lam)
+    theirs = ref.minmax_lams(np.random.default_rng(0), 4000, H, W, 0.2, 0.6)
+    assert stats.ks_2samp(np.concatenate(lams), theirs).pvalue > 1e-3
+
+
+def test_correct_lam_false_reports_the_drawn_lam(jpeg_tree):
+    pipe = stage_pipeline(jpeg_tree, batch_size=24, mode="elem", num_classes=4, correct_lam=False, alpha=0.5)
+    lams = []
+    for _ in range(10):
+        source, mixed, targets, labels, perm, box, lam = run(pipe)
+        np.testing.assert_array_equal(mixed, ref.mix_pixels(source, perm, box, np.ones(24), lam))
+        np.testing.assert_allclose(targets, ref.soft_labels(labels, perm, lam, 4), atol=1e-6)
+        lams.append(lam)
+    assert stats.ks_2samp(np.concatenate(lams), np.random.default_rng(0).beta(0.5, 0.5, 4000)).pvalue > 1e-3
+
+
+def test_same_seed_same_batches_other_seed_other_batches(jpeg_tree):
+    a, b, c = (stage_pipeline(jpeg_tree, mode="elem", num_classes=4, seed=s) for s in (5, 5, 6))
+    for _ in range(2):
+        ra, rb, rc = run(a), run(b), run(c)
+        for x, y in zip(ra, rb):
+            np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(ra[5], rc[5])
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(mode="pairs"), "mode must be one of"),
+    (dict(alpha=0.0), "alpha must be > 0"),
+    (dict(alpha=-1.0), "alpha must be > 0"),
+    (dict(prob=1.5), "prob must be in [0, 1]"),
+    (dict(prob=-0.1), "prob must be in [0, 1]"),
+    (dict(num_classes=0), "num_classes must be an integer >= 1"),
+    (dict(label_smoothing=1.0), "label_smoothing must be in [0, 1)"),
+    (dict(label_smoothing=-0.1), "label_smoothing must be in [0, 1)"),
+    (dict(minmax=(0.0, 0.5)), "minmax must satisfy 0 < lo <= hi <= 1"),
+    (dict(minmax=(0.6, 0.5)), "minmax must satisfy 0 < lo <= hi <= 1"),
+    (dict(minmax=(0.2, 1.5)), "minmax must satisfy 0 < lo <= hi <= 1"),
+    (dict(minmax=0.5), "minmax must be a pair"),
+])
+def test_bad_options_name_the_argument(jpeg_tree, options, message):
+    options = {"num_classes": 4, **options}
+    with pytest.raises(ValueError) as err:
+        stage_pipeline(jpeg_tree, **options)
+    assert message in str(err.value)
+
+
+def test_images_of_different_sizes_are_refused(jpeg_tree):
+    pipe = stage_pipeline(jpeg_tree, num_classes=4, resize=False)
+    with pytest.raises(RuntimeError, match="must all have one size"):
+        pipe.run()
+
+
+def test_labels_outside_num_classes_are_refused(jpeg_tree):
+    pipe = stage_pipeline(jpeg_tree, num_classes=2, batch_size=24)
+    with pytest.raises(RuntimeError, match=r"labels must be in \[0, num_classes=2\)"):
+        pipe.run()
