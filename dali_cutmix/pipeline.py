@@ -129,7 +129,7 @@ def build_cutmix_pipeline(
                                          shard_id=shard_id, num_threads=num_threads)
     check_options(num_classes=1 if num_classes is None else num_classes, cutmix_alpha=alpha,
                   mixup_alpha=mixup_alpha, prob=prob, mode=mode, switch_prob=switch_prob,
-                  label_smoothing=label_smoothing, minmax=minmax)
+                  label_smoothing=label_smoothing, minmax=minmax, alpha_name="alpha")
     found = count_classes(data)  # also checks that the path exists and holds images
     num_classes = found if num_classes is None else num_classes
     gpu = device == "gpu"

@@ -167,7 +167,7 @@ def cutmix(
         ``(images, soft_labels)`` (plus the params dict with ``return_params``), as :func:`mix`.
     """
     check_options(num_classes=num_classes, cutmix_alpha=alpha, mixup_alpha=0.0, prob=prob, mode=mode,
-                  label_smoothing=label_smoothing, minmax=minmax, alpha_name="alpha")
+                  label_smoothing=label_smoothing, minmax=minmax, alpha_name="alpha", alpha_required=True)
     out = mix(images, labels, num_classes=num_classes, cutmix_alpha=alpha, mixup_alpha=0.0, prob=prob, mode=mode,
               label_smoothing=label_smoothing, correct_lam=correct_lam, minmax=minmax, return_params=return_params,
               impl=impl)
@@ -194,6 +194,6 @@ def mixup(
     Args and returns as :func:`mix` with ``mixup_alpha=alpha`` and CutMix off; ``alpha`` must be > 0.
     """
     check_options(num_classes=num_classes, cutmix_alpha=alpha, prob=prob, mode=mode,
-                  label_smoothing=label_smoothing, alpha_name="alpha")
+                  label_smoothing=label_smoothing, alpha_name="alpha", alpha_required=True)
     return mix(images, labels, num_classes=num_classes, cutmix_alpha=0.0, mixup_alpha=alpha, prob=prob, mode=mode,
                label_smoothing=label_smoothing, return_params=return_params, impl=impl)

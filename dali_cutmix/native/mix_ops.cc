@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "dali/pipeline/operator/checkpointing/stateless_operator.h"
 #include "dali/pipeline/operator/operator.h"
 
 namespace dali_cutmix {
@@ -147,9 +148,10 @@ void DrawBatch(const MixOptions &o, std::mt19937 &rng, int n, int64_t h, int64_t
   }
 }
 
-class DaliCutmixParams : public dali::Operator<CPUBackend> {
+// Stateless for DALI checkpointing: its randomness comes in through the seeds input.
+class DaliCutmixParams : public dali::StatelessOperator<CPUBackend> {
  public:
-  explicit DaliCutmixParams(const OpSpec &spec) : dali::Operator<CPUBackend>(spec) {
+  explicit DaliCutmixParams(const OpSpec &spec) : dali::StatelessOperator<CPUBackend>(spec) {
     o_.num_classes = spec.GetArgument<int>("num_classes");
     o_.cutmix_alpha = spec.GetArgument<float>("cutmix_alpha");
     o_.mixup_alpha = spec.GetArgument<float>("mixup_alpha");
@@ -304,9 +306,9 @@ void MixSample(const T *own, const T *partner, T *out, int64_t h, int64_t w, int
   }
 }
 
-class DaliCutmixApply : public dali::Operator<CPUBackend> {
+class DaliCutmixApply : public dali::StatelessOperator<CPUBackend> {
  public:
-  explicit DaliCutmixApply(const OpSpec &spec) : dali::Operator<CPUBackend>(spec) {}
+  explicit DaliCutmixApply(const OpSpec &spec) : dali::StatelessOperator<CPUBackend>(spec) {}
 
  protected:
   bool SetupImpl(std::vector<OutputDesc> &out, const Workspace &ws) override {

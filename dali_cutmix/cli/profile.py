@@ -1,0 +1,117 @@
+"""``dali-cutmix profile``: images/s of the pipeline stage by stage, against torchvision's usual loader."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from .errors import UserError
+
+DEFAULT_IMAGES = 1024
+
+
+def _usable_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _check_output(option: str, path) -> Path:
+    """``path`` as a Path; raises UserError naming ``option`` if it is an existing directory."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{option}: {str(path)!r} is a directory, expected a file name")
+    return path
+
+
+def _resolve_device(device):
+    """``device`` as given, or "gpu" when CUDA is available else "cpu"; refuses "gpu" without CUDA."""
+    import torch
+
+    if device is None:
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    if device == "gpu" and not torch.cuda.is_available():
+        raise UserError("--device gpu: no CUDA GPU is available on this machine (use --device cpu)")
+    return device
+
+
+def _resolve_data(data, images, progress) -> Path:
+    """The data set to profile: ``--data`` checked, or the generated one of ``--images`` JPEGs."""
+    from dali_cutmix.data import list_classes
+    from pipelines.profiler import default_profile_dataset
+
+    if data is None:
+        return default_profile_dataset(DEFAULT_IMAGES if images is None else images, progress=progress)
+    if images is not None:
+        raise UserError("--images sizes the generated data set; it cannot be combined with --data")
+    data = Path(data)
+    if data.is_file():
+        raise UserError(f"--data must be a class-per-folder directory DIR/<class>/<image>, got the file {str(data)!r}")
+    try:
+        list_classes(data)
+    except (FileNotFoundError, ValueError) as e:
+        raise UserError(f"--data: {e}") from None
+    return data
+
+
+def _command(params: dict) -> str:
+    """The equivalent command line, for the JSON."""
+    parts = ["dali-cutmix", "profile"]
+    for name, value in params.items():
+        if value is not None:
+            parts += [f"--{name.replace('_', '-')}", str(value)]
+    return " ".join(parts)
+
+
+@click.command()
+@click.option("--data", type=click.Path(), default=None,
+              help="Class-per-folder JPEG tree DIR/<class>/<image> (default: a generated set of ~100 KB, "
+                   "500x375 JPEGs in the cache folder, made on first use).")
+@click.option("--images", type=click.IntRange(min=1), default=None,
+              help=f"Size of the generated data set when --data is not given [default: {DEFAULT_IMAGES}].")
+@click.option("--device", type=click.Choice(["cpu", "gpu"]), default=None,
+              help="Where the DALI pipeline runs [default: gpu if CUDA is available, else cpu].")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Samples per batch.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="DALI CPU threads, and the reference DataLoader's workers [default: the usable cores].")
+@click.option("--batches", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Timed batches per variant in each round.")
+@click.option("--repeats", type=click.IntRange(min=1), default=15, show_default=True,
+              help="Rounds; every variant is timed once per round, figures are medians over rounds.")
+@click.option("--crop", type=click.IntRange(min=8, max=4096), default=224, show_default=True, help="Crop size.")
+@click.option("--model", type=click.Choice(["resnet18", "resnet50"]), default=None,
+              help="Also time training steps of this torchvision model fed by our loader.")
+@click.option("--steps", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Timed training steps with --model.")
+@click.option("--json", "json_path", type=click.Path(), default="profile.json", show_default=True,
+              help="JSON file for every figure and the machine.")
+@click.option("--plot", type=click.Path(), default="profile.png", show_default=True, help="PNG bar chart.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+def profile(data, images, device, batch_size, threads, batches, repeats, crop, model, steps, json_path, plot,
+            seed):
+    """Measure images/s: read+decode, +random-resized-crop, +CutMix, +flip/normalize, the PyTorch loader, and
+    torchvision's ImageFolder+DataLoader+v2.CutMix, interleaved; print a table, write JSON and a PNG chart."""
+    from pipelines.profiler import (ProfileSettings, format_table, run_profile, write_chart, write_json)
+
+    def progress(message):
+        click.echo(message, err=True)
+
+    json_path = _check_output("--json", json_path)
+    plot = _check_output("--plot", plot)
+    if json_path.resolve() == plot.resolve():
+        raise UserError(f"--json and --plot name the same file {str(json_path)!r}")
+    device = _resolve_device(device)
+    threads = threads or _usable_cores()
+    data = _resolve_data(data, images, progress)
+    settings = ProfileSettings(data=str(data), device=device, batch_size=batch_size, threads=threads,
+                               batches=batches, repeats=repeats, crop=crop, seed=seed).check()
+    command = _command(dict(data=str(data), device=device, batch_size=batch_size, threads=threads,
+                            batches=batches, repeats=repeats, crop=crop, model=model,
+                            steps=steps if model else None, json=str(json_path), plot=str(plot)))
+    result = run_profile(settings, model=model, steps=steps, progress=progress, command=command)
+    click.echo(format_table(result))
+    click.echo(f"wrote {write_json(result, json_path)} and {write_chart(result, plot)}")

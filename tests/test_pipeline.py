@@ -1,0 +1,143 @@
+"""The training pipeline builder and the PyTorch loader: outputs, sharding, epochs, checkpoints, the GPU graph."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import write_jpeg_tree
+from dali_cutmix import CutMixLoader, build_cutmix_pipeline
+
+CPU = dict(device="cpu", num_threads=2, crop=32)
+
+
+@pytest.fixture(scope="session")
+def one_per_class(tmp_path_factory):
+    """26 classes with one image each, so that a class id names its file."""
+    return write_jpeg_tree(tmp_path_factory.mktemp("ids") / "train", classes=26, per_class=1)
+
+
+def epoch_ids(loader):
+    """Class ids of one epoch, batch by batch (the last output of a ``return_params`` pipeline)."""
+    return [batch[-1].reshape(-1).tolist() for batch in loader]
+
+
+def test_outputs_are_normalized_chw_images_and_soft_labels(jpeg_tree):
+    loader = CutMixLoader(build_cutmix_pipeline(jpeg_tree, batch_size=5, **CPU))
+    images, targets = next(iter(loader))
+    assert images.shape == (5, 3, 32, 32) and images.dtype == torch.float32
+    assert targets.shape == (5, 4) and targets.dtype == torch.float32
+    torch.testing.assert_close(targets.sum(1), torch.ones(5))
+    assert -3 < images.min() < 0 < images.max() < 3, "mean/std normalized"
+    half = CutMixLoader(build_cutmix_pipeline(jpeg_tree, batch_size=5, fp16=True, **CPU))
+    assert next(iter(half))[0].dtype == torch.float16
+
+
+def test_without_the_stage_labels_are_smoothed_one_hots(jpeg_tree):
+    pipe = build_cutmix_pipeline(jpeg_tree, batch_size=6, cutmix=False, label_smoothing=0.2, return_params=True,
+                                 **CPU)
+    images, targets, class_id = next(iter(CutMixLoader(pipe)))
+    expected = np.full((6, 4), 0.05) + 0.8 * np.eye(4)[class_id.reshape(-1).numpy()]
+    np.testing.assert_allclose(targets.numpy(), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("num_shards", [1, 3])
+def test_shards_of_an_epoch_are_disjoint_and_cover_the_data(one_per_class, num_shards):
+    loaders = [CutMixLoader(build_cutmix_pipeline(one_per_class, batch_size=4, shard_id=s, num_shards=num_shards,
+                                                  return_params=True, **CPU)) for s in range(num_shards)]
+    orders = []
+    for _ in range(2):  # two epochs
+        shards = [sum(epoch_ids(loader), []) for loader in loaders]
+        seen = sum(shards, [])
+        assert sorted(seen) == list(range(26)), "each sample exactly once per epoch"
+        orders.append(seen)
+    assert orders[0] != orders[1], "a new shuffle every epoch"
+
+
+def test_last_batch_policies(one_per_class):
+    def sizes(policy):
+        loader = CutMixLoader(build_cutmix_pipeline(one_per_class, batch_size=4, return_params=True, **CPU),
+                              last_batch=policy)
+        batches = epoch_ids(loader)
+        assert len(loader) == len(batches)
+        return [len(b) for b in batches], sum(batches, [])
+
+    partial, ids = sizes("partial")
+    assert partial == [4] * 6 + [2] and sorted(ids) == list(range(26))
+    drop, ids = sizes("drop")
+    assert drop == [4] * 6 and len(set(ids)) == 24
+    fill, ids = sizes("fill")
+    assert fill == [4] * 7 and set(ids) == set(range(26))
+    with pytest.raises(ValueError, match="last_batch must be one of"):
+        CutMixLoader(build_cutmix_pipeline(one_per_class, batch_size=4, **CPU), last_batch="keep")
+
+
+def test_same_seed_same_batches(jpeg_tree):
+    def first(seed):
+        return next(iter(CutMixLoader(build_cutmix_pipeline(jpeg_tree, batch_size=6, seed=seed, **CPU))))
+
+    a, b, c = first(3), first(3), first(4)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert not torch.equal(a[0], c[0])
+
+
+def test_checkpoint_resumes_the_same_stream(jpeg_tree):
+    options = dict(batch_size=5, mode="elem", enable_checkpointing=True, **CPU)
+    loader = CutMixLoader(build_cutmix_pipeline(jpeg_tree, **options))
+    it = iter(loader)
+    for _ in range(2):
+        next(it)
+    state = loader.checkpoint()
+    expected = list(it) + list(iter(loader))  # the rest of this epoch and the whole next one
+    resumed = CutMixLoader(build_cutmix_pipeline(jpeg_tree, checkpoint=state, **options))
+    got = list(iter(resumed)) + list(iter(resumed))
+    assert len(got) == len(expected)
+    for (xa, ya), (xb, yb) in zip(expected, got):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+def test_a_missing_or_empty_data_path_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does-not-exist"):
+        build_cutmix_pipeline(tmp_path / "does-not-exist", batch_size=2, **CPU)
+    (tmp_path / "empty" / "some_class").mkdir(parents=True)
+    with pytest.raises(ValueError, match="holds no images"):
+        build_cutmix_pipeline(tmp_path / "empty", batch_size=2, **CPU)
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(device="tpu"), "device must be one of"),
+    (dict(batch_size=0), "batch_size must be an integer >= 1"),
+    (dict(crop=0), "crop must be a positive int"),
+    (dict(shard_id=2, num_shards=2), "shard_id must be in"),
+    (dict(alpha=-1.0), "alpha must be >= 0"),
+    (dict(alpha=0.0), "nothing to mix"),
+    (dict(mode="sample"), "mode must be one of"),
+])
+def test_bad_builder_arguments_are_named(jpeg_tree, options, message):
+    args = {**CPU, "batch_size": 2, **options}
+    with pytest.raises(ValueError, match=message):
+        build_cutmix_pipeline(jpeg_tree, **args)
+
+
+@pytest.mark.parametrize("mixup_alpha", [0.0, 0.4])
+def test_the_gpu_pipeline_puts_every_pixel_operator_on_the_gpu(jpeg_tree, mixup_alpha):
+    """CI has no GPU: check the GPU variant's graph, built by the same builder, operator by operator."""
+    from nvidia.dali.ops import _registry
+
+    pipe = build_cutmix_pipeline(jpeg_tree, batch_size=4, device="gpu", mixup_alpha=mixup_alpha)
+    pipe._build_graph()  # the Python graph only; building the backend would need a GPU
+    argument_ops = {"readers__File", "random__Uniform", "random__CoinFlip", "_Shape", "DaliCutmixParams"}
+    used = set()
+    for op in pipe._ops:
+        name, device = op._op.schema_name, op._op.device
+        used.add(name)
+        if name in argument_ops:
+            assert device == "cpu"
+        elif device == "mixed":
+            assert name in _registry.mixed_ops(), name
+        else:
+            assert device == "gpu" and name in _registry.gpu_ops(), f"{name} runs on {device}"
+    assert {"decoders__ImageRandomCrop", "MultiPaste", "CropMirrorNormalize", "DaliCutmixParams"} <= used
+    assert "DaliCutmixApply" not in used
+    assert [o.device for o in pipe._graph_outputs] == ["gpu", "gpu"], "images and soft labels on the GPU"
