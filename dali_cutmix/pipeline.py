@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
@@ -46,6 +47,41 @@ def reader(data, *, shard_id=0, num_shards=1, shuffle=True, seed=0, name=READER_
         shuffle_after_epoch_seed=seed, pad_last_batch=True, name=name)
 
 
+class _EpochGateSource:
+    """``external_source`` callback (``batch_info=True``): per sample 1 before epoch ``off_epoch``, 0 from it on.
+
+    Epochs are counted in the reader's iterations: every shard of a padded reader yields
+    ``ceil(ceil(epoch_size_padded / num_shards) / batch_size)`` batches per epoch. DALI checkpoints restore the
+    iteration counter of such a source, so a resumed run gates the same batches.
+    """
+
+    def __init__(self, pipeline, reader_name: str, off_epoch: int):
+        self.pipeline, self.reader_name, self.off_epoch = pipeline, reader_name, off_epoch
+        self.batches_per_epoch = None
+
+    def __call__(self, info):
+        import numpy as np
+
+        if self.batches_per_epoch is None:
+            meta = self.pipeline.reader_meta(self.reader_name)
+            per_shard = math.ceil(meta["epoch_size_padded"] / meta["number_of_shards"])
+            self.batches_per_epoch = math.ceil(per_shard / self.pipeline.max_batch_size)
+        value = np.array(int(info.iteration // self.batches_per_epoch < self.off_epoch), dtype=np.int32)
+        return [value] * self.pipeline.max_batch_size
+
+
+def epoch_gate(off_epoch: int, reader_name: str = READER_NAME):
+    """Inside a ``pipeline_def``: a CPU DataNode, one int32 per sample, 1 during epochs ``< off_epoch`` (counted
+    from 0 by the reader ``reader_name``) and 0 from then on; pass it as ``gate`` to :func:`dali_cutmix.mix`."""
+    import nvidia.dali.fn as fn
+    from nvidia.dali import Pipeline
+
+    if isinstance(off_epoch, bool) or not isinstance(off_epoch, int) or off_epoch < 0:
+        raise ValueError(f"mix_off_epoch must be an integer >= 0, got {off_epoch!r}")
+    source = _EpochGateSource(Pipeline.current(), reader_name, off_epoch)
+    return fn.external_source(source=source, batch=True, batch_info=True)
+
+
 def build_cutmix_pipeline(
     data,
     *,
@@ -63,6 +99,7 @@ def build_cutmix_pipeline(
     label_smoothing: float = 0.0,
     correct_lam: bool = True,
     minmax: Optional[Sequence[float]] = None,
+    mix_off_epoch: Optional[int] = None,
     shard_id: int = 0,
     num_shards: int = 1,
     num_threads: int = 4,
@@ -96,6 +133,8 @@ def build_cutmix_pipeline(
         alpha, prob, mode, label_smoothing, correct_lam, minmax: the CutMix options, see
             :func:`dali_cutmix.cutmix` (``alpha`` is CutMix's; 0 turns CutMix off when MixUp is on).
         mixup_alpha, switch_prob: MixUp too (timm's recipe), switching per draw, see :func:`dali_cutmix.mix`.
+        mix_off_epoch: from this epoch on (counted from 0) nothing is mixed: labels are the smoothed one-hots,
+            in the same pipeline, with the same data stream (DeiT/timm turn mixing off for the last epochs).
         shard_id, num_shards: this rank's shard of each epoch; shards are disjoint and cover the data.
         num_threads: DALI CPU worker threads; seed: base seed (the rank's augmentation stream is derived
             from it and ``shard_id``; the epoch shuffle uses ``seed`` itself, the same on every rank).
@@ -130,6 +169,9 @@ def build_cutmix_pipeline(
     check_options(num_classes=1 if num_classes is None else num_classes, cutmix_alpha=alpha,
                   mixup_alpha=mixup_alpha, prob=prob, mode=mode, switch_prob=switch_prob,
                   label_smoothing=label_smoothing, minmax=minmax, alpha_name="alpha")
+    if mix_off_epoch is not None and (isinstance(mix_off_epoch, bool) or not isinstance(mix_off_epoch, int)
+                                      or mix_off_epoch < 0):
+        raise ValueError(f"mix_off_epoch must be an integer >= 0, got {mix_off_epoch!r}")
     found = count_classes(data)  # also checks that the path exists and holds images
     num_classes = found if num_classes is None else num_classes
     gpu = device == "gpu"
@@ -154,7 +196,8 @@ def build_cutmix_pipeline(
             images, targets, params = mix(
                 images, labels, num_classes=num_classes, cutmix_alpha=alpha, mixup_alpha=mixup_alpha,
                 switch_prob=switch_prob, prob=prob, mode=mode, label_smoothing=label_smoothing,
-                correct_lam=correct_lam, minmax=minmax, return_params=True)
+                correct_lam=correct_lam, minmax=minmax, return_params=True,
+                gate=None if mix_off_epoch is None else epoch_gate(mix_off_epoch))
         else:
             off = label_smoothing / num_classes
             targets = fn.one_hot(labels, num_classes=num_classes, on_value=1.0 - label_smoothing + off,

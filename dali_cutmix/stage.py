@@ -43,6 +43,7 @@ def mix(
     minmax: Optional[Sequence[float]] = None,
     return_params: bool = False,
     impl: Optional[str] = None,
+    gate=None,
 ):
     """CutMix and/or MixUp a batch inside a DALI ``pipeline_def``, switching per batch, sample or pair (timm's
     ``Mixup`` semantics, with a random partner permutation).
@@ -71,6 +72,9 @@ def mix(
         impl: how pixels are mixed: "native" (CPU only, one pass) or "dali" (DALI's own operators, the GPU
             path; also runs on the CPU, which is how the tests check the GPU graph). Default: "native" for
             CPU images, "dali" for GPU images.
+        gate: optional CPU DataNode, one integer scalar per sample; where it is 0 the sample is not mixed
+            (its image is left as it is and its label is the smoothed one-hot). Random draws are made all the
+            same, so a gated run keeps its random stream. :func:`epoch_gate` makes one that closes at an epoch.
 
     Returns:
         ``(images, soft_labels)``: mixed images (shape, dtype, layout and device of ``images``) and float32
@@ -97,8 +101,9 @@ def mix(
 
     load()
     seeds = fn.random.uniform(range=[0, _SEED_HIGH], dtype=types.INT32)
+    inputs = (seeds, labels, images.shape(device="cpu")) + (() if gate is None else (gate,))
     targets, perm, box, lam, method, in_ids, anchors, regions, weight = fn.dali_cutmix_params(
-        seeds, labels, images.shape(device="cpu"), num_classes=num_classes, cutmix_alpha=cutmix_alpha,
+        *inputs, num_classes=num_classes, cutmix_alpha=cutmix_alpha,
         mixup_alpha=mixup_alpha, switch_prob=switch_prob, prob=prob, mode=mode, label_smoothing=label_smoothing,
         correct_lam=correct_lam, minmax=list(minmax or ()))
     if impl == "native":

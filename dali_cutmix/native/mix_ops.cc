@@ -230,6 +230,16 @@ class DaliCutmixParams : public dali::StatelessOperator<CPUBackend> {
     std::vector<int32_t> perm;
     std::vector<Draw> draws;
     DrawBatch(o_, rng, n, h, w, perm, draws);
+    if (ws.NumInput() > 3) {  // optional gate: a sample whose gate is 0 (or whose partner's is) is not mixed
+      const auto &gate = ws.Input<CPUBackend>(3);
+      DALI_ENFORCE(gate.num_samples() == n, "the mixing gate must have one value per sample");
+      for (int i = 0; i < n; i++) {
+        if (ReadInts(gate, i).at(0) == 0) {
+          draws[i] = Draw{};
+          if (o_.mode == Mode::kPair) draws[perm[i]] = Draw{};
+        }
+      }
+    }
 
     const float off = o_.label_smoothing / o_.num_classes;
     const float on_minus_off = 1.f - o_.label_smoothing;
@@ -286,14 +296,15 @@ void MixSample(const T *own, const T *partner, T *out, int64_t h, int64_t w, int
   const int64_t total = h * w * c;
   if (method == kMixUp) {
     const float a = lam, b = 1.f - lam;
-    for (int64_t k = 0; k < total; k++) {
-      float v = a * static_cast<float>(own[k]) + b * static_cast<float>(partner[k]);
-      if constexpr (std::is_integral_v<T>) {
-        v = std::round(v);  // half away from zero, as DALI's cast (the GPU path) rounds
-        v = std::clamp(v, static_cast<float>(std::numeric_limits<T>::min()),
-                       static_cast<float>(std::numeric_limits<T>::max()));
+    if constexpr (std::is_integral_v<T>) {
+      // Round half away from zero, as DALI's cast (the GPU path) does; the blend of two in-range values stays
+      // in range, so only negative types need the sign. Written so that the compiler vectorizes it.
+      for (int64_t k = 0; k < total; k++) {
+        float v = a * static_cast<float>(own[k]) + b * static_cast<float>(partner[k]);
+        out[k] = static_cast<T>(v + (v < 0 ? -0.5f : 0.5f));
       }
-      out[k] = static_cast<T>(v);
+    } else {
+      for (int64_t k = 0; k < total; k++) out[k] = static_cast<T>(a * own[k] + b * partner[k]);
     }
     return;
   }
@@ -374,11 +385,12 @@ DALI_REGISTER_OPERATOR(DaliCutmixParams, ::dali_cutmix::DaliCutmixParams, CPU);
 DALI_SCHEMA(DaliCutmixParams)
     .DocStr(R"(dali-cutmix: per-sample CutMix/MixUp parameters and soft labels of a batch.
 
-Inputs: seeds (int32 scalar per sample), labels (one integer class id per sample), image shape (HWC).
+Inputs: seeds (int32 scalar per sample), labels (one integer class id per sample), image shape (HWC) and,
+optionally, a gate (integer scalar per sample; 0 turns mixing off for that sample).
 Outputs: soft labels (float32 [num_classes]), perm (int32), box (int32 [y0, x0, y1, x1]), lam (float32),
 method (int32: 0 none, 1 CutMix, 2 MixUp), in_ids (int32 [2]), anchors (int32 [2, 2]),
 regions (int32 [2, 2]), blend weight (float32: lam for MixUp, else 1).)")
-    .NumInput(3)
+    .NumInput(3, 4)
     .NumOutput(9)
     .AddArg("num_classes", "Number of classes (soft label width).", DALI_INT32)
     .AddOptionalArg("cutmix_alpha", "CutMix lam ~ Beta(a, a); 0 disables CutMix.", 1.0f)
