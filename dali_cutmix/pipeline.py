@@ -82,6 +82,51 @@ def epoch_gate(off_epoch: int, reader_name: str = READER_NAME):
     return fn.external_source(source=source, batch=True, batch_info=True)
 
 
+def decode_random_crop(jpegs, *, device: str, crop, random_area=(0.08, 1.0), random_aspect_ratio=(3 / 4, 4 / 3)):
+    """Random-resized-crop of encoded images: ROI decode of a random crop, then resize to ``crop``.
+
+    ``crop`` is ``(height, width)``. On "gpu" the decoder is "mixed" (nvJPEG, the hardware decoder) and the
+    resize runs on the GPU; on "cpu" both run on the CPU. Returns HWC uint8 RGB images of one size.
+    """
+    import nvidia.dali.fn as fn
+    import nvidia.dali.types as types
+
+    args = dict(device="mixed" if device == "gpu" else "cpu", output_type=types.RGB, random_area=list(random_area),
+                random_aspect_ratio=list(random_aspect_ratio), num_attempts=100)
+    if device == "gpu":
+        args.update(
+            # Share of images sent to the A100/H100 hardware JPEG decoder; nvJPEG's CUDA path takes the rest.
+            hw_decoder_load=0.65,
+            # Preallocate nvJPEG's buffers for ImageNet's largest image so no epoch stalls on a reallocation.
+            device_memory_padding=211025920, host_memory_padding=140544512,
+            preallocate_width_hint=5980, preallocate_height_hint=6430)
+    images = fn.decoders.image_random_crop(jpegs, **args)
+    return fn.resize(images, resize_x=crop[1], resize_y=crop[0], interp_type=types.INTERP_TRIANGULAR,
+                     antialias=False)
+
+
+def one_hot_labels(labels, num_classes: int, *, label_smoothing: float = 0.0, device: str = "cpu"):
+    """Smoothed one-hot float32 ``[num_classes]`` labels (timm's smoothing), on ``device``: the no-mix targets."""
+    import nvidia.dali.fn as fn
+    import nvidia.dali.types as types
+
+    off = label_smoothing / num_classes
+    targets = fn.one_hot(labels, num_classes=num_classes, on_value=1.0 - label_smoothing + off, off_value=off,
+                         dtype=types.FLOAT)
+    targets = fn.reshape(targets, shape=[num_classes])
+    return targets.gpu() if device == "gpu" else targets
+
+
+def flip_normalize(images, *, mirror: bool = True, mean=IMAGENET_MEAN, std=IMAGENET_STD, fp16: bool = False):
+    """Random horizontal flip (p = 0.5), ``(x - mean) / std`` per channel, HWC -> CHW, float32 or float16."""
+    import nvidia.dali.fn as fn
+    import nvidia.dali.types as types
+
+    return fn.crop_mirror_normalize(
+        images, dtype=types.FLOAT16 if fp16 else types.FLOAT, output_layout="CHW",
+        mirror=fn.random.coin_flip(probability=0.5) if mirror else 0, mean=list(mean), std=list(std))
+
+
 def build_cutmix_pipeline(
     data,
     *,
@@ -115,6 +160,7 @@ def build_cutmix_pipeline(
     enable_checkpointing: bool = False,
     checkpoint: Optional[str] = None,
     return_params: bool = False,
+    **pipeline_kwargs,
 ):
     """Build (not build()) the DALI training pipeline with the CutMix stage.
 
@@ -149,6 +195,7 @@ def build_cutmix_pipeline(
         return_params: add the mixing params ``perm``, ``box``, ``lam``, ``method`` (see :func:`dali_cutmix.cutmix`; the box
             is in the image's coordinates before the random flip) and the integer class ids as outputs
             (for tests and previews); without the stage, only the class ids.
+        pipeline_kwargs: passed to ``nvidia.dali.Pipeline`` (e.g. ``exec_pipelined=False`` for timing).
 
     Returns:
         An unbuilt ``nvidia.dali.Pipeline`` with outputs ``images`` (float32/float16 CHW, normalized) and
@@ -159,8 +206,6 @@ def build_cutmix_pipeline(
         FileNotFoundError, ValueError: a bad path or argument, naming it.
     """
     from nvidia.dali import pipeline_def
-    import nvidia.dali.fn as fn
-    import nvidia.dali.types as types
 
     from .stage import mix
 
@@ -169,28 +214,16 @@ def build_cutmix_pipeline(
     check_options(num_classes=1 if num_classes is None else num_classes, cutmix_alpha=alpha,
                   mixup_alpha=mixup_alpha, prob=prob, mode=mode, switch_prob=switch_prob,
                   label_smoothing=label_smoothing, minmax=minmax, alpha_name="alpha")
-    if mix_off_epoch is not None and (isinstance(mix_off_epoch, bool) or not isinstance(mix_off_epoch, int)
-                                      or mix_off_epoch < 0):
-        raise ValueError(f"mix_off_epoch must be an integer >= 0, got {mix_off_epoch!r}")
     found = count_classes(data)  # also checks that the path exists and holds images
     num_classes = found if num_classes is None else num_classes
     gpu = device == "gpu"
+    options = dict(prefetch_queue_depth=prefetch_queue_depth, **pipeline_kwargs)
 
     @pipeline_def(enable_conditionals=False)
     def training_pipeline():
         jpegs, labels = reader(data, shard_id=shard_id, num_shards=num_shards, shuffle=shuffle, seed=seed)
-        decode_args = dict(device="mixed" if gpu else "cpu", output_type=types.RGB, random_area=list(random_area),
-                           random_aspect_ratio=list(random_aspect_ratio), num_attempts=100)
-        if gpu:
-            decode_args.update(
-                # Share of images sent to the A100/H100 hardware JPEG decoder; nvJPEG's CUDA path takes the rest.
-                hw_decoder_load=0.65,
-                # Preallocate nvJPEG's buffers for ImageNet's largest image so no epoch stalls on a reallocation.
-                device_memory_padding=211025920, host_memory_padding=140544512,
-                preallocate_width_hint=5980, preallocate_height_hint=6430)
-        images = fn.decoders.image_random_crop(jpegs, **decode_args)
-        images = fn.resize(images, resize_x=crop_w, resize_y=crop_h, interp_type=types.INTERP_TRIANGULAR,
-                           antialias=False)
+        images = decode_random_crop(jpegs, device=device, crop=(crop_h, crop_w), random_area=random_area,
+                                    random_aspect_ratio=random_aspect_ratio)
         params = {}
         if cutmix:
             images, targets, params = mix(
@@ -199,15 +232,8 @@ def build_cutmix_pipeline(
                 correct_lam=correct_lam, minmax=minmax, return_params=True,
                 gate=None if mix_off_epoch is None else epoch_gate(mix_off_epoch))
         else:
-            off = label_smoothing / num_classes
-            targets = fn.one_hot(labels, num_classes=num_classes, on_value=1.0 - label_smoothing + off,
-                                 off_value=off, dtype=types.FLOAT)
-            targets = fn.reshape(targets, shape=[num_classes])
-            if gpu:
-                targets = targets.gpu()
-        images = fn.crop_mirror_normalize(
-            images, dtype=types.FLOAT16 if fp16 else types.FLOAT, output_layout="CHW",
-            mirror=fn.random.coin_flip(probability=0.5) if mirror else 0, mean=list(mean), std=list(std))
+            targets = one_hot_labels(labels, num_classes, label_smoothing=label_smoothing, device=device)
+        images = flip_normalize(images, mirror=mirror, mean=mean, std=std, fp16=fp16)
         outputs = [images, targets]
         if return_params:
             outputs += [params[k] for k in ("perm", "box", "lam", "method")] if cutmix else []
@@ -217,7 +243,7 @@ def build_cutmix_pipeline(
     return training_pipeline(
         batch_size=batch_size, num_threads=num_threads, device_id=(device_id or 0) if gpu else None,
         # Each rank draws its own augmentation stream; the reader's shuffle seed is shared (see reader()).
-        seed=seed * 1_000_003 + shard_id + 1, prefetch_queue_depth=prefetch_queue_depth,
+        seed=seed * 1_000_003 + shard_id + 1,
         enable_checkpointing=enable_checkpointing or checkpoint is not None, checkpoint=checkpoint,
         # The dynamic executor lets the CPU-side CutMix parameters read the GPU images' shape (metadata only).
-        exec_dynamic=True)
+        exec_dynamic=True, **options)
