@@ -60,13 +60,23 @@ class CutMixLoader:
         return len(self._iterator)
 
     def __iter__(self) -> Iterator[tuple]:
+        first = not self._started
         if self._started:
             self._iterator.reset()
         self._started = True
-        for batch in self._iterator:
-            out = batch[0]
-            yield tuple(out[name] for name in self.output_names)
+        batches = iter(self._iterator)
+        batch = next(batches, None)
+        if batch is None and first and self.pipeline.is_restored_from_checkpoint:
+            # Restored from a checkpoint taken after the last batch of an epoch: that epoch is over, so this
+            # iter() is the next epoch (DALI's iterator would first report the finished one as empty).
+            self._iterator.reset()
+            batches = iter(self._iterator)
+            batch = next(batches, None)
+        while batch is not None:
+            yield tuple(batch[0][name] for name in self.output_names)
+            batch = next(batches, None)
 
-    def checkpoint(self) -> str:
-        """The DALI pipeline's serialized state (reader position, RNG states); needs ``enable_checkpointing``."""
+    def checkpoint(self) -> bytes:
+        """The DALI pipeline's serialized state (reader position, every RNG state, the iterator's place in the
+        epoch); needs ``enable_checkpointing``. Pass it to ``build_cutmix_pipeline(checkpoint=...)`` to resume."""
         return self._iterator.checkpoints()[0]

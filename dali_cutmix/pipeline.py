@@ -42,9 +42,9 @@ def reader(data, *, shard_id=0, num_shards=1, shuffle=True, seed=0, name=READER_
 
     data = Path(data)
     source = dict(file_list=str(data)) if data.is_file() else dict(file_root=str(data))
-    return fn.readers.file(
-        **source, shard_id=shard_id, num_shards=num_shards, shuffle_after_epoch=shuffle,
-        shuffle_after_epoch_seed=seed, pad_last_batch=True, name=name)
+    shuffling = dict(shuffle_after_epoch=True, shuffle_after_epoch_seed=seed) if shuffle else {}
+    return fn.readers.file(**source, shard_id=shard_id, num_shards=num_shards, pad_last_batch=True, name=name,
+                           **shuffling)
 
 
 class _EpochGateSource:

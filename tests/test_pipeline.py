@@ -97,6 +97,19 @@ def test_checkpoint_resumes_the_same_stream(jpeg_tree):
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
 
 
+def test_a_checkpoint_taken_at_the_end_of_an_epoch_resumes_with_the_next_epoch(jpeg_tree):
+    options = dict(batch_size=5, mode="elem", enable_checkpointing=True, **CPU)
+    loader = CutMixLoader(build_cutmix_pipeline(jpeg_tree, **options))
+    list(loader)
+    state = loader.checkpoint()
+    expected = list(loader)
+    resumed = CutMixLoader(build_cutmix_pipeline(jpeg_tree, checkpoint=state, **options))
+    got = list(resumed)
+    assert len(got) == len(expected) == len(resumed)
+    for (xa, ya), (xb, yb) in zip(expected, got):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
 def test_a_missing_or_empty_data_path_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="does-not-exist"):
         build_cutmix_pipeline(tmp_path / "does-not-exist", batch_size=2, **CPU)

@@ -87,12 +87,14 @@ def _command(params: dict) -> str:
               help="Also time training steps of this torchvision model fed by our loader.")
 @click.option("--steps", type=click.IntRange(min=1), default=5, show_default=True,
               help="Timed training steps with --model.")
+@click.option("--torch-threads", type=click.IntRange(min=1), default=None,
+              help="PyTorch intra-op threads for the --model steps [default: PyTorch's choice].")
 @click.option("--json", "json_path", type=click.Path(), default="profile.json", show_default=True,
               help="JSON file for every figure and the machine.")
 @click.option("--plot", type=click.Path(), default="profile.png", show_default=True, help="PNG bar chart.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
-def profile(data, images, device, batch_size, threads, batches, repeats, crop, model, steps, json_path, plot,
-            seed):
+def profile(data, images, device, batch_size, threads, batches, repeats, crop, model, steps, torch_threads,
+            json_path, plot, seed):
     """Measure images/s: read+decode, +random-resized-crop, +CutMix, +flip/normalize, the PyTorch loader, and
     torchvision's ImageFolder+DataLoader+v2.CutMix, interleaved; print a table, write JSON and a PNG chart."""
     from pipelines.profiler import (ProfileSettings, format_table, run_profile, write_chart, write_json)
@@ -106,12 +108,15 @@ def profile(data, images, device, batch_size, threads, batches, repeats, crop, m
         raise UserError(f"--json and --plot name the same file {str(json_path)!r}")
     device = _resolve_device(device)
     threads = threads or _usable_cores()
+    source = dict(data=data) if data is not None else dict(images=images or DEFAULT_IMAGES)
     data = _resolve_data(data, images, progress)
     settings = ProfileSettings(data=str(data), device=device, batch_size=batch_size, threads=threads,
                                batches=batches, repeats=repeats, crop=crop, seed=seed).check()
-    command = _command(dict(data=str(data), device=device, batch_size=batch_size, threads=threads,
-                            batches=batches, repeats=repeats, crop=crop, model=model,
-                            steps=steps if model else None, json=str(json_path), plot=str(plot)))
-    result = run_profile(settings, model=model, steps=steps, progress=progress, command=command)
+    command = _command(dict(**source, device=device, batch_size=batch_size, threads=threads, batches=batches,
+                            repeats=repeats, crop=crop, model=model, steps=steps if model else None,
+                            torch_threads=torch_threads if model else None, seed=seed or None,
+                            json=str(json_path), plot=str(plot)))
+    result = run_profile(settings, model=model, steps=steps, torch_threads=torch_threads, progress=progress,
+                         command=command)
     click.echo(format_table(result))
     click.echo(f"wrote {write_json(result, json_path)} and {write_chart(result, plot)}")

@@ -1,0 +1,1003 @@
+"""The throughput profiler behind ``dali-cutmix profile``: our pipeline stage by stage, against torchvision.
+
+Six variants, measured in one run, interleaved so that machine drift hits all of them alike:
+
+1. ``decode``    read + decode (full-image decode, ``decoders.image``);
+2. ``crop``      read + decode with random-resized-crop (``decoders.image_random_crop``, ROI decoding) + resize,
+                 the head of our training pipeline;
+3. ``cutmix``    + the CutMix stage (:func:`dali_cutmix.cutmix`);
+4. ``full``      + flip/normalize (``crop_mirror_normalize``): the whole training pipeline;
+5. ``loader``    the whole pipeline through :class:`dali_cutmix.CutMixLoader`, to torch tensors;
+6. ``reference`` torchvision ImageFolder + DataLoader (workers = DALI threads) + v2 RandomResizedCrop/flip/
+                 normalize + v2.CutMix in the collate function, to torch tensors (:mod:`pipelines.reference`).
+
+How it measures (see ``benchmarks/PROFILE.md``):
+
+* Every DALI variant makes one batch at a time (``exec_pipelined=False, prefetch_queue_depth=1``; the executor
+  stays DALI's dynamic one, as in :func:`build_cutmix_pipeline`): ``run()`` returns when its batch is done and
+  nothing is left running, so one variant's prefetching never steals cores from the next one being timed. The
+  PyTorch iterator schedules one batch ahead; :class:`DaliLoaderRunner` waits for it, untimed, after each run.
+* The reference keeps its workers (``persistent_workers``; start-up is not timed). Each of its timed runs is one
+  epoch of ``1 + N + prefetch`` batches: the first batch is untimed (the workers' queues filling), the next N
+  (a multiple of the worker count) are timed in steady state, and the last ``prefetch_factor * workers``
+  batches, already in flight when the clock stops, are drained untimed so the workers are idle before the
+  next variant starts.
+* CutMix's cost is also timed on its own each round (``cutmix_stage``): one fixed batch of crops through a
+  pipeline with and without the stage. Its ms per batch over the full pipeline's is ``cutmix_share``; the
+  difference of variants 3 and 2 (``by_stage_difference``) says the same with the noise of two decodes.
+* A round times every variant once; rounds alternate forward and reversed order (A B C ... C B A), which
+  cancels linear drift; figures are medians over the rounds with their interquartile range. Paired figures
+  (CutMix's share, the speed-up over the reference) are computed within each round, then summarized.
+
+Stages 1-4 are built here from the same DALI operators and arguments as
+:func:`dali_cutmix.build_cutmix_pipeline` (the builder cannot stop after a stage, nor run synchronously);
+``tests/test_profile.py`` checks that the ``full`` variant yields exactly the builder's batches.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+SCHEMA = "dali-cutmix-profile/1"
+PROFILE_DATA_VERSION = "profile-v1"
+DEVICES = ("cpu", "gpu")
+MODELS = ("resnet18", "resnet50")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One measured variant: ``key`` (JSON), ``label`` (table, chart) and what it does."""
+
+    key: str
+    label: str
+    description: str
+
+
+VARIANTS: Tuple[Variant, ...] = (
+    Variant("decode", "1 read + decode", "file reader + full-image JPEG decode (decoders.image)"),
+    Variant("crop", "2 + random-resized-crop",
+            "file reader + decoders.image_random_crop (ROI decode) + resize to the crop"),
+    Variant("cutmix", "3 + CutMix", "stage 2 + dali_cutmix.cutmix (mixed images, soft labels)"),
+    Variant("full", "4 + flip/normalize (full)",
+            "stage 3 + crop_mirror_normalize: the whole build_cutmix_pipeline graph"),
+    Variant("loader", "5 full -> torch (CutMixLoader)", "the full pipeline through CutMixLoader to torch tensors"),
+    Variant("reference", "6 torchvision reference",
+            "ImageFolder + DataLoader (workers = threads) + v2 RandomResizedCrop/flip/normalize + v2.CutMix "
+            "in collate_fn, to torch tensors"),
+)
+VARIANT_KEYS = tuple(v.key for v in VARIANTS)
+STAGES = ("decode", "crop", "cutmix", "full")
+ISOLATED = "cutmix_stage"  # the CutMix stage alone, on a fixed batch (see IsolatedStageRunner)
+ISOLATED_BATCH_FACTOR = 3  # it is cheap: time it on more batches than the variants
+LOAD = "machine_load"  # measure_variants' record of other processes' CPU use (see CpuLoadMeter)
+DEFAULT_CPU_TARGETS = dict(speedup=2.0, cutmix_share=0.03)
+DEFAULT_GPU_TARGETS = dict(cutmix_share=0.01, full_images_per_s=8000.0, batch_size=256)
+
+
+@dataclass(frozen=True)
+class ProfileSettings:
+    """What to measure and how.
+
+    Attributes:
+        data: class-per-folder JPEG tree ``data/<class>/<image>``.
+        device: "cpu" or "gpu" (DALI decodes on "mixed" and runs the rest on the GPU).
+        batch_size: samples per batch. threads: DALI CPU threads, and the reference's DataLoader workers.
+        batches: timed batches per variant per round. repeats: rounds (every variant timed once per round).
+        crop: output size. seed: base seed. device_id: the CUDA device for "gpu".
+    """
+
+    data: str
+    device: str = "cpu"
+    batch_size: int = 64
+    threads: int = 2
+    batches: int = 8
+    repeats: int = 15
+    crop: int = 224
+    seed: int = 0
+    device_id: int = 0
+
+    def check(self) -> "ProfileSettings":
+        """Return self if every field is valid; raise ValueError naming the first bad one."""
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
+        for name in ("batch_size", "threads", "batches", "repeats", "crop"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        return self
+
+
+def _noop(_message: str) -> None:
+    """Default progress sink: says nothing."""
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The profiler's data set: ImageNet-like JPEGs (~500x375, ~100 KB each).
+
+def render_photo_like(rng: np.random.Generator, height: int = 375, width: int = 500, grain: float = 18.0
+                      ) -> np.ndarray:
+    """A uint8 HWC RGB image with a JPEG cost close to a photo's: waves of several scales plus grain.
+
+    At 500x375, JPEG quality 90, ``grain=18`` gives ~100 KB files (ImageNet's average is ~110 KB).
+    """
+    y = np.arange(height, dtype=np.float32)[:, None]
+    x = np.arange(width, dtype=np.float32)[None, :]
+    waves = []
+    for _ in range(6):
+        fx, fy = rng.uniform(0.005, 0.12, size=2).astype(np.float32)
+        phase = np.float32(rng.uniform(0, 2 * np.pi))
+        u, v = x * fx + phase, y * fy  # sin(u + v) from 1-D tables: cheap
+        waves.append(np.sin(v) * np.cos(u) + np.cos(v) * np.sin(u))
+    amplitude = rng.uniform(10, 45, size=(len(waves), 3)).astype(np.float32)
+    image = np.tensordot(np.stack(waves, -1), amplitude, axes=1)
+    image += rng.uniform(60, 190, size=3).astype(np.float32)
+    coarse = rng.standard_normal((height // 2 + 1, width // 2 + 1, 3), dtype=np.float32)
+    image += grain * coarse.repeat(2, 0).repeat(2, 1)[:height, :width]
+    image += grain / 2 * rng.standard_normal((height, width, 3), dtype=np.float32)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def make_profile_dataset(root, *, images: int = 1024, classes: int = 10, size: Tuple[int, int] = (375, 500),
+                         quality: int = 90, seed: int = 0, progress: Callable[[str], None] = _noop) -> Path:
+    """Write ``images`` photo-like JPEGs as ``root/<class>/<i>.jpg`` (class-per-folder), atomically.
+
+    The tree appears whole or not at all (written in a temporary folder, then renamed); an existing ``root``
+    holding class folders is returned as it is. ``size`` is (height, width); images are spread evenly over
+    ``min(classes, images)`` classes. Returns ``root``.
+
+    Raises:
+        ValueError: ``images``, ``classes``, ``size`` or ``quality`` out of range.
+    """
+    from PIL import Image
+
+    if isinstance(images, bool) or not isinstance(images, int) or images < 1:
+        raise ValueError(f"images must be an integer >= 1, got {images!r}")
+    if classes < 1:
+        raise ValueError(f"classes must be >= 1, got {classes!r}")
+    if len(size) != 2 or min(size) < 8:
+        raise ValueError(f"size must be (height, width), each >= 8, got {size!r}")
+    if not 1 <= quality <= 100:
+        raise ValueError(f"quality must be in [1, 100], got {quality!r}")
+    root = Path(root)
+    if root.is_dir() and any(p.is_dir() for p in root.iterdir()):
+        return root
+    classes = min(classes, images)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    try:
+        rng = np.random.default_rng(seed)
+        for c in range(classes):
+            (tmp / f"class{c:03d}").mkdir()
+        for i in range(images):
+            if i % 128 == 0:
+                progress(f"generating JPEGs: {i}/{images}")
+            pixels = render_photo_like(rng, *size)
+            Image.fromarray(pixels).save(tmp / f"class{i % classes:03d}" / f"{i:06d}.jpg", quality=quality)
+        try:
+            os.rename(tmp, root)
+        except OSError:  # another process finished first, or root exists empty
+            if root.is_dir() and not any(root.iterdir()):
+                root.rmdir()
+                os.rename(tmp, root)
+            elif not root.is_dir():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return root
+
+
+def profile_cache_dir() -> Path:
+    """Where generated profiling data sets live: the demo's cache folder (``$DALI_CUTMIX_CACHE``)."""
+    from pipelines.demo import default_cache_dir
+
+    return default_cache_dir()
+
+
+def default_profile_dataset(images: int = 1024, progress: Callable[[str], None] = _noop) -> Path:
+    """The generated data set of ``images`` ~100 KB JPEGs in the cache folder, made on first use."""
+    return make_profile_dataset(profile_cache_dir() / f"{PROFILE_DATA_VERSION}-{images}", images=images,
+                                progress=progress)
+
+
+def dataset_summary(data, sample: int = 256) -> Dict[str, object]:
+    """Count the images and classes of ``data``; mean file size and pixel size over up to ``sample`` files.
+
+    Raises:
+        FileNotFoundError, ValueError: ``data`` is missing or holds no images (from :func:`list_classes`).
+    """
+    from PIL import Image
+
+    from dali_cutmix.data import _is_image, list_classes
+
+    data = Path(data)
+    classes = list_classes(data)
+    files = sorted(p for c in classes for p in (data / c).iterdir() if p.is_file() and _is_image(p.name))
+    picked = files[:: max(1, len(files) // sample)][:sample]
+    sizes = [p.stat().st_size for p in picked]
+    dims = []
+    for p in picked:
+        with Image.open(p) as im:
+            dims.append(im.size)
+    return dict(path=str(data), images=len(files), classes=len(classes),
+                mean_file_kb=round(float(np.mean(sizes)) / 1000, 1),
+                mean_width=round(float(np.mean([d[0] for d in dims])), 1),
+                mean_height=round(float(np.mean([d[1] for d in dims])), 1))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The variants.
+
+def _decode_args(device: str) -> dict:
+    """Decoder arguments of :func:`dali_cutmix.build_cutmix_pipeline` for ``device``."""
+    import nvidia.dali.types as types
+
+    args = dict(device="mixed" if device == "gpu" else "cpu", output_type=types.RGB)
+    if device == "gpu":
+        args.update(hw_decoder_load=0.65, device_memory_padding=211025920, host_memory_padding=140544512,
+                    preallocate_width_hint=5980, preallocate_height_hint=6430)
+    return args
+
+
+def build_stage_pipeline(stage: str, settings: ProfileSettings, num_classes: int, *, synchronous: bool = True):
+    """The training pipeline cut after ``stage`` (one of :data:`STAGES`), built and ready to ``run()``.
+
+    The graph, its arguments and its seeds are those of :func:`dali_cutmix.build_cutmix_pipeline` with
+    default options (CutMix alpha 1, mode "batch", flip, ImageNet mean/std, float32). ``synchronous`` makes one
+    batch per ``run()`` with no prefetching (``exec_async=False, exec_pipelined=False, prefetch_queue_depth=1``;
+    the dynamic executor still runs operators on its threads, but ``run()`` returns only when the batch is done).
+    Outputs: images and labels (integer ids before the CutMix stage, soft labels from it on).
+    """
+    from nvidia.dali import pipeline_def
+    import nvidia.dali.fn as fn
+    import nvidia.dali.types as types
+
+    from dali_cutmix import cutmix
+    from dali_cutmix.pipeline import IMAGENET_MEAN, IMAGENET_STD, reader
+
+    if stage not in STAGES:
+        raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+    gpu = settings.device == "gpu"
+    depth = STAGES.index(stage)
+
+    @pipeline_def(enable_conditionals=False)
+    def stage_pipeline():
+        jpegs, labels = reader(settings.data, shuffle=True, seed=settings.seed)
+        if depth == 0:
+            return fn.decoders.image(jpegs, **_decode_args(settings.device)), labels
+        images = fn.decoders.image_random_crop(jpegs, **_decode_args(settings.device), random_area=[0.08, 1.0],
+                                               random_aspect_ratio=[3 / 4, 4 / 3], num_attempts=100)
+        images = fn.resize(images, resize_x=settings.crop, resize_y=settings.crop,
+                           interp_type=types.INTERP_TRIANGULAR, antialias=False)
+        if depth == 1:
+            return images, labels
+        images, targets = cutmix(images, labels, num_classes=num_classes)
+        if depth == 2:
+            return images, targets
+        images = fn.crop_mirror_normalize(images, dtype=types.FLOAT, output_layout="CHW",
+                                          mirror=fn.random.coin_flip(probability=0.5), mean=list(IMAGENET_MEAN),
+                                          std=list(IMAGENET_STD))
+        return images, targets
+
+    mode = dict(exec_async=False, exec_pipelined=False, prefetch_queue_depth=1) if synchronous else {}
+    pipe = stage_pipeline(batch_size=settings.batch_size, num_threads=settings.threads,
+                          device_id=settings.device_id if gpu else None, seed=settings.seed * 1_000_003 + 1,
+                          exec_dynamic=True, **mode)
+    pipe.build()
+    return pipe
+
+
+def build_isolated_stage_pipeline(settings: ProfileSettings, num_classes: int, *, with_cutmix: bool):
+    """The pipeline's tail on one fixed batch: crops -> [CutMix ->] flip/normalize, one batch per ``run()``.
+
+    The batch (random uint8 HWC ``crop`` x ``crop`` images and class ids) is handed to DALI without a copy (on
+    the GPU for "gpu"). With and without the stage, the images reach ``crop_mirror_normalize`` as in the full
+    pipeline, so the pair's time difference is what the stage adds there, free of decoding's noise.
+    """
+    from nvidia.dali import pipeline_def
+    import nvidia.dali.fn as fn
+    import nvidia.dali.types as types
+
+    from dali_cutmix import cutmix
+    from dali_cutmix.pipeline import IMAGENET_MEAN, IMAGENET_STD
+
+    rng = np.random.default_rng(settings.seed)
+    shape = (settings.batch_size, settings.crop, settings.crop, 3)
+    images = rng.integers(0, 256, shape, dtype=np.uint8)
+    labels = rng.integers(0, num_classes, (settings.batch_size, 1), dtype=np.int32)
+    gpu = settings.device == "gpu"
+    if gpu:
+        import torch
+
+        images = torch.from_numpy(images).cuda(settings.device_id)
+
+    @pipeline_def(enable_conditionals=False)
+    def isolated_stage():
+        pixels = fn.external_source(source=lambda: images, batch=True, no_copy=True, layout="HWC",
+                                    device="gpu" if gpu else "cpu")
+        ids = fn.external_source(source=lambda: labels, batch=True, no_copy=True)
+        if with_cutmix:
+            pixels, ids = cutmix(pixels, ids, num_classes=num_classes)
+        pixels = fn.crop_mirror_normalize(pixels, dtype=types.FLOAT, output_layout="CHW",
+                                          mirror=fn.random.coin_flip(probability=0.5), mean=list(IMAGENET_MEAN),
+                                          std=list(IMAGENET_STD))
+        return pixels, ids
+
+    pipe = isolated_stage(batch_size=settings.batch_size, num_threads=settings.threads,
+                          device_id=settings.device_id if gpu else None, seed=settings.seed * 1_000_003 + 1,
+                          exec_async=False, exec_pipelined=False, prefetch_queue_depth=1, exec_dynamic=True)
+    pipe.build()
+    return pipe
+
+
+class IsolatedStageRunner:
+    """Times what the CutMix stage adds: the same fixed batch through the pipeline's tail with and without it."""
+
+    def __init__(self, settings: ProfileSettings, num_classes: int):
+        self.device = settings.device
+        self.pipes = [build_isolated_stage_pipeline(settings, num_classes, with_cutmix=w) for w in (False, True)]
+        for pipe in self.pipes:
+            pipe.run()
+        _synchronize(self.device)
+        self._flip = False
+
+    def _time(self, pipe, batches: int) -> float:
+        start = time.perf_counter()
+        for _ in range(batches):
+            pipe.run()
+        _synchronize(self.device)
+        return time.perf_counter() - start
+
+    def measure(self, batches: int) -> float:
+        """Milliseconds per batch that the stage adds (``batches`` batches each way, alternating which first)."""
+        self._flip = not self._flip
+        order = self.pipes if self._flip else self.pipes[::-1]
+        seconds = {id(pipe): self._time(pipe, batches) for pipe in order}
+        return 1000 * (seconds[id(self.pipes[1])] - seconds[id(self.pipes[0])]) / batches
+
+    def close(self) -> None:
+        """Free the pipelines."""
+        self.pipes = []
+
+
+def _synchronize(device: str) -> None:
+    """Wait for the GPU's queued work (no-op on the CPU)."""
+    if device == "gpu":
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def wait_until_idle(device: str, window_s: float = 0.02, timeout_s: float = 10.0) -> None:
+    """Return once this process's threads (DALI's included) have been idle for two windows of ``window_s``.
+
+    DALI has no "wait until idle" call; a batch the PyTorch iterator scheduled ahead is still being made when
+    the last timed batch is handed over. Idle means less than 10% of one core used during a window; the GPU
+    is synchronized before and after. Gives up after ``timeout_s`` (the machine may be that busy).
+    """
+    _synchronize(device)
+    deadline = time.perf_counter() + timeout_s
+    quiet = 0
+    while quiet < 2 and time.perf_counter() < deadline:
+        cpu = time.process_time()
+        time.sleep(window_s)
+        quiet = quiet + 1 if time.process_time() - cpu < 0.1 * window_s else 0
+    _synchronize(device)
+
+
+class DaliStageRunner:
+    """Times a synchronous stage pipeline: :meth:`measure` runs batches, nothing is left running afterwards."""
+
+    def __init__(self, stage: str, settings: ProfileSettings, num_classes: int):
+        self.device = settings.device
+        self.batch_size = settings.batch_size
+        self.pipe = build_stage_pipeline(stage, settings, num_classes)
+        self.pipe.run()  # first batch: allocations
+        _synchronize(self.device)
+
+    def measure(self, batches: int) -> Tuple[float, int]:
+        """Run ``batches`` batches; returns (seconds, images)."""
+        start = time.perf_counter()
+        for _ in range(batches):
+            self.pipe.run()
+        _synchronize(self.device)
+        return time.perf_counter() - start, batches * self.batch_size
+
+    def close(self) -> None:
+        """Free the pipeline."""
+        self.pipe = None
+
+
+class DaliLoaderRunner:
+    """Times the full pipeline through :class:`dali_cutmix.CutMixLoader` to torch tensors.
+
+    The pipeline makes one batch at a time, but the PyTorch iterator schedules the next batch as it hands one
+    over (one batch of look-ahead, as in training). So each :meth:`measure` first takes the batch made ahead
+    after the previous run (untimed), times ``batches`` batches, then waits, untimed, for the batch scheduled
+    ahead to finish (:func:`wait_until_idle`): no work spills into the next variant's timing.
+    """
+
+    def __init__(self, settings: ProfileSettings, num_classes: int):
+        from dali_cutmix import CutMixLoader
+
+        self.device = settings.device
+        self.loader = CutMixLoader(build_stage_pipeline("full", settings, num_classes), last_batch="fill")
+        self._iter = iter(self.loader)
+        self._next()  # first batch: allocations
+        wait_until_idle(self.device)
+
+    def _next(self):
+        """The next batch, starting a new epoch when one ends."""
+        try:
+            return next(self._iter)
+        except StopIteration:
+            self._iter = iter(self.loader)
+            return next(self._iter)
+
+    def measure(self, batches: int) -> Tuple[float, int]:
+        """Take ``batches`` batches of torch tensors; returns (seconds, images)."""
+        self._next()  # made ahead while nothing was timed: not counted
+        images = 0
+        start = time.perf_counter()
+        for _ in range(batches):
+            images += int(self._next()[0].shape[0])
+        _synchronize(self.device)
+        seconds = time.perf_counter() - start
+        wait_until_idle(self.device)
+        return seconds, images
+
+    def close(self) -> None:
+        """Free the loader and its pipeline."""
+        self._iter = self.loader = None
+
+
+class ReferenceRunner:
+    """Times the torchvision reference loader in steady state, leaving its workers idle after each run.
+
+    Each :meth:`measure` is one epoch: 1 untimed batch, ``timed`` batches (``batches`` rounded up to a multiple
+    of the workers, so that a run starts and ends on the same phase of the workers' round), then the batches
+    already in flight (``prefetch_factor * workers``) drained untimed.
+    """
+
+    PREFETCH_FACTOR = 2
+
+    def __init__(self, settings: ProfileSettings, num_classes: int, batches: int):
+        import torch
+        from torch.utils.data import RandomSampler
+
+        from pipelines.reference import build_reference_loader, reference_dataset
+
+        workers = settings.threads
+        self.device = settings.device
+        self.timed = -(-batches // workers) * workers
+        self.epoch = 1 + self.timed + self.PREFETCH_FACTOR * workers
+        dataset = reference_dataset(settings.data, settings.crop)
+        sampler = RandomSampler(dataset, num_samples=self.epoch * settings.batch_size,
+                                generator=torch.Generator().manual_seed(settings.seed))
+        self.loader = build_reference_loader(
+            settings.data, batch_size=settings.batch_size, num_workers=workers, crop=settings.crop,
+            num_classes=num_classes, sampler=sampler, prefetch_factor=self.PREFETCH_FACTOR,
+            pin_memory=self.device == "gpu", seed=settings.seed)
+        self._run(1)  # start the workers (not timed)
+
+    def _to_device(self, batch):
+        """Move a batch to the GPU for "gpu" (what a training loop does with it); returns its size."""
+        if self.device == "gpu":
+            batch = [t.cuda(non_blocking=True) for t in batch]
+        return int(batch[0].shape[0])
+
+    def _run(self, timed: int) -> Tuple[float, int]:
+        iterator = iter(self.loader)
+        self._to_device(next(iterator))
+        images = 0
+        start = time.perf_counter()
+        for _ in range(timed):
+            images += self._to_device(next(iterator))
+        _synchronize(self.device)
+        seconds = time.perf_counter() - start
+        for batch in iterator:  # drain the batches in flight: the workers end idle
+            self._to_device(batch)
+        return seconds, images
+
+    def measure(self, batches: int) -> Tuple[float, int]:
+        """One epoch; returns (seconds, images) of its timed batches (``self.timed`` of them, not ``batches``)."""
+        return self._run(self.timed)
+
+    def close(self) -> None:
+        """Stop the workers."""
+        self.loader = None
+
+
+def make_runners(settings: ProfileSettings, num_classes: int, progress: Callable[[str], None] = _noop) -> dict:
+    """Build every variant's runner (each warmed up), keyed as :data:`VARIANT_KEYS`, plus :data:`ISOLATED`."""
+    runners = {}
+    for key in STAGES:
+        progress(f"building variant {key}")
+        runners[key] = DaliStageRunner(key, settings, num_classes)
+    progress("building variant loader")
+    runners["loader"] = DaliLoaderRunner(settings, num_classes)
+    progress("starting the reference's DataLoader workers")
+    runners["reference"] = ReferenceRunner(settings, num_classes, settings.batches)
+    progress("building the isolated CutMix stage")
+    runners[ISOLATED] = IsolatedStageRunner(settings, num_classes)
+    return runners
+
+
+class CpuLoadMeter:
+    """How busy the machine was with *other* processes while the profiler ran (Linux ``/proc/stat``).
+
+    ``other_cpu_share`` = (all CPU time used on the machine - this process's and its reaped children's)
+    / (wall time x cores): 0 on an otherwise idle machine, 0.5 when others kept one of two cores busy.
+    """
+
+    def __init__(self):
+        self._start = self._sample()
+
+    @staticmethod
+    def _busy_seconds() -> Optional[float]:
+        try:
+            with open("/proc/stat") as f:
+                fields = [int(v) for v in f.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+    def _sample(self):
+        t = os.times()
+        return (time.perf_counter(), self._busy_seconds(),
+                t.user + t.system + t.children_user + t.children_system, os.getloadavg()[0])
+
+    def stop(self) -> Dict[str, Optional[float]]:
+        """Figures since construction: ``other_cpu_share``, ``own_cpu_s``, ``wall_s``, ``loadavg_1min``."""
+        import gc
+
+        gc.collect()  # reap finished DataLoader workers so their CPU time counts as ours
+        end = self._sample()
+        wall, own = end[0] - self._start[0], end[2] - self._start[2]
+        other = None
+        if end[1] is not None and self._start[1] is not None and wall > 0:
+            other = max(0.0, (end[1] - self._start[1]) - own) / (wall * (os.cpu_count() or 1))
+        return dict(other_cpu_share=other, own_cpu_s=round(own, 2), wall_s=round(wall, 2),
+                    loadavg_1min_start=self._start[3], loadavg_1min_end=end[3])
+
+
+def round_order(round_index: int) -> Tuple[str, ...]:
+    """Order of a round: forward on even rounds, reversed on odd ones (ABBA, cancels linear drift).
+
+    The isolated CutMix stage (:data:`ISOLATED`) is timed last in forward rounds, first in reversed ones.
+    """
+    keys = VARIANT_KEYS + (ISOLATED,)
+    return keys if round_index % 2 == 0 else keys[::-1]
+
+
+def measure_variants(settings: ProfileSettings, progress: Callable[[str], None] = _noop
+                     ) -> Dict[str, List[float]]:
+    """Time every variant once per round, for ``settings.repeats`` interleaved rounds.
+
+    Returns ``{key: [images/s per round]}`` for :data:`VARIANT_KEYS`, ``{ISOLATED: [ms per batch the
+    CutMix stage adds, per round]}`` (timed on ``ISOLATED_BATCH_FACTOR * batches`` batches each way) and
+    ``{LOAD: CpuLoadMeter.stop()'s dict}`` (how busy other processes kept the machine meanwhile).
+    """
+    from dali_cutmix.data import count_classes
+
+    settings.check()
+    meter = CpuLoadMeter()
+    runners = make_runners(settings, count_classes(settings.data), progress)
+    samples: Dict[str, List[float]] = {key: [] for key in VARIANT_KEYS + (ISOLATED,)}
+    try:
+        for r in range(settings.repeats):
+            for key in round_order(r):
+                if key == ISOLATED:
+                    samples[key].append(runners[key].measure(ISOLATED_BATCH_FACTOR * settings.batches))
+                else:
+                    seconds, images = runners[key].measure(settings.batches)
+                    samples[key].append(images / seconds)
+            progress(f"round {r + 1}/{settings.repeats}: " + ", ".join(
+                f"{key} {samples[key][-1]:,.0f}" for key in VARIANT_KEYS) + " images/s; CutMix stage "
+                f"{samples[ISOLATED][-1]:.2f} ms/batch")
+    finally:
+        for runner in runners.values():
+            runner.close()
+    samples[LOAD] = meter.stop()
+    return samples
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Statistics.
+
+def summarize(values: Sequence[float]) -> Dict[str, float]:
+    """Median, quartiles, min, max and n of ``values``; ``iqr_pct`` is the IQR as a percentage of the median."""
+    v = np.asarray(values, dtype=np.float64)
+    q1, median, q3 = np.percentile(v, [25, 50, 75])
+    return dict(median=float(median), q1=float(q1), q3=float(q3), min=float(v.min()), max=float(v.max()),
+                n=int(v.size), iqr_pct=float(100 * (q3 - q1) / median) if median else float("nan"))
+
+
+def cutmix_shares(samples: Dict[str, List[float]]) -> List[float]:
+    """CutMix's share of the full pipeline's time per image, per round: ``(1/cutmix - 1/crop) / (1/full)``."""
+    return [(1 / c - 1 / p) * f for p, c, f in zip(samples["crop"], samples["cutmix"], samples["full"])]
+
+
+def isolated_shares(samples: Dict[str, List[float]], batch_size: int) -> List[float]:
+    """The isolated CutMix stage's ms per batch over the full pipeline's ms per batch, per round."""
+    return [ms / (1000 * batch_size / full) for ms, full in zip(samples[ISOLATED], samples["full"])]
+
+
+def speedups(samples: Dict[str, List[float]]) -> List[float]:
+    """Our loader's images/s over the reference's, per round."""
+    return [ours / ref for ours, ref in zip(samples["loader"], samples["reference"])]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The training step (``--model``).
+
+def soft_cross_entropy(logits, targets):
+    """Cross entropy against soft targets: ``mean(sum(-targets * log_softmax(logits)))``."""
+    import torch
+
+    return torch.sum(-targets * torch.log_softmax(logits.float(), dim=-1), dim=-1).mean()
+
+
+def make_train_step(model_name: str, num_classes: int, device: str):
+    """A ``step(images, targets)`` doing one SGD training step of a torchvision ``model_name``.
+
+    On the GPU: channels-last, bfloat16 autocast (as a training run would); on the CPU: float32.
+    """
+    import torch
+    import torchvision
+
+    if model_name not in MODELS:
+        raise ValueError(f"model must be one of {MODELS}, got {model_name!r}")
+    gpu = device == "gpu"
+    model = torchvision.models.get_model(model_name, weights=None, num_classes=num_classes)
+    if gpu:
+        model = model.cuda().to(memory_format=torch.channels_last)
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+
+    def step(images, targets):
+        if gpu:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cuda" if gpu else "cpu", dtype=torch.bfloat16, enabled=gpu):
+            loss = soft_cross_entropy(model(images), targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    return step
+
+
+def measure_training(settings: ProfileSettings, model_name: str, steps: int, warmup: int = 1,
+                     torch_threads: Optional[int] = None, progress: Callable[[str], None] = _noop
+                     ) -> Dict[str, object]:
+    """Training-step throughput of ``model_name`` fed by our loader, and the share of time waiting for data.
+
+    The loader is the real thing, :func:`build_cutmix_pipeline` + :class:`CutMixLoader` with its default
+    asynchronous prefetching (it overlaps the model's step). Each timed step is split into waiting for the
+    next batch and the model's forward/backward/update (``compute``); ``warmup`` steps come first, untimed.
+    ``torch_threads`` sets PyTorch's intra-op threads for the run (default: PyTorch's own choice); on a CPU
+    they share the cores with DALI's threads.
+    """
+    import torch
+
+    from dali_cutmix.data import count_classes
+
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    if torch_threads is not None and (isinstance(torch_threads, bool) or not isinstance(torch_threads, int)
+                                      or torch_threads < 1):
+        raise ValueError(f"torch_threads must be an integer >= 1, got {torch_threads!r}")
+    num_classes = count_classes(settings.data)
+    threads_before = torch.get_num_threads()
+    if torch_threads is not None:
+        torch.set_num_threads(torch_threads)
+    try:
+        return _train_and_time(settings, model_name, num_classes, steps, warmup, progress)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _train_and_time(settings: ProfileSettings, model_name: str, num_classes: int, steps: int, warmup: int,
+                    progress: Callable[[str], None]) -> Dict[str, object]:
+    """The body of :func:`measure_training`: run the steps, split each into data wait and compute."""
+    import torch
+
+    from dali_cutmix import CutMixLoader, build_cutmix_pipeline
+
+    step = make_train_step(model_name, num_classes, settings.device)
+    pipe = build_cutmix_pipeline(settings.data, batch_size=settings.batch_size, crop=settings.crop,
+                                 device=settings.device, device_id=settings.device_id,
+                                 num_threads=settings.threads, seed=settings.seed)
+    loader = CutMixLoader(pipe, last_batch="fill")
+    iterator = iter(loader)
+
+    def next_batch():
+        nonlocal iterator
+        try:
+            return next(iterator)
+        except StopIteration:
+            iterator = iter(loader)
+            return next(iterator)
+
+    waits, totals = [], []
+    for i in range(warmup + steps):
+        start = time.perf_counter()
+        images, targets = next_batch()[:2]
+        _synchronize(settings.device)
+        got = time.perf_counter()
+        step(images, targets)
+        _synchronize(settings.device)
+        end = time.perf_counter()
+        kind = "warm-up step" if i < warmup else f"step {i + 1 - warmup}/{steps}"
+        progress(f"{model_name} {kind}: {1000 * (end - start):,.0f} ms ({1000 * (got - start):,.0f} ms waiting "
+                 "for data)")
+        if i >= warmup:
+            waits.append(got - start)
+            totals.append(end - start)
+    computes = [t - w for t, w in zip(totals, waits)]
+    return dict(model=model_name, steps=steps, warmup_steps=warmup, batch_size=settings.batch_size,
+                torch_threads=torch.get_num_threads(), dali_threads=settings.threads,
+                images_per_s=settings.batch_size * len(totals) / sum(totals),
+                step_ms=summarize([1000 * t for t in totals]),
+                data_wait_share=sum(waits) / sum(totals),
+                data_wait_ms=summarize([1000 * t for t in waits]),
+                compute_ms=summarize([1000 * t for t in computes]),
+                compute_only_images_per_s=settings.batch_size * len(computes) / sum(computes),
+                loader="build_cutmix_pipeline + CutMixLoader (asynchronous, prefetch_queue_depth=2)")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The report: machine, targets, JSON, table, chart.
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; ``platform.processor()`` elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> Dict[str, object]:
+    """The machine the figures come from: CPU model and cores, GPU (if any), library versions."""
+    import nvidia.dali
+    import torch
+    import torchvision
+
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        usable = os.cpu_count()
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return dict(cpu=cpu_model(), cpu_cores=os.cpu_count(), cpu_cores_usable=usable, gpu=gpu,
+                gpu_count=torch.cuda.device_count() if gpu else 0, platform=platform.platform(),
+                python=platform.python_version(), torch=torch.__version__, torchvision=torchvision.__version__,
+                dali=nvidia.dali.__version__, numpy=np.__version__)
+
+
+def evaluate_targets(result: dict) -> List[dict]:
+    """The issue's targets for the measured device, each with its threshold, measured value and whether met.
+
+    ``met`` compares the median; ``met_whole_iqr`` asks the same of the whole interquartile range;
+    ``conditions_match`` says whether the run used the conditions the target is stated for.
+    """
+    s = result["settings"]
+    share = result["cutmix_share"]
+    if s["device"] == "cpu":
+        speed = result["loader_vs_reference"]
+        cond = s["batch_size"] == 64 and s["threads"] == 2 and s["crop"] == 224
+        return [
+            dict(name="loader >= 2x torchvision reference (CPU, same cores)", threshold=DEFAULT_CPU_TARGETS["speedup"],
+                 measured=speed["median"], met=speed["median"] >= DEFAULT_CPU_TARGETS["speedup"],
+                 met_whole_iqr=speed["q1"] >= DEFAULT_CPU_TARGETS["speedup"], conditions_match=cond,
+                 conditions="cpu, 2 threads/workers, batch 64, crop 224"),
+            dict(name="CutMix <= 3% of the full pipeline (CPU)", threshold=DEFAULT_CPU_TARGETS["cutmix_share"],
+                 measured=share["median"], met=share["median"] <= DEFAULT_CPU_TARGETS["cutmix_share"],
+                 met_whole_iqr=share["q3"] <= DEFAULT_CPU_TARGETS["cutmix_share"], conditions_match=cond,
+                 conditions="cpu, 2 threads, batch 64, crop 224"),
+        ]
+    full = result["variants"]["full"]["images_per_s"]
+    gpu_name = result["machine"].get("gpu") or ""
+    return [
+        dict(name="CutMix <= 1% of the full GPU pipeline", threshold=DEFAULT_GPU_TARGETS["cutmix_share"],
+             measured=share["median"], met=share["median"] <= DEFAULT_GPU_TARGETS["cutmix_share"],
+             met_whole_iqr=share["q3"] <= DEFAULT_GPU_TARGETS["cutmix_share"], conditions_match=True,
+             conditions="gpu"),
+        dict(name="GPU pipeline >= 8,000 images/s (one H100, batch 256)",
+             threshold=DEFAULT_GPU_TARGETS["full_images_per_s"], measured=full["median"],
+             met=full["median"] >= DEFAULT_GPU_TARGETS["full_images_per_s"],
+             met_whole_iqr=full["q1"] >= DEFAULT_GPU_TARGETS["full_images_per_s"],
+             conditions_match=s["batch_size"] == DEFAULT_GPU_TARGETS["batch_size"] and "H100" in gpu_name,
+             conditions="gpu H100, batch 256, crop 224"),
+    ]
+
+
+def build_result(settings: ProfileSettings, samples: Dict[str, List[float]], *, dataset: dict,
+                 training: Optional[dict] = None, command: Optional[str] = None, seconds: float = 0.0) -> dict:
+    """Everything the run found, as one JSON-ready dict (see ``benchmarks/PROFILE.md`` for the keys)."""
+    shares, differences = isolated_shares(samples, settings.batch_size), cutmix_shares(samples)
+    variants = {}
+    for v in VARIANTS:
+        ips = summarize(samples[v.key])
+        variants[v.key] = dict(label=v.label, description=v.description, images_per_s=ips,
+                               ms_per_batch=1000 * settings.batch_size / ips["median"],
+                               samples=[round(x, 2) for x in samples[v.key]])
+    result = dict(
+        schema=SCHEMA,
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        command=command, seconds=round(seconds, 1), machine=machine_info(), settings=asdict(settings),
+        dataset=dataset,
+        method=dict(
+            dali="one batch at a time (exec_pipelined=False, prefetch_queue_depth=1, dynamic executor): nothing "
+                 "runs in the background between timed runs; the loader's batch scheduled ahead is awaited "
+                 "untimed after each run and taken untimed before the next",
+            reference=f"persistent workers = threads, prefetch_factor {ReferenceRunner.PREFETCH_FACTOR}; per run "
+                      "one epoch: 1 untimed batch, the timed batches, the in-flight batches drained untimed",
+            order="rounds alternate forward and reversed variant order (ABBA); medians and quartiles over rounds",
+            cutmix_share="per round: the isolated stage's ms/batch over the full pipeline's ms/batch; "
+                         "by_stage_difference: per round (1/ips_cutmix - 1/ips_crop) / (1/ips_full); then median "
+                         "and quartiles over rounds"),
+        machine_load=samples.get(LOAD),
+        variants=variants,
+        cutmix_share=dict(
+            summarize(shares), samples=[round(x, 5) for x in shares],
+            stage_ms_per_batch=dict(summarize(samples[ISOLATED]), samples=[round(x, 3) for x in samples[ISOLATED]]),
+            by_stage_difference=dict(summarize(differences), samples=[round(x, 5) for x in differences])),
+        loader_vs_reference=dict(summarize(speedups(samples)), samples=[round(x, 4) for x in speedups(samples)]),
+        training=training,
+    )
+    result["targets"] = evaluate_targets(result)
+    return result
+
+
+def run_profile(settings: ProfileSettings, *, model: Optional[str] = None, steps: int = 5,
+                torch_threads: Optional[int] = None, progress: Callable[[str], None] = _noop,
+                command: Optional[str] = None) -> dict:
+    """Measure every variant (and the training step with ``model``); returns :func:`build_result`'s dict."""
+    settings.check()
+    if model is not None and model not in MODELS:
+        raise ValueError(f"model must be one of {MODELS}, got {model!r}")
+    start = time.perf_counter()
+    dataset = dataset_summary(settings.data)
+    progress(f"data: {dataset['images']} images in {dataset['classes']} classes, "
+             f"~{dataset['mean_file_kb']} KB, ~{dataset['mean_width']:.0f}x{dataset['mean_height']:.0f}")
+    samples = measure_variants(settings, progress)
+    training = (measure_training(settings, model, steps, torch_threads=torch_threads, progress=progress)
+                if model else None)
+    return build_result(settings, samples, dataset=dataset, training=training, command=command,
+                        seconds=time.perf_counter() - start)
+
+
+def write_json(result: dict, path) -> Path:
+    """Write ``result`` as indented JSON to ``path`` (atomically); returns the path."""
+    import json
+
+    from dali_cutmix.atomic import atomic_path
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+    return path
+
+
+def _headline(result: dict) -> str:
+    """One line: device, batch, threads, repeats and the machine."""
+    s, m = result["settings"], result["machine"]
+    where = m["gpu"] if s["device"] == "gpu" else f"{m['cpu']} ({m['cpu_cores_usable']} cores)"
+    return (f"{s['device']}, batch {s['batch_size']}, {s['threads']} threads/workers, crop {s['crop']}, "
+            f"{s['repeats']} rounds x {s['batches']} batches; {where}")
+
+
+def format_table(result: dict) -> str:
+    """The terminal report: one row per variant (median images/s, IQR, ms/batch), the shares and the targets."""
+    load = (result.get("machine_load") or {}).get("other_cpu_share")
+    lines = [f"dali-cutmix profile: {_headline(result)}"]
+    if load is not None:
+        lines.append(f"other processes kept {100 * load:.0f}% of the machine's CPU busy during the variants"
+                     + (" (figures noisier than on an idle machine)" if load > 0.05 else ""))
+    lines.append(f"{'variant':<34}{'images/s':>10}  {'IQR':>17}  {'spread':>7}{'ms/batch':>10}")
+    for key in VARIANT_KEYS:
+        v = result["variants"][key]
+        ips = v["images_per_s"]
+        lines.append(f"{v['label']:<34}{ips['median']:>10,.0f}  {ips['q1']:>8,.0f}-{ips['q3']:<8,.0f}"
+                     f"{ips['iqr_pct']:>7.1f}%{v['ms_per_batch']:>10.1f}")
+    share, speed = result["cutmix_share"], result["loader_vs_reference"]
+    diff, stage_ms = share["by_stage_difference"], share["stage_ms_per_batch"]
+    lines.append(f"CutMix share of the full pipeline: {100 * share['median']:.1f}% "
+                 f"(IQR {100 * share['q1']:.1f} to {100 * share['q3']:.1f}%; stage alone {stage_ms['median']:.2f} "
+                 f"ms/batch)")
+    lines.append(f"  by stage difference (3 vs 2):   {100 * diff['median']:.1f}% "
+                 f"(IQR {100 * diff['q1']:.1f} to {100 * diff['q3']:.1f}%)")
+    lines.append(f"loader vs torchvision reference:   {speed['median']:.2f}x "
+                 f"(IQR {speed['q1']:.2f}-{speed['q3']:.2f}x)")
+    training = result.get("training")
+    if training:
+        lines.append(f"training {training['model']} with our loader: {training['images_per_s']:,.1f} images/s, "
+                     f"{100 * training['data_wait_share']:.1f}% of step time waiting for data "
+                     f"(compute alone {training['compute_only_images_per_s']:,.1f} images/s)")
+    for t in result["targets"]:
+        verdict = "met" if t["met"] else "NOT met"
+        note = "" if t["conditions_match"] else f" [run not under the target's conditions: {t['conditions']}]"
+        value = f"{100 * t['measured']:.1f}%" if t["threshold"] < 1 else f"{t['measured']:,.2f}"
+        lines.append(f"target: {t['name']}: {value} -> {verdict}{note}")
+    return "\n".join(lines)
+
+
+def _font(size: int):
+    """PIL's default font at ``size`` (the bitmap font on old Pillow)."""
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1
+        return ImageFont.load_default()
+
+
+def render_chart(result: dict, width: int = 960):
+    """A PIL bar chart: median images/s per variant with its IQR as a whisker, and the headline figures."""
+    from PIL import Image, ImageDraw
+
+    colours = dict(decode=(158, 202, 225), crop=(107, 174, 214), cutmix=(49, 130, 189), full=(8, 81, 156),
+                   loader=(49, 163, 84), reference=(150, 150, 150))
+    label_w, bar_h, gap, top, bottom = 260, 34, 14, 78, 70
+    height = top + len(VARIANTS) * (bar_h + gap) + bottom
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    title, small = _font(18), _font(13)
+    draw.text((16, 12), "dali-cutmix profile: images/s (median, whisker = IQR)", fill="black", font=title)
+    headline = _headline(result)
+    load = (result.get("machine_load") or {}).get("other_cpu_share")
+    if load is not None and load > 0.05:
+        headline += f"; other processes used {100 * load:.0f}% of the CPU meanwhile"
+    draw.text((16, 40), headline, fill=(60, 60, 60), font=small)
+    peak = max(result["variants"][k]["images_per_s"]["q3"] for k in VARIANT_KEYS) or 1.0
+    scale = (width - label_w - 110) / peak
+    for i, key in enumerate(VARIANT_KEYS):
+        v = result["variants"][key]
+        ips = v["images_per_s"]
+        y = top + i * (bar_h + gap)
+        draw.text((16, y + bar_h // 2 - 8), v["label"], fill="black", font=small)
+        x0 = label_w
+        draw.rectangle([x0, y, x0 + max(1, int(ips["median"] * scale)), y + bar_h], fill=colours[key])
+        mid = y + bar_h // 2
+        xq1, xq3 = x0 + int(ips["q1"] * scale), x0 + int(ips["q3"] * scale)
+        draw.line([xq1, mid, xq3, mid], fill="black", width=2)
+        draw.line([xq1, mid - 6, xq1, mid + 6], fill="black", width=2)
+        draw.line([xq3, mid - 6, xq3, mid + 6], fill="black", width=2)
+        draw.text((max(xq3, x0 + int(ips["median"] * scale)) + 8, mid - 8), f"{ips['median']:,.0f}",
+                  fill="black", font=small)
+    share, speed = result["cutmix_share"], result["loader_vs_reference"]
+    y = height - bottom + 10
+    draw.text((16, y), f"CutMix share of the full pipeline: {100 * share['median']:.1f}%   "
+                       f"loader vs torchvision reference: {speed['median']:.2f}x", fill="black", font=small)
+    training = result.get("training")
+    if training:
+        draw.text((16, y + 22), f"{training['model']} training with our loader: {training['images_per_s']:,.1f} "
+                                f"images/s, {100 * training['data_wait_share']:.1f}% of step time waiting for data",
+                  fill="black", font=small)
+    return image
+
+
+def write_chart(result: dict, path) -> Path:
+    """Write :func:`render_chart` as a PNG to ``path`` (atomically); returns the path."""
+    from dali_cutmix.atomic import atomic_path
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        render_chart(result).save(tmp, format="PNG")
+    return path
+

@@ -1,0 +1,100 @@
+"""The usual alternative the profiler measures against: torchvision ImageFolder + DataLoader with CutMix.
+
+This is the loader most PyTorch training scripts use (torchvision's classification reference recipe):
+
+* ``datasets.ImageFolder`` reads and decodes each JPEG with PIL, in ``num_workers`` worker processes;
+* per sample, ``transforms.v2``: ``RandomResizedCrop`` -> ``RandomHorizontalFlip`` -> ``PILToTensor`` ->
+  ``ToDtype(float32, scale=True)`` -> ``Normalize`` (ImageNet mean/std);
+* per batch, in the collate function (so also in the workers): ``default_collate`` then ``v2.CutMix``,
+  which turns the integer labels into float soft labels ``[N, num_classes]``.
+
+The loader yields ``(images, targets)``: float32 ``[N, 3, crop, crop]`` and float32 ``[N, num_classes]`` CPU
+tensors, the same shapes and meaning as :class:`dali_cutmix.CutMixLoader` on a CPU pipeline.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+IMAGENET_MEAN_01 = (0.485, 0.456, 0.406)
+IMAGENET_STD_01 = (0.229, 0.224, 0.225)
+
+
+def reference_transform(crop: int = 224):
+    """The per-sample torchvision v2 transform: random-resized-crop, flip, to float tensor, normalize."""
+    import torch
+    from torchvision.transforms import v2
+
+    return v2.Compose([
+        v2.RandomResizedCrop(crop, antialias=True),
+        v2.RandomHorizontalFlip(),
+        v2.PILToTensor(),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(mean=list(IMAGENET_MEAN_01), std=list(IMAGENET_STD_01)),
+    ])
+
+
+class CutMixCollate:
+    """Collate function: stack the samples, then apply ``v2.CutMix`` to the whole batch (torchvision's recipe).
+
+    Returns ``(images, targets)`` with float soft ``targets`` of shape ``[N, num_classes]``.
+    """
+
+    def __init__(self, num_classes: int, alpha: float = 1.0):
+        from torchvision.transforms import v2
+
+        self.cutmix = v2.CutMix(num_classes=num_classes, alpha=alpha)
+
+    def __call__(self, samples):
+        from torch.utils.data import default_collate
+
+        return self.cutmix(*default_collate(samples))
+
+
+def reference_dataset(data, crop: int = 224):
+    """``ImageFolder`` over the class-per-folder tree ``data`` with :func:`reference_transform`.
+
+    Raises:
+        FileNotFoundError, ValueError: ``data`` is missing or holds no class folder with images.
+    """
+    from torchvision.datasets import ImageFolder
+
+    from dali_cutmix.data import list_classes
+
+    list_classes(data)  # a clear error naming the path before torchvision's own
+    return ImageFolder(str(Path(data)), transform=reference_transform(crop))
+
+
+def build_reference_loader(data, *, batch_size: int, num_workers: int, crop: int = 224,
+                           num_classes: Optional[int] = None, alpha: float = 1.0, sampler=None,
+                           persistent_workers: bool = True, prefetch_factor: int = 2, pin_memory: bool = False,
+                           seed: int = 0):
+    """A ``torch.utils.data.DataLoader`` yielding CutMix-ed ``(images, targets)`` batches from ``data``.
+
+    Args:
+        data: class-per-folder image tree ``data/<class>/<image>``.
+        batch_size: samples per batch; full batches only (``drop_last=True``), like a training loop.
+        num_workers: worker processes (>= 1); the profiler sets it to DALI's thread count.
+        crop: output size. num_classes: soft-label width (default: the classes found). alpha: CutMix's Beta alpha.
+        sampler: optional sampler (e.g. a fixed number of random indices per epoch); default: shuffle.
+        persistent_workers: keep the workers between epochs, so their start-up is paid once.
+        prefetch_factor: batches each worker prepares ahead (PyTorch's default 2).
+        pin_memory: pin the batches (for a fast copy to a GPU). seed: seeds the shuffle.
+
+    Raises:
+        ValueError: a bad argument, naming it. FileNotFoundError: ``data`` does not exist.
+    """
+    import torch
+    from torch.utils.data import DataLoader
+
+    for name, value in (("batch_size", batch_size), ("num_workers", num_workers), ("crop", crop)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    dataset = reference_dataset(data, crop)
+    num_classes = len(dataset.classes) if num_classes is None else num_classes
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(
+        dataset, batch_size=batch_size, shuffle=sampler is None, sampler=sampler, drop_last=True,
+        num_workers=num_workers, collate_fn=CutMixCollate(num_classes, alpha), pin_memory=pin_memory,
+        persistent_workers=persistent_workers, prefetch_factor=prefetch_factor, generator=generator)

@@ -1,0 +1,498 @@
+"""The trainer (``train/``, ``dali-cutmix train``) on the CPU: recipes, schedule, loss, rank discovery, a short run
+that learns, a 2-rank gloo run, kill + resume, and the bad inputs of the CLI.
+
+Training runs go through the real command line in a subprocess (the trainer sets process-wide torch state:
+threads, deterministic algorithms). Tiny data and models keep the file around two minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Small and fast: ResNet-18 at 32x32 on 4 colour-coded classes, SGD that learns them in a few dozen steps.
+TINY = ["--arch", "resnet18", "--zero-init-residual", "--crop", "32", "--workers", "1", "--seed", "3",
+        "--lr", "0.02", "--schedule", "cosine", "--warmup-epochs", "0", "--weight-decay", "5e-4",
+        "--min-area", "0.35"]
+PALETTE = ((200, 40, 40), (40, 170, 60), (50, 70, 210), (210, 190, 40))
+TRAIN_PER_CLASS, VAL_PER_CLASS = 32, 12
+
+
+def _cli_command():
+    exe = Path(sys.executable).parent / "dali-cutmix"
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "dali_cutmix.cli"]
+
+
+def _env(tmp_path):
+    env = dict(os.environ)
+    env["DALI_CUTMIX_CACHE"] = str(tmp_path / "cache")  # never touch the user's cache
+    env.pop("RANK", None), env.pop("WORLD_SIZE", None), env.pop("SLURM_PROCID", None)
+    return env
+
+
+def run_cli(args, tmp_path, timeout=240):
+    """Run ``dali-cutmix ARGS`` in a subprocess; returns the CompletedProcess (text)."""
+    return subprocess.run(_cli_command() + list(args), cwd=tmp_path, env=_env(tmp_path), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def read_records(output):
+    from train.metrics import read_metrics
+
+    return read_metrics(Path(output) / "metrics.jsonl")
+
+
+def load_state(path):
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def assert_one_line_error(stderr, *fragments):
+    """The CLI's failure contract: one ``error: ...`` line on stderr, no traceback."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert "Traceback" not in stderr, stderr
+    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+def write_colour_dataset(root, *, train_per_class, val_per_class, size=40, seed=0):
+    """ImageNet layout ``root/{train,val}/class<c>/*.jpg``: class c is a colour of :data:`PALETTE`, with random
+    brightness, a random faint wave and noise on top (learnable in a few steps, not trivially constant)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", train_per_class), ("val", val_per_class)):
+        for c, colour in enumerate(PALETTE):
+            folder = root / split / f"class{c}"
+            folder.mkdir(parents=True)
+            for i in range(count):
+                yy, xx = np.mgrid[0:size, 0:size] / size
+                wave = np.sin(2 * np.pi * rng.uniform(1, 4) * (xx * rng.uniform(-1, 1) + yy) + rng.uniform(0, 6.3))
+                img = (np.array(colour) * rng.uniform(0.6, 1.1) + 40 * wave[..., None]
+                       + rng.normal(0, 20, (size, size, 3)))
+                Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(folder / f"{i:03d}.jpg", quality=90)
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_imagenet(tmp_path_factory):
+    """4 colour-coded classes, 32 train / 12 val images per class, 40x40 JPEGs."""
+    return write_colour_dataset(tmp_path_factory.mktemp("tiny") / "tiny", train_per_class=TRAIN_PER_CLASS,
+                                val_per_class=VAL_PER_CLASS)
+
+
+# --------------------------------------------------------------------------------------------- fast unit checks
+
+
+def test_paper_recipe_and_overrides():
+    from train.config import resolve_config
+
+    cfg = resolve_config({"data": "/imagenet"})
+    assert cfg.recipe == "paper"
+    assert (cfg.arch, cfg.crop, cfg.val_resize, cfg.epochs, cfg.batch_size) == ("resnet50", 224, 256, 300, 256)
+    assert (cfg.base_lr, cfg.momentum, cfg.nesterov, cfg.weight_decay) == (0.1, 0.9, True, 1e-4)
+    assert (cfg.schedule, cfg.milestones, cfg.lr_gamma) == ("step", (75, 150, 225), 0.1)
+    assert (cfg.cutmix, cfg.alpha, cfg.prob, cfg.mode) == (True, 1.0, 1.0, "batch")
+    big = resolve_config({"data": "/imagenet", "batch_size": 1024, "mode": "elem", "crop": 160})
+    assert big.base_lr == pytest.approx(0.4) and big.mode == "elem" and big.val_resize == 183
+    assert resolve_config({}).recipe == "demo"
+    with pytest.raises(ValueError, match="--prob"):
+        resolve_config({"prob": 1.5})
+    with pytest.raises(ValueError, match="--milestones"):
+        resolve_config({"milestones": (150, 75)})
+
+
+def test_help_states_each_recipe_default():
+    """``train --help`` quotes the recipes' values: keep the two in sync."""
+    from click.testing import CliRunner
+
+    from dali_cutmix.cli.train import train
+    from train.recipe import DEMO, PAPER
+
+    def shown(value):
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        if isinstance(value, tuple):
+            return ",".join(map(str, value)) or "none"
+        return value
+
+    def same(text_value, value):
+        value = shown(value)
+        if isinstance(value, (int, float)):
+            return float(text_value) == float(value)
+        return text_value == value
+
+    helps = {param.name: " ".join((param.help or "").split()) for param in train.params}
+    for key in PAPER:
+        if key in ("lr_per_256", "val_resize"):  # stated as formulas (lr: checked below; val: crop * 256/224)
+            continue
+        match = re.search(r"\[paper: ([^;]+); demo: ([^\]]+)\]", helps[key])
+        assert match, (key, helps[key])
+        assert same(match.group(1), PAPER[key]) and same(match.group(2), DEMO[key]), (key, match.group(0))
+    assert "0.1 x batch/256 (paper)" in helps["lr"] and f"{DEMO['lr_per_256']} x batch/256 (demo)" in helps["lr"]
+    assert "crop * 256/224" in helps["val_resize"]
+    assert PAPER["val_resize"] == PAPER["crop"] * 256 // 224 and DEMO["val_resize"] == round(DEMO["crop"] * 256 / 224)
+    text = CliRunner().invoke(train, ["--help"], terminal_width=200).output
+    for flag in ("--data", "--output", "--gpus", "--cpu-procs", "--nnodes", "--node-rank", "--master-addr",
+                 "--master-port", "--resume", "--workers", "--seed", "--recipe", "--compile", "--amp"):
+        assert flag in text
+
+
+def test_step_and_cosine_schedules():
+    from train.optim import lr_at
+
+    paper = dict(base_lr=0.1, epochs=300, schedule="step", milestones=(75, 150, 225), gamma=0.1)
+    assert [lr_at(e, **paper) for e in (0, 74.99, 75, 149.5, 150, 225, 299.9)] == pytest.approx(
+        [0.1, 0.1, 0.01, 0.01, 1e-3, 1e-4, 1e-4])
+    cos = dict(base_lr=1.0, epochs=10, schedule="cosine", warmup_epochs=2)
+    assert lr_at(1, **cos) == pytest.approx(0.5)
+    assert lr_at(2, **cos) == pytest.approx(1.0)
+    assert lr_at(6, **cos) == pytest.approx(0.5)
+    assert lr_at(10, **cos) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_soft_target_cross_entropy():
+    import torch
+    import torch.nn.functional as F
+
+    from train.loss import soft_target_cross_entropy, topk_correct
+
+    torch.manual_seed(0)
+    logits, labels = torch.randn(8, 5), torch.randint(0, 5, (8,))
+    onehot = F.one_hot(labels, 5).float()
+    assert soft_target_cross_entropy(logits, onehot).item() == pytest.approx(F.cross_entropy(logits, labels).item())
+    other = torch.randint(0, 5, (8,))
+    mixed = 0.3 * onehot + 0.7 * F.one_hot(other, 5).float()
+    want = 0.3 * F.cross_entropy(logits, labels) + 0.7 * F.cross_entropy(logits, other)
+    assert soft_target_cross_entropy(logits, mixed).item() == pytest.approx(want.item(), rel=1e-6)
+    hits = topk_correct(torch.tensor([[0.1, 0.9, 0.0], [0.8, 0.1, 0.2]]), torch.tensor([0, 0]), ks=(1, 5))
+    assert hits.tolist() == [1.0, 2.0]  # top-5 capped at 3 classes
+
+
+def test_metrics_rewind_keeps_each_epoch_once(tmp_path):
+    from train.metrics import MetricsLog, read_metrics
+
+    log = MetricsLog(tmp_path)
+    for epoch in (1, 2, 2, 3):
+        log.append({"epoch": epoch, "train_loss": float(epoch)})
+    with open(log.path, "a") as f:
+        f.write('{"epoch": 4, "train_lo')  # a line cut by a kill
+    log.rewind(2)
+    assert [r["epoch"] for r in read_metrics(log.path)] == [1, 2]
+    log.rewind(3, {"epoch": 3, "train_loss": 3.0})  # the checkpoint's own record fills a missing line
+    assert [r["epoch"] for r in read_metrics(log.path)] == [1, 2, 3]
+
+
+def test_rank_discovery_from_torchrun_and_slurm():
+    from train.distributed import RankInfo, export_slurm_env, first_slurm_host, rank_info
+
+    assert rank_info({}) == RankInfo()
+    torchrun = {"RANK": "5", "WORLD_SIZE": "16", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "8"}
+    assert rank_info(torchrun) == RankInfo(5, 16, 1, 8)
+    slurm = {"SLURM_PROCID": "9", "SLURM_NTASKS": "16", "SLURM_LOCALID": "1", "SLURM_NTASKS_PER_NODE": "8",
+             "SLURM_JOB_NODELIST": "gpu[007-008]"}
+    assert rank_info(slurm) == RankInfo(9, 16, 1, 8)
+    export_slurm_env(slurm)
+    assert (slurm["RANK"], slurm["WORLD_SIZE"], slurm["LOCAL_RANK"]) == ("9", "16", "1")
+    assert (slurm["MASTER_ADDR"], slurm["MASTER_PORT"]) == ("gpu007", "29500")
+    assert first_slurm_host("node-a,node-b") == "node-a"
+    assert first_slurm_host("x[1,3-4],y2") == "x1"
+    # a batch script (one task, no srun step) is not a distributed launch
+    assert rank_info({"SLURM_PROCID": "0", "SLURM_NTASKS": "1"}) == RankInfo()
+
+
+def test_progress_redraws_on_a_terminal_and_prints_lines_elsewhere():
+    import io
+
+    from train.progress import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    tty = Terminal()
+    bar = Progress(4, "epoch 1/2", stream=tty)
+    bar.interval_s = 0
+    for step in range(1, 5):
+        bar.update(step, lambda: "loss 1.0")
+    bar.close()
+    assert "\repoch 1/2 [" + "#" * 24 + "] 4/4 loss 1.0" in tty.getvalue() and tty.getvalue().endswith("\r\033[K")
+    log = io.StringIO()
+    bar = Progress(10, "epoch 1/2", stream=log, every=4)
+    for step in range(1, 11):
+        bar.update(step, lambda: "loss 1.0")
+    bar.close()
+    assert log.getvalue().splitlines() == ["epoch 1/2 step 4/10 loss 1.0", "epoch 1/2 step 8/10 loss 1.0"]
+    quiet = io.StringIO()
+    Progress(3, "x", stream=quiet, enabled=False).update(3)  # ranks other than 0
+    assert quiet.getvalue() == ""
+
+
+# ------------------------------------------------------------------------------------------------ training runs
+
+
+def test_short_run_lowers_loss_and_beats_chance(tiny_imagenet, tmp_path):
+    out = tmp_path / "run"
+    result = run_cli(["train", "--data", str(tiny_imagenet), "--output", str(out), "--epochs", "4",
+                      "--batch-size", "16", "--prob", "0.5", "--mode", "elem", *TINY], tmp_path)
+    assert result.returncode == 0, result.stderr
+    records = read_records(out)
+    assert [r["epoch"] for r in records] == [1, 2, 3, 4]
+    losses = [r["train_loss"] for r in records]
+    assert losses[-1] < losses[0], losses
+    assert max(r["val_top1"] for r in records) > 50.0, records  # 4 classes: chance is 25%
+    last = records[-1]
+    assert last["val_images"] == 4 * VAL_PER_CLASS and last["train_images"] == 4 * TRAIN_PER_CLASS
+    assert 0.0 <= last["data_wait"] <= 1.0 and last["images_per_s"] > 0
+    state = load_state(out / "last.pt")  # weights_only=True loads it
+    assert state["epoch"] == 4 and isinstance(state["dali"][0], str)
+    assert (out / "best.pt").exists() and "val top-1" in result.stdout
+
+
+def test_two_cpu_ranks_have_disjoint_shards_and_identical_weights(tiny_imagenet, tmp_path):
+    out = tmp_path / "ddp"
+    result = run_cli(["train", "--data", str(tiny_imagenet), "--output", str(out), "--epochs", "2",
+                      "--batch-size", "16", "--cpu-procs", "2", "--gpus", "0", *TINY], tmp_path)
+    assert result.returncode == 0, result.stderr
+    ranks = json.loads((out / "ranks.json").read_text())
+    assert [r["rank"] for r in ranks] == [0, 1]
+    assert sorted(r["reader"]["shard_id"] for r in ranks) == [0, 1]
+    assert all(r["reader"]["number_of_shards"] == 2 for r in ranks)
+    assert ranks[0]["state_digest"] == ranks[1]["state_digest"]  # DDP kept the replicas identical
+    assert sum(r["train_samples_per_epoch"] for r in ranks) == 4 * TRAIN_PER_CLASS
+    records = read_records(out)
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert records[-1]["val_images"] == 4 * VAL_PER_CLASS  # every val image once over both ranks
+    assert len(load_state(out / "last.pt")["dali"]) == 2  # each rank's own DALI state
+
+    # The readers the ranks reported read disjoint shards that cover the data, in every epoch.
+    shards = [_shard_sample_hashes(tiny_imagenet / "train", shard, 2, epochs=2) for shard in (0, 1)]
+    for epoch in range(2):
+        assert not shards[0][epoch] & shards[1][epoch]
+        assert len(shards[0][epoch] | shards[1][epoch]) == 4 * TRAIN_PER_CLASS
+
+
+def _shard_sample_hashes(train_dir, shard_id, num_shards, *, epochs):
+    """Per epoch, the set of file-content hashes the trainer's reader configuration gives shard ``shard_id``."""
+    from nvidia.dali import pipeline_def
+
+    from dali_cutmix.pipeline import reader
+
+    @pipeline_def(batch_size=8, num_threads=1, device_id=None)
+    def probe():
+        jpegs, _ = reader(train_dir, shard_id=shard_id, num_shards=num_shards, shuffle=True, seed=3)
+        return jpegs
+
+    pipe = probe()
+    pipe.build()
+    size = pipe.reader_meta("Reader")["epoch_size_padded"] // num_shards
+    out = []
+    for _ in range(epochs):
+        seen, count = set(), 0
+        while count < size:
+            (batch,) = pipe.run()
+            for i in range(len(batch)):
+                if count < size:
+                    seen.add(hashlib.sha1(batch.at(i).tobytes()).hexdigest())
+                    count += 1
+        out.append(seen)
+    return out
+
+
+def test_runs_unchanged_under_torchrun(tiny_imagenet, tmp_path):
+    """torchrun starts the 2 processes; each reads RANK / WORLD_SIZE / LOCAL_RANK and starts none itself. (SLURM's
+    variables are mapped onto the same ones: see test_rank_discovery_from_torchrun_and_slurm.)"""
+    out = tmp_path / "torchrun"
+    torchrun = Path(sys.executable).parent / "torchrun"
+    cmd = [str(torchrun), "--nproc-per-node", "2", "--master-port", str(_free_port()), "-m", "dali_cutmix.cli",
+           "train", "--data", str(tiny_imagenet), "--output", str(out), "--epochs", "1", "--batch-size", "16",
+           "--gpus", "0", *TINY]
+    result = subprocess.run(cmd, cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr
+    ranks = json.loads((out / "ranks.json").read_text())
+    assert [r["reader"]["shard_id"] for r in ranks] == [0, 1]
+    assert ranks[0]["state_digest"] == ranks[1]["state_digest"]
+    assert [r["epoch"] for r in read_records(out)] == [1]
+
+
+def _free_port():
+    from train.launch import free_port
+
+    return free_port()
+
+
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tiny_imagenet, tmp_path):
+    args = ["train", "--data", str(tiny_imagenet), "--epochs", "3", "--batch-size", "16", "--log-every", "1",
+            *TINY]
+    # Reference: the same seed, never interrupted.
+    ref = tmp_path / "ref"
+    result = run_cli(args + ["--output", str(ref)], tmp_path)
+    assert result.returncode == 0, result.stderr
+
+    # Killed with SIGKILL after epoch 1's checkpoint, two steps into epoch 2.
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(_cli_command() + args + ["--output", str(out)], cwd=tmp_path, env=_env(tmp_path),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(180, proc.kill)
+    watchdog.start()
+    killed = False
+    try:
+        for line in proc.stderr:
+            if re.match(r"epoch 2/3 step 2/", line):
+                assert (out / "last.pt").exists()
+                os.kill(proc.pid, signal.SIGKILL)
+                killed = True
+                break
+    finally:
+        watchdog.cancel()
+        proc.wait(timeout=60)
+    assert killed and proc.returncode == -signal.SIGKILL
+    assert load_state(out / "last.pt")["epoch"] == 1
+
+    result = run_cli(args + ["--output", str(out), "--resume", "auto"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "resuming after epoch 1" in result.stdout
+    assert [r["epoch"] for r in read_records(out)] == [1, 2, 3]  # every epoch logged exactly once
+
+    got, want = load_state(out / "last.pt"), load_state(ref / "last.pt")
+    assert got["epoch"] == want["epoch"] == 3
+    for name, tensor in want["model"].items():
+        assert got["model"][name].equal(tensor), name  # bit-identical weights (deterministic CPU kernels)
+    for i, s in want["optimizer"]["state"].items():
+        assert got["optimizer"]["state"][i]["momentum_buffer"].equal(s["momentum_buffer"])
+    assert got["dali"] == want["dali"]  # and the data stream is at the same place
+    assert [r["train_loss"] for r in read_records(out)] == [r["train_loss"] for r in read_records(ref)]
+
+
+def test_failure_inside_a_worker_is_one_line_and_exit_2(tiny_imagenet, tmp_path):
+    """Each of 2 ranks gets 64 images per step but its shard holds 64: fine; 160 per rank is not (checked by
+    the worker, which knows its shard): the parent prints the worker's one line."""
+    out = tmp_path / "big"
+    result = run_cli(["train", "--data", str(tiny_imagenet), "--output", str(out), "--epochs", "1",
+                      "--batch-size", "320", "--cpu-procs", "2", "--gpus", "0", *TINY], tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert_one_line_error(result.stderr, "--batch-size 320", "shard")
+
+
+# ------------------------------------------------------------------------------------------------ bad inputs
+
+
+def _main(args, capsys):
+    from dali_cutmix.cli import main
+
+    code = main(["train", *args])
+    return code, capsys.readouterr().err
+
+
+def _copy_layout(src, dst, *, drop_val_class=None):
+    import shutil
+
+    shutil.copytree(src, dst)
+    if drop_val_class:
+        shutil.rmtree(dst / "val" / drop_val_class)
+    return dst
+
+
+def test_missing_or_empty_data(tmp_path, capsys):
+    code, err = _main(["--data", str(tmp_path / "nope"), "--output", str(tmp_path / "o")], capsys)
+    assert code == 2
+    assert_one_line_error(err, "nope")
+    (tmp_path / "empty" / "train").mkdir(parents=True)
+    (tmp_path / "empty" / "val").mkdir()
+    code, err = _main(["--data", str(tmp_path / "empty"), "--output", str(tmp_path / "o")], capsys)
+    assert code == 2
+    assert_one_line_error(err, "holds no images")
+    (tmp_path / "noval" / "train").mkdir(parents=True)
+    code, err = _main(["--data", str(tmp_path / "noval"), "--output", str(tmp_path / "o")], capsys)
+    assert code == 2
+    assert_one_line_error(err, "val")
+    assert not (tmp_path / "o").exists()  # nothing written for a run that cannot start
+
+
+def test_class_mismatch(tiny_imagenet, tmp_path, capsys):
+    data = _copy_layout(tiny_imagenet, tmp_path / "data", drop_val_class="class3")
+    code, err = _main(["--data", str(data), "--output", str(tmp_path / "o")], capsys)
+    assert code == 2
+    assert_one_line_error(err, "class folders differ", "only in train: class3")
+
+
+def test_more_gpus_than_present(tiny_imagenet, tmp_path, capsys):
+    import torch
+
+    present = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    code, err = _main(["--data", str(tiny_imagenet), "--output", str(tmp_path / "o"), "--gpus", str(present + 1)],
+                      capsys)
+    assert code == 2
+    assert_one_line_error(err, f"--gpus {present + 1}", f"only {present} GPU(s)")
+
+
+def test_batch_that_does_not_split(tiny_imagenet, tmp_path, capsys):
+    code, err = _main(["--data", str(tiny_imagenet), "--output", str(tmp_path / "o"), "--gpus", "0",
+                       "--cpu-procs", "3", "--batch-size", "16"], capsys)
+    assert code == 2
+    assert_one_line_error(err, "--batch-size 16", "3 ranks")
+
+
+def test_unreadable_checkpoint_is_not_touched(tiny_imagenet, tmp_path, capsys):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint\n" * 10)
+    before = bad.read_bytes()
+    code, err = _main(["--data", str(tiny_imagenet), "--output", str(tmp_path / "o"), "--resume", str(bad)], capsys)
+    assert code == 2
+    assert_one_line_error(err, "cannot read checkpoint", "bad.pt")
+    assert bad.read_bytes() == before
+    code, err = _main(["--data", str(tiny_imagenet), "--output", str(tmp_path / "o"), "--resume",
+                       str(tmp_path / "missing.pt")], capsys)
+    assert code == 2
+    assert_one_line_error(err, "missing.pt")
+    # a truncated last.pt in the run folder, found by --resume auto
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "last.pt").write_bytes(b"PK\x03\x04truncated")
+    (run / "metrics.jsonl").write_text('{"epoch": 1}\n')
+    code, err = _main(["--data", str(tiny_imagenet), "--output", str(run), "--resume", "auto"], capsys)
+    assert code == 2
+    assert_one_line_error(err, "cannot read checkpoint", "last.pt")
+    assert (run / "metrics.jsonl").read_text() == '{"epoch": 1}\n'
+
+
+def test_existing_run_is_not_overwritten(tiny_imagenet, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text('{"epoch": 1}\n')
+    code, err = _main(["--data", str(tiny_imagenet), "--output", str(run)], capsys)
+    assert code == 2
+    assert_one_line_error(err, "already holds a run", "--resume auto")
+    assert (run / "metrics.jsonl").read_text() == '{"epoch": 1}\n'
+    code, err = _main(["--data", str(tiny_imagenet), "--resume", "auto"], capsys)
+    assert code == 2
+    assert_one_line_error(err, "--resume auto needs --output")
+
+
+def test_several_nodes_need_a_master_address(tiny_imagenet, tmp_path, capsys):
+    code, err = _main(["--data", str(tiny_imagenet), "--output", str(tmp_path / "o"), "--gpus", "0", "--nnodes", "2",
+                       "--batch-size", "16"], capsys)
+    assert code == 2
+    assert_one_line_error(err, "--nnodes 2 needs --master-addr")
+
+
+def test_bad_flag_values(tiny_imagenet, tmp_path, capsys):
+    for args, fragment in ((["--arch", "resnet5O"], "--arch"), (["--lr", "-1"], "--lr"),
+                           (["--mode", "pixel"], "--mode"), (["--label-smoothing", "1.5"], "--label-smoothing")):
+        code, err = _main(["--data", str(tiny_imagenet), "--output", str(tmp_path / "o"), *args], capsys)
+        assert code == 2, args
+        assert "Traceback" not in err and fragment in err, (args, err)

@@ -1,0 +1,158 @@
+"""The resolved training configuration: a recipe's defaults with the user's overrides applied and checked."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+from .recipe import default_recipe, recipe_settings
+
+SCHEDULES = ("step", "cosine")
+MODES = ("batch", "elem")
+AMP_MODES = ("auto", "bf16", "fp16", "off")
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run needs; plain types only (it is pickled to worker processes and stored in
+    checkpoints as a dict)."""
+
+    # data and output
+    data: Optional[str] = None          # ImageNet-layout root; None = the embedded demo dataset
+    output: Optional[str] = None        # run folder; None = runs/<timestamp> (chosen at launch)
+    recipe: str = "paper"
+    # model
+    arch: str = "resnet50"
+    zero_init_residual: bool = False
+    crop: int = 224
+    val_resize: int = 256
+    min_area: float = 0.08             # random-resized-crop: smallest share of the image area
+    channels_last: bool = True
+    compile: bool = False
+    amp: str = "auto"                   # auto = bf16 on GPU, off on CPU
+    # optimisation
+    epochs: int = 300
+    batch_size: int = 256               # global, over all ranks
+    lr: Optional[float] = None          # peak lr for the global batch; None = lr_per_256 * batch_size / 256
+    lr_per_256: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 1e-4
+    schedule: str = "step"
+    milestones: Tuple[int, ...] = (75, 150, 225)
+    lr_gamma: float = 0.1
+    warmup_epochs: float = 0.0
+    # CutMix
+    cutmix: bool = True
+    alpha: float = 1.0
+    prob: float = 1.0
+    mode: str = "batch"
+    label_smoothing: float = 0.0
+    # execution
+    workers: Optional[int] = None       # DALI threads per rank; None = CPU cores / local ranks, at most 8
+    seed: int = 0
+    gpus: Optional[int] = None          # processes (GPUs) per node; None = every GPU present (0 without one)
+    cpu_procs: int = 1                  # CPU ranks (gloo) when gpus == 0
+    nnodes: int = 1
+    node_rank: int = 0
+    master_addr: str = "127.0.0.1"
+    master_port: Optional[int] = None   # None = a free port (one node) or 29500 (several nodes)
+    resume: Optional[str] = None        # None, "auto" or a checkpoint path
+    save_every: int = 0                 # also keep epoch_NNNN.pt every this many epochs (0 = never)
+    log_every: int = 0                  # progress line every N steps when stderr is not a terminal (0 = every 30 s)
+    deterministic: bool = False         # deterministic kernels on GPU too (always on for the CPU)
+    # filled in by the launcher
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def base_lr(self) -> float:
+        """The peak learning rate for the global batch: ``lr`` if given, else ``lr_per_256 * batch_size / 256``."""
+        return float(self.lr) if self.lr is not None else self.lr_per_256 * self.batch_size / 256
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Plain-type dict (lists for tuples), as stored in checkpoints and ``run.json``."""
+        d = dataclasses.asdict(self)
+        d["milestones"] = list(self.milestones)
+        d["base_lr"] = self.base_lr
+        return d
+
+
+def resolve_config(overrides: Mapping[str, Any]) -> TrainConfig:
+    """Build a :class:`TrainConfig` from a recipe plus ``overrides`` (None values mean "not given").
+
+    The recipe is ``overrides["recipe"]``, or :func:`train.recipe.default_recipe` of the data argument.
+    Promises a config whose values are checked: raises ValueError naming the flag for a bad value.
+    """
+    given = {k: v for k, v in overrides.items() if v is not None}
+    unknown = set(given) - {f.name for f in dataclasses.fields(TrainConfig)}
+    if unknown:
+        raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}")
+    recipe = given.get("recipe") or default_recipe(given.get("data"))
+    values = recipe_settings(recipe)
+    values["recipe"] = recipe
+    if "crop" in given and "val_resize" not in given:
+        values["val_resize"] = int(round(given["crop"] * 256 / 224))
+    values.update(given)
+    values["milestones"] = tuple(int(m) for m in values.get("milestones") or ())
+    cfg = TrainConfig(**{k: v for k, v in values.items() if k in {f.name for f in dataclasses.fields(TrainConfig)}})
+    check_config(cfg)
+    return cfg
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """Raise ValueError naming the flag of the first out-of-range setting of ``cfg``."""
+    positive_ints = ("crop", "val_resize", "epochs", "batch_size", "cpu_procs", "nnodes")
+    for name in positive_ints:
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{_flag(name)} must be an integer >= 1, got {value!r}")
+    if cfg.val_resize < cfg.crop:
+        raise ValueError(f"--val-resize ({cfg.val_resize}) must be at least --crop ({cfg.crop})")
+    if not 0 < cfg.min_area <= 1:
+        raise ValueError(f"--min-area must be in (0, 1], got {cfg.min_area!r}")
+    for name in ("save_every", "log_every", "node_rank"):
+        if getattr(cfg, name) < 0:
+            raise ValueError(f"{_flag(name)} must be >= 0, got {getattr(cfg, name)!r}")
+    if cfg.gpus is not None and cfg.gpus < 0:
+        raise ValueError(f"--gpus must be >= 0, got {cfg.gpus!r}")
+    if cfg.workers is not None and cfg.workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {cfg.workers!r}")
+    if cfg.node_rank >= cfg.nnodes:
+        raise ValueError(f"--node-rank must be in [0, --nnodes={cfg.nnodes}), got {cfg.node_rank}")
+    if cfg.master_port is not None and not 1 <= cfg.master_port <= 65535:
+        raise ValueError(f"--master-port must be in [1, 65535], got {cfg.master_port}")
+    for name in ("lr", "lr_per_256"):
+        value = getattr(cfg, name)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{_flag(name)} must be > 0, got {value!r}")
+    if not 0 <= cfg.momentum < 1:
+        raise ValueError(f"--momentum must be in [0, 1), got {cfg.momentum!r}")
+    if cfg.nesterov and cfg.momentum == 0:
+        raise ValueError("--nesterov needs --momentum > 0")
+    if cfg.weight_decay < 0:
+        raise ValueError(f"--weight-decay must be >= 0, got {cfg.weight_decay!r}")
+    if cfg.schedule not in SCHEDULES:
+        raise ValueError(f"--schedule must be one of {', '.join(SCHEDULES)}, got {cfg.schedule!r}")
+    if any(m < 1 for m in cfg.milestones) or list(cfg.milestones) != sorted(cfg.milestones):
+        raise ValueError(f"--milestones must be increasing epochs >= 1, got {list(cfg.milestones)}")
+    if not 0 < cfg.lr_gamma <= 1:
+        raise ValueError(f"--lr-gamma must be in (0, 1], got {cfg.lr_gamma!r}")
+    if not 0 <= cfg.warmup_epochs <= cfg.epochs:
+        raise ValueError(f"--warmup-epochs must be in [0, --epochs={cfg.epochs}], got {cfg.warmup_epochs!r}")
+    if not cfg.alpha > 0:
+        raise ValueError(f"--alpha must be > 0, got {cfg.alpha!r}")
+    if not 0 <= cfg.prob <= 1:
+        raise ValueError(f"--prob must be in [0, 1], got {cfg.prob!r}")
+    if cfg.mode not in MODES:
+        raise ValueError(f"--mode must be one of {', '.join(MODES)}, got {cfg.mode!r}")
+    if not 0 <= cfg.label_smoothing < 1:
+        raise ValueError(f"--label-smoothing must be in [0, 1), got {cfg.label_smoothing!r}")
+    if cfg.amp not in AMP_MODES:
+        raise ValueError(f"--amp must be one of {', '.join(AMP_MODES)}, got {cfg.amp!r}")
+

@@ -1,0 +1,72 @@
+"""This rank's data: the CutMix training loader and the validation loader over its own shards."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Dict, Iterator, Optional
+
+from .distributed import RankInfo
+
+
+def default_workers(local_world_size: int) -> int:
+    """DALI threads per rank when ``--workers`` is not given: this node's CPU cores shared by its ranks, 1 to 8."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(8, cores // max(local_world_size, 1)))
+
+
+@dataclass
+class RankData:
+    """The loaders of one rank and what its training reader reports (shard, epoch size)."""
+
+    train: Any
+    val: Any
+    reader_meta: Dict[str, Any]
+
+    def next_train_epoch(self) -> Iterator:
+        """The batches of the next training epoch (``len(self.train)`` of them)."""
+        return iter(self.train)
+
+    @property
+    def train_samples(self) -> int:
+        """Training samples this rank sees per epoch (full batches only)."""
+        return len(self.train) * self.train.batch_size
+
+
+def build_rank_data(cfg, *, train_dir, val_dir, num_classes: int, info: RankInfo, device: str,
+                    device_id: Optional[int], dali_checkpoint: Optional[str] = None) -> RankData:
+    """Build this rank's loaders.
+
+    Training: :func:`pipelines.imagenet.build_imagenet_train_pipeline` on shard ``info.rank`` of
+    ``info.world_size``, ``cfg.batch_size / world_size`` images per step, last incomplete batch dropped (every rank
+    takes the same number of steps), continuing from ``dali_checkpoint`` when given. Validation: shard
+    ``info.rank`` of the val split, every image exactly once over all ranks.
+
+    Raises:
+        ValueError: this rank's shard is smaller than one batch (the message names ``--batch-size``).
+    """
+    from dali_cutmix import CutMixLoader
+    from pipelines.imagenet import build_imagenet_train_pipeline, build_imagenet_val_pipeline
+
+    per_rank = cfg.batch_size // info.world_size
+    threads = cfg.workers or default_workers(info.local_world_size)
+    shard = dict(shard_id=info.rank, num_shards=info.world_size, num_threads=threads, seed=cfg.seed,
+                 device=device, device_id=device_id)
+    train_pipe = build_imagenet_train_pipeline(
+        train_dir, batch_size=per_rank, num_classes=num_classes, crop=cfg.crop, min_area=cfg.min_area,
+        cutmix=cfg.cutmix,
+        alpha=cfg.alpha, prob=cfg.prob, mode=cfg.mode, label_smoothing=cfg.label_smoothing,
+        checkpoint=dali_checkpoint, **shard)
+    train = CutMixLoader(train_pipe, last_batch="drop")
+    meta = dict(train.pipeline.reader_meta("Reader"))
+    if len(train) == 0:
+        raise ValueError(
+            f"--batch-size {cfg.batch_size} is too large: each of the {info.world_size} ranks takes {per_rank} "
+            f"images per step but its shard of {str(train_dir)!r} holds only "
+            f"{meta['epoch_size'] // info.world_size}")
+    val_pipe = build_imagenet_val_pipeline(val_dir, batch_size=per_rank, crop=cfg.crop, resize=cfg.val_resize,
+                                           **shard)
+    val = CutMixLoader(val_pipe, last_batch="partial")
+    return RankData(train=train, val=val, reader_meta={
+        k: meta.get(k) for k in ("epoch_size", "epoch_size_padded", "number_of_shards", "shard_id")})
+

@@ -1,0 +1,294 @@
+"""One rank's training run: set up, (resume,) train and validate every epoch, log, checkpoint.
+
+:func:`run` is what every process executes, whatever started it (this process, ``--gpus``/``--cpu-procs``,
+``torchrun`` or SLURM). The device is a parameter: the CPU and the GPU take the same path.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from contextlib import nullcontext
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from . import distributed
+from .checkpoint import (BEST, FORMAT, LAST, check_compatible, copy_checkpoint, decode_dali_state, encode_dali_state,
+                         load_checkpoint, save_checkpoint)
+from .config import TrainConfig
+from .data import build_rank_data
+from .distributed import RankInfo
+from .loss import soft_target_cross_entropy, topk_correct
+from .metrics import MetricsLog
+from .model import build_model, to_model_input
+from .optim import LRSchedule, build_optimizer
+from .progress import Progress
+from .report import RANKS_FILE, RUN_FILE, epoch_line, state_digest, write_json
+
+
+def _say(info: RankInfo, text: str) -> None:
+    if info.is_main:
+        print(text, flush=True)
+
+
+def select_device(use_gpu: bool, info: RankInfo):
+    """``cuda:<local_rank>`` (made the current device) or the CPU."""
+    import torch
+
+    if use_gpu:
+        if info.local_rank >= torch.cuda.device_count():
+            raise ValueError(f"local rank {info.local_rank} has no GPU: {torch.cuda.device_count()} GPU(s) visible")
+        device = torch.device("cuda", info.local_rank)
+        torch.cuda.set_device(device)
+        return device
+    return torch.device("cpu")
+
+
+def configure_torch(cfg: TrainConfig, info: RankInfo, device) -> None:
+    """Threads and determinism. CPU: cores split over this node's ranks, deterministic algorithms (so runs with
+    one seed give identical weights). GPU: cuDNN autotuning and TF32 unless ``--deterministic``."""
+    import torch
+
+    if device.type == "cpu":
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        torch.set_num_threads(max(1, cores // info.local_world_size))
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        return
+    if cfg.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+    else:
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+def amp_dtype(amp: str, device):
+    """The autocast dtype for ``--amp`` on ``device`` (None = full precision). ``auto``: bf16 on GPU, off on CPU."""
+    import torch
+
+    if amp == "auto":
+        amp = "bf16" if device.type == "cuda" else "off"
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[amp]
+
+
+def _logits(output):
+    """The logits of a torchvision model's output (GoogLeNet / Inception return a named tuple when training)."""
+    return output.logits if hasattr(output, "logits") else output
+
+
+def train_one_epoch(*, model, batches, optimizer, schedule, scaler, device, dtype, channels_last: bool,
+                    progress: Progress) -> Dict[str, float]:
+    """Train over one epoch's ``batches``; returns this rank's sums: ``loss_sum`` (sum of per-sample losses),
+    ``samples``, ``wait_s`` (time blocked on the next batch), ``time_s`` (the whole epoch), ``lr`` (last)."""
+    import torch
+
+    model.train()
+    loss_sum = torch.zeros((), device=device)
+    samples, wait, lr = 0, 0.0, 0.0
+    autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
+    start = tick = time.perf_counter()
+    for step, (images, targets) in enumerate(batches, 1):
+        wait += time.perf_counter() - tick
+        images = to_model_input(images, channels_last=channels_last)
+        lr = schedule.apply()
+        with autocast:
+            logits = _logits(model(images))
+        loss = soft_target_cross_entropy(logits, targets)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        schedule.advance()
+        n = images.shape[0]
+        loss_sum += loss.detach() * n
+        samples += n
+        progress.update(step, lambda: f"loss {loss_sum.item() / samples:.4f}  "
+                                      f"{samples / (time.perf_counter() - start):.0f} img/s/rank")
+        tick = time.perf_counter()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    progress.close()
+    if samples == 0:
+        raise RuntimeError("the training loader yielded no batch in this epoch")
+    return dict(loss_sum=float(loss_sum.item()), samples=samples, wait_s=wait, time_s=time.perf_counter() - start,
+                lr=lr)
+
+
+def evaluate(*, model, loader, device, dtype, channels_last: bool) -> Dict[str, float]:
+    """Top-1 / top-5 hits and the sample count of this rank's validation shard (sums, not yet reduced)."""
+    import torch
+
+    model.eval()
+    counts = torch.zeros(3, device=device)
+    autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
+    with torch.no_grad(), autocast:
+        for images, labels in loader:
+            logits = _logits(model(to_model_input(images, channels_last=channels_last)))
+            counts[:2] += topk_correct(logits.float(), labels.to(device), ks=(1, 5))
+            counts[2] += images.shape[0]
+    return dict(top1=counts[0], top5=counts[1], samples=counts[2])
+
+
+def _epoch_record(epoch: int, train: Dict[str, float], val: Dict[str, Any], val_time: float, device) -> Dict[str, Any]:
+    """Reduce this rank's sums over all ranks into the epoch's metrics record."""
+    import torch
+
+    sums = torch.tensor([train["loss_sum"], train["samples"], train["wait_s"] / max(train["time_s"], 1e-9), 1.0,
+                         float(val["top1"]), float(val["top5"]), float(val["samples"])],
+                        dtype=torch.float64, device=device)
+    distributed.all_reduce_sum(sums)
+    times = torch.tensor([train["time_s"], val_time], dtype=torch.float64, device=device)
+    distributed.all_reduce_max(times)
+    loss_sum, samples, wait_share_sum, ranks, top1, top5, val_samples = sums.tolist()
+    train_time, val_time = times.tolist()
+    return dict(
+        epoch=epoch,
+        train_loss=loss_sum / max(samples, 1),
+        val_top1=100.0 * top1 / max(val_samples, 1),
+        val_top5=100.0 * top5 / max(val_samples, 1),
+        images_per_s=samples / max(train_time, 1e-9),
+        data_wait=wait_share_sum / ranks,
+        lr=train["lr"],
+        epoch_time_s=train_time,
+        val_time_s=val_time,
+        train_images=int(samples),
+        val_images=int(val_samples),
+        time=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+def run(cfg: TrainConfig, info: Optional[RankInfo] = None) -> Dict[str, Any]:
+    """Train on this rank as ``cfg`` says; ``cfg.extra`` holds what the launcher resolved (``data_root``,
+    ``classes``, ``output``, ``resume_path``, ``use_gpu``).
+
+    Promises: rank 0 appends one line per finished epoch to ``OUTPUT/metrics.jsonl`` and writes ``OUTPUT/last.pt``
+    after it (and ``best.pt`` when val top-1 improves), so a kill at any moment leaves a consistent run that
+    ``--resume auto`` continues. Returns rank 0's summary (``best_top1``, ``best_epoch``, ``last``) on every rank.
+    """
+    info = info or distributed.rank_info()
+    device = select_device(bool(cfg.extra.get("use_gpu")), info)
+    distributed.init(info, device)
+    try:
+        return _train(cfg, info, device)
+    finally:
+        distributed.shutdown()
+
+
+def _train(cfg: TrainConfig, info: RankInfo, device) -> Dict[str, Any]:
+    import torch
+
+    configure_torch(cfg, info, device)
+    extra = cfg.extra
+    # Rank 0's view decides where the run lives and what it resumes (ranks may have computed other defaults).
+    output, resume_path = distributed.broadcast_object((extra["output"], extra.get("resume_path")))
+    output = Path(output)
+    root = Path(extra["data_root"])
+    classes = list(extra["classes"])
+    state = None
+    if resume_path is not None:
+        state = load_checkpoint(resume_path)
+        check_compatible(state, resume_path, config=cfg.to_dict(), world_size=info.world_size, classes=classes)
+
+    data = build_rank_data(cfg, train_dir=root / "train", val_dir=root / "val", num_classes=len(classes),
+                           info=info, device="gpu" if device.type == "cuda" else "cpu",
+                           device_id=device.index if device.type == "cuda" else None,
+                           dali_checkpoint=decode_dali_state(state["dali"][info.rank]) if state else None)
+
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
+    raw = build_model(cfg.arch, len(classes), device=device, channels_last=cfg.channels_last,
+                      zero_init_residual=cfg.zero_init_residual)
+    torch.manual_seed(cfg.seed + 1 + info.rank)  # then each rank its own stream
+    optimizer = build_optimizer(raw, lr=cfg.base_lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                                weight_decay=cfg.weight_decay)
+    schedule = LRSchedule(optimizer, steps_per_epoch=len(data.train), base_lr=cfg.base_lr, epochs=cfg.epochs,
+                          schedule=cfg.schedule, milestones=cfg.milestones, gamma=cfg.lr_gamma,
+                          warmup_epochs=cfg.warmup_epochs)
+    dtype = amp_dtype(cfg.amp, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    start_epoch, best_top1, best_epoch = 0, -1.0, 0
+    if state is not None:
+        raw.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        if state["scaler"]:
+            scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["torch_rng"][info.rank])
+        start_epoch, best_top1 = int(state["epoch"]), float(state["best_top1"])
+        best_epoch = int(state.get("best_epoch", 0))
+
+    model = raw
+    if info.world_size > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(raw, device_ids=[device.index] if device.type == "cuda" else None,
+                                        gradient_as_bucket_view=True)
+    eval_model = raw
+    if cfg.compile:
+        model, eval_model = torch.compile(model), torch.compile(raw)
+
+    metrics = MetricsLog(output)
+    if info.is_main:
+        output.mkdir(parents=True, exist_ok=True)
+        metrics.rewind(start_epoch, state.get("metrics") if state else None)
+        write_json(output / RUN_FILE, dict(
+            config=cfg.to_dict(), world_size=info.world_size, device=device.type, classes=len(classes),
+            train_images=data.reader_meta["epoch_size"], started=datetime.now(timezone.utc).isoformat(),
+            resumed_from=str(resume_path) if resume_path else None, resumed_epoch=start_epoch))
+    state = None  # free the checkpoint's tensors
+
+    per_rank = cfg.batch_size // info.world_size
+    what = "resuming after epoch %d" % start_epoch if start_epoch else "training"
+    _say(info, f"{what}: {cfg.arch} on {len(classes)} classes ({data.reader_meta['epoch_size']} train images) "
+               f"from {root}; {info.world_size} rank(s) on {device.type}, batch {cfg.batch_size} "
+               f"({per_rank} per rank), {cfg.epochs} epochs, lr {cfg.base_lr:g}; output {output}")
+    last_record = None
+    for epoch in range(start_epoch + 1, cfg.epochs + 1):
+        progress = Progress(len(data.train), f"epoch {epoch}/{cfg.epochs}", enabled=info.is_main,
+                            every=cfg.log_every)
+        train_stats = train_one_epoch(model=model, batches=data.next_train_epoch(), optimizer=optimizer,
+                                      schedule=schedule, scaler=scaler, device=device, dtype=dtype,
+                                      channels_last=cfg.channels_last, progress=progress)
+        if not torch.isfinite(torch.tensor(train_stats["loss_sum"])):
+            raise FloatingPointError(f"training diverged at epoch {epoch} (loss is not finite): lower --lr "
+                                     f"(now {cfg.base_lr:g})")
+        distributed.average_buffers(raw)
+        tick = time.perf_counter()
+        val_stats = evaluate(model=eval_model, loader=data.val, device=device, dtype=dtype,
+                             channels_last=cfg.channels_last)
+        record = _epoch_record(epoch, train_stats, val_stats, time.perf_counter() - tick, device)
+        is_best = record["val_top1"] > best_top1
+        if is_best:
+            best_top1, best_epoch = record["val_top1"], epoch
+        record.update(best_top1=best_top1, best_epoch=best_epoch)
+        dali_states = distributed.all_gather_objects(encode_dali_state(data.train.checkpoint()))
+        rng_states = distributed.all_gather_objects(torch.get_rng_state())
+        if info.is_main:
+            metrics.append(record)  # the line first: a kill before the checkpoint rewinds it on resume
+            save_checkpoint(dict(
+                format=FORMAT, epoch=epoch, model=raw.state_dict(), optimizer=optimizer.state_dict(),
+                scaler=scaler.state_dict(), schedule=schedule.state_dict(), dali=dali_states, torch_rng=rng_states,
+                best_top1=best_top1, best_epoch=best_epoch, metrics=record, config=cfg.to_dict(),
+                world_size=info.world_size, classes=classes), output / LAST)
+            if is_best:
+                copy_checkpoint(output / LAST, output / BEST)
+            if cfg.save_every and epoch % cfg.save_every == 0:
+                copy_checkpoint(output / LAST, output / f"epoch_{epoch:04d}.pt")
+        _say(info, epoch_line(record, cfg.epochs))
+        last_record = record
+
+    ranks = distributed.all_gather_objects(dict(
+        rank=info.rank, local_rank=info.local_rank, host=socket.gethostname(), device=str(device),
+        reader=data.reader_meta, train_steps_per_epoch=len(data.train), train_samples_per_epoch=data.train_samples,
+        state_digest=state_digest(raw)))
+    if info.is_main:
+        write_json(output / RANKS_FILE, ranks)
+        if last_record is None:
+            print(f"nothing to do: the checkpoint already holds all {cfg.epochs} epochs", file=sys.stderr)
+        print(f"done: best val top-1 {max(best_top1, 0):.2f}% (epoch {best_epoch}); checkpoints and metrics in "
+              f"{output}", flush=True)
+    return dict(best_top1=best_top1, best_epoch=best_epoch, last=last_record, output=str(output))
