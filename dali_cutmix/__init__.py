@@ -8,7 +8,7 @@ Importing this package imports nothing heavy; DALI and PyTorch load when the fun
 """
 
 __version__ = "0.1.0"
-__all__ = ["cutmix", "mixup", "mix", "build_cutmix_pipeline", "CutMixLoader"]
+__all__ = ["cutmix", "mixup", "mix", "build_cutmix_pipeline", "CutMixLoader", "soft_target_cross_entropy"]
 
 
 def __getattr__(name):
@@ -18,6 +18,9 @@ def __getattr__(name):
     if name == "build_cutmix_pipeline":
         from .pipeline import build_cutmix_pipeline
         return build_cutmix_pipeline
+    if name == "soft_target_cross_entropy":
+        from .loss import soft_target_cross_entropy
+        return soft_target_cross_entropy
     if name == "CutMixLoader":
         from .loader import CutMixLoader
         return CutMixLoader

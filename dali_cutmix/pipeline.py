@@ -82,6 +82,21 @@ def epoch_gate(off_epoch: int, reader_name: str = READER_NAME):
     return fn.external_source(source=source, batch=True, batch_info=True)
 
 
+def decoder_args(device: str) -> dict:
+    """Arguments of DALI's image decoders for ``device`` ("gpu": the "mixed" decoder, tuned; "cpu")."""
+    import nvidia.dali.types as types
+
+    args = dict(device="mixed" if device == "gpu" else "cpu", output_type=types.RGB)
+    if device == "gpu":
+        args.update(
+            # Share of images sent to the A100/H100 hardware JPEG decoder; nvJPEG's CUDA path takes the rest.
+            hw_decoder_load=0.65,
+            # Preallocate nvJPEG's buffers for ImageNet's largest image so no epoch stalls on a reallocation.
+            device_memory_padding=211025920, host_memory_padding=140544512,
+            preallocate_width_hint=5980, preallocate_height_hint=6430)
+    return args
+
+
 def decode_random_crop(jpegs, *, device: str, crop, random_area=(0.08, 1.0), random_aspect_ratio=(3 / 4, 4 / 3)):
     """Random-resized-crop of encoded images: ROI decode of a random crop, then resize to ``crop``.
 
@@ -91,16 +106,8 @@ def decode_random_crop(jpegs, *, device: str, crop, random_area=(0.08, 1.0), ran
     import nvidia.dali.fn as fn
     import nvidia.dali.types as types
 
-    args = dict(device="mixed" if device == "gpu" else "cpu", output_type=types.RGB, random_area=list(random_area),
-                random_aspect_ratio=list(random_aspect_ratio), num_attempts=100)
-    if device == "gpu":
-        args.update(
-            # Share of images sent to the A100/H100 hardware JPEG decoder; nvJPEG's CUDA path takes the rest.
-            hw_decoder_load=0.65,
-            # Preallocate nvJPEG's buffers for ImageNet's largest image so no epoch stalls on a reallocation.
-            device_memory_padding=211025920, host_memory_padding=140544512,
-            preallocate_width_hint=5980, preallocate_height_hint=6430)
-    images = fn.decoders.image_random_crop(jpegs, **args)
+    images = fn.decoders.image_random_crop(jpegs, **decoder_args(device), random_area=list(random_area),
+                                           random_aspect_ratio=list(random_aspect_ratio), num_attempts=100)
     return fn.resize(images, resize_x=crop[1], resize_y=crop[0], interp_type=types.INTERP_TRIANGULAR,
                      antialias=False)
 

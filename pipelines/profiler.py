@@ -29,9 +29,9 @@ How it measures (see ``benchmarks/PROFILE.md``):
   cancels linear drift; figures are medians over the rounds with their interquartile range. Paired figures
   (CutMix's share, the speed-up over the reference) are computed within each round, then summarized.
 
-Stages 1-4 are built here from the same DALI operators and arguments as
-:func:`dali_cutmix.build_cutmix_pipeline` (the builder cannot stop after a stage, nor run synchronously);
-``tests/test_profile.py`` checks that the ``full`` variant yields exactly the builder's batches.
+Stages 1-4 are built here from the pieces :func:`dali_cutmix.build_cutmix_pipeline` is made of (``reader``,
+``decode_random_crop``, ``mix``, ``flip_normalize``); ``tests/test_profile.py`` checks that the ``full`` variant
+yields exactly the builder's batches.
 """
 
 from __future__ import annotations
@@ -94,6 +94,8 @@ class ProfileSettings:
         batch_size: samples per batch. threads: DALI CPU threads, and the reference's DataLoader workers.
         batches: timed batches per variant per round. repeats: rounds (every variant timed once per round).
         crop: output size. seed: base seed. device_id: the CUDA device for "gpu".
+        cutmix_alpha, mixup_alpha, switch_prob, mode: the mixing stage's options (:func:`dali_cutmix.mix`);
+            the default is CutMix alone, per batch (the paper's).
     """
 
     data: str
@@ -105,6 +107,15 @@ class ProfileSettings:
     crop: int = 224
     seed: int = 0
     device_id: int = 0
+    cutmix_alpha: float = 1.0
+    mixup_alpha: float = 0.0
+    switch_prob: float = 0.5
+    mode: str = "batch"
+
+    def mix_options(self, num_classes: int) -> dict:
+        """Keyword arguments of :func:`dali_cutmix.mix` for these settings."""
+        return dict(num_classes=num_classes, cutmix_alpha=self.cutmix_alpha, mixup_alpha=self.mixup_alpha,
+                    switch_prob=self.switch_prob, mode=self.mode)
 
     def check(self) -> "ProfileSettings":
         """Return self if every field is valid; raise ValueError naming the first bad one."""
@@ -114,6 +125,9 @@ class ProfileSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        from dali_cutmix.options import check_options
+
+        check_options(**self.mix_options(1))
         return self
 
 
@@ -237,61 +251,42 @@ def dataset_summary(data, sample: int = 256) -> Dict[str, object]:
 # --------------------------------------------------------------------------------------------------------------
 # The variants.
 
-def _decode_args(device: str) -> dict:
-    """Decoder arguments of :func:`dali_cutmix.build_cutmix_pipeline` for ``device``."""
-    import nvidia.dali.types as types
-
-    args = dict(device="mixed" if device == "gpu" else "cpu", output_type=types.RGB)
-    if device == "gpu":
-        args.update(hw_decoder_load=0.65, device_memory_padding=211025920, host_memory_padding=140544512,
-                    preallocate_width_hint=5980, preallocate_height_hint=6430)
-    return args
-
-
 def build_stage_pipeline(stage: str, settings: ProfileSettings, num_classes: int, *, synchronous: bool = True):
     """The training pipeline cut after ``stage`` (one of :data:`STAGES`), built and ready to ``run()``.
 
-    The graph, its arguments and its seeds are those of :func:`dali_cutmix.build_cutmix_pipeline` with
-    default options (CutMix alpha 1, mode "batch", flip, ImageNet mean/std, float32). ``synchronous`` makes one
+    The graph, its arguments and its seeds are those of :func:`dali_cutmix.build_cutmix_pipeline` with the
+    settings' mixing options (flip, ImageNet mean/std, float32). ``synchronous`` makes one
     batch per ``run()`` with no prefetching (``exec_async=False, exec_pipelined=False, prefetch_queue_depth=1``;
     the dynamic executor still runs operators on its threads, but ``run()`` returns only when the batch is done).
     Outputs: images and labels (integer ids before the CutMix stage, soft labels from it on).
     """
     from nvidia.dali import pipeline_def
     import nvidia.dali.fn as fn
-    import nvidia.dali.types as types
 
-    from dali_cutmix import cutmix
-    from dali_cutmix.pipeline import IMAGENET_MEAN, IMAGENET_STD, reader
+    from dali_cutmix import mix
+    from dali_cutmix.pipeline import decode_random_crop, decoder_args, flip_normalize, reader
 
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
-    gpu = settings.device == "gpu"
     depth = STAGES.index(stage)
 
     @pipeline_def(enable_conditionals=False)
     def stage_pipeline():
         jpegs, labels = reader(settings.data, shuffle=True, seed=settings.seed)
         if depth == 0:
-            return fn.decoders.image(jpegs, **_decode_args(settings.device)), labels
-        images = fn.decoders.image_random_crop(jpegs, **_decode_args(settings.device), random_area=[0.08, 1.0],
-                                               random_aspect_ratio=[3 / 4, 4 / 3], num_attempts=100)
-        images = fn.resize(images, resize_x=settings.crop, resize_y=settings.crop,
-                           interp_type=types.INTERP_TRIANGULAR, antialias=False)
+            return fn.decoders.image(jpegs, **decoder_args(settings.device)), labels
+        images = decode_random_crop(jpegs, device=settings.device, crop=(settings.crop, settings.crop))
         if depth == 1:
             return images, labels
-        images, targets = cutmix(images, labels, num_classes=num_classes)
+        images, targets = mix(images, labels, **settings.mix_options(num_classes))
         if depth == 2:
             return images, targets
-        images = fn.crop_mirror_normalize(images, dtype=types.FLOAT, output_layout="CHW",
-                                          mirror=fn.random.coin_flip(probability=0.5), mean=list(IMAGENET_MEAN),
-                                          std=list(IMAGENET_STD))
-        return images, targets
+        return flip_normalize(images), targets
 
     mode = dict(exec_async=False, exec_pipelined=False, prefetch_queue_depth=1) if synchronous else {}
     pipe = stage_pipeline(batch_size=settings.batch_size, num_threads=settings.threads,
-                          device_id=settings.device_id if gpu else None, seed=settings.seed * 1_000_003 + 1,
-                          exec_dynamic=True, **mode)
+                          device_id=settings.device_id if settings.device == "gpu" else None,
+                          seed=settings.seed * 1_000_003 + 1, exec_dynamic=True, **mode)
     pipe.build()
     return pipe
 
@@ -305,10 +300,9 @@ def build_isolated_stage_pipeline(settings: ProfileSettings, num_classes: int, *
     """
     from nvidia.dali import pipeline_def
     import nvidia.dali.fn as fn
-    import nvidia.dali.types as types
 
-    from dali_cutmix import cutmix
-    from dali_cutmix.pipeline import IMAGENET_MEAN, IMAGENET_STD
+    from dali_cutmix import mix
+    from dali_cutmix.pipeline import flip_normalize
 
     rng = np.random.default_rng(settings.seed)
     shape = (settings.batch_size, settings.crop, settings.crop, 3)
@@ -326,11 +320,8 @@ def build_isolated_stage_pipeline(settings: ProfileSettings, num_classes: int, *
                                     device="gpu" if gpu else "cpu")
         ids = fn.external_source(source=lambda: labels, batch=True, no_copy=True)
         if with_cutmix:
-            pixels, ids = cutmix(pixels, ids, num_classes=num_classes)
-        pixels = fn.crop_mirror_normalize(pixels, dtype=types.FLOAT, output_layout="CHW",
-                                          mirror=fn.random.coin_flip(probability=0.5), mean=list(IMAGENET_MEAN),
-                                          std=list(IMAGENET_STD))
-        return pixels, ids
+            pixels, ids = mix(pixels, ids, **settings.mix_options(num_classes))
+        return flip_normalize(pixels), ids
 
     pipe = isolated_stage(batch_size=settings.batch_size, num_threads=settings.threads,
                           device_id=settings.device_id if gpu else None, seed=settings.seed * 1_000_003 + 1,
@@ -641,13 +632,6 @@ def speedups(samples: Dict[str, List[float]]) -> List[float]:
 # --------------------------------------------------------------------------------------------------------------
 # The training step (``--model``).
 
-def soft_cross_entropy(logits, targets):
-    """Cross entropy against soft targets: ``mean(sum(-targets * log_softmax(logits)))``."""
-    import torch
-
-    return torch.sum(-targets * torch.log_softmax(logits.float(), dim=-1), dim=-1).mean()
-
-
 def make_train_step(model_name: str, num_classes: int, device: str):
     """A ``step(images, targets)`` doing one SGD training step of a torchvision ``model_name``.
 
@@ -655,6 +639,8 @@ def make_train_step(model_name: str, num_classes: int, device: str):
     """
     import torch
     import torchvision
+
+    from dali_cutmix import soft_target_cross_entropy
 
     if model_name not in MODELS:
         raise ValueError(f"model must be one of {MODELS}, got {model_name!r}")
@@ -669,7 +655,7 @@ def make_train_step(model_name: str, num_classes: int, device: str):
         if gpu:
             images = images.contiguous(memory_format=torch.channels_last)
         with torch.autocast("cuda" if gpu else "cpu", dtype=torch.bfloat16, enabled=gpu):
-            loss = soft_cross_entropy(model(images), targets)
+            loss = soft_target_cross_entropy(model(images), targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -718,7 +704,9 @@ def _train_and_time(settings: ProfileSettings, model_name: str, num_classes: int
     step = make_train_step(model_name, num_classes, settings.device)
     pipe = build_cutmix_pipeline(settings.data, batch_size=settings.batch_size, crop=settings.crop,
                                  device=settings.device, device_id=settings.device_id,
-                                 num_threads=settings.threads, seed=settings.seed)
+                                 num_threads=settings.threads, seed=settings.seed, alpha=settings.cutmix_alpha,
+                                 mixup_alpha=settings.mixup_alpha, switch_prob=settings.switch_prob,
+                                 mode=settings.mode)
     loader = CutMixLoader(pipe, last_batch="fill")
     iterator = iter(loader)
 

@@ -215,3 +215,29 @@ def test_library_checks_its_settings(tiny_data):
         profiler.build_stage_pipeline("resize", profiler.ProfileSettings(data=str(tiny_data)), num_classes=2)
     with pytest.raises(ValueError, match="images"):
         make_profile_dataset(tiny_data.parent / "never", images=0)
+
+
+def test_mixing_options_reach_the_stage_and_the_json(tiny_data, tmp_path):
+    json_path = tmp_path / "mix.json"
+    code, stdout, stderr = run_cli(["profile", "--data", str(tiny_data), *TINY_RUN, "--mixup-alpha", "0.8",
+                                    "--cutmix-alpha", "1.0", "--switch-prob", "0.3", "--mix-mode", "elem",
+                                    "--json", str(json_path), "--plot", str(tmp_path / "mix.png")])
+    assert code == 0, stderr
+    settings = json.loads(json_path.read_text())["settings"]
+    assert (settings["mixup_alpha"], settings["switch_prob"], settings["mode"]) == (0.8, 0.3, "elem")
+    pipe = profiler.build_stage_pipeline("cutmix", profiler.ProfileSettings(
+        data=str(tiny_data), batch_size=8, threads=1, crop=32, mixup_alpha=0.8, switch_prob=0.0, mode="elem"),
+        num_classes=2)
+    targets = np.array(pipe.run()[1].as_tensor())
+    assert ((targets > 0) & (targets < 1)).any(), "MixUp (switch_prob 0) mixes labels"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--switch-prob", "1.5"], "switch_prob must be in [0, 1]"),
+    (["--cutmix-alpha", "0"], "nothing to mix"),
+    (["--mixup-alpha", "-1"], "mixup_alpha must be >= 0"),
+])
+def test_bad_mixing_options_exit_2(tiny_data, tmp_path, args, message):
+    code, stdout, stderr = run_cli(["profile", "--data", str(tiny_data), *TINY_RUN, *args,
+                                    "--json", str(tmp_path / "p.json"), "--plot", str(tmp_path / "p.png")])
+    assert code == 2 and message in stderr and "Traceback" not in stderr

@@ -2,17 +2,7 @@
 
 from __future__ import annotations
 
-
-def soft_target_cross_entropy(logits, targets):
-    """Mean over the batch of ``-sum_c targets[:, c] * log_softmax(logits)[:, c]``, computed in float32.
-
-    ``targets`` are the pipeline's soft labels (rows summing to 1): CutMix's ``lam * onehot(y_i) +
-    (1 - lam) * onehot(y_j)``, smoothed if asked. For one-hot targets this equals ``F.cross_entropy``.
-    """
-    import torch
-
-    log_probs = torch.log_softmax(logits.float(), dim=-1)
-    return -(targets.float() * log_probs).sum(dim=-1).mean()
+from dali_cutmix.loss import soft_target_cross_entropy  # noqa: F401  (the trainer's loss)
 
 
 def topk_correct(logits, labels, ks=(1, 5)):

@@ -93,10 +93,20 @@ def _command(params: dict) -> str:
               help="JSON file for every figure and the machine.")
 @click.option("--plot", type=click.Path(), default="profile.png", show_default=True, help="PNG bar chart.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option("--cutmix-alpha", type=float, default=1.0, show_default=True,
+              help="CutMix lam ~ Beta(a, a); 0 turns CutMix off (then --mixup-alpha must be > 0).")
+@click.option("--mixup-alpha", type=float, default=0.0, show_default=True,
+              help="MixUp lam ~ Beta(a, a); 0 turns MixUp off.")
+@click.option("--switch-prob", type=float, default=0.5, show_default=True,
+              help="With both on: probability of CutMix for each draw.")
+@click.option("--mix-mode", type=click.Choice(["batch", "elem", "pair"]), default="batch", show_default=True,
+              help="One draw per batch (official), per sample, or per pair.")
 def profile(data, images, device, batch_size, threads, batches, repeats, crop, model, steps, torch_threads,
-            json_path, plot, seed):
+            json_path, plot, seed, cutmix_alpha, mixup_alpha, switch_prob, mix_mode):
     """Measure images/s: read+decode, +random-resized-crop, +CutMix, +flip/normalize, the PyTorch loader, and
-    torchvision's ImageFolder+DataLoader+v2.CutMix, interleaved; print a table, write JSON and a PNG chart."""
+    torchvision's ImageFolder+DataLoader+v2.CutMix, interleaved; print a table, write JSON and a PNG chart.
+
+    The mixing options change our stage (variants 3-5 and --model); the torchvision reference stays CutMix."""
     from pipelines.profiler import (ProfileSettings, format_table, run_profile, write_chart, write_json)
 
     def progress(message):
@@ -111,10 +121,14 @@ def profile(data, images, device, batch_size, threads, batches, repeats, crop, m
     source = dict(data=data) if data is not None else dict(images=images or DEFAULT_IMAGES)
     data = _resolve_data(data, images, progress)
     settings = ProfileSettings(data=str(data), device=device, batch_size=batch_size, threads=threads,
-                               batches=batches, repeats=repeats, crop=crop, seed=seed).check()
+                               batches=batches, repeats=repeats, crop=crop, seed=seed, cutmix_alpha=cutmix_alpha,
+                               mixup_alpha=mixup_alpha, switch_prob=switch_prob, mode=mix_mode).check()
     command = _command(dict(**source, device=device, batch_size=batch_size, threads=threads, batches=batches,
                             repeats=repeats, crop=crop, model=model, steps=steps if model else None,
                             torch_threads=torch_threads if model else None, seed=seed or None,
+                            cutmix_alpha=cutmix_alpha if cutmix_alpha != 1.0 else None,
+                            mixup_alpha=mixup_alpha or None, switch_prob=switch_prob if mixup_alpha else None,
+                            mix_mode=mix_mode if mix_mode != "batch" else None,
                             json=str(json_path), plot=str(plot)))
     result = run_profile(settings, model=model, steps=steps, torch_threads=torch_threads, progress=progress,
                          command=command)
