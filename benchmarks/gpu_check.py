@@ -122,7 +122,7 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, default=None, help="JSON with every figure")
     args = parser.parse_args(argv)
 
-    from stage_overhead import write_jpegs
+    from pipelines.profiler import make_profile_dataset
 
     results = {"device": args.device, "batch": args.batch}
     if args.device == "gpu":
@@ -130,7 +130,7 @@ def main(argv=None):
 
         results["gpu"] = torch.cuda.get_device_name(0)
     with tempfile.TemporaryDirectory() as tmp:
-        data = write_jpegs(Path(tmp) / "data", args.images)
+        data = make_profile_dataset(Path(tmp) / "data", images=args.images, classes=8)
         results["max_pixel_error_cutmix"] = check_stage(data, args.device, 16, 0.0)
         results["max_pixel_error_mix"] = check_stage(data, args.device, 16, 0.8)
         for cutmix in (False, True):

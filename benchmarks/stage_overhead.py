@@ -39,22 +39,6 @@ MEAN = [0.485 * 255, 0.456 * 255, 0.406 * 255]
 STD = [0.229 * 255, 0.224 * 255, 0.225 * 255]
 
 
-def write_jpegs(root: Path, count: int, seed: int = 0) -> Path:
-    """``count`` textured 500x375 JPEGs of ~100 KB in 8 class folders."""
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:375, 0:500].astype(np.float32)
-    for i in range(count):
-        folder = root / f"c{i % 8}"
-        folder.mkdir(parents=True, exist_ok=True)
-        f1, f2, f3 = rng.uniform(8, 40, size=3)
-        base = np.stack([np.sin(xx / f1 + i), np.cos(yy / f2), np.sin((xx + yy) / f3)], -1)
-        img = np.clip(127 + 80 * base + rng.normal(0, 22, (375, 500, 3)), 0, 255).astype(np.uint8)
-        Image.fromarray(img).save(folder / f"{i:05d}.jpg", quality=90)
-    return root
-
-
 def composition_cutmix(images, labels):
     """CutMix (per sample) from plain DALI operators only: the approach measured at ~10% here."""
     import nvidia.dali.fn as fn
@@ -173,9 +157,11 @@ def main(argv=None):
     parser.add_argument("--json", type=Path, default=None, help="write every figure here")
     args = parser.parse_args(argv)
 
+    from pipelines.profiler import make_profile_dataset
+
     variants = stages()
     with tempfile.TemporaryDirectory() as tmp:
-        data = write_jpegs(Path(tmp) / "data", args.images)
+        data = make_profile_dataset(Path(tmp) / "data", images=args.images, classes=8)
         full = interleave({n: full_pipeline(data, s) for n, s in variants.items()}, args.rounds, args.batches,
                           "full pipeline")
     rng = np.random.default_rng(0)

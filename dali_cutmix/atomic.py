@@ -1,9 +1,10 @@
-"""Write files so that readers never see them half-written: a temporary file in the same folder, then rename."""
+"""Write files and folders so that readers never see them half-written: a temporary one beside, then rename."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -30,3 +31,27 @@ def atomic_path(path):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_directory(path):
+    """Yield a temporary folder next to ``path``; on success it is renamed onto ``path``.
+
+    ``path`` appears whole or not at all. If ``path`` already exists as a non-empty folder when the work is
+    done (another process finished first), the new folder is dropped and the existing one kept. On an
+    exception the temporary folder is removed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield tmp
+        if path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+        try:
+            os.rename(tmp, path)
+        except OSError:
+            if not path.is_dir():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

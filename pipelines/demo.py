@@ -8,8 +8,6 @@ noise, so the classes are separable but not trivially by colour.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -59,14 +57,14 @@ def write_dataset(root, *, train_per_class: int = 120, val_per_class: int = 30, 
     """
     from PIL import Image
 
+    from dali_cutmix.atomic import atomic_directory
+
     root = Path(root)
     if (root / "train").is_dir() and (root / "val").is_dir():
         return root
     if not 1 <= num_classes <= len(CLASSES):
         raise ValueError(f"num_classes must be in [1, {len(CLASSES)}], got {num_classes}")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
-    try:
+    with atomic_directory(root) as tmp:
         rng = np.random.default_rng(seed)
         for split, count in (("train", train_per_class), ("val", val_per_class)):
             for c in range(num_classes):
@@ -74,13 +72,6 @@ def write_dataset(root, *, train_per_class: int = 120, val_per_class: int = 30, 
                 folder.mkdir(parents=True)
                 for i in range(count):
                     Image.fromarray(render(c, rng, size)).save(folder / f"{i:05d}.jpg", quality=90)
-        try:
-            os.rename(tmp, root)
-        except OSError:  # another process finished first
-            if not (root / "train").is_dir():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return root
 
 

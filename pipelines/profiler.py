@@ -39,8 +39,6 @@ from __future__ import annotations
 import datetime
 import os
 import platform
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -174,6 +172,8 @@ def make_profile_dataset(root, *, images: int = 1024, classes: int = 10, size: T
     """
     from PIL import Image
 
+    from dali_cutmix.atomic import atomic_directory
+
     if isinstance(images, bool) or not isinstance(images, int) or images < 1:
         raise ValueError(f"images must be an integer >= 1, got {images!r}")
     if classes < 1:
@@ -186,9 +186,7 @@ def make_profile_dataset(root, *, images: int = 1024, classes: int = 10, size: T
     if root.is_dir() and any(p.is_dir() for p in root.iterdir()):
         return root
     classes = min(classes, images)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
-    try:
+    with atomic_directory(root) as tmp:
         rng = np.random.default_rng(seed)
         for c in range(classes):
             (tmp / f"class{c:03d}").mkdir()
@@ -197,16 +195,6 @@ def make_profile_dataset(root, *, images: int = 1024, classes: int = 10, size: T
                 progress(f"generating JPEGs: {i}/{images}")
             pixels = render_photo_like(rng, *size)
             Image.fromarray(pixels).save(tmp / f"class{i % classes:03d}" / f"{i:06d}.jpg", quality=quality)
-        try:
-            os.rename(tmp, root)
-        except OSError:  # another process finished first, or root exists empty
-            if root.is_dir() and not any(root.iterdir()):
-                root.rmdir()
-                os.rename(tmp, root)
-            elif not root.is_dir():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return root
 
 
