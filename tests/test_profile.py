@@ -11,7 +11,8 @@ import pytest
 
 from dali_cutmix.cli import main
 from pipelines import profiler
-from pipelines.profiler import VARIANTS, VARIANT_KEYS, make_profile_dataset
+from pipelines.profile_data import make_profile_dataset
+from pipelines.profiler import VARIANTS, VARIANT_KEYS
 
 TINY_RUN = ["--batch-size", "4", "--threads", "1", "--batches", "2", "--repeats", "2", "--crop", "32"]
 
@@ -110,7 +111,7 @@ def test_png_chart_is_a_valid_image(profile_run):
 
 
 def test_profile_runs_on_a_generated_data_set(tmp_path, monkeypatch):
-    monkeypatch.setattr(profiler, "profile_cache_dir", lambda: tmp_path / "cache")
+    monkeypatch.setenv("DALI_CUTMIX_CACHE", str(tmp_path / "cache"))
     code, stdout, stderr = run_cli(["profile", "--images", "6", "--batch-size", "2", "--threads", "1",
                                     "--batches", "1", "--repeats", "1", "--crop", "16",
                                     "--json", str(tmp_path / "p.json"), "--plot", str(tmp_path / "p.png")])

@@ -1,0 +1,198 @@
+"""The profiler's report: the machine, the targets, the JSON, the terminal table and the PNG chart."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+
+from .profiler import DEFAULT_CPU_TARGETS, DEFAULT_GPU_TARGETS, VARIANT_KEYS, VARIANTS
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; ``platform.processor()`` elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> Dict[str, object]:
+    """The machine the figures come from: CPU model and cores, GPU (if any), library versions."""
+    import nvidia.dali
+    import torch
+    import torchvision
+
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        usable = os.cpu_count()
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return dict(cpu=cpu_model(), cpu_cores=os.cpu_count(), cpu_cores_usable=usable, gpu=gpu,
+                gpu_count=torch.cuda.device_count() if gpu else 0, platform=platform.platform(),
+                python=platform.python_version(), torch=torch.__version__, torchvision=torchvision.__version__,
+                dali=nvidia.dali.__version__, numpy=np.__version__)
+
+
+def evaluate_targets(result: dict) -> List[dict]:
+    """The issue's targets for the measured device, each with its threshold, measured value and whether met.
+
+    ``met`` compares the median; ``met_whole_iqr`` asks the same of the whole interquartile range;
+    ``conditions_match`` says whether the run used the conditions the target is stated for.
+    """
+    s = result["settings"]
+    share = result["cutmix_share"]
+    if s["device"] == "cpu":
+        speed = result["loader_vs_reference"]
+        cond = s["batch_size"] == 64 and s["threads"] == 2 and s["crop"] == 224
+        return [
+            dict(name="loader >= 2x torchvision reference (CPU, same cores)", threshold=DEFAULT_CPU_TARGETS["speedup"],
+                 measured=speed["median"], met=speed["median"] >= DEFAULT_CPU_TARGETS["speedup"],
+                 met_whole_iqr=speed["q1"] >= DEFAULT_CPU_TARGETS["speedup"], conditions_match=cond,
+                 conditions="cpu, 2 threads/workers, batch 64, crop 224"),
+            dict(name="CutMix <= 3% of the full pipeline (CPU)", threshold=DEFAULT_CPU_TARGETS["cutmix_share"],
+                 measured=share["median"], met=share["median"] <= DEFAULT_CPU_TARGETS["cutmix_share"],
+                 met_whole_iqr=share["q3"] <= DEFAULT_CPU_TARGETS["cutmix_share"], conditions_match=cond,
+                 conditions="cpu, 2 threads, batch 64, crop 224"),
+        ]
+    full = result["variants"]["full"]["images_per_s"]
+    gpu_name = result["machine"].get("gpu") or ""
+    return [
+        dict(name="CutMix <= 1% of the full GPU pipeline", threshold=DEFAULT_GPU_TARGETS["cutmix_share"],
+             measured=share["median"], met=share["median"] <= DEFAULT_GPU_TARGETS["cutmix_share"],
+             met_whole_iqr=share["q3"] <= DEFAULT_GPU_TARGETS["cutmix_share"], conditions_match=True,
+             conditions="gpu"),
+        dict(name="GPU pipeline >= 8,000 images/s (one H100, batch 256)",
+             threshold=DEFAULT_GPU_TARGETS["full_images_per_s"], measured=full["median"],
+             met=full["median"] >= DEFAULT_GPU_TARGETS["full_images_per_s"],
+             met_whole_iqr=full["q1"] >= DEFAULT_GPU_TARGETS["full_images_per_s"],
+             conditions_match=s["batch_size"] == DEFAULT_GPU_TARGETS["batch_size"] and "H100" in gpu_name,
+             conditions="gpu H100, batch 256, crop 224"),
+    ]
+
+
+def write_json(result: dict, path) -> Path:
+    """Write ``result`` as indented JSON to ``path`` (atomically); returns the path."""
+    import json
+
+    from dali_cutmix.atomic import atomic_path
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+    return path
+
+
+def _headline(result: dict) -> str:
+    """One line: device, batch, threads, repeats and the machine."""
+    s, m = result["settings"], result["machine"]
+    where = m["gpu"] if s["device"] == "gpu" else f"{m['cpu']} ({m['cpu_cores_usable']} cores)"
+    return (f"{s['device']}, batch {s['batch_size']}, {s['threads']} threads/workers, crop {s['crop']}, "
+            f"{s['repeats']} rounds x {s['batches']} batches; {where}")
+
+
+def format_table(result: dict) -> str:
+    """The terminal report: one row per variant (median images/s, IQR, ms/batch), the shares and the targets."""
+    load = (result.get("machine_load") or {}).get("other_cpu_share")
+    lines = [f"dali-cutmix profile: {_headline(result)}"]
+    if load is not None:
+        lines.append(f"other processes kept {100 * load:.0f}% of the machine's CPU busy during the variants"
+                     + (" (figures noisier than on an idle machine)" if load > 0.05 else ""))
+    lines.append(f"{'variant':<34}{'images/s':>10}  {'IQR':>17}  {'spread':>7}{'ms/batch':>10}")
+    for key in VARIANT_KEYS:
+        v = result["variants"][key]
+        ips = v["images_per_s"]
+        lines.append(f"{v['label']:<34}{ips['median']:>10,.0f}  {ips['q1']:>8,.0f}-{ips['q3']:<8,.0f}"
+                     f"{ips['iqr_pct']:>7.1f}%{v['ms_per_batch']:>10.1f}")
+    share, speed = result["cutmix_share"], result["loader_vs_reference"]
+    diff, stage_ms = share["by_stage_difference"], share["stage_ms_per_batch"]
+    lines.append(f"CutMix share of the full pipeline: {100 * share['median']:.1f}% "
+                 f"(IQR {100 * share['q1']:.1f} to {100 * share['q3']:.1f}%; stage alone {stage_ms['median']:.2f} "
+                 f"ms/batch)")
+    lines.append(f"  by stage difference (3 vs 2):   {100 * diff['median']:.1f}% "
+                 f"(IQR {100 * diff['q1']:.1f} to {100 * diff['q3']:.1f}%)")
+    lines.append(f"loader vs torchvision reference:   {speed['median']:.2f}x "
+                 f"(IQR {speed['q1']:.2f}-{speed['q3']:.2f}x)")
+    training = result.get("training")
+    if training:
+        lines.append(f"training {training['model']} with our loader: {training['images_per_s']:,.1f} images/s, "
+                     f"{100 * training['data_wait_share']:.1f}% of step time waiting for data "
+                     f"(compute alone {training['compute_only_images_per_s']:,.1f} images/s)")
+    for t in result["targets"]:
+        verdict = "met" if t["met"] else "NOT met"
+        note = "" if t["conditions_match"] else f" [run not under the target's conditions: {t['conditions']}]"
+        value = f"{100 * t['measured']:.1f}%" if t["threshold"] < 1 else f"{t['measured']:,.2f}"
+        lines.append(f"target: {t['name']}: {value} -> {verdict}{note}")
+    return "\n".join(lines)
+
+
+def _font(size: int):
+    """PIL's default font at ``size`` (the bitmap font on old Pillow)."""
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1
+        return ImageFont.load_default()
+
+
+def render_chart(result: dict, width: int = 960):
+    """A PIL bar chart: median images/s per variant with its IQR as a whisker, and the headline figures."""
+    from PIL import Image, ImageDraw
+
+    colours = dict(decode=(158, 202, 225), crop=(107, 174, 214), cutmix=(49, 130, 189), full=(8, 81, 156),
+                   loader=(49, 163, 84), reference=(150, 150, 150))
+    label_w, bar_h, gap, top, bottom = 260, 34, 14, 78, 70
+    height = top + len(VARIANTS) * (bar_h + gap) + bottom
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    title, small = _font(18), _font(13)
+    draw.text((16, 12), "dali-cutmix profile: images/s (median, whisker = IQR)", fill="black", font=title)
+    headline = _headline(result)
+    load = (result.get("machine_load") or {}).get("other_cpu_share")
+    if load is not None and load > 0.05:
+        headline += f"; other processes used {100 * load:.0f}% of the CPU meanwhile"
+    draw.text((16, 40), headline, fill=(60, 60, 60), font=small)
+    peak = max(result["variants"][k]["images_per_s"]["q3"] for k in VARIANT_KEYS) or 1.0
+    scale = (width - label_w - 110) / peak
+    for i, key in enumerate(VARIANT_KEYS):
+        v = result["variants"][key]
+        ips = v["images_per_s"]
+        y = top + i * (bar_h + gap)
+        draw.text((16, y + bar_h // 2 - 8), v["label"], fill="black", font=small)
+        x0 = label_w
+        draw.rectangle([x0, y, x0 + max(1, int(ips["median"] * scale)), y + bar_h], fill=colours[key])
+        mid = y + bar_h // 2
+        xq1, xq3 = x0 + int(ips["q1"] * scale), x0 + int(ips["q3"] * scale)
+        draw.line([xq1, mid, xq3, mid], fill="black", width=2)
+        draw.line([xq1, mid - 6, xq1, mid + 6], fill="black", width=2)
+        draw.line([xq3, mid - 6, xq3, mid + 6], fill="black", width=2)
+        draw.text((max(xq3, x0 + int(ips["median"] * scale)) + 8, mid - 8), f"{ips['median']:,.0f}",
+                  fill="black", font=small)
+    share, speed = result["cutmix_share"], result["loader_vs_reference"]
+    y = height - bottom + 10
+    draw.text((16, y), f"CutMix share of the full pipeline: {100 * share['median']:.1f}%   "
+                       f"loader vs torchvision reference: {speed['median']:.2f}x", fill="black", font=small)
+    training = result.get("training")
+    if training:
+        draw.text((16, y + 22), f"{training['model']} training with our loader: {training['images_per_s']:,.1f} "
+                                f"images/s, {100 * training['data_wait_share']:.1f}% of step time waiting for data",
+                  fill="black", font=small)
+    return image
+
+
+def write_chart(result: dict, path) -> Path:
+    """Write :func:`render_chart` as a PNG to ``path`` (atomically); returns the path."""
+    from dali_cutmix.atomic import atomic_path
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        render_chart(result).save(tmp, format="PNG")
+    return path
