@@ -75,17 +75,27 @@ def build_imagenet_train_pipeline(
     seed: int = 0,
     cutmix: bool = True,
     alpha: float = 1.0,
+    mixup_alpha: float = 0.0,
+    switch_prob: float = 0.5,
     prob: float = 1.0,
     mode: str = "batch",
     label_smoothing: float = 0.0,
+    mix_off_epoch: Optional[int] = None,
     checkpoint=None,
 ):
     """The ImageNet training pipeline: :func:`dali_cutmix.build_cutmix_pipeline` with checkpointing on.
 
-    Random-resized-crop to ``crop`` (area share in ``[min_area, 1]``, torchvision's aspect ratios), CutMix, random
+    Random-resized-crop to ``crop`` (area share in ``[min_area, 1]``, torchvision's aspect ratios), mixing, random
     flip, ImageNet mean/std. Every epoch is a new global shuffle (the same on every rank), cut into ``num_shards``
     disjoint shards; this rank reads shard ``shard_id``. ``checkpoint`` (what ``CutMixLoader.checkpoint()``
     returned) continues a data stream exactly.
+
+    Mixing (timm's ``Mixup`` semantics, see :func:`dali_cutmix.mix`): ``alpha`` is CutMix's Beta concentration
+    (0 turns CutMix off), ``mixup_alpha`` MixUp's (0 turns it off), ``switch_prob`` the probability of CutMix when
+    both are on, ``prob`` the probability of mixing at all, ``mode`` "batch", "elem" or "pair", ``label_smoothing``
+    applied to each one-hot. ``mix_off_epoch``: from this epoch of the reader on (counted from 0) the targets are
+    the smoothed one-hots, in the same pipeline; a ``checkpoint`` restores where the schedule is. ``cutmix=False``
+    builds the pipeline without the stage.
 
     Returns:
         An unbuilt DALI pipeline: ``images`` (float32 NCHW, normalized) and ``labels`` (float32 soft labels
@@ -95,9 +105,10 @@ def build_imagenet_train_pipeline(
 
     return build_cutmix_pipeline(
         train_dir, batch_size=batch_size, num_classes=num_classes, crop=crop, random_area=(min_area, 1.0),
-        device=device, device_id=device_id, cutmix=cutmix, alpha=alpha, prob=prob, mode=mode,
-        label_smoothing=label_smoothing, shard_id=shard_id, num_shards=num_shards, num_threads=num_threads,
-        seed=seed, shuffle=True, enable_checkpointing=True, checkpoint=checkpoint)
+        device=device, device_id=device_id, cutmix=cutmix, alpha=alpha, mixup_alpha=mixup_alpha,
+        switch_prob=switch_prob, prob=prob, mode=mode, label_smoothing=label_smoothing,
+        mix_off_epoch=mix_off_epoch if cutmix else None, shard_id=shard_id, num_shards=num_shards,
+        num_threads=num_threads, seed=seed, shuffle=True, enable_checkpointing=True, checkpoint=checkpoint)
 
 
 def build_imagenet_val_pipeline(

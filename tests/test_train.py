@@ -7,6 +7,7 @@ threads, deterministic algorithms). Tiny data and models keep the file around tw
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -106,9 +107,11 @@ def test_paper_recipe_and_overrides():
     assert (cfg.arch, cfg.crop, cfg.val_resize, cfg.epochs, cfg.batch_size) == ("resnet50", 224, 256, 300, 256)
     assert (cfg.base_lr, cfg.momentum, cfg.nesterov, cfg.weight_decay) == (0.1, 0.9, True, 1e-4)
     assert (cfg.schedule, cfg.milestones, cfg.lr_gamma) == ("step", (75, 150, 225), 0.1)
-    assert (cfg.cutmix, cfg.alpha, cfg.prob, cfg.mode) == (True, 1.0, 1.0, "batch")
-    big = resolve_config({"data": "/imagenet", "batch_size": 1024, "mode": "elem", "crop": 160})
-    assert big.base_lr == pytest.approx(0.4) and big.mode == "elem" and big.val_resize == 183
+    assert (cfg.cutmix, cfg.cutmix_alpha, cfg.prob, cfg.mix_mode) == (True, 1.0, 1.0, "batch")
+    assert (cfg.mixup_alpha, cfg.label_smoothing, cfg.mix_off_epoch, cfg.optimizer) == (0.0, 0.0, None, "sgd")
+    big = resolve_config({"data": "/imagenet", "batch_size": 1024, "mode": "elem", "crop": 160})  # former name
+    assert big.base_lr == pytest.approx(0.4) and big.mix_mode == "elem" and big.val_resize == 183
+    assert big.eval_crop == 160
     assert resolve_config({}).recipe == "demo"
     with pytest.raises(ValueError, match="--prob"):
         resolve_config({"prob": 1.5})
@@ -116,18 +119,132 @@ def test_paper_recipe_and_overrides():
         resolve_config({"milestones": (150, 75)})
 
 
+def test_deit_and_torchvision_recipes_resolve_to_their_published_settings():
+    """The values train/USAGE.md documents (with their sources) for --recipe deit and --recipe torchvision-v2."""
+    from train.config import resolve_config
+
+    deit = resolve_config({"data": "/imagenet", "recipe": "deit"})
+    assert (deit.arch, deit.crop, deit.eval_crop, deit.val_resize, deit.min_area) == ("vit_b_16", 224, 224, 256, 0.08)
+    assert (deit.epochs, deit.batch_size, deit.optimizer, deit.weight_decay) == (300, 1024, "adamw", 0.05)
+    assert deit.base_lr == pytest.approx(5e-4 * 1024 / 512)  # DeiT: lr * batch / 512
+    assert (deit.norm_weight_decay, deit.bias_weight_decay, deit.transformer_embedding_decay) == (0.0, 0.0, 0.0)
+    assert (deit.schedule, deit.warmup_epochs, deit.label_smoothing) == ("cosine", 5, 0.1)
+    assert (deit.cutmix, deit.cutmix_alpha, deit.mixup_alpha, deit.switch_prob, deit.prob, deit.mix_mode) == (
+        True, 1.0, 0.8, 0.5, 1.0, "batch")
+    assert deit.mix_off_epoch is None and deit.mixing_in_epoch(300)
+
+    tv = resolve_config({"data": "/imagenet", "recipe": "torchvision-v2"})
+    assert (tv.arch, tv.crop, tv.eval_crop, tv.val_resize, tv.min_area) == ("resnet50", 176, 224, 232, 0.08)
+    assert (tv.epochs, tv.batch_size, tv.base_lr) == (600, 1024, pytest.approx(0.5))
+    assert (tv.optimizer, tv.momentum, tv.nesterov, tv.weight_decay) == ("sgd", 0.9, False, 2e-5)
+    assert (tv.norm_weight_decay, tv.bias_weight_decay, tv.transformer_embedding_decay) == (0.0, None, None)
+    assert (tv.schedule, tv.milestones, tv.warmup_epochs, tv.label_smoothing) == ("cosine", (), 5, 0.1)
+    assert (tv.cutmix_alpha, tv.mixup_alpha, tv.switch_prob, tv.prob, tv.mix_mode) == (1.0, 0.2, 0.5, 1.0, "batch")
+
+    # every flag overrides its recipe value; the rest stay
+    mine = resolve_config({"data": "/imagenet", "recipe": "deit", "arch": "resnet50", "batch_size": 512,
+                           "mixup_alpha": 0.4, "cutmix_alpha": 0.0, "mix_mode": "pair", "switch_prob": 0.3,
+                           "label_smoothing": 0.0, "mix_off_epoch": 291, "norm_weight_decay": "none"})
+    assert (mine.arch, mine.base_lr, mine.weight_decay, mine.optimizer) == ("resnet50", pytest.approx(5e-4), 0.05,
+                                                                            "adamw")
+    assert (mine.mixup_alpha, mine.cutmix_alpha, mine.mix_mode, mine.switch_prob) == (0.4, 0.0, "pair", 0.3)
+    assert (mine.label_smoothing, mine.norm_weight_decay, mine.bias_weight_decay) == (0.0, None, 0.0)
+    assert mine.mix_off_epoch == 291 and mine.pipeline_mix_off_epoch == 290  # user epochs from 1, DALI's from 0
+    assert mine.mixing_in_epoch(290) and not mine.mixing_in_epoch(291)
+    small = resolve_config({"data": "/imagenet", "recipe": "torchvision-v2", "crop": 128})
+    assert (small.crop, small.eval_crop, small.val_resize) == (128, 224, 232)  # validation unchanged
+    other = resolve_config({"data": "/imagenet", "recipe": "torchvision-v2", "val_crop": 288})
+    assert (other.eval_crop, other.val_resize) == (288, 329)
+    assert resolve_config({"alpha": 0.5}).cutmix_alpha == 0.5  # the former flag name
+    with pytest.raises(ValueError, match="--alpha is another name for --cutmix-alpha"):
+        resolve_config({"alpha": 0.5, "cutmix_alpha": 1.0})
+    for bad, flag in (({"switch_prob": 2.0}, "--switch-prob"), ({"mix_off_epoch": 0}, "--mix-off-epoch"),
+                      ({"mixup_alpha": -1.0}, "--mixup-alpha"), ({"cutmix_alpha": 0.0}, "--cutmix-alpha"),
+                      ({"optimizer": "lion"}, "--optimizer"), ({"norm_weight_decay": -1.0}, "--norm-weight-decay"),
+                      ({"recipe": "torchvision-v2", "val_resize": 200}, "--val-crop")):
+        with pytest.raises(ValueError, match=flag):
+            resolve_config(bad)
+
+
+def test_weight_decay_groups_and_adamw():
+    """torchvision's set_weight_decay rules: embeddings, then biases, then norm layers; DeiT's (timm's) filter is
+    the three at 0."""
+    import torch
+    import torchvision
+
+    from train.optim import build_optimizer, parameter_groups
+
+    vit = torchvision.models.VisionTransformer(image_size=32, patch_size=16, num_layers=1, num_heads=2,
+                                               hidden_dim=8, mlp_dim=16, num_classes=4)
+    names = {id(p): n for n, p in vit.named_parameters()}
+    groups = {g["name"]: (g["weight_decay"], sorted(names[id(p)] for p in g["params"]))
+              for g in parameter_groups(vit, weight_decay=0.05, norm_weight_decay=0.0, bias_weight_decay=0.0,
+                                        transformer_embedding_decay=0.0)}
+    assert groups["embedding"] == (0.0, ["class_token", "encoder.pos_embedding"])
+    assert all(n.endswith("bias") for n in groups["bias"][1]) and groups["bias"][0] == 0.0
+    assert "encoder.layers.encoder_layer_0.self_attention.in_proj_bias" in groups["bias"][1]
+    assert groups["norm"][1] and all(n.endswith(".weight") and "ln" in n for n in groups["norm"][1])
+    assert groups["other"][0] == 0.05 and all(n.endswith("weight") for n in groups["other"][1])
+    timm_no_decay = {n for n, p in vit.named_parameters() if p.ndim == 1 or n.endswith(".bias")} | {
+        "class_token", "encoder.pos_embedding"}
+    assert set(groups["other"][1]) == {n for n, _ in vit.named_parameters()} - timm_no_decay
+
+    resnet = torchvision.models.resnet18(num_classes=4)
+    tv = {g["name"]: g for g in parameter_groups(resnet, weight_decay=2e-5, norm_weight_decay=0.0)}
+    bn = {id(p) for m in resnet.modules() if isinstance(m, torch.nn.BatchNorm2d) for p in m.parameters()}
+    assert {id(p) for p in tv["norm"]["params"]} == bn and tv["norm"]["weight_decay"] == 0.0
+    assert {id(p) for p in tv["other"]["params"]} == {id(p) for p in resnet.parameters()} - bn  # fc.bias: 2e-5
+    assert set(tv) == {"other", "norm"}
+
+    adamw = build_optimizer(vit, optimizer="adamw", lr=1e-3, weight_decay=0.05, norm_weight_decay=0.0,
+                            bias_weight_decay=0.0, transformer_embedding_decay=0.0)
+    assert isinstance(adamw, torch.optim.AdamW) and adamw.defaults["betas"] == (0.9, 0.999)
+    plain = build_optimizer(resnet, lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4)
+    assert isinstance(plain, torch.optim.SGD) and len(plain.param_groups) == 1  # old checkpoints still fit
+
+
+def test_resume_keeps_mixing_methods_on_or_off():
+    """A checkpoint holds the DALI pipeline's state: CutMix or MixUp may not be switched on or off on resume (their
+    alphas may change); the mode and the optimizer are locked; older checkpoints' names (alpha, mode) still count."""
+    from train.checkpoint import CheckpointError, check_compatible
+    from train.config import resolve_config
+
+    def check(saved, **now):
+        state = dict(world_size=1, classes=["a"], config=saved)
+        check_compatible(state, "last.pt", config=resolve_config(now).to_dict(), world_size=1, classes=["a"])
+
+    deit = resolve_config({"recipe": "deit"}).to_dict()
+    check(deit, recipe="deit", mixup_alpha=0.2, cutmix_alpha=0.5, mix_off_epoch=200)  # values may change
+    with pytest.raises(CheckpointError, match="turning MixUp on or off .* resume with MixUp on"):
+        check(deit, recipe="deit", mixup_alpha=0.0)
+    with pytest.raises(CheckpointError, match="resume with CutMix on"):
+        check(deit, recipe="deit", cutmix_alpha=0.0)
+    with pytest.raises(CheckpointError, match="--optimizer"):
+        check(deit, recipe="deit", optimizer="sgd")
+    old = dict(arch="resnet18", crop=48, batch_size=32, cutmix=True, alpha=1.0, mode="elem")  # an older config
+    check(old, recipe="demo")
+    with pytest.raises(CheckpointError, match="--mix-mode 'elem'"):
+        check(old, recipe="demo", mix_mode="batch")
+    with pytest.raises(CheckpointError, match="resume with MixUp off"):
+        check(old, recipe="demo", mixup_alpha=0.3)
+
+
 def test_help_states_each_recipe_default():
     """``train --help`` quotes the recipes' values: keep the two in sync."""
     from click.testing import CliRunner
 
     from dali_cutmix.cli.train import train
-    from train.recipe import DEMO, PAPER
+    from train.recipe import DEIT, DEMO, PAPER, RECIPE_KEYS, RECIPES, TORCHVISION_V2
+
+    assert all(set(r) == set(RECIPE_KEYS) for r in RECIPES.values())
 
     def shown(value):
         if isinstance(value, bool):
             return "on" if value else "off"
         if isinstance(value, tuple):
             return ",".join(map(str, value)) or "none"
+        if value is None:
+            return "none"
         return value
 
     def same(text_value, value):
@@ -140,15 +257,23 @@ def test_help_states_each_recipe_default():
     for key in PAPER:
         if key in ("lr_per_256", "val_resize"):  # stated as formulas (lr: checked below; val: crop * 256/224)
             continue
-        match = re.search(r"\[paper: ([^;]+); demo: ([^\]]+)\]", helps[key])
+        match = re.search(r"\[paper: ([^;]+); deit: ([^;]+); torchvision-v2: ([^;]+); demo: ([^\]]+)\]",
+                          helps[key])
         assert match, (key, helps[key])
-        assert same(match.group(1), PAPER[key]) and same(match.group(2), DEMO[key]), (key, match.group(0))
+        for group, recipe in zip(match.groups(), (PAPER, DEIT, TORCHVISION_V2, DEMO)):
+            assert same(group, recipe[key]), (key, match.group(0))
     assert "0.1 x batch/256 (paper)" in helps["lr"] and f"{DEMO['lr_per_256']} x batch/256 (demo)" in helps["lr"]
+    assert "2.5e-4 x batch/256 = 5e-4 x batch/512 (deit)" in helps["lr"] and DEIT["lr_per_256"] == 2.5e-4
+    assert f"{TORCHVISION_V2['lr_per_256']:g} x batch/256 = 0.5 at 1024 (torchvision-v2)" in helps["lr"]
     assert "crop * 256/224" in helps["val_resize"]
+    assert "paper, deit: 256; torchvision-v2: 232; demo: 55" in helps["val_resize"]
+    assert PAPER["val_resize"] == DEIT["val_resize"] == 256 and TORCHVISION_V2["val_resize"] == 232
     assert PAPER["val_resize"] == PAPER["crop"] * 256 // 224 and DEMO["val_resize"] == round(DEMO["crop"] * 256 / 224)
     text = CliRunner().invoke(train, ["--help"], terminal_width=200).output
     for flag in ("--data", "--output", "--gpus", "--cpu-procs", "--nnodes", "--node-rank", "--master-addr",
-                 "--master-port", "--resume", "--workers", "--seed", "--recipe", "--compile", "--amp"):
+                 "--master-port", "--resume", "--workers", "--seed", "--recipe", "--compile", "--amp",
+                 "--cutmix-alpha, --alpha", "--mix-mode, --mode", "--mixup-alpha", "--switch-prob", "--mix-off-epoch",
+                 "torchvision-v2"):
         assert flag in text
 
 
@@ -254,6 +379,8 @@ def test_short_run_lowers_loss_and_beats_chance(tiny_imagenet, tmp_path):
     assert [r["epoch"] for r in records] == [1, 2, 3, 4]
     losses = [r["train_loss"] for r in records]
     assert losses[-1] < losses[0], losses
+    # --prob 0.5 per sample: about half the targets mix two classes (a partner of the same class does not count)
+    assert all(r["mixing"] is True and 0.15 < r["mixed_targets"] < 0.6 for r in records), records
     assert max(r["val_top1"] for r in records) > 50.0, records  # 4 classes: chance is 25%
     last = records[-1]
     assert last["val_images"] == 4 * VAL_PER_CLASS and last["train_images"] == 4 * TRAIN_PER_CLASS
@@ -388,6 +515,92 @@ def test_failure_inside_a_worker_is_one_line_and_exit_2(tiny_imagenet, tmp_path)
     assert_one_line_error(result.stderr, "--batch-size 320", "shard")
 
 
+# ------------------------------------------------------------------------------------------------ mixing schedule
+
+
+def _target_kinds(loader, on_value, epochs):
+    """Per epoch: (batches, samples whose target mixes two classes, samples whose target is a smoothed one-hot)."""
+    import torch
+
+    out = []
+    for _ in range(epochs):
+        batches = mixed = plain = 0
+        for _, targets in loader:
+            batches += 1
+            assert torch.allclose(targets.sum(dim=1), torch.ones(len(targets)), atol=1e-5)
+            top = targets.max(dim=1).values
+            mixed += int((top < on_value - 1e-4).sum())
+            plain += int(((top - on_value).abs() < 1e-6).sum())
+        out.append((batches, mixed, plain))
+    return out
+
+
+def test_mix_off_epoch_makes_the_loader_targets_one_hot_from_that_epoch(tiny_imagenet):
+    """The trainer's own loader (train.data.build_rank_data): with --mix-off-epoch 3, the user's epochs 1 and 2
+    (the reader's 0 and 1) are mixed and epoch 3 on are smoothed one-hots; a loader rebuilt from the DALI
+    checkpoint after epoch 1 (a resume) keeps that schedule. 24 images per step on 128: the reader's last, partial
+    batch of each epoch is dropped and the epochs stay in step with the reader's."""
+    from dali_cutmix import CutMixLoader
+    from pipelines.imagenet import build_imagenet_train_pipeline
+    from train.config import resolve_config
+    from train.data import build_rank_data
+    from train.distributed import RankInfo
+
+    cfg = resolve_config({"data": str(tiny_imagenet), "arch": "resnet18", "crop": 32, "batch_size": 24,
+                          "workers": 1, "seed": 3, "mixup_alpha": 0.4, "cutmix_alpha": 1.0, "mix_mode": "elem",
+                          "label_smoothing": 0.1, "mix_off_epoch": 3})
+    assert cfg.pipeline_mix_off_epoch == 2
+    on = 1 - 0.1 + 0.1 / 4
+    kw = dict(train_dir=tiny_imagenet / "train", val_dir=tiny_imagenet / "val", num_classes=4, info=RankInfo(),
+              device="cpu", device_id=None)
+    data = build_rank_data(cfg, **kw)
+    steps = 4 * TRAIN_PER_CLASS // 24
+    assert len(data.train) == steps
+    kinds = _target_kinds(data.train, on, epochs=1)
+    state = data.train.checkpoint()  # after the user's epoch 1
+    kinds += _target_kinds(data.train, on, epochs=3)
+    assert [k[0] for k in kinds] == [steps] * 4
+    for epoch, (_, mixed, plain) in enumerate(kinds, 1):
+        if cfg.mixing_in_epoch(epoch):
+            assert mixed > steps * 24 // 2, (epoch, kinds)  # per sample, prob 1: most mix two classes
+        else:
+            assert (mixed, plain) == (0, steps * 24), (epoch, kinds)  # every target a smoothed one-hot
+
+    resumed = build_rank_data(cfg, dali_checkpoint=state, **kw)
+    again = _target_kinds(resumed.train, on, epochs=3)
+    assert again == kinds[1:]  # the same targets, the same schedule
+    # resumed with another --mix-off-epoch (or none): the gate is always in the graph, so the checkpoint fits
+    later = build_rank_data(dataclasses.replace(cfg, mix_off_epoch=4), dali_checkpoint=state, **kw)
+    later_kinds = _target_kinds(later.train, on, epochs=3)  # the user's epochs 2, 3 (now mixed) and 4
+    assert later_kinds[0] == kinds[1] and later_kinds[1][1] > steps * 24 // 2 and later_kinds[2] == kinds[3]
+    # the pipeline builder itself counts from 0: mix_off_epoch=0 is never mixed
+    pipe = build_imagenet_train_pipeline(tiny_imagenet / "train", batch_size=24, num_classes=4, crop=32,
+                                         device="cpu", num_threads=1, mixup_alpha=0.4, mix_off_epoch=0)
+    assert _target_kinds(CutMixLoader(pipe, last_batch="drop"), 1.0, epochs=1) == [(steps, 0, steps * 24)]
+
+
+def test_mixup_pair_flags_and_mix_off_epoch_through_the_cli_and_a_resume(tiny_imagenet, tmp_path):
+    """MixUp only, per pair, smoothed, mixing off from epoch 2: epoch 1 runs, then --resume auto runs epochs 2-3
+    from the DALI checkpoint; metrics.jsonl reports the schedule (mixing) and what the targets were (mixed_targets)."""
+    out = tmp_path / "mix"
+    args = ["train", "--data", str(tiny_imagenet), "--output", str(out), "--batch-size", "16", "--mixup-alpha", "0.4",
+            "--cutmix-alpha", "0", "--mix-mode", "pair", "--switch-prob", "0.5", "--label-smoothing", "0.1",
+            "--mix-off-epoch", "2", *TINY]
+    result = run_cli(args + ["--epochs", "1"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "MixUp 0.4, prob 1 per pair, label smoothing 0.1, off from epoch 2" in result.stdout
+    result = run_cli(args + ["--epochs", "3", "--resume", "auto"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "resuming after epoch 1" in result.stdout
+    records = read_records(out)
+    assert [(r["epoch"], r["mixing"]) for r in records] == [(1, True), (2, False), (3, False)]
+    assert records[0]["mixed_targets"] > 0.5, records  # pairs of other classes: ~3/4 of the samples
+    assert [r["mixed_targets"] for r in records[1:]] == [0.0, 0.0]
+    config = json.loads((out / "run.json").read_text())["config"]
+    assert (config["mixup_alpha"], config["cutmix_alpha"], config["mix_mode"], config["mix_off_epoch"]) == (
+        0.4, 0.0, "pair", 2)
+
+
 # ------------------------------------------------------------------------------------------------ bad inputs
 
 
@@ -492,7 +705,24 @@ def test_several_nodes_need_a_master_address(tiny_imagenet, tmp_path, capsys):
 
 def test_bad_flag_values(tiny_imagenet, tmp_path, capsys):
     for args, fragment in ((["--arch", "resnet5O"], "--arch"), (["--lr", "-1"], "--lr"),
-                           (["--mode", "pixel"], "--mode"), (["--label-smoothing", "1.5"], "--label-smoothing")):
+                           (["--mode", "pixel"], "--mode"), (["--mix-mode", "pixel"], "--mix-mode"),
+                           (["--label-smoothing", "1.5"], "--label-smoothing"),
+                           (["--optimizer", "lion"], "--optimizer"),
+                           (["--recipe", "timm"], "--recipe"), (["--norm-weight-decay", "x"], "--norm-weight-decay")):
         code, err = _main(["--data", str(tiny_imagenet), "--output", str(tmp_path / "o"), *args], capsys)
         assert code == 2, args
         assert "Traceback" not in err and fragment in err, (args, err)
+
+
+def test_bad_mixing_values_are_one_line_naming_the_flag(tiny_imagenet, tmp_path, capsys):
+    for args, fragment in ((["--switch-prob", "2"], "--switch-prob"), (["--mix-off-epoch", "-1"], "--mix-off-epoch"),
+                           (["--mix-off-epoch", "0"], "--mix-off-epoch must be an epoch >= 1"),
+                           (["--mixup-alpha", "-0.2"], "--mixup-alpha"), (["--alpha", "-1"], "--cutmix-alpha"),
+                           (["--cutmix-alpha", "0"], "--cutmix-alpha and --mixup-alpha are both 0"),
+                           (["--prob", "1.5"], "--prob"), (["--mixup-alpha", "nan"], "--mixup-alpha"),
+                           (["--recipe", "deit", "--crop", "40"], "--crop 40"),
+                           (["--recipe", "deit", "--val-crop", "256", "--val-resize", "292"], "--val-crop (256)")):
+        code, err = _main(["--data", str(tiny_imagenet), "--output", str(tmp_path / "o"), *args], capsys)
+        assert code == 2, args
+        assert_one_line_error(err, fragment)
+    assert not (tmp_path / "o").exists()

@@ -33,7 +33,12 @@ BEST = "best.pt"
 REQUIRED_KEYS = ("format", "epoch", "model", "optimizer", "scaler", "schedule", "dali", "torch_rng", "best_top1",
                  "config", "world_size", "classes")
 #: Settings a resumed run must share with the checkpoint (the model's shape and each rank's data stream).
-LOCKED_SETTINGS = ("arch", "crop", "batch_size", "cutmix", "mode")
+LOCKED_SETTINGS = ("arch", "crop", "batch_size", "cutmix", "mix_mode", "optimizer")
+#: The names older checkpoints stored some settings under.
+FORMER_NAMES = {"mix_mode": "mode"}
+#: Mixing methods whose being on or off shapes the DALI graph on the GPU (so its checkpoint): the setting, its
+#: method, and its value in checkpoints older than the setting. Their values may change on resume, not their sign.
+METHOD_SWITCHES = (("cutmix_alpha", "CutMix", 1.0), ("mixup_alpha", "MixUp", 0.0))
 
 
 class CheckpointError(ValueError):
@@ -106,7 +111,8 @@ def load_checkpoint(path) -> Dict[str, Any]:
 def check_compatible(state: Mapping[str, Any], path, *, config: Mapping[str, Any], world_size: int,
                      classes) -> None:
     """Raise CheckpointError unless ``state`` can continue this run: the same number of ranks (each rank resumes
-    its own DALI stream), the same classes, and the same :data:`LOCKED_SETTINGS`."""
+    its own DALI stream), the same classes, the same :data:`LOCKED_SETTINGS`, and CutMix and MixUp each still on
+    or off (:data:`METHOD_SWITCHES`)."""
     if state["world_size"] != world_size:
         raise CheckpointError(
             f"checkpoint {str(path)!r} was written by {state['world_size']} ranks, this run has {world_size}: "
@@ -116,10 +122,21 @@ def check_compatible(state: Mapping[str, Any], path, *, config: Mapping[str, Any
                               f"than the {len(classes)} classes of this data set")
     saved = state["config"]
     for key in LOCKED_SETTINGS:
-        if key in saved and saved[key] != config[key]:
+        name = key if key in saved else FORMER_NAMES.get(key, key)
+        if name in saved and key in config and saved[name] != config[key]:
             flag = "--" + key.replace("_", "-")
-            raise CheckpointError(f"checkpoint {str(path)!r} was written with {flag} {saved[key]!r}, this run "
+            raise CheckpointError(f"checkpoint {str(path)!r} was written with {flag} {saved[name]!r}, this run "
                                   f"has {config[key]!r}; resume with the same {flag}")
+    if saved.get("cutmix", True) and config.get("cutmix", True):
+        for key, method, older in METHOD_SWITCHES:
+            was = saved.get(key, saved.get("alpha", older) if key == "cutmix_alpha" else older)
+            if key in config and (was > 0) != (config[key] > 0):
+                flag = "--" + key.replace("_", "-")
+                state = "on" if was > 0 else "off"
+                raise CheckpointError(
+                    f"checkpoint {str(path)!r} was written with {method} {state} ({flag} {was!r}), this run has "
+                    f"{flag} {config[key]!r}: turning {method} on or off changes the DALI pipeline whose state the "
+                    f"checkpoint holds; resume with {method} {state} (its alpha may change)")
 
 
 def resolve_resume(resume: Optional[str], output: Path) -> Optional[Path]:

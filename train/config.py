@@ -10,8 +10,13 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 from .recipe import default_recipe, recipe_settings
 
 SCHEDULES = ("step", "cosine")
-MODES = ("batch", "elem")
+MODES = ("batch", "elem", "pair")
+OPTIMIZERS = ("sgd", "adamw")
 AMP_MODES = ("auto", "bf16", "fp16", "off")
+#: Former names of settings, still accepted by :func:`resolve_config` (``--alpha``, ``--mode`` stay flag aliases).
+ALIASES = {"alpha": "cutmix_alpha", "mode": "mix_mode"}
+#: Settings whose None has a meaning (see TrainConfig); the string "none" given for one sets it to None.
+NULLABLE = ("val_crop", "norm_weight_decay", "bias_weight_decay", "transformer_embedding_decay", "mix_off_epoch")
 
 
 @dataclass
@@ -27,6 +32,7 @@ class TrainConfig:
     arch: str = "resnet50"
     zero_init_residual: bool = False
     crop: int = 224
+    val_crop: Optional[int] = None      # validation centre crop; None = crop
     val_resize: int = 256
     min_area: float = 0.08             # random-resized-crop: smallest share of the image area
     channels_last: bool = True
@@ -37,19 +43,26 @@ class TrainConfig:
     batch_size: int = 256               # global, over all ranks
     lr: Optional[float] = None          # peak lr for the global batch; None = lr_per_256 * batch_size / 256
     lr_per_256: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = True
+    optimizer: str = "sgd"
+    momentum: float = 0.9               # SGD only
+    nesterov: bool = True               # SGD only
     weight_decay: float = 1e-4
+    norm_weight_decay: Optional[float] = None            # normalization layers; None = weight_decay
+    bias_weight_decay: Optional[float] = None            # biases (before the norm rule); None = weight_decay
+    transformer_embedding_decay: Optional[float] = None  # class token, position embeddings; None = weight_decay
     schedule: str = "step"
     milestones: Tuple[int, ...] = (75, 150, 225)
     lr_gamma: float = 0.1
     warmup_epochs: float = 0.0
-    # CutMix
-    cutmix: bool = True
-    alpha: float = 1.0
+    # mixing (CutMix and MixUp, timm's semantics)
+    cutmix: bool = True                 # the mixing stage on (False: the no-mix baseline)
+    cutmix_alpha: float = 1.0           # 0 = CutMix off
+    mixup_alpha: float = 0.0            # 0 = MixUp off
+    switch_prob: float = 0.5            # CutMix's share of the draws when both are on
     prob: float = 1.0
-    mode: str = "batch"
+    mix_mode: str = "batch"
     label_smoothing: float = 0.0
+    mix_off_epoch: Optional[int] = None  # first unmixed epoch, 1-based as in metrics.jsonl; None = never
     # execution
     workers: Optional[int] = None       # DALI threads per rank; None = CPU cores / local ranks, at most 8
     seed: int = 0
@@ -71,6 +84,22 @@ class TrainConfig:
         """The peak learning rate for the global batch: ``lr`` if given, else ``lr_per_256 * batch_size / 256``."""
         return float(self.lr) if self.lr is not None else self.lr_per_256 * self.batch_size / 256
 
+    @property
+    def eval_crop(self) -> int:
+        """The validation centre crop: ``val_crop``, or ``crop`` when that is None."""
+        return self.crop if self.val_crop is None else self.val_crop
+
+    @property
+    def pipeline_mix_off_epoch(self) -> Optional[int]:
+        """``mix_off_epoch`` as the pipeline counts epochs (from 0): the user's epoch E (1-based) is the
+        pipeline's epoch E - 1. None when mixing never stops."""
+        return None if self.mix_off_epoch is None else self.mix_off_epoch - 1
+
+    def mixing_in_epoch(self, epoch: int) -> bool:
+        """Whether the training targets of (1-based) ``epoch`` are mixed: the stage is on and ``epoch`` comes before
+        ``mix_off_epoch``."""
+        return bool(self.cutmix) and (self.mix_off_epoch is None or epoch < self.mix_off_epoch)
+
     def to_dict(self) -> Dict[str, Any]:
         """Plain-type dict (lists for tuples), as stored in checkpoints and ``run.json``."""
         d = dataclasses.asdict(self)
@@ -82,19 +111,32 @@ class TrainConfig:
 def resolve_config(overrides: Mapping[str, Any]) -> TrainConfig:
     """Build a :class:`TrainConfig` from a recipe plus ``overrides`` (None values mean "not given").
 
-    The recipe is ``overrides["recipe"]``, or :func:`train.recipe.default_recipe` of the data argument.
+    The recipe is ``overrides["recipe"]``, or :func:`train.recipe.default_recipe` of the data argument. The former
+    names ``alpha`` and ``mode`` are accepted for ``cutmix_alpha`` and ``mix_mode``; "none" sets a
+    :data:`NULLABLE` setting to None. When ``crop`` or ``val_crop`` changes the validation crop and ``val_resize``
+    is not given, ``val_resize`` becomes ``round(crop * 256 / 224)`` of the new validation crop.
     Promises a config whose values are checked: raises ValueError naming the flag for a bad value.
     """
     given = {k: v for k, v in overrides.items() if v is not None}
+    for old, new in ALIASES.items():
+        if old in given:
+            if new in given and given[new] != given[old]:
+                raise ValueError(f"{_flag(old)} is another name for {_flag(new)}: give one of them")
+            given[new] = given.pop(old)
     unknown = set(given) - {f.name for f in dataclasses.fields(TrainConfig)}
     if unknown:
         raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}")
     recipe = given.get("recipe") or default_recipe(given.get("data"))
     values = recipe_settings(recipe)
     values["recipe"] = recipe
-    if "crop" in given and "val_resize" not in given:
-        values["val_resize"] = int(round(given["crop"] * 256 / 224))
+    recipe_eval_crop = values["val_crop"] or values["crop"]
     values.update(given)
+    for name in NULLABLE:
+        if isinstance(values.get(name), str) and values[name].lower() == "none":
+            values[name] = None
+    eval_crop = values["val_crop"] or values["crop"]
+    if "val_resize" not in given and eval_crop != recipe_eval_crop and isinstance(eval_crop, int):
+        values["val_resize"] = int(round(eval_crop * 256 / 224))  # the standard ratio for another crop
     values["milestones"] = tuple(int(m) for m in values.get("milestones") or ())
     cfg = TrainConfig(**{k: v for k, v in values.items() if k in {f.name for f in dataclasses.fields(TrainConfig)}})
     check_config(cfg)
@@ -112,7 +154,12 @@ def check_config(cfg: TrainConfig) -> None:
         value = getattr(cfg, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{_flag(name)} must be an integer >= 1, got {value!r}")
-    if cfg.val_resize < cfg.crop:
+    if cfg.val_crop is not None:
+        if isinstance(cfg.val_crop, bool) or not isinstance(cfg.val_crop, int) or cfg.val_crop < 1:
+            raise ValueError(f"--val-crop must be an integer >= 1, got {cfg.val_crop!r}")
+        if cfg.val_resize < cfg.val_crop:
+            raise ValueError(f"--val-resize ({cfg.val_resize}) must be at least --val-crop ({cfg.val_crop})")
+    elif cfg.val_resize < cfg.crop:
         raise ValueError(f"--val-resize ({cfg.val_resize}) must be at least --crop ({cfg.crop})")
     if not 0 < cfg.min_area <= 1:
         raise ValueError(f"--min-area must be in (0, 1], got {cfg.min_area!r}")
@@ -131,12 +178,16 @@ def check_config(cfg: TrainConfig) -> None:
         value = getattr(cfg, name)
         if value is not None and not (math.isfinite(value) and value > 0):
             raise ValueError(f"{_flag(name)} must be > 0, got {value!r}")
+    if cfg.optimizer not in OPTIMIZERS:
+        raise ValueError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {cfg.optimizer!r}")
     if not 0 <= cfg.momentum < 1:
         raise ValueError(f"--momentum must be in [0, 1), got {cfg.momentum!r}")
-    if cfg.nesterov and cfg.momentum == 0:
+    if cfg.optimizer == "sgd" and cfg.nesterov and cfg.momentum == 0:
         raise ValueError("--nesterov needs --momentum > 0")
-    if cfg.weight_decay < 0:
-        raise ValueError(f"--weight-decay must be >= 0, got {cfg.weight_decay!r}")
+    for name in ("weight_decay", "norm_weight_decay", "bias_weight_decay", "transformer_embedding_decay"):
+        value = getattr(cfg, name)
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{_flag(name)} must be >= 0, got {value!r}")
     if cfg.schedule not in SCHEDULES:
         raise ValueError(f"--schedule must be one of {', '.join(SCHEDULES)}, got {cfg.schedule!r}")
     if any(m < 1 for m in cfg.milestones) or list(cfg.milestones) != sorted(cfg.milestones):
@@ -145,14 +196,25 @@ def check_config(cfg: TrainConfig) -> None:
         raise ValueError(f"--lr-gamma must be in (0, 1], got {cfg.lr_gamma!r}")
     if not 0 <= cfg.warmup_epochs <= cfg.epochs:
         raise ValueError(f"--warmup-epochs must be in [0, --epochs={cfg.epochs}], got {cfg.warmup_epochs!r}")
-    if not cfg.alpha > 0:
-        raise ValueError(f"--alpha must be > 0, got {cfg.alpha!r}")
-    if not 0 <= cfg.prob <= 1:
-        raise ValueError(f"--prob must be in [0, 1], got {cfg.prob!r}")
-    if cfg.mode not in MODES:
-        raise ValueError(f"--mode must be one of {', '.join(MODES)}, got {cfg.mode!r}")
+    for name in ("cutmix_alpha", "mixup_alpha"):
+        value = getattr(cfg, name)
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{_flag(name)} must be >= 0 (0 turns it off), got {value!r}")
+    if cfg.cutmix and cfg.cutmix_alpha == 0 and cfg.mixup_alpha == 0:
+        raise ValueError("--cutmix-alpha and --mixup-alpha are both 0: nothing to mix (for the no-mix baseline "
+                         "use --no-cutmix)")
+    for name in ("switch_prob", "prob"):
+        value = getattr(cfg, name)
+        if not 0 <= value <= 1:
+            raise ValueError(f"{_flag(name)} must be in [0, 1], got {value!r}")
+    if cfg.mix_mode not in MODES:
+        raise ValueError(f"--mix-mode must be one of {', '.join(MODES)}, got {cfg.mix_mode!r}")
     if not 0 <= cfg.label_smoothing < 1:
         raise ValueError(f"--label-smoothing must be in [0, 1), got {cfg.label_smoothing!r}")
+    if cfg.mix_off_epoch is not None and (isinstance(cfg.mix_off_epoch, bool)
+                                          or not isinstance(cfg.mix_off_epoch, int) or cfg.mix_off_epoch < 1):
+        raise ValueError(f"--mix-off-epoch must be an epoch >= 1 (epochs count from 1, as in metrics.jsonl), "
+                         f"got {cfg.mix_off_epoch!r}")
     if cfg.amp not in AMP_MODES:
         raise ValueError(f"--amp must be one of {', '.join(AMP_MODES)}, got {cfg.amp!r}")
 

@@ -8,6 +8,10 @@ from typing import Any, Dict, Iterator, Optional
 
 from .distributed import RankInfo
 
+#: The pipeline's ``mix_off_epoch`` when mixing never stops: the epoch gate is always in the graph, so a run can be
+#: resumed with another (or a first) ``--mix-off-epoch``: the DALI checkpoint must fit the graph it restores into.
+MIX_NEVER_OFF = 2**31 - 1
+
 
 def default_workers(local_world_size: int) -> int:
     """DALI threads per rank when ``--workers`` is not given: this node's CPU cores shared by its ranks, 1 to 8."""
@@ -39,11 +43,16 @@ def build_rank_data(cfg, *, train_dir, val_dir, num_classes: int, info: RankInfo
 
     Training: :func:`pipelines.imagenet.build_imagenet_train_pipeline` on shard ``info.rank`` of
     ``info.world_size``, ``cfg.batch_size / world_size`` images per step, last incomplete batch dropped (every rank
-    takes the same number of steps), continuing from ``dali_checkpoint`` when given. Validation: shard
-    ``info.rank`` of the val split, every image exactly once over all ranks.
+    takes the same number of steps), continuing from ``dali_checkpoint`` when given. Mixing stops from
+    ``cfg.mix_off_epoch`` on (the user's 1-based epoch E is the pipeline's epoch E - 1, counted by its reader:
+    each ``next_train_epoch()`` is one reader epoch, so the two stay in step, across a resume too). The epoch gate
+    is built even when mixing never stops (:data:`MIX_NEVER_OFF`), so the graph does not depend on the setting.
+    Validation: shard ``info.rank`` of the val split, centre crop ``cfg.eval_crop``, every image exactly once over
+    all ranks.
 
     Raises:
-        ValueError: this rank's shard is smaller than one batch (the message names ``--batch-size``).
+        ValueError: this rank's shard is smaller than one batch (the message names ``--batch-size``), or
+            ``dali_checkpoint`` was taken from another pipeline graph.
     """
     from dali_cutmix import CutMixLoader
     from pipelines.imagenet import build_imagenet_train_pipeline, build_imagenet_val_pipeline
@@ -54,18 +63,26 @@ def build_rank_data(cfg, *, train_dir, val_dir, num_classes: int, info: RankInfo
                  device=device, device_id=device_id)
     train_pipe = build_imagenet_train_pipeline(
         train_dir, batch_size=per_rank, num_classes=num_classes, crop=cfg.crop, min_area=cfg.min_area,
-        cutmix=cfg.cutmix,
-        alpha=cfg.alpha, prob=cfg.prob, mode=cfg.mode, label_smoothing=cfg.label_smoothing,
+        cutmix=cfg.cutmix, alpha=cfg.cutmix_alpha, mixup_alpha=cfg.mixup_alpha, switch_prob=cfg.switch_prob,
+        prob=cfg.prob, mode=cfg.mix_mode, label_smoothing=cfg.label_smoothing,
+        mix_off_epoch=MIX_NEVER_OFF if cfg.mix_off_epoch is None else cfg.pipeline_mix_off_epoch,
         checkpoint=dali_checkpoint, **shard)
-    train = CutMixLoader(train_pipe, last_batch="drop")
+    try:
+        train = CutMixLoader(train_pipe, last_batch="drop")
+    except RuntimeError as e:
+        if dali_checkpoint is None:
+            raise
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ValueError(f"the checkpoint's DALI state does not fit this training pipeline (resume with the "
+                         f"mixing settings of the run that wrote it; DALI: {reason})") from None
     meta = dict(train.pipeline.reader_meta("Reader"))
     if len(train) == 0:
         raise ValueError(
             f"--batch-size {cfg.batch_size} is too large: each of the {info.world_size} ranks takes {per_rank} "
             f"images per step but its shard of {str(train_dir)!r} holds only "
             f"{meta['epoch_size'] // info.world_size}")
-    val_pipe = build_imagenet_val_pipeline(val_dir, batch_size=per_rank, crop=cfg.crop, resize=cfg.val_resize,
-                                           **shard)
+    val_pipe = build_imagenet_val_pipeline(val_dir, batch_size=per_rank, crop=cfg.eval_crop,
+                                           resize=cfg.val_resize, **shard)
     val = CutMixLoader(val_pipe, last_batch="partial")
     return RankData(train=train, val=val, reader_meta={
         k: meta.get(k) for k in ("epoch_size", "epoch_size_padded", "number_of_shards", "shard_id")})

@@ -70,7 +70,7 @@ def prepare(cfg: TrainConfig, *, launcher: Optional[str] = None, world_size: Opt
     """
     from pipelines.imagenet import check_imagenet_layout
 
-    from .model import check_arch
+    from .model import check_arch, check_input_size
 
     # data
     if cfg.data is None:
@@ -83,6 +83,7 @@ def prepare(cfg: TrainConfig, *, launcher: Optional[str] = None, world_size: Opt
             raise FileNotFoundError(f"--data {cfg.data!r} does not exist")
     _, _, classes = check_imagenet_layout(root)
     check_arch(cfg.arch)
+    check_input_size(cfg.arch, cfg.crop, cfg.eval_crop)
 
     # processes and devices
     present = gpus_present()

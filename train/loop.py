@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 from . import distributed
-from .checkpoint import (BEST, FORMAT, LAST, check_compatible, copy_checkpoint, decode_dali_state, encode_dali_state,
-                         load_checkpoint, save_checkpoint)
+from .checkpoint import (BEST, FORMAT, LAST, CheckpointError, check_compatible, copy_checkpoint, decode_dali_state,
+                         encode_dali_state, load_checkpoint, save_checkpoint)
 from .config import TrainConfig
 from .data import build_rank_data
 from .distributed import RankInfo
@@ -81,14 +81,23 @@ def _logits(output):
     return output.logits if hasattr(output, "logits") else output
 
 
+def mixed_count(targets, one_hot_on: float):
+    """How many rows of ``targets`` are mixed: their largest weight is below ``one_hot_on`` (the weight of the
+    class in a smoothed one-hot, ``1 - eps + eps / C``), so they hold a second class. A sample mixed with a
+    partner of its own class, or whose CutMix box came out empty, counts as unmixed. A 0-d tensor, no sync."""
+    return (targets.float().amax(dim=-1) < one_hot_on - 1e-4).sum()
+
+
 def train_one_epoch(*, model, batches, optimizer, schedule, scaler, device, dtype, channels_last: bool,
-                    progress: Progress) -> Dict[str, float]:
+                    progress: Progress, one_hot_on: float = 1.0) -> Dict[str, float]:
     """Train over one epoch's ``batches``; returns this rank's sums: ``loss_sum`` (sum of per-sample losses),
-    ``samples``, ``wait_s`` (time blocked on the next batch), ``time_s`` (the whole epoch), ``lr`` (last)."""
+    ``samples``, ``mixed`` (samples whose target is mixed, see :func:`mixed_count`), ``wait_s`` (time blocked on
+    the next batch), ``time_s`` (the whole epoch), ``lr`` (last)."""
     import torch
 
     model.train()
     loss_sum = torch.zeros((), device=device)
+    mixed = torch.zeros((), device=device, dtype=torch.int64)
     samples, wait, lr = 0, 0.0, 0.0
     autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
     start = tick = time.perf_counter()
@@ -106,6 +115,7 @@ def train_one_epoch(*, model, batches, optimizer, schedule, scaler, device, dtyp
         schedule.advance()
         n = images.shape[0]
         loss_sum += loss.detach() * n
+        mixed += mixed_count(targets.detach(), one_hot_on)
         samples += n
         progress.update(step, lambda: f"loss {loss_sum.item() / samples:.4f}  "
                                       f"{samples / (time.perf_counter() - start):.0f} img/s/rank")
@@ -115,8 +125,8 @@ def train_one_epoch(*, model, batches, optimizer, schedule, scaler, device, dtyp
     progress.close()
     if samples == 0:
         raise RuntimeError("the training loader yielded no batch in this epoch")
-    return dict(loss_sum=float(loss_sum.item()), samples=samples, wait_s=wait, time_s=time.perf_counter() - start,
-                lr=lr)
+    return dict(loss_sum=float(loss_sum.item()), samples=samples, mixed=int(mixed.item()), wait_s=wait,
+                time_s=time.perf_counter() - start, lr=lr)
 
 
 def evaluate(*, model, loader, device, dtype, channels_last: bool) -> Dict[str, float]:
@@ -134,21 +144,25 @@ def evaluate(*, model, loader, device, dtype, channels_last: bool) -> Dict[str, 
     return dict(top1=counts[0], top5=counts[1], samples=counts[2])
 
 
-def _epoch_record(epoch: int, train: Dict[str, float], val: Dict[str, Any], val_time: float, device) -> Dict[str, Any]:
-    """Reduce this rank's sums over all ranks into the epoch's metrics record."""
+def _epoch_record(epoch: int, train: Dict[str, float], val: Dict[str, Any], val_time: float, device, *,
+                  mixing: bool = True) -> Dict[str, Any]:
+    """Reduce this rank's sums over all ranks into the epoch's metrics record; ``mixing``: whether the mixing
+    schedule had mixing on in this epoch (see :meth:`train.config.TrainConfig.mixing_in_epoch`)."""
     import torch
 
     sums = torch.tensor([train["loss_sum"], train["samples"], train["wait_s"] / max(train["time_s"], 1e-9), 1.0,
-                         float(val["top1"]), float(val["top5"]), float(val["samples"])],
+                         float(val["top1"]), float(val["top5"]), float(val["samples"]), float(train["mixed"])],
                         dtype=torch.float64, device=device)
     distributed.all_reduce_sum(sums)
     times = torch.tensor([train["time_s"], val_time], dtype=torch.float64, device=device)
     distributed.all_reduce_max(times)
-    loss_sum, samples, wait_share_sum, ranks, top1, top5, val_samples = sums.tolist()
+    loss_sum, samples, wait_share_sum, ranks, top1, top5, val_samples, mixed = sums.tolist()
     train_time, val_time = times.tolist()
     return dict(
         epoch=epoch,
         train_loss=loss_sum / max(samples, 1),
+        mixing=bool(mixing),
+        mixed_targets=mixed / max(samples, 1),
         val_top1=100.0 * top1 / max(val_samples, 1),
         val_top5=100.0 * top5 / max(val_samples, 1),
         images_per_s=samples / max(train_time, 1e-9),
@@ -160,6 +174,23 @@ def _epoch_record(epoch: int, train: Dict[str, float], val: Dict[str, Any], val_
         val_images=int(val_samples),
         time=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
+
+
+def mixing_summary(cfg: TrainConfig) -> str:
+    """One phrase for the start line: what is mixed, how, and until when."""
+    if not cfg.cutmix:
+        return "no mixing" + (f", label smoothing {cfg.label_smoothing:g}" if cfg.label_smoothing else "")
+    methods = [f"CutMix {cfg.cutmix_alpha:g}"] if cfg.cutmix_alpha > 0 else []
+    methods += [f"MixUp {cfg.mixup_alpha:g}"] if cfg.mixup_alpha > 0 else []
+    text = " / ".join(methods)
+    if len(methods) == 2:
+        text += f" (CutMix share {cfg.switch_prob:g})"
+    text += f", prob {cfg.prob:g} per {dict(elem='sample').get(cfg.mix_mode, cfg.mix_mode)}"
+    if cfg.label_smoothing:
+        text += f", label smoothing {cfg.label_smoothing:g}"
+    if cfg.mix_off_epoch is not None:
+        text += f", off from epoch {cfg.mix_off_epoch}"
+    return text
 
 
 def run(cfg: TrainConfig, info: Optional[RankInfo] = None) -> Dict[str, Any]:
@@ -201,10 +232,12 @@ def _train(cfg: TrainConfig, info: RankInfo, device) -> Dict[str, Any]:
 
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     raw = build_model(cfg.arch, len(classes), device=device, channels_last=cfg.channels_last,
-                      zero_init_residual=cfg.zero_init_residual)
+                      zero_init_residual=cfg.zero_init_residual, image_size=cfg.crop)
     torch.manual_seed(cfg.seed + 1 + info.rank)  # then each rank its own stream
-    optimizer = build_optimizer(raw, lr=cfg.base_lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                                weight_decay=cfg.weight_decay)
+    optimizer = build_optimizer(raw, optimizer=cfg.optimizer, lr=cfg.base_lr, momentum=cfg.momentum,
+                                nesterov=cfg.nesterov, weight_decay=cfg.weight_decay,
+                                norm_weight_decay=cfg.norm_weight_decay, bias_weight_decay=cfg.bias_weight_decay,
+                                transformer_embedding_decay=cfg.transformer_embedding_decay)
     schedule = LRSchedule(optimizer, steps_per_epoch=len(data.train), base_lr=cfg.base_lr, epochs=cfg.epochs,
                           schedule=cfg.schedule, milestones=cfg.milestones, gamma=cfg.lr_gamma,
                           warmup_epochs=cfg.warmup_epochs)
@@ -213,7 +246,12 @@ def _train(cfg: TrainConfig, info: RankInfo, device) -> Dict[str, Any]:
     start_epoch, best_top1, best_epoch = 0, -1.0, 0
     if state is not None:
         raw.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        try:
+            optimizer.load_state_dict(state["optimizer"])
+        except ValueError:  # other parameter groups
+            raise CheckpointError(
+                f"checkpoint {str(resume_path)!r} holds another optimizer's state: resume with the same "
+                f"--optimizer, --norm-weight-decay, --bias-weight-decay and --transformer-embedding-decay") from None
         schedule.load_state_dict(state["schedule"])
         if state["scaler"]:
             scaler.load_state_dict(state["scaler"])
@@ -245,14 +283,16 @@ def _train(cfg: TrainConfig, info: RankInfo, device) -> Dict[str, Any]:
     what = "resuming after epoch %d" % start_epoch if start_epoch else "training"
     _say(info, f"{what}: {cfg.arch} on {len(classes)} classes ({data.reader_meta['epoch_size']} train images) "
                f"from {root}; {info.world_size} rank(s) on {device.type}, batch {cfg.batch_size} "
-               f"({per_rank} per rank), {cfg.epochs} epochs, lr {cfg.base_lr:g}; output {output}")
+               f"({per_rank} per rank), {cfg.epochs} epochs, {cfg.optimizer} lr {cfg.base_lr:g}; "
+               f"{mixing_summary(cfg)}; output {output}")
     last_record = None
+    one_hot_on = 1.0 - cfg.label_smoothing + cfg.label_smoothing / len(classes)
     for epoch in range(start_epoch + 1, cfg.epochs + 1):
         progress = Progress(len(data.train), f"epoch {epoch}/{cfg.epochs}", enabled=info.is_main,
                             every=cfg.log_every)
         train_stats = train_one_epoch(model=model, batches=data.next_train_epoch(), optimizer=optimizer,
                                       schedule=schedule, scaler=scaler, device=device, dtype=dtype,
-                                      channels_last=cfg.channels_last, progress=progress)
+                                      channels_last=cfg.channels_last, progress=progress, one_hot_on=one_hot_on)
         if not torch.isfinite(torch.tensor(train_stats["loss_sum"])):
             raise FloatingPointError(f"training diverged at epoch {epoch} (loss is not finite): lower --lr "
                                      f"(now {cfg.base_lr:g})")
@@ -260,7 +300,8 @@ def _train(cfg: TrainConfig, info: RankInfo, device) -> Dict[str, Any]:
         tick = time.perf_counter()
         val_stats = evaluate(model=eval_model, loader=data.val, device=device, dtype=dtype,
                              channels_last=cfg.channels_last)
-        record = _epoch_record(epoch, train_stats, val_stats, time.perf_counter() - tick, device)
+        record = _epoch_record(epoch, train_stats, val_stats, time.perf_counter() - tick, device,
+                               mixing=cfg.mixing_in_epoch(epoch))
         is_best = record["val_top1"] > best_top1
         if is_best:
             best_top1, best_epoch = record["val_top1"], epoch

@@ -24,12 +24,34 @@ def check_arch(arch: str) -> None:
         raise ValueError(f"--arch {arch!r} is not a torchvision classification model{hint}")
 
 
+def _vit_patch(arch: str):
+    """The patch size of a torchvision ViT (``vit_b_16`` -> 16), None for other models."""
+    if arch.startswith("vit_"):
+        return int(arch.rsplit("_", 1)[1])
+    return None
+
+
+def check_input_size(arch: str, crop: int, eval_crop: int) -> None:
+    """Raise ValueError naming the flag if ``arch`` cannot take the training and validation crops: torchvision's
+    ViTs are built for one input size (``crop``, a multiple of the patch size) and must be validated at it."""
+    patch = _vit_patch(arch)
+    if patch is None:
+        return
+    if crop % patch:
+        raise ValueError(f"--arch {arch} takes images whose side is a multiple of {patch}: --crop {crop} is not")
+    if eval_crop != crop:
+        raise ValueError(f"--arch {arch} is built for one input size: --val-crop ({eval_crop}) must equal "
+                         f"--crop ({crop})")
+
+
 def build_model(arch: str, num_classes: int, *, device, channels_last: bool = True,
-                zero_init_residual: bool = False):
+                zero_init_residual: bool = False, image_size: int = 224):
     """A freshly initialised ``arch`` with a ``num_classes``-way head, on ``device``.
 
     ``zero_init_residual`` (ResNet / ResNeXt / Wide ResNet only, ignored for other models) starts every residual
     branch's last BatchNorm at zero, so each block starts as the identity: steadier early training with few steps.
+    ``image_size`` is the input side of the models built for one size (torchvision's ViTs; see
+    :func:`check_input_size`); other models take any size and ignore it.
 
     The initialisation draws from torch's global RNG: seed it first for identical weights. With
     ``channels_last`` the parameters use the NHWC memory format (faster convolutions with tensor cores and
@@ -40,6 +62,8 @@ def build_model(arch: str, num_classes: int, *, device, channels_last: bool = Tr
 
     check_arch(arch)
     kwargs = dict(zero_init_residual=True) if zero_init_residual and arch.startswith(RESIDUAL_FAMILIES) else {}
+    if _vit_patch(arch) is not None:
+        kwargs["image_size"] = int(image_size)
     model = torchvision.models.get_model(arch, weights=None, num_classes=num_classes, **kwargs)
     model = model.to(device)
     if channels_last:

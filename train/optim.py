@@ -7,15 +7,76 @@ needs the optimizer step count; :class:`LRSchedule` keeps it and sets the lr bef
 from __future__ import annotations
 
 import math
-from typing import Dict, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 
-def build_optimizer(model, *, lr: float, momentum: float, nesterov: bool, weight_decay: float):
-    """SGD over all of ``model``'s parameters, weight decay on all of them (as the CutMix paper's code does)."""
+#: Parameter names (the attribute name in their module) that ``transformer_embedding_decay`` covers: ViT's class
+#: token and position embeddings, Swin's relative position bias tables.
+EMBEDDING_NAMES = ("class_token", "pos_embedding", "position_embedding", "relative_position_bias_table")
+
+
+def _norm_classes():
+    import torch.nn as nn
+
+    return (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm,
+            nn.LocalResponseNorm)
+
+
+def parameter_groups(model, *, weight_decay: float, norm_weight_decay: Optional[float] = None,
+                     bias_weight_decay: Optional[float] = None,
+                     transformer_embedding_decay: Optional[float] = None) -> List[Dict[str, Any]]:
+    """``model``'s trainable parameters in weight-decay groups, as torchvision's reference ``set_weight_decay``:
+    a parameter named in :data:`EMBEDDING_NAMES` takes ``transformer_embedding_decay``, else one named ``bias`` (or
+    ``*_bias``: attention's ``in_proj_bias``, which torchvision's rule misses) takes ``bias_weight_decay``, else one
+    of a normalization layer (BatchNorm, LayerNorm, GroupNorm, InstanceNorm,
+    LocalResponseNorm) takes ``norm_weight_decay``; each of those that is None, and every other parameter, takes
+    ``weight_decay``. Returns the non-empty groups (``params``, ``weight_decay``, ``name``) in the order other,
+    norm, bias, embedding; within a group, in ``model.parameters()`` order."""
+    norm_classes = _norm_classes()
+    groups: Dict[str, List] = {"other": [], "norm": [], "bias": [], "embedding": []}
+    decays = {"other": weight_decay, "norm": norm_weight_decay, "bias": bias_weight_decay,
+              "embedding": transformer_embedding_decay}
+    seen = set()
+    for module in model.modules():
+        for name, param in module.named_parameters(recurse=False):
+            if not param.requires_grad or id(param) in seen:
+                continue
+            seen.add(id(param))
+            if transformer_embedding_decay is not None and name in EMBEDDING_NAMES:
+                groups["embedding"].append(param)
+            elif bias_weight_decay is not None and (name == "bias" or name.endswith("_bias")):
+                groups["bias"].append(param)
+            elif norm_weight_decay is not None and isinstance(module, norm_classes):
+                groups["norm"].append(param)
+            else:
+                groups["other"].append(param)
+    return [dict(params=params, weight_decay=float(decays[key]), name=key)
+            for key, params in groups.items() if params]
+
+
+def build_optimizer(model, *, lr: float, momentum: float = 0.9, nesterov: bool = False, weight_decay: float,
+                    optimizer: str = "sgd", norm_weight_decay: Optional[float] = None,
+                    bias_weight_decay: Optional[float] = None, transformer_embedding_decay: Optional[float] = None):
+    """The optimizer over ``model``'s parameters.
+
+    ``optimizer``: ``"sgd"`` (``momentum``, ``nesterov``) or ``"adamw"`` (PyTorch's defaults: betas (0.9, 0.999),
+    eps 1e-8, decoupled weight decay; ``momentum`` and ``nesterov`` are not used). Weight decay: ``weight_decay`` on
+    every parameter (as the CutMix paper's code does) unless one of the other decays is given, then by group, see
+    :func:`parameter_groups`.
+    """
     import torch
 
-    return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, nesterov=nesterov,
-                           weight_decay=weight_decay)
+    if all(d is None for d in (norm_weight_decay, bias_weight_decay, transformer_embedding_decay)):
+        params = model.parameters()  # one group, as before the groups existed (older checkpoints resume)
+    else:
+        params = parameter_groups(model, weight_decay=weight_decay, norm_weight_decay=norm_weight_decay,
+                                  bias_weight_decay=bias_weight_decay,
+                                  transformer_embedding_decay=transformer_embedding_decay)
+    if optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+    if optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=weight_decay)
+    raise ValueError(f"--optimizer must be 'sgd' or 'adamw', got {optimizer!r}")
 
 
 def lr_at(epoch: float, *, base_lr: float, epochs: int, schedule: str, milestones: Sequence[int] = (),

@@ -5,9 +5,24 @@ official code, clovaai/CutMix-PyTorch): 300 epochs, batch 256, SGD (momentum 0.9
 images, weight decay 1e-4, lr divided by 10 at epochs 75, 150 and 225, CutMix alpha 1.0 applied to every batch
 (prob 1.0), one box per batch.
 
+``deit`` is DeiT's ImageNet recipe (Touvron et al., ICML 2021; the defaults of ``get_args_parser`` in
+facebookresearch/deit ``main.py``, and its README for the batch): DeiT-B (``deit_base_patch16_224``, main.py's
+default model, is ViT-B/16: torchvision's ``vit_b_16``), 300 epochs, batch 1024, AdamW at lr 5e-4 x batch/512,
+weight decay 0.05 except on biases, norm layers, class token and position embeddings, cosine schedule after 5
+warmup epochs, label smoothing 0.1, MixUp 0.8 / CutMix 1.0 switching per batch with probability 0.5, always mixing.
+
+``torchvision-v2`` is torchvision's ResNet-50 "new training recipe" (the ``IMAGENET1K_V2`` weights, 80.858% top-1;
+the command in pytorch/vision ``references/classification/README.md`` and the blog post "How to Train
+State-Of-The-Art Models Using TorchVision's Latest Primitives"): 600 epochs, batch 1024 (8 GPUs x 128), SGD
+momentum 0.9 at lr 0.5, weight decay 2e-5 (0 on norm layers), cosine after 5 linear warmup epochs, label smoothing
+0.1, MixUp 0.2 / CutMix 1.0 chosen at random per batch, train crop 176, validation resize 232 / crop 224.
+
 ``demo`` is sized for the embedded demo dataset (6 classes of 96x96 textures) on a small CPU: a ResNet-18 at
 48x48, started with identity residual blocks (``zero_init_residual``, which it needs to learn in a few hundred
 steps), CutMix on half the samples; it reaches well above chance in about two minutes on 2 cores.
+
+What these projects use and this trainer does not reproduce (RandAugment / TrivialAugment, random erasing,
+repeated augmentation, EMA, stochastic depth, ...) is listed in ``train/USAGE.md``.
 """
 
 from __future__ import annotations
@@ -16,59 +31,140 @@ from types import MappingProxyType
 from typing import Any, Dict, Mapping
 
 #: Every setting a recipe must define; the flag that overrides each is ``--`` + the name with ``_`` -> ``-``.
+#: ``None`` means: ``val_crop`` = ``crop``; the three extra weight decays = ``weight_decay``; ``mix_off_epoch`` = never.
 RECIPE_KEYS = (
-    "arch", "zero_init_residual", "crop", "val_resize", "min_area", "epochs", "batch_size", "lr_per_256",
-    "momentum", "nesterov", "weight_decay", "schedule", "milestones", "lr_gamma", "warmup_epochs", "cutmix", "alpha",
-    "prob", "mode", "label_smoothing",
+    "arch", "zero_init_residual", "crop", "val_crop", "val_resize", "min_area", "epochs", "batch_size", "lr_per_256",
+    "optimizer", "momentum", "nesterov", "weight_decay", "norm_weight_decay", "bias_weight_decay",
+    "transformer_embedding_decay", "schedule", "milestones", "lr_gamma", "warmup_epochs", "cutmix", "cutmix_alpha",
+    "mixup_alpha", "switch_prob", "prob", "mix_mode", "label_smoothing", "mix_off_epoch",
 )
 
 PAPER: Mapping[str, Any] = MappingProxyType(dict(
-    arch="resnet50",
+    arch="resnet50",                  # paper 4.1.1: ResNet-50
     zero_init_residual=False,
-    crop=224,
-    val_resize=256,
-    min_area=0.08,
-    epochs=300,
-    batch_size=256,
-    lr_per_256=0.1,
-    momentum=0.9,
-    nesterov=True,
-    weight_decay=1e-4,
-    schedule="step",
+    crop=224,                         # official train.py: RandomResizedCrop(224)
+    val_crop=None,                    # = crop: CenterCrop(224)
+    val_resize=256,                   # official train.py: Resize(256)
+    min_area=0.08,                    # RandomResizedCrop's default scale (0.08, 1)
+    epochs=300,                       # paper 4.1.1
+    batch_size=256,                   # paper 4.1.1
+    lr_per_256=0.1,                   # paper 4.1.1: initial lr 0.1
+    optimizer="sgd",                  # official train.py: torch.optim.SGD
+    momentum=0.9,                     # official train.py --momentum 0.9
+    nesterov=True,                    # official train.py: nesterov=True
+    weight_decay=1e-4,                # official train.py --weight-decay 1e-4, on every parameter
+    norm_weight_decay=None,
+    bias_weight_decay=None,
+    transformer_embedding_decay=None,
+    schedule="step",                  # paper 4.1.1: lr / 10 at epochs 75, 150, 225
     milestones=(75, 150, 225),
     lr_gamma=0.1,
     warmup_epochs=0,
     cutmix=True,
-    alpha=1.0,
-    prob=1.0,
-    mode="batch",
+    cutmix_alpha=1.0,                 # paper 4.1.1 / README: --beta 1.0
+    mixup_alpha=0.0,                  # CutMix only
+    switch_prob=0.5,                  # unused without MixUp
+    prob=1.0,                         # README: --cutmix_prob 1.0
+    mix_mode="batch",                 # official train.py: one lam and one box per batch
     label_smoothing=0.0,
+    mix_off_epoch=None,
+))
+
+DEIT: Mapping[str, Any] = MappingProxyType(dict(
+    arch="vit_b_16",                  # main.py --model deit_base_patch16_224 = ViT-B/16 (DeiT-B, 81.8% top-1)
+    zero_init_residual=False,
+    crop=224,                         # main.py --input-size 224
+    val_crop=None,                    # = crop
+    val_resize=256,                   # main.py --eval-crop-ratio 0.875: int(224 / 0.875) = 256
+    min_area=0.08,                    # timm create_transform: RandomResizedCropAndInterpolation scale (0.08, 1)
+    epochs=300,                       # main.py --epochs 300
+    batch_size=1024,                  # README_deit.md: DeiT-B on 2 nodes x 8 GPUs x --batch-size 64
+    lr_per_256=2.5e-4,                # main.py --lr 5e-4, scaled lr * batch * world_size / 512
+    optimizer="adamw",                # main.py --opt adamw (betas 0.9/0.999, --opt-eps 1e-8: torch's defaults)
+    momentum=0.9,                     # main.py --momentum 0.9 (SGD only: unused by AdamW)
+    nesterov=False,
+    weight_decay=0.05,                # main.py --weight-decay 0.05
+    norm_weight_decay=0.0,            # timm create_optimizer(filter_bias_and_bn): no decay on 1-D params ...
+    bias_weight_decay=0.0,            # ... (norm weights, biases) ...
+    transformer_embedding_decay=0.0,  # ... nor on model.no_weight_decay() = {pos_embed, cls_token}
+    schedule="cosine",                # main.py --sched cosine
+    milestones=(),
+    lr_gamma=0.1,
+    warmup_epochs=5,                  # main.py --warmup-epochs 5
+    cutmix=True,
+    cutmix_alpha=1.0,                 # main.py --cutmix 1.0
+    mixup_alpha=0.8,                  # main.py --mixup 0.8
+    switch_prob=0.5,                  # main.py --mixup-switch-prob 0.5
+    prob=1.0,                         # main.py --mixup-prob 1.0
+    mix_mode="batch",                 # main.py --mixup-mode batch
+    label_smoothing=0.1,              # main.py --smoothing 0.1 (applied in timm's Mixup targets)
+    mix_off_epoch=None,               # main.py has no mixup-off epoch
+))
+
+TORCHVISION_V2: Mapping[str, Any] = MappingProxyType(dict(
+    arch="resnet50",                  # README: --model resnet50
+    zero_init_residual=False,         # torchvision resnet50 default
+    crop=176,                         # README: --train-crop-size 176
+    val_crop=224,                     # train.py --val-crop-size default 224
+    val_resize=232,                   # README: --val-resize-size 232
+    min_area=0.08,                    # RandomResizedCrop's default scale (0.08, 1)
+    epochs=600,                       # README: --epochs 600
+    batch_size=1024,                  # README: torchrun --nproc_per_node=8 ... --batch-size 128
+    lr_per_256=0.125,                 # README: --lr 0.5 for the global batch 1024 (= 0.125 x 1024/256)
+    optimizer="sgd",                  # train.py --opt default sgd (not Nesterov)
+    momentum=0.9,                     # train.py --momentum default 0.9
+    nesterov=False,
+    weight_decay=2e-5,                # README: --weight-decay 0.00002
+    norm_weight_decay=0.0,            # README: --norm-weight-decay 0.0
+    bias_weight_decay=None,           # not set: biases take --weight-decay
+    transformer_embedding_decay=None,
+    schedule="cosine",                # README: --lr-scheduler cosineannealinglr (eta_min = --lr-min 0)
+    milestones=(),
+    lr_gamma=0.1,
+    warmup_epochs=5,                  # README: --lr-warmup-epochs 5 --lr-warmup-method linear
+    cutmix=True,
+    cutmix_alpha=1.0,                 # README: --cutmix-alpha 1.0
+    mixup_alpha=0.2,                  # README: --mixup-alpha 0.2
+    switch_prob=0.5,                  # train.py: RandomChoice([MixUp, CutMix]) picks one of the two per batch
+    prob=1.0,                         # ... and always applies it (p=1.0)
+    mix_mode="batch",                 # ... to the whole batch, in the DataLoader's collate_fn
+    label_smoothing=0.1,              # README: --label-smoothing 0.1
+    mix_off_epoch=None,
 ))
 
 DEMO: Mapping[str, Any] = MappingProxyType(dict(
     arch="resnet18",
     zero_init_residual=True,
     crop=48,
+    val_crop=None,
     val_resize=55,
     min_area=0.25,
     epochs=12,
     batch_size=32,
     lr_per_256=0.8,
+    optimizer="sgd",
     momentum=0.9,
     nesterov=True,
     weight_decay=5e-4,
+    norm_weight_decay=None,
+    bias_weight_decay=None,
+    transformer_embedding_decay=None,
     schedule="cosine",
     milestones=(),
     lr_gamma=0.1,
     warmup_epochs=1,
     cutmix=True,
-    alpha=1.0,
+    cutmix_alpha=1.0,
+    mixup_alpha=0.0,
+    switch_prob=0.5,
     prob=0.5,
-    mode="elem",
+    mix_mode="elem",
     label_smoothing=0.0,
+    mix_off_epoch=None,
 ))
 
-RECIPES: Mapping[str, Mapping[str, Any]] = MappingProxyType({"paper": PAPER, "demo": DEMO})
+RECIPES: Mapping[str, Mapping[str, Any]] = MappingProxyType(
+    {"paper": PAPER, "deit": DEIT, "torchvision-v2": TORCHVISION_V2, "demo": DEMO})
 
 
 def recipe_settings(name: str) -> Dict[str, Any]:
