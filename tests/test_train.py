@@ -120,7 +120,7 @@ def test_paper_recipe_and_overrides():
 
 
 def test_deit_and_torchvision_recipes_resolve_to_their_published_settings():
-    """The values train/USAGE.md documents (with their sources) for --recipe deit and --recipe torchvision-v2."""
+    """The values the README's Training section documents (with their sources) for --recipe deit and --recipe torchvision-v2."""
     from train.config import resolve_config
 
     deit = resolve_config({"data": "/imagenet", "recipe": "deit"})

@@ -14,6 +14,6 @@ Modules, one job each:
 - :mod:`train.loop`: one rank's epochs: train, validate, log, checkpoint;
 - :mod:`train.checkpoint`, :mod:`train.metrics`, :mod:`train.progress`, :mod:`train.report`: what a run writes.
 
-Entry point: ``dali-cutmix train`` (see ``train/USAGE.md``), or :func:`train.launch.launch` with a
+Entry point: ``dali-cutmix train`` (see the README's Training section), or :func:`train.launch.launch` with a
 :class:`train.config.TrainConfig`. Importing this package imports nothing heavy.
 """

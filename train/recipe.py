@@ -22,7 +22,7 @@ momentum 0.9 at lr 0.5, weight decay 2e-5 (0 on norm layers), cosine after 5 lin
 steps), CutMix on half the samples; it reaches well above chance in about two minutes on 2 cores.
 
 What these projects use and this trainer does not reproduce (RandAugment / TrivialAugment, random erasing,
-repeated augmentation, EMA, stochastic depth, ...) is listed in ``train/USAGE.md``.
+repeated augmentation, EMA, stochastic depth, ...) is listed in the README's Training section.
 """
 
 from __future__ import annotations

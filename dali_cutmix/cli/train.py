@@ -48,7 +48,7 @@ def _recipes(paper, deit, tv2, demo) -> str:
               help="Defaults for every setting below: 'paper' = the CutMix paper's ImageNet ResNet-50 settings, "
                    "'deit' = DeiT's (facebookresearch/deit main.py: ViT-B/16, AdamW, MixUp + CutMix), "
                    "'torchvision-v2' = torchvision's ResNet-50 IMAGENET1K_V2 recipe, 'demo' = small and fast "
-                   "(train/USAGE.md lists each value and its source). [default: paper with --data, demo without]")
+                   "(the README's Training section lists each value and its source). [default: paper with --data, demo without]")
 @click.option("--arch", default=None, help="Any torchvision classification model by name. "
               + _recipes("resnet50", "vit_b_16", "resnet50", "resnet18"))
 @click.option("--zero-init-residual/--no-zero-init-residual", default=None,
