@@ -60,55 +60,28 @@ def check_imagenet_layout(root) -> Tuple[Path, Path, List[str]]:
     return train_dir, val_dir, train_classes
 
 
-def build_imagenet_train_pipeline(
-    train_dir,
-    *,
-    batch_size: int,
-    num_classes: int,
-    crop: int = 224,
-    min_area: float = 0.08,
-    device: str = "gpu",
-    device_id: Optional[int] = None,
-    shard_id: int = 0,
-    num_shards: int = 1,
-    num_threads: int = 4,
-    seed: int = 0,
-    cutmix: bool = True,
-    alpha: float = 1.0,
-    mixup_alpha: float = 0.0,
-    switch_prob: float = 0.5,
-    prob: float = 1.0,
-    mode: str = "batch",
-    label_smoothing: float = 0.0,
-    mix_off_epoch: Optional[int] = None,
-    checkpoint=None,
-):
-    """The ImageNet training pipeline: :func:`dali_cutmix.build_cutmix_pipeline` with checkpointing on.
+def build_imagenet_train_pipeline(train_dir, *, min_area: float = 0.08, checkpoint=None, **options):
+    """The ImageNet training pipeline: :func:`dali_cutmix.build_cutmix_pipeline` over ``train_dir`` with
+    checkpointing on (``checkpoint``, what ``CutMixLoader.checkpoint()`` returned, continues a data stream
+    exactly) and a global shuffle every epoch.
 
-    Random-resized-crop to ``crop`` (area share in ``[min_area, 1]``, torchvision's aspect ratios), mixing, random
-    flip, ImageNet mean/std. Every epoch is a new global shuffle (the same on every rank), cut into ``num_shards``
-    disjoint shards; this rank reads shard ``shard_id``. ``checkpoint`` (what ``CutMixLoader.checkpoint()``
-    returned) continues a data stream exactly.
-
-    Mixing (timm's ``Mixup`` semantics, see :func:`dali_cutmix.mix`): ``alpha`` is CutMix's Beta concentration
-    (0 turns CutMix off), ``mixup_alpha`` MixUp's (0 turns it off), ``switch_prob`` the probability of CutMix when
-    both are on, ``prob`` the probability of mixing at all, ``mode`` "batch", "elem" or "pair", ``label_smoothing``
-    applied to each one-hot. ``mix_off_epoch``: from this epoch of the reader on (counted from 0) the targets are
-    the smoothed one-hots, in the same pipeline; a ``checkpoint`` restores where the schedule is. ``cutmix=False``
-    builds the pipeline without the stage.
+    Args:
+        train_dir: class-per-folder tree (``ROOT/train``).
+        min_area: smallest random-resized-crop area share (the crop's area is in ``[min_area, 1]``).
+        options: any other :func:`dali_cutmix.build_cutmix_pipeline` argument (``batch_size``, ``num_classes``,
+            ``crop``, ``device``, sharding, the mixing options and ``mix_off_epoch``, which is ignored without
+            the stage).
 
     Returns:
-        An unbuilt DALI pipeline: ``images`` (float32 NCHW, normalized) and ``labels`` (float32 soft labels
-        ``[num_classes]``), on GPU ``device_id`` for ``device="gpu"``.
+        An unbuilt DALI pipeline: ``images`` (float NCHW, normalized) and ``labels`` (float32 soft labels
+        ``[num_classes]``), on the GPU for ``device="gpu"``.
     """
     from dali_cutmix import build_cutmix_pipeline
 
-    return build_cutmix_pipeline(
-        train_dir, batch_size=batch_size, num_classes=num_classes, crop=crop, random_area=(min_area, 1.0),
-        device=device, device_id=device_id, cutmix=cutmix, alpha=alpha, mixup_alpha=mixup_alpha,
-        switch_prob=switch_prob, prob=prob, mode=mode, label_smoothing=label_smoothing,
-        mix_off_epoch=mix_off_epoch if cutmix else None, shard_id=shard_id, num_shards=num_shards,
-        num_threads=num_threads, seed=seed, shuffle=True, enable_checkpointing=True, checkpoint=checkpoint)
+    if not options.get("cutmix", True):
+        options["mix_off_epoch"] = None
+    return build_cutmix_pipeline(train_dir, random_area=(min_area, 1.0), shuffle=True, enable_checkpointing=True,
+                                 checkpoint=checkpoint, **options)
 
 
 def build_imagenet_val_pipeline(
