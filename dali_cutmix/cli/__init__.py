@@ -20,19 +20,13 @@ def cli():
 
 
 def _register():
+    """Attach the commands (their modules import nothing heavy; each command imports its work when it runs)."""
     from .preview import preview
+    from .profile import profile
+    from .train import train
 
-    cli.add_command(preview)
-    try:
-        from .train import train
-        cli.add_command(train)
-    except ImportError:  # pragma: no cover - the trainer is optional while it is being built
-        pass
-    try:
-        from .profile import profile
-        cli.add_command(profile)
-    except ImportError:  # pragma: no cover
-        pass
+    for command in (preview, train, profile):
+        cli.add_command(command)
 
 
 def main(argv=None) -> int:
