@@ -26,12 +26,10 @@ def check_options(
     minmax: Optional[Sequence[float]] = None,
     modes: Sequence[str] = MODES,
     alpha_name: str = "cutmix_alpha",
-    alpha_required: bool = False,
 ) -> Optional[Tuple[float, float]]:
     """Validate mixing options; returns ``minmax`` as a float pair (or None).
 
-    ``alpha_name`` is the name the caller's users know the CutMix concentration by (``alpha`` in ``cutmix``);
-    ``alpha_required`` refuses 0 for it (the single-method stages need it > 0).
+    ``alpha_name`` is the name the caller's users know the CutMix concentration by (``alpha`` in the builder).
 
     Raises:
         ValueError: naming the offending argument.
@@ -42,8 +40,6 @@ def check_options(
         raise ValueError(f"num_classes must be an integer >= 1, got {num_classes!r}")
     cutmix_alpha = _number(alpha_name, cutmix_alpha)
     mixup_alpha = _number("mixup_alpha", mixup_alpha)
-    if alpha_required and cutmix_alpha <= 0:
-        raise ValueError(f"{alpha_name} must be > 0, got {cutmix_alpha!r}")
     if cutmix_alpha < 0:
         raise ValueError(f"{alpha_name} must be >= 0 (0 disables CutMix), got {cutmix_alpha!r}")
     if mixup_alpha < 0:
@@ -65,3 +61,10 @@ def check_options(
     if not 0.0 < lo <= hi <= 1.0:
         raise ValueError(f"minmax must satisfy 0 < lo <= hi <= 1, got {minmax!r}")
     return lo, hi
+
+
+def check_alpha(alpha) -> float:
+    """The Beta concentration of a single-method stage (:func:`cutmix`, :func:`mixup`): a number > 0."""
+    if _number("alpha", alpha) <= 0:
+        raise ValueError(f"alpha must be > 0, got {alpha!r}")
+    return float(alpha)

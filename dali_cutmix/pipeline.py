@@ -199,8 +199,8 @@ def build_cutmix_pipeline(
             position and every RNG state, CutMix's included.
         checkpoint: a serialized checkpoint to resume from (implies ``enable_checkpointing``): the pipeline
             continues the data stream exactly where the checkpointed one was.
-        return_params: add the mixing params ``perm``, ``box``, ``lam``, ``method`` (see :func:`dali_cutmix.cutmix`; the box
-            is in the image's coordinates before the random flip) and the integer class ids as outputs
+        return_params: add the mixing params ``perm``, ``box``, ``lam``, ``method`` (see :func:`dali_cutmix.mix`;
+            the box is in the image's coordinates before the random flip) and the integer class ids as outputs
             (for tests and previews); without the stage, only the class ids.
         pipeline_kwargs: passed to ``nvidia.dali.Pipeline`` (e.g. ``exec_pipelined=False`` for timing).
 

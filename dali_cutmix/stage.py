@@ -11,17 +11,17 @@ Graph of the stage (on top of the images' producer):
    * GPU: DALI's own GPU operators: ``multi_paste`` with the partner's box as a second region (CutMix) and,
      when MixUp is on, ``permute_batch`` + one arithmetic blend. Only the tiny parameters are on the CPU.
 
-Why native operators: a plain composition of DALI operators (batch_permutation, random.beta, a dozen arithmetic
-operators for the boxes, a permuted copy of the batch, one_hot twice) costs ~9 ms per batch of 64 on a 2-core
-CPU, ~9% of a decode + random-resized-crop pipeline; a batch-level ``python_function`` still ~4.7%. The
-native pair costs about one copy of the batch. See ``benchmarks/README.md``.
+Why native operators (``benchmarks/stage_overhead.py``, batch 64, 2-core CPU): a plain composition of DALI
+operators (batch_permutation, random.beta, a dozen arithmetic operators for the boxes, a permuted copy of the
+batch, one_hot twice) costs ~7 ms per batch, ~9% of a decode + random-resized-crop pipeline; a batch-level
+``python_function`` ~2.8 ms, ~3.4%; the native pair ~0.4 ms, about one copy of the batch.
 """
 
 from __future__ import annotations
 
 from typing import Optional, Sequence
 
-from .options import check_options
+from .options import check_alpha, check_options
 
 _SEED_HIGH = 2**31 - 1
 IMPLS = ("native", "dali")
@@ -171,11 +171,9 @@ def cutmix(
     Returns:
         ``(images, soft_labels)`` (plus the params dict with ``return_params``), as :func:`mix`.
     """
-    check_options(num_classes=num_classes, cutmix_alpha=alpha, mixup_alpha=0.0, prob=prob, mode=mode,
-                  label_smoothing=label_smoothing, minmax=minmax, alpha_name="alpha", alpha_required=True)
-    out = mix(images, labels, num_classes=num_classes, cutmix_alpha=alpha, mixup_alpha=0.0, prob=prob, mode=mode,
-              label_smoothing=label_smoothing, correct_lam=correct_lam, minmax=minmax, return_params=return_params,
-              impl=impl)
+    out = mix(images, labels, num_classes=num_classes, cutmix_alpha=check_alpha(alpha), mixup_alpha=0.0,
+              prob=prob, mode=mode, label_smoothing=label_smoothing, correct_lam=correct_lam, minmax=minmax,
+              return_params=return_params, impl=impl)
     if return_params:
         out[2].pop("method")
     return out
@@ -198,7 +196,5 @@ def mixup(
 
     Args and returns as :func:`mix` with ``mixup_alpha=alpha`` and CutMix off; ``alpha`` must be > 0.
     """
-    check_options(num_classes=num_classes, cutmix_alpha=alpha, prob=prob, mode=mode,
-                  label_smoothing=label_smoothing, alpha_name="alpha", alpha_required=True)
-    return mix(images, labels, num_classes=num_classes, cutmix_alpha=0.0, mixup_alpha=alpha, prob=prob, mode=mode,
-               label_smoothing=label_smoothing, return_params=return_params, impl=impl)
+    return mix(images, labels, num_classes=num_classes, cutmix_alpha=0.0, mixup_alpha=check_alpha(alpha),
+               prob=prob, mode=mode, label_smoothing=label_smoothing, return_params=return_params, impl=impl)

@@ -15,7 +15,7 @@ def test_stage_overhead_reports_every_variant(tmp_path):
 
     out = tmp_path / "overhead.json"
     rows = stage_overhead.main(["--images", "16", "--rounds", "1", "--batches", "1", "--json", str(out)])
-    assert set(rows) == {"none", "cutmix", "cutmix-ops", "mix", "composition"}
+    assert set(rows) == {"none", "cutmix", "cutmix-ops", "mix", "composition", "python-fn"}
     saved = json.loads(out.read_text())
     assert saved["batch"] == 64 and set(saved["variants"]) == set(rows)
     assert all({"ratio_median", "stage_ms_per_batch", "stage_share_of_pipeline"} <= set(v) for v in rows.values())

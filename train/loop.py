@@ -15,13 +15,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+from dali_cutmix.loss import soft_target_cross_entropy
+
 from . import distributed
 from .checkpoint import (BEST, FORMAT, LAST, CheckpointError, check_compatible, copy_checkpoint, decode_dali_state,
                          encode_dali_state, load_checkpoint, save_checkpoint)
 from .config import TrainConfig
 from .data import build_rank_data
 from .distributed import RankInfo
-from .loss import soft_target_cross_entropy, topk_correct
+from .loss import topk_correct
 from .metrics import MetricsLog
 from .model import build_model, to_model_input
 from .optim import LRSchedule, build_optimizer
