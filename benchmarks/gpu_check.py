@@ -122,7 +122,7 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, default=None, help="JSON with every figure")
     args = parser.parse_args(argv)
 
-    from pipelines.profile_data import make_profile_dataset
+    from dali_cutmix.pipelines.profile_data import make_profile_dataset
 
     results = {"device": args.device, "batch": args.batch}
     if args.device == "gpu":

@@ -194,7 +194,7 @@ def main(argv=None):
     parser.add_argument("--json", type=Path, default=None, help="write every figure here")
     args = parser.parse_args(argv)
 
-    from pipelines.profile_data import make_profile_dataset
+    from dali_cutmix.pipelines.profile_data import make_profile_dataset
 
     variants = stages()
     with tempfile.TemporaryDirectory() as tmp:

@@ -78,7 +78,7 @@ def make_profile_dataset(root, *, images: int = 1024, classes: int = 10, size: T
 
 def profile_cache_dir() -> Path:
     """Where generated profiling data sets live: the demo's cache folder (``$DALI_CUTMIX_CACHE``)."""
-    from pipelines.demo import default_cache_dir
+    from dali_cutmix.pipelines.demo import default_cache_dir
 
     return default_cache_dir()
 

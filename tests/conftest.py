@@ -29,7 +29,7 @@ def jpeg_tree(tmp_path_factory):
 @pytest.fixture(scope="session")
 def demo_imagenet(tmp_path_factory):
     """A small demo dataset in ImageNet layout: DIR/train/<class>/*.jpg and DIR/val/<class>/*.jpg."""
-    from pipelines.demo import write_dataset
+    from dali_cutmix.pipelines.demo import write_dataset
 
     return write_dataset(tmp_path_factory.mktemp("demo") / "demo", train_per_class=24, val_per_class=8, size=64,
                          num_classes=4)

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from dali_cutmix.cli import main
-from pipelines import profiler
-from pipelines.profile_data import make_profile_dataset
-from pipelines.profiler import VARIANTS, VARIANT_KEYS
+from dali_cutmix.profiler import measure as profiler
+from dali_cutmix.pipelines.profile_data import make_profile_dataset
+from dali_cutmix.profiler.measure import VARIANTS, VARIANT_KEYS
 
 TINY_RUN = ["--batch-size", "4", "--threads", "1", "--batches", "2", "--repeats", "2", "--crop", "32"]
 

@@ -49,7 +49,7 @@ def run_cli(args, tmp_path, timeout=240):
 
 
 def read_records(output):
-    from train.metrics import read_metrics
+    from dali_cutmix.train.metrics import read_metrics
 
     return read_metrics(Path(output) / "metrics.jsonl")
 
@@ -100,7 +100,7 @@ def tiny_imagenet(tmp_path_factory):
 
 
 def test_paper_recipe_and_overrides():
-    from train.config import resolve_config
+    from dali_cutmix.train.config import resolve_config
 
     cfg = resolve_config({"data": "/imagenet"})
     assert cfg.recipe == "paper"
@@ -121,7 +121,7 @@ def test_paper_recipe_and_overrides():
 
 def test_deit_and_torchvision_recipes_resolve_to_their_published_settings():
     """The values the README's Training section documents (with their sources) for --recipe deit and --recipe torchvision-v2."""
-    from train.config import resolve_config
+    from dali_cutmix.train.config import resolve_config
 
     deit = resolve_config({"data": "/imagenet", "recipe": "deit"})
     assert (deit.arch, deit.crop, deit.eval_crop, deit.val_resize, deit.min_area) == ("vit_b_16", 224, 224, 256, 0.08)
@@ -172,7 +172,7 @@ def test_weight_decay_groups_and_adamw():
     import torch
     import torchvision
 
-    from train.optim import build_optimizer, parameter_groups
+    from dali_cutmix.train.optim import build_optimizer, parameter_groups
 
     vit = torchvision.models.VisionTransformer(image_size=32, patch_size=16, num_layers=1, num_heads=2,
                                                hidden_dim=8, mlp_dim=16, num_classes=4)
@@ -206,8 +206,8 @@ def test_weight_decay_groups_and_adamw():
 def test_resume_keeps_mixing_methods_on_or_off():
     """A checkpoint holds the DALI pipeline's state: CutMix or MixUp may not be switched on or off on resume (their
     alphas may change); the mode and the optimizer are locked; older checkpoints' names (alpha, mode) still count."""
-    from train.checkpoint import CheckpointError, check_compatible
-    from train.config import resolve_config
+    from dali_cutmix.train.checkpoint import CheckpointError, check_compatible
+    from dali_cutmix.train.config import resolve_config
 
     def check(saved, **now):
         state = dict(world_size=1, classes=["a"], config=saved)
@@ -234,7 +234,7 @@ def test_help_states_each_recipe_default():
     from click.testing import CliRunner
 
     from dali_cutmix.cli.train import train
-    from train.recipe import DEIT, DEMO, PAPER, RECIPE_KEYS, RECIPES, TORCHVISION_V2
+    from dali_cutmix.train.recipe import DEIT, DEMO, PAPER, RECIPE_KEYS, RECIPES, TORCHVISION_V2
 
     assert all(set(r) == set(RECIPE_KEYS) for r in RECIPES.values())
 
@@ -278,7 +278,7 @@ def test_help_states_each_recipe_default():
 
 
 def test_step_and_cosine_schedules():
-    from train.optim import lr_at
+    from dali_cutmix.train.optim import lr_at
 
     paper = dict(base_lr=0.1, epochs=300, schedule="step", milestones=(75, 150, 225), gamma=0.1)
     assert [lr_at(e, **paper) for e in (0, 74.99, 75, 149.5, 150, 225, 299.9)] == pytest.approx(
@@ -295,7 +295,7 @@ def test_soft_target_cross_entropy():
     import torch.nn.functional as F
 
     from dali_cutmix import soft_target_cross_entropy
-    from train.loss import topk_correct
+    from dali_cutmix.train.loss import topk_correct
 
     torch.manual_seed(0)
     logits, labels = torch.randn(8, 5), torch.randint(0, 5, (8,))
@@ -310,7 +310,7 @@ def test_soft_target_cross_entropy():
 
 
 def test_metrics_rewind_keeps_each_epoch_once(tmp_path):
-    from train.metrics import MetricsLog, read_metrics
+    from dali_cutmix.train.metrics import MetricsLog, read_metrics
 
     log = MetricsLog(tmp_path)
     for epoch in (1, 2, 2, 3):
@@ -324,7 +324,7 @@ def test_metrics_rewind_keeps_each_epoch_once(tmp_path):
 
 
 def test_rank_discovery_from_torchrun_and_slurm():
-    from train.distributed import RankInfo, export_slurm_env, first_slurm_host, rank_info
+    from dali_cutmix.train.distributed import RankInfo, export_slurm_env, first_slurm_host, rank_info
 
     assert rank_info({}) == RankInfo()
     torchrun = {"RANK": "5", "WORLD_SIZE": "16", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "8"}
@@ -344,7 +344,7 @@ def test_rank_discovery_from_torchrun_and_slurm():
 def test_progress_redraws_on_a_terminal_and_prints_lines_elsewhere():
     import io
 
-    from train.progress import Progress
+    from dali_cutmix.train.progress import Progress
 
     class Terminal(io.StringIO):
         def isatty(self):
@@ -458,7 +458,7 @@ def test_runs_unchanged_under_torchrun(tiny_imagenet, tmp_path):
 
 
 def _free_port():
-    from train.launch import free_port
+    from dali_cutmix.train.launch import free_port
 
     return free_port()
 
@@ -542,10 +542,10 @@ def test_mix_off_epoch_makes_the_loader_targets_one_hot_from_that_epoch(tiny_ima
     checkpoint after epoch 1 (a resume) keeps that schedule. 24 images per step on 128: the reader's last, partial
     batch of each epoch is dropped and the epochs stay in step with the reader's."""
     from dali_cutmix import CutMixLoader
-    from pipelines.imagenet import build_imagenet_train_pipeline
-    from train.config import resolve_config
-    from train.data import build_rank_data
-    from train.distributed import RankInfo
+    from dali_cutmix.pipelines.imagenet import build_imagenet_train_pipeline
+    from dali_cutmix.train.config import resolve_config
+    from dali_cutmix.train.data import build_rank_data
+    from dali_cutmix.train.distributed import RankInfo
 
     cfg = resolve_config({"data": str(tiny_imagenet), "arch": "resnet18", "crop": 32, "batch_size": 24,
                           "workers": 1, "seed": 3, "mixup_alpha": 0.4, "cutmix_alpha": 1.0, "mix_mode": "elem",

@@ -111,7 +111,7 @@ class TrainConfig:
 def resolve_config(overrides: Mapping[str, Any]) -> TrainConfig:
     """Build a :class:`TrainConfig` from a recipe plus ``overrides`` (None values mean "not given").
 
-    The recipe is ``overrides["recipe"]``, or :func:`train.recipe.default_recipe` of the data argument. The former
+    The recipe is ``overrides["recipe"]``, or :func:`dali_cutmix.train.recipe.default_recipe` of the data argument. The former
     names ``alpha`` and ``mode`` are accepted for ``cutmix_alpha`` and ``mix_mode``; "none" sets a
     :data:`NULLABLE` setting to None. When ``crop`` or ``val_crop`` changes the validation crop and ``val_resize``
     is not given, ``val_resize`` becomes ``round(crop * 256 / 224)`` of the new validation crop.

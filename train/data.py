@@ -41,7 +41,7 @@ def build_rank_data(cfg, *, train_dir, val_dir, num_classes: int, info: RankInfo
                     device_id: Optional[int], dali_checkpoint: Optional[str] = None) -> RankData:
     """Build this rank's loaders.
 
-    Training: :func:`pipelines.imagenet.build_imagenet_train_pipeline` on shard ``info.rank`` of
+    Training: :func:`dali_cutmix.pipelines.imagenet.build_imagenet_train_pipeline` on shard ``info.rank`` of
     ``info.world_size``, ``cfg.batch_size / world_size`` images per step, last incomplete batch dropped (every rank
     takes the same number of steps), continuing from ``dali_checkpoint`` when given. Mixing stops from
     ``cfg.mix_off_epoch`` on (the user's 1-based epoch E is the pipeline's epoch E - 1, counted by its reader:
@@ -55,7 +55,7 @@ def build_rank_data(cfg, *, train_dir, val_dir, num_classes: int, info: RankInfo
             ``dali_checkpoint`` was taken from another pipeline graph.
     """
     from dali_cutmix import CutMixLoader
-    from pipelines.imagenet import build_imagenet_train_pipeline, build_imagenet_val_pipeline
+    from dali_cutmix.pipelines.imagenet import build_imagenet_train_pipeline, build_imagenet_val_pipeline
 
     per_rank = cfg.batch_size // info.world_size
     threads = cfg.workers or default_workers(info.local_world_size)

@@ -1,6 +1,6 @@
 """Start a training run: check everything a user can get wrong, then run the ranks.
 
-- started by ``torchrun`` or SLURM's ``srun`` (see :mod:`train.distributed`): this process is one rank; run it
+- started by ``torchrun`` or SLURM's ``srun`` (see :mod:`dali_cutmix.train.distributed`): this process is one rank; run it
   here (under ``srun`` with ``--gpus``, ``--cpu-procs`` or ``--nnodes`` given, the task starts its own processes
   instead, as on a plain node);
 - one rank (``--gpus 0/1``, ``--cpu-procs 1``, one node): run it in this process;
@@ -9,7 +9,7 @@
   node, with a static rendezvous at ``--master-addr:--master-port`` for several nodes.
 
 Workers report a failure as one line (written to a shared folder) and exit; the parent raises it as a
-:class:`~dali_cutmix.cli.errors.UserError`-like ``ValueError``, so the CLI prints one line and exits 2.
+:class:`~dali_cutmix.errors.UserError`-like ``ValueError``, so the CLI prints one line and exits 2.
 """
 
 from __future__ import annotations
@@ -68,13 +68,13 @@ def prepare(cfg: TrainConfig, *, launcher: Optional[str] = None, world_size: Opt
     Raises:
         ValueError (LaunchError, CheckpointError, ...), FileNotFoundError: one line naming the flag or path.
     """
-    from pipelines.imagenet import check_imagenet_layout
+    from dali_cutmix.pipelines.imagenet import check_imagenet_layout
 
     from .model import check_arch, check_input_size
 
     # data
     if cfg.data is None:
-        from pipelines.demo import ensure_demo_dataset
+        from dali_cutmix.pipelines.demo import ensure_demo_dataset
 
         root = ensure_demo_dataset()
     else:
@@ -208,9 +208,9 @@ class _QuietLogs:
 
 
 def _elastic_worker(cfg: TrainConfig, error_dir: str) -> Dict[str, Any]:
-    """A rank's entry point under the launcher: runs :func:`train.loop.run`; on failure writes a one-line report to
+    """A rank's entry point under the launcher: runs :func:`dali_cutmix.train.loop.run`; on failure writes a one-line report to
     ``error_dir/rank<R>.json`` and exits with code 2 (no traceback on the console for a user error)."""
-    from dali_cutmix.cli.errors import USER_ERRORS
+    from dali_cutmix.errors import USER_ERRORS
 
     rank = int(os.environ.get("RANK", "0"))
     try:

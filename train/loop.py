@@ -149,7 +149,7 @@ def evaluate(*, model, loader, device, dtype, channels_last: bool) -> Dict[str, 
 def _epoch_record(epoch: int, train: Dict[str, float], val: Dict[str, Any], val_time: float, device, *,
                   mixing: bool = True) -> Dict[str, Any]:
     """Reduce this rank's sums over all ranks into the epoch's metrics record; ``mixing``: whether the mixing
-    schedule had mixing on in this epoch (see :meth:`train.config.TrainConfig.mixing_in_epoch`)."""
+    schedule had mixing on in this epoch (see :meth:`dali_cutmix.train.config.TrainConfig.mixing_in_epoch`)."""
     import torch
 
     sums = torch.tensor([train["loss_sum"], train["samples"], train["wait_s"] / max(train["time_s"], 1e-9), 1.0,

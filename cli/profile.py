@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .errors import UserError
+from dali_cutmix.errors import UserError
 
 DEFAULT_IMAGES = 1024
 
@@ -42,7 +42,7 @@ def _resolve_device(device):
 def _resolve_data(data, images, progress) -> Path:
     """The data set to profile: ``--data`` checked, or the generated one of ``--images`` JPEGs."""
     from dali_cutmix.data import list_classes
-    from pipelines.profile_data import default_profile_dataset
+    from dali_cutmix.pipelines.profile_data import default_profile_dataset
 
     if data is None:
         return default_profile_dataset(DEFAULT_IMAGES if images is None else images, progress=progress)
@@ -107,8 +107,8 @@ def profile(data, images, device, batch_size, threads, batches, repeats, crop, m
     torchvision's ImageFolder+DataLoader+v2.CutMix, interleaved; print a table, write JSON and a PNG chart.
 
     The mixing options change our stage (variants 3-5 and --model); the torchvision reference stays CutMix."""
-    from pipelines.profile_report import format_table, write_chart, write_json
-    from pipelines.profiler import ProfileSettings, run_profile
+    from dali_cutmix.profiler.report import format_table, write_chart, write_json
+    from dali_cutmix.profiler.measure import ProfileSettings, run_profile
 
     def progress(message):
         click.echo(message, err=True)

@@ -164,8 +164,8 @@ def train(compile_, **options):
     dali-cutmix train --data /imagenet --gpus 8 --recipe torchvision-v2 --mix-off-epoch 591
     dali-cutmix train --data /imagenet --output runs/r50 --resume auto
     """
-    from train.config import resolve_config
-    from train.launch import launch
+    from dali_cutmix.train.config import resolve_config
+    from dali_cutmix.train.launch import launch
 
     options["compile"] = compile_
     launch(resolve_config(options))

@@ -23,7 +23,7 @@ def preview(data, out, count, crop, mode, alpha, seed, device):
     from dali_cutmix.preview import write_preview
 
     if data is None:
-        from pipelines.demo import ensure_demo_dataset
+        from dali_cutmix.pipelines.demo import ensure_demo_dataset
 
         data = ensure_demo_dataset() / "train"
     path = write_preview(data, out, count=count, crop=crop, mode=mode, alpha=alpha, seed=seed, device=device)

@@ -9,7 +9,7 @@ Six variants, measured in one run, interleaved so that machine drift hits all of
 4. ``full``      + flip/normalize (``crop_mirror_normalize``): the whole training pipeline;
 5. ``loader``    the whole pipeline through :class:`dali_cutmix.CutMixLoader`, to torch tensors;
 6. ``reference`` torchvision ImageFolder + DataLoader (workers = DALI threads) + v2 RandomResizedCrop/flip/
-                 normalize + v2.CutMix in the collate function, to torch tensors (:mod:`pipelines.reference`).
+                 normalize + v2.CutMix in the collate function, to torch tensors (:mod:`dali_cutmix.pipelines.reference`).
 
 How it measures (see ``benchmarks/README.md``):
 
@@ -44,7 +44,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .profile_data import _noop, dataset_summary
+from dali_cutmix.pipelines.profile_data import _noop, dataset_summary
 
 SCHEMA = "dali-cutmix-profile/1"
 DEVICES = ("cpu", "gpu")
@@ -345,7 +345,7 @@ class ReferenceRunner:
         import torch
         from torch.utils.data import RandomSampler
 
-        from pipelines.reference import build_reference_loader, reference_dataset
+        from dali_cutmix.pipelines.reference import build_reference_loader, reference_dataset
 
         workers = settings.threads
         self.device = settings.device
@@ -631,7 +631,7 @@ def _train_and_time(settings: ProfileSettings, model_name: str, num_classes: int
 def build_result(settings: ProfileSettings, samples: Dict[str, List[float]], *, dataset: dict,
                  training: Optional[dict] = None, command: Optional[str] = None, seconds: float = 0.0) -> dict:
     """Everything the run found, as one JSON-ready dict (see ``benchmarks/README.md`` for the keys)."""
-    from .profile_report import evaluate_targets, machine_info
+    from .report import evaluate_targets, machine_info
 
     shares, differences = isolated_shares(samples, settings.batch_size), cutmix_shares(samples)
     variants = {}

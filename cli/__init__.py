@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from .errors import USER_ERRORS
+from dali_cutmix.errors import USER_ERRORS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -9,7 +9,7 @@ from typing import Dict, List
 
 import numpy as np
 
-from .profiler import DEFAULT_CPU_TARGETS, DEFAULT_GPU_TARGETS, VARIANT_KEYS, VARIANTS
+from .measure import DEFAULT_CPU_TARGETS, DEFAULT_GPU_TARGETS, VARIANT_KEYS, VARIANTS
 
 
 def cpu_model() -> str:
