@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from .mixing import build_mix_options, mixing_options, pop_mix_options
+
 
 @click.command()
 @click.option("--data", type=click.Path(), default=None,
@@ -12,19 +14,17 @@ import click
               help="PNG file to write.")
 @click.option("--count", type=click.IntRange(1, 64), default=8, show_default=True, help="Images in the grid.")
 @click.option("--crop", type=click.IntRange(16, 1024), default=160, show_default=True, help="Crop size.")
-@click.option("--mode", type=click.Choice(["batch", "elem"]), default="elem", show_default=True,
-              help="One box per batch (official) or per sample.")
-@click.option("--alpha", type=float, default=1.0, show_default=True, help="lam ~ Beta(alpha, alpha).")
+@mixing_options(defaults=dict(mode="elem"))
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
 @click.option("--device", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True,
               help="Where the pipeline runs.")
-def preview(data, out, count, crop, mode, alpha, seed, device):
-    """Write a grid of CutMix-ed training images, each with its box and label weights."""
+def preview(data, out, count, crop, seed, device, **params):
+    """Write a grid of mixed training images, each with its box and label weights."""
+    from dali_cutmix.pipelines.demo import ensure_demo_dataset
     from dali_cutmix.preview import write_preview
 
+    options = build_mix_options(pop_mix_options(params))
     if data is None:
-        from dali_cutmix.pipelines.demo import ensure_demo_dataset
-
         data = ensure_demo_dataset() / "train"
-    path = write_preview(data, out, count=count, crop=crop, mode=mode, alpha=alpha, seed=seed, device=device)
+    path = write_preview(data, out, count=count, crop=crop, mix_options=options, seed=seed, device=device)
     click.echo(f"wrote {path}")

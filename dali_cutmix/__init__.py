@@ -2,19 +2,20 @@
 
 Public API::
 
-    from dali_cutmix import cutmix, mixup, mix, build_cutmix_pipeline, CutMixLoader
+    from dali_cutmix import cutmix, mixup, mix, MixOptions, build_cutmix_pipeline, CutMixLoader
 
 Importing this package imports nothing heavy; DALI and PyTorch load when the functions are used.
 """
 
+from .options import MixOptions
+from .stage import cutmix, mix, mixup
+
 __version__ = "0.1.0"
-__all__ = ["cutmix", "mixup", "mix", "build_cutmix_pipeline", "CutMixLoader", "soft_target_cross_entropy"]
+__all__ = ["cutmix", "mixup", "mix", "MixOptions", "build_cutmix_pipeline", "CutMixLoader",
+           "soft_target_cross_entropy"]
 
 
 def __getattr__(name):
-    if name in ("cutmix", "mixup", "mix"):
-        from . import stage
-        return getattr(stage, name)
     if name == "build_cutmix_pipeline":
         from .pipeline import build_cutmix_pipeline
         return build_cutmix_pipeline

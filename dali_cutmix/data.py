@@ -9,7 +9,8 @@ from typing import List, Tuple
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
-def _is_image(name: str) -> bool:
+def is_image_file(name: str) -> bool:
+    """Whether a file name has one of :data:`IMAGE_EXTENSIONS` (any case)."""
     return name.lower().endswith(IMAGE_EXTENSIONS)
 
 
@@ -26,7 +27,7 @@ def list_classes(root) -> List[str]:
     classes = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
     for name in classes:
         with os.scandir(root / name) as it:
-            if any(e.is_file() and _is_image(e.name) for e in it):
+            if any(e.is_file() and is_image_file(e.name) for e in it):
                 return classes
     raise ValueError(
         f"data path {str(root)!r} holds no images: expected class folders {str(root)}/<class>/<image> "

@@ -6,3 +6,8 @@ class UserError(Exception):
 
 
 USER_ERRORS = (UserError, ValueError, FileNotFoundError, NotADirectoryError, PermissionError, IsADirectoryError)
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of ``error``'s message, or its type's name when it has none."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]

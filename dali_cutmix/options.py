@@ -1,70 +1,169 @@
-"""Validation of the mixing options shared by the stage, the pipeline builder and the CLI."""
+"""The mixing options: each one named (timm's ``Mixup`` names), defaulted and checked here, and nowhere else.
+
+:class:`MixOptions` is what the stage, the pipeline builder, the trainer, the profiler and the CLI pass around;
+its fields are also the native operator's argument names and, with ``-`` for ``_``, the command-line flags.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Optional, Sequence, Tuple
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Optional, Tuple, Union
 
 MODES = ("batch", "elem", "pair")
 
 
-def _number(name, value):
+def flag_name(name: str) -> str:
+    """The command-line flag of a setting: ``cutmix_alpha`` -> ``--cutmix-alpha``."""
+    return "--" + name.replace("_", "-")
+
+
+class MixOptionError(ValueError):
+    """A mixing option out of range. ``str()`` names the options as :class:`MixOptions` does; :meth:`render`
+    names them as a caller's users know them (``--cutmix-alpha`` on the command line, ``alpha`` in
+    :func:`dali_cutmix.cutmix`)."""
+
+    def __init__(self, template: str):
+        self.template = template  # str.format template: {name} fields stand for option names
+        super().__init__(self.render())
+
+    def render(self, name: Callable[[str], str] = str) -> str:
+        """The message with every option called ``name(option)``."""
+        return self.template.format_map({f.name: name(f.name) for f in dataclasses.fields(MixOptions)})
+
+
+def _quote(value: Any) -> str:
+    """``repr(value)`` safe inside a :class:`MixOptionError` template."""
+    return repr(value).replace("{", "{{").replace("}", "}}")
+
+
+def _number(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
+        raise MixOptionError(f"{{{name}}} must be a finite number, got {_quote(value)}")
     return float(value)
 
 
-def check_options(
-    *,
-    num_classes,
-    cutmix_alpha: float = 1.0,
-    mixup_alpha: float = 0.0,
-    switch_prob: float = 0.5,
-    prob: float = 1.0,
-    mode: str = "batch",
-    label_smoothing: float = 0.0,
-    minmax: Optional[Sequence[float]] = None,
-    modes: Sequence[str] = MODES,
-    alpha_name: str = "cutmix_alpha",
-) -> Optional[Tuple[float, float]]:
-    """Validate mixing options; returns ``minmax`` as a float pair (or None).
+def _in_range(name: str, value: Any, low: float, high: float, *, high_open: bool = False) -> float:
+    number = _number(name, value)
+    if not (low <= number < high if high_open else low <= number <= high):
+        interval = f"[{low:g}, {high:g}{')' if high_open else ']'}"
+        raise MixOptionError(f"{{{name}}} must be in {interval}, got {_quote(value)}")
+    return number
 
-    ``alpha_name`` is the name the caller's users know the CutMix concentration by (``alpha`` in the builder).
 
-    Raises:
-        ValueError: naming the offending argument.
-    """
-    if mode not in modes:
-        raise ValueError(f"mode must be one of {tuple(modes)}, got {mode!r}")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be an integer >= 1, got {num_classes!r}")
-    cutmix_alpha = _number(alpha_name, cutmix_alpha)
-    mixup_alpha = _number("mixup_alpha", mixup_alpha)
-    if cutmix_alpha < 0:
-        raise ValueError(f"{alpha_name} must be >= 0 (0 disables CutMix), got {cutmix_alpha!r}")
-    if mixup_alpha < 0:
-        raise ValueError(f"mixup_alpha must be >= 0 (0 disables MixUp), got {mixup_alpha!r}")
-    if not 0.0 <= _number("switch_prob", switch_prob) <= 1.0:
-        raise ValueError(f"switch_prob must be in [0, 1], got {switch_prob!r}")
-    if not 0.0 <= _number("prob", prob) <= 1.0:
-        raise ValueError(f"prob must be in [0, 1], got {prob!r}")
-    if not 0.0 <= _number("label_smoothing", label_smoothing) < 1.0:
-        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
-    if minmax is None:
-        if cutmix_alpha == 0 and mixup_alpha == 0:
-            raise ValueError("cutmix_alpha and mixup_alpha are both 0 and no minmax is set: nothing to mix")
+def _alpha(name: str, value: Any, method: str) -> float:
+    number = _number(name, value)
+    if number < 0:
+        raise MixOptionError(f"{{{name}}} must be >= 0 (0 turns {method} off), got {_quote(value)}")
+    return number
+
+
+def _minmax(value: Any) -> Optional[Tuple[float, float]]:
+    if value is None:
         return None
     try:
-        lo, hi = (float(v) for v in minmax)
+        lo, hi = (float(v) for v in value)
     except (TypeError, ValueError):
-        raise ValueError(f"minmax must be a pair (lo, hi) with 0 < lo <= hi <= 1, got {minmax!r}") from None
+        raise MixOptionError(
+            f"{{cutmix_minmax}} must be a pair (lo, hi) with 0 < lo <= hi <= 1, got {_quote(value)}") from None
     if not 0.0 < lo <= hi <= 1.0:
-        raise ValueError(f"minmax must satisfy 0 < lo <= hi <= 1, got {minmax!r}")
+        raise MixOptionError(f"{{cutmix_minmax}} must satisfy 0 < lo <= hi <= 1, got {_quote(value)}")
     return lo, hi
 
 
-def check_alpha(alpha) -> float:
-    """The Beta concentration of a single-method stage (:func:`cutmix`, :func:`mixup`): a number > 0."""
-    if _number("alpha", alpha) <= 0:
-        raise ValueError(f"alpha must be > 0, got {alpha!r}")
-    return float(alpha)
+@dataclass(frozen=True)
+class MixOptions:
+    """How a batch is mixed: CutMix (Yun et al., ICCV 2019) and/or MixUp (Zhang et al., ICLR 2018), with timm's
+    ``Mixup`` option names and semantics. Checked on construction; raises :class:`MixOptionError` (a
+    ``ValueError``) naming the option.
+
+    A *draw* (one coin flip, one method choice, one lam, one box) is made per batch, per sample or per pair of
+    samples, by ``mode``.
+    """
+
+    cutmix_alpha: float = field(default=1.0, metadata=dict(
+        help="CutMix: lam ~ Beta(a, a), box sides H*sqrt(1-lam), W*sqrt(1-lam); 0 turns CutMix off."))
+    mixup_alpha: float = field(default=0.0, metadata=dict(
+        help="MixUp: lam ~ Beta(a, a), pixels lam * own + (1 - lam) * partner; 0 turns MixUp off."))
+    cutmix_minmax: Optional[Tuple[float, float]] = field(default=None, metadata=dict(
+        help="CutMix box sides uniform in [lo*side, hi*side], box inside the image (0 < lo <= hi <= 1); "
+             "replaces the boxes drawn from the CutMix alpha."))
+    prob: float = field(default=1.0, metadata=dict(
+        help="Probability that a draw mixes at all, in [0, 1]."))
+    switch_prob: float = field(default=0.5, metadata=dict(
+        help="With CutMix and MixUp both on: probability that a draw uses CutMix (else MixUp), in [0, 1]."))
+    mode: str = field(default="batch", metadata=dict(
+        help="One draw per batch (official CutMix, timm, torchvision), per sample ('elem'), or per pair of "
+             "samples that swap regions ('pair')."))
+    correct_lam: bool = field(default=True, metadata=dict(
+        help="Weight CutMix labels by the exact pixel share left after the box is clipped (official)."))
+    label_smoothing: float = field(default=0.0, metadata=dict(
+        help="Label smoothing eps in [0, 1), applied to each one-hot before mixing (timm)."))
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise MixOptionError(f"{{mode}} must be one of {MODES}, got {_quote(self.mode)}")
+        if not isinstance(self.correct_lam, bool):
+            raise MixOptionError(f"{{correct_lam}} must be True or False, got {_quote(self.correct_lam)}")
+        values = dict(
+            cutmix_alpha=_alpha("cutmix_alpha", self.cutmix_alpha, "CutMix"),
+            mixup_alpha=_alpha("mixup_alpha", self.mixup_alpha, "MixUp"),
+            cutmix_minmax=_minmax(self.cutmix_minmax),
+            prob=_in_range("prob", self.prob, 0.0, 1.0),
+            switch_prob=_in_range("switch_prob", self.switch_prob, 0.0, 1.0),
+            label_smoothing=_in_range("label_smoothing", self.label_smoothing, 0.0, 1.0, high_open=True),
+        )
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+        if not (self.cutmix_on or self.mixup_on):
+            raise MixOptionError("nothing to mix: {cutmix_alpha} is 0, no {cutmix_minmax} is set and {mixup_alpha} "
+                                 "is 0")
+
+    @property
+    def cutmix_on(self) -> bool:
+        """Whether draws may use CutMix."""
+        return self.cutmix_alpha > 0 or self.cutmix_minmax is not None
+
+    @property
+    def mixup_on(self) -> bool:
+        """Whether draws may use MixUp."""
+        return self.mixup_alpha > 0
+
+    def replace(self, **changes) -> "MixOptions":
+        """A copy with ``changes`` applied (and checked)."""
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict:
+        """The options as plain values (``cutmix_minmax`` a list or None), e.g. for JSON and checkpoints."""
+        d = dataclasses.asdict(self)
+        d["cutmix_minmax"] = None if self.cutmix_minmax is None else list(self.cutmix_minmax)
+        return d
+
+    @classmethod
+    def coerce(cls, value: Union["MixOptions", Mapping[str, Any], None]) -> "MixOptions":
+        """``value`` as MixOptions: itself, the options a mapping names (the rest defaulted), or the defaults for
+        None.
+
+        Raises:
+            MixOptionError: a value out of range, or a name that is not an option.
+        """
+        if isinstance(value, cls):
+            return value
+        if value is None:
+            return cls()
+        if not isinstance(value, Mapping):
+            raise MixOptionError(f"mixing options must be MixOptions or a mapping of its fields, got "
+                                 f"{_quote(type(value).__name__)}")
+        unknown = sorted(set(value) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            known = ", ".join(f.name for f in dataclasses.fields(cls))
+            raise MixOptionError(f"unknown mixing option(s) {_quote(unknown)}; the options are: {known}")
+        return cls(**value)
+
+
+def check_num_classes(num_classes: Any) -> int:
+    """``num_classes`` if it is an integer >= 1; raises ValueError naming it otherwise."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be an integer >= 1, got {num_classes!r}")
+    return num_classes

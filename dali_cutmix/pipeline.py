@@ -4,16 +4,29 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Optional, Sequence, Tuple
+from typing import Mapping, Optional, Sequence, Tuple, Union
 
 from .data import count_classes
-from .options import check_options
+from .options import MixOptions, check_num_classes
+from .stage import PARAM_NAMES, mix_stage
 
-IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
-IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+#: ImageNet's per-channel mean and std for images in [0, 1] (torchvision's), and in pixel units (0-255, DALI's).
+IMAGENET_MEAN_01 = (0.485, 0.456, 0.406)
+IMAGENET_STD_01 = (0.229, 0.224, 0.225)
+IMAGENET_MEAN = tuple(255 * m for m in IMAGENET_MEAN_01)
+IMAGENET_STD = tuple(255 * s for s in IMAGENET_STD_01)
 READER_NAME = "Reader"
 OUTPUT_NAMES = ("images", "labels")
 DEVICES = ("gpu", "cpu")
+#: The named stages of the training graph, in order; ``build_cutmix_pipeline(stop_after=...)`` cuts after one.
+#: "crop": decode + random-resized-crop (uint8 HWC, integer labels); "mix": + the mixing stage (soft labels);
+#: "normalize": + flip/normalize (the whole training pipeline).
+STAGES = ("crop", "mix", "normalize")
+
+
+def rank_seed(seed: int, shard_id: int = 0) -> int:
+    """The pipeline seed of rank ``shard_id`` for the run seed ``seed``: every rank its own augmentation stream."""
+    return seed * 1_000_003 + shard_id + 1
 
 
 def check_pipeline_args(*, batch_size, crop, device, num_shards, shard_id, num_threads):
@@ -70,15 +83,20 @@ class _EpochGateSource:
         return [value] * self.pipeline.max_batch_size
 
 
+def check_off_epoch(off_epoch) -> int:
+    """``off_epoch`` (``mix_off_epoch``, counted from 0) if it is an integer >= 0; raises ValueError naming it."""
+    if isinstance(off_epoch, bool) or not isinstance(off_epoch, int) or off_epoch < 0:
+        raise ValueError(f"mix_off_epoch must be an integer >= 0, got {off_epoch!r}")
+    return off_epoch
+
+
 def epoch_gate(off_epoch: int, reader_name: str = READER_NAME):
     """Inside a ``pipeline_def``: a CPU DataNode, one int32 per sample, 1 during epochs ``< off_epoch`` (counted
     from 0 by the reader ``reader_name``) and 0 from then on; pass it as ``gate`` to :func:`dali_cutmix.mix`."""
     import nvidia.dali.fn as fn
     from nvidia.dali import Pipeline
 
-    if isinstance(off_epoch, bool) or not isinstance(off_epoch, int) or off_epoch < 0:
-        raise ValueError(f"mix_off_epoch must be an integer >= 0, got {off_epoch!r}")
-    source = _EpochGateSource(Pipeline.current(), reader_name, off_epoch)
+    source = _EpochGateSource(Pipeline.current(), reader_name, check_off_epoch(off_epoch))
     return fn.external_source(source=source, batch=True, batch_info=True)
 
 
@@ -117,6 +135,7 @@ def one_hot_labels(labels, num_classes: int, *, label_smoothing: float = 0.0, de
     import nvidia.dali.fn as fn
     import nvidia.dali.types as types
 
+    check_num_classes(num_classes)
     off = label_smoothing / num_classes
     targets = fn.one_hot(labels, num_classes=num_classes, on_value=1.0 - label_smoothing + off, off_value=off,
                          dtype=types.FLOAT)
@@ -142,15 +161,8 @@ def build_cutmix_pipeline(
     crop=224,
     device: str = "gpu",
     device_id: Optional[int] = None,
-    cutmix: bool = True,
-    alpha: float = 1.0,
-    mixup_alpha: float = 0.0,
-    switch_prob: float = 0.5,
-    prob: float = 1.0,
-    mode: str = "batch",
-    label_smoothing: float = 0.0,
-    correct_lam: bool = True,
-    minmax: Optional[Sequence[float]] = None,
+    mixing: bool = True,
+    mix_options: Union[MixOptions, Mapping, None] = None,
     mix_off_epoch: Optional[int] = None,
     shard_id: int = 0,
     num_shards: int = 1,
@@ -163,17 +175,17 @@ def build_cutmix_pipeline(
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
     fp16: bool = False,
-    prefetch_queue_depth: int = 2,
-    enable_checkpointing: bool = False,
     checkpoint: Optional[str] = None,
     return_params: bool = False,
+    stop_after: str = "normalize",
     **pipeline_kwargs,
 ):
-    """Build (not build()) the DALI training pipeline with the CutMix stage.
+    """Build (not build()) the DALI training pipeline with the mixing stage.
 
     Graph: file reader (CPU, sharded) -> ``decoders.image_random_crop`` (device "mixed" on GPU: nvJPEG and the
     hardware decoder; ROI decoding, so only the cropped region is decoded) -> ``resize`` to ``crop`` ->
-    :func:`dali_cutmix.cutmix` -> ``crop_mirror_normalize`` (random horizontal flip, mean/std, HWC -> CHW).
+    the mixing stage (:func:`dali_cutmix.mix`) -> ``crop_mirror_normalize`` (random horizontal flip, mean/std,
+    HWC -> CHW).
 
     Args:
         data: a class-per-folder directory ``data/<class>/<image>`` or a DALI file list (``path label`` lines).
@@ -182,75 +194,80 @@ def build_cutmix_pipeline(
         crop: output size, int or (height, width).
         device: "gpu" (decode on "mixed", every pixel operator on the GPU) or "cpu" (CPU operators only).
         device_id: CUDA device for "gpu" (default 0); ignored for "cpu" (the pipeline gets ``device_id=None``).
-        cutmix: False builds the same pipeline without the stage (labels become one-hot, smoothed if asked).
-        alpha, prob, mode, label_smoothing, correct_lam, minmax: the CutMix options, see
-            :func:`dali_cutmix.cutmix` (``alpha`` is CutMix's; 0 turns CutMix off when MixUp is on).
-        mixup_alpha, switch_prob: MixUp too (timm's recipe), switching per draw, see :func:`dali_cutmix.mix`.
+        mixing: the mixing stage (CutMix and/or MixUp) on; False builds the same pipeline without it (labels
+            become one-hot, smoothed by ``mix_options``' ``label_smoothing``).
+        mix_options: :class:`dali_cutmix.MixOptions`, or a mapping of some of its fields (the rest default);
+            default ``MixOptions()``: CutMix with alpha 1, one draw per batch (the paper's).
         mix_off_epoch: from this epoch on (counted from 0) nothing is mixed: labels are the smoothed one-hots,
             in the same pipeline, with the same data stream (DeiT/timm turn mixing off for the last epochs).
         shard_id, num_shards: this rank's shard of each epoch; shards are disjoint and cover the data.
-        num_threads: DALI CPU worker threads; seed: base seed (the rank's augmentation stream is derived
-            from it and ``shard_id``; the epoch shuffle uses ``seed`` itself, the same on every rank).
+        num_threads: DALI CPU worker threads; seed: base seed (the rank's augmentation stream is
+            :func:`rank_seed` of it and ``shard_id``; the epoch shuffle uses ``seed`` itself, the same on every
+            rank).
         random_area, random_aspect_ratio: random-resized-crop ranges (torchvision's defaults).
         mirror: random horizontal flip with probability 0.5. mean, std: per channel, in pixel units (0-255).
         fp16: emit float16 images instead of float32.
-        prefetch_queue_depth: batches prepared ahead.
-        enable_checkpointing: let ``Pipeline.checkpoint()`` (or ``CutMixLoader.checkpoint()``) capture the reader
-            position and every RNG state, CutMix's included.
-        checkpoint: a serialized checkpoint to resume from (implies ``enable_checkpointing``): the pipeline
+        checkpoint: a serialized checkpoint to resume from (turns ``enable_checkpointing`` on): the pipeline
             continues the data stream exactly where the checkpointed one was.
         return_params: add the mixing params ``perm``, ``box``, ``lam``, ``method`` (see :func:`dali_cutmix.mix`;
             the box is in the image's coordinates before the random flip) and the integer class ids as outputs
             (for tests and previews); without the stage, only the class ids.
-        pipeline_kwargs: passed to ``nvidia.dali.Pipeline`` (e.g. ``exec_pipelined=False`` for timing).
+        stop_after: the last stage of :data:`STAGES` in the graph ("normalize": all of it); the profiler times
+            the pipeline cut after each stage.
+        pipeline_kwargs: passed to ``nvidia.dali.Pipeline``, e.g. ``prefetch_queue_depth`` (default 2),
+            ``enable_checkpointing`` (let ``Pipeline.checkpoint()`` or ``CutMixLoader.checkpoint()`` capture the
+            reader position and every RNG state, the stage's included), ``exec_pipelined=False`` for timing.
 
     Returns:
         An unbuilt ``nvidia.dali.Pipeline`` with outputs ``images`` (float32/float16 CHW, normalized) and
         ``labels`` (float32 ``[num_classes]`` soft labels), both on the GPU for "gpu"; then ``perm``, ``box``,
-        ``lam``, ``method``, ``class_id`` (CPU) with ``return_params``.
+        ``lam``, ``method``, ``class_id`` (CPU) with ``return_params``. Cut at "crop", the images are uint8 HWC
+        and the labels integer class ids; cut at "mix", the images are uint8 HWC.
 
     Raises:
         FileNotFoundError, ValueError: a bad path or argument, naming it.
     """
     from nvidia.dali import pipeline_def
 
-    from .stage import mix
-
     crop_h, crop_w = check_pipeline_args(batch_size=batch_size, crop=crop, device=device, num_shards=num_shards,
                                          shard_id=shard_id, num_threads=num_threads)
-    check_options(num_classes=1 if num_classes is None else num_classes, cutmix_alpha=alpha,
-                  mixup_alpha=mixup_alpha, prob=prob, mode=mode, switch_prob=switch_prob,
-                  label_smoothing=label_smoothing, minmax=minmax, alpha_name="alpha")
+    if stop_after not in STAGES:
+        raise ValueError(f"stop_after must be one of {STAGES}, got {stop_after!r}")
+    options = MixOptions.coerce(mix_options)
+    if num_classes is not None:
+        check_num_classes(num_classes)
     found = count_classes(data)  # also checks that the path exists and holds images
     num_classes = found if num_classes is None else num_classes
+    if mix_off_epoch is not None:
+        check_off_epoch(mix_off_epoch)
     gpu = device == "gpu"
-    options = dict(prefetch_queue_depth=prefetch_queue_depth, **pipeline_kwargs)
+    pipeline_kwargs.setdefault("prefetch_queue_depth", 2)
+    checkpointing = pipeline_kwargs.pop("enable_checkpointing", False) or checkpoint is not None
 
     @pipeline_def(enable_conditionals=False)
     def training_pipeline():
         jpegs, labels = reader(data, shard_id=shard_id, num_shards=num_shards, shuffle=shuffle, seed=seed)
         images = decode_random_crop(jpegs, device=device, crop=(crop_h, crop_w), random_area=random_area,
                                     random_aspect_ratio=random_aspect_ratio)
+        if stop_after == "crop":
+            return images, labels
         params = {}
-        if cutmix:
-            images, targets, params = mix(
-                images, labels, num_classes=num_classes, cutmix_alpha=alpha, mixup_alpha=mixup_alpha,
-                switch_prob=switch_prob, prob=prob, mode=mode, label_smoothing=label_smoothing,
-                correct_lam=correct_lam, minmax=minmax, return_params=True,
-                gate=None if mix_off_epoch is None else epoch_gate(mix_off_epoch))
+        if mixing:
+            images, targets, params = mix_stage(images, labels, num_classes=num_classes, options=options,
+                                                gate=None if mix_off_epoch is None else epoch_gate(mix_off_epoch))
         else:
-            targets = one_hot_labels(labels, num_classes, label_smoothing=label_smoothing, device=device)
-        images = flip_normalize(images, mirror=mirror, mean=mean, std=std, fp16=fp16)
+            targets = one_hot_labels(labels, num_classes, label_smoothing=options.label_smoothing, device=device)
+        if stop_after == "normalize":
+            images = flip_normalize(images, mirror=mirror, mean=mean, std=std, fp16=fp16)
         outputs = [images, targets]
         if return_params:
-            outputs += [params[k] for k in ("perm", "box", "lam", "method")] if cutmix else []
+            outputs += [params[k] for k in PARAM_NAMES] if mixing else []
             outputs.append(labels)
         return tuple(outputs)
 
     return training_pipeline(
         batch_size=batch_size, num_threads=num_threads, device_id=(device_id or 0) if gpu else None,
         # Each rank draws its own augmentation stream; the reader's shuffle seed is shared (see reader()).
-        seed=seed * 1_000_003 + shard_id + 1,
-        enable_checkpointing=enable_checkpointing or checkpoint is not None, checkpoint=checkpoint,
-        # The dynamic executor lets the CPU-side CutMix parameters read the GPU images' shape (metadata only).
-        exec_dynamic=True, **options)
+        seed=rank_seed(seed, shard_id), enable_checkpointing=checkpointing, checkpoint=checkpoint,
+        # The dynamic executor lets the CPU-side mixing parameters read the GPU images' shape (metadata only).
+        exec_dynamic=True, **pipeline_kwargs)

@@ -48,9 +48,11 @@ def render_grid(images: np.ndarray, boxes: np.ndarray, targets: np.ndarray, labe
     return canvas
 
 
-def write_preview(data, out, *, count: int = 8, crop: int = 160, mode: str = "elem", alpha: float = 1.0,
-                  prob: float = 1.0, seed: int = 0, device: str = "cpu", columns: int = 4) -> Path:
-    """Run the training pipeline's first stages (no flip, no normalize) on ``data`` and write the grid to ``out``.
+def write_preview(data, out, *, count: int = 8, crop: int = 160, mix_options=None, seed: int = 0,
+                  device: str = "cpu", columns: int = 4) -> Path:
+    """Run the training pipeline up to the mixing stage on ``data`` and write the grid to ``out``.
+
+    ``mix_options``: :class:`dali_cutmix.MixOptions` or a mapping of its fields (default ``MixOptions()``).
 
     Returns the PNG's path. Raises FileNotFoundError/ValueError for a bad ``data`` or argument.
     """
@@ -63,12 +65,10 @@ def write_preview(data, out, *, count: int = 8, crop: int = 160, mode: str = "el
     data = Path(data)
     class_names = list_classes(data)
     pipe = build_cutmix_pipeline(
-        data, batch_size=count, crop=crop, device=device, mode=mode, alpha=alpha, prob=prob, seed=seed,
-        mirror=False, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), num_threads=2, return_params=True,
-        prefetch_queue_depth=1)
+        data, batch_size=count, crop=crop, device=device, mix_options=mix_options, seed=seed, stop_after="mix",
+        num_threads=2, return_params=True, prefetch_queue_depth=1)
     loader = CutMixLoader(pipe, output_names=("images", "labels", "perm", "box", "lam", "method", "class_id"))
     images, targets, perm, box, _lam, _method, class_id = (t.cpu().numpy() for t in next(iter(loader)))
-    images = np.clip(images.transpose(0, 2, 3, 1), 0, 255).astype(np.uint8)
     grid = render_grid(images, box, targets, class_id.reshape(-1), perm, class_names, columns=columns)
     out = Path(out)
     with atomic_path(out) as tmp:

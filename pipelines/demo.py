@@ -7,20 +7,15 @@ noise, so the classes are separable but not trivially by colour.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
+from dali_cutmix.host import cache_dir
+
 CLASSES = ("horizontal", "vertical", "diagonal", "rings", "checkers", "dots")
 DEMO_VERSION = "demo-v1"
-
-
-def default_cache_dir() -> Path:
-    """``$DALI_CUTMIX_CACHE`` if set, else ``~/.cache/dali-cutmix``."""
-    env = os.environ.get("DALI_CUTMIX_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "dali-cutmix"
 
 
 def render(class_index: int, rng: np.random.Generator, size: int = 96) -> np.ndarray:
@@ -75,6 +70,7 @@ def write_dataset(root, *, train_per_class: int = 120, val_per_class: int = 30, 
     return root
 
 
-def ensure_demo_dataset(cache_dir: Optional[Path] = None) -> Path:
-    """The demo dataset's root, generated on first use under ``cache_dir`` (default :func:`default_cache_dir`)."""
-    return write_dataset(Path(cache_dir or default_cache_dir()) / DEMO_VERSION)
+def ensure_demo_dataset(folder: Optional[Path] = None) -> Path:
+    """The demo dataset's root, generated on first use under ``folder`` (default
+    :func:`dali_cutmix.host.cache_dir`)."""
+    return write_dataset(Path(folder or cache_dir()) / DEMO_VERSION)

@@ -69,8 +69,8 @@ def build_imagenet_train_pipeline(train_dir, *, min_area: float = 0.08, checkpoi
         train_dir: class-per-folder tree (``ROOT/train``).
         min_area: smallest random-resized-crop area share (the crop's area is in ``[min_area, 1]``).
         options: any other :func:`dali_cutmix.build_cutmix_pipeline` argument (``batch_size``, ``num_classes``,
-            ``crop``, ``device``, sharding, the mixing options and ``mix_off_epoch``, which is ignored without
-            the stage).
+            ``crop``, ``device``, sharding, ``mixing``, ``mix_options`` and ``mix_off_epoch``, which is ignored
+            without the stage).
 
     Returns:
         An unbuilt DALI pipeline: ``images`` (float NCHW, normalized) and ``labels`` (float32 soft labels
@@ -78,7 +78,7 @@ def build_imagenet_train_pipeline(train_dir, *, min_area: float = 0.08, checkpoi
     """
     from dali_cutmix import build_cutmix_pipeline
 
-    if not options.get("cutmix", True):
+    if not options.get("mixing", True):
         options["mix_off_epoch"] = None
     return build_cutmix_pipeline(train_dir, random_area=(min_area, 1.0), shuffle=True, enable_checkpointing=True,
                                  checkpoint=checkpoint, **options)

@@ -7,11 +7,13 @@ from typing import Callable, Dict, Tuple
 
 import numpy as np
 
+from dali_cutmix.host import cache_dir
+
 PROFILE_DATA_VERSION = "profile-v1"
 
 
-def _noop(_message: str) -> None:
-    """Default progress sink: says nothing."""
+def quiet(_message: str) -> None:
+    """A progress sink that says nothing (the default)."""
 
 
 def render_photo_like(rng: np.random.Generator, height: int = 375, width: int = 500, grain: float = 18.0
@@ -38,7 +40,7 @@ def render_photo_like(rng: np.random.Generator, height: int = 375, width: int = 
 
 
 def make_profile_dataset(root, *, images: int = 1024, classes: int = 10, size: Tuple[int, int] = (375, 500),
-                         quality: int = 90, seed: int = 0, progress: Callable[[str], None] = _noop) -> Path:
+                         quality: int = 90, seed: int = 0, progress: Callable[[str], None] = quiet) -> Path:
     """Write ``images`` photo-like JPEGs as ``root/<class>/<i>.jpg`` (class-per-folder), atomically.
 
     The tree appears whole or not at all (written in a temporary folder, then renamed); an existing ``root``
@@ -76,16 +78,9 @@ def make_profile_dataset(root, *, images: int = 1024, classes: int = 10, size: T
     return root
 
 
-def profile_cache_dir() -> Path:
-    """Where generated profiling data sets live: the demo's cache folder (``$DALI_CUTMIX_CACHE``)."""
-    from dali_cutmix.pipelines.demo import default_cache_dir
-
-    return default_cache_dir()
-
-
-def default_profile_dataset(images: int = 1024, progress: Callable[[str], None] = _noop) -> Path:
+def default_profile_dataset(images: int = 1024, progress: Callable[[str], None] = quiet) -> Path:
     """The generated data set of ``images`` ~100 KB JPEGs in the cache folder, made on first use."""
-    return make_profile_dataset(profile_cache_dir() / f"{PROFILE_DATA_VERSION}-{images}", images=images,
+    return make_profile_dataset(cache_dir() / f"{PROFILE_DATA_VERSION}-{images}", images=images,
                                 progress=progress)
 
 
@@ -97,11 +92,11 @@ def dataset_summary(data, sample: int = 256) -> Dict[str, object]:
     """
     from PIL import Image
 
-    from dali_cutmix.data import _is_image, list_classes
+    from dali_cutmix.data import is_image_file, list_classes
 
     data = Path(data)
     classes = list_classes(data)
-    files = sorted(p for c in classes for p in (data / c).iterdir() if p.is_file() and _is_image(p.name))
+    files = sorted(p for c in classes for p in (data / c).iterdir() if p.is_file() and is_image_file(p.name))
     picked = files[:: max(1, len(files) // sample)][:sample]
     sizes = [p.stat().st_size for p in picked]
     dims = []

@@ -17,8 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-IMAGENET_MEAN_01 = (0.485, 0.456, 0.406)
-IMAGENET_STD_01 = (0.229, 0.224, 0.225)
+from dali_cutmix.pipeline import IMAGENET_MEAN_01, IMAGENET_STD_01
 
 
 def reference_transform(crop: int = 224):

@@ -33,5 +33,5 @@ def test_preview_of_a_missing_folder_is_one_line_and_exit_2(tmp_path):
 
 def test_a_bad_option_value_exits_2(jpeg_tree, tmp_path):
     result = subprocess.run([sys.executable, "-m", "dali_cutmix.cli", "preview", "--data", str(jpeg_tree),
-                             "--alpha", "-1", "--out", str(tmp_path / "x.png")], capture_output=True, text=True)
-    assert result.returncode == 2 and "alpha must be >= 0" in result.stderr and "Traceback" not in result.stderr
+                             "--cutmix-alpha", "-1", "--out", str(tmp_path / "x.png")], capture_output=True, text=True)
+    assert result.returncode == 2 and "--cutmix-alpha must be >= 0" in result.stderr and "Traceback" not in result.stderr

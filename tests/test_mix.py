@@ -8,7 +8,7 @@ from scipy import stats
 
 import reference as ref
 from dali_cutmix import CutMixLoader, build_cutmix_pipeline, mix, mixup
-from test_stage import H, W, run, stage_pipeline
+from test_stage import H, W, gpu_graph_stage, run, stage_pipeline
 
 BOTH = dict(num_classes=4, cutmix_alpha=1.0, mixup_alpha=0.8)
 
@@ -28,20 +28,22 @@ def check_mix_batch(source, mixed, targets, labels, perm, box, lam, method, *, n
     np.testing.assert_allclose(targets.sum(1), 1.0, atol=1e-6)
 
 
-@pytest.mark.parametrize("impl", ["native", "dali"])
+@pytest.mark.parametrize("stage, options", [(mixup, dict(alpha=0.4)),
+                                            (gpu_graph_stage, dict(cutmix_alpha=0.0, mixup_alpha=0.4))],
+                         ids=["native", "gpu-graph"])
 @pytest.mark.parametrize("mode", ["batch", "elem", "pair"])
-def test_mixup_pixels_and_labels_match_reference(jpeg_tree, mode, impl):
-    pipe = stage_pipeline(jpeg_tree, stage=mixup, num_classes=4, alpha=0.4, mode=mode, impl=impl)
+def test_mixup_pixels_and_labels_match_reference(jpeg_tree, mode, stage, options):
+    pipe = stage_pipeline(jpeg_tree, stage=stage, num_classes=4, mode=mode, **options)
     for _ in range(3):
         source, mixed, targets, labels, perm, box, lam, method = run(pipe)
         assert set(method.tolist()) <= {2} and (mixed != source).any()
         check_mix_batch(source, mixed, targets, labels, perm, box, lam, method)
 
 
-@pytest.mark.parametrize("impl", ["native", "dali"])
+@pytest.mark.parametrize("stage", [mix, gpu_graph_stage], ids=["native", "gpu-graph"])
 @pytest.mark.parametrize("mode", ["batch", "elem", "pair"])
-def test_switching_cutmix_and_mixup_matches_reference(jpeg_tree, mode, impl):
-    pipe = stage_pipeline(jpeg_tree, stage=mix, batch_size=12, mode=mode, impl=impl, label_smoothing=0.1, **BOTH)
+def test_switching_cutmix_and_mixup_matches_reference(jpeg_tree, mode, stage):
+    pipe = stage_pipeline(jpeg_tree, stage=stage, batch_size=12, mode=mode, label_smoothing=0.1, **BOTH)
     methods = set()
     for _ in range(4):
         out = run(pipe)
@@ -103,6 +105,8 @@ def test_label_weights_match_timms_formulas(jpeg_tree):
     (dict(cutmix_alpha=0.0, mixup_alpha=0.0), "nothing to mix"),
     (dict(mixup_alpha=-0.2), "mixup_alpha must be >= 0"),
     (dict(switch_prob=1.2), "switch_prob must be in [0, 1]"),
+    (dict(cutmix_minmax=(0.5, 0.2)), "cutmix_minmax must satisfy 0 < lo <= hi <= 1"),
+    (dict(minmax=(0.2, 0.5)), "unknown mixing option(s) ['minmax']"),
 ])
 def test_bad_mix_options_name_the_argument(jpeg_tree, options, message):
     with pytest.raises(ValueError) as err:
@@ -111,8 +115,8 @@ def test_bad_mix_options_name_the_argument(jpeg_tree, options, message):
 
 
 def test_mixing_turns_off_from_the_off_epoch_and_resumes_gated(jpeg_tree):
-    options = dict(batch_size=5, device="cpu", crop=32, num_threads=2, mode="elem", mixup_alpha=0.5,
-                   label_smoothing=0.1, mix_off_epoch=2, return_params=True, enable_checkpointing=True)
+    options = dict(batch_size=5, device="cpu", crop=32, num_threads=2, mix_off_epoch=2, return_params=True,
+                   mix_options=dict(mode="elem", mixup_alpha=0.5, label_smoothing=0.1), enable_checkpointing=True)
     loader = CutMixLoader(build_cutmix_pipeline(jpeg_tree, **options))
     for epoch in range(2):
         methods = np.concatenate([batch[5].numpy() for batch in loader])

@@ -35,8 +35,8 @@ def test_outputs_are_normalized_chw_images_and_soft_labels(jpeg_tree):
 
 
 def test_without_the_stage_labels_are_smoothed_one_hots(jpeg_tree):
-    pipe = build_cutmix_pipeline(jpeg_tree, batch_size=6, cutmix=False, label_smoothing=0.2, return_params=True,
-                                 **CPU)
+    pipe = build_cutmix_pipeline(jpeg_tree, batch_size=6, mixing=False, mix_options=dict(label_smoothing=0.2),
+                                 return_params=True, **CPU)
     images, targets, class_id = next(iter(CutMixLoader(pipe)))
     expected = np.full((6, 4), 0.05) + 0.8 * np.eye(4)[class_id.reshape(-1).numpy()]
     np.testing.assert_allclose(targets.numpy(), expected, atol=1e-6)
@@ -83,7 +83,7 @@ def test_same_seed_same_batches(jpeg_tree):
 
 
 def test_checkpoint_resumes_the_same_stream(jpeg_tree):
-    options = dict(batch_size=5, mode="elem", enable_checkpointing=True, **CPU)
+    options = dict(batch_size=5, mix_options=dict(mode="elem"), enable_checkpointing=True, **CPU)
     loader = CutMixLoader(build_cutmix_pipeline(jpeg_tree, **options))
     it = iter(loader)
     for _ in range(2):
@@ -98,7 +98,7 @@ def test_checkpoint_resumes_the_same_stream(jpeg_tree):
 
 
 def test_a_checkpoint_taken_at_the_end_of_an_epoch_resumes_with_the_next_epoch(jpeg_tree):
-    options = dict(batch_size=5, mode="elem", enable_checkpointing=True, **CPU)
+    options = dict(batch_size=5, mix_options=dict(mode="elem"), enable_checkpointing=True, **CPU)
     loader = CutMixLoader(build_cutmix_pipeline(jpeg_tree, **options))
     list(loader)
     state = loader.checkpoint()
@@ -123,9 +123,13 @@ def test_a_missing_or_empty_data_path_is_named(tmp_path):
     (dict(batch_size=0), "batch_size must be an integer >= 1"),
     (dict(crop=0), "crop must be a positive int"),
     (dict(shard_id=2, num_shards=2), "shard_id must be in"),
-    (dict(alpha=-1.0), "alpha must be >= 0"),
-    (dict(alpha=0.0), "nothing to mix"),
-    (dict(mode="sample"), "mode must be one of"),
+    (dict(mix_options=dict(cutmix_alpha=-1.0)), "cutmix_alpha must be >= 0"),
+    (dict(mix_options=dict(cutmix_alpha=0.0)), "nothing to mix"),
+    (dict(mix_options=dict(mode="sample")), "mode must be one of"),
+    (dict(mix_options=dict(alpha=0.5)), "unknown mixing option"),
+    (dict(mix_options=0.5), "mixing options must be MixOptions or a mapping"),
+    (dict(num_classes=0), "num_classes must be an integer >= 1"),
+    (dict(stop_after="resize"), "stop_after must be one of"),
 ])
 def test_bad_builder_arguments_are_named(jpeg_tree, options, message):
     args = {**CPU, "batch_size": 2, **options}
@@ -138,7 +142,8 @@ def test_the_gpu_pipeline_puts_every_pixel_operator_on_the_gpu(jpeg_tree, mixup_
     """CI has no GPU: check the GPU variant's graph, built by the same builder, operator by operator."""
     from nvidia.dali.ops import _registry
 
-    pipe = build_cutmix_pipeline(jpeg_tree, batch_size=4, device="gpu", mixup_alpha=mixup_alpha)
+    pipe = build_cutmix_pipeline(jpeg_tree, batch_size=4, device="gpu",
+                                 mix_options=dict(mixup_alpha=mixup_alpha))
     pipe._build_graph()  # the Python graph only; building the backend would need a GPU
     argument_ops = {"readers__File", "random__Uniform", "random__CoinFlip", "_Shape", "DaliCutmixParams"}
     used = set()

@@ -7,9 +7,25 @@ import pytest
 from scipy import stats
 
 import reference as ref
-from dali_cutmix import cutmix
+from dali_cutmix import MixOptions, cutmix
+from dali_cutmix.stage import DALI_INPUTS, PARAM_NAMES, draw_params, mix_pixels_dali
 
 H, W = 40, 56  # not square, so that a swapped height/width would show
+
+
+def gpu_graph_stage(images, labels, *, num_classes, return_params=True, **options):
+    """The GPU path's pixel work (DALI's own operators: multi_paste, permute_batch, a blend), run on CPU
+    operators: the same parameters as :func:`dali_cutmix.mix`, the same return values (with params)."""
+    opts = MixOptions(**options)
+    names = ("targets",) + PARAM_NAMES + tuple(n for n in DALI_INPUTS if n not in PARAM_NAMES)
+    params = draw_params(images, labels, num_classes=num_classes, options=opts, outputs=names)
+    return mix_pixels_dali(images, params, opts), params["targets"], {n: params[n] for n in PARAM_NAMES}
+
+
+def gpu_graph_cutmix(images, labels, *, num_classes, return_params=True, **options):
+    """:func:`gpu_graph_stage` with CutMix only; returns perm, box and lam like :func:`dali_cutmix.cutmix`."""
+    mixed, targets, params = gpu_graph_stage(images, labels, num_classes=num_classes, **options)
+    return mixed, targets, {n: params[n] for n in ("perm", "box", "lam")}
 
 
 def stage_pipeline(data, *, batch_size=8, size=(H, W), seed=1, stage=cutmix, resize=True, **options):
@@ -52,10 +68,10 @@ def check_batch(source, mixed, targets, labels, perm, box, lam, *, num_classes=4
     np.testing.assert_allclose(targets.sum(1), 1.0, atol=1e-6)
 
 
-@pytest.mark.parametrize("impl", ["native", "dali"])
+@pytest.mark.parametrize("stage", [cutmix, gpu_graph_cutmix], ids=["native", "gpu-graph"])
 @pytest.mark.parametrize("mode", ["batch", "elem"])
-def test_pixels_lam_and_labels_match_reference(jpeg_tree, mode, impl):
-    pipe = stage_pipeline(jpeg_tree, mode=mode, num_classes=4, impl=impl)
+def test_pixels_lam_and_labels_match_reference(jpeg_tree, mode, stage):
+    pipe = stage_pipeline(jpeg_tree, mode=mode, num_classes=4, stage=stage)
     mixed_pixels = 0
     for _ in range(4):
         source, mixed, targets, labels, perm, box, lam = run(pipe)
@@ -162,13 +178,15 @@ def test_same_seed_same_batches_other_seed_other_batches(jpeg_tree):
 
 @pytest.mark.parametrize("options, message", [
     (dict(mode="pairs"), "mode must be one of"),
-    (dict(alpha=0.0), "alpha must be > 0"),
-    (dict(alpha=-1.0), "alpha must be > 0"),
+    (dict(alpha=0.0), "nothing to mix: alpha is 0"),
+    (dict(alpha=-1.0), "alpha must be >= 0"),
     (dict(prob=1.5), "prob must be in [0, 1]"),
     (dict(prob=-0.1), "prob must be in [0, 1]"),
     (dict(num_classes=0), "num_classes must be an integer >= 1"),
     (dict(label_smoothing=1.0), "label_smoothing must be in [0, 1)"),
     (dict(label_smoothing=-0.1), "label_smoothing must be in [0, 1)"),
+    (dict(alpha=float("nan")), "alpha must be a finite number"),
+    (dict(correct_lam="yes"), "correct_lam must be True or False"),
     (dict(minmax=(0.0, 0.5)), "minmax must satisfy 0 < lo <= hi <= 1"),
     (dict(minmax=(0.6, 0.5)), "minmax must satisfy 0 < lo <= hi <= 1"),
     (dict(minmax=(0.2, 1.5)), "minmax must satisfy 0 < lo <= hi <= 1"),
@@ -179,6 +197,7 @@ def test_bad_options_name_the_argument(jpeg_tree, options, message):
     with pytest.raises(ValueError) as err:
         stage_pipeline(jpeg_tree, **options)
     assert message in str(err.value)
+    assert "cutmix_alpha" not in str(err.value) and "cutmix_minmax" not in str(err.value), "cutmix()'s names"
 
 
 def test_images_of_different_sizes_are_refused(jpeg_tree):

@@ -90,23 +90,16 @@ def mixed_count(targets, one_hot_on: float):
     return (targets.float().amax(dim=-1) < one_hot_on - 1e-4).sum()
 
 
-def train_one_epoch(*, model, batches, optimizer, schedule, scaler, device, dtype, channels_last: bool,
-                    progress: Progress, one_hot_on: float = 1.0) -> Dict[str, float]:
-    """Train over one epoch's ``batches``; returns this rank's sums: ``loss_sum`` (sum of per-sample losses),
-    ``samples``, ``mixed`` (samples whose target is mixed, see :func:`mixed_count`), ``wait_s`` (time blocked on
-    the next batch), ``time_s`` (the whole epoch), ``lr`` (last)."""
+def make_train_step(*, model, optimizer, scaler, device, dtype, channels_last: bool):
+    """``step(images, targets) -> loss``: one optimizer step of ``model`` on a batch of NCHW images and soft
+    targets (forward under autocast ``dtype``, :func:`dali_cutmix.soft_target_cross_entropy`, backward through
+    ``scaler``, update). The loss comes back detached, on ``device``, not synchronized."""
     import torch
 
-    model.train()
-    loss_sum = torch.zeros((), device=device)
-    mixed = torch.zeros((), device=device, dtype=torch.int64)
-    samples, wait, lr = 0, 0.0, 0.0
     autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
-    start = tick = time.perf_counter()
-    for step, (images, targets) in enumerate(batches, 1):
-        wait += time.perf_counter() - tick
+
+    def step(images, targets):
         images = to_model_input(images, channels_last=channels_last)
-        lr = schedule.apply()
         with autocast:
             logits = _logits(model(images))
         loss = soft_target_cross_entropy(logits, targets)
@@ -114,13 +107,34 @@ def train_one_epoch(*, model, batches, optimizer, schedule, scaler, device, dtyp
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
+        return loss.detach()
+
+    return step
+
+
+def train_one_epoch(*, step, batches, schedule, device, progress: Progress, one_hot_on: float = 1.0
+                    ) -> Dict[str, float]:
+    """Train over one epoch's ``batches`` with ``step`` (:func:`make_train_step`), setting the lr from
+    ``schedule`` before each step; returns this rank's sums: ``loss_sum`` (sum of per-sample losses),
+    ``samples``, ``mixed`` (samples whose target is mixed, see :func:`mixed_count`), ``wait_s`` (time blocked on
+    the next batch), ``time_s`` (the whole epoch), ``lr`` (last)."""
+    import torch
+
+    loss_sum = torch.zeros((), device=device)
+    mixed = torch.zeros((), device=device, dtype=torch.int64)
+    samples, wait, lr = 0, 0.0, 0.0
+    start = tick = time.perf_counter()
+    for index, (images, targets) in enumerate(batches, 1):
+        wait += time.perf_counter() - tick
+        lr = schedule.apply()
+        loss = step(images, targets)
         schedule.advance()
         n = images.shape[0]
-        loss_sum += loss.detach() * n
+        loss_sum += loss * n
         mixed += mixed_count(targets.detach(), one_hot_on)
         samples += n
-        progress.update(step, lambda: f"loss {loss_sum.item() / samples:.4f}  "
-                                      f"{samples / (time.perf_counter() - start):.0f} img/s/rank")
+        progress.update(index, lambda: f"loss {loss_sum.item() / samples:.4f}  "
+                                       f"{samples / (time.perf_counter() - start):.0f} img/s/rank")
         tick = time.perf_counter()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -271,6 +285,8 @@ def _train(cfg: TrainConfig, info: RankInfo, device) -> Dict[str, Any]:
     if cfg.compile:
         model, eval_model = torch.compile(model), torch.compile(raw)
 
+    step = make_train_step(model=model, optimizer=optimizer, scaler=scaler, device=device, dtype=dtype,
+                           channels_last=cfg.channels_last)
     metrics = MetricsLog(output)
     if info.is_main:
         output.mkdir(parents=True, exist_ok=True)
@@ -292,9 +308,9 @@ def _train(cfg: TrainConfig, info: RankInfo, device) -> Dict[str, Any]:
     for epoch in range(start_epoch + 1, cfg.epochs + 1):
         progress = Progress(len(data.train), f"epoch {epoch}/{cfg.epochs}", enabled=info.is_main,
                             every=cfg.log_every)
-        train_stats = train_one_epoch(model=model, batches=data.next_train_epoch(), optimizer=optimizer,
-                                      schedule=schedule, scaler=scaler, device=device, dtype=dtype,
-                                      channels_last=cfg.channels_last, progress=progress, one_hot_on=one_hot_on)
+        model.train()
+        train_stats = train_one_epoch(step=step, batches=data.next_train_epoch(), schedule=schedule, device=device,
+                                      progress=progress, one_hot_on=one_hot_on)
         if not torch.isfinite(torch.tensor(train_stats["loss_sum"])):
             raise FloatingPointError(f"training diverged at epoch {epoch} (loss is not finite): lower --lr "
                                      f"(now {cfg.base_lr:g})")

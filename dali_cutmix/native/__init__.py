@@ -3,7 +3,7 @@
 The operators are compiled on first use against the installed DALI's headers (``nvidia.dali.sysconfig``) with
 the system C++ compiler (``$CXX`` or ``g++``) into a cache folder keyed by the DALI version and the source's
 hash, so a new DALI or a changed source builds again and every process of a multi-GPU job shares one build
-(a file lock keeps concurrent first uses from compiling twice). The build takes ~10 s once per machine.
+(a file lock keeps concurrent first uses from compiling twice). It builds once per machine and DALI version.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ..host import cache_dir
+
 SOURCE = Path(__file__).with_name("mix_ops.cc")
 LIBRARY_NAME = "libdali_cutmix_ops.so"
 _loaded = None
@@ -28,10 +30,9 @@ class NativeBuildError(RuntimeError):
     """The native operators could not be compiled (no compiler, no CUDA headers, ...)."""
 
 
-def cache_dir() -> Path:
-    """``$DALI_CUTMIX_CACHE/native`` if set, else ``~/.cache/dali-cutmix/native``."""
-    env = os.environ.get("DALI_CUTMIX_CACHE")
-    return (Path(env) if env else Path.home() / ".cache" / "dali-cutmix") / "native"
+def native_cache_dir() -> Path:
+    """Where compiled operators live: ``native/`` in :func:`dali_cutmix.host.cache_dir`."""
+    return cache_dir() / "native"
 
 
 def _cuda_include_dirs():
@@ -69,7 +70,7 @@ def library_path() -> Path:
     import nvidia.dali as dali
 
     digest = hashlib.sha256(SOURCE.read_bytes() + dali.__version__.encode()).hexdigest()[:16]
-    return cache_dir() / f"dali{dali.__version__}-{digest}" / LIBRARY_NAME
+    return native_cache_dir() / f"dali{dali.__version__}-{digest}" / LIBRARY_NAME
 
 
 def build(force: bool = False) -> Path:

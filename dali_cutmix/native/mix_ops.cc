@@ -1,33 +1,36 @@
 // dali-cutmix native operators for NVIDIA DALI (CPU backend).
 //
-// DaliCutmixParams: draws every per-sample mixing parameter of a batch in one pass and builds the soft
-//   labels. Inputs: seeds (int32 scalar per sample, from a DALI random operator, so that the pipeline seed,
-//   per-rank seeds and DALI checkpointing cover it), labels (one integer class id per sample) and the image
-//   shape (int64 [H, W, C] per sample, from `images.shape()`). Pure: the same inputs give the same outputs.
-// DaliCutmixApply: writes the mixed images of a CPU batch in one pass over the pixels: a copy of the
-//   sample's own image with the partner's box pasted on top (CutMix), or the rounded blend
-//   lam * own + (1 - lam) * partner (MixUp).
-// On the GPU the stage feeds DaliCutmixParams' outputs to DALI's own GPU operators instead.
+// DaliCutmixParams: draws every per-sample mixing parameter of a batch in one pass and builds the soft labels.
+//   Its randomness comes in through an input (one seed per sample from a DALI random operator), so the pipeline
+//   seed, per-rank seeds and DALI checkpointing cover it, and the operator is stateless. Its outputs are named:
+//   the caller lists the ones it wants in `outputs` and gets them in that order (see kOutputNames).
+// DaliCutmixApply: writes the mixed images of a CPU batch in one pass over the pixels: the sample's own image
+//   with the partner's box pasted on top (CutMix), or the rounded blend lam * own + (1 - lam) * partner (MixUp).
+// On the GPU, dali_cutmix/stage.py feeds DaliCutmixParams' outputs to DALI's own GPU operators instead.
 //
-// Semantics: see dali_cutmix/params.py docstrings and ../../shared/design.md; the NumPy reference in
-// tests/reference.py is what the tests compare against.
+// The options, their defaults and their ranges are defined and checked once, in dali_cutmix/options.py
+// (MixOptions); the arguments here carry the same names and no defaults. The semantics are those of
+// ../shared/design.md; tests/reference.py is the NumPy reference the tests compare against.
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <numeric>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
+#include "dali/core/static_switch.h"
+#include "dali/pipeline/data/views.h"
 #include "dali/pipeline/operator/checkpointing/stateless_operator.h"
 #include "dali/pipeline/operator/operator.h"
 
 namespace dali_cutmix {
 
 using dali::CPUBackend;
-using dali::DALIDataType;
 using dali::OpSpec;
 using dali::OutputDesc;
 using dali::TensorListShape;
@@ -36,6 +39,23 @@ using dali::Workspace;
 
 enum Method : int32_t { kNone = 0, kCutMix = 1, kMixUp = 2 };
 enum class Mode { kBatch, kElem, kPair };
+
+// The outputs DaliCutmixParams can produce, by name.
+enum class Output { kTargets, kPerm, kBox, kLam, kMethod, kInIds, kAnchors, kRegions, kWeight };
+constexpr std::array<const char *, 9> kOutputNames = {
+    "targets", "perm", "box", "lam", "method", "in_ids", "anchors", "regions", "weight"};
+
+constexpr std::array<const char *, 3> kModeNames = {"batch", "elem", "pair"};  // the order of Mode
+
+// The position of `name` in `names`; fails naming `what` and the known names otherwise.
+template <size_t N>
+int IndexOf(const std::array<const char *, N> &names, const std::string &name, const char *what) {
+  for (size_t k = 0; k < N; k++)
+    if (name == names[k]) return static_cast<int>(k);
+  std::string known;
+  for (const char *n : names) known += std::string(known.empty() ? "" : ", ") + n;
+  DALI_FAIL("DaliCutmixParams: unknown " + std::string(what) + " '" + name + "'; known: " + known);
+}
 
 struct MixOptions {
   int num_classes = 1;
@@ -148,7 +168,18 @@ void DrawBatch(const MixOptions &o, std::mt19937 &rng, int n, int64_t h, int64_t
   }
 }
 
-// Stateless for DALI checkpointing: its randomness comes in through the seeds input.
+// Sample i of an integer input as int64 values, whatever its integer type.
+std::vector<int64_t> ReadInts(const dali::TensorList<CPUBackend> &tl, int i, const char *what) {
+  std::vector<int64_t> v(tl.tensor_shape(i).num_elements());
+  TYPE_SWITCH(tl.type(), dali::type2id, T, (int32_t, int64_t, uint32_t, uint64_t, int16_t, uint8_t), (
+      const T *data = tl.tensor<T>(i);
+      std::copy_n(data, v.size(), v.begin());
+  ), (  // NOLINT
+      DALI_FAIL(std::string(what) + " must be integers, got " + std::string(dali::GetBuiltinTypeName(tl.type())));
+  ));  // NOLINT
+  return v;
+}
+
 class DaliCutmixParams : public dali::StatelessOperator<CPUBackend> {
  public:
   explicit DaliCutmixParams(const OpSpec &spec) : dali::StatelessOperator<CPUBackend>(spec) {
@@ -159,35 +190,34 @@ class DaliCutmixParams : public dali::StatelessOperator<CPUBackend> {
     o_.prob = spec.GetArgument<float>("prob");
     o_.label_smoothing = spec.GetArgument<float>("label_smoothing");
     o_.correct_lam = spec.GetArgument<bool>("correct_lam");
-    auto minmax = spec.GetRepeatedArgument<float>("minmax");
-    DALI_ENFORCE(minmax.empty() || minmax.size() == 2, "minmax must be empty or (lo, hi)");
+    auto minmax = spec.GetRepeatedArgument<float>("cutmix_minmax");
     if (minmax.size() == 2) {
       o_.use_minmax = true;
       o_.lo = minmax[0];
       o_.hi = minmax[1];
     }
-    std::string mode = spec.GetArgument<std::string>("mode");
-    if (mode == "batch") o_.mode = Mode::kBatch;
-    else if (mode == "elem") o_.mode = Mode::kElem;
-    else if (mode == "pair") o_.mode = Mode::kPair;
-    else DALI_FAIL("mode must be one of 'batch', 'elem', 'pair', got '" + mode + "'");
-    DALI_ENFORCE(o_.num_classes >= 1, "num_classes must be >= 1");
+    o_.mode = static_cast<Mode>(IndexOf(kModeNames, spec.GetArgument<std::string>("mode"), "mode"));
+    for (const auto &name : spec.GetRepeatedArgument<std::string>("outputs"))
+      outputs_.push_back(static_cast<Output>(IndexOf(kOutputNames, name, "output")));
   }
 
  protected:
   bool SetupImpl(std::vector<OutputDesc> &out, const Workspace &ws) override {
     int n = ws.GetInputBatchSize(0);
-    auto scalar = dali::uniform_list_shape(n, TensorShape<>{});
-    out.resize(9);
-    out[0] = {dali::uniform_list_shape(n, TensorShape<>{o_.num_classes}), DALI_FLOAT};  // labels
-    out[1] = {scalar, DALI_INT32};                                                       // perm
-    out[2] = {dali::uniform_list_shape(n, TensorShape<>{4}), DALI_INT32};                // box
-    out[3] = {scalar, DALI_FLOAT};                                                       // lam
-    out[4] = {scalar, DALI_INT32};                                                       // method
-    out[5] = {dali::uniform_list_shape(n, TensorShape<>{2}), DALI_INT32};                // in_ids
-    out[6] = {dali::uniform_list_shape(n, TensorShape<>{2, 2}), DALI_INT32};             // anchors
-    out[7] = {dali::uniform_list_shape(n, TensorShape<>{2, 2}), DALI_INT32};             // regions
-    out[8] = {scalar, DALI_FLOAT};                                                       // blend w
+    out.resize(outputs_.size());
+    for (size_t k = 0; k < outputs_.size(); k++) {
+      switch (outputs_[k]) {
+        case Output::kTargets: out[k] = {Uniform(n, {o_.num_classes}), DALI_FLOAT}; break;
+        case Output::kPerm:    out[k] = {Uniform(n, {}), DALI_INT32}; break;
+        case Output::kBox:     out[k] = {Uniform(n, {4}), DALI_INT32}; break;
+        case Output::kLam:     out[k] = {Uniform(n, {}), DALI_FLOAT}; break;
+        case Output::kMethod:  out[k] = {Uniform(n, {}), DALI_INT32}; break;
+        case Output::kInIds:   out[k] = {Uniform(n, {2}), DALI_INT32}; break;
+        case Output::kAnchors: out[k] = {Uniform(n, {2, 2}), DALI_INT32}; break;
+        case Output::kRegions: out[k] = {Uniform(n, {2, 2}), DALI_INT32}; break;
+        case Output::kWeight:  out[k] = {Uniform(n, {}), DALI_FLOAT}; break;
+      }
+    }
     return true;
   }
 
@@ -200,7 +230,7 @@ class DaliCutmixParams : public dali::StatelessOperator<CPUBackend> {
 
     std::vector<int64_t> hwc;
     for (int i = 0; i < n; i++) {
-      std::vector<int64_t> s = ReadInts(shapes, i);
+      std::vector<int64_t> s = ReadInts(shapes, i, "image shapes");
       if (i == 0) {
         DALI_ENFORCE(s.size() == 3, "images reaching the cutmix stage must be HWC (3 dimensions), got " +
                                         std::to_string(s.size()) + " dimensions");
@@ -213,7 +243,7 @@ class DaliCutmixParams : public dali::StatelessOperator<CPUBackend> {
     }
     std::vector<int64_t> y(n);
     for (int i = 0; i < n; i++) {
-      std::vector<int64_t> v = ReadInts(labels, i);
+      std::vector<int64_t> v = ReadInts(labels, i, "labels");
       DALI_ENFORCE(v.size() == 1, "labels reaching the cutmix stage must hold exactly one class id per "
                                   "sample, got " + std::to_string(v.size()));
       y[i] = v[0];
@@ -222,7 +252,7 @@ class DaliCutmixParams : public dali::StatelessOperator<CPUBackend> {
                        std::to_string(y[i]));
     }
     std::vector<uint32_t> seed_words(n);
-    for (int i = 0; i < n; i++) seed_words[i] = static_cast<uint32_t>(ReadInts(seeds, i).at(0));
+    for (int i = 0; i < n; i++) seed_words[i] = static_cast<uint32_t>(ReadInts(seeds, i, "seeds").at(0));
     std::seed_seq seq(seed_words.begin(), seed_words.end());
     std::mt19937 rng(seq);
 
@@ -234,86 +264,92 @@ class DaliCutmixParams : public dali::StatelessOperator<CPUBackend> {
       const auto &gate = ws.Input<CPUBackend>(3);
       DALI_ENFORCE(gate.num_samples() == n, "the mixing gate must have one value per sample");
       for (int i = 0; i < n; i++) {
-        if (ReadInts(gate, i).at(0) == 0) {
+        if (ReadInts(gate, i, "the mixing gate").at(0) == 0) {
           draws[i] = Draw{};
           if (o_.mode == Mode::kPair) draws[perm[i]] = Draw{};
         }
       }
     }
 
-    const float off = o_.label_smoothing / o_.num_classes;
-    const float on_minus_off = 1.f - o_.label_smoothing;
-    for (int i = 0; i < n; i++) {
-      const Draw &d = draws[i];
-      float *t = ws.Output<CPUBackend>(0).mutable_tensor<float>(i);
-      std::fill(t, t + o_.num_classes, off);
-      t[y[i]] += d.lam * on_minus_off;
-      t[y[perm[i]]] += (1.f - d.lam) * on_minus_off;
-      *ws.Output<CPUBackend>(1).mutable_tensor<int32_t>(i) = perm[i];
-      std::copy(d.box, d.box + 4, ws.Output<CPUBackend>(2).mutable_tensor<int32_t>(i));
-      *ws.Output<CPUBackend>(3).mutable_tensor<float>(i) = d.lam;
-      *ws.Output<CPUBackend>(4).mutable_tensor<int32_t>(i) = d.method;
-      int32_t *ids = ws.Output<CPUBackend>(5).mutable_tensor<int32_t>(i);
-      ids[0] = i;
-      ids[1] = perm[i];
-      int32_t *anchor = ws.Output<CPUBackend>(6).mutable_tensor<int32_t>(i);
-      anchor[0] = anchor[1] = 0;
-      anchor[2] = d.box[0];
-      anchor[3] = d.box[1];
-      int32_t *region = ws.Output<CPUBackend>(7).mutable_tensor<int32_t>(i);
-      region[0] = static_cast<int32_t>(h);
-      region[1] = static_cast<int32_t>(w);
-      region[2] = d.box[2] - d.box[0];
-      region[3] = d.box[3] - d.box[1];
-      *ws.Output<CPUBackend>(8).mutable_tensor<float>(i) = d.method == kMixUp ? d.lam : 1.f;
+    for (size_t k = 0; k < outputs_.size(); k++) {
+      auto &out = ws.Output<CPUBackend>(k);
+      for (int i = 0; i < n; i++) WriteOutput(outputs_[k], out, i, perm, draws[i], y, h, w);
     }
   }
 
-
  private:
-  static std::vector<int64_t> ReadInts(const dali::TensorList<CPUBackend> &tl, int i) {
-    int64_t count = tl.tensor_shape(i).num_elements();
-    std::vector<int64_t> v(count);
-    switch (tl.type()) {
-      case DALI_INT32: std::copy_n(tl.tensor<int32_t>(i), count, v.begin()); break;
-      case DALI_INT64: std::copy_n(tl.tensor<int64_t>(i), count, v.begin()); break;
-      case DALI_UINT32: std::copy_n(tl.tensor<uint32_t>(i), count, v.begin()); break;
-      case DALI_UINT64: std::copy_n(tl.tensor<uint64_t>(i), count, v.begin()); break;
-      case DALI_INT16: std::copy_n(tl.tensor<int16_t>(i), count, v.begin()); break;
-      case DALI_UINT8: std::copy_n(tl.tensor<uint8_t>(i), count, v.begin()); break;
-      default: DALI_FAIL("expected an integer input (labels, seeds, shapes), got type id " +
-                         std::to_string(static_cast<int>(tl.type())));
+  static TensorListShape<> Uniform(int n, TensorShape<> sample) { return dali::uniform_list_shape(n, sample); }
+
+  void WriteOutput(Output what, dali::TensorList<CPUBackend> &out, int i, const std::vector<int32_t> &perm,
+                   const Draw &d, const std::vector<int64_t> &y, int64_t h, int64_t w) const {
+    switch (what) {
+      case Output::kTargets: {  // timm: smoothed one-hots, then mixed
+        const float off = o_.label_smoothing / o_.num_classes, on_minus_off = 1.f - o_.label_smoothing;
+        float *t = out.mutable_tensor<float>(i);
+        std::fill(t, t + o_.num_classes, off);
+        t[y[i]] += d.lam * on_minus_off;
+        t[y[perm[i]]] += (1.f - d.lam) * on_minus_off;
+        break;
+      }
+      case Output::kPerm: *out.mutable_tensor<int32_t>(i) = perm[i]; break;
+      case Output::kBox: std::copy(d.box, d.box + 4, out.mutable_tensor<int32_t>(i)); break;
+      case Output::kLam: *out.mutable_tensor<float>(i) = d.lam; break;
+      case Output::kMethod: *out.mutable_tensor<int32_t>(i) = d.method; break;
+      case Output::kInIds: {  // multi_paste: region 0 from the sample itself, region 1 from its partner
+        int32_t *ids = out.mutable_tensor<int32_t>(i);
+        ids[0] = i;
+        ids[1] = perm[i];
+        break;
+      }
+      case Output::kAnchors: {  // [[0, 0], [y0, x0]]
+        int32_t *a = out.mutable_tensor<int32_t>(i);
+        a[0] = a[1] = 0;
+        a[2] = d.box[0];
+        a[3] = d.box[1];
+        break;
+      }
+      case Output::kRegions: {  // [[H, W], [box height, box width]]
+        int32_t *r = out.mutable_tensor<int32_t>(i);
+        r[0] = static_cast<int32_t>(h);
+        r[1] = static_cast<int32_t>(w);
+        r[2] = d.box[2] - d.box[0];
+        r[3] = d.box[3] - d.box[1];
+        break;
+      }
+      case Output::kWeight: *out.mutable_tensor<float>(i) = d.method == kMixUp ? d.lam : 1.f; break;
     }
-    return v;
   }
 
   MixOptions o_;
+  std::vector<Output> outputs_;
 };
 
+// One output image: a copy of `own` with `partner`'s box on top (CutMix), or the blend (MixUp).
 template <typename T>
-void MixSample(const T *own, const T *partner, T *out, int64_t h, int64_t w, int64_t c, int32_t method,
-               float lam, const int32_t *box) {
-  const int64_t total = h * w * c;
+void MixSample(dali::TensorView<dali::StorageCPU, const T, 3> own,
+               dali::TensorView<dali::StorageCPU, const T, 3> partner,
+               dali::TensorView<dali::StorageCPU, T, 3> out, int32_t method, float lam, const int32_t *box) {
+  const int64_t h = own.shape[0], w = own.shape[1], c = own.shape[2], total = h * w * c;
   if (method == kMixUp) {
     const float a = lam, b = 1.f - lam;
     if constexpr (std::is_integral_v<T>) {
-      // Round half away from zero, as DALI's cast (the GPU path) does; the blend of two in-range values stays
-      // in range, so only negative types need the sign. Written so that the compiler vectorizes it.
+      // Round half away from zero; the blend of two in-range values stays in range, so only negative types
+      // need the sign. Written so that the compiler vectorizes it.
       for (int64_t k = 0; k < total; k++) {
-        float v = a * static_cast<float>(own[k]) + b * static_cast<float>(partner[k]);
-        out[k] = static_cast<T>(v + (v < 0 ? -0.5f : 0.5f));
+        float v = a * static_cast<float>(own.data[k]) + b * static_cast<float>(partner.data[k]);
+        out.data[k] = static_cast<T>(v + (v < 0 ? -0.5f : 0.5f));
       }
     } else {
-      for (int64_t k = 0; k < total; k++) out[k] = static_cast<T>(a * own[k] + b * partner[k]);
+      for (int64_t k = 0; k < total; k++) out.data[k] = static_cast<T>(a * own.data[k] + b * partner.data[k]);
     }
     return;
   }
-  std::memcpy(out, own, total * sizeof(T));
+  std::memcpy(out.data, own.data, total * sizeof(T));
   if (method != kCutMix || box[2] <= box[0] || box[3] <= box[1]) return;
   const int64_t row = w * c, span = (box[3] - box[1]) * c * sizeof(T);
   for (int64_t y = box[0]; y < box[2]; y++) {
     const int64_t at = y * row + box[1] * c;
-    std::memcpy(out + at, partner + at, span);
+    std::memcpy(out.data + at, partner.data + at, span);
   }
 }
 
@@ -346,34 +382,22 @@ class DaliCutmixApply : public dali::StatelessOperator<CPUBackend> {
                    "images reaching the cutmix stage must all have one size (resize or crop them first)");
     }
     auto &tp = ws.GetThreadPool();
-    for (int i = 0; i < n; i++) {
-      tp.AddWork([&, i](int) {
-        const auto &s = images.tensor_shape(i);
-        const int32_t j = *perm.tensor<int32_t>(i);
-        const int32_t m = *method.tensor<int32_t>(i);
-        const float l = *lam.tensor<float>(i);
-        const int32_t *b = box.tensor<int32_t>(i);
-        switch (images.type()) {
-          case DALI_UINT8:
-            MixSample(images.tensor<uint8_t>(i), images.tensor<uint8_t>(j), out.mutable_tensor<uint8_t>(i),
-                      s[0], s[1], s[2], m, l, b);
-            break;
-          case DALI_FLOAT:
-            MixSample(images.tensor<float>(i), images.tensor<float>(j), out.mutable_tensor<float>(i),
-                      s[0], s[1], s[2], m, l, b);
-            break;
-          case DALI_INT16:
-            MixSample(images.tensor<int16_t>(i), images.tensor<int16_t>(j), out.mutable_tensor<int16_t>(i),
-                      s[0], s[1], s[2], m, l, b);
-            break;
-          default:
-            DALI_FAIL("cutmix on the CPU supports uint8, int16 and float32 images");
+    TYPE_SWITCH(images.type(), dali::type2id, T, (uint8_t, int16_t, float), (
+        auto in_view = dali::view<const T, 3>(images);
+        auto out_view = dali::view<T, 3>(out);
+        for (int i = 0; i < n; i++) {
+          tp.AddWork([&, in_view, out_view, i](int) {
+            const int32_t j = *perm.tensor<int32_t>(i);
+            MixSample<T>(in_view[i], in_view[j], out_view[i], *method.tensor<int32_t>(i), *lam.tensor<float>(i),
+                         box.tensor<int32_t>(i));
+          }, images.tensor_shape(i).num_elements());
         }
-      }, images.tensor_shape(i).num_elements());
-    }
+    ), (  // NOLINT
+        DALI_FAIL("cutmix on the CPU supports uint8, int16 and float32 images, got " +
+                  std::string(dali::GetBuiltinTypeName(images.type())));
+    ));  // NOLINT
     tp.RunAll();
   }
-
 };
 
 }  // namespace dali_cutmix
@@ -383,31 +407,50 @@ namespace dali {
 DALI_REGISTER_OPERATOR(DaliCutmixParams, ::dali_cutmix::DaliCutmixParams, CPU);
 
 DALI_SCHEMA(DaliCutmixParams)
-    .DocStr(R"(dali-cutmix: per-sample CutMix/MixUp parameters and soft labels of a batch.
+    .DocStr(R"(dali-cutmix: the per-sample CutMix/MixUp parameters and soft labels of a batch.
 
-Inputs: seeds (int32 scalar per sample), labels (one integer class id per sample), image shape (HWC) and,
-optionally, a gate (integer scalar per sample; 0 turns mixing off for that sample).
-Outputs: soft labels (float32 [num_classes]), perm (int32), box (int32 [y0, x0, y1, x1]), lam (float32),
-method (int32: 0 none, 1 CutMix, 2 MixUp), in_ids (int32 [2]), anchors (int32 [2, 2]),
-regions (int32 [2, 2]), blend weight (float32: lam for MixUp, else 1).)")
+The outputs are named; ``outputs`` lists the ones to produce, in order:
+
+* ``targets``: float32 [num_classes], the soft labels;
+* ``perm``: int32, the partner's index in the batch;
+* ``box``: int32 [y0, x0, y1, x1], half-open, the pasted region (all zero unless CutMix was applied);
+* ``lam``: float32, the weight of the sample's own label;
+* ``method``: int32, 0 none, 1 CutMix, 2 MixUp;
+* ``in_ids``, ``anchors``, ``regions``: int32 [2], [2, 2], [2, 2], multi_paste's arguments for the two
+  regions (the whole own image, the partner's box);
+* ``weight``: float32, the blend weight of the own image (lam for MixUp, else 1).
+
+The options have no defaults here: dali_cutmix.MixOptions defines and checks them.)")
     .NumInput(3, 4)
-    .NumOutput(9)
-    .AddArg("num_classes", "Number of classes (soft label width).", DALI_INT32)
-    .AddOptionalArg("cutmix_alpha", "CutMix lam ~ Beta(a, a); 0 disables CutMix.", 1.0f)
-    .AddOptionalArg("mixup_alpha", "MixUp lam ~ Beta(a, a); 0 disables MixUp.", 0.0f)
-    .AddOptionalArg("switch_prob", "Probability of CutMix when both are enabled.", 0.5f)
-    .AddOptionalArg("prob", "Probability of mixing (per batch, sample or pair).", 1.0f)
-    .AddOptionalArg("label_smoothing", "Label smoothing eps.", 0.0f)
-    .AddOptionalArg("correct_lam", "Weight labels by the exact pixel share of the clipped box.", true)
-    .AddOptionalArg("minmax", "Box side range (lo, hi) as fractions of the image side.",
-                    std::vector<float>())
-    .AddOptionalArg("mode", "'batch', 'elem' or 'pair'.", std::string("batch"));
+    .InputDox(0, "seeds", "TensorList of int32 scalars", "One random seed per sample (all of them seed the draw).")
+    .InputDox(1, "labels", "TensorList of integers", "One class id per sample, shape [] or [1].")
+    .InputDox(2, "shape", "TensorList of integers", "The image's shape, [H, W, C], per sample.")
+    .InputDox(3, "gate", "TensorList of integer scalars, optional",
+              "Per sample: 0 leaves the sample (and, in pair mode, its partner) unmixed.")
+    .OutputFn([](const OpSpec &spec) {
+      return static_cast<int>(spec.GetRepeatedArgument<std::string>("outputs").size());
+    })
+    .AddArg("outputs", "Names of the outputs to produce, in order.", DALI_STRING_VEC)
+    .AddArg("num_classes", "Soft label width.", DALI_INT32)
+    .AddArg("cutmix_alpha", "CutMix lam ~ Beta(a, a); 0 disables CutMix.", DALI_FLOAT)
+    .AddArg("mixup_alpha", "MixUp lam ~ Beta(a, a); 0 disables MixUp.", DALI_FLOAT)
+    .AddArg("cutmix_minmax", "Box side range (lo, hi) as fractions of the side, or empty.", DALI_FLOAT_VEC)
+    .AddArg("prob", "Probability that a draw mixes.", DALI_FLOAT)
+    .AddArg("switch_prob", "Probability of CutMix when both are enabled.", DALI_FLOAT)
+    .AddArg("mode", "'batch', 'elem' or 'pair': one draw per batch, sample or pair.", DALI_STRING)
+    .AddArg("correct_lam", "Weight labels by the exact pixel share of the clipped box.", DALI_BOOL)
+    .AddArg("label_smoothing", "Label smoothing eps.", DALI_FLOAT);
 
 DALI_REGISTER_OPERATOR(DaliCutmixApply, ::dali_cutmix::DaliCutmixApply, CPU);
 
 DALI_SCHEMA(DaliCutmixApply)
-    .DocStr(R"(dali-cutmix: mixed images of a CPU batch from DaliCutmixParams' perm, box, method and lam.)")
+    .DocStr(R"(dali-cutmix: the mixed images of a CPU batch, from DaliCutmixParams' perm, box, method and lam.)")
     .NumInput(5)
+    .InputDox(0, "images", "TensorList of uint8, int16 or float32, HWC", "The batch, all of one size.")
+    .InputDox(1, "perm", "TensorList of int32 scalars", "The partner's index in the batch.")
+    .InputDox(2, "box", "TensorList of int32 [4]", "[y0, x0, y1, x1], the region taken from the partner.")
+    .InputDox(3, "method", "TensorList of int32 scalars", "0 none, 1 CutMix, 2 MixUp.")
+    .InputDox(4, "lam", "TensorList of float32 scalars", "MixUp: the own image's blend weight.")
     .NumOutput(1);
 
 }  // namespace dali
