@@ -1,7 +1,8 @@
 """The ``dali-cutmix`` command line: ``preview``, ``train`` and ``profile``.
 
 Errors a user can cause (bad path, bad argument, unreadable file) become one line on stderr and exit code 2.
-The CLI is the only module that reaches up into ``pipelines`` and ``train``, inside its commands.
+The CLI is the top layer: it may import everything (core, ``dali_cutmix.pipelines``, ``dali_cutmix.train``,
+``dali_cutmix.profiler``), and nothing imports it.
 """
 
 from __future__ import annotations
