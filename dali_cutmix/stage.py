@@ -66,22 +66,29 @@ def mix_pixels_native(images, params):
     return fn.dali_cutmix_apply(images, *(params[name] for name in NATIVE_INPUTS))
 
 
-def mix_pixels_dali(images, params, options: MixOptions):
-    """Mixed images from :data:`DALI_INPUTS` params with DALI's own operators (on the images' device): the GPU
-    path, which also runs on the CPU."""
+def paste_boxes(images, params):
+    """``multi_paste`` of :data:`DALI_INPUTS`' regions: each sample's own image with its partner's box on top (the
+    own image again where nothing is pasted). Every region has a non-zero size, so DALI's GPU and CPU kernels
+    give the same pixels (``tests/gpu_paste_model.py`` models the GPU one)."""
     import nvidia.dali.fn as fn
 
-    anchors, regions = params["anchors"], params["regions"]
-    if not options.mixup_on:  # CutMix only: region 0 = own image, region 1 = partner's box, from one batch by index
-        return fn.multi_paste(images, in_ids=params["in_ids"], in_anchors=anchors, shapes=regions,
-                              out_anchors=anchors)
+    return fn.multi_paste(images, in_ids=params["in_ids"], in_anchors=params["anchors"], shapes=params["regions"],
+                          out_anchors=params["anchors"])
+
+
+def mix_pixels_dali(images, params, options: MixOptions):
+    """Mixed images from :data:`DALI_INPUTS` params with DALI's own operators (on the images' device): the GPU
+    path, which also runs on the CPU. CutMix: :func:`paste_boxes`; MixUp: ``permute_batch`` and one blend
+    ``x * w + partner * (1 - w)`` cast back to the images' type, where ``w`` is 1 for samples MixUp did not draw
+    (exact: their pixels pass unchanged)."""
+    import nvidia.dali.fn as fn
+
+    mixed = paste_boxes(images, params) if options.cutmix_on else images
+    if not options.mixup_on:
+        return mixed
     partner = fn.permute_batch(images, indices=params["perm"])
     w = params["weight"].gpu() if images.device == "gpu" else params["weight"]
-    blended = fn.cast_like(images * w + partner * (1.0 - w), images)  # rounds half away from zero, saturates
-    if not options.cutmix_on:
-        return blended
-    # MixUp samples have an empty box; CutMix samples have weight 1, so `blended` is their own image.
-    return fn.multi_paste(blended, partner, in_anchors=anchors, shapes=regions, out_anchors=anchors)
+    return fn.cast_like(mixed * w + partner * (1.0 - w), images)  # rounds half away from zero, saturates
 
 
 def mix_stage(images, labels, *, num_classes: int, options: MixOptions, gate=None) -> Tuple[object, object, dict]:

@@ -72,6 +72,9 @@ struct Draw {
   int32_t box[4] = {0, 0, 0, 0};  // y0, x0, y1, x1, half-open
 };
 
+// Whether the draw pastes any pixel of the partner (CutMix with a box of non-zero size).
+inline bool Pasted(const Draw &d) { return d.method == kCutMix && d.box[2] > d.box[0] && d.box[3] > d.box[1]; }
+
 class MixSampler {
  public:
   MixSampler(const MixOptions &o, std::mt19937 &rng, int64_t height, int64_t width)
@@ -295,25 +298,28 @@ class DaliCutmixParams : public dali::StatelessOperator<CPUBackend> {
       case Output::kBox: std::copy(d.box, d.box + 4, out.mutable_tensor<int32_t>(i)); break;
       case Output::kLam: *out.mutable_tensor<float>(i) = d.lam; break;
       case Output::kMethod: *out.mutable_tensor<int32_t>(i) = d.method; break;
-      case Output::kInIds: {  // multi_paste: region 0 from the sample itself, region 1 from its partner
+      // multi_paste's two regions: 0 = the sample's own image; 1 = the partner's box or, when nothing is pasted,
+      // the own image again. Never a region of size 0: DALI's GPU multi_paste never closes one, so it would win
+      // every later patch (dali/kernels/imgproc/paste/paste_gpu.h, CreateSampleDescriptors; DALI 2.4).
+      case Output::kInIds: {
         int32_t *ids = out.mutable_tensor<int32_t>(i);
         ids[0] = i;
-        ids[1] = perm[i];
+        ids[1] = Pasted(d) ? perm[i] : i;
         break;
       }
-      case Output::kAnchors: {  // [[0, 0], [y0, x0]]
+      case Output::kAnchors: {  // [[0, 0], [y0, x0] or [0, 0]]
         int32_t *a = out.mutable_tensor<int32_t>(i);
         a[0] = a[1] = 0;
-        a[2] = d.box[0];
-        a[3] = d.box[1];
+        a[2] = Pasted(d) ? d.box[0] : 0;
+        a[3] = Pasted(d) ? d.box[1] : 0;
         break;
       }
-      case Output::kRegions: {  // [[H, W], [box height, box width]]
+      case Output::kRegions: {  // [[H, W], [box height, box width] or [H, W]]
         int32_t *r = out.mutable_tensor<int32_t>(i);
         r[0] = static_cast<int32_t>(h);
         r[1] = static_cast<int32_t>(w);
-        r[2] = d.box[2] - d.box[0];
-        r[3] = d.box[3] - d.box[1];
+        r[2] = Pasted(d) ? d.box[2] - d.box[0] : static_cast<int32_t>(h);
+        r[3] = Pasted(d) ? d.box[3] - d.box[1] : static_cast<int32_t>(w);
         break;
       }
       case Output::kWeight: *out.mutable_tensor<float>(i) = d.method == kMixUp ? d.lam : 1.f; break;
@@ -345,7 +351,7 @@ void MixSample(dali::TensorView<dali::StorageCPU, const T, 3> own,
     return;
   }
   std::memcpy(out.data, own.data, total * sizeof(T));
-  if (method != kCutMix || box[2] <= box[0] || box[3] <= box[1]) return;
+  if (method != kCutMix || box[2] <= box[0] || box[3] <= box[1]) return;  // nothing pasted
   const int64_t row = w * c, span = (box[3] - box[1]) * c * sizeof(T);
   for (int64_t y = box[0]; y < box[2]; y++) {
     const int64_t at = y * row + box[1] * c;
@@ -417,7 +423,8 @@ The outputs are named; ``outputs`` lists the ones to produce, in order:
 * ``lam``: float32, the weight of the sample's own label;
 * ``method``: int32, 0 none, 1 CutMix, 2 MixUp;
 * ``in_ids``, ``anchors``, ``regions``: int32 [2], [2, 2], [2, 2], multi_paste's arguments for the two
-  regions (the whole own image, the partner's box);
+  regions: the whole own image, then the partner's box (the whole own image again when nothing is pasted, so
+  that no region has size 0);
 * ``weight``: float32, the blend weight of the own image (lam for MixUp, else 1).
 
 The options have no defaults here: dali_cutmix.MixOptions defines and checks them.)")
