@@ -18,6 +18,8 @@ IMAGENET_STD = tuple(255 * s for s in IMAGENET_STD_01)
 READER_NAME = "Reader"
 OUTPUT_NAMES = ("images", "labels")
 DEVICES = ("gpu", "cpu")
+#: How the training pipeline decodes: only the random crop's region ("roi"), or the whole image, then crops.
+DECODES = ("roi", "full")
 #: The named stages of the training graph, in order; ``build_cutmix_pipeline(stop_after=...)`` cuts after one.
 #: "crop": decode + random-resized-crop (uint8 HWC, integer labels); "mix": + the mixing stage (soft labels);
 #: "normalize": + flip/normalize (the whole training pipeline).
@@ -115,17 +117,25 @@ def decoder_args(device: str) -> dict:
     return args
 
 
-def decode_random_crop(jpegs, *, device: str, crop, random_area=(0.08, 1.0), random_aspect_ratio=(3 / 4, 4 / 3)):
-    """Random-resized-crop of encoded images: ROI decode of a random crop, then resize to ``crop``.
+def decode_random_crop(jpegs, *, device: str, crop, random_area=(0.08, 1.0), random_aspect_ratio=(3 / 4, 4 / 3),
+                       decode: str = "roi"):
+    """Random-resized-crop of encoded images, resized to ``crop`` (``(height, width)``): HWC uint8 RGB images of
+    one size.
 
-    ``crop`` is ``(height, width)``. On "gpu" the decoder is "mixed" (nvJPEG, the hardware decoder) and the
-    resize runs on the GPU; on "cpu" both run on the CPU. Returns HWC uint8 RGB images of one size.
+    ``decode="roi"`` decodes only the random crop's region (``decoders.image_random_crop``), then resizes;
+    ``decode="full"`` decodes the whole image (``decoders.image``), then crops and resizes it
+    (``random_resized_crop``): more decoding work, a way around a failing ROI decoder. On "gpu" the decoder is
+    "mixed" (nvJPEG, the hardware decoder) and the rest runs on the GPU; on "cpu" everything runs on the CPU.
     """
     import nvidia.dali.fn as fn
     import nvidia.dali.types as types
 
-    images = fn.decoders.image_random_crop(jpegs, **decoder_args(device), random_area=list(random_area),
-                                           random_aspect_ratio=list(random_aspect_ratio), num_attempts=100)
+    crop_args = dict(random_area=list(random_area), random_aspect_ratio=list(random_aspect_ratio), num_attempts=100)
+    if decode == "full":
+        images = fn.decoders.image(jpegs, **decoder_args(device))
+        return fn.random_resized_crop(images, size=list(crop), interp_type=types.INTERP_TRIANGULAR, antialias=False,
+                                      **crop_args)
+    images = fn.decoders.image_random_crop(jpegs, **decoder_args(device), **crop_args)
     return fn.resize(images, resize_x=crop[1], resize_y=crop[0], interp_type=types.INTERP_TRIANGULAR,
                      antialias=False)
 
@@ -178,6 +188,7 @@ def build_cutmix_pipeline(
     checkpoint: Optional[str] = None,
     return_params: bool = False,
     stop_after: str = "normalize",
+    decode: str = "roi",
     **pipeline_kwargs,
 ):
     """Build (not build()) the DALI training pipeline with the mixing stage.
@@ -214,6 +225,8 @@ def build_cutmix_pipeline(
             (for tests and previews); without the stage, only the class ids.
         stop_after: the last stage of :data:`STAGES` in the graph ("normalize": all of it); the profiler times
             the pipeline cut after each stage.
+        decode: "roi" (decode only the random crop's region) or "full" (decode the whole image, then crop): see
+            :func:`decode_random_crop`.
         pipeline_kwargs: passed to ``nvidia.dali.Pipeline``, e.g. ``prefetch_queue_depth`` (default 2),
             ``enable_checkpointing`` (let ``Pipeline.checkpoint()`` or ``CutMixLoader.checkpoint()`` capture the
             reader position and every RNG state, the stage's included), ``exec_pipelined=False`` for timing.
@@ -233,6 +246,8 @@ def build_cutmix_pipeline(
                                          shard_id=shard_id, num_threads=num_threads)
     if stop_after not in STAGES:
         raise ValueError(f"stop_after must be one of {STAGES}, got {stop_after!r}")
+    if decode not in DECODES:
+        raise ValueError(f"decode must be one of {DECODES}, got {decode!r}")
     options = MixOptions.coerce(mix_options)
     if num_classes is not None:
         check_num_classes(num_classes)
@@ -248,7 +263,7 @@ def build_cutmix_pipeline(
     def training_pipeline():
         jpegs, labels = reader(data, shard_id=shard_id, num_shards=num_shards, shuffle=shuffle, seed=seed)
         images = decode_random_crop(jpegs, device=device, crop=(crop_h, crop_w), random_area=random_area,
-                                    random_aspect_ratio=random_aspect_ratio)
+                                    random_aspect_ratio=random_aspect_ratio, decode=decode)
         if stop_after == "crop":
             return images, labels
         params = {}

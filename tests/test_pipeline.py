@@ -34,6 +34,34 @@ def test_outputs_are_normalized_chw_images_and_soft_labels(jpeg_tree):
     assert next(iter(half))[0].dtype == torch.float16
 
 
+def test_full_image_decoding_gives_the_same_kind_of_batches(jpeg_tree):
+    """decode="full" (decode the whole image, then random-resized-crop): the way around a failing ROI decoder."""
+    roi = CutMixLoader(build_cutmix_pipeline(jpeg_tree, batch_size=5, stop_after="crop", **CPU))
+    full = CutMixLoader(build_cutmix_pipeline(jpeg_tree, batch_size=5, stop_after="crop", decode="full", **CPU))
+    (a, ids_a), (b, ids_b) = next(iter(roi)), next(iter(full))
+    assert a.shape == b.shape == (5, 32, 32, 3) and a.dtype == b.dtype == torch.uint8
+    assert torch.equal(ids_a, ids_b), "the same samples: decoding does not touch the reader"
+    assert not torch.equal(a, b), "crops drawn by another operator"
+    images, targets = next(iter(CutMixLoader(build_cutmix_pipeline(jpeg_tree, batch_size=5, decode="full", **CPU))))
+    assert images.shape == (5, 3, 32, 32) and targets.shape == (5, 4)
+
+
+@pytest.mark.parametrize("stop_after, shape", [("crop", (5, 32, 32, 3)), ("mix", (5, 32, 32, 3)),
+                                               ("normalize", (5, 3, 32, 32))])
+def test_the_pipeline_cut_after_a_named_stage(jpeg_tree, stop_after, shape):
+    full = build_cutmix_pipeline(jpeg_tree, batch_size=5, return_params=True, **CPU)
+    cut = build_cutmix_pipeline(jpeg_tree, batch_size=5, stop_after=stop_after, **CPU)
+    images, labels = next(iter(CutMixLoader(cut)))[:2]
+    assert tuple(images.shape) == shape
+    reference = next(iter(CutMixLoader(full)))
+    if stop_after == "crop":
+        assert images.dtype == torch.uint8 and torch.equal(labels.reshape(-1), reference[-1].reshape(-1).int())
+    else:
+        torch.testing.assert_close(labels, reference[1])  # the same soft labels as the whole pipeline
+    if stop_after == "normalize":
+        assert torch.equal(images, reference[0])
+
+
 def test_without_the_stage_labels_are_smoothed_one_hots(jpeg_tree):
     pipe = build_cutmix_pipeline(jpeg_tree, batch_size=6, mixing=False, mix_options=dict(label_smoothing=0.2),
                                  return_params=True, **CPU)
@@ -130,6 +158,7 @@ def test_a_missing_or_empty_data_path_is_named(tmp_path):
     (dict(mix_options=0.5), "mixing options must be MixOptions or a mapping"),
     (dict(num_classes=0), "num_classes must be an integer >= 1"),
     (dict(stop_after="resize"), "stop_after must be one of"),
+    (dict(decode="nvjpeg"), "decode must be one of"),
 ])
 def test_bad_builder_arguments_are_named(jpeg_tree, options, message):
     args = {**CPU, "batch_size": 2, **options}
