@@ -88,7 +88,9 @@ def mix_pixels_dali(images, params, options: MixOptions):
         return mixed
     partner = fn.permute_batch(images, indices=params["perm"])
     w = params["weight"].gpu() if images.device == "gpu" else params["weight"]
-    return fn.cast_like(mixed * w + partner * (1.0 - w), images)  # rounds half away from zero, saturates
+    # Rounds to nearest and saturates: half away from zero on the CPU (std::round), half to even on the GPU
+    # (__float2int_rn; DALI's include/dali/core/convert.h).
+    return fn.cast_like(mixed * w + partner * (1.0 - w), images)
 
 
 def mix_stage(images, labels, *, num_classes: int, options: MixOptions, gate=None) -> Tuple[object, object, dict]:
@@ -127,7 +129,8 @@ def mix(images, labels, *, num_classes: int, return_params: bool = False, gate=N
         options: the fields of :class:`dali_cutmix.MixOptions`, timm's names: ``cutmix_alpha=1.0``,
             ``mixup_alpha=0.0``, ``cutmix_minmax=None``, ``prob=1.0``, ``switch_prob=0.5``, ``mode="batch"``
             (or "elem", "pair"), ``correct_lam=True``, ``label_smoothing=0.0``. MixUp pixels are
-            ``lam * own + (1 - lam) * partner``, rounded half away from zero for integer images.
+            ``lam * own + (1 - lam) * partner``, rounded to nearest for integer images: ties away from zero on the
+            CPU, to even on the GPU (DALI's cast), so a pixel whose blend is exactly ``k + 0.5`` differs by 1.
         return_params: also return a dict of CPU DataNodes: ``perm`` (int32 partner index), ``box`` (int32
             ``[y0, x0, y1, x1]`` half-open, the pasted region; all zero unless CutMix was applied), ``lam``
             (float32, the weight of the sample's own label: the kept pixel share for CutMix, the blend weight
