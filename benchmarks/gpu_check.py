@@ -1,18 +1,18 @@
 """One-call GPU check of the product path: invariants of the GPU pipeline's outputs, and its speed.
 
-For a session that has a GPU machine (see the project's device notes): run from the source tree with DALI on
-PYTHONPATH, e.g. ``PYTHONPATH=.:/root/site python benchmarks/gpu_check.py --out $OUT/gpu_check.json``. It
-prints a short table last. With ``--device cpu`` it runs the same checks on the CPU (that is how CI keeps the
-script working).
+With the package installed (``pip install -e .`` or the wheel, DALI and torch importable), on a machine with a
+GPU: ``python benchmarks/gpu_check.py --out gpu_check.json``. It prints a short table last. With
+``--device cpu`` it runs the same checks on the CPU (that is how the tests keep the script working).
 
-Checks (GPU pipeline built by ``build_cutmix_pipeline(device="gpu")``, outputs copied back only for checking):
-  * mixed pixels equal own pixels outside the box and the partner's inside (the stage alone, on decoded
-    images, against the returned params), for CutMix and for CutMix+MixUp (MixUp within uint8 rounding);
-  * soft labels sum to 1 and equal the weighted one-hots.
+Checks (the stage on the device, outputs copied back only for checking, against ``tests/reference.py``):
+  * mixed pixels equal own pixels outside the box and the partner's inside (the stage on decoded images,
+    against the returned params), for CutMix and for CutMix+MixUp (MixUp within uint8 rounding);
+  * soft labels equal the weighted one-hots.
 Speed (median of repeats, synchronous per variant):
-  * the full training pipeline with and without the stage, images/s at batch 256 (target >= 8,000 on one H100);
-  * the stage alone on a fixed GPU batch of 256 x 224 x 224 x 3 uint8 (38.5 MB): ms per batch and the
-    effective bandwidth (bytes read + written / time), to see that it is memory-bound.
+  * the full training pipeline (``build_cutmix_pipeline``) with and without the mixing stage, images/s at
+    ``--batch`` (``check_targets.py`` holds the GPU targets);
+  * the stage alone on a fixed batch of ``--batch`` x 224 x 224 x 3 uint8: ms per batch and the effective
+    bandwidth (bytes read + written / time), to see whether it is memory-bound.
 """
 
 from __future__ import annotations
@@ -26,17 +26,19 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # reference.py: the NumPy reference
 
 
 def to_numpy(out):
+    """A DALI output batch as one NumPy array (copied from the GPU if needed)."""
     out = out.as_cpu() if hasattr(out, "as_cpu") else out
     return np.array(out.as_tensor())
 
 
 def check_stage(data, device, batch, mixup_alpha):
-    """Run the stage on decoded, resized images on ``device``; compare with the NumPy reference."""
+    """Run the stage (``mix``, per sample) on decoded, resized images on ``device`` and compare three batches
+    with the NumPy reference; returns the largest pixel difference (raises AssertionError beyond 0 for CutMix,
+    1 with MixUp)."""
     import nvidia.dali.fn as fn
     from nvidia.dali import pipeline_def
 
@@ -66,6 +68,7 @@ def check_stage(data, device, batch, mixup_alpha):
 
 
 def time_runs(p, batches, repeats):
+    """Median over ``repeats`` of the seconds per ``p.run()`` (``batches`` runs each), after 3 untimed runs."""
     for _ in range(3):
         p.run()
     times = []
@@ -77,15 +80,19 @@ def time_runs(p, batches, repeats):
     return float(np.median(times))
 
 
-def full_pipeline_rate(data, device, batch, cutmix, batches, repeats):
+def full_pipeline_rate(data, device, batch, mixing, batches, repeats):
+    """Images/s of the training pipeline (float16 output) with or without the mixing stage (CutMix, the
+    defaults of MixOptions)."""
     from dali_cutmix import build_cutmix_pipeline
 
-    p = build_cutmix_pipeline(data, batch_size=batch, device=device, num_threads=8, cutmix=cutmix, fp16=True)
+    p = build_cutmix_pipeline(data, batch_size=batch, device=device, num_threads=8, mixing=mixing, fp16=True)
     p.build()
     return batch / time_runs(p, batches, repeats)
 
 
 def stage_alone_ms(device, batch, variant, batches, repeats):
+    """Ms per batch of a fixed batch on ``device`` through nothing ("none"), a copy ("copy"), CutMix ("cutmix")
+    or CutMix + MixUp ("mix"), per sample."""
     import nvidia.dali.fn as fn
     from nvidia.dali import pipeline_def
 
@@ -113,6 +120,7 @@ def stage_alone_ms(device, batch, variant, batches, repeats):
 
 
 def main(argv=None):
+    """Run the checks and the timings; prints the table, writes ``--out``; returns every figure."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=["gpu", "cpu"], default="gpu")
     parser.add_argument("--batch", type=int, default=256)
@@ -133,9 +141,9 @@ def main(argv=None):
         data = make_profile_dataset(Path(tmp) / "data", images=args.images, classes=8)
         results["max_pixel_error_cutmix"] = check_stage(data, args.device, 16, 0.0)
         results["max_pixel_error_mix"] = check_stage(data, args.device, 16, 0.8)
-        for cutmix in (False, True):
-            key = "pipeline_images_per_s_" + ("cutmix" if cutmix else "no_stage")
-            results[key] = full_pipeline_rate(data, args.device, args.batch, cutmix, args.batches, args.repeats)
+        for mixing in (False, True):
+            key = "pipeline_images_per_s_" + ("cutmix" if mixing else "no_stage")
+            results[key] = full_pipeline_rate(data, args.device, args.batch, mixing, args.batches, args.repeats)
     batch_bytes = args.batch * 224 * 224 * 3
     for variant in ("none", "copy", "cutmix", "mix"):
         results[f"stage_alone_ms_{variant}"] = stage_alone_ms(args.device, args.batch, variant, args.batches,

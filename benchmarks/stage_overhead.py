@@ -5,7 +5,8 @@ The pipeline is the training pipeline's graph (file reader -> decoders.image_ran
 
   none          no stage (the baseline)
   cutmix        dali_cutmix.cutmix, native operators (what the CPU pipeline uses)
-  cutmix-ops    dali_cutmix.cutmix with impl="dali": DALI's own operators, the GPU path's graph, run on the CPU
+  cutmix-ops    CutMix from the stage's pieces: draw_params + mix_pixels_dali, DALI's own operators for the pixels
+                (the GPU path's graph), run on the CPU
   mix           dali_cutmix.mix with CutMix and MixUp both on (switch 0.5, per sample)
   composition   CutMix as a plain composition of DALI operators (batch_permutation, random.beta, arithmetic for
                 the boxes, a permuted copy, multi_paste, one_hot twice): the first approach this project replaced
@@ -16,7 +17,8 @@ Method: every pipeline runs synchronously (exec_async=False, exec_pipelined=Fals
 background while another is timed; rounds interleave the variants; each round times `--batches` batches per
 variant; the figure is the median over rounds of time(variant) / time(none), with the interquartile range.
 A second, quieter measure times the stage alone on a fixed batch of decoded 224x224 images (external source),
-in ms per batch (the median of per-round differences); divided by the full pipeline's ms per batch it gives the stage's share without decode noise.
+in ms per batch (the median of per-round differences); divided by the full pipeline's ms per batch it gives the
+stage's share without decode noise.
 
     python benchmarks/stage_overhead.py [--images 256] [--rounds 15] [--batches 4] [--json out.json]
 """
@@ -34,15 +36,14 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from dali_cutmix.pipeline import IMAGENET_MEAN, IMAGENET_STD
 
 BATCH, THREADS, CROP, CLASSES = 64, 2, 224, 1000
-MEAN = [0.485 * 255, 0.456 * 255, 0.406 * 255]
-STD = [0.229 * 255, 0.224 * 255, 0.225 * 255]
 
 
 def composition_cutmix(images, labels):
-    """CutMix (per sample) from plain DALI operators only: the approach measured at ~10% here."""
+    """CutMix (per sample) from plain DALI operators only: one operator per step of the parameters' arithmetic
+    (the first approach this project replaced). Returns (mixed images, soft labels)."""
     import nvidia.dali.fn as fn
     import nvidia.dali.math as dmath
     import nvidia.dali.types as types
@@ -89,7 +90,8 @@ def _numpy_cutmix_params(seeds, labels):
 
 
 def python_function_cutmix(images, labels):
-    """CutMix with its parameters from one batch-level python_function: the approach measured at ~4.7% here."""
+    """CutMix with its parameters from one batch-level python_function (NumPy) and its pixels by multi_paste (the
+    second approach this project replaced). Returns (mixed images, soft labels)."""
     import nvidia.dali.fn as fn
     import nvidia.dali.types as types
 
@@ -99,13 +101,26 @@ def python_function_cutmix(images, labels):
     return fn.multi_paste(images, in_ids=ids, in_anchors=anchors, shapes=regions, out_anchors=anchors), targets
 
 
+def dali_ops_cutmix(images, labels):
+    """CutMix (per sample) from the stage's pieces: the native parameter operator (:func:`draw_params`), then the
+    pixels with DALI's own operators (:func:`mix_pixels_dali`, the GPU path), on the images' device. Returns
+    (mixed images, soft labels)."""
+    from dali_cutmix import MixOptions
+    from dali_cutmix.stage import DALI_INPUTS, draw_params, mix_pixels_dali
+
+    options = MixOptions(mode="elem")
+    params = draw_params(images, labels, num_classes=CLASSES, options=options, outputs=("targets",) + DALI_INPUTS)
+    return mix_pixels_dali(images, params, options), params["targets"]
+
+
 def stages():
+    """{variant name: stage(images, labels) -> (images, labels), or None for no stage}."""
     from dali_cutmix import cutmix, mix
 
     return {
         "none": None,
         "cutmix": lambda x, y: cutmix(x, y, num_classes=CLASSES, mode="elem"),
-        "cutmix-ops": lambda x, y: cutmix(x, y, num_classes=CLASSES, mode="elem", impl="dali"),
+        "cutmix-ops": dali_ops_cutmix,
         "mix": lambda x, y: mix(x, y, num_classes=CLASSES, cutmix_alpha=1.0, mixup_alpha=0.8, mode="elem"),
         "composition": composition_cutmix,
         "python-fn": python_function_cutmix,
@@ -113,6 +128,7 @@ def stages():
 
 
 def full_pipeline(data: Path, stage):
+    """The training pipeline's graph with ``stage`` between resize and normalize, built, synchronous."""
     import nvidia.dali.fn as fn
     import nvidia.dali.types as types
     from nvidia.dali import pipeline_def
@@ -128,8 +144,8 @@ def full_pipeline(data: Path, stage):
         images = fn.resize(images, resize_x=CROP, resize_y=CROP, interp_type=types.INTERP_TRIANGULAR)
         if stage is not None:
             images, labels = stage(images, labels)
-        images = fn.crop_mirror_normalize(images, dtype=types.FLOAT, output_layout="CHW", mean=MEAN, std=STD,
-                                          mirror=fn.random.coin_flip(probability=0.5))
+        images = fn.crop_mirror_normalize(images, dtype=types.FLOAT, output_layout="CHW", mean=list(IMAGENET_MEAN),
+                                          std=list(IMAGENET_STD), mirror=fn.random.coin_flip(probability=0.5))
         return images, labels
 
     p = pipe()
@@ -138,6 +154,7 @@ def full_pipeline(data: Path, stage):
 
 
 def stage_only_pipeline(batch, stage):
+    """``stage`` alone on the fixed uint8 HWC ``batch`` (external source), built, synchronous."""
     import nvidia.dali.fn as fn
     from nvidia.dali import pipeline_def
 
@@ -176,17 +193,17 @@ def interleave(pipes, rounds, batches, label):
 
 
 def machine():
+    """The CPU, its cores and the versions the figures come from."""
     import nvidia.dali as dali
 
-    cpu = platform.processor()
-    try:
-        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "dali": dali.__version__}
+    from dali_cutmix.profiler.machine import cpu_model
+
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
+            "dali": dali.__version__}
 
 
 def main(argv=None):
+    """Run the benchmark; prints the table, writes ``--json``; returns {variant: figures}."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=256, help="JPEGs in the generated data set")
     parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds")

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import os
+import dataclasses
 from pathlib import Path
 
 import click
 
-from dali_cutmix.errors import UserError
+from dali_cutmix.errors import UserError, first_line
+from dali_cutmix.host import usable_cores
+from dali_cutmix.options import MixOptions, flag_name
+
+from .mixing import build_mix_options, mixing_options, pop_mix_options
 
 DEFAULT_IMAGES = 1024
-
-
-def _usable_cores() -> int:
-    """CPU cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def _check_output(option: str, path) -> Path:
@@ -58,12 +54,38 @@ def _resolve_data(data, images, progress) -> Path:
     return data
 
 
+def _check_model(model, crop) -> None:
+    """Refuse a ``--model`` the trainer would refuse as ``--arch`` (not a torchvision classification model, or
+    one that cannot take ``--crop``), before anything is measured."""
+    from dali_cutmix.profiler.training import check_model
+
+    try:
+        check_model(model, crop)
+    except ValueError as e:
+        raise UserError(first_line(e).replace("--arch", "--model")) from None
+
+
+def _changed_mix_options(mix: MixOptions) -> dict:
+    """The mixing options that differ from :class:`MixOptions`' defaults (the flags to write)."""
+    defaults = MixOptions()
+    return {f.name: getattr(mix, f.name) for f in dataclasses.fields(mix)
+            if getattr(mix, f.name) != getattr(defaults, f.name)}
+
+
 def _command(params: dict) -> str:
-    """The equivalent command line, for the JSON."""
+    """The equivalent command line, for the JSON (None values left out; booleans as ``--x``/``--no-x``, pairs
+    as ``A,B``)."""
     parts = ["dali-cutmix", "profile"]
     for name, value in params.items():
-        if value is not None:
-            parts += [f"--{name.replace('_', '-')}", str(value)]
+        flag = flag_name(name)
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            parts.append(flag if value else f"--no-{flag[2:]}")
+        elif isinstance(value, (tuple, list)):
+            parts += [flag, ",".join(f"{v:g}" for v in value)]
+        else:
+            parts += [flag, str(value)]
     return " ".join(parts)
 
 
@@ -83,8 +105,9 @@ def _command(params: dict) -> str:
 @click.option("--repeats", type=click.IntRange(min=1), default=15, show_default=True,
               help="Rounds; every variant is timed once per round, figures are medians over rounds.")
 @click.option("--crop", type=click.IntRange(min=8, max=4096), default=224, show_default=True, help="Crop size.")
-@click.option("--model", type=click.Choice(["resnet18", "resnet50"]), default=None,
-              help="Also time training steps of this torchvision model fed by our loader.")
+@click.option("--model", default=None, metavar="ARCH",
+              help="Also time training steps of this torchvision classification model (any the trainer's --arch "
+                   "takes, e.g. resnet50), fed by our loader, with the trainer's step.")
 @click.option("--steps", type=click.IntRange(min=1), default=5, show_default=True,
               help="Timed training steps with --model.")
 @click.option("--torch-threads", type=click.IntRange(min=1), default=None,
@@ -93,22 +116,17 @@ def _command(params: dict) -> str:
               help="JSON file for every figure and the machine.")
 @click.option("--plot", type=click.Path(), default="profile.png", show_default=True, help="PNG bar chart.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
-@click.option("--cutmix-alpha", type=float, default=1.0, show_default=True,
-              help="CutMix lam ~ Beta(a, a); 0 turns CutMix off (then --mixup-alpha must be > 0).")
-@click.option("--mixup-alpha", type=float, default=0.0, show_default=True,
-              help="MixUp lam ~ Beta(a, a); 0 turns MixUp off.")
-@click.option("--switch-prob", type=float, default=0.5, show_default=True,
-              help="With both on: probability of CutMix for each draw.")
-@click.option("--mix-mode", type=click.Choice(["batch", "elem", "pair"]), default="batch", show_default=True,
-              help="One draw per batch (official), per sample, or per pair.")
+@mixing_options()
 def profile(data, images, device, batch_size, threads, batches, repeats, crop, model, steps, torch_threads,
-            json_path, plot, seed, cutmix_alpha, mixup_alpha, switch_prob, mix_mode):
+            json_path, plot, seed, **mixing):
     """Measure images/s: read+decode, +random-resized-crop, +CutMix, +flip/normalize, the PyTorch loader, and
     torchvision's ImageFolder+DataLoader+v2.CutMix, interleaved; print a table, write JSON and a PNG chart.
 
-    The mixing options change our stage (variants 3-5 and --model); the torchvision reference stays CutMix."""
+    The mixing flags (dali_cutmix.MixOptions' fields) change our stage (variants 3-5 and --model); the
+    torchvision reference stays CutMix."""
     from dali_cutmix.profiler.report import format_table, write_chart, write_json
-    from dali_cutmix.profiler.measure import ProfileSettings, run_profile
+    from dali_cutmix.profiler.run import run_profile
+    from dali_cutmix.profiler.settings import ProfileSettings
 
     def progress(message):
         click.echo(message, err=True)
@@ -117,20 +135,19 @@ def profile(data, images, device, batch_size, threads, batches, repeats, crop, m
     plot = _check_output("--plot", plot)
     if json_path.resolve() == plot.resolve():
         raise UserError(f"--json and --plot name the same file {str(json_path)!r}")
+    mix = build_mix_options(pop_mix_options(mixing))
+    if model is not None:
+        _check_model(model, crop)
     device = _resolve_device(device)
-    threads = threads or _usable_cores()
+    threads = threads or usable_cores()
     source = dict(data=data) if data is not None else dict(images=images or DEFAULT_IMAGES)
     data = _resolve_data(data, images, progress)
     settings = ProfileSettings(data=str(data), device=device, batch_size=batch_size, threads=threads,
-                               batches=batches, repeats=repeats, crop=crop, seed=seed, cutmix_alpha=cutmix_alpha,
-                               mixup_alpha=mixup_alpha, switch_prob=switch_prob, mode=mix_mode).check()
+                               batches=batches, repeats=repeats, crop=crop, seed=seed, mix=mix).check()
     command = _command(dict(**source, device=device, batch_size=batch_size, threads=threads, batches=batches,
                             repeats=repeats, crop=crop, model=model, steps=steps if model else None,
                             torch_threads=torch_threads if model else None, seed=seed or None,
-                            cutmix_alpha=cutmix_alpha if cutmix_alpha != 1.0 else None,
-                            mixup_alpha=mixup_alpha or None, switch_prob=switch_prob if mixup_alpha else None,
-                            mix_mode=mix_mode if mix_mode != "batch" else None,
-                            json=str(json_path), plot=str(plot)))
+                            **_changed_mix_options(mix), json=str(json_path), plot=str(plot)))
     result = run_profile(settings, model=model, steps=steps, torch_threads=torch_threads, progress=progress,
                          command=command)
     click.echo(format_table(result))

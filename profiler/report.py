@@ -1,81 +1,10 @@
-"""The profiler's report: the machine, the targets, the JSON, the terminal table and the PNG chart."""
+"""The profiler's report of a run's result dict: the JSON, the terminal table and the PNG chart."""
 
 from __future__ import annotations
 
-import os
-import platform
 from pathlib import Path
-from typing import Dict, List
 
-import numpy as np
-
-from .measure import DEFAULT_CPU_TARGETS, DEFAULT_GPU_TARGETS, VARIANT_KEYS, VARIANTS
-
-
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``; ``platform.processor()`` elsewhere)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine_info() -> Dict[str, object]:
-    """The machine the figures come from: CPU model and cores, GPU (if any), library versions."""
-    import nvidia.dali
-    import torch
-    import torchvision
-
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        usable = os.cpu_count()
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return dict(cpu=cpu_model(), cpu_cores=os.cpu_count(), cpu_cores_usable=usable, gpu=gpu,
-                gpu_count=torch.cuda.device_count() if gpu else 0, platform=platform.platform(),
-                python=platform.python_version(), torch=torch.__version__, torchvision=torchvision.__version__,
-                dali=nvidia.dali.__version__, numpy=np.__version__)
-
-
-def evaluate_targets(result: dict) -> List[dict]:
-    """The issue's targets for the measured device, each with its threshold, measured value and whether met.
-
-    ``met`` compares the median; ``met_whole_iqr`` asks the same of the whole interquartile range;
-    ``conditions_match`` says whether the run used the conditions the target is stated for.
-    """
-    s = result["settings"]
-    share = result["cutmix_share"]
-    if s["device"] == "cpu":
-        speed = result["loader_vs_reference"]
-        cond = s["batch_size"] == 64 and s["threads"] == 2 and s["crop"] == 224
-        return [
-            dict(name="loader >= 2x torchvision reference (CPU, same cores)", threshold=DEFAULT_CPU_TARGETS["speedup"],
-                 measured=speed["median"], met=speed["median"] >= DEFAULT_CPU_TARGETS["speedup"],
-                 met_whole_iqr=speed["q1"] >= DEFAULT_CPU_TARGETS["speedup"], conditions_match=cond,
-                 conditions="cpu, 2 threads/workers, batch 64, crop 224"),
-            dict(name="CutMix <= 3% of the full pipeline (CPU)", threshold=DEFAULT_CPU_TARGETS["cutmix_share"],
-                 measured=share["median"], met=share["median"] <= DEFAULT_CPU_TARGETS["cutmix_share"],
-                 met_whole_iqr=share["q3"] <= DEFAULT_CPU_TARGETS["cutmix_share"], conditions_match=cond,
-                 conditions="cpu, 2 threads, batch 64, crop 224"),
-        ]
-    full = result["variants"]["full"]["images_per_s"]
-    gpu_name = result["machine"].get("gpu") or ""
-    return [
-        dict(name="CutMix <= 1% of the full GPU pipeline", threshold=DEFAULT_GPU_TARGETS["cutmix_share"],
-             measured=share["median"], met=share["median"] <= DEFAULT_GPU_TARGETS["cutmix_share"],
-             met_whole_iqr=share["q3"] <= DEFAULT_GPU_TARGETS["cutmix_share"], conditions_match=True,
-             conditions="gpu"),
-        dict(name="GPU pipeline >= 8,000 images/s (one H100, batch 256)",
-             threshold=DEFAULT_GPU_TARGETS["full_images_per_s"], measured=full["median"],
-             met=full["median"] >= DEFAULT_GPU_TARGETS["full_images_per_s"],
-             met_whole_iqr=full["q1"] >= DEFAULT_GPU_TARGETS["full_images_per_s"],
-             conditions_match=s["batch_size"] == DEFAULT_GPU_TARGETS["batch_size"] and "H100" in gpu_name,
-             conditions="gpu H100, batch 256, crop 224"),
-    ]
+from .variants import VARIANT_KEYS, VARIANTS
 
 
 def write_json(result: dict, path) -> Path:
@@ -99,7 +28,8 @@ def _headline(result: dict) -> str:
 
 
 def format_table(result: dict) -> str:
-    """The terminal report: one row per variant (median images/s, IQR, ms/batch), the shares and the targets."""
+    """The terminal report: one row per variant (median images/s, IQR, ms/batch), CutMix's share, the speed-up
+    over the reference and, with ``--model``, the training step."""
     load = (result.get("machine_load") or {}).get("other_cpu_share")
     lines = [f"dali-cutmix profile: {_headline(result)}"]
     if load is not None:
@@ -125,11 +55,6 @@ def format_table(result: dict) -> str:
         lines.append(f"training {training['model']} with our loader: {training['images_per_s']:,.1f} images/s, "
                      f"{100 * training['data_wait_share']:.1f}% of step time waiting for data "
                      f"(compute alone {training['compute_only_images_per_s']:,.1f} images/s)")
-    for t in result["targets"]:
-        verdict = "met" if t["met"] else "NOT met"
-        note = "" if t["conditions_match"] else f" [run not under the target's conditions: {t['conditions']}]"
-        value = f"{100 * t['measured']:.1f}%" if t["threshold"] < 1 else f"{t['measured']:,.2f}"
-        lines.append(f"target: {t['name']}: {value} -> {verdict}{note}")
     return "\n".join(lines)
 
 

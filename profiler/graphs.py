@@ -1,0 +1,103 @@
+"""The DALI graphs the profiler times: the training pipeline cut after a stage, full-image decode, and the mixing
+stage alone on a fixed batch. Every one makes one batch per ``run()`` with nothing prefetched."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .settings import ProfileSettings
+from .variants import STAGES
+
+#: ``nvidia.dali.Pipeline`` arguments for one batch per ``run()``, nothing left running after it returns (the
+#: dynamic executor still runs operators on its threads, but ``run()`` returns only when the batch is done).
+SYNCHRONOUS = dict(exec_async=False, exec_pipelined=False, prefetch_queue_depth=1)
+#: The variants that are the training pipeline cut after one of its named stages (``build_cutmix_pipeline``'s
+#: ``stop_after``).
+STOP_AFTER = dict(crop="crop", cutmix="mix", full="normalize")
+
+
+def _device_id(settings: ProfileSettings):
+    return settings.device_id if settings.device == "gpu" else None
+
+
+def build_decode_pipeline(settings: ProfileSettings, **pipeline_kwargs):
+    """Unbuilt: the training pipeline's reader and seeds, then a full-image decode (``decoders.image`` with the
+    pipeline's decoder arguments): what decoding costs without the crop. Outputs: images, class ids."""
+    import nvidia.dali.fn as fn
+    from nvidia.dali import pipeline_def
+
+    from dali_cutmix.pipeline import decoder_args, rank_seed, reader
+
+    @pipeline_def(enable_conditionals=False)
+    def decode_pipeline():
+        jpegs, labels = reader(settings.data, shuffle=True, seed=settings.seed)
+        return fn.decoders.image(jpegs, **decoder_args(settings.device)), labels
+
+    return decode_pipeline(batch_size=settings.batch_size, num_threads=settings.threads,
+                           device_id=_device_id(settings), seed=rank_seed(settings.seed), exec_dynamic=True,
+                           **pipeline_kwargs)
+
+
+def build_stage_pipeline(stage: str, settings: ProfileSettings, num_classes: int, *, synchronous: bool = True):
+    """The pipeline of variant ``stage`` (one of :data:`~.variants.STAGES`), built and ready to ``run()``.
+
+    "crop", "cutmix" and "full" are :func:`dali_cutmix.build_cutmix_pipeline` with the settings (mixing options
+    included) cut after its stage "crop", "mix" and "normalize" (see :data:`STOP_AFTER`); "decode" is
+    :func:`build_decode_pipeline`. ``synchronous`` adds :data:`SYNCHRONOUS`; without it the builder's default
+    prefetching applies. Outputs: images and labels (class ids up to "crop", soft labels from "cutmix" on).
+
+    Raises:
+        ValueError: an unknown ``stage``.
+    """
+    from dali_cutmix.pipeline import build_cutmix_pipeline
+
+    if stage not in STAGES:
+        raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+    mode = SYNCHRONOUS if synchronous else {}
+    if stage == "decode":
+        pipe = build_decode_pipeline(settings, **mode)
+    else:
+        pipe = build_cutmix_pipeline(
+            settings.data, batch_size=settings.batch_size, num_classes=num_classes, crop=settings.crop,
+            device=settings.device, device_id=_device_id(settings), mix_options=settings.mix,
+            num_threads=settings.threads, seed=settings.seed, stop_after=STOP_AFTER[stage], **mode)
+    pipe.build()
+    return pipe
+
+
+def build_isolated_stage_pipeline(settings: ProfileSettings, num_classes: int, *, with_mixing: bool):
+    """The pipeline's tail on one fixed batch: crops -> [mixing stage ->] flip/normalize, built, synchronous.
+
+    The batch (random uint8 HWC ``crop`` x ``crop`` images and class ids) is handed to DALI without a copy (on
+    the GPU for "gpu"). With and without the stage, the images reach ``crop_mirror_normalize`` as in the full
+    pipeline, so the pair's time difference is what the stage adds there, free of decoding's noise.
+    """
+    import nvidia.dali.fn as fn
+    from nvidia.dali import pipeline_def
+
+    from dali_cutmix.pipeline import flip_normalize, rank_seed
+    from dali_cutmix.stage import mix_stage
+
+    rng = np.random.default_rng(settings.seed)
+    images = rng.integers(0, 256, (settings.batch_size, settings.crop, settings.crop, 3), dtype=np.uint8)
+    labels = rng.integers(0, num_classes, (settings.batch_size, 1), dtype=np.int32)
+    gpu = settings.device == "gpu"
+    if gpu:
+        import torch
+
+        images = torch.from_numpy(images).cuda(settings.device_id)
+
+    @pipeline_def(enable_conditionals=False)
+    def isolated_stage():
+        pixels = fn.external_source(source=lambda: images, batch=True, no_copy=True, layout="HWC",
+                                    device="gpu" if gpu else "cpu")
+        ids = fn.external_source(source=lambda: labels, batch=True, no_copy=True)
+        if with_mixing:
+            pixels, ids, _ = mix_stage(pixels, ids, num_classes=num_classes, options=settings.mix)
+        return flip_normalize(pixels), ids
+
+    pipe = isolated_stage(batch_size=settings.batch_size, num_threads=settings.threads,
+                          device_id=_device_id(settings), seed=rank_seed(settings.seed), exec_dynamic=True,
+                          **SYNCHRONOUS)
+    pipe.build()
+    return pipe

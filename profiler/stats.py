@@ -1,0 +1,52 @@
+"""The profiler's arithmetic: timings to figures, and figures to medians, quartiles, shares and speed-ups."""
+
+from __future__ import annotations
+
+from typing import Dict, List, Mapping, Sequence
+
+import numpy as np
+
+from .timing import Timing
+from .variants import ISOLATED, VARIANT_KEYS
+
+
+def figures(timings: Mapping[str, Sequence[Timing]], batch_size: int) -> Dict[str, List[float]]:
+    """Per round: images/s of every variant in :data:`VARIANT_KEYS`, and the ms per batch of ``batch_size``
+    that the isolated mixing stage (:data:`ISOLATED`) adds."""
+    values = {key: [t.images / t.seconds for t in timings[key]] for key in VARIANT_KEYS if key in timings}
+    if ISOLATED in timings:
+        values[ISOLATED] = [1000 * t.seconds * batch_size / t.images for t in timings[ISOLATED]]
+    return values
+
+
+def describe_round(timings: Mapping[str, Timing], batch_size: int) -> str:
+    """One round's figures in one line (progress)."""
+    values = figures({key: [t] for key, t in timings.items()}, batch_size)
+    line = ", ".join(f"{key} {values[key][0]:,.0f}" for key in VARIANT_KEYS if key in values) + " images/s"
+    if ISOLATED in values:
+        line += f"; CutMix stage {values[ISOLATED][0]:.2f} ms/batch"
+    return line
+
+
+def summarize(values: Sequence[float]) -> Dict[str, float]:
+    """Median, quartiles, min, max and n of ``values``; ``iqr_pct`` is the IQR as a percentage of the median."""
+    v = np.asarray(values, dtype=np.float64)
+    q1, median, q3 = np.percentile(v, [25, 50, 75])
+    return dict(median=float(median), q1=float(q1), q3=float(q3), min=float(v.min()), max=float(v.max()),
+                n=int(v.size), iqr_pct=float(100 * (q3 - q1) / median) if median else float("nan"))
+
+
+def cutmix_shares(samples: Mapping[str, Sequence[float]]) -> List[float]:
+    """CutMix's share of the full pipeline's time per image, per round: ``(1/cutmix - 1/crop) / (1/full)``
+    (``samples`` in images/s, as :func:`figures`)."""
+    return [(1 / c - 1 / p) * f for p, c, f in zip(samples["crop"], samples["cutmix"], samples["full"])]
+
+
+def isolated_shares(samples: Mapping[str, Sequence[float]], batch_size: int) -> List[float]:
+    """The isolated CutMix stage's ms per batch over the full pipeline's ms per batch, per round."""
+    return [ms / (1000 * batch_size / full) for ms, full in zip(samples[ISOLATED], samples["full"])]
+
+
+def speedups(samples: Mapping[str, Sequence[float]]) -> List[float]:
+    """Our loader's images/s over the reference's, per round."""
+    return [ours / ref for ours, ref in zip(samples["loader"], samples["reference"])]
