@@ -26,8 +26,8 @@ def _minmax(ctx, param, value):
 
 
 def _click_type(f: dataclasses.Field):
-    if f.name == "mode":
-        return dict(type=click.Choice(MODES))
+    if f.name == "mode":  # checked by MixOptions, so that a bad value is one line naming the flag
+        return dict(type=str, metavar="|".join(MODES))
     if f.name == "cutmix_minmax":
         return dict(callback=_minmax, metavar="LO,HI|none")
     return dict(type=float)

@@ -1,13 +1,21 @@
 """``dali-cutmix train``: train a torchvision classifier (ResNet-50 by default) on ImageNet with CutMix in DALI.
 
 Options left out take the recipe's value: ``--recipe paper`` (the default with ``--data``), ``deit``,
-``torchvision-v2``, or ``demo`` (the default without ``--data``: the embedded demo dataset). The recipe values in
-the help below are checked against ``train.recipe`` by the tests.
+``torchvision-v2``, or ``demo`` (the default without ``--data``: the embedded demo dataset). Each flag's help lists
+the recipes' values, made from :data:`dali_cutmix.train.recipe.RECIPES`. The flags' values go as they are to
+:func:`dali_cutmix.train.config.resolve_config`, which applies and checks them.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
+
+from dali_cutmix.train.config import AMP_MODES, OPTIMIZERS, SCHEDULES
+from dali_cutmix.train.recipe import RECIPES
+
+from .mixing import mixing_options
 
 
 def _milestones(ctx, param, value):
@@ -34,8 +42,22 @@ def _optional_float(ctx, param, value):
         raise click.BadParameter(f"expected a number or 'none', got {value!r}") from None
 
 
-def _recipes(paper, deit, tv2, demo) -> str:
-    return f"[paper: {paper}; deit: {deit}; torchvision-v2: {tv2}; demo: {demo}]"
+def shown(value: Any) -> str:
+    """A recipe value as the help shows it: on/off, none, ``75,150,225``, ``1e-4``."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if value is None:
+        return "none"
+    if isinstance(value, tuple):
+        return ",".join(shown(v) for v in value) or "none"
+    if isinstance(value, float):
+        return f"{value:g}".replace("e-0", "e-")
+    return str(value)
+
+
+def recipe_values(key: str, lead: str = "") -> str:
+    """``[paper: V; deit: V; torchvision-v2: V; demo: V]``: each recipe's value of ``key``, for a flag's help."""
+    return "[" + lead + "; ".join(f"{name}: {shown(recipe[key])}" for name, recipe in RECIPES.items()) + "]"
 
 
 @click.command(context_settings={"max_content_width": 110})
@@ -44,89 +66,71 @@ def _recipes(paper, deit, tv2, demo) -> str:
                    "folders). Default: the embedded demo dataset (6 classes, generated on first use).")
 @click.option("--output", type=click.Path(file_okay=False), default=None,
               help="Run folder: metrics.jsonl, last.pt, best.pt, run.json, ranks.json. [default: runs/<timestamp>]")
-@click.option("--recipe", type=click.Choice(["paper", "deit", "torchvision-v2", "demo"]), default=None,
+@click.option("--recipe", type=click.Choice(list(RECIPES)), default=None,
               help="Defaults for every setting below: 'paper' = the CutMix paper's ImageNet ResNet-50 settings, "
                    "'deit' = DeiT's (facebookresearch/deit main.py: ViT-B/16, AdamW, MixUp + CutMix), "
                    "'torchvision-v2' = torchvision's ResNet-50 IMAGENET1K_V2 recipe, 'demo' = small and fast "
-                   "(the README's Training section lists each value and its source). [default: paper with --data, demo without]")
-@click.option("--arch", default=None, help="Any torchvision classification model by name. "
-              + _recipes("resnet50", "vit_b_16", "resnet50", "resnet18"))
+                   "(the README's Training section lists each value and its source). [default: paper with --data, "
+                   "demo without]")
+@click.option("--arch", default=None,
+              help="Any torchvision classification model by name. " + recipe_values("arch"))
 @click.option("--zero-init-residual/--no-zero-init-residual", default=None,
               help="ResNets: start each residual branch at zero (identity blocks). "
-                   + _recipes("off", "off", "off", "on"))
+                   + recipe_values("zero_init_residual"))
 @click.option("--crop", type=int, default=None, help="Training crop, pixels (and the validation centre crop "
-              "unless --val-crop is set). " + _recipes(224, 224, 176, 48))
+              "unless --val-crop is set). " + recipe_values("crop"))
 @click.option("--val-crop", type=int, default=None,
-              help="Validation centre crop, pixels (none: = --crop). " + _recipes("none", "none", 224, "none"))
+              help="Validation centre crop, pixels (none: = --crop). " + recipe_values("val_crop"))
 @click.option("--val-resize", type=int, default=None,
-              help="Validation: shorter side resized to this before the centre crop. [default: paper, deit: 256; "
-                   "torchvision-v2: 232; demo: 55; val crop * 256/224 when --crop / --val-crop changes it]")
+              help="Validation: shorter side resized to this before the centre crop (when --crop / --val-crop "
+                   "changes the recipe's validation crop: that crop * 256/224). " + recipe_values("val_resize"))
 @click.option("--min-area", type=float, default=None,
               help="Random-resized-crop: smallest crop, as a share of the image area. "
-                   + _recipes(0.08, 0.08, 0.08, 0.25))
-@click.option("--epochs", type=int, default=None, help="Epochs. " + _recipes(300, 300, 600, 12))
+                   + recipe_values("min_area"))
+@click.option("--epochs", type=int, default=None, help="Epochs. " + recipe_values("epochs"))
 @click.option("--batch-size", type=int, default=None,
-              help="Global batch (split evenly over all ranks). " + _recipes(256, 1024, 1024, 32))
+              help="Global batch (split evenly over all ranks). " + recipe_values("batch_size"))
 @click.option("--lr", type=float, default=None,
-              help="Peak learning rate for the global batch. [default: 0.1 x batch/256 (paper); "
-                   "2.5e-4 x batch/256 = 5e-4 x batch/512 (deit); 0.125 x batch/256 = 0.5 at 1024 (torchvision-v2); "
-                   "0.8 x batch/256 (demo)]")
-@click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), default=None,
+              help="Peak learning rate for the global batch. "
+                   + recipe_values("lr_per_256", "default: batch/256 x the recipe's lr per 256 images, "))
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=None,
               help="'sgd' (with --momentum, --nesterov) or 'adamw' (betas 0.9/0.999, eps 1e-8, decoupled weight "
-                   "decay). " + _recipes("sgd", "adamw", "sgd", "sgd"))
+                   "decay). " + recipe_values("optimizer"))
 @click.option("--momentum", type=float, default=None,
-              help="SGD momentum (not used by AdamW). " + _recipes(0.9, 0.9, 0.9, 0.9))
+              help="SGD momentum (not used by AdamW). " + recipe_values("momentum"))
 @click.option("--nesterov/--no-nesterov", default=None,
-              help="SGD: Nesterov momentum. " + _recipes("on", "off", "off", "on"))
+              help="SGD: Nesterov momentum. " + recipe_values("nesterov"))
 @click.option("--weight-decay", type=float, default=None,
               help="Weight decay (every parameter the three flags below do not cover). "
-                   + _recipes("1e-4", 0.05, "2e-5", "5e-4"))
+                   + recipe_values("weight_decay"))
 @click.option("--norm-weight-decay", callback=_optional_float, default=None, metavar="FLOAT|none",
               help="Weight decay of normalization layers (BatchNorm, LayerNorm, ...; none: --weight-decay). "
-                   + _recipes("none", 0.0, 0.0, "none"))
+                   + recipe_values("norm_weight_decay"))
 @click.option("--bias-weight-decay", callback=_optional_float, default=None, metavar="FLOAT|none",
               help="Weight decay of biases, norm layers' included (none: as the rest of their layer). "
-                   + _recipes("none", 0.0, "none", "none"))
+                   + recipe_values("bias_weight_decay"))
 @click.option("--transformer-embedding-decay", callback=_optional_float, default=None, metavar="FLOAT|none",
               help="Weight decay of ViT class tokens and position embeddings, Swin relative position biases "
-                   "(none: --weight-decay). " + _recipes("none", 0.0, "none", "none"))
-@click.option("--schedule", type=click.Choice(["step", "cosine"]), default=None,
+                   "(none: --weight-decay). " + recipe_values("transformer_embedding_decay"))
+@click.option("--schedule", type=click.Choice(SCHEDULES), default=None,
               help="lr schedule: 'step' (x lr-gamma at each milestone) or 'cosine' (to 0). "
-                   + _recipes("step", "cosine", "cosine", "cosine"))
+                   + recipe_values("schedule"))
 @click.option("--milestones", callback=_milestones, default=None, metavar="E1,E2,..",
-              help="Epochs where the step schedule multiplies lr by --lr-gamma. "
-                   + _recipes("75,150,225", "none", "none", "none"))
+              help="Epochs where the step schedule multiplies lr by --lr-gamma. " + recipe_values("milestones"))
 @click.option("--lr-gamma", type=float, default=None,
-              help="Step schedule factor. " + _recipes(0.1, 0.1, 0.1, 0.1))
+              help="Step schedule factor. " + recipe_values("lr_gamma"))
 @click.option("--warmup-epochs", type=float, default=None,
-              help="Linear lr warmup from ~0, in epochs. " + _recipes(0, 5, 5, 1))
-@click.option("--cutmix/--no-cutmix", default=None,
-              help="The mixing stage (CutMix and/or MixUp) on, or off (the no-mix baseline: plain, smoothed "
-                   "one-hot targets). " + _recipes("on", "on", "on", "on"))
-@click.option("--cutmix-alpha", "--alpha", "cutmix_alpha", type=float, default=None,
-              help="CutMix: lam ~ Beta(alpha, alpha); 0 turns CutMix off (then --mixup-alpha must be > 0). "
-                   "--alpha is the former name. " + _recipes(1.0, 1.0, 1.0, 1.0))
-@click.option("--mixup-alpha", type=float, default=None,
-              help="MixUp: lam ~ Beta(alpha, alpha), pixels lam * own + (1 - lam) * partner; 0 turns MixUp off. "
-                   + _recipes(0.0, 0.8, 0.2, 0.0))
-@click.option("--switch-prob", type=float, default=None,
-              help="With both CutMix and MixUp on: probability that a draw uses CutMix (else MixUp). "
-                   + _recipes(0.5, 0.5, 0.5, 0.5))
-@click.option("--prob", type=float, default=None,
-              help="Probability of mixing at all (per batch, sample or pair, by --mix-mode). "
-                   + _recipes(1.0, 1.0, 1.0, 0.5))
-@click.option("--mix-mode", "--mode", "mix_mode", type=click.Choice(["batch", "elem", "pair"]), default=None,
-              help="One draw (coin, method, lam, box) per batch (official CutMix, DeiT, torchvision), per sample "
-                   "('elem'), or per pair of samples that swap regions ('pair'). --mode is the former name. "
-                   + _recipes("batch", "batch", "batch", "elem"))
-@click.option("--label-smoothing", type=float, default=None,
-              help="Label smoothing eps, applied to each one-hot before mixing. " + _recipes(0.0, 0.1, 0.1, 0.0))
+              help="Linear lr warmup from ~0, in epochs. " + recipe_values("warmup_epochs"))
+@click.option("--mixing/--no-mixing", default=None,
+              help="The mixing stage (CutMix and/or MixUp, as the flags below say) on, or off (the no-mix baseline: "
+                   "one-hot targets, smoothed by --label-smoothing). " + recipe_values("mixing"))
+@mixing_options(use_defaults=False, help_suffix=lambda name: " " + recipe_values(name))
 @click.option("--mix-off-epoch", type=int, default=None, metavar="E",
               help="Turn mixing off from epoch E on (epochs count from 1, as in metrics.jsonl: E is the first "
                    "unmixed epoch): the targets become plain, smoothed one-hots, in the same run and data stream "
                    "(a resumed run keeps the schedule). timm's --mixup-off-epoch E is E + 1 here. "
-                   + _recipes("none", "none", "none", "none"))
-@click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "off"]), default=None,
+                   + recipe_values("mix_off_epoch"))
+@click.option("--amp", type=click.Choice(AMP_MODES), default=None,
               help="Autocast dtype; fp16 adds a gradient scaler. [default: auto = bf16 on GPU, off on CPU]")
 @click.option("--channels-last/--no-channels-last", default=None, help="NHWC memory format. [default: on]")
 @click.option("--compile", "compile_", is_flag=True, default=None, help="torch.compile the model. [default: off]")

@@ -100,6 +100,7 @@ def tiny_imagenet(tmp_path_factory):
 
 
 def test_paper_recipe_and_overrides():
+    from dali_cutmix import MixOptions
     from dali_cutmix.train.config import resolve_config
 
     cfg = resolve_config({"data": "/imagenet"})
@@ -107,11 +108,12 @@ def test_paper_recipe_and_overrides():
     assert (cfg.arch, cfg.crop, cfg.val_resize, cfg.epochs, cfg.batch_size) == ("resnet50", 224, 256, 300, 256)
     assert (cfg.base_lr, cfg.momentum, cfg.nesterov, cfg.weight_decay) == (0.1, 0.9, True, 1e-4)
     assert (cfg.schedule, cfg.milestones, cfg.lr_gamma) == ("step", (75, 150, 225), 0.1)
-    assert (cfg.cutmix, cfg.cutmix_alpha, cfg.prob, cfg.mix_mode) == (True, 1.0, 1.0, "batch")
-    assert (cfg.mixup_alpha, cfg.label_smoothing, cfg.mix_off_epoch, cfg.optimizer) == (0.0, 0.0, None, "sgd")
-    big = resolve_config({"data": "/imagenet", "batch_size": 1024, "mode": "elem", "crop": 160})  # former name
-    assert big.base_lr == pytest.approx(0.4) and big.mix_mode == "elem" and big.val_resize == 183
-    assert big.eval_crop == 160
+    assert cfg.mixing is True and cfg.mix_off_epoch is None and cfg.optimizer == "sgd"
+    assert cfg.mix == MixOptions(cutmix_alpha=1.0, mixup_alpha=0.0, cutmix_minmax=None, prob=1.0, switch_prob=0.5,
+                                 mode="batch", correct_lam=True, label_smoothing=0.0)
+    big = resolve_config({"data": "/imagenet", "batch_size": 1024, "mode": "elem", "crop": 160})
+    assert big.base_lr == pytest.approx(0.4) and big.mix.mode == "elem" and big.val_resize == 183
+    assert big.eval_crop == 160 and big.mix == cfg.mix.replace(mode="elem")
     assert resolve_config({}).recipe == "demo"
     with pytest.raises(ValueError, match="--prob"):
         resolve_config({"prob": 1.5})
@@ -120,7 +122,8 @@ def test_paper_recipe_and_overrides():
 
 
 def test_deit_and_torchvision_recipes_resolve_to_their_published_settings():
-    """The values the README's Training section documents (with their sources) for --recipe deit and --recipe torchvision-v2."""
+    """The values the README's Training section documents (with their sources) for --recipe deit and --recipe
+    torchvision-v2."""
     from dali_cutmix.train.config import resolve_config
 
     deit = resolve_config({"data": "/imagenet", "recipe": "deit"})
@@ -128,9 +131,10 @@ def test_deit_and_torchvision_recipes_resolve_to_their_published_settings():
     assert (deit.epochs, deit.batch_size, deit.optimizer, deit.weight_decay) == (300, 1024, "adamw", 0.05)
     assert deit.base_lr == pytest.approx(5e-4 * 1024 / 512)  # DeiT: lr * batch / 512
     assert (deit.norm_weight_decay, deit.bias_weight_decay, deit.transformer_embedding_decay) == (0.0, 0.0, 0.0)
-    assert (deit.schedule, deit.warmup_epochs, deit.label_smoothing) == ("cosine", 5, 0.1)
-    assert (deit.cutmix, deit.cutmix_alpha, deit.mixup_alpha, deit.switch_prob, deit.prob, deit.mix_mode) == (
-        True, 1.0, 0.8, 0.5, 1.0, "batch")
+    assert (deit.schedule, deit.warmup_epochs, deit.mix.label_smoothing) == ("cosine", 5, 0.1)
+    assert (deit.mixing, deit.mix.cutmix_alpha, deit.mix.mixup_alpha, deit.mix.switch_prob, deit.mix.prob,
+            deit.mix.mode, deit.mix.cutmix_minmax, deit.mix.correct_lam) == (True, 1.0, 0.8, 0.5, 1.0, "batch", None,
+                                                                             True)
     assert deit.mix_off_epoch is None and deit.mixing_in_epoch(300)
 
     tv = resolve_config({"data": "/imagenet", "recipe": "torchvision-v2"})
@@ -138,32 +142,80 @@ def test_deit_and_torchvision_recipes_resolve_to_their_published_settings():
     assert (tv.epochs, tv.batch_size, tv.base_lr) == (600, 1024, pytest.approx(0.5))
     assert (tv.optimizer, tv.momentum, tv.nesterov, tv.weight_decay) == ("sgd", 0.9, False, 2e-5)
     assert (tv.norm_weight_decay, tv.bias_weight_decay, tv.transformer_embedding_decay) == (0.0, None, None)
-    assert (tv.schedule, tv.milestones, tv.warmup_epochs, tv.label_smoothing) == ("cosine", (), 5, 0.1)
-    assert (tv.cutmix_alpha, tv.mixup_alpha, tv.switch_prob, tv.prob, tv.mix_mode) == (1.0, 0.2, 0.5, 1.0, "batch")
+    assert (tv.schedule, tv.milestones, tv.warmup_epochs, tv.mix.label_smoothing) == ("cosine", (), 5, 0.1)
+    assert (tv.mix.cutmix_alpha, tv.mix.mixup_alpha, tv.mix.switch_prob, tv.mix.prob, tv.mix.mode) == (
+        1.0, 0.2, 0.5, 1.0, "batch")
 
     # every flag overrides its recipe value; the rest stay
     mine = resolve_config({"data": "/imagenet", "recipe": "deit", "arch": "resnet50", "batch_size": 512,
-                           "mixup_alpha": 0.4, "cutmix_alpha": 0.0, "mix_mode": "pair", "switch_prob": 0.3,
+                           "mixup_alpha": 0.4, "cutmix_alpha": 0.0, "mode": "pair", "switch_prob": 0.3,
                            "label_smoothing": 0.0, "mix_off_epoch": 291, "norm_weight_decay": "none"})
     assert (mine.arch, mine.base_lr, mine.weight_decay, mine.optimizer) == ("resnet50", pytest.approx(5e-4), 0.05,
                                                                             "adamw")
-    assert (mine.mixup_alpha, mine.cutmix_alpha, mine.mix_mode, mine.switch_prob) == (0.4, 0.0, "pair", 0.3)
-    assert (mine.label_smoothing, mine.norm_weight_decay, mine.bias_weight_decay) == (0.0, None, 0.0)
+    assert (mine.mix.mixup_alpha, mine.mix.cutmix_alpha, mine.mix.mode, mine.mix.switch_prob) == (0.4, 0.0, "pair",
+                                                                                                  0.3)
+    assert (mine.mix.label_smoothing, mine.norm_weight_decay, mine.bias_weight_decay) == (0.0, None, 0.0)
     assert mine.mix_off_epoch == 291 and mine.pipeline_mix_off_epoch == 290  # user epochs from 1, DALI's from 0
     assert mine.mixing_in_epoch(290) and not mine.mixing_in_epoch(291)
     small = resolve_config({"data": "/imagenet", "recipe": "torchvision-v2", "crop": 128})
     assert (small.crop, small.eval_crop, small.val_resize) == (128, 224, 232)  # validation unchanged
     other = resolve_config({"data": "/imagenet", "recipe": "torchvision-v2", "val_crop": 288})
     assert (other.eval_crop, other.val_resize) == (288, 329)
-    assert resolve_config({"alpha": 0.5}).cutmix_alpha == 0.5  # the former flag name
-    with pytest.raises(ValueError, match="--alpha is another name for --cutmix-alpha"):
-        resolve_config({"alpha": 0.5, "cutmix_alpha": 1.0})
-    for bad, flag in (({"switch_prob": 2.0}, "--switch-prob"), ({"mix_off_epoch": 0}, "--mix-off-epoch"),
-                      ({"mixup_alpha": -1.0}, "--mixup-alpha"), ({"cutmix_alpha": 0.0}, "--cutmix-alpha"),
-                      ({"optimizer": "lion"}, "--optimizer"), ({"norm_weight_decay": -1.0}, "--norm-weight-decay"),
+    for bad, flag in (({"mix_off_epoch": 0}, "--mix-off-epoch"), ({"optimizer": "lion"}, "--optimizer"),
+                      ({"norm_weight_decay": -1.0}, "--norm-weight-decay"),
                       ({"recipe": "torchvision-v2", "val_resize": 200}, "--val-crop")):
         with pytest.raises(ValueError, match=flag):
             resolve_config(bad)
+
+
+def test_mixing_options_come_from_mix_options():
+    """The trainer's mixing options are one MixOptions, named, defaulted and checked there: resolve_config builds it
+    from the recipe's values and the user's, and reports its errors with the flags' names."""
+    from dali_cutmix import MixOptions
+    from dali_cutmix.train.config import SETTINGS, TrainConfig, resolve_config
+    from dali_cutmix.train.recipe import MIX_KEYS, RECIPES
+
+    assert MIX_KEYS == tuple(f.name for f in dataclasses.fields(MixOptions))
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    assert not set(fields) & set(MIX_KEYS)  # no flat copies of the options ...
+    assert fields["mix"].default is dataclasses.MISSING and fields["mix"].default_factory is dataclasses.MISSING
+    assert set(MIX_KEYS) < set(SETTINGS) and "mix" not in SETTINGS  # ... which resolve_config takes by their names
+    for name, recipe in RECIPES.items():
+        assert resolve_config({"recipe": name}).mix == MixOptions(**{k: recipe[k] for k in MIX_KEYS}), name
+
+    for bad, message in (
+            ({"cutmix_alpha": -1.0}, "--cutmix-alpha must be >= 0 (0 turns CutMix off), got -1.0"),
+            ({"cutmix_alpha": 0.0}, "nothing to mix: --cutmix-alpha is 0, no --cutmix-minmax is set and "
+                                    "--mixup-alpha is 0"),
+            ({"switch_prob": 2.0}, "--switch-prob must be in [0, 1], got 2.0"),
+            ({"mode": "pixel"}, "--mode must be one of ('batch', 'elem', 'pair'), got 'pixel'"),
+            ({"label_smoothing": 1.0}, "--label-smoothing must be in [0, 1), got 1.0"),
+            ({"cutmix_minmax": (0.8, 0.2)}, "--cutmix-minmax must satisfy 0 < lo <= hi <= 1, got (0.8, 0.2)"),
+            ({"alpha": 0.5}, "unknown settings: alpha"), ({"mix_mode": "elem"}, "unknown settings: mix_mode"),
+            ({"cutmix": False}, "unknown settings: cutmix")):
+        with pytest.raises(ValueError) as info:
+            resolve_config(bad)
+        assert str(info.value) == message, bad
+
+    boxes = resolve_config({"cutmix_alpha": 0.0, "cutmix_minmax": (0.2, 0.8)})
+    assert boxes.mix.cutmix_minmax == (0.2, 0.8) and boxes.mix.cutmix_on and not boxes.mix.mixup_on
+    assert boxes.to_dict()["mix"]["cutmix_minmax"] == [0.2, 0.8]
+    assert resolve_config({"cutmix_minmax": "none"}).mix.cutmix_minmax is None  # --cutmix-minmax none
+    assert resolve_config({"correct_lam": False}).mix.correct_lam is False
+
+    # the no-mix baseline keeps the recipe's options (its targets are smoothed by their label_smoothing)
+    baseline = resolve_config({"recipe": "deit", "mixing": False})
+    assert baseline.mixing is False and baseline.mix == resolve_config({"recipe": "deit"}).mix
+    assert baseline.mix.label_smoothing == 0.1 and not baseline.mixing_in_epoch(1)
+    assert baseline.to_dict()["mixing"] is False and baseline.to_dict()["mix"]["mode"] == "batch"
+
+    # TrainConfig is checked once, on construction, and cannot change afterwards
+    cfg = resolve_config({})
+    with pytest.raises(ValueError) as info:
+        dataclasses.replace(cfg, epochs=0)
+    assert str(info.value) == "--epochs must be an integer >= 1, got 0"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.epochs = 3
 
 
 def test_weight_decay_groups_and_adamw():
@@ -199,82 +251,121 @@ def test_weight_decay_groups_and_adamw():
     adamw = build_optimizer(vit, optimizer="adamw", lr=1e-3, weight_decay=0.05, norm_weight_decay=0.0,
                             bias_weight_decay=0.0, transformer_embedding_decay=0.0)
     assert isinstance(adamw, torch.optim.AdamW) and adamw.defaults["betas"] == (0.9, 0.999)
-    plain = build_optimizer(resnet, lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4)
-    assert isinstance(plain, torch.optim.SGD) and len(plain.param_groups) == 1  # old checkpoints still fit
+
+
+def test_one_weight_decay_is_one_group_that_trains_as_sgd_over_all_parameters():
+    """Without extra decays the groups collapse to one, over model.parameters() in their order: the same optimizer
+    (and the same weights, bit for bit) as ``SGD(model.parameters(), ...)``, the paper's."""
+    import torch
+    import torchvision
+
+    from dali_cutmix.train.optim import build_optimizer
+
+    models = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        models.append(torchvision.models.resnet18(num_classes=4))
+    ours = build_optimizer(models[0], lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4)
+    plain = torch.optim.SGD(models[1].parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4)
+    assert isinstance(ours, torch.optim.SGD) and len(ours.param_groups) == 1
+    group = ours.param_groups[0]
+    assert [id(p) for p in group["params"]] == [id(p) for p in models[0].parameters()]
+    assert (group["weight_decay"], group["momentum"], group["nesterov"], group["lr"]) == (1e-4, 0.9, True, 0.1)
+    torch.manual_seed(1)
+    batches = [(torch.randn(4, 3, 32, 32), torch.randint(0, 4, (4,))) for _ in range(3)]
+    for model, optimizer in zip(models, (ours, plain)):
+        model.train()
+        for images, labels in batches:
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(model(images), labels).backward()
+            optimizer.step()
+    for (name, a), b in zip(models[0].state_dict().items(), models[1].state_dict().values()):
+        assert a.equal(b), name
+    assert all(ours.state[p]["momentum_buffer"].equal(plain.state[q]["momentum_buffer"])
+               for p, q in zip(models[0].parameters(), models[1].parameters()))
 
 
 def test_resume_keeps_mixing_methods_on_or_off():
     """A checkpoint holds the DALI pipeline's state: CutMix or MixUp may not be switched on or off on resume (their
-    alphas may change); the mode and the optimizer are locked; older checkpoints' names (alpha, mode) still count."""
+    alphas may change); the stage, the mode and the optimizer are locked."""
     from dali_cutmix.train.checkpoint import CheckpointError, check_compatible
     from dali_cutmix.train.config import resolve_config
 
     def check(saved, **now):
         state = dict(world_size=1, classes=["a"], config=saved)
-        check_compatible(state, "last.pt", config=resolve_config(now).to_dict(), world_size=1, classes=["a"])
+        check_compatible(state, "last.pt", config=resolve_config(now), world_size=1, classes=["a"])
+
+    def refused(saved, **now):
+        with pytest.raises(CheckpointError) as info:
+            check(saved, **now)
+        return str(info.value)
 
     deit = resolve_config({"recipe": "deit"}).to_dict()
     check(deit, recipe="deit", mixup_alpha=0.2, cutmix_alpha=0.5, mix_off_epoch=200)  # values may change
-    with pytest.raises(CheckpointError, match="turning MixUp on or off .* resume with MixUp on"):
-        check(deit, recipe="deit", mixup_alpha=0.0)
-    with pytest.raises(CheckpointError, match="resume with CutMix on"):
-        check(deit, recipe="deit", cutmix_alpha=0.0)
-    with pytest.raises(CheckpointError, match="--optimizer"):
-        check(deit, recipe="deit", optimizer="sgd")
-    old = dict(arch="resnet18", crop=48, batch_size=32, cutmix=True, alpha=1.0, mode="elem")  # an older config
-    check(old, recipe="demo")
-    with pytest.raises(CheckpointError, match="--mix-mode 'elem'"):
-        check(old, recipe="demo", mix_mode="batch")
-    with pytest.raises(CheckpointError, match="resume with MixUp off"):
-        check(old, recipe="demo", mixup_alpha=0.3)
+    check(deit, recipe="deit", cutmix_alpha=0.0, cutmix_minmax=(0.3, 0.7))  # CutMix on by its boxes
+    assert refused(deit, recipe="deit", mixup_alpha=0.0) == (
+        "checkpoint 'last.pt' was written with MixUp on (--mixup-alpha 0.8), this run has it off: turning MixUp on "
+        "or off changes the DALI pipeline whose state the checkpoint holds; resume with MixUp on (its alpha may "
+        "change)")
+    assert "was written with CutMix on (--cutmix-alpha 1.0, --cutmix-minmax None), this run has it off" in refused(
+        deit, recipe="deit", cutmix_alpha=0.0)
+    assert refused(deit, recipe="deit", optimizer="sgd") == (
+        "checkpoint 'last.pt' was written with --optimizer 'adamw', this run has 'sgd'; resume with the same "
+        "--optimizer")
+    assert refused(deit, recipe="deit", mode="elem") == (
+        "checkpoint 'last.pt' was written with --mode 'batch', this run has 'elem'; resume with the same --mode")
+    assert "written with --mixing True, this run has False" in refused(deit, recipe="deit", mixing=False)
+    baseline = resolve_config({"recipe": "deit", "mixing": False}).to_dict()
+    check(baseline, recipe="deit", mixing=False, mixup_alpha=0.0)  # no stage in the graph: nothing to keep
+    # a config of another layout (the trainer's before MixOptions) is refused in one line, not with a KeyError
+    older = {k: v for k, v in deit.items() if k not in ("mix", "mixing")}
+    older.update(cutmix=True, cutmix_alpha=1.0, mixup_alpha=0.8, mix_mode="batch")
+    assert refused(older, recipe="deit") == ("checkpoint 'last.pt' holds no mixing options: it was not written by "
+                                             "this version of the trainer")
 
 
-def test_help_states_each_recipe_default():
-    """``train --help`` quotes the recipes' values: keep the two in sync."""
+def test_help_shows_each_recipe_value():
+    """``train --help`` lists each recipe's value in every flag's help, made from the recipe table: each value
+    read back from the help text equals the table's."""
     from click.testing import CliRunner
 
     from dali_cutmix.cli.train import train
-    from dali_cutmix.train.recipe import DEIT, DEMO, PAPER, RECIPE_KEYS, RECIPES, TORCHVISION_V2
+    from dali_cutmix.train.recipe import MIX_KEYS, RECIPE_KEYS, RECIPES
 
     assert all(set(r) == set(RECIPE_KEYS) for r in RECIPES.values())
+    assert list(RECIPES) == ["paper", "deit", "torchvision-v2", "demo"]
 
-    def shown(value):
+    def same(text, value):
+        """Whether the help's ``text`` states the recipe's ``value``."""
         if isinstance(value, bool):
-            return "on" if value else "off"
+            return text == ("on" if value else "off")
+        if value is None or value == ():
+            return text == "none"
         if isinstance(value, tuple):
-            return ",".join(map(str, value)) or "none"
-        if value is None:
-            return "none"
-        return value
-
-    def same(text_value, value):
-        value = shown(value)
+            return [float(v) for v in text.split(",")] == [float(v) for v in value]
         if isinstance(value, (int, float)):
-            return float(text_value) == float(value)
-        return text_value == value
+            return float(text) == float(value)
+        return text == value
 
     helps = {param.name: " ".join((param.help or "").split()) for param in train.params}
-    for key in PAPER:
-        if key in ("lr_per_256", "val_resize"):  # stated as formulas (lr: checked below; val: crop * 256/224)
-            continue
-        match = re.search(r"\[paper: ([^;]+); deit: ([^;]+); torchvision-v2: ([^;]+); demo: ([^\]]+)\]",
-                          helps[key])
-        assert match, (key, helps[key])
-        for group, recipe in zip(match.groups(), (PAPER, DEIT, TORCHVISION_V2, DEMO)):
-            assert same(group, recipe[key]), (key, match.group(0))
-    assert "0.1 x batch/256 (paper)" in helps["lr"] and f"{DEMO['lr_per_256']} x batch/256 (demo)" in helps["lr"]
-    assert "2.5e-4 x batch/256 = 5e-4 x batch/512 (deit)" in helps["lr"] and DEIT["lr_per_256"] == 2.5e-4
-    assert f"{TORCHVISION_V2['lr_per_256']:g} x batch/256 = 0.5 at 1024 (torchvision-v2)" in helps["lr"]
+    for key in RECIPE_KEYS:
+        flag = "lr" if key == "lr_per_256" else key  # --lr's default is the lr per 256 images x batch/256
+        match = re.search(r"paper: ([^;]+); deit: ([^;]+); torchvision-v2: ([^;]+); demo: ([^\]]+)\]$", helps[flag])
+        assert match, (key, helps[flag])
+        for text, recipe in zip(match.groups(), RECIPES.values()):
+            assert same(text, recipe[key]), (key, match.group(0))
+    assert "batch/256 x the recipe's lr per 256 images" in helps["lr"]
     assert "crop * 256/224" in helps["val_resize"]
-    assert "paper, deit: 256; torchvision-v2: 232; demo: 55" in helps["val_resize"]
-    assert PAPER["val_resize"] == DEIT["val_resize"] == 256 and TORCHVISION_V2["val_resize"] == 232
-    assert PAPER["val_resize"] == PAPER["crop"] * 256 // 224 and DEMO["val_resize"] == round(DEMO["crop"] * 256 / 224)
+    assert set(MIX_KEYS) <= set(helps) and "mixing" in helps
     text = CliRunner().invoke(train, ["--help"], terminal_width=200).output
     for flag in ("--data", "--output", "--gpus", "--cpu-procs", "--nnodes", "--node-rank", "--master-addr",
                  "--master-port", "--resume", "--workers", "--seed", "--recipe", "--compile", "--amp",
-                 "--cutmix-alpha, --alpha", "--mix-mode, --mode", "--mixup-alpha", "--switch-prob", "--mix-off-epoch",
-                 "torchvision-v2"):
-        assert flag in text
+                 "--mixing / --no-mixing", "--cutmix-alpha FLOAT", "--mixup-alpha", "--cutmix-minmax LO,HI|none",
+                 "--prob", "--switch-prob", "--mode batch|elem|pair", "--correct-lam / --no-correct-lam",
+                 "--label-smoothing", "--mix-off-epoch", "torchvision-v2"):
+        assert flag in text, flag
+    for gone in ("--alpha", "--mix-mode", "--no-cutmix", "former name"):
+        assert gone not in text, gone
 
 
 def test_step_and_cosine_schedules():
@@ -458,7 +549,7 @@ def test_runs_unchanged_under_torchrun(tiny_imagenet, tmp_path):
 
 
 def _free_port():
-    from dali_cutmix.train.launch import free_port
+    from dali_cutmix.train.plan import free_port
 
     return free_port()
 
@@ -548,7 +639,7 @@ def test_mix_off_epoch_makes_the_loader_targets_one_hot_from_that_epoch(tiny_ima
     from dali_cutmix.train.distributed import RankInfo
 
     cfg = resolve_config({"data": str(tiny_imagenet), "arch": "resnet18", "crop": 32, "batch_size": 24,
-                          "workers": 1, "seed": 3, "mixup_alpha": 0.4, "cutmix_alpha": 1.0, "mix_mode": "elem",
+                          "workers": 1, "seed": 3, "mixup_alpha": 0.4, "cutmix_alpha": 1.0, "mode": "elem",
                           "label_smoothing": 0.1, "mix_off_epoch": 3})
     assert cfg.pipeline_mix_off_epoch == 2
     on = 1 - 0.1 + 0.1 / 4
@@ -576,7 +667,8 @@ def test_mix_off_epoch_makes_the_loader_targets_one_hot_from_that_epoch(tiny_ima
     assert later_kinds[0] == kinds[1] and later_kinds[1][1] > steps * 24 // 2 and later_kinds[2] == kinds[3]
     # the pipeline builder itself counts from 0: mix_off_epoch=0 is never mixed
     pipe = build_imagenet_train_pipeline(tiny_imagenet / "train", batch_size=24, num_classes=4, crop=32,
-                                         device="cpu", num_threads=1, mixup_alpha=0.4, mix_off_epoch=0)
+                                         device="cpu", num_threads=1, mix_options=dict(mixup_alpha=0.4),
+                                         mix_off_epoch=0)
     assert _target_kinds(CutMixLoader(pipe, last_batch="drop"), 1.0, epochs=1) == [(steps, 0, steps * 24)]
 
 
@@ -585,7 +677,7 @@ def test_mixup_pair_flags_and_mix_off_epoch_through_the_cli_and_a_resume(tiny_im
     from the DALI checkpoint; metrics.jsonl reports the schedule (mixing) and what the targets were (mixed_targets)."""
     out = tmp_path / "mix"
     args = ["train", "--data", str(tiny_imagenet), "--output", str(out), "--batch-size", "16", "--mixup-alpha", "0.4",
-            "--cutmix-alpha", "0", "--mix-mode", "pair", "--switch-prob", "0.5", "--label-smoothing", "0.1",
+            "--cutmix-alpha", "0", "--mode", "pair", "--switch-prob", "0.5", "--label-smoothing", "0.1",
             "--mix-off-epoch", "2", *TINY]
     result = run_cli(args + ["--epochs", "1"], tmp_path)
     assert result.returncode == 0, result.stderr
@@ -597,9 +689,15 @@ def test_mixup_pair_flags_and_mix_off_epoch_through_the_cli_and_a_resume(tiny_im
     assert [(r["epoch"], r["mixing"]) for r in records] == [(1, True), (2, False), (3, False)]
     assert records[0]["mixed_targets"] > 0.5, records  # pairs of other classes: ~3/4 of the samples
     assert [r["mixed_targets"] for r in records[1:]] == [0.0, 0.0]
-    config = json.loads((out / "run.json").read_text())["config"]
-    assert (config["mixup_alpha"], config["cutmix_alpha"], config["mix_mode"], config["mix_off_epoch"]) == (
-        0.4, 0.0, "pair", 2)
+    run = json.loads((out / "run.json").read_text())
+    config, plan = run["config"], run["plan"]
+    assert config["mix"] == dict(cutmix_alpha=0.0, mixup_alpha=0.4, cutmix_minmax=None, prob=1.0, switch_prob=0.5,
+                                 mode="pair", correct_lam=True, label_smoothing=0.1)
+    assert (config["mixing"], config["mix_off_epoch"]) == (True, 2)
+    assert (plan["data_root"], plan["output"], plan["classes"]) == (str(tiny_imagenet), str(out),
+                                                                   [f"class{c}" for c in range(4)])
+    assert (plan["world_size"], plan["nproc"], plan["launcher"], plan["use_gpu"]) == (1, 1, "local", False)
+    assert plan["resume_path"] == str(out / "last.pt")  # run.json is rewritten by the resumed run
 
 
 # ------------------------------------------------------------------------------------------------ bad inputs
@@ -706,7 +804,7 @@ def test_several_nodes_need_a_master_address(tiny_imagenet, tmp_path, capsys):
 
 def test_bad_flag_values(tiny_imagenet, tmp_path, capsys):
     for args, fragment in ((["--arch", "resnet5O"], "--arch"), (["--lr", "-1"], "--lr"),
-                           (["--mode", "pixel"], "--mode"), (["--mix-mode", "pixel"], "--mix-mode"),
+                           (["--mode", "pixel"], "--mode"),
                            (["--label-smoothing", "1.5"], "--label-smoothing"),
                            (["--optimizer", "lion"], "--optimizer"),
                            (["--recipe", "timm"], "--recipe"), (["--norm-weight-decay", "x"], "--norm-weight-decay")):
@@ -718,12 +816,52 @@ def test_bad_flag_values(tiny_imagenet, tmp_path, capsys):
 def test_bad_mixing_values_are_one_line_naming_the_flag(tiny_imagenet, tmp_path, capsys):
     for args, fragment in ((["--switch-prob", "2"], "--switch-prob"), (["--mix-off-epoch", "-1"], "--mix-off-epoch"),
                            (["--mix-off-epoch", "0"], "--mix-off-epoch must be an epoch >= 1"),
-                           (["--mixup-alpha", "-0.2"], "--mixup-alpha"), (["--alpha", "-1"], "--cutmix-alpha"),
-                           (["--cutmix-alpha", "0"], "--cutmix-alpha and --mixup-alpha are both 0"),
-                           (["--prob", "1.5"], "--prob"), (["--mixup-alpha", "nan"], "--mixup-alpha"),
+                           (["--mixup-alpha", "-0.2"], "--mixup-alpha must be >= 0 (0 turns MixUp off), got -0.2"),
+                           (["--cutmix-alpha", "-1"], "--cutmix-alpha must be >= 0 (0 turns CutMix off), got -1.0"),
+                           (["--cutmix-alpha", "0"], "nothing to mix: --cutmix-alpha is 0, no --cutmix-minmax is set "
+                                                     "and --mixup-alpha is 0"),
+                           (["--cutmix-minmax", "0.9,0.1"], "--cutmix-minmax must satisfy 0 < lo <= hi <= 1"),
+                           (["--prob", "1.5"], "--prob must be in [0, 1], got 1.5"),
+                           (["--mixup-alpha", "nan"], "--mixup-alpha must be a finite number, got nan"),
                            (["--recipe", "deit", "--crop", "40"], "--crop 40"),
                            (["--recipe", "deit", "--val-crop", "256", "--val-resize", "292"], "--val-crop (256)")):
         code, err = _main(["--data", str(tiny_imagenet), "--output", str(tmp_path / "o"), *args], capsys)
         assert code == 2, args
         assert_one_line_error(err, fragment)
     assert not (tmp_path / "o").exists()
+
+
+def test_former_flag_names_are_unknown(capsys):
+    """``--alpha``, ``--mix-mode`` and ``--cutmix/--no-cutmix`` are gone (``--cutmix-alpha``, ``--mode``,
+    ``--mixing/--no-mixing``): click refuses them before anything runs."""
+    for args in (["--alpha", "0.5"], ["--mix-mode", "elem"], ["--cutmix"], ["--no-cutmix"]):
+        code, err = _main(args, capsys)
+        assert code == 2, args
+        assert "Traceback" not in err and f"Error: No such option '{args[0]}'." in err, (args, err)
+
+
+def test_bad_mode_is_refused_naming_the_flag(tmp_path, capsys):
+    """A --mode outside batch/elem/pair: one line naming the flag and the choices, exit 2, nothing written."""
+    code, err = _main(["--output", str(tmp_path / "o"), "--mode", "pixel"], capsys)
+    assert code == 2
+    assert_one_line_error(err, "--mode must be one of ('batch', 'elem', 'pair'), got 'pixel'")
+    assert not (tmp_path / "o").exists()
+
+
+def test_prepare_plans_the_run(tiny_imagenet, tmp_path):
+    """prepare() checks a run and returns its RunPlan (typed, frozen); it writes nothing but the output folder."""
+    from dali_cutmix.train.config import resolve_config
+    from dali_cutmix.train.plan import RunPlan, prepare
+
+    out = tmp_path / "o"
+    cfg = resolve_config({"data": str(tiny_imagenet), "output": str(out), "gpus": 0, "cpu_procs": 2,
+                          "batch_size": 16, "master_port": 29512})
+    plan = prepare(cfg)
+    assert plan == RunPlan(data_root=str(tiny_imagenet), classes=tuple(f"class{c}" for c in range(4)),
+                           output=str(out), resume_path=None, use_gpu=False, nproc=2, world_size=2,
+                           launcher="elastic", master_port=29512)
+    assert out.is_dir() and not any(out.iterdir())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plan.world_size = 1
+    one = prepare(dataclasses.replace(cfg, cpu_procs=1, master_port=None, output=str(tmp_path / "p")))
+    assert (one.nproc, one.world_size, one.launcher) == (1, 1, "local") and 1 <= one.master_port <= 65535

@@ -1,19 +1,26 @@
-"""The ResNet-50 ImageNet trainer with CutMix inside the DALI pipeline, from one CPU to many GPU nodes.
+"""The image classifier trainer (ResNet-50 by default) with CutMix and MixUp inside the DALI pipeline, from one CPU
+to many GPU nodes.
 
 Modules, one job each:
 
-- :mod:`dali_cutmix.train.recipe`: the named recipes (``paper``: the CutMix paper's ImageNet ResNet-50 settings; ``deit``:
-  DeiT's; ``torchvision-v2``: torchvision's ResNet-50 V2 recipe; ``demo``);
-- :mod:`dali_cutmix.train.config`: the resolved, checked settings of a run (:class:`dali_cutmix.train.config.TrainConfig`);
-- :mod:`dali_cutmix.train.launch`: checks a run before it starts and starts its processes (one, ``--gpus N``, ``--cpu-procs
-  K``, several nodes; or joins a ``torchrun`` / SLURM launch);
+- :mod:`dali_cutmix.train.recipe`: the named recipes, each a table of every setting (``paper``: the CutMix paper's
+  ImageNet ResNet-50 settings; ``deit``: DeiT's; ``torchvision-v2``: torchvision's ResNet-50 V2 recipe; ``demo``);
+- :mod:`dali_cutmix.train.config`: a run's settings, resolved from a recipe and the user's overrides and checked
+  (:class:`~dali_cutmix.train.config.TrainConfig`; its mixing options are one :class:`dali_cutmix.MixOptions`);
+- :mod:`dali_cutmix.train.plan`: checks a run against the machine, the data and the output folder before it starts,
+  and resolves where it runs (:class:`~dali_cutmix.train.plan.RunPlan`);
+- :mod:`dali_cutmix.train.launch`: starts the run's processes (one, ``--gpus N``, ``--cpu-procs K``, several
+  nodes), or joins a ``torchrun`` / SLURM launch;
 - :mod:`dali_cutmix.train.distributed`: rank discovery from the environment and the collectives the loop uses;
-- :mod:`dali_cutmix.train.data`: each rank's DALI loaders (CutMix training, validation) over its own shards;
-- :mod:`dali_cutmix.train.model`, :mod:`dali_cutmix.train.optim`, :mod:`dali_cutmix.train.loss`: network, SGD / AdamW (weight-decay groups) and lr
-  schedule, soft-target loss;
+- :mod:`dali_cutmix.train.data`: each rank's DALI loaders (mixed training batches, validation) over its own shards;
+- :mod:`dali_cutmix.train.model`, :mod:`dali_cutmix.train.optim`: the network; SGD / AdamW with weight-decay groups
+  and the lr schedule;
 - :mod:`dali_cutmix.train.loop`: one rank's epochs: train, validate, log, checkpoint;
-- :mod:`dali_cutmix.train.checkpoint`, :mod:`dali_cutmix.train.metrics`, :mod:`dali_cutmix.train.progress`, :mod:`dali_cutmix.train.report`: what a run writes.
+- :mod:`dali_cutmix.train.loss`: top-k accuracy counts (the loss is :func:`dali_cutmix.soft_target_cross_entropy`);
+- :mod:`dali_cutmix.train.checkpoint`, :mod:`dali_cutmix.train.metrics`, :mod:`dali_cutmix.train.progress`,
+  :mod:`dali_cutmix.train.report`: what a run writes and shows.
 
-Entry point: ``dali-cutmix train`` (see the README's Training section), or :func:`dali_cutmix.train.launch.launch` with a
-:class:`dali_cutmix.train.config.TrainConfig`. Importing this package imports nothing heavy.
+Entry point: ``dali-cutmix train`` (see the README's Training section), or
+:func:`dali_cutmix.train.launch.launch` with a :class:`~dali_cutmix.train.config.TrainConfig` from
+:func:`~dali_cutmix.train.config.resolve_config`. Importing this package imports nothing heavy.
 """

@@ -13,7 +13,7 @@ A checkpoint is a dict of tensors and plain types (so the safe loader reads it):
     torch_rng   one uint8 tensor per rank: torch's CPU RNG state
     best_top1   best validation top-1 so far (percent); best_epoch: its epoch
     metrics     the metrics record of the checkpoint's epoch (the line in metrics.jsonl)
-    config      the run's settings (TrainConfig.to_dict())
+    config      the run's settings (TrainConfig.to_dict(): the mixing options under "mix")
     world_size  number of ranks that wrote it
     classes     class names, in label order
 """
@@ -26,19 +26,23 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
 from dali_cutmix.atomic import atomic_path
+from dali_cutmix.errors import first_line
+from dali_cutmix.options import MixOptionError, MixOptions, flag_name
+
+from .config import TrainConfig
 
 FORMAT = "dali-cutmix-train/1"
 LAST = "last.pt"
 BEST = "best.pt"
 REQUIRED_KEYS = ("format", "epoch", "model", "optimizer", "scaler", "schedule", "dali", "torch_rng", "best_top1",
                  "config", "world_size", "classes")
-#: Settings a resumed run must share with the checkpoint (the model's shape and each rank's data stream).
-LOCKED_SETTINGS = ("arch", "crop", "batch_size", "cutmix", "mix_mode", "optimizer")
-#: The names older checkpoints stored some settings under.
-FORMER_NAMES = {"mix_mode": "mode"}
-#: Mixing methods whose being on or off shapes the DALI graph on the GPU (so its checkpoint): the setting, its
-#: method, and its value in checkpoints older than the setting. Their values may change on resume, not their sign.
-METHOD_SWITCHES = (("cutmix_alpha", "CutMix", 1.0), ("mixup_alpha", "MixUp", 0.0))
+#: Settings a resumed run must share with the checkpoint (the model's shape and each rank's data stream); ``mode``
+#: is a mixing option (stored under ``config["mix"]``).
+LOCKED_SETTINGS = ("arch", "crop", "batch_size", "mixing", "mode", "optimizer")
+#: Mixing methods whose being on or off shapes the DALI graph on the GPU (so its checkpoint): the method, the
+#: :class:`~dali_cutmix.MixOptions` property that says it is on, and the options that turn it on. Their values may
+#: change on resume, not whether the method is on.
+METHOD_SWITCHES = (("CutMix", "cutmix_on", ("cutmix_alpha", "cutmix_minmax")), ("MixUp", "mixup_on", ("mixup_alpha",)))
 
 
 class CheckpointError(ValueError):
@@ -95,8 +99,7 @@ def load_checkpoint(path) -> Dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt, truncated, not a torch file, or unsafe content
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise CheckpointError(f"cannot read checkpoint {str(path)!r}: {reason}") from None
+        raise CheckpointError(f"cannot read checkpoint {str(path)!r}: {first_line(e)}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{str(path)!r} is not a dali-cutmix training checkpoint (format {FORMAT})")
     missing = [k for k in REQUIRED_KEYS if k not in state]
@@ -108,11 +111,10 @@ def load_checkpoint(path) -> Dict[str, Any]:
     return state
 
 
-def check_compatible(state: Mapping[str, Any], path, *, config: Mapping[str, Any], world_size: int,
-                     classes) -> None:
-    """Raise CheckpointError unless ``state`` can continue this run: the same number of ranks (each rank resumes
-    its own DALI stream), the same classes, the same :data:`LOCKED_SETTINGS`, and CutMix and MixUp each still on
-    or off (:data:`METHOD_SWITCHES`)."""
+def check_compatible(state: Mapping[str, Any], path, *, config: TrainConfig, world_size: int, classes) -> None:
+    """Raise CheckpointError unless ``state`` can continue the run ``config``: the same number of ranks (each rank
+    resumes its own DALI stream), the same classes, the same :data:`LOCKED_SETTINGS`, and CutMix and MixUp each
+    still on or off (:data:`METHOD_SWITCHES`)."""
     if state["world_size"] != world_size:
         raise CheckpointError(
             f"checkpoint {str(path)!r} was written by {state['world_size']} ranks, this run has {world_size}: "
@@ -120,23 +122,41 @@ def check_compatible(state: Mapping[str, Any], path, *, config: Mapping[str, Any
     if list(state["classes"]) != list(classes):
         raise CheckpointError(f"checkpoint {str(path)!r} was trained on {len(state['classes'])} other classes "
                               f"than the {len(classes)} classes of this data set")
-    saved = state["config"]
+    saved, now = _settings(state["config"], path), _settings(config.to_dict(), path)
     for key in LOCKED_SETTINGS:
-        name = key if key in saved else FORMER_NAMES.get(key, key)
-        if name in saved and key in config and saved[name] != config[key]:
-            flag = "--" + key.replace("_", "-")
-            raise CheckpointError(f"checkpoint {str(path)!r} was written with {flag} {saved[name]!r}, this run "
-                                  f"has {config[key]!r}; resume with the same {flag}")
-    if saved.get("cutmix", True) and config.get("cutmix", True):
-        for key, method, older in METHOD_SWITCHES:
-            was = saved.get(key, saved.get("alpha", older) if key == "cutmix_alpha" else older)
-            if key in config and (was > 0) != (config[key] > 0):
-                flag = "--" + key.replace("_", "-")
-                state = "on" if was > 0 else "off"
-                raise CheckpointError(
-                    f"checkpoint {str(path)!r} was written with {method} {state} ({flag} {was!r}), this run has "
-                    f"{flag} {config[key]!r}: turning {method} on or off changes the DALI pipeline whose state the "
-                    f"checkpoint holds; resume with {method} {state} (its alpha may change)")
+        if saved[key] != now[key]:
+            flag = flag_name(key)
+            raise CheckpointError(f"checkpoint {str(path)!r} was written with {flag} {saved[key]!r}, this run "
+                                  f"has {now[key]!r}; resume with the same {flag}")
+    if not config.mixing:
+        return
+    try:
+        was = MixOptions.coerce(state["config"]["mix"])
+    except MixOptionError as e:
+        raise CheckpointError(f"checkpoint {str(path)!r} holds mixing options out of range: {e}") from None
+    for method, on, keys in METHOD_SWITCHES:
+        if getattr(was, on) != getattr(config.mix, on):
+            then = "on" if getattr(was, on) else "off"
+            values = ", ".join(f"{flag_name(k)} {getattr(was, k)!r}" for k in keys)
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} was written with {method} {then} ({values}), this run has it "
+                f"{'off' if then == 'on' else 'on'}: turning {method} on or off changes the DALI pipeline whose "
+                f"state the checkpoint holds; resume with {method} {then} (its alpha may change)")
+
+
+def _settings(config: Any, path) -> Dict[str, Any]:
+    """A checkpoint's (or a run's) ``config`` with the mixing options beside the other settings; raises
+    CheckpointError when it lacks the mixing options or one of :data:`LOCKED_SETTINGS`."""
+    mix = config.get("mix") if isinstance(config, Mapping) else None
+    if not isinstance(mix, Mapping):
+        raise CheckpointError(f"checkpoint {str(path)!r} holds no mixing options: it was not written by this "
+                              f"version of the trainer")
+    flat = {**config, **mix}
+    missing = [k for k in LOCKED_SETTINGS if k not in flat]
+    if missing:
+        raise CheckpointError(f"checkpoint {str(path)!r} lacks the setting(s) {', '.join(missing)}: it was not "
+                              f"written by this version of the trainer")
+    return flat
 
 
 def resolve_resume(resume: Optional[str], output: Path) -> Optional[Path]:

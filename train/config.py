@@ -1,69 +1,62 @@
-"""The resolved training configuration: a recipe's defaults with the user's overrides applied and checked."""
+"""The resolved training configuration: a recipe's settings with the user's overrides applied, checked once."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-from .recipe import default_recipe, recipe_settings
+from dali_cutmix.options import MixOptionError, MixOptions, flag_name
+
+from .recipe import MIX_KEYS, default_recipe, recipe_settings
 
 SCHEDULES = ("step", "cosine")
-MODES = ("batch", "elem", "pair")
 OPTIMIZERS = ("sgd", "adamw")
 AMP_MODES = ("auto", "bf16", "fp16", "off")
-#: Former names of settings, still accepted by :func:`resolve_config` (``--alpha``, ``--mode`` stay flag aliases).
-ALIASES = {"alpha": "cutmix_alpha", "mode": "mix_mode"}
 #: Settings whose None has a meaning (see TrainConfig); the string "none" given for one sets it to None.
-NULLABLE = ("val_crop", "norm_weight_decay", "bias_weight_decay", "transformer_embedding_decay", "mix_off_epoch")
+NULLABLE = ("val_crop", "norm_weight_decay", "bias_weight_decay", "transformer_embedding_decay", "cutmix_minmax",
+            "mix_off_epoch")
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
-    """Everything one training run needs; plain types only (it is pickled to worker processes and stored in
-    checkpoints as a dict)."""
+    """Everything one training run needs, checked on construction (ValueError naming the flag, see
+    :func:`check_config`). Plain values and a :class:`~dali_cutmix.MixOptions`: it is pickled to worker processes,
+    and :meth:`to_dict` is stored in checkpoints and ``run.json``. Build it with :func:`resolve_config`."""
 
-    # data and output
+    # the recipe's settings: no defaults here, train.recipe's table is their only source
+    recipe: str
+    arch: str
+    zero_init_residual: bool
+    crop: int
+    val_crop: Optional[int]             # validation centre crop; None = crop
+    val_resize: int
+    min_area: float                     # random-resized-crop: smallest share of the image area
+    epochs: int
+    batch_size: int                     # global, over all ranks
+    lr_per_256: float
+    optimizer: str
+    momentum: float                     # SGD only
+    nesterov: bool                      # SGD only
+    weight_decay: float
+    norm_weight_decay: Optional[float]            # normalization layers; None = weight_decay
+    bias_weight_decay: Optional[float]            # biases (before the norm rule); None = weight_decay
+    transformer_embedding_decay: Optional[float]  # class token, position embeddings; None = weight_decay
+    schedule: str
+    milestones: Tuple[int, ...]
+    lr_gamma: float
+    warmup_epochs: float
+    mixing: bool                        # the mixing stage on (False: the no-mix baseline, smoothed by mix)
+    mix: MixOptions                     # CutMix and MixUp, timm's names and semantics
+    mix_off_epoch: Optional[int]        # first unmixed epoch, 1-based as in metrics.jsonl; None = never
+    # the run's own settings
     data: Optional[str] = None          # ImageNet-layout root; None = the embedded demo dataset
     output: Optional[str] = None        # run folder; None = runs/<timestamp> (chosen at launch)
-    recipe: str = "paper"
-    # model
-    arch: str = "resnet50"
-    zero_init_residual: bool = False
-    crop: int = 224
-    val_crop: Optional[int] = None      # validation centre crop; None = crop
-    val_resize: int = 256
-    min_area: float = 0.08             # random-resized-crop: smallest share of the image area
+    lr: Optional[float] = None          # peak lr for the global batch; None = lr_per_256 * batch_size / 256
     channels_last: bool = True
     compile: bool = False
     amp: str = "auto"                   # auto = bf16 on GPU, off on CPU
-    # optimisation
-    epochs: int = 300
-    batch_size: int = 256               # global, over all ranks
-    lr: Optional[float] = None          # peak lr for the global batch; None = lr_per_256 * batch_size / 256
-    lr_per_256: float = 0.1
-    optimizer: str = "sgd"
-    momentum: float = 0.9               # SGD only
-    nesterov: bool = True               # SGD only
-    weight_decay: float = 1e-4
-    norm_weight_decay: Optional[float] = None            # normalization layers; None = weight_decay
-    bias_weight_decay: Optional[float] = None            # biases (before the norm rule); None = weight_decay
-    transformer_embedding_decay: Optional[float] = None  # class token, position embeddings; None = weight_decay
-    schedule: str = "step"
-    milestones: Tuple[int, ...] = (75, 150, 225)
-    lr_gamma: float = 0.1
-    warmup_epochs: float = 0.0
-    # mixing (CutMix and MixUp, timm's semantics)
-    cutmix: bool = True                 # the mixing stage on (False: the no-mix baseline)
-    cutmix_alpha: float = 1.0           # 0 = CutMix off
-    mixup_alpha: float = 0.0            # 0 = MixUp off
-    switch_prob: float = 0.5            # CutMix's share of the draws when both are on
-    prob: float = 1.0
-    mix_mode: str = "batch"
-    label_smoothing: float = 0.0
-    mix_off_epoch: Optional[int] = None  # first unmixed epoch, 1-based as in metrics.jsonl; None = never
-    # execution
     workers: Optional[int] = None       # DALI threads per rank; None = CPU cores / local ranks, at most 8
     seed: int = 0
     gpus: Optional[int] = None          # processes (GPUs) per node; None = every GPU present (0 without one)
@@ -76,8 +69,9 @@ class TrainConfig:
     save_every: int = 0                 # also keep epoch_NNNN.pt every this many epochs (0 = never)
     log_every: int = 0                  # progress line every N steps when stderr is not a terminal (0 = every 30 s)
     deterministic: bool = False         # deterministic kernels on GPU too (always on for the CPU)
-    # filled in by the launcher
-    extra: Dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        check_config(self)
 
     @property
     def base_lr(self) -> float:
@@ -98,62 +92,64 @@ class TrainConfig:
     def mixing_in_epoch(self, epoch: int) -> bool:
         """Whether the training targets of (1-based) ``epoch`` are mixed: the stage is on and ``epoch`` comes before
         ``mix_off_epoch``."""
-        return bool(self.cutmix) and (self.mix_off_epoch is None or epoch < self.mix_off_epoch)
+        return self.mixing and (self.mix_off_epoch is None or epoch < self.mix_off_epoch)
 
     def to_dict(self) -> Dict[str, Any]:
-        """Plain-type dict (lists for tuples), as stored in checkpoints and ``run.json``."""
+        """Plain-type dict (lists for tuples; ``mix`` as :meth:`MixOptions.as_dict`) plus ``base_lr``, as stored in
+        checkpoints and ``run.json``."""
         d = dataclasses.asdict(self)
-        d["milestones"] = list(self.milestones)
-        d["base_lr"] = self.base_lr
+        d.update(mix=self.mix.as_dict(), milestones=list(self.milestones), base_lr=self.base_lr)
         return d
 
 
-def resolve_config(overrides: Mapping[str, Any]) -> TrainConfig:
-    """Build a :class:`TrainConfig` from a recipe plus ``overrides`` (None values mean "not given").
+#: The names :func:`resolve_config` takes: TrainConfig's fields, with the mixing options under MixOptions' names.
+SETTINGS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name != "mix") + MIX_KEYS
 
-    The recipe is ``overrides["recipe"]``, or :func:`dali_cutmix.train.recipe.default_recipe` of the data argument. The former
-    names ``alpha`` and ``mode`` are accepted for ``cutmix_alpha`` and ``mix_mode``; "none" sets a
-    :data:`NULLABLE` setting to None. When ``crop`` or ``val_crop`` changes the validation crop and ``val_resize``
-    is not given, ``val_resize`` becomes ``round(crop * 256 / 224)`` of the new validation crop.
-    Promises a config whose values are checked: raises ValueError naming the flag for a bad value.
+
+def resolve_config(overrides: Mapping[str, Any]) -> TrainConfig:
+    """Build a :class:`TrainConfig` from a recipe plus ``overrides`` (names of :data:`SETTINGS`; None values mean
+    "not given").
+
+    The recipe is ``overrides["recipe"]``, or :func:`dali_cutmix.train.recipe.default_recipe` of the data argument;
+    "none" sets a :data:`NULLABLE` setting to None. The mixing options (the recipe's, then the given ones) become
+    one :class:`~dali_cutmix.MixOptions`, which checks them. When ``crop`` or ``val_crop`` changes the validation
+    crop and ``val_resize`` is not given, ``val_resize`` becomes ``round(crop * 256 / 224)`` of the new validation
+    crop.
+
+    Raises:
+        ValueError: an unknown setting, or a value out of range; the message names the flag.
     """
     given = {k: v for k, v in overrides.items() if v is not None}
-    for old, new in ALIASES.items():
-        if old in given:
-            if new in given and given[new] != given[old]:
-                raise ValueError(f"{_flag(old)} is another name for {_flag(new)}: give one of them")
-            given[new] = given.pop(old)
-    unknown = set(given) - {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = set(given) - set(SETTINGS)
     if unknown:
         raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}")
     recipe = given.get("recipe") or default_recipe(given.get("data"))
     values = recipe_settings(recipe)
-    values["recipe"] = recipe
     recipe_eval_crop = values["val_crop"] or values["crop"]
-    values.update(given)
+    values.update(given, recipe=recipe)
     for name in NULLABLE:
-        if isinstance(values.get(name), str) and values[name].lower() == "none":
+        if isinstance(values[name], str) and values[name].lower() == "none":
             values[name] = None
     eval_crop = values["val_crop"] or values["crop"]
     if "val_resize" not in given and eval_crop != recipe_eval_crop and isinstance(eval_crop, int):
         values["val_resize"] = int(round(eval_crop * 256 / 224))  # the standard ratio for another crop
-    values["milestones"] = tuple(int(m) for m in values.get("milestones") or ())
-    cfg = TrainConfig(**{k: v for k, v in values.items() if k in {f.name for f in dataclasses.fields(TrainConfig)}})
-    check_config(cfg)
-    return cfg
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+    values["milestones"] = tuple(int(m) for m in values["milestones"] or ())
+    try:
+        mix = MixOptions(**{name: values.pop(name) for name in MIX_KEYS})
+    except MixOptionError as e:
+        raise ValueError(e.render(flag_name)) from None
+    return TrainConfig(mix=mix, **values)
 
 
 def check_config(cfg: TrainConfig) -> None:
-    """Raise ValueError naming the flag of the first out-of-range setting of ``cfg``."""
-    positive_ints = ("crop", "val_resize", "epochs", "batch_size", "cpu_procs", "nnodes")
-    for name in positive_ints:
+    """Raise ValueError naming the flag of the first out-of-range setting of ``cfg`` (the mixing options are
+    :class:`~dali_cutmix.MixOptions`' to check)."""
+    if not isinstance(cfg.mix, MixOptions):
+        raise TypeError(f"TrainConfig.mix must be MixOptions, got {type(cfg.mix).__name__}")
+    for name in ("crop", "val_resize", "epochs", "batch_size", "cpu_procs", "nnodes"):
         value = getattr(cfg, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{_flag(name)} must be an integer >= 1, got {value!r}")
+            raise ValueError(f"{flag_name(name)} must be an integer >= 1, got {value!r}")
     if cfg.val_crop is not None:
         if isinstance(cfg.val_crop, bool) or not isinstance(cfg.val_crop, int) or cfg.val_crop < 1:
             raise ValueError(f"--val-crop must be an integer >= 1, got {cfg.val_crop!r}")
@@ -165,7 +161,7 @@ def check_config(cfg: TrainConfig) -> None:
         raise ValueError(f"--min-area must be in (0, 1], got {cfg.min_area!r}")
     for name in ("save_every", "log_every", "node_rank"):
         if getattr(cfg, name) < 0:
-            raise ValueError(f"{_flag(name)} must be >= 0, got {getattr(cfg, name)!r}")
+            raise ValueError(f"{flag_name(name)} must be >= 0, got {getattr(cfg, name)!r}")
     if cfg.gpus is not None and cfg.gpus < 0:
         raise ValueError(f"--gpus must be >= 0, got {cfg.gpus!r}")
     if cfg.workers is not None and cfg.workers < 1:
@@ -177,7 +173,7 @@ def check_config(cfg: TrainConfig) -> None:
     for name in ("lr", "lr_per_256"):
         value = getattr(cfg, name)
         if value is not None and not (math.isfinite(value) and value > 0):
-            raise ValueError(f"{_flag(name)} must be > 0, got {value!r}")
+            raise ValueError(f"{flag_name(name)} must be > 0, got {value!r}")
     if cfg.optimizer not in OPTIMIZERS:
         raise ValueError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {cfg.optimizer!r}")
     if not 0 <= cfg.momentum < 1:
@@ -187,7 +183,7 @@ def check_config(cfg: TrainConfig) -> None:
     for name in ("weight_decay", "norm_weight_decay", "bias_weight_decay", "transformer_embedding_decay"):
         value = getattr(cfg, name)
         if value is not None and not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"{_flag(name)} must be >= 0, got {value!r}")
+            raise ValueError(f"{flag_name(name)} must be >= 0, got {value!r}")
     if cfg.schedule not in SCHEDULES:
         raise ValueError(f"--schedule must be one of {', '.join(SCHEDULES)}, got {cfg.schedule!r}")
     if any(m < 1 for m in cfg.milestones) or list(cfg.milestones) != sorted(cfg.milestones):
@@ -196,25 +192,9 @@ def check_config(cfg: TrainConfig) -> None:
         raise ValueError(f"--lr-gamma must be in (0, 1], got {cfg.lr_gamma!r}")
     if not 0 <= cfg.warmup_epochs <= cfg.epochs:
         raise ValueError(f"--warmup-epochs must be in [0, --epochs={cfg.epochs}], got {cfg.warmup_epochs!r}")
-    for name in ("cutmix_alpha", "mixup_alpha"):
-        value = getattr(cfg, name)
-        if not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"{_flag(name)} must be >= 0 (0 turns it off), got {value!r}")
-    if cfg.cutmix and cfg.cutmix_alpha == 0 and cfg.mixup_alpha == 0:
-        raise ValueError("--cutmix-alpha and --mixup-alpha are both 0: nothing to mix (for the no-mix baseline "
-                         "use --no-cutmix)")
-    for name in ("switch_prob", "prob"):
-        value = getattr(cfg, name)
-        if not 0 <= value <= 1:
-            raise ValueError(f"{_flag(name)} must be in [0, 1], got {value!r}")
-    if cfg.mix_mode not in MODES:
-        raise ValueError(f"--mix-mode must be one of {', '.join(MODES)}, got {cfg.mix_mode!r}")
-    if not 0 <= cfg.label_smoothing < 1:
-        raise ValueError(f"--label-smoothing must be in [0, 1), got {cfg.label_smoothing!r}")
     if cfg.mix_off_epoch is not None and (isinstance(cfg.mix_off_epoch, bool)
                                           or not isinstance(cfg.mix_off_epoch, int) or cfg.mix_off_epoch < 1):
         raise ValueError(f"--mix-off-epoch must be an epoch >= 1 (epochs count from 1, as in metrics.jsonl), "
                          f"got {cfg.mix_off_epoch!r}")
     if cfg.amp not in AMP_MODES:
         raise ValueError(f"--amp must be one of {', '.join(AMP_MODES)}, got {cfg.amp!r}")
-

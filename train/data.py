@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, Optional
 
+from dali_cutmix.errors import first_line
+from dali_cutmix.host import usable_cores
+
+from .config import TrainConfig
 from .distributed import RankInfo
 
 #: The pipeline's ``mix_off_epoch`` when mixing never stops: the epoch gate is always in the graph, so a run can be
@@ -15,8 +18,7 @@ MIX_NEVER_OFF = 2**31 - 1
 
 def default_workers(local_world_size: int) -> int:
     """DALI threads per rank when ``--workers`` is not given: this node's CPU cores shared by its ranks, 1 to 8."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(8, cores // max(local_world_size, 1)))
+    return max(1, min(8, usable_cores() // max(local_world_size, 1)))
 
 
 @dataclass
@@ -37,16 +39,18 @@ class RankData:
         return len(self.train) * self.train.batch_size
 
 
-def build_rank_data(cfg, *, train_dir, val_dir, num_classes: int, info: RankInfo, device: str,
+def build_rank_data(cfg: TrainConfig, *, train_dir, val_dir, num_classes: int, info: RankInfo, device: str,
                     device_id: Optional[int], dali_checkpoint: Optional[str] = None) -> RankData:
     """Build this rank's loaders.
 
     Training: :func:`dali_cutmix.pipelines.imagenet.build_imagenet_train_pipeline` on shard ``info.rank`` of
     ``info.world_size``, ``cfg.batch_size / world_size`` images per step, last incomplete batch dropped (every rank
-    takes the same number of steps), continuing from ``dali_checkpoint`` when given. Mixing stops from
-    ``cfg.mix_off_epoch`` on (the user's 1-based epoch E is the pipeline's epoch E - 1, counted by its reader:
-    each ``next_train_epoch()`` is one reader epoch, so the two stay in step, across a resume too). The epoch gate
-    is built even when mixing never stops (:data:`MIX_NEVER_OFF`), so the graph does not depend on the setting.
+    takes the same number of steps), continuing from ``dali_checkpoint`` when given. The mixing stage is in the
+    graph with ``cfg.mixing`` and mixes as ``cfg.mix`` says (without it, the targets are one-hots smoothed by
+    ``cfg.mix.label_smoothing``). Mixing stops from ``cfg.mix_off_epoch`` on (the user's 1-based epoch E is the
+    pipeline's epoch E - 1, counted by its reader: each ``next_train_epoch()`` is one reader epoch, so the two stay
+    in step, across a resume too). The epoch gate is built even when mixing never stops (:data:`MIX_NEVER_OFF`), so
+    the graph does not depend on the setting.
     Validation: shard ``info.rank`` of the val split, centre crop ``cfg.eval_crop``, every image exactly once over
     all ranks.
 
@@ -63,8 +67,7 @@ def build_rank_data(cfg, *, train_dir, val_dir, num_classes: int, info: RankInfo
                  device=device, device_id=device_id)
     train_pipe = build_imagenet_train_pipeline(
         train_dir, batch_size=per_rank, num_classes=num_classes, crop=cfg.crop, min_area=cfg.min_area,
-        cutmix=cfg.cutmix, alpha=cfg.cutmix_alpha, mixup_alpha=cfg.mixup_alpha, switch_prob=cfg.switch_prob,
-        prob=cfg.prob, mode=cfg.mix_mode, label_smoothing=cfg.label_smoothing,
+        mixing=cfg.mixing, mix_options=cfg.mix,
         mix_off_epoch=MIX_NEVER_OFF if cfg.mix_off_epoch is None else cfg.pipeline_mix_off_epoch,
         checkpoint=dali_checkpoint, **shard)
     try:
@@ -72,9 +75,8 @@ def build_rank_data(cfg, *, train_dir, val_dir, num_classes: int, info: RankInfo
     except RuntimeError as e:
         if dali_checkpoint is None:
             raise
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise ValueError(f"the checkpoint's DALI state does not fit this training pipeline (resume with the "
-                         f"mixing settings of the run that wrote it; DALI: {reason})") from None
+                         f"mixing settings of the run that wrote it; DALI: {first_line(e)})") from None
     meta = dict(train.pipeline.reader_meta("Reader"))
     if len(train) == 0:
         raise ValueError(

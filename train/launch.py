@@ -1,8 +1,8 @@
-"""Start a training run: check everything a user can get wrong, then run the ranks.
+"""Start a training run, checked and planned by :func:`dali_cutmix.train.plan.prepare`:
 
-- started by ``torchrun`` or SLURM's ``srun`` (see :mod:`dali_cutmix.train.distributed`): this process is one rank; run it
-  here (under ``srun`` with ``--gpus``, ``--cpu-procs`` or ``--nnodes`` given, the task starts its own processes
-  instead, as on a plain node);
+- started by ``torchrun`` or SLURM's ``srun`` (see :mod:`dali_cutmix.train.distributed`): this process is one rank;
+  run it here (under ``srun`` with ``--gpus``, ``--cpu-procs`` or ``--nnodes`` given, the task starts its own
+  processes instead, as on a plain node);
 - one rank (``--gpus 0/1``, ``--cpu-procs 1``, one node): run it in this process;
 - several (``--gpus N``, ``--cpu-procs K``, ``--nnodes M``): PyTorch's own launcher
   (``torch.distributed.launcher``, the engine of ``torchrun``) starts one process per GPU (or CPU rank) on this
@@ -17,131 +17,18 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import sys
 import tempfile
 import time
 import traceback
-from contextlib import closing
-from dataclasses import replace
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+from dali_cutmix.errors import USER_ERRORS, first_line
+
 from . import distributed
-from .checkpoint import LAST, check_compatible, load_checkpoint, resolve_resume
 from .config import TrainConfig
-from .metrics import METRICS_FILE
-
-ERROR_USER = "user"
-
-
-class LaunchError(ValueError):
-    """A run that cannot start (or a rank that failed), described in one line."""
-
-
-def gpus_present() -> int:
-    """Number of CUDA GPUs this process can use (0 without CUDA)."""
-    import torch
-
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
-
-
-def free_port() -> int:
-    """A TCP port that was free on this host a moment ago."""
-    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def default_output() -> str:
-    """``runs/<YYYYmmdd-HHMMSS>`` under the current directory."""
-    return str(Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S"))
-
-
-def prepare(cfg: TrainConfig, *, launcher: Optional[str] = None, world_size: Optional[int] = None) -> TrainConfig:
-    """Check ``cfg`` against the machine, the data and the output folder; return it with ``extra`` filled
-    (``data_root``, ``classes``, ``output``, ``resume_path``, ``use_gpu``, ``nproc``, ``world_size``, ``launcher``).
-
-    Nothing is written except the (empty) output folder, and only when every check passed.
-
-    Raises:
-        ValueError (LaunchError, CheckpointError, ...), FileNotFoundError: one line naming the flag or path.
-    """
-    from dali_cutmix.pipelines.imagenet import check_imagenet_layout
-
-    from .model import check_arch, check_input_size
-
-    # data
-    if cfg.data is None:
-        from dali_cutmix.pipelines.demo import ensure_demo_dataset
-
-        root = ensure_demo_dataset()
-    else:
-        root = Path(cfg.data).expanduser()
-        if not root.exists():
-            raise FileNotFoundError(f"--data {cfg.data!r} does not exist")
-    _, _, classes = check_imagenet_layout(root)
-    check_arch(cfg.arch)
-    check_input_size(cfg.arch, cfg.crop, cfg.eval_crop)
-
-    # processes and devices
-    present = gpus_present()
-    if launcher is None:
-        if cfg.gpus is not None and cfg.gpus > present:
-            raise LaunchError(f"--gpus {cfg.gpus}: only {present} GPU(s) present on this machine")
-        gpus = cfg.gpus if cfg.gpus is not None else (0 if cfg.cpu_procs > 1 else present)
-        if gpus > 0 and cfg.cpu_procs > 1:
-            raise LaunchError("--cpu-procs is for CPU runs (--gpus 0); with GPUs, each process drives one GPU")
-        nproc = gpus if gpus > 0 else cfg.cpu_procs
-        world = nproc * cfg.nnodes
-        if cfg.nnodes > 1 and cfg.master_addr in ("127.0.0.1", "localhost"):
-            raise LaunchError(f"--nnodes {cfg.nnodes} needs --master-addr: the address of node 0 that every node "
-                              f"can reach")
-        use_gpu = gpus > 0
-        where = f"{cfg.nnodes} node(s) x {nproc} process(es)"
-    else:
-        if cfg.nnodes > 1 or cfg.cpu_procs > 1:
-            raise LaunchError(f"under {launcher}, the launcher starts the processes: drop --nnodes / --cpu-procs")
-        use_gpu = present > 0 if cfg.gpus is None else cfg.gpus > 0
-        if use_gpu and present == 0:
-            raise LaunchError(f"--gpus {cfg.gpus}: no GPU present on this machine")
-        nproc, world = 1, int(world_size or 1)
-        where = f"{world} process(es) started by {launcher}"
-    if cfg.batch_size % world:
-        raise LaunchError(f"--batch-size {cfg.batch_size} does not split over {world} ranks ({where}): use a "
-                          f"multiple of {world}")
-
-    # output folder and resume
-    output = Path(cfg.output or default_output()).expanduser()
-    if cfg.resume == "auto" and cfg.output is None:
-        raise LaunchError("--resume auto needs --output DIR: the run folder to continue")
-    if output.exists() and not output.is_dir():
-        raise LaunchError(f"--output {str(output)!r} exists and is not a folder")
-    resume_path = resolve_resume(cfg.resume, output)
-    if cfg.resume is None and ((output / LAST).exists() or (output / METRICS_FILE).exists()):
-        raise LaunchError(f"--output {str(output)!r} already holds a run: pass --resume auto to continue it, or "
-                          f"choose another --output")
-    if resume_path is not None:
-        state = load_checkpoint(resume_path)
-        check_compatible(state, resume_path, config=cfg.to_dict(), world_size=world, classes=classes)
-        del state
-    is_writer = launcher is None and cfg.node_rank == 0
-    if is_writer:
-        try:
-            output.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise LaunchError(f"--output {str(output)!r}: cannot create the folder ({e.strerror})") from None
-        if not os.access(output, os.W_OK):
-            raise LaunchError(f"--output {str(output)!r} is not writable")
-
-    master_port = cfg.master_port
-    if master_port is None:
-        master_port = free_port() if cfg.nnodes == 1 else distributed.DEFAULT_MASTER_PORT
-    extra = dict(data_root=str(root), classes=classes, output=str(output),
-                 resume_path=str(resume_path) if resume_path else None, use_gpu=use_gpu, nproc=nproc,
-                 world_size=world, launcher=launcher or ("elastic" if world > 1 else "local"))
-    return replace(cfg, master_port=master_port, extra=extra)
+from .plan import LaunchError, RunPlan, prepare
 
 
 def launch(cfg: TrainConfig) -> Dict[str, Any]:
@@ -156,35 +43,34 @@ def launch(cfg: TrainConfig) -> Dict[str, Any]:
     if launcher is not None:
         distributed.export_slurm_env(os.environ, master_addr=cfg.master_addr, master_port=cfg.master_port)
         info = distributed.rank_info()
-        cfg = prepare(cfg, launcher=launcher, world_size=info.world_size)
+        plan = prepare(cfg, launcher=launcher, world_size=info.world_size)
         from .loop import run
 
-        return run(cfg, info)
-    cfg = prepare(cfg)
-    if cfg.extra["world_size"] == 1:
+        return run(cfg, plan, info)
+    plan = prepare(cfg)
+    if plan.world_size == 1:
         from .loop import run
 
-        return run(cfg, distributed.RankInfo())
-    return _launch_elastic(cfg)
+        return run(cfg, plan, distributed.RankInfo())
+    return _launch_elastic(cfg, plan)
 
 
-def _launch_elastic(cfg: TrainConfig) -> Dict[str, Any]:
-    """Start ``nproc`` ranks on this node with ``torch.distributed.launcher`` and wait for them."""
+def _launch_elastic(cfg: TrainConfig, plan: RunPlan) -> Dict[str, Any]:
+    """Start ``plan.nproc`` ranks on this node with ``torch.distributed.launcher`` and wait for them."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    nproc = cfg.extra["nproc"]
     config = LaunchConfig(
-        min_nodes=cfg.nnodes, max_nodes=cfg.nnodes, nproc_per_node=nproc, run_id="dali-cutmix-train",
-        rdzv_backend="static", rdzv_endpoint=f"{cfg.master_addr}:{cfg.master_port}",
+        min_nodes=cfg.nnodes, max_nodes=cfg.nnodes, nproc_per_node=plan.nproc, run_id="dali-cutmix-train",
+        rdzv_backend="static", rdzv_endpoint=f"{cfg.master_addr}:{plan.master_port}",
         rdzv_configs={"rank": cfg.node_rank, "timeout": 900}, max_restarts=0, start_method="spawn",
         monitor_interval=0.2)
     quiet = _QuietLogs("torch.distributed.elastic", "torch.distributed.launcher", "torch.multiprocessing")
     with tempfile.TemporaryDirectory(prefix="dali-cutmix-errors-") as error_dir, quiet:
         try:
-            results = elastic_launch(config, _elastic_worker)(cfg, error_dir)
+            results = elastic_launch(config, _elastic_worker)(cfg, plan, error_dir)
         except ChildFailedError as e:
-            raise LaunchError(_failure_message(error_dir, e, cfg)) from None
+            raise LaunchError(_failure_message(error_dir, e, plan.output)) from None
     return results.get(0) or next(iter(results.values()), {})
 
 
@@ -207,21 +93,20 @@ class _QuietLogs:
         return False
 
 
-def _elastic_worker(cfg: TrainConfig, error_dir: str) -> Dict[str, Any]:
-    """A rank's entry point under the launcher: runs :func:`dali_cutmix.train.loop.run`; on failure writes a one-line report to
-    ``error_dir/rank<R>.json`` and exits with code 2 (no traceback on the console for a user error)."""
-    from dali_cutmix.errors import USER_ERRORS
-
+def _elastic_worker(cfg: TrainConfig, plan: RunPlan, error_dir: str) -> Dict[str, Any]:
+    """A rank's entry point under the launcher: runs :func:`dali_cutmix.train.loop.run`; on failure writes a
+    one-line report to ``error_dir/rank<R>.json`` and exits with code 2 (no traceback on the console for a user
+    error)."""
     rank = int(os.environ.get("RANK", "0"))
     try:
         from .loop import run
 
-        return run(cfg, distributed.rank_info())
+        return run(cfg, plan, distributed.rank_info())
     except BaseException as e:  # noqa: BLE001 - every failure must reach the parent as one line
         if isinstance(e, SystemExit) and not e.code:
             raise
         user = isinstance(e, USER_ERRORS)
-        message = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        message = first_line(e)
         if not user:
             message = f"{type(e).__name__}: {message}"
         report = dict(rank=rank, message=message, user_error=user, time=time.time(),
@@ -234,7 +119,7 @@ def _elastic_worker(cfg: TrainConfig, error_dir: str) -> Dict[str, Any]:
         os._exit(2)
 
 
-def _failure_message(error_dir: str, error, cfg: TrainConfig) -> str:
+def _failure_message(error_dir: str, error, output: str) -> str:
     """One line for a failed launch: the reported cause (a user error first, else the earliest failure), or the
     exit code / signal of the rank that died without reporting."""
     reports = []
@@ -248,7 +133,7 @@ def _failure_message(error_dir: str, error, cfg: TrainConfig) -> str:
         first = reports[0]
         if first["user_error"]:
             return first["message"]
-        log = _save_traceback(first, cfg)
+        log = _save_traceback(first, output)
         return f"rank {first['rank']} failed: {first['message']}" + (f" (traceback in {log})" if log else "")
     failures = getattr(error, "failures", {}) or {}
     if failures:
@@ -259,15 +144,13 @@ def _failure_message(error_dir: str, error, cfg: TrainConfig) -> str:
     return "a rank failed without reporting an error"
 
 
-def _save_traceback(report: Dict[str, Any], cfg: TrainConfig) -> Optional[str]:
+def _save_traceback(report: Dict[str, Any], output: str) -> Optional[str]:
     """Write a failed rank's traceback to ``OUTPUT/error-rank<R>.log`` (or a temporary file); returns the path."""
     text = report.get("traceback") or ""
     if not text:
         return None
     name = f"error-rank{report['rank']}.log"
-    for folder in (cfg.extra.get("output"), tempfile.gettempdir()):
-        if not folder:
-            continue
+    for folder in (output, tempfile.gettempdir()):
         try:
             path = Path(folder) / name
             path.write_text(text)

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import sys
@@ -15,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+from dali_cutmix.host import usable_cores
 from dali_cutmix.loss import soft_target_cross_entropy
 
 from . import distributed
@@ -27,6 +29,7 @@ from .loss import topk_correct
 from .metrics import MetricsLog
 from .model import build_model, to_model_input
 from .optim import LRSchedule, build_optimizer
+from .plan import RunPlan
 from .progress import Progress
 from .report import RANKS_FILE, RUN_FILE, epoch_line, state_digest, write_json
 
@@ -55,8 +58,7 @@ def configure_torch(cfg: TrainConfig, info: RankInfo, device) -> None:
     import torch
 
     if device.type == "cpu":
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        torch.set_num_threads(max(1, cores // info.local_world_size))
+        torch.set_num_threads(max(1, usable_cores() // info.local_world_size))
         torch.use_deterministic_algorithms(True, warn_only=True)
         return
     if cfg.deterministic:
@@ -194,52 +196,53 @@ def _epoch_record(epoch: int, train: Dict[str, float], val: Dict[str, Any], val_
 
 def mixing_summary(cfg: TrainConfig) -> str:
     """One phrase for the start line: what is mixed, how, and until when."""
-    if not cfg.cutmix:
-        return "no mixing" + (f", label smoothing {cfg.label_smoothing:g}" if cfg.label_smoothing else "")
-    methods = [f"CutMix {cfg.cutmix_alpha:g}"] if cfg.cutmix_alpha > 0 else []
-    methods += [f"MixUp {cfg.mixup_alpha:g}"] if cfg.mixup_alpha > 0 else []
+    mix = cfg.mix
+    smoothing = f", label smoothing {mix.label_smoothing:g}" if mix.label_smoothing else ""
+    if not cfg.mixing:
+        return "no mixing" + smoothing
+    cutmix = f"CutMix {mix.cutmix_alpha:g}" if mix.cutmix_minmax is None else "CutMix boxes {:g}-{:g}".format(
+        *mix.cutmix_minmax)
+    methods = ([cutmix] if mix.cutmix_on else []) + ([f"MixUp {mix.mixup_alpha:g}"] if mix.mixup_on else [])
     text = " / ".join(methods)
     if len(methods) == 2:
-        text += f" (CutMix share {cfg.switch_prob:g})"
-    text += f", prob {cfg.prob:g} per {dict(elem='sample').get(cfg.mix_mode, cfg.mix_mode)}"
-    if cfg.label_smoothing:
-        text += f", label smoothing {cfg.label_smoothing:g}"
+        text += f" (CutMix share {mix.switch_prob:g})"
+    text += f", prob {mix.prob:g} per {dict(elem='sample').get(mix.mode, mix.mode)}"
+    text += "" if mix.correct_lam else ", lam not corrected"
+    text += smoothing
     if cfg.mix_off_epoch is not None:
         text += f", off from epoch {cfg.mix_off_epoch}"
     return text
 
 
-def run(cfg: TrainConfig, info: Optional[RankInfo] = None) -> Dict[str, Any]:
-    """Train on this rank as ``cfg`` says; ``cfg.extra`` holds what the launcher resolved (``data_root``,
-    ``classes``, ``output``, ``resume_path``, ``use_gpu``).
+def run(cfg: TrainConfig, plan: RunPlan, info: Optional[RankInfo] = None) -> Dict[str, Any]:
+    """Train on this rank as ``cfg`` says, where ``plan`` (:func:`dali_cutmix.train.plan.prepare`'s) says.
 
     Promises: rank 0 appends one line per finished epoch to ``OUTPUT/metrics.jsonl`` and writes ``OUTPUT/last.pt``
     after it (and ``best.pt`` when val top-1 improves), so a kill at any moment leaves a consistent run that
     ``--resume auto`` continues. Returns rank 0's summary (``best_top1``, ``best_epoch``, ``last``) on every rank.
     """
     info = info or distributed.rank_info()
-    device = select_device(bool(cfg.extra.get("use_gpu")), info)
+    device = select_device(plan.use_gpu, info)
     distributed.init(info, device)
     try:
-        return _train(cfg, info, device)
+        return _train(cfg, plan, info, device)
     finally:
         distributed.shutdown()
 
 
-def _train(cfg: TrainConfig, info: RankInfo, device) -> Dict[str, Any]:
+def _train(cfg: TrainConfig, plan: RunPlan, info: RankInfo, device) -> Dict[str, Any]:
     import torch
 
     configure_torch(cfg, info, device)
-    extra = cfg.extra
     # Rank 0's view decides where the run lives and what it resumes (ranks may have computed other defaults).
-    output, resume_path = distributed.broadcast_object((extra["output"], extra.get("resume_path")))
+    output, resume_path = distributed.broadcast_object((plan.output, plan.resume_path))
     output = Path(output)
-    root = Path(extra["data_root"])
-    classes = list(extra["classes"])
+    root = Path(plan.data_root)
+    classes = list(plan.classes)
     state = None
     if resume_path is not None:
         state = load_checkpoint(resume_path)
-        check_compatible(state, resume_path, config=cfg.to_dict(), world_size=info.world_size, classes=classes)
+        check_compatible(state, resume_path, config=cfg, world_size=info.world_size, classes=classes)
 
     data = build_rank_data(cfg, train_dir=root / "train", val_dir=root / "val", num_classes=len(classes),
                            info=info, device="gpu" if device.type == "cuda" else "cpu",
@@ -292,8 +295,9 @@ def _train(cfg: TrainConfig, info: RankInfo, device) -> Dict[str, Any]:
         output.mkdir(parents=True, exist_ok=True)
         metrics.rewind(start_epoch, state.get("metrics") if state else None)
         write_json(output / RUN_FILE, dict(
-            config=cfg.to_dict(), world_size=info.world_size, device=device.type, classes=len(classes),
-            train_images=data.reader_meta["epoch_size"], started=datetime.now(timezone.utc).isoformat(),
+            config=cfg.to_dict(), plan=dataclasses.asdict(plan), world_size=info.world_size, device=device.type,
+            classes=len(classes), train_images=data.reader_meta["epoch_size"],
+            started=datetime.now(timezone.utc).isoformat(),
             resumed_from=str(resume_path) if resume_path else None, resumed_epoch=start_epoch))
     state = None  # free the checkpoint's tensors
 
@@ -304,7 +308,7 @@ def _train(cfg: TrainConfig, info: RankInfo, device) -> Dict[str, Any]:
                f"({per_rank} per rank), {cfg.epochs} epochs, {cfg.optimizer} lr {cfg.base_lr:g}; "
                f"{mixing_summary(cfg)}; output {output}")
     last_record = None
-    one_hot_on = 1.0 - cfg.label_smoothing + cfg.label_smoothing / len(classes)
+    one_hot_on = 1.0 - cfg.mix.label_smoothing + cfg.mix.label_smoothing / len(classes)
     for epoch in range(start_epoch + 1, cfg.epochs + 1):
         progress = Progress(len(data.train), f"epoch {epoch}/{cfg.epochs}", enabled=info.is_main,
                             every=cfg.log_every)

@@ -1,7 +1,7 @@
 """Per-epoch metrics: ``OUTPUT/metrics.jsonl``, one JSON object per epoch, every epoch exactly once.
 
 Each line holds ``epoch`` (1-based), ``train_loss``, ``mixing`` (whether the mixing schedule had mixing on in this
-epoch: ``--cutmix`` and before ``--mix-off-epoch``), ``mixed_targets`` (share of the epoch's training targets that
+epoch: ``--mixing`` and before ``--mix-off-epoch``), ``mixed_targets`` (share of the epoch's training targets that
 hold two classes, all ranks), ``val_top1``, ``val_top5`` (percent, over the whole val
 split and all ranks), ``images_per_s`` (training images of all ranks per second of training), ``data_wait``
 (share of the step time spent waiting for the next batch, mean over ranks), ``lr`` (at the epoch's last step),

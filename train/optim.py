@@ -57,21 +57,18 @@ def parameter_groups(model, *, weight_decay: float, norm_weight_decay: Optional[
 def build_optimizer(model, *, lr: float, momentum: float = 0.9, nesterov: bool = False, weight_decay: float,
                     optimizer: str = "sgd", norm_weight_decay: Optional[float] = None,
                     bias_weight_decay: Optional[float] = None, transformer_embedding_decay: Optional[float] = None):
-    """The optimizer over ``model``'s parameters.
+    """The optimizer over ``model``'s trainable parameters, in the weight-decay groups of :func:`parameter_groups`
+    (one group, in ``model.parameters()`` order, when no decay but ``weight_decay`` is given: the CutMix paper's
+    decay on every parameter).
 
     ``optimizer``: ``"sgd"`` (``momentum``, ``nesterov``) or ``"adamw"`` (PyTorch's defaults: betas (0.9, 0.999),
-    eps 1e-8, decoupled weight decay; ``momentum`` and ``nesterov`` are not used). Weight decay: ``weight_decay`` on
-    every parameter (as the CutMix paper's code does) unless one of the other decays is given, then by group, see
-    :func:`parameter_groups`.
+    eps 1e-8, decoupled weight decay; ``momentum`` and ``nesterov`` are not used).
     """
     import torch
 
-    if all(d is None for d in (norm_weight_decay, bias_weight_decay, transformer_embedding_decay)):
-        params = model.parameters()  # one group, as before the groups existed (older checkpoints resume)
-    else:
-        params = parameter_groups(model, weight_decay=weight_decay, norm_weight_decay=norm_weight_decay,
-                                  bias_weight_decay=bias_weight_decay,
-                                  transformer_embedding_decay=transformer_embedding_decay)
+    params = parameter_groups(model, weight_decay=weight_decay, norm_weight_decay=norm_weight_decay,
+                              bias_weight_decay=bias_weight_decay,
+                              transformer_embedding_decay=transformer_embedding_decay)
     if optimizer == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
     if optimizer == "adamw":

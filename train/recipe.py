@@ -19,7 +19,7 @@ momentum 0.9 at lr 0.5, weight decay 2e-5 (0 on norm layers), cosine after 5 lin
 
 ``demo`` is sized for the embedded demo dataset (6 classes of 96x96 textures) on a small CPU: a ResNet-18 at
 48x48, started with identity residual blocks (``zero_init_residual``, which it needs to learn in a few hundred
-steps), CutMix on half the samples; it reaches well above chance in about two minutes on 2 cores.
+steps), CutMix on half the samples, one draw per sample.
 
 What these projects use and this trainer does not reproduce (RandAugment / TrivialAugment, random erasing,
 repeated augmentation, EMA, stochastic depth, ...) is listed in the README's Training section.
@@ -27,16 +27,23 @@ repeated augmentation, EMA, stochastic depth, ...) is listed in the README's Tra
 
 from __future__ import annotations
 
+import dataclasses
 from types import MappingProxyType
 from typing import Any, Dict, Mapping
 
-#: Every setting a recipe must define; the flag that overrides each is ``--`` + the name with ``_`` -> ``-``.
-#: ``None`` means: ``val_crop`` = ``crop``; the three extra weight decays = ``weight_decay``; ``mix_off_epoch`` = never.
+from dali_cutmix.options import MixOptions
+
+#: The mixing options a recipe sets: :class:`dali_cutmix.MixOptions`' fields, under its names (the trainer holds
+#: them as ``TrainConfig.mix``).
+MIX_KEYS = tuple(f.name for f in dataclasses.fields(MixOptions))
+#: Every setting a recipe must define; the flag that overrides each is ``--`` + the name with ``_`` -> ``-``
+#: (``lr_per_256`` is set through ``--lr``). ``None`` means: ``val_crop`` = ``crop``; the three extra weight decays
+#: = ``weight_decay``; ``cutmix_minmax``: boxes drawn from lam; ``mix_off_epoch`` = never.
 RECIPE_KEYS = (
     "arch", "zero_init_residual", "crop", "val_crop", "val_resize", "min_area", "epochs", "batch_size", "lr_per_256",
     "optimizer", "momentum", "nesterov", "weight_decay", "norm_weight_decay", "bias_weight_decay",
-    "transformer_embedding_decay", "schedule", "milestones", "lr_gamma", "warmup_epochs", "cutmix", "cutmix_alpha",
-    "mixup_alpha", "switch_prob", "prob", "mix_mode", "label_smoothing", "mix_off_epoch",
+    "transformer_embedding_decay", "schedule", "milestones", "lr_gamma", "warmup_epochs", "mixing", *MIX_KEYS,
+    "mix_off_epoch",
 )
 
 PAPER: Mapping[str, Any] = MappingProxyType(dict(
@@ -60,12 +67,14 @@ PAPER: Mapping[str, Any] = MappingProxyType(dict(
     milestones=(75, 150, 225),
     lr_gamma=0.1,
     warmup_epochs=0,
-    cutmix=True,
+    mixing=True,                      # the mixing stage on
     cutmix_alpha=1.0,                 # paper 4.1.1 / README: --beta 1.0
     mixup_alpha=0.0,                  # CutMix only
-    switch_prob=0.5,                  # unused without MixUp
+    cutmix_minmax=None,               # boxes drawn from lam (paper eq. 2)
     prob=1.0,                         # README: --cutmix_prob 1.0
-    mix_mode="batch",                 # official train.py: one lam and one box per batch
+    switch_prob=0.5,                  # unused without MixUp
+    mode="batch",                     # official train.py: one lam and one box per batch
+    correct_lam=True,                 # official train.py: lam = 1 - clipped box area / image area
     label_smoothing=0.0,
     mix_off_epoch=None,
 ))
@@ -91,12 +100,14 @@ DEIT: Mapping[str, Any] = MappingProxyType(dict(
     milestones=(),
     lr_gamma=0.1,
     warmup_epochs=5,                  # main.py --warmup-epochs 5
-    cutmix=True,
+    mixing=True,                      # the mixing stage on
     cutmix_alpha=1.0,                 # main.py --cutmix 1.0
     mixup_alpha=0.8,                  # main.py --mixup 0.8
-    switch_prob=0.5,                  # main.py --mixup-switch-prob 0.5
+    cutmix_minmax=None,               # main.py --cutmix-minmax default None
     prob=1.0,                         # main.py --mixup-prob 1.0
-    mix_mode="batch",                 # main.py --mixup-mode batch
+    switch_prob=0.5,                  # main.py --mixup-switch-prob 0.5
+    mode="batch",                     # main.py --mixup-mode batch
+    correct_lam=True,                 # timm Mixup's default (main.py does not set it)
     label_smoothing=0.1,              # main.py --smoothing 0.1 (applied in timm's Mixup targets)
     mix_off_epoch=None,               # main.py has no mixup-off epoch
 ))
@@ -122,12 +133,14 @@ TORCHVISION_V2: Mapping[str, Any] = MappingProxyType(dict(
     milestones=(),
     lr_gamma=0.1,
     warmup_epochs=5,                  # README: --lr-warmup-epochs 5 --lr-warmup-method linear
-    cutmix=True,
+    mixing=True,                      # the mixing stage on
     cutmix_alpha=1.0,                 # README: --cutmix-alpha 1.0
     mixup_alpha=0.2,                  # README: --mixup-alpha 0.2
-    switch_prob=0.5,                  # train.py: RandomChoice([MixUp, CutMix]) picks one of the two per batch
-    prob=1.0,                         # ... and always applies it (p=1.0)
-    mix_mode="batch",                 # ... to the whole batch, in the DataLoader's collate_fn
+    cutmix_minmax=None,               # v2.CutMix draws its box from lam
+    prob=1.0,                         # train.py: RandomChoice([MixUp, CutMix]) always applies one (p=1.0) ...
+    switch_prob=0.5,                  # ... picking either with equal odds ...
+    mode="batch",                     # ... for the whole batch, in the DataLoader's collate_fn
+    correct_lam=True,                 # v2.CutMix: lam = 1 - clipped box area / image area
     label_smoothing=0.1,              # README: --label-smoothing 0.1
     mix_off_epoch=None,
 ))
@@ -153,12 +166,14 @@ DEMO: Mapping[str, Any] = MappingProxyType(dict(
     milestones=(),
     lr_gamma=0.1,
     warmup_epochs=1,
-    cutmix=True,
+    mixing=True,
     cutmix_alpha=1.0,
     mixup_alpha=0.0,
-    switch_prob=0.5,
+    cutmix_minmax=None,
     prob=0.5,
-    mix_mode="elem",
+    switch_prob=0.5,
+    mode="elem",
+    correct_lam=True,
     label_smoothing=0.0,
     mix_off_epoch=None,
 ))
