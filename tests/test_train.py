@@ -865,3 +865,28 @@ def test_prepare_plans_the_run(tiny_imagenet, tmp_path):
         plan.world_size = 1
     one = prepare(dataclasses.replace(cfg, cpu_procs=1, master_port=None, output=str(tmp_path / "p")))
     assert (one.nproc, one.world_size, one.launcher) == (1, 1, "local") and 1 <= one.master_port <= 65535
+
+
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_gpu_determinism_settings_work_for_every_architecture(deterministic):
+    """--deterministic on a GPU asks for deterministic kernels without refusing architectures that have an op with
+    none (VGG's and AlexNet's adaptive pooling backward): PyTorch warns, naming the op, instead of raising."""
+    import torch
+
+    from dali_cutmix.train.config import resolve_config
+    from dali_cutmix.train.distributed import RankInfo
+    from dali_cutmix.train.loop import configure_torch
+
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+              torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    try:
+        configure_torch(resolve_config({"deterministic": deterministic or None}), RankInfo(), torch.device("cuda", 0))
+        assert torch.are_deterministic_algorithms_enabled() == deterministic
+        if deterministic:
+            assert torch.is_deterministic_algorithms_warn_only_enabled()
+        assert torch.backends.cudnn.benchmark == (not deterministic)
+        assert torch.backends.cuda.matmul.allow_tf32 == torch.backends.cudnn.allow_tf32 == (not deterministic)
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32 = before[2], before[3]
+        torch.backends.cudnn.allow_tf32 = before[4]

@@ -54,7 +54,9 @@ def select_device(use_gpu: bool, info: RankInfo):
 
 def configure_torch(cfg: TrainConfig, info: RankInfo, device) -> None:
     """Threads and determinism. CPU: cores split over this node's ranks, deterministic algorithms (so runs with
-    one seed give identical weights). GPU: cuDNN autotuning and TF32 unless ``--deterministic``."""
+    one seed give identical weights). GPU: cuDNN autotuning and TF32 unless ``--deterministic``, which asks for
+    deterministic kernels and no TF32. Ops that have no deterministic kernel (e.g. the backward of a non-1x1
+    adaptive pooling in VGG and AlexNet) run anyway, with PyTorch's warning naming them, on both devices."""
     import torch
 
     if device.type == "cpu":
@@ -63,9 +65,12 @@ def configure_torch(cfg: TrainConfig, info: RankInfo, device) -> None:
         return
     if cfg.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
+        torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     else:
+        torch.use_deterministic_algorithms(False)
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
