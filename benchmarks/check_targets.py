@@ -51,7 +51,8 @@ TARGETS = (
     Target("CutMix <= 3% of the full pipeline (CPU)", "cpu", "cutmix_share", 0.03, at_least=False,
            conditions=CPU_CONDITIONS, percent=True),
     Target("CutMix <= 1% of the full GPU pipeline", "gpu", "cutmix_share", 0.01, at_least=False, percent=True),
-    Target("GPU pipeline >= 8,000 images/s (one H100, batch 256)", "gpu", "variants.full.images_per_s", 8000.0,
+    Target("GPU pipeline >= 8,000 images/s, prefetching (one H100, batch 256)", "gpu",
+           "variants.full.images_per_s_async", 8000.0,
            at_least=True, conditions=dict(batch_size=256, crop=224), gpu="H100"),
 )
 

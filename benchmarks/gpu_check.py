@@ -51,6 +51,8 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
+from dali_cutmix.profiler.timing import synchronize, wait_until_idle
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))  # reference.py: the NumPy reference
 
@@ -219,28 +221,6 @@ def summarize(values: Sequence[float]) -> Dict[str, object]:
     q1, median, q3 = np.percentile(values, [25, 50, 75])
     return dict(median=float(median), q1=float(q1), q3=float(q3), min=float(values.min()),
                 max=float(values.max()), n=int(values.size), samples=[float(v) for v in values])
-
-
-def synchronize(device: str) -> None:
-    """Wait for every stream of the GPU ("gpu"; nothing on "cpu")."""
-    if device == "gpu":
-        import torch
-
-        torch.cuda.synchronize()
-
-
-def wait_until_idle(device: str, window_s: float = 0.02, timeout_s: float = 10.0) -> None:
-    """Return once the GPU is synchronized and this process's threads (DALI's included) have used less than a
-    tenth of a core for two windows of ``window_s`` in a row, or after ``timeout_s``: batches an asynchronous
-    pipeline made ahead are finished, so they do not run while another pipeline is timed."""
-    synchronize(device)
-    deadline = time.perf_counter() + timeout_s
-    quiet = 0
-    while quiet < 2 and time.perf_counter() < deadline:
-        cpu = time.process_time()
-        time.sleep(window_s)
-        quiet = quiet + 1 if time.process_time() - cpu < 0.1 * window_s else 0
-    synchronize(device)
 
 
 def machine_info(device: str) -> Dict[str, object]:

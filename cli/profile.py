@@ -1,4 +1,5 @@
-"""``dali-cutmix profile``: images/s of the pipeline stage by stage, against torchvision's usual loader."""
+"""``dali-cutmix profile``: images/s of the pipeline stage by stage, against mixing after the loader (torchvision's
+and timm's mixers) and torchvision's usual loader."""
 
 from __future__ import annotations
 
@@ -116,14 +117,20 @@ def _command(params: dict) -> str:
               help="JSON file for every figure and the machine.")
 @click.option("--plot", type=click.Path(), default="profile.png", show_default=True, help="PNG bar chart.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option("--async-stages/--no-async-stages", default=None,
+              help="Also time each DALI stage variant with prefetching (prefetch queue, pipelined executor) "
+                   "[default: on the GPU only].")
 @mixing_options()
 def profile(data, images, device, batch_size, threads, batches, repeats, crop, model, steps, torch_threads,
-            json_path, plot, seed, **mixing):
-    """Measure images/s: read+decode, +random-resized-crop, +CutMix, +flip/normalize, the PyTorch loader, and
-    torchvision's ImageFolder+DataLoader+v2.CutMix, interleaved; print a table, write JSON and a PNG chart.
+            json_path, plot, seed, async_stages, **mixing):
+    """Measure images/s: read+decode, +random-resized-crop, +CutMix, +flip/normalize, the PyTorch loader, the
+    pipeline without the stage then torchvision's v2.CutMix (and timm's Mixup, when timm is installed) on the
+    loader's batch, and torchvision's ImageFolder+DataLoader+v2.CutMix with its PIL and tensor backends,
+    interleaved; print a table, write JSON and a PNG chart.
 
-    The mixing flags (dali_cutmix.MixOptions' fields) change our stage (variants 3-5 and --model); the
-    torchvision reference stays CutMix."""
+    The mixing flags (dali_cutmix.MixOptions' fields) change our stage (variants 3-5 and --model) and the mixers
+    after the loader (variants 6-7; torchvision's takes the alphas and --switch-prob only); the torchvision
+    references stay CutMix with alpha 1."""
     from dali_cutmix.profiler.report import format_table, write_chart, write_json
     from dali_cutmix.profiler.run import run_profile
     from dali_cutmix.profiler.settings import ProfileSettings
@@ -143,11 +150,13 @@ def profile(data, images, device, batch_size, threads, batches, repeats, crop, m
     source = dict(data=data) if data is not None else dict(images=images or DEFAULT_IMAGES)
     data = _resolve_data(data, images, progress)
     settings = ProfileSettings(data=str(data), device=device, batch_size=batch_size, threads=threads,
-                               batches=batches, repeats=repeats, crop=crop, seed=seed, mix=mix).check()
+                               batches=batches, repeats=repeats, crop=crop, seed=seed, mix=mix,
+                               async_stages=async_stages).check()
     command = _command(dict(**source, device=device, batch_size=batch_size, threads=threads, batches=batches,
                             repeats=repeats, crop=crop, model=model, steps=steps if model else None,
                             torch_threads=torch_threads if model else None, seed=seed or None,
-                            **_changed_mix_options(mix), json=str(json_path), plot=str(plot)))
+                            async_stages=async_stages, **_changed_mix_options(mix), json=str(json_path),
+                            plot=str(plot)))
     result = run_profile(settings, model=model, steps=steps, torch_threads=torch_threads, progress=progress,
                          command=command)
     click.echo(format_table(result))

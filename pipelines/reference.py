@@ -3,7 +3,10 @@
 This is the loader most PyTorch training scripts use (torchvision's classification reference recipe):
 
 * ``datasets.ImageFolder`` reads and decodes each JPEG with PIL, in ``num_workers`` worker processes;
-* per sample, ``transforms.v2``: ``RandomResizedCrop`` -> ``RandomHorizontalFlip`` -> ``PILToTensor`` ->
+* per sample, ``transforms.v2`` (:func:`reference_transform`), with either of the recipe's two backends:
+  ``backend="pil"`` (its default): ``RandomResizedCrop`` -> ``RandomHorizontalFlip`` on the PIL image, then
+  ``PILToTensor``; ``backend="tensor"`` (its ``--backend tensor``): ``PILToTensor`` first, then
+  ``RandomResizedCrop`` -> ``RandomHorizontalFlip`` on the uint8 tensor; then, either way,
   ``ToDtype(float32, scale=True)`` -> ``Normalize`` (ImageNet mean/std);
 * per batch, in the collate function (so also in the workers): ``default_collate`` then ``v2.CutMix``,
   which turns the integer labels into float soft labels ``[N, num_classes]``.
@@ -19,16 +22,36 @@ from typing import Optional
 
 from dali_cutmix.pipeline import IMAGENET_MEAN_01, IMAGENET_STD_01
 
+#: The backends of torchvision's classification recipe (``references/classification/presets.py``): where the
+#: PIL image becomes a tensor, after ("pil") or before ("tensor") the random-resized-crop and the flip.
+BACKENDS = ("pil", "tensor")
 
-def reference_transform(crop: int = 224):
-    """The per-sample torchvision v2 transform: random-resized-crop, flip, to float tensor, normalize."""
+
+def check_backend(backend) -> str:
+    """``backend`` if it is one of :data:`BACKENDS`; raises ValueError naming it otherwise."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    return backend
+
+
+def reference_transform(crop: int = 224, backend: str = "pil"):
+    """The per-sample torchvision v2 transform of a PIL image: random-resized-crop (bilinear, antialiased) and
+    a random horizontal flip, on the PIL image (``backend="pil"``) or on its uint8 tensor (``"tensor"``, as the
+    recipe's ``--backend tensor``), then a float32 tensor in [0, 1], normalized: float32 ``[3, crop, crop]``.
+
+    Raises:
+        ValueError: ``backend`` is not one of :data:`BACKENDS`.
+    """
     import torch
     from torchvision.transforms import v2
 
+    to_tensor = [v2.PILToTensor()]
+    tensor_first = check_backend(backend) == "tensor"
     return v2.Compose([
+        *(to_tensor if tensor_first else []),
         v2.RandomResizedCrop(crop, antialias=True),
         v2.RandomHorizontalFlip(),
-        v2.PILToTensor(),
+        *([] if tensor_first else to_tensor),
         v2.ToDtype(torch.float32, scale=True),
         v2.Normalize(mean=list(IMAGENET_MEAN_01), std=list(IMAGENET_STD_01)),
     ])
@@ -51,24 +74,26 @@ class CutMixCollate:
         return self.cutmix(*default_collate(samples))
 
 
-def reference_dataset(data, crop: int = 224):
-    """``ImageFolder`` over the class-per-folder tree ``data`` with :func:`reference_transform`.
+def reference_dataset(data, crop: int = 224, backend: str = "pil"):
+    """``ImageFolder`` over the class-per-folder tree ``data`` with :func:`reference_transform` (``backend``).
 
     Raises:
-        FileNotFoundError, ValueError: ``data`` is missing or holds no class folder with images.
+        FileNotFoundError, ValueError: ``data`` is missing or holds no class folder with images; a bad
+            ``backend``.
     """
     from torchvision.datasets import ImageFolder
 
     from dali_cutmix.data import list_classes
 
+    transform = reference_transform(crop, backend)
     list_classes(data)  # a clear error naming the path before torchvision's own
-    return ImageFolder(str(Path(data)), transform=reference_transform(crop))
+    return ImageFolder(str(Path(data)), transform=transform)
 
 
 def build_reference_loader(data, *, batch_size: int, num_workers: int, crop: int = 224,
                            num_classes: Optional[int] = None, alpha: float = 1.0, sampler=None,
                            persistent_workers: bool = True, prefetch_factor: int = 2, pin_memory: bool = False,
-                           seed: int = 0):
+                           seed: int = 0, backend: str = "pil"):
     """A ``torch.utils.data.DataLoader`` yielding CutMix-ed ``(images, targets)`` batches from ``data``.
 
     Args:
@@ -80,6 +105,8 @@ def build_reference_loader(data, *, batch_size: int, num_workers: int, crop: int
         persistent_workers: keep the workers between epochs, so their start-up is paid once.
         prefetch_factor: batches each worker prepares ahead (PyTorch's default 2).
         pin_memory: pin the batches (for a fast copy to a GPU). seed: seeds the shuffle.
+        backend: where the transform makes the tensor, "pil" (after the crop) or "tensor" (before it): see
+            :func:`reference_transform`.
 
     Raises:
         ValueError: a bad argument, naming it. FileNotFoundError: ``data`` does not exist.
@@ -90,7 +117,7 @@ def build_reference_loader(data, *, batch_size: int, num_workers: int, crop: int
     for name, value in (("batch_size", batch_size), ("num_workers", num_workers), ("crop", crop)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    dataset = reference_dataset(data, crop)
+    dataset = reference_dataset(data, crop, backend)
     num_classes = len(dataset.classes) if num_classes is None else num_classes
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(

@@ -1,5 +1,6 @@
-"""The DALI graphs the profiler times: the training pipeline cut after a stage, full-image decode, and the mixing
-stage alone on a fixed batch. Every one makes one batch per ``run()`` with nothing prefetched."""
+"""The DALI graphs the profiler times: the training pipeline cut after a stage (with or without the mixing stage),
+full-image decode, and the mixing stage alone on a fixed batch. Each makes one batch per ``run()`` with nothing
+prefetched, unless asked for the builder's prefetching."""
 
 from __future__ import annotations
 
@@ -38,7 +39,8 @@ def build_decode_pipeline(settings: ProfileSettings, **pipeline_kwargs):
                            **pipeline_kwargs)
 
 
-def build_stage_pipeline(stage: str, settings: ProfileSettings, num_classes: int, *, synchronous: bool = True):
+def build_stage_pipeline(stage: str, settings: ProfileSettings, num_classes: int, *, synchronous: bool = True,
+                         mixing: bool = True, return_params: bool = False):
     """The pipeline of variant ``stage`` (one of :data:`~.variants.STAGES`), built and ready to ``run()``.
 
     "crop", "cutmix" and "full" are :func:`dali_cutmix.build_cutmix_pipeline` with the settings (mixing options
@@ -46,8 +48,12 @@ def build_stage_pipeline(stage: str, settings: ProfileSettings, num_classes: int
     :func:`build_decode_pipeline`. ``synchronous`` adds :data:`SYNCHRONOUS`; without it the builder's default
     prefetching applies. Outputs: images and labels (class ids up to "crop", soft labels from "cutmix" on).
 
+    ``mixing`` and ``return_params`` are the builder's (not for "decode"): ``mixing=False`` builds the same
+    graph without the mixing stage (smoothed one-hot labels); ``return_params`` adds the builder's extra outputs,
+    the integer class ids last.
+
     Raises:
-        ValueError: an unknown ``stage``.
+        ValueError: an unknown ``stage``; ``mixing=False`` or ``return_params`` with "decode".
     """
     from dali_cutmix.pipeline import build_cutmix_pipeline
 
@@ -55,12 +61,15 @@ def build_stage_pipeline(stage: str, settings: ProfileSettings, num_classes: int
         raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
     mode = SYNCHRONOUS if synchronous else {}
     if stage == "decode":
+        if not mixing or return_params:
+            raise ValueError("mixing=False and return_params are the training pipeline's, not the decode stage's")
         pipe = build_decode_pipeline(settings, **mode)
     else:
         pipe = build_cutmix_pipeline(
             settings.data, batch_size=settings.batch_size, num_classes=num_classes, crop=settings.crop,
-            device=settings.device, device_id=_device_id(settings), mix_options=settings.mix,
-            num_threads=settings.threads, seed=settings.seed, stop_after=STOP_AFTER[stage], **mode)
+            device=settings.device, device_id=_device_id(settings), mixing=mixing, mix_options=settings.mix,
+            num_threads=settings.threads, seed=settings.seed, stop_after=STOP_AFTER[stage],
+            return_params=return_params, **mode)
     pipe.build()
     return pipe
 

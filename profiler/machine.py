@@ -22,8 +22,19 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _installed_version(package: str) -> Optional[str]:
+    """The installed version of ``package``, or None when it is not installed."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def machine_info() -> Dict[str, object]:
-    """The machine the figures come from: CPU model and cores, GPU (if any), library versions."""
+    """The machine the figures come from: CPU model and cores, GPU (if any), library versions (``timm`` None
+    when it is not installed)."""
     import numpy as np
     import nvidia.dali
     import torch
@@ -33,7 +44,7 @@ def machine_info() -> Dict[str, object]:
     return dict(cpu=cpu_model(), cpu_cores=os.cpu_count(), cpu_cores_usable=usable_cores(), gpu=gpu,
                 gpu_count=torch.cuda.device_count() if gpu else 0, platform=platform.platform(),
                 python=platform.python_version(), torch=torch.__version__, torchvision=torchvision.__version__,
-                dali=nvidia.dali.__version__, numpy=np.__version__)
+                dali=nvidia.dali.__version__, numpy=np.__version__, timm=_installed_version("timm"))
 
 
 def _busy_seconds() -> Optional[float]:

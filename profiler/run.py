@@ -1,31 +1,36 @@
 """A profiler run: every variant timed in interleaved rounds (and the training step with ``--model``), as one
 JSON-ready dict.
 
-Six variants, measured in one run, interleaved so that machine drift hits all of them alike:
+Nine variants, measured in one run, interleaved so that machine drift hits all of them alike:
 
-1. ``decode``    read + decode (full-image decode, ``decoders.image``);
-2. ``crop``      read + decode with random-resized-crop (``decoders.image_random_crop``, ROI decoding) + resize,
-                 the head of our training pipeline;
-3. ``cutmix``    + the mixing stage (:func:`dali_cutmix.mix` with the settings' options);
-4. ``full``      + flip/normalize (``crop_mirror_normalize``): the whole training pipeline;
-5. ``loader``    the whole pipeline through :class:`dali_cutmix.CutMixLoader`, to torch tensors;
-6. ``reference`` torchvision ImageFolder + DataLoader (workers = DALI threads) + v2 RandomResizedCrop/flip/
-                 normalize + v2.CutMix in the collate function, to torch tensors
-                 (:mod:`dali_cutmix.pipelines.reference`).
+1. ``decode``            read + decode (full-image decode, ``decoders.image``);
+2. ``crop``              read + decode with random-resized-crop (``decoders.image_random_crop``, ROI decoding) +
+                         resize, the head of our training pipeline;
+3. ``cutmix``            + the mixing stage (:func:`dali_cutmix.mix` with the settings' options);
+4. ``full``              + flip/normalize (``crop_mirror_normalize``): the whole training pipeline;
+5. ``loader``            the whole pipeline through :class:`dali_cutmix.CutMixLoader`, to torch tensors;
+6. ``after_loader``      the pipeline without the stage (``mixing=False``) through the loader, then torchvision's
+                         ``v2.CutMix`` (and ``v2.MixUp``) on the batch, on its device: mixing after the loader;
+7. ``after_loader_timm`` the same with ``timm.data.Mixup`` (skipped, with the reason, without timm);
+8. ``reference``         torchvision ImageFolder + DataLoader (workers = DALI threads) + v2 RandomResizedCrop/flip
+                         on PIL images + normalize + v2.CutMix in the collate function, to torch tensors
+                         (:mod:`dali_cutmix.pipelines.reference`);
+9. ``reference_tensor``  the same with the recipe's tensor backend (``PILToTensor`` before the crop).
 
 Variants 2-4 are :func:`dali_cutmix.build_cutmix_pipeline` cut after a named stage (:mod:`.graphs`); every
-variant has its :mod:`.runners` runner. A round times every variant once, plus the mixing stage alone on a
-fixed batch; rounds alternate forward and reversed order (A B C ... C B A), which cancels linear drift; figures
-are medians over the rounds with their interquartile range. Paired figures (CutMix's share, the speed-up over
-the reference) are computed within each round, then summarized (:mod:`.stats`). ``benchmarks/README.md`` says
-more.
+variant has its :mod:`.runners` runner. With ``async_stages`` (default: on the GPU) each of variants 1-4 is also
+timed with the builder's prefetching (``images_per_s_async``). A round times every runner once, plus the mixing
+stage alone on a fixed batch; rounds alternate forward and reversed order (A B C ... C B A), which cancels linear
+drift; figures are medians over the rounds with their interquartile range. Paired figures (CutMix's share, our
+loader's speed-up over the reference and over mixing after the loader) are computed within each round, then
+summarized (:mod:`.stats`). ``benchmarks/README.md`` says more.
 """
 
 from __future__ import annotations
 
 import datetime
 import time
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from dali_cutmix.pipelines.profile_data import dataset_summary, quiet
 
@@ -35,47 +40,66 @@ from .settings import ProfileSettings
 from .stats import cutmix_shares, describe_round, figures, isolated_shares, speedups, summarize
 from .timing import Timing
 from .training import check_model, measure_training
-from .variants import ISOLATED, LOAD, VARIANT_KEYS, VARIANTS
+from .variants import ISOLATED, LOAD, SKIPPED, VARIANT_KEYS, VARIANTS, async_key
+
+#: The variants our loader is compared with, per round: the JSON key of each ratio (ours / theirs).
+COMPARED = dict(loader_vs_reference="reference", loader_vs_reference_tensor="reference_tensor",
+                loader_vs_after_loader="after_loader", loader_vs_after_loader_timm="after_loader_timm")
 
 SCHEMA = "dali-cutmix-profile/1"
 METHOD = dict(
     dali="one batch at a time (exec_pipelined=False, prefetch_queue_depth=1, dynamic executor): nothing "
          "runs in the background between timed runs; the loader's batch scheduled ahead is awaited "
          "untimed after each run and taken untimed before the next",
+    dali_async="with async_stages (default: on the GPU), each stage variant is also timed with the builder's "
+               "prefetching (prefetch_queue_depth 2, exec_pipelined=True): per run as many batches as the queue "
+               "holds taken untimed, the timed batches, then the batches scheduled ahead awaited untimed "
+               "(images_per_s_async)",
+    after_loader="the full pipeline without the stage (mixing=False; class ids from return_params) through "
+                 "CutMixLoader, timed as the loader variant, then the mixer on each batch on its device. "
+                 "after_loader: torchvision v2.CutMix(alpha=cutmix_alpha); with MixUp on, v2.RandomChoice of it "
+                 "and v2.MixUp(alpha=mixup_alpha) with p = (switch_prob, 1 - switch_prob); torchvision applies no "
+                 "cutmix_minmax, prob, per-sample mode or label smoothing. after_loader_timm: timm.data.Mixup "
+                 "with every mixing option",
     reference=f"persistent workers = threads, prefetch_factor {ReferenceRunner.PREFETCH_FACTOR}; per run "
-              "one epoch: 1 untimed batch, the timed batches, the in-flight batches drained untimed",
+              "one epoch: 1 untimed batch, the timed batches, the in-flight batches drained untimed; "
+              "reference: transforms on the PIL image, reference_tensor: on the uint8 tensor (torchvision's "
+              "--backend tensor); v2.CutMix(alpha=1) in collate_fn for both, whatever the mixing options",
     order="rounds alternate forward and reversed variant order (ABBA); medians and quartiles over rounds",
     cutmix_share="per round: the isolated stage's ms/batch over the full pipeline's ms/batch; "
                  "by_stage_difference: per round (1/ips_cutmix - 1/ips_crop) / (1/ips_full); then median "
                  "and quartiles over rounds")
 
 
-def round_order(round_index: int) -> Tuple[str, ...]:
-    """Order of a round: forward on even rounds, reversed on odd ones (ABBA, cancels linear drift).
+def round_order(round_index: int, keys: Sequence[str] = VARIANT_KEYS + (ISOLATED,)) -> Tuple[str, ...]:
+    """Order of a round over the runners ``keys`` (in forward order): forward on even rounds, reversed on odd
+    ones (ABBA, cancels linear drift).
 
-    The isolated mixing stage (:data:`~.variants.ISOLATED`) is timed last in forward rounds, first in reversed
-    ones.
+    With the default keys, the isolated mixing stage (:data:`~.variants.ISOLATED`) is timed last in forward
+    rounds, first in reversed ones.
     """
-    keys = VARIANT_KEYS + (ISOLATED,)
+    keys = tuple(keys)
     return keys if round_index % 2 == 0 else keys[::-1]
 
 
 def measure_variants(settings: ProfileSettings, progress: Callable[[str], None] = quiet) -> Dict[str, object]:
-    """Time every runner once per round, for ``settings.repeats`` interleaved rounds.
+    """Time every runner :func:`~.runners.make_runners` builds once per round, for ``settings.repeats``
+    interleaved rounds (:func:`round_order`).
 
-    Returns :func:`~.stats.figures` of the timings (``{key: [images/s per round]}`` for the variants,
-    ``{ISOLATED: [ms per batch the mixing stage adds, per round]}``) and ``{LOAD: CpuLoadMeter.stop()'s dict}``
-    (how busy other processes kept the machine meanwhile).
+    Returns :func:`~.stats.figures` of the timings (``{key: [images/s per round]}`` for the variants and the
+    stages' asynchronous twins, ``{ISOLATED: [ms per batch the mixing stage adds, per round]}``),
+    ``{LOAD: CpuLoadMeter.stop()'s dict}`` (how busy other processes kept the machine meanwhile) and
+    ``{SKIPPED: {key: why}}`` for the runners that could not be built here.
     """
     from dali_cutmix.data import count_classes
 
     settings.check()
     meter = CpuLoadMeter()
-    runners = make_runners(settings, count_classes(settings.data), progress)
+    runners, skipped = make_runners(settings, count_classes(settings.data), progress)
     timings: Dict[str, List[Timing]] = {key: [] for key in runners}
     try:
         for r in range(settings.repeats):
-            for key in round_order(r):
+            for key in round_order(r, tuple(runners)):
                 timings[key].append(runners[key].measure(settings.batches))
             progress(f"round {r + 1}/{settings.repeats}: "
                      + describe_round({key: t[-1] for key, t in timings.items()}, settings.batch_size))
@@ -84,20 +108,31 @@ def measure_variants(settings: ProfileSettings, progress: Callable[[str], None] 
             runner.close()
     samples: Dict[str, object] = dict(figures(timings, settings.batch_size))
     samples[LOAD] = meter.stop()
+    samples[SKIPPED] = dict(skipped)
     return samples
 
 
 def build_result(settings: ProfileSettings, samples: Dict[str, object], *, dataset: dict,
                  training: Optional[dict] = None, command: Optional[str] = None, seconds: float = 0.0) -> dict:
-    """Everything the run found, as one JSON-ready dict (``benchmarks/README.md`` lists the keys)."""
+    """Everything the run found, as one JSON-ready dict (``benchmarks/README.md`` lists the keys).
+
+    A variant missing from ``samples`` is left out of ``variants``; ``skipped`` says why (``samples[SKIPPED]``).
+    Each paired ratio of :data:`COMPARED` is None when its variant was not measured.
+    """
     shares, differences = isolated_shares(samples, settings.batch_size), cutmix_shares(samples)
-    ratios = speedups(samples)
     variants = {}
     for v in VARIANTS:
-        ips = summarize(samples[v.key])
-        variants[v.key] = dict(label=v.label, description=v.description, images_per_s=ips,
-                               ms_per_batch=1000 * settings.batch_size / ips["median"],
-                               samples=[round(x, 2) for x in samples[v.key]])
+        if v.key not in samples:
+            continue
+        variants[v.key] = dict(label=v.label, description=v.description,
+                               **_throughput(samples[v.key], settings.batch_size))
+        if async_key(v.key) in samples:
+            variants[v.key].update({f"{name}_async": value for name, value in
+                                    _throughput(samples[async_key(v.key)], settings.batch_size).items()})
+    paired = {}
+    for name, other in COMPARED.items():
+        ratios = speedups(samples, other) if other in samples else None
+        paired[name] = None if ratios is None else dict(summarize(ratios), samples=[round(x, 4) for x in ratios])
     stage_ms = samples[ISOLATED]
     return dict(
         schema=SCHEMA,
@@ -107,13 +142,22 @@ def build_result(settings: ProfileSettings, samples: Dict[str, object], *, datas
         method=dict(METHOD),
         machine_load=samples.get(LOAD),
         variants=variants,
+        skipped=dict(samples.get(SKIPPED) or {}),
         cutmix_share=dict(
             summarize(shares), samples=[round(x, 5) for x in shares],
             stage_ms_per_batch=dict(summarize(stage_ms), samples=[round(x, 3) for x in stage_ms]),
             by_stage_difference=dict(summarize(differences), samples=[round(x, 5) for x in differences])),
-        loader_vs_reference=dict(summarize(ratios), samples=[round(x, 4) for x in ratios]),
+        **paired,
         training=training,
     )
+
+
+def _throughput(values: Sequence[float], batch_size: int) -> dict:
+    """``images_per_s`` (:func:`~.stats.summarize` of ``values``, images/s per round), ``ms_per_batch`` (of the
+    median) and ``samples`` (rounded)."""
+    ips = summarize(values)
+    return dict(images_per_s=ips, ms_per_batch=1000 * batch_size / ips["median"],
+                samples=[round(x, 2) for x in values])
 
 
 def run_profile(settings: ProfileSettings, *, model: Optional[str] = None, steps: int = 5,

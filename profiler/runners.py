@@ -7,14 +7,15 @@ running, so one variant never steals cores from the next one being timed; ``clos
 from __future__ import annotations
 
 import time
-from typing import Callable, Dict
+from typing import Callable, Dict, Tuple
 
 from dali_cutmix.pipelines.profile_data import quiet
 
 from .graphs import build_isolated_stage_pipeline, build_stage_pipeline
+from .mixers import Mixer, timm_mixer, torchvision_mixer
 from .settings import ProfileSettings
-from .timing import Runner, Timing, synchronize, wait_until_idle
-from .variants import ISOLATED, STAGES, VARIANT_KEYS
+from .timing import Runner, Timing, VariantUnavailable, synchronize, wait_until_idle
+from .variants import ASYNC_SUFFIX, ISOLATED, REFERENCE_BACKENDS, STAGES, VARIANT_KEYS, async_key
 
 
 def _run_batches(pipe, batches: int, device: str) -> float:
@@ -39,6 +40,39 @@ class DaliStageRunner:
     def measure(self, batches: int) -> Timing:
         """Run ``batches`` batches."""
         return Timing(_run_batches(self.pipe, batches, self.device), batches * self.batch_size)
+
+    def close(self) -> None:
+        """Free the pipeline."""
+        self.pipe = None
+
+
+class DaliAsyncStageRunner:
+    """Times a stage pipeline with the builder's prefetching (``build_stage_pipeline(synchronous=False)``:
+    ``prefetch_queue_depth`` 2, ``exec_pipelined=True``), as training runs it: DALI makes batches ahead while the
+    caller takes one.
+
+    Each :meth:`measure` first takes, untimed, as many batches as the queue holds (those made ahead while
+    nothing was timed, and the one after), times ``batches`` batches in steady state, then waits, untimed, until
+    the batches scheduled ahead are done (:func:`~.timing.wait_until_idle`): no work spills into the next
+    variant's timing.
+    """
+
+    def __init__(self, stage: str, settings: ProfileSettings, num_classes: int):
+        self.device = settings.device
+        self.batch_size = settings.batch_size
+        self.pipe = build_stage_pipeline(stage, settings, num_classes, synchronous=False)
+        depth = self.pipe.prefetch_queue_depth
+        self.ahead = max(depth.values()) if isinstance(depth, dict) else int(depth)
+        self.pipe.run()  # first batches: allocations, the queue filled
+        wait_until_idle(self.device)
+
+    def measure(self, batches: int) -> Timing:
+        """Run ``batches`` batches with prefetching, after the untimed ones made ahead."""
+        for _ in range(self.ahead):
+            self.pipe.run()
+        seconds = _run_batches(self.pipe, batches, self.device)
+        wait_until_idle(self.device)
+        return Timing(seconds, batches * self.batch_size)
 
     def close(self) -> None:
         """Free the pipeline."""
@@ -86,10 +120,14 @@ class DaliLoaderRunner:
         from dali_cutmix.loader import CutMixLoader
 
         self.device = settings.device
-        self.loader = CutMixLoader(build_stage_pipeline("full", settings, num_classes), last_batch="fill")
+        self.loader = CutMixLoader(self.build_pipeline(settings, num_classes), last_batch="fill")
         self.iterator = iter(self.loader)
-        self.next_batch()  # first batch: allocations
+        self.batch()  # first batch: allocations
         wait_until_idle(self.device)
+
+    def build_pipeline(self, settings: ProfileSettings, num_classes: int):
+        """The loader's pipeline: the full one, one batch per ``run()``."""
+        return build_stage_pipeline("full", settings, num_classes)
 
     def next_batch(self):
         """The next batch, starting a new epoch when one ends."""
@@ -99,13 +137,18 @@ class DaliLoaderRunner:
             self.iterator = iter(self.loader)
             return next(self.iterator)
 
+    def batch(self):
+        """The next ``(images, targets)`` batch as a training loop gets it: images ``[N, 3, crop, crop]`` and soft
+        targets ``[N, num_classes]``, float32, on the pipeline's device."""
+        return self.next_batch()[:2]
+
     def measure(self, batches: int) -> Timing:
-        """Take ``batches`` batches of torch tensors."""
+        """Take ``batches`` batches of torch tensors (:meth:`batch`)."""
         self.next_batch()  # made ahead while nothing was timed: not counted
         images = 0
         start = time.perf_counter()
         for _ in range(batches):
-            images += int(self.next_batch()[0].shape[0])
+            images += int(self.batch()[0].shape[0])
         synchronize(self.device)
         seconds = time.perf_counter() - start
         wait_until_idle(self.device)
@@ -116,18 +159,43 @@ class DaliLoaderRunner:
         self.iterator = self.loader = None
 
 
+class AfterLoaderRunner(DaliLoaderRunner):
+    """Times mixing after the loader, as a DALI user does it today: the full pipeline without the mixing stage
+    (``mixing=False``) through :class:`dali_cutmix.CutMixLoader`, then ``mixer`` (:mod:`.mixers`) on each batch, on
+    the batch's device. Timed as :class:`DaliLoaderRunner` (the same look-ahead, awaited after each run).
+
+    The pipeline's one-hot labels are dropped: the mixer takes the integer class ids (the builder's
+    ``return_params`` output), as int64 ``[N]`` on the images' device.
+    """
+
+    def __init__(self, settings: ProfileSettings, num_classes: int, mixer: Mixer):
+        self.mixer = mixer
+        super().__init__(settings, num_classes)
+
+    def build_pipeline(self, settings: ProfileSettings, num_classes: int):
+        """The full pipeline without the mixing stage, with the class ids as its last output."""
+        return build_stage_pipeline("full", settings, num_classes, mixing=False, return_params=True)
+
+    def batch(self):
+        """The next batch, mixed by the mixer: ``(images, targets)`` as the mixer returns them."""
+        outputs = self.next_batch()
+        images, class_ids = outputs[0], outputs[-1]
+        return self.mixer(images, class_ids.reshape(-1).long().to(images.device, non_blocking=True))
+
+
 class ReferenceRunner:
     """Times the torchvision reference loader in steady state, leaving its workers idle after each run.
 
     Each :meth:`measure` is one epoch: 1 untimed batch, ``timed`` batches (``batches`` rounded up to a multiple
     of the workers, so that a run starts and ends on the same phase of the workers' round), then the batches
     already in flight (``prefetch_factor * workers``) drained untimed. The epoch's length is fixed when the
-    runner is made, for ``settings.batches``.
+    runner is made, for ``settings.batches``. ``backend`` is the transform's (``"pil"`` or ``"tensor"``, see
+    :func:`dali_cutmix.pipelines.reference.reference_transform`).
     """
 
     PREFETCH_FACTOR = 2
 
-    def __init__(self, settings: ProfileSettings, num_classes: int):
+    def __init__(self, settings: ProfileSettings, num_classes: int, backend: str = "pil"):
         import torch
         from torch.utils.data import RandomSampler
 
@@ -137,13 +205,13 @@ class ReferenceRunner:
         self.device = settings.device
         self.timed = -(-settings.batches // workers) * workers
         self.epoch = 1 + self.timed + self.PREFETCH_FACTOR * workers
-        dataset = reference_dataset(settings.data, settings.crop)
+        dataset = reference_dataset(settings.data, settings.crop, backend)
         sampler = RandomSampler(dataset, num_samples=self.epoch * settings.batch_size,
                                 generator=torch.Generator().manual_seed(settings.seed))
         self.loader = build_reference_loader(
             settings.data, batch_size=settings.batch_size, num_workers=workers, crop=settings.crop,
             num_classes=num_classes, sampler=sampler, prefetch_factor=self.PREFETCH_FACTOR,
-            pin_memory=self.device == "gpu", seed=settings.seed)
+            pin_memory=self.device == "gpu", seed=settings.seed, backend=backend)
         self.run_epoch()  # start the workers (not timed)
 
     def to_device(self, batch) -> int:
@@ -176,33 +244,59 @@ class ReferenceRunner:
 
 
 def make_runner(key: str, settings: ProfileSettings, num_classes: int) -> Runner:
-    """The runner of ``key`` (one of :data:`~.variants.VARIANT_KEYS`, or :data:`~.variants.ISOLATED`), warmed up.
+    """The runner of ``key`` (one of :data:`~.variants.VARIANT_KEYS`, a stage's :func:`~.variants.async_key`, or
+    :data:`~.variants.ISOLATED`), warmed up.
 
     Raises:
+        VariantUnavailable: the variant cannot be measured here (e.g. timm is not installed), saying why.
         ValueError: an unknown ``key``.
     """
     if key in STAGES:
         return DaliStageRunner(key, settings, num_classes)
+    if key.endswith(ASYNC_SUFFIX) and key[:-len(ASYNC_SUFFIX)] in STAGES:
+        return DaliAsyncStageRunner(key[:-len(ASYNC_SUFFIX)], settings, num_classes)
     if key == "loader":
         return DaliLoaderRunner(settings, num_classes)
-    if key == "reference":
-        return ReferenceRunner(settings, num_classes)
+    if key == "after_loader":
+        return AfterLoaderRunner(settings, num_classes, torchvision_mixer(settings.mix, num_classes))
+    if key == "after_loader_timm":
+        return AfterLoaderRunner(settings, num_classes, timm_mixer(settings.mix, num_classes, settings.batch_size))
+    if key in REFERENCE_BACKENDS:
+        return ReferenceRunner(settings, num_classes, REFERENCE_BACKENDS[key])
     if key == ISOLATED:
         return IsolatedStageRunner(settings, num_classes)
-    raise ValueError(f"variant must be one of {VARIANT_KEYS + (ISOLATED,)}, got {key!r}")
+    raise ValueError(f"variant must be one of {VARIANT_KEYS + (ISOLATED,)} or a stage's async key, got {key!r}")
+
+
+def runner_keys(settings: ProfileSettings) -> Tuple[str, ...]:
+    """The runners a run times, in forward order: :data:`~.variants.VARIANT_KEYS`, each stage of
+    :data:`~.variants.STAGES` followed by its asynchronous twin when ``settings.times_async_stages``, then
+    :data:`~.variants.ISOLATED`."""
+    keys = []
+    for key in VARIANT_KEYS:
+        keys.append(key)
+        if key in STAGES and settings.times_async_stages:
+            keys.append(async_key(key))
+    return tuple(keys) + (ISOLATED,)
 
 
 def make_runners(settings: ProfileSettings, num_classes: int, progress: Callable[[str], None] = quiet
-                 ) -> Dict[str, Runner]:
-    """Every variant's runner (each warmed up), keyed as :data:`~.variants.VARIANT_KEYS`, plus
-    :data:`~.variants.ISOLATED`. If one fails to build, those already built are closed."""
+                 ) -> Tuple[Dict[str, Runner], Dict[str, str]]:
+    """``(runners, skipped)``: the runner of every key of :func:`runner_keys` (each warmed up, in that order)
+    that can be measured here, and for each that cannot, why (:class:`~.timing.VariantUnavailable`). If one fails
+    to build otherwise, those already built are closed."""
     runners: Dict[str, Runner] = {}
+    skipped: Dict[str, str] = {}
     try:
-        for key in VARIANT_KEYS + (ISOLATED,):
+        for key in runner_keys(settings):
             progress(f"building variant {key}")
-            runners[key] = make_runner(key, settings, num_classes)
+            try:
+                runners[key] = make_runner(key, settings, num_classes)
+            except VariantUnavailable as e:
+                skipped[key] = str(e)
+                progress(f"skipping variant {key}: {e}")
     except BaseException:
         for runner in runners.values():
             runner.close()
         raise
-    return runners
+    return runners, skipped

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Optional
 
 from dali_cutmix.options import MixOptions
 
@@ -21,7 +22,10 @@ class ProfileSettings:
         batches: timed batches per variant per round. repeats: rounds (every variant timed once per round).
         crop: output size. seed: base seed. device_id: the CUDA device for "gpu".
         mix: the mixing stage's options (:class:`dali_cutmix.MixOptions`, checked there); its defaults are
-            CutMix alone, one draw per batch (the paper's).
+            CutMix alone, one draw per batch (the paper's). The variants that mix after the loader take them too.
+        async_stages: also time each DALI stage variant with the builder's prefetching (``prefetch_queue_depth``
+            2, ``exec_pipelined=True``) besides one batch at a time; None (default): on the GPU only (see
+            :attr:`times_async_stages`).
     """
 
     data: str
@@ -34,6 +38,13 @@ class ProfileSettings:
     seed: int = 0
     device_id: int = 0
     mix: MixOptions = field(default_factory=MixOptions)
+    async_stages: Optional[bool] = None
+
+    @property
+    def times_async_stages(self) -> bool:
+        """Whether the DALI stage variants are also timed asynchronously: ``async_stages``, or for None, whether
+        the device is "gpu"."""
+        return self.device == "gpu" if self.async_stages is None else self.async_stages
 
     def check(self) -> "ProfileSettings":
         """Return self if every field is valid; raise ValueError naming the first bad one."""
@@ -45,6 +56,8 @@ class ProfileSettings:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         if not isinstance(self.mix, MixOptions):
             raise ValueError(f"mix must be dali_cutmix.MixOptions, got {type(self.mix).__name__}")
+        if self.async_stages is not None and not isinstance(self.async_stages, bool):
+            raise ValueError(f"async_stages must be None, True or False, got {self.async_stages!r}")
         return self
 
     def as_dict(self) -> dict:

@@ -7,13 +7,14 @@ from typing import Dict, List, Mapping, Sequence
 import numpy as np
 
 from .timing import Timing
-from .variants import ISOLATED, VARIANT_KEYS
+from .variants import ISOLATED
 
 
 def figures(timings: Mapping[str, Sequence[Timing]], batch_size: int) -> Dict[str, List[float]]:
-    """Per round: images/s of every variant in :data:`VARIANT_KEYS`, and the ms per batch of ``batch_size``
-    that the isolated mixing stage (:data:`ISOLATED`) adds."""
-    values = {key: [t.images / t.seconds for t in timings[key]] for key in VARIANT_KEYS if key in timings}
+    """Per round: images/s of every runner timed (the variants of :data:`~.variants.VARIANT_KEYS`, the stages'
+    asynchronous twins), and the ms per batch of ``batch_size`` that the isolated mixing stage (:data:`ISOLATED`)
+    adds."""
+    values = {key: [t.images / t.seconds for t in ts] for key, ts in timings.items() if key != ISOLATED}
     if ISOLATED in timings:
         values[ISOLATED] = [1000 * t.seconds * batch_size / t.images for t in timings[ISOLATED]]
     return values
@@ -22,7 +23,7 @@ def figures(timings: Mapping[str, Sequence[Timing]], batch_size: int) -> Dict[st
 def describe_round(timings: Mapping[str, Timing], batch_size: int) -> str:
     """One round's figures in one line (progress)."""
     values = figures({key: [t] for key, t in timings.items()}, batch_size)
-    line = ", ".join(f"{key} {values[key][0]:,.0f}" for key in VARIANT_KEYS if key in values) + " images/s"
+    line = ", ".join(f"{key} {v[0]:,.0f}" for key, v in values.items() if key != ISOLATED) + " images/s"
     if ISOLATED in values:
         line += f"; CutMix stage {values[ISOLATED][0]:.2f} ms/batch"
     return line
@@ -47,6 +48,6 @@ def isolated_shares(samples: Mapping[str, Sequence[float]], batch_size: int) -> 
     return [ms / (1000 * batch_size / full) for ms, full in zip(samples[ISOLATED], samples["full"])]
 
 
-def speedups(samples: Mapping[str, Sequence[float]]) -> List[float]:
-    """Our loader's images/s over the reference's, per round."""
-    return [ours / ref for ours, ref in zip(samples["loader"], samples["reference"])]
+def speedups(samples: Mapping[str, Sequence[float]], other: str = "reference") -> List[float]:
+    """Our loader's images/s over variant ``other``'s (default: the torchvision reference), per round."""
+    return [ours / theirs for ours, theirs in zip(samples["loader"], samples[other])]

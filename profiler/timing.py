@@ -1,4 +1,5 @@
-"""What every runner promises (:class:`Runner`, :class:`Timing`), and waiting until the device is idle."""
+"""What every runner promises (:class:`Runner`, :class:`Timing`), how a variant says it cannot be measured here
+(:class:`VariantUnavailable`), and waiting until the device is idle."""
 
 from __future__ import annotations
 
@@ -17,6 +18,11 @@ class Timing:
 
     seconds: float
     images: int
+
+
+class VariantUnavailable(Exception):
+    """A variant that cannot be measured with these settings on this machine (an optional package missing, a
+    setting it cannot take); ``str()`` says why. The run records the reason instead of the variant's figures."""
 
 
 class Runner(Protocol):

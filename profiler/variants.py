@@ -23,14 +23,37 @@ VARIANTS: Tuple[Variant, ...] = (
     Variant("full", "4 + flip/normalize (full)",
             "stage 3 + crop_mirror_normalize: the whole build_cutmix_pipeline graph"),
     Variant("loader", "5 full -> torch (CutMixLoader)", "the full pipeline through CutMixLoader to torch tensors"),
-    Variant("reference", "6 torchvision reference",
-            "ImageFolder + DataLoader (workers = threads) + v2 RandomResizedCrop/flip/normalize + v2.CutMix "
-            "in collate_fn, to torch tensors"),
+    Variant("after_loader", "6 no stage -> torch, v2.CutMix",
+            "the full pipeline without the mixing stage (mixing=False) through CutMixLoader, then torchvision's "
+            "v2.CutMix (v2.RandomChoice of v2.CutMix and v2.MixUp with MixUp on) on the loader's batch, on its "
+            "device: mixing after the loader"),
+    Variant("after_loader_timm", "7 no stage -> torch, timm Mixup",
+            "the full pipeline without the mixing stage through CutMixLoader, then timm.data.Mixup with the "
+            "settings' mixing options on the loader's batch, on its device (needs timm: the 'bench' extra)"),
+    Variant("reference", "8 torchvision reference (PIL)",
+            "ImageFolder + DataLoader (workers = threads) + v2 RandomResizedCrop/flip on the PIL image, "
+            "PILToTensor, ToDtype/normalize + v2.CutMix in collate_fn, to torch tensors"),
+    Variant("reference_tensor", "9 torchvision reference (tensor)",
+            "as 8 with the recipe's --backend tensor: PILToTensor first, then v2 RandomResizedCrop/flip on the "
+            "uint8 tensor, ToDtype/normalize + v2.CutMix in collate_fn"),
 )
 VARIANT_KEYS = tuple(v.key for v in VARIANTS)
 #: The variants that are one DALI pipeline run directly (the others wrap the full one, or are torchvision's).
 STAGES = ("decode", "crop", "cutmix", "full")
+#: The variants that mix after the loader, each with its batch mixer (see ``runners.AfterLoaderRunner``).
+AFTER_LOADER = ("after_loader", "after_loader_timm")
+#: The torchvision reference loaders and their transform's backend (``pipelines.reference.reference_transform``).
+REFERENCE_BACKENDS = dict(reference="pil", reference_tensor="tensor")
 #: The mixing stage alone, on a fixed batch, with and without the stage (see ``runners.IsolatedStageRunner``).
 ISOLATED = "cutmix_stage"
 #: The key of the record of other processes' CPU use during the variants (see ``machine.CpuLoadMeter``).
 LOAD = "machine_load"
+#: The key of the variants not measured, each with the reason (see ``timing.VariantUnavailable``).
+SKIPPED = "skipped"
+#: Appended to a stage's key: the same stage timed with the builder's prefetching (see ``runners``).
+ASYNC_SUFFIX = "_async"
+
+
+def async_key(stage: str) -> str:
+    """The runner key of ``stage`` (one of :data:`STAGES`) timed asynchronously, with prefetching."""
+    return stage + ASYNC_SUFFIX

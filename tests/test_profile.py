@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import json
 
@@ -13,13 +14,18 @@ from dali_cutmix import MixOptions
 from dali_cutmix.cli import main
 from dali_cutmix.pipelines.profile_data import dataset_summary, make_profile_dataset
 from dali_cutmix.profiler.graphs import build_stage_pipeline
+from dali_cutmix.profiler.mixers import timm_mixer, torchvision_mixer
 from dali_cutmix.profiler.run import SCHEMA, measure_variants
+from dali_cutmix.profiler.runners import AfterLoaderRunner, runner_keys
 from dali_cutmix.profiler.settings import ProfileSettings
 from dali_cutmix.profiler.stats import cutmix_shares, figures, isolated_shares, speedups, summarize
-from dali_cutmix.profiler.timing import Timing
-from dali_cutmix.profiler.variants import ISOLATED, VARIANTS, VARIANT_KEYS
+from dali_cutmix.profiler.timing import Timing, VariantUnavailable
+from dali_cutmix.profiler.variants import ISOLATED, STAGES, VARIANTS, VARIANT_KEYS, async_key
 
 TINY_RUN = ["--batch-size", "4", "--threads", "1", "--batches", "2", "--repeats", "2", "--crop", "32"]
+HAS_TIMM = importlib.util.find_spec("timm") is not None
+#: The variants a run measures on this machine (timm's only where timm is installed).
+MEASURED = set(VARIANT_KEYS) - (set() if HAS_TIMM else {"after_loader_timm"})
 
 
 def run_cli(argv):
@@ -38,12 +44,13 @@ def tiny_data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def profile_run(tiny_data, tmp_path_factory):
-    """One tiny profile run with ``--model resnet50``: (exit code, stdout, stderr, JSON dict, PNG path)."""
+    """One tiny profile run with ``--model resnet50`` and ``--async-stages``: (exit code, stdout, stderr, JSON
+    dict, PNG path)."""
     out = tmp_path_factory.mktemp("profile_out")
     json_path, png_path = out / "p.json", out / "p.png"
     code, stdout, stderr = run_cli(["profile", "--data", str(tiny_data), *TINY_RUN, "--model", "resnet50",
-                                    "--steps", "1", "--torch-threads", "1", "--json", str(json_path),
-                                    "--plot", str(png_path)])
+                                    "--steps", "1", "--torch-threads", "1", "--async-stages",
+                                    "--json", str(json_path), "--plot", str(png_path)])
     assert code == 0, stderr
     return code, stdout, stderr, json.loads(json_path.read_text()), png_path
 
@@ -51,9 +58,10 @@ def profile_run(tiny_data, tmp_path_factory):
 def test_json_holds_every_variant_with_its_figures(profile_run):
     result = profile_run[3]
     assert result["schema"] == SCHEMA
-    assert set(result["variants"]) == set(VARIANT_KEYS) == {
-        "decode", "crop", "cutmix", "full", "loader", "reference"}
-    for key in VARIANT_KEYS:
+    assert set(VARIANT_KEYS) == {"decode", "crop", "cutmix", "full", "loader", "after_loader", "after_loader_timm",
+                                 "reference", "reference_tensor"}
+    assert set(result["variants"]) == MEASURED
+    for key in MEASURED:
         variant = result["variants"][key]
         assert set(variant["images_per_s"]) >= {"median", "q1", "q3", "min", "max", "n", "iqr_pct"}
         assert variant["images_per_s"]["median"] > 0
@@ -62,7 +70,44 @@ def test_json_holds_every_variant_with_its_figures(profile_run):
     share = result["cutmix_share"]
     assert {"median", "q1", "q3", "samples", "stage_ms_per_batch", "by_stage_difference"} <= set(share)
     assert len(share["by_stage_difference"]["samples"]) == 2
-    assert {"median", "q1", "q3", "samples"} <= set(result["loader_vs_reference"])
+    for paired in ("loader_vs_reference", "loader_vs_reference_tensor", "loader_vs_after_loader"):
+        assert {"median", "q1", "q3", "samples"} <= set(result[paired]) and len(result[paired]["samples"]) == 2
+        assert result[paired]["median"] > 0
+
+
+def test_timm_variant_is_skipped_with_its_reason_without_timm(profile_run):
+    result = profile_run[3]
+    if HAS_TIMM:
+        assert result["skipped"] == {} and result["loader_vs_after_loader_timm"]["median"] > 0
+        assert result["machine"]["timm"]
+        return
+    assert "after_loader_timm" not in result["variants"]
+    assert set(result["skipped"]) == {"after_loader_timm"}
+    assert "timm is not installed" in result["skipped"]["after_loader_timm"]
+    assert "dali-cutmix[bench]" in result["skipped"]["after_loader_timm"]
+    assert result["loader_vs_after_loader_timm"] is None and result["machine"]["timm"] is None
+    assert "skipped: timm is not installed" in profile_run[1]  # the table says so
+    assert "skipping variant after_loader_timm" in profile_run[2]
+
+
+def test_stages_are_also_timed_asynchronously_when_asked(profile_run, tmp_path, monkeypatch):
+    result = profile_run[3]
+    assert result["settings"]["async_stages"] is True and "--async-stages" in result["command"]
+    for key in STAGES:
+        variant = result["variants"][key]
+        assert variant["images_per_s_async"]["median"] > 0 and variant["ms_per_batch_async"] > 0
+        assert len(variant["samples_async"]) == variant["images_per_s_async"]["n"] == 2
+    for key in MEASURED - set(STAGES):
+        assert "images_per_s_async" not in result["variants"][key]
+    assert profile_run[1].count("same, prefetching (async)") == len(STAGES)
+    assert "dali_async" in result["method"]
+    # the default: asynchronous figures on the GPU only
+    cpu, gpu = ProfileSettings(data="d"), ProfileSettings(data="d", device="gpu")
+    assert not cpu.times_async_stages and gpu.times_async_stages
+    assert ProfileSettings(data="d", async_stages=True).times_async_stages
+    assert runner_keys(cpu) == VARIANT_KEYS + (ISOLATED,)
+    keys = runner_keys(gpu)
+    assert keys.index(async_key("full")) == keys.index("full") + 1 and len(keys) == len(VARIANT_KEYS) + 5
 
 
 def test_json_names_the_machine_settings_and_data(profile_run):
@@ -94,10 +139,12 @@ def test_json_holds_the_training_step_and_no_targets(profile_run):
 
 def test_table_is_printed_and_progress_goes_to_stderr(profile_run):
     _, stdout, stderr, result, _ = profile_run
-    for variant in VARIANTS:
+    for variant in VARIANTS:  # the skipped one too, with its reason
         assert variant.label in stdout
     assert "images/s" in stdout and "CutMix share of the full pipeline" in stdout
-    assert "loader vs torchvision reference" in stdout and "training resnet50" in stdout
+    assert "loader vs torchvision reference (PIL):" in stdout and "training resnet50" in stdout
+    assert "loader vs torchvision reference (tensor):" in stdout
+    assert "loader vs v2.CutMix after the loader:" in stdout
     assert "target" not in stdout and "wrote " in stdout
     assert "round 1/2" in stderr and "round 2/2" in stderr and "resnet50 step 1/1" in stderr
 
@@ -120,7 +167,9 @@ def test_profile_runs_on_a_generated_data_set(tmp_path, monkeypatch):
                                     "--json", str(tmp_path / "p.json"), "--plot", str(tmp_path / "p.png")])
     assert code == 0, stderr
     result = json.loads((tmp_path / "p.json").read_text())
-    assert set(result["variants"]) == set(VARIANT_KEYS)
+    assert set(result["variants"]) == MEASURED
+    assert not any("images_per_s_async" in v for v in result["variants"].values())  # CPU default: no async
+    assert result["settings"]["async_stages"] is None and "async" not in result["command"]
     assert result["dataset"]["images"] == 6 and result["dataset"]["mean_width"] == 500
     assert "--images 6" in result["command"]
     assert (tmp_path / "p.png").stat().st_size > 0
@@ -156,7 +205,7 @@ def test_statistics():
                    cutmix_stage=[2.0])
     # crop 10 ms/image, cutmix 12.5 ms/image: the stage adds 2.5 ms of the full pipeline's 20 ms
     assert cutmix_shares(samples) == [pytest.approx(0.125)]
-    assert speedups(samples) == [3.0]
+    assert speedups(samples) == [3.0] and speedups(samples, "full") == [pytest.approx(1.2)]
     # 2 ms per batch of 10 over the full pipeline's 200 ms per batch
     assert isolated_shares(samples, batch_size=10) == [pytest.approx(0.01)]
 
@@ -186,15 +235,19 @@ def test_measure_variants_times_every_runner_alike(tiny_data, monkeypatch):
         def close(self):
             calls.append((self.key, "closed"))
 
-    monkeypatch.setattr(run, "make_runners", lambda settings, n, progress: {
-        k: FakeRunner(k) for k in VARIANT_KEYS + (ISOLATED,)})
-    settings = ProfileSettings(data=str(tiny_data), batch_size=4, batches=3, repeats=2)
+    settings = ProfileSettings(data=str(tiny_data), batch_size=4, batches=3, repeats=2, async_stages=True)
+    keys = runner_keys(settings)
+    skipped = {"after_loader_timm": "not here"}
+    monkeypatch.setattr(run, "make_runners", lambda settings, n, progress: (
+        {k: FakeRunner(k) for k in keys if k not in skipped}, dict(skipped)))
     samples = measure_variants(settings)
-    keys = VARIANT_KEYS + (ISOLATED,)
+    keys = tuple(k for k in keys if k not in skipped)
+    assert async_key("full") in keys and "after_loader" in keys and "reference_tensor" in keys
     assert [c for c in calls if c[1] != "closed"] == [(k, 3) for k in keys + keys[::-1]]
     assert sorted(c[0] for c in calls if c[1] == "closed") == sorted(keys)
     assert samples["full"] == [12.0, 12.0] and samples[ISOLATED] == [pytest.approx(1000 / 3)] * 2
-    assert "machine_load" in samples
+    assert samples[async_key("full")] == [12.0, 12.0] and "after_loader_timm" not in samples
+    assert "machine_load" in samples and samples["skipped"] == skipped
 
 
 @pytest.mark.parametrize("args, names", [
@@ -255,6 +308,10 @@ def test_library_checks_its_settings(tiny_data):
         ProfileSettings(data=str(tiny_data), mix=dict(cutmix_alpha=2.0)).check()
     with pytest.raises(ValueError, match="stage"):
         build_stage_pipeline("resize", ProfileSettings(data=str(tiny_data)), num_classes=2)
+    with pytest.raises(ValueError, match="decode"):
+        build_stage_pipeline("decode", ProfileSettings(data=str(tiny_data)), num_classes=2, mixing=False)
+    with pytest.raises(ValueError, match="async_stages"):
+        ProfileSettings(data=str(tiny_data), async_stages=1).check()
     with pytest.raises(ValueError, match="images"):
         make_profile_dataset(tiny_data.parent / "never", images=0)
 
@@ -308,3 +365,123 @@ def test_model_takes_any_torchvision_classifier_and_refuses_others_early(tiny_da
         from dali_cutmix.profiler.run import run_profile
 
         run_profile(ProfileSettings(data=str(tiny_data)), model="resnet_nope")
+
+
+def _check_soft_batch(images, targets, batch_size, crop, num_classes):
+    """A training batch: float32 images [N, 3, crop, crop]; float soft targets [N, num_classes] in [0, 1],
+    each row summing to 1."""
+    import torch
+
+    assert tuple(images.shape) == (batch_size, 3, crop, crop) and images.dtype == torch.float32
+    assert tuple(targets.shape) == (batch_size, num_classes) and targets.dtype.is_floating_point
+    assert bool(((targets >= 0) & (targets <= 1)).all())
+    np.testing.assert_allclose(targets.sum(1).numpy(), 1.0, atol=1e-5)
+
+
+def test_after_loader_mixes_the_unmixed_loaders_batches_with_v2_cutmix(tiny_data):
+    import torch
+    from torchvision.transforms import v2
+
+    settings = ProfileSettings(data=str(tiny_data), batch_size=4, threads=1, crop=32, seed=1)
+    runner = AfterLoaderRunner(settings, 2, torchvision_mixer(settings.mix, 2))
+    try:
+        images, one_hot, class_ids = runner.next_batch()  # the pipeline without the stage, class ids last
+        assert set(np.unique(one_hot.numpy())) <= {0.0, 1.0}, "no stage: one-hot labels"
+        np.testing.assert_array_equal(one_hot.argmax(1).numpy(), class_ids.reshape(-1).numpy())
+        mixed = 0
+        for _ in range(4):
+            images, targets = runner.batch()
+            _check_soft_batch(images, targets, 4, 32, 2)
+            mixed += int(((targets > 0) & (targets < 1)).any())
+        assert mixed, "v2.CutMix mixes labels"
+        timing = runner.measure(2)
+        assert timing.images == 8 and timing.seconds > 0
+    finally:
+        runner.close()
+    with_mixup = torchvision_mixer(MixOptions(mixup_alpha=0.8, switch_prob=0.3), 5)
+    assert isinstance(with_mixup, v2.RandomChoice) and with_mixup.p == pytest.approx([0.3, 0.7])
+    assert isinstance(torchvision_mixer(MixOptions(cutmix_alpha=0.0, mixup_alpha=0.2), 5), v2.MixUp)
+    images, targets = with_mixup(torch.rand(6, 3, 8, 8), torch.arange(6) % 5)
+    _check_soft_batch(images, targets, 6, 8, 5)
+    with pytest.raises(VariantUnavailable, match="cutmix_minmax"):
+        torchvision_mixer(MixOptions(cutmix_alpha=0.0, cutmix_minmax=(0.2, 0.8)), 5)
+
+
+class FakeMixup:
+    """A stand-in for ``timm.data.Mixup``: records its options and calls; CutMix-like on the whole batch."""
+
+    made = []
+
+    def __init__(self, **options):
+        self.options, self.calls = options, []
+        FakeMixup.made.append(self)
+
+    def __call__(self, x, target):
+        import torch
+
+        self.calls.append((tuple(x.shape), target.dtype, tuple(target.shape), x.device))
+        lam = 0.75
+        x[:, :, : x.shape[2] // 2] = x.flip(0)[:, :, : x.shape[2] // 2]
+        one_hot = torch.nn.functional.one_hot(target, self.options["num_classes"]).float()
+        return x, lam * one_hot + (1 - lam) * one_hot.flip(0)
+
+
+def test_after_loader_timm_gives_timm_every_mixing_option(tiny_data):
+    import torch
+
+    options = MixOptions(cutmix_alpha=0.7, mixup_alpha=0.3, cutmix_minmax=(0.2, 0.9), prob=0.9, switch_prob=0.4,
+                         mode="elem", correct_lam=False, label_smoothing=0.1)
+    settings = ProfileSettings(data=str(tiny_data), batch_size=4, threads=1, crop=32, mix=options)
+    FakeMixup.made.clear()
+    runner = AfterLoaderRunner(settings, 2, timm_mixer(settings.mix, 2, settings.batch_size, mixup_class=FakeMixup))
+    try:
+        images, targets = runner.batch()
+        _check_soft_batch(images, targets, 4, 32, 2)
+        assert runner.measure(2).images == 8
+    finally:
+        runner.close()
+    (fake,) = FakeMixup.made
+    assert fake.options == dict(mixup_alpha=0.3, cutmix_alpha=0.7, cutmix_minmax=[0.2, 0.9], prob=0.9,
+                                switch_prob=0.4, mode="elem", correct_lam=False, label_smoothing=0.1,
+                                num_classes=2)
+    # every batch trained on reaches it as timm expects it: the warm-up, ours, the 2 timed ones (the untimed
+    # look-ahead batch is not mixed)
+    assert len(fake.calls) == 1 + 1 + 2
+    assert set(fake.calls) == {((4, 3, 32, 32), torch.int64, (4,), torch.device("cpu"))}
+    with pytest.raises(VariantUnavailable, match="even batch size"):
+        timm_mixer(options, 2, 5, mixup_class=FakeMixup)
+
+
+@pytest.mark.skipif(HAS_TIMM, reason="timm is installed here")
+def test_timm_mixer_says_timm_is_missing():
+    with pytest.raises(VariantUnavailable, match=r"timm is not installed.*dali-cutmix\[bench\]"):
+        timm_mixer(MixOptions(), 10, 4)
+
+
+@pytest.mark.parametrize("backend", ["pil", "tensor"])
+def test_reference_loader_backends_give_cutmixed_batches(tiny_data, backend):
+    from PIL import Image
+    from torchvision.transforms import v2
+
+    from dali_cutmix.pipelines.reference import build_reference_loader, reference_transform
+
+    transform = reference_transform(32, backend)
+    names = [type(t).__name__ for t in transform.transforms]
+    to_tensor, crop = names.index("PILToTensor"), names.index("RandomResizedCrop")
+    assert (to_tensor < crop) == (backend == "tensor")
+    assert names[-2:] == ["ToDtype", "Normalize"] and isinstance(transform, v2.Compose)
+    sample = transform(Image.new("RGB", (56, 40), (200, 100, 50)))
+    assert tuple(sample.shape) == (3, 32, 32)
+    loader = build_reference_loader(tiny_data, batch_size=4, num_workers=1, crop=32, backend=backend,
+                                    persistent_workers=False)
+    images, targets = next(iter(loader))
+    _check_soft_batch(images, targets, 4, 32, 2)
+
+
+def test_reference_refuses_an_unknown_backend(tiny_data):
+    from dali_cutmix.pipelines.reference import build_reference_loader, reference_transform
+
+    with pytest.raises(ValueError, match="backend"):
+        reference_transform(32, "gpu")
+    with pytest.raises(ValueError, match="backend"):
+        build_reference_loader(tiny_data, batch_size=4, num_workers=1, backend="tv_tensor")
