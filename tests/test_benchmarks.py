@@ -163,6 +163,10 @@ def test_check_targets_judges_the_profile_of_each_device(tmp_path, capsys):
     assert len(gpu) == 2 and all(r["met"] and r["conditions_match"] for r in gpu)
     on_a100 = check_targets.evaluate(_profile("gpu", share=0.005, full_ips=9000.0, batch=256, gpu="NVIDIA A100"))
     assert [r["conditions_match"] for r in on_a100] == [True, False]
+    trained = _profile("gpu", share=0.005, full_ips=9000.0, batch=256, gpu="NVIDIA H100 80GB")
+    trained["training"] = {"model": "resnet50", "data_wait_share": 0.035}
+    waits = check_targets.evaluate(trained)
+    assert len(waits) == 3 and waits[2]["measured"] == 0.035 and not waits[2]["met"], "data wait over 2%"
 
     # the median meets the 3% target, the upper quartile does not: met, but not under --strict
     borderline = tmp_path / "borderline.json"
