@@ -749,7 +749,29 @@ def test_more_gpus_than_present(tiny_imagenet, tmp_path, capsys):
     code, err = _main(["--data", str(tiny_imagenet), "--output", str(tmp_path / "o"), "--gpus", str(present + 1)],
                       capsys)
     assert code == 2
-    assert_one_line_error(err, f"--gpus {present + 1}", f"only {present} GPU(s)")
+    assert_one_line_error(err, f"--gpus {present + 1}: torch {torch.__version__}", f"sees {present} GPU",
+                          "run `dali-cutmix doctor` to see why")
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_run_that_falls_back_to_the_cpu_says_so_first(tiny_imagenet, tmp_path, capsys):
+    """Without --gpus on a machine where torch sees no GPU, the first line says the run is on the CPU and why."""
+    import torch
+
+    from dali_cutmix.train.plan import cpu_fallback_line
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the run would not fall back")
+    line = cpu_fallback_line(0)
+    assert line.startswith(f"no GPU: torch {torch.__version__} (") and "sees 0 GPUs" in line
+    assert "trains on the CPU" in line and "dali-cutmix doctor" in line
+    from dali_cutmix.cli import main
+
+    code = main(["train", "--data", str(tiny_imagenet), "--output", str(tmp_path / "o"), "--batch-size", "4096"])
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[0] == line
+    assert code == 2, "and then the run stops on its too-large batch, in one line"
+    assert_one_line_error(captured.err, "--batch-size 4096 is too large")
 
 
 def test_batch_that_does_not_split(tiny_imagenet, tmp_path, capsys):

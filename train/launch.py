@@ -28,7 +28,7 @@ from dali_cutmix.errors import USER_ERRORS, first_line
 
 from . import distributed
 from .config import TrainConfig
-from .plan import LaunchError, RunPlan, prepare
+from .plan import LaunchError, RunPlan, cpu_fallback_line, gpus_present, prepare
 
 
 def launch(cfg: TrainConfig) -> Dict[str, Any]:
@@ -48,6 +48,8 @@ def launch(cfg: TrainConfig) -> Dict[str, Any]:
 
         return run(cfg, plan, info)
     plan = prepare(cfg)
+    if not plan.use_gpu and cfg.gpus is None and cfg.cpu_procs == 1:
+        print(cpu_fallback_line(gpus_present()), flush=True)
     if plan.world_size == 1:
         from .loop import run
 

@@ -43,6 +43,20 @@ def gpus_present() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
+def torch_gpu_view(present: int) -> str:
+    """What torch sees, in words: ``"torch 2.14.1+cu130 (CUDA 13.0 build) sees 0 GPUs"``."""
+    import torch
+
+    build = f"CUDA {torch.version.cuda} build" if torch.version.cuda else "CPU-only build"
+    return f"torch {torch.__version__} ({build}) sees {present} GPU{'' if present == 1 else 's'}"
+
+
+def cpu_fallback_line(present: int) -> str:
+    """The first line of a run that trains on the CPU although ``--gpus`` was not given."""
+    return (f"no GPU: {torch_gpu_view(present)}, so this run trains on the CPU (`dali-cutmix doctor` says why; "
+            f"--gpus 0 silences this line)")
+
+
 def free_port() -> int:
     """A TCP port that was free on this host a moment ago."""
     with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
@@ -86,7 +100,7 @@ def prepare(cfg: TrainConfig, *, launcher: Optional[str] = None, world_size: Opt
     present = gpus_present()
     if launcher is None:
         if cfg.gpus is not None and cfg.gpus > present:
-            raise LaunchError(f"--gpus {cfg.gpus}: only {present} GPU(s) present on this machine")
+            raise LaunchError(f"--gpus {cfg.gpus}: {torch_gpu_view(present)}; run `dali-cutmix doctor` to see why")
         gpus = cfg.gpus if cfg.gpus is not None else (0 if cfg.cpu_procs > 1 else present)
         if gpus > 0 and cfg.cpu_procs > 1:
             raise LaunchError("--cpu-procs is for CPU runs (--gpus 0); with GPUs, each process drives one GPU")
@@ -102,7 +116,7 @@ def prepare(cfg: TrainConfig, *, launcher: Optional[str] = None, world_size: Opt
             raise LaunchError(f"under {launcher}, the launcher starts the processes: drop --nnodes / --cpu-procs")
         use_gpu = present > 0 if cfg.gpus is None else cfg.gpus > 0
         if use_gpu and present == 0:
-            raise LaunchError(f"--gpus {cfg.gpus}: no GPU present on this machine")
+            raise LaunchError(f"--gpus {cfg.gpus}: {torch_gpu_view(present)}; run `dali-cutmix doctor` to see why")
         nproc, world = 1, int(world_size or 1)
         where = f"{world} process(es) started by {launcher}"
     if cfg.batch_size % world:
