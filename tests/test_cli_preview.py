@@ -35,3 +35,16 @@ def test_a_bad_option_value_exits_2(jpeg_tree, tmp_path):
     result = subprocess.run([sys.executable, "-m", "dali_cutmix.cli", "preview", "--data", str(jpeg_tree),
                              "--cutmix-alpha", "-1", "--out", str(tmp_path / "x.png")], capture_output=True, text=True)
     assert result.returncode == 2 and "--cutmix-alpha must be >= 0" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_click_usage_errors_are_one_line_naming_the_flag(capsys):
+    """An unknown flag, a value of the wrong type or out of range: one ``error:`` line, exit 2, no usage block."""
+    for args, fragment in ((["preview", "--bogus"], "No such option '--bogus'"),
+                           (["preview", "--count", "0"], "Invalid value for '--count'"),
+                           (["train", "--epochs", "abc"], "Invalid value for '--epochs'"),
+                           (["nosuchcommand"], "No such command 'nosuchcommand'")):
+        assert main(args) == 2, args
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], (args, err)
+        assert "--help lists the options" in lines[0]

@@ -133,8 +133,9 @@ def test_no_private_name_is_imported_from_another_module():
 
 def test_each_mixing_option_is_range_checked_once():
     """The messages that check a mixing option's range exist in dali_cutmix/options.py only."""
-    checks = re.compile(r"(cutmix_alpha|mixup_alpha|switch_prob|label_smoothing|cutmix_minmax|minmax|prob|mode)"
-                        r"\W{0,4} must ")
+    # an option's name (or flag) starting a message: "mode must", "{mode} must", "--mix-mode must", not "scan mode"
+    checks = re.compile(r"(?<![A-Za-z] )\b(cutmix_alpha|mixup_alpha|switch_prob|label_smoothing|cutmix_minmax|"
+                        r"minmax|prob|mode|mix-mode|alpha)\W{0,4} must ")
     sources = [p for p in MODULES.values()] + [ROOT / "dali_cutmix" / "native" / "mix_ops.cc"]
     places = {str(p.relative_to(ROOT)) for p in sources if checks.search(p.read_text())}
     assert places == {"dali_cutmix/options.py"}
