@@ -26,9 +26,10 @@ def _register():
     from .doctor import doctor
     from .preview import preview
     from .profile import profile
+    from .scan import scan
     from .train import train
 
-    for command in (preview, train, profile, doctor):
+    for command in (preview, train, profile, doctor, scan):
         cli.add_command(command)
 
 

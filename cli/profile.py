@@ -37,9 +37,12 @@ def _resolve_device(device):
 
 
 def _resolve_data(data, images, progress) -> Path:
-    """The data set to profile: ``--data`` checked, or the generated one of ``--images`` JPEGs."""
+    """The data set to profile: ``--data`` checked, or the generated one of ``--images`` JPEGs. A ``--data``
+    holding files DALI cannot read is profiled without them (a quick scan, cached; the line names them): the
+    profiler then reads a DALI file list of its usable files."""
     from dali_cutmix.data import list_classes
     from dali_cutmix.pipelines.profile_data import default_profile_dataset
+    from dali_cutmix.pipelines.scan import list_file_of, skip_line, usable_images
 
     if data is None:
         return default_profile_dataset(DEFAULT_IMAGES if images is None else images, progress=progress)
@@ -50,9 +53,14 @@ def _resolve_data(data, images, progress) -> Path:
         raise UserError(f"--data must be a class-per-folder directory DIR/<class>/<image>, got the file {str(data)!r}")
     try:
         list_classes(data)
+        usable, result = usable_images(data)
     except (FileNotFoundError, ValueError) as e:
         raise UserError(f"--data: {e}") from None
-    return data
+    line = skip_line(result)
+    if line is None:
+        return data
+    progress(line)
+    return list_file_of(usable)
 
 
 def _check_model(model, crop) -> None:
@@ -92,7 +100,8 @@ def _command(params: dict) -> str:
 
 @click.command()
 @click.option("--data", type=click.Path(), default=None,
-              help="Class-per-folder JPEG tree DIR/<class>/<image> (default: a generated set of ~100 KB, "
+              help="Class-per-folder JPEG tree DIR/<class>/<image>; files DALI cannot read are skipped (a quick "
+                   "scan, cached) (default: a generated set of ~100 KB, "
                    "500x375 JPEGs in the cache folder, made on first use).")
 @click.option("--images", type=click.IntRange(min=1), default=None,
               help=f"Size of the generated data set when --data is not given [default: {DEFAULT_IMAGES}].")

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from dali_cutmix.train.config import AMP_MODES, OPTIMIZERS, SCHEDULES
+from dali_cutmix.train.config import AMP_MODES, OPTIMIZERS, SCAN_MODES, SCHEDULES
 from dali_cutmix.train.recipe import RECIPES
 
 from .mixing import mixing_options
@@ -65,7 +65,14 @@ def recipe_values(key: str, lead: str = "") -> str:
               help="ImageNet-layout root: DATA/train/<class>/*.JPEG and DATA/val/<class>/*.JPEG (the same class "
                    "folders). Default: the embedded demo dataset (6 classes, generated on first use).")
 @click.option("--output", type=click.Path(file_okay=False), default=None,
-              help="Run folder: metrics.jsonl, last.pt, best.pt, run.json, ranks.json. [default: runs/<timestamp>]")
+              help="Run folder: metrics.jsonl, last.pt, best.pt, run.json, ranks.json, the file lists read and "
+                   "skipped.txt. [default: runs/<timestamp>]")
+@click.option("--scan", type=click.Choice(SCAN_MODES), default=None,
+              help="Check the data before the first epoch and train on the usable files only, naming every "
+                   "skipped one (on the terminal, in OUTPUT/skipped.txt and run.json): 'quick' reads headers and "
+                   "ends at file-system speed, 'full' also decodes every file with DALI, 'off' checks nothing. "
+                   "Results are cached per file: a resumed or second run re-reads only changed files. "
+                   "[default: quick]")
 @click.option("--recipe", type=click.Choice(list(RECIPES)), default=None,
               help="Defaults for every setting below: 'paper' = the CutMix paper's ImageNet ResNet-50 settings, "
                    "'deit' = DeiT's (facebookresearch/deit main.py: ViT-B/16, AdamW, MixUp + CutMix), "

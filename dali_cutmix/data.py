@@ -1,12 +1,25 @@
-"""Where the images are: checks a class-per-folder tree or a file list before DALI reads it."""
+"""Where the images are: the class list of a class-per-folder tree (ours: the one DALI reads), its samples and
+file lists. :mod:`dali_cutmix.imagecheck` checks one file.
+
+Hidden names (starting with ".") are never classes or samples: an empty ``train/.ipynb_checkpoints`` left by
+Jupyter, macOS's ``.DS_Store`` and ``._photo.jpg``. DALI's own folder reader would count a hidden folder as a
+class; every pipeline here hands DALI a file list made from :func:`list_classes` and :func:`list_samples`
+instead.
+"""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
+
+from .atomic import atomic_path
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+#: How the ImageNet validation images that ship as one flat folder are usually sorted into class folders.
+FLAT_VAL_HINT = ("sort them into class folders first, e.g. with the widely used valprep.sh that the PyTorch "
+                 "ImageNet example's extract_ILSVRC.sh runs (github.com/pytorch/examples, imagenet/)")
 
 
 def is_image_file(name: str) -> bool:
@@ -14,28 +27,129 @@ def is_image_file(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS)
 
 
+def is_hidden(name: str) -> bool:
+    """Whether a file or folder name is hidden (starts with "."): never a class, never a sample."""
+    return name.startswith(".")
+
+
+def _loose_images(root: Path) -> int:
+    with os.scandir(root) as it:
+        return sum(1 for e in it if not is_hidden(e.name) and e.is_file() and is_image_file(e.name))
+
+
 def list_classes(root) -> List[str]:
-    """Class names of a class-per-folder tree ``root/<class>/<image>``, sorted as DALI's file reader labels them.
+    """Class names of a class-per-folder tree ``root/<class>/<image>``, sorted: label ``i`` is ``classes[i]``.
+
+    Hidden folders are not classes; a class folder may be empty (it keeps its label).
 
     Raises:
         FileNotFoundError: ``root`` does not exist or is not a directory.
-        ValueError: ``root`` has no class folder holding an image.
+        ValueError: ``root`` has no class folder holding an image; the message says when ``root`` is a flat
+            folder of images (as ImageNet's ``val/`` ships) and how to sort it.
     """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"data path {str(root)!r} does not exist or is not a directory")
-    classes = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+    with os.scandir(root) as it:
+        classes = sorted(e.name for e in it if e.is_dir() and not is_hidden(e.name))
     for name in classes:
-        with os.scandir(root / name) as it:
-            if any(e.is_file() and is_image_file(e.name) for e in it):
-                return classes
+        if next(iter_samples(root / name), None) is not None:
+            return classes
+    loose = _loose_images(root)
+    if loose:
+        raise ValueError(
+            f"data path {str(root)!r} is a flat folder: it holds {loose} images directly and none in class "
+            f"folders (ImageNet's val/ ships this way); {FLAT_VAL_HINT}, so that it reads "
+            f"{str(root)}/<class>/<image>")
     raise ValueError(
         f"data path {str(root)!r} holds no images: expected class folders {str(root)}/<class>/<image> "
         f"(extensions {', '.join(IMAGE_EXTENSIONS)})")
 
 
+def iter_samples(folder) -> Iterator[str]:
+    """Image files under ``folder`` (its subfolders too, following links), as paths relative to it with "/",
+    hidden files and folders left out. Sorted per folder (files before subfolders' files)."""
+    folder = Path(folder)
+    stack, seen = [""], set()
+    while stack:
+        rel = stack.pop()
+        here = folder / rel if rel else folder
+        try:
+            st = here.stat()
+            if (st.st_dev, st.st_ino) in seen:  # a link back up the tree
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            with os.scandir(here) as it:
+                entries = sorted((e for e in it if not is_hidden(e.name)), key=lambda e: e.name)
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            continue
+        subdirs = []
+        for e in entries:
+            path = f"{rel}/{e.name}" if rel else e.name
+            if e.is_dir():
+                subdirs.append(path)
+            elif is_image_file(e.name) and e.is_file():
+                yield path
+        stack.extend(reversed(subdirs))
+
+
+def list_samples(root, classes: Optional[Sequence[str]] = None) -> Tuple[List[str], List[int]]:
+    """``(files, labels)`` of a class-per-folder tree: every image file under ``root/<class>/`` (relative to
+    ``root``, sorted by class, then by path as a string) and its class's position in ``classes`` (default:
+    :func:`list_classes` of ``root``; pass the training split's classes for a validation split). Hidden names
+    are left out; a class of ``classes`` without a folder under ``root`` has no samples.
+    """
+    root = Path(root)
+    classes = list_classes(root) if classes is None else list(classes)
+    files, labels = [], []
+    for label, name in enumerate(classes):
+        for rel in sorted(iter_samples(root / name)):
+            files.append(f"{name}/{rel}")
+            labels.append(label)
+    return files, labels
+
+
+@dataclass(frozen=True)
+class ImageList:
+    """Image files and their labels, what a DALI file list holds, in memory (for
+    :func:`dali_cutmix.build_cutmix_pipeline` and the validation pipeline).
+
+    ``files`` are relative to ``root`` (or absolute); ``labels[i]`` is the class id of ``files[i]``, in
+    ``[0, len(classes))`` when ``classes`` (the class names in label order) is given.
+    """
+
+    root: Path
+    files: Tuple[str, ...]
+    labels: Tuple[int, ...]
+    classes: Tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if len(self.files) != len(self.labels):
+            raise ValueError(f"ImageList has {len(self.files)} files but {len(self.labels)} labels")
+        if not self.files:
+            raise ValueError(f"image list of {str(self.root)!r} holds no images")
+
+    @classmethod
+    def from_folder(cls, root) -> "ImageList":
+        """Every image of the class-per-folder tree ``root`` with its label (:func:`list_samples`)."""
+        root = Path(root)
+        classes = list_classes(root)
+        files, labels = list_samples(root, classes)
+        return cls(root=root, files=tuple(files), labels=tuple(labels), classes=tuple(classes))
+
+    @property
+    def num_classes(self) -> int:
+        """``len(classes)`` when known, else ``max(labels) + 1``."""
+        return len(self.classes) if self.classes else max(self.labels) + 1
+
+    def path(self, file: str) -> Path:
+        """The full path of one of ``files``."""
+        return self.root / file
+
+
 def read_file_list(path) -> Tuple[List[str], List[int]]:
-    """Parse a DALI file list (``relative/path label`` per line, paths relative to the list's folder).
+    """Parse a DALI file list (``path label`` per line; paths relative to the list's folder, or absolute; a
+    path may hold spaces: the label is the last field).
 
     Raises:
         FileNotFoundError: the list does not exist. ValueError: it is empty or a line is malformed.
@@ -57,8 +171,67 @@ def read_file_list(path) -> Tuple[List[str], List[int]]:
     return files, labels
 
 
+def image_list(data) -> ImageList:
+    """``data`` as an :class:`ImageList`: a class-per-folder tree (:meth:`ImageList.from_folder`), a DALI file
+    list (paths relative to its folder), or an ImageList (returned as it is).
+
+    Raises:
+        FileNotFoundError, ValueError: as :func:`list_classes` / :func:`read_file_list`.
+    """
+    if isinstance(data, ImageList):
+        return data
+    data = Path(data)
+    if data.is_file():
+        files, labels = read_file_list(data)
+        return ImageList(root=data.parent, files=tuple(files), labels=tuple(labels))
+    return ImageList.from_folder(data)
+
+
+def list_entry(path, list_folder) -> str:
+    """How a DALI file list in ``list_folder`` names the file ``path``: relative to that folder when the file is
+    under it, else absolute."""
+    path, list_folder = Path(os.path.abspath(path)), Path(os.path.abspath(list_folder))
+    try:
+        return path.relative_to(list_folder).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def check_list_name(name: str) -> None:
+    """Raise ValueError unless a DALI file list can hold the path ``name`` (one line, no leading or trailing
+    whitespace)."""
+    if "\n" in name or "\r" in name or name != name.strip():
+        raise ValueError(f"a DALI file list cannot hold the path {name!r} (a line break, or white space at an end)")
+
+
+def write_file_list(path, files: Sequence, labels: Sequence[int]) -> Path:
+    """Write a DALI file list atomically: one ``path label`` line per file, each path as :func:`list_entry`
+    names it for the list's folder (so the list reads the same files wherever the reader's working folder is).
+
+    Raises:
+        ValueError: no files, lengths that differ, or a path a list cannot hold (:func:`check_list_name`).
+    """
+    path = Path(path)
+    if len(files) != len(labels):
+        raise ValueError(f"{len(files)} files but {len(labels)} labels")
+    if not files:
+        raise ValueError(f"file list {str(path)!r} would hold no images")
+    folder = path.parent
+    lines = []
+    for file, label in zip(files, labels):
+        entry = list_entry(file, folder)
+        check_list_name(entry)
+        lines.append(f"{entry} {int(label)}\n")
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(lines))
+    return path
+
+
 def count_classes(data) -> int:
-    """Number of classes of ``data``: class folders of a tree, or ``max(label) + 1`` of a file list."""
+    """Number of classes of ``data``: class folders of a tree, ``max(label) + 1`` of a file list or of an
+    :class:`ImageList` without class names."""
+    if isinstance(data, ImageList):
+        return data.num_classes
     data = Path(data)
     if data.is_file():
         return max(read_file_list(data)[1]) + 1

@@ -2,11 +2,95 @@
 
 from __future__ import annotations
 
+import os
+import re
+from pathlib import Path
 from typing import Iterator, Optional, Tuple
 
-from .pipeline import OUTPUT_NAMES, READER_NAME
+from .data import ImageList, read_file_list
+from .imagecheck import BAD, BadFileError, check_image_file
+from .pipeline import OUTPUT_NAMES, READER_NAME, reader_source
 
 LAST_BATCH_POLICIES = ("partial", "drop", "fill")
+#: DALI's errors that name the file they failed on: the decoder's (the path as the reader's list gives it) and the
+#: reader's (the full path; DALI says "mapping failed" for a missing file too).
+_NAMED_FAILURES = (re.compile(r"Failed to decode sample #\d+ ?: ?(?P<path>.+?)\s*$", re.M),
+                   re.compile(r"File mapping failed: (?P<path>.+?)\s*$", re.M),
+                   re.compile(r"(?:Could not open file|Failed to open file):? (?P<path>.+?)\s*$", re.M))
+#: nvImageCodec's statuses that mean "this file": its error names the status ('#3'), never the file.
+_CODEC_FAILURE = re.compile(r"nvImageCodec failure: '#(\d+)'")
+CODEC_DATA_STATUSES = {3: "a bad code stream", 4: "a format it does not support"}
+
+
+def _source_root(source) -> Optional[Path]:
+    if isinstance(source, ImageList):
+        return source.root
+    return Path(source).parent if source is not None else None
+
+
+def _source_paths(source):
+    """Every file a reader source reads, as full paths."""
+    if isinstance(source, ImageList):
+        return [source.path(f) for f in source.files]
+    files, _ = read_file_list(source)
+    return [Path(source).parent / f for f in files]
+
+
+def _dali_line(error: BaseException) -> str:
+    """The line of a DALI error that says what happened (after "encountered:"), else its first line."""
+    text = str(error)
+    lines = [line.strip() for line in text.split("encountered:", 1)[-1].splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
+def _why(path: Path) -> str:
+    if not path.exists():
+        return "it is missing (moved or deleted after the file list was made)"
+    check = check_image_file(path)
+    if check.status == BAD:
+        return check.detail
+    return "DALI cannot decode it"
+
+
+def bad_file_error(error: BaseException, source=None) -> Optional[BadFileError]:
+    """A :class:`~dali_cutmix.imagecheck.BadFileError` for a DALI error that a data file caused, None for any other.
+
+    Its message, one line, names the file and says why (DALI's own line is its ``dali`` attribute, the DALI
+    error its ``__cause__`` when raised by :class:`CutMixLoader`). DALI's decoder and reader name the file they
+    fail on (the path as the reader's list gives it, mapped to a full path through ``source``, what
+    :func:`~dali_cutmix.pipeline.reader_source` returns). The "#N" of DALI's "Failed to decode sample #N" is the
+    sample's place in its batch, not in the list: the path that follows it is what names the file.
+    nvImageCodec's "bad code stream" / "unsupported format" errors name no file (their "#N" is a status code): the
+    file is then found among ``source``'s files by :func:`~dali_cutmix.imagecheck.check_image_file` (the first bad
+    one); when none is found, the message says so and how to find it (``dali-cutmix scan --full``).
+    """
+    text = str(error)
+    dali = _dali_line(error)
+    for pattern in _NAMED_FAILURES:
+        match = pattern.search(text)
+        if match:
+            path = Path(match.group("path"))
+            root = _source_root(source)
+            if not path.is_absolute() and root is not None:
+                path = root / path
+            reason = _why(path)
+            return BadFileError(f"cannot read image file {str(path)!r}: {reason}", path=path, reason=reason,
+                                dali=dali)
+    match = _CODEC_FAILURE.search(text)
+    if match is None or int(match.group(1)) not in CODEC_DATA_STATUSES:
+        return None
+    what = CODEC_DATA_STATUSES[int(match.group(1))]
+    if source is not None:
+        for path in _source_paths(source):
+            check = check_image_file(path)
+            if check.status == BAD:
+                return BadFileError(f"cannot read image file {str(path)!r}: {check.detail}", path=path,
+                                    reason=check.detail, dali=dali)
+    where = f" of {str(source)!r}" if isinstance(source, (str, os.PathLike)) else ""
+    return BadFileError(
+        f"an image file{where} failed to decode (nvImageCodec reports {what}) and DALI does not say which; "
+        f"`dali-cutmix scan --full DATA` decodes every file and names it", reason=f"nvImageCodec reports {what}",
+        dali=dali)
 
 
 class CutMixLoader:
@@ -30,6 +114,11 @@ class CutMixLoader:
 
     ``len(loader)`` is the number of batches per epoch on this rank. Epochs are clean: each ``iter()``
     yields exactly one epoch of the shard and then stops; the next ``iter()`` starts the next epoch.
+
+    Raises (while iterating):
+        dali_cutmix.imagecheck.BadFileError: DALI failed on a data file; the message (one line) names it and says why
+            (see :func:`bad_file_error`); DALI's error is its ``__cause__``. The pipeline cannot go on (DALI
+            invalidates it): build a new one without the file.
     """
 
     def __init__(self, pipeline, *, reader_name: str = READER_NAME, last_batch: str = "partial",
@@ -48,6 +137,7 @@ class CutMixLoader:
         if len(names) != n_out:
             raise ValueError(f"output_names has {len(names)} names, the pipeline has {n_out} outputs")
         self.pipeline = pipeline
+        self.reader_name = reader_name
         self.output_names = names
         self.last_batch = last_batch
         self.batch_size = pipeline.max_batch_size
@@ -62,19 +152,33 @@ class CutMixLoader:
     def __iter__(self) -> Iterator[tuple]:
         first = not self._started
         if self._started:
-            self._iterator.reset()
+            self._data_errors(self._iterator.reset)
         self._started = True
         batches = iter(self._iterator)
-        batch = next(batches, None)
+        batch = self._next(batches)
         if batch is None and first and self.pipeline.is_restored_from_checkpoint:
             # Restored from a checkpoint taken after the last batch of an epoch: that epoch is over, so this
             # iter() is the next epoch (DALI's iterator would first report the finished one as empty).
-            self._iterator.reset()
+            self._data_errors(self._iterator.reset)
             batches = iter(self._iterator)
-            batch = next(batches, None)
+            batch = self._next(batches)
         while batch is not None:
             yield tuple(batch[0][name] for name in self.output_names)
-            batch = next(batches, None)
+            batch = self._next(batches)
+
+    def _next(self, batches):
+        return self._data_errors(next, batches, None)
+
+    def _data_errors(self, call, *args):
+        """``call(*args)``, with a DALI error that a data file caused re-raised as a
+        :class:`~dali_cutmix.imagecheck.BadFileError` whose first line names the file (:func:`bad_file_error`)."""
+        try:
+            return call(*args)
+        except RuntimeError as e:
+            error = bad_file_error(e, reader_source(self.pipeline, self.reader_name))
+            if error is None:
+                raise
+            raise error from e
 
     def checkpoint(self) -> bytes:
         """The DALI pipeline's serialized state (reader position, every RNG state, the iterator's place in the

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
+import weakref
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Tuple, Union
 
-from .data import count_classes
+from .data import ImageList, count_classes, image_list
 from .options import MixOptions, check_num_classes
 from .stage import PARAM_NAMES, mix_stage
 
@@ -46,19 +47,54 @@ def check_pipeline_args(*, batch_size, crop, device, num_shards, shard_id, num_t
     return crop_hw
 
 
+#: What each pipeline's readers read, by reader name (see :func:`reader_source`).
+_SOURCES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def reader_args(data) -> Tuple[dict, Union[ImageList, Path]]:
+    """The file source arguments of ``fn.readers.file`` for ``data``, and what they read.
+
+    ``data``: a class-per-folder tree (its files and labels from our class list, :func:`dali_cutmix.data.
+    list_samples`: hidden folders are never classes), a DALI file list (``path label`` lines, paths relative to
+    the list's folder or absolute: what ``dali-cutmix scan --write-list`` writes), or an
+    :class:`~dali_cutmix.data.ImageList`. Returns ``(kwargs, source)``: ``source`` is the list file's path or
+    the ImageList.
+
+    Raises:
+        FileNotFoundError, ValueError: ``data`` is missing, holds no images, or the list is malformed.
+    """
+    if not isinstance(data, ImageList) and Path(data).is_file():
+        path = Path(data)
+        image_list(path)  # checks the list's lines
+        return dict(file_list=str(path)), path
+    images = image_list(data)
+    return dict(files=[str(images.path(f)) for f in images.files], labels=list(images.labels)), images
+
+
+def reader_source(pipeline, name: str = READER_NAME) -> Optional[Union[ImageList, Path]]:
+    """What the reader ``name`` of ``pipeline`` reads, when :func:`reader` made it: a DALI file list's path or an
+    :class:`~dali_cutmix.data.ImageList` (None for a reader made otherwise)."""
+    return _SOURCES.get(pipeline, {}).get(name)
+
+
 def reader(data, *, shard_id=0, num_shards=1, shuffle=True, seed=0, name=READER_NAME):
-    """DALI file reader over a class-per-folder tree or a file list: returns ``(jpegs, labels)``.
+    """DALI file reader over ``data`` (see :func:`reader_args`): returns ``(jpegs, labels)``.
 
     Shuffling is global (``shuffle_after_epoch``): every epoch is a new permutation of the whole data set,
     drawn with the same ``seed`` on every rank, then cut into ``num_shards`` disjoint, contiguous shards.
-    ``pad_last_batch`` repeats a shard's last sample to fill its last batch; the loader drops those.
+    ``pad_last_batch`` repeats a shard's last sample to fill its last batch; the loader drops those. Without
+    ``shuffle`` the files are read in order. The pipeline remembers what its reader reads
+    (:func:`reader_source`), so a file DALI fails on can be named.
     """
     import nvidia.dali.fn as fn
+    from nvidia.dali import Pipeline
 
-    data = Path(data)
-    source = dict(file_list=str(data)) if data.is_file() else dict(file_root=str(data))
+    source_args, source = reader_args(data)
+    pipeline = Pipeline.current()
+    if pipeline is not None:
+        _SOURCES.setdefault(pipeline, {})[name] = source
     shuffling = dict(shuffle_after_epoch=True, shuffle_after_epoch_seed=seed) if shuffle else {}
-    return fn.readers.file(**source, shard_id=shard_id, num_shards=num_shards, pad_last_batch=True, name=name,
+    return fn.readers.file(**source_args, shard_id=shard_id, num_shards=num_shards, pad_last_batch=True, name=name,
                            **shuffling)
 
 
@@ -199,7 +235,10 @@ def build_cutmix_pipeline(
     HWC -> CHW).
 
     Args:
-        data: a class-per-folder directory ``data/<class>/<image>`` or a DALI file list (``path label`` lines).
+        data: a class-per-folder directory ``data/<class>/<image>`` (read through our class list: hidden
+            folders and files are left out), a DALI file list (``path label`` lines, paths relative to the
+            list's folder or absolute: what ``dali-cutmix scan --write-list`` writes) or a
+            :class:`dali_cutmix.data.ImageList`.
         batch_size: samples per batch on this rank (the per-GPU batch).
         num_classes: soft-label width; default: the number of classes found in ``data``.
         crop: output size, int or (height, width).

@@ -52,20 +52,23 @@ def write_preview(data, out, *, count: int = 8, crop: int = 160, mix_options=Non
                   device: str = "cpu", columns: int = 4) -> Path:
     """Run the training pipeline up to the mixing stage on ``data`` and write the grid to ``out``.
 
-    ``mix_options``: :class:`dali_cutmix.MixOptions` or a mapping of its fields (default ``MixOptions()``).
+    ``data``: a class-per-folder tree, a DALI file list or an :class:`~dali_cutmix.data.ImageList` (say, the
+    usable files of a scan). ``mix_options``: :class:`dali_cutmix.MixOptions` or a mapping of its fields (default
+    ``MixOptions()``).
 
-    Returns the PNG's path. Raises FileNotFoundError/ValueError for a bad ``data`` or argument.
+    Returns the PNG's path. Raises FileNotFoundError/ValueError for a bad ``data`` or argument,
+    :class:`~dali_cutmix.imagecheck.BadFileError` naming a file DALI cannot read.
     """
-    from .data import list_classes
+    from .data import image_list
     from .loader import CutMixLoader
     from .pipeline import build_cutmix_pipeline
 
     if count < 1:
         raise ValueError(f"count must be >= 1, got {count}")
-    data = Path(data)
-    class_names = list_classes(data)
+    images = image_list(data)
+    class_names = list(images.classes) or [str(i) for i in range(images.num_classes)]
     pipe = build_cutmix_pipeline(
-        data, batch_size=count, crop=crop, device=device, mix_options=mix_options, seed=seed, stop_after="mix",
+        images, batch_size=count, crop=crop, device=device, mix_options=mix_options, seed=seed, stop_after="mix",
         num_threads=2, return_params=True, prefetch_queue_depth=1)
     loader = CutMixLoader(pipe, output_names=("images", "labels", "perm", "box", "lam", "method", "class_id"))
     images, targets, perm, box, _lam, _method, class_id = (t.cpu().numpy() for t in next(iter(loader)))

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 from dali_cutmix.data import list_classes
-from dali_cutmix.pipeline import IMAGENET_MEAN, IMAGENET_STD, READER_NAME, check_pipeline_args
+from dali_cutmix.pipeline import IMAGENET_MEAN, IMAGENET_STD, check_pipeline_args, reader
 
 #: The validation resize of the standard ImageNet protocol: shorter side 256 for a 224 centre crop.
 VAL_RESIZE_RATIO = 256 / 224
@@ -66,7 +66,8 @@ def build_imagenet_train_pipeline(train_dir, *, min_area: float = 0.08, checkpoi
     exactly) and a global shuffle every epoch.
 
     Args:
-        train_dir: class-per-folder tree (``ROOT/train``).
+        train_dir: class-per-folder tree (``ROOT/train``), a DALI file list or an
+            :class:`~dali_cutmix.data.ImageList` (see :func:`dali_cutmix.build_cutmix_pipeline`).
         min_area: smallest random-resized-crop area share (the crop's area is in ``[min_area, 1]``).
         options: any other :func:`dali_cutmix.build_cutmix_pipeline` argument (``batch_size``, ``num_classes``,
             ``crop``, ``device``, sharding, ``mixing``, ``mix_options`` and ``mix_off_epoch``, which is ignored
@@ -103,7 +104,9 @@ def build_imagenet_val_pipeline(
     normalize. No mixing, no randomness, no shuffling.
 
     Args:
-        val_dir: class-per-folder tree (``ROOT/val``).
+        val_dir: class-per-folder tree (``ROOT/val``; its class ids are its own sorted class folders: for a split
+            read against the training split's classes, pass a file list or an
+            :class:`~dali_cutmix.data.ImageList` labelled with those), a DALI file list or an ImageList.
         batch_size: samples per batch on this rank.
         crop: centre crop size. resize: shorter side before the crop; default ``round(crop * 256 / 224)``
             (256 for 224).
@@ -130,8 +133,7 @@ def build_imagenet_val_pipeline(
 
     @pipeline_def(enable_conditionals=False)
     def validation_pipeline():
-        jpegs, labels = fn.readers.file(file_root=str(val_dir), shard_id=shard_id, num_shards=num_shards,
-                                        random_shuffle=False, pad_last_batch=True, name=READER_NAME)
+        jpegs, labels = reader(val_dir, shard_id=shard_id, num_shards=num_shards, shuffle=False)
         images = fn.decoders.image(jpegs, device="mixed" if gpu else "cpu", output_type=types.RGB)
         images = fn.resize(images, resize_shorter=resize, interp_type=types.INTERP_TRIANGULAR, antialias=True)
         images = fn.crop_mirror_normalize(images, crop=(crop, crop), crop_pos_x=0.5, crop_pos_y=0.5,

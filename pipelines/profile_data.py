@@ -85,25 +85,26 @@ def default_profile_dataset(images: int = 1024, progress: Callable[[str], None] 
 
 
 def dataset_summary(data, sample: int = 256) -> Dict[str, object]:
-    """Count the images and classes of ``data``; mean file size and pixel size over up to ``sample`` files.
+    """Count the images and classes of ``data`` (a class-per-folder tree, read through our class list, or a DALI
+    file list); mean file size and pixel size over up to ``sample`` files.
 
     Raises:
-        FileNotFoundError, ValueError: ``data`` is missing or holds no images (from :func:`list_classes`).
+        FileNotFoundError, ValueError: ``data`` is missing or holds no images (from
+            :func:`dali_cutmix.data.image_list`).
     """
     from PIL import Image
 
-    from dali_cutmix.data import is_image_file, list_classes
+    from dali_cutmix.data import image_list
 
-    data = Path(data)
-    classes = list_classes(data)
-    files = sorted(p for c in classes for p in (data / c).iterdir() if p.is_file() and is_image_file(p.name))
+    images = image_list(data)
+    files = sorted(images.path(f) for f in images.files)
     picked = files[:: max(1, len(files) // sample)][:sample]
     sizes = [p.stat().st_size for p in picked]
     dims = []
     for p in picked:
         with Image.open(p) as im:
             dims.append(im.size)
-    return dict(path=str(data), images=len(files), classes=len(classes),
+    return dict(path=str(data), images=len(files), classes=images.num_classes,
                 mean_file_kb=round(float(np.mean(sizes)) / 1000, 1),
                 mean_width=round(float(np.mean([d[0] for d in dims])), 1),
                 mean_height=round(float(np.mean([d[1] for d in dims])), 1))

@@ -74,8 +74,52 @@ class CutMixCollate:
         return self.cutmix(*default_collate(samples))
 
 
+class ListDataset:
+    """A map-style dataset over a DALI file list (``path label`` lines, paths relative to the list's folder or
+    absolute): item ``i`` is ``(transform(PIL RGB image), label)``, as ``ImageFolder`` gives it. ``classes``
+    holds one name per label (``"0"``, ``"1"``, ...)."""
+
+    def __init__(self, path, transform=None):
+        from dali_cutmix.data import read_file_list
+
+        files, labels = read_file_list(path)
+        root = Path(path).parent
+        self.samples = [(str(root / f), label) for f, label in zip(files, labels)]
+        self.targets = list(labels)
+        self.classes = [str(i) for i in range(max(labels) + 1)]
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index):
+        from torchvision.datasets.folder import default_loader
+
+        path, label = self.samples[index]
+        image = default_loader(path)
+        return (self.transform(image) if self.transform is not None else image), label
+
+
+class VisibleImage:
+    """``is_valid_file`` for ``ImageFolder`` over ``root``: an image file name with no hidden part below ``root``."""
+
+    def __init__(self, root):
+        self.root = str(root)
+
+    def __call__(self, path: str) -> bool:
+        import os
+
+        from dali_cutmix.data import is_hidden, is_image_file
+
+        rel = os.path.relpath(path, self.root)
+        return is_image_file(path) and not any(is_hidden(part) for part in Path(rel).parts)
+
+
 def reference_dataset(data, crop: int = 224, backend: str = "pil"):
-    """``ImageFolder`` over the class-per-folder tree ``data`` with :func:`reference_transform` (``backend``).
+    """torchvision's ``ImageFolder`` over the class-per-folder tree ``data``, or a :class:`ListDataset` over a
+    DALI file list ``data``, with :func:`reference_transform` (``backend``). The folder's classes are ours
+    (:func:`dali_cutmix.data.list_classes`: a hidden folder is no class) and hidden files are no samples, so its
+    labels are the DALI pipeline's.
 
     Raises:
         FileNotFoundError, ValueError: ``data`` is missing or holds no class folder with images; a bad
@@ -86,8 +130,17 @@ def reference_dataset(data, crop: int = 224, backend: str = "pil"):
     from dali_cutmix.data import list_classes
 
     transform = reference_transform(crop, backend)
-    list_classes(data)  # a clear error naming the path before torchvision's own
-    return ImageFolder(str(Path(data)), transform=transform)
+    if Path(data).is_file():
+        return ListDataset(data, transform)
+    classes = list_classes(data)  # a clear error naming the path before torchvision's own
+    visible = VisibleImage(data)
+    dataset = ImageFolder(str(Path(data)), transform=transform, is_valid_file=visible, allow_empty=True)
+    if dataset.classes != classes:  # torchvision counts hidden folders as classes: ours do not
+        dataset.classes, dataset.class_to_idx = classes, {c: i for i, c in enumerate(classes)}
+        dataset.samples = dataset.make_dataset(str(Path(data)), dataset.class_to_idx, is_valid_file=visible,
+                                               allow_empty=True)
+        dataset.imgs, dataset.targets = dataset.samples, [label for _, label in dataset.samples]
+    return dataset
 
 
 def build_reference_loader(data, *, batch_size: int, num_workers: int, crop: int = 224,
@@ -97,7 +150,7 @@ def build_reference_loader(data, *, batch_size: int, num_workers: int, crop: int
     """A ``torch.utils.data.DataLoader`` yielding CutMix-ed ``(images, targets)`` batches from ``data``.
 
     Args:
-        data: class-per-folder image tree ``data/<class>/<image>``.
+        data: class-per-folder image tree ``data/<class>/<image>``, or a DALI file list.
         batch_size: samples per batch; full batches only (``drop_last=True``), like a training loop.
         num_workers: worker processes (>= 1); the profiler sets it to DALI's thread count.
         crop: output size. num_classes: soft-label width (default: the classes found). alpha: CutMix's Beta alpha.

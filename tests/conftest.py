@@ -33,3 +33,17 @@ def demo_imagenet(tmp_path_factory):
 
     return write_dataset(tmp_path_factory.mktemp("demo") / "demo", train_per_class=24, val_per_class=8, size=64,
                          num_classes=4)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def scan_cache_in_tmp(tmp_path_factory):
+    """Scans run in this process cache their results in a temporary folder, never in the user's cache folder
+    (subprocesses get their own cache folder through DALI_CUTMIX_CACHE)."""
+    from dali_cutmix.pipelines import scan
+
+    folder = tmp_path_factory.mktemp("scan-cache")
+    original = scan.cache_path
+    patch = pytest.MonkeyPatch()
+    patch.setattr(scan, "cache_path", lambda root: folder / original(root).name)
+    yield folder
+    patch.undo()

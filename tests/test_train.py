@@ -871,7 +871,9 @@ def test_bad_mode_is_refused_naming_the_flag(tmp_path, capsys):
 
 
 def test_prepare_plans_the_run(tiny_imagenet, tmp_path):
-    """prepare() checks a run and returns its RunPlan (typed, frozen); it writes nothing but the output folder."""
+    """prepare() checks a run and returns its RunPlan (typed, frozen); it writes nothing but the output folder and,
+    in it, the file lists every rank reads (our class list, the usable files) and skipped.txt."""
+    from dali_cutmix.data import read_file_list
     from dali_cutmix.train.config import resolve_config
     from dali_cutmix.train.plan import RunPlan, prepare
 
@@ -881,8 +883,15 @@ def test_prepare_plans_the_run(tiny_imagenet, tmp_path):
     plan = prepare(cfg)
     assert plan == RunPlan(data_root=str(tiny_imagenet), classes=tuple(f"class{c}" for c in range(4)),
                            output=str(out), resume_path=None, use_gpu=False, nproc=2, world_size=2,
-                           launcher="elastic", master_port=29512)
-    assert out.is_dir() and not any(out.iterdir())
+                           launcher="elastic", master_port=29512, train_list=str(out / "train-files.txt"),
+                           val_list=str(out / "val-files.txt"), skipped=())
+    assert sorted(p.name for p in out.iterdir()) == ["skipped.txt", "train-files.txt", "val-files.txt"]
+    files, labels = read_file_list(out / "train-files.txt")
+    assert len(files) == 4 * TRAIN_PER_CLASS and sorted(set(labels)) == [0, 1, 2, 3]
+    assert (out / "skipped.txt").read_text() == ""
+    before = {p: p.read_bytes() for p in out.iterdir()}
+    assert prepare(dataclasses.replace(cfg, cpu_procs=1, master_port=None), main=False).train_list is None
+    assert {p: p.read_bytes() for p in out.iterdir()} == before  # only the main process writes the lists
     with pytest.raises(dataclasses.FrozenInstanceError):
         plan.world_size = 1
     one = prepare(dataclasses.replace(cfg, cpu_procs=1, master_port=None, output=str(tmp_path / "p")))

@@ -12,6 +12,8 @@ Modules, one job each:
 - :mod:`dali_cutmix.train.launch`: starts the run's processes (one, ``--gpus N``, ``--cpu-procs K``, several
   nodes), or joins a ``torchrun`` / SLURM launch;
 - :mod:`dali_cutmix.train.distributed`: rank discovery from the environment and the collectives the loop uses;
+- :mod:`dali_cutmix.train.datalists`: the data scanned before the first epoch, the files skipped named, the DALI
+  file lists every rank reads;
 - :mod:`dali_cutmix.train.data`: each rank's DALI loaders (mixed training batches, validation) over its own shards;
 - :mod:`dali_cutmix.train.model`, :mod:`dali_cutmix.train.optim`: the network; SGD / AdamW with weight-decay groups
   and the lr schedule;

@@ -14,6 +14,8 @@ from .recipe import MIX_KEYS, default_recipe, recipe_settings
 SCHEDULES = ("step", "cosine")
 OPTIMIZERS = ("sgd", "adamw")
 AMP_MODES = ("auto", "bf16", "fp16", "off")
+#: ``--scan``: how the data is checked before the first epoch (see :mod:`dali_cutmix.train.datalists`).
+SCAN_MODES = ("quick", "full", "off")
 #: Settings whose None has a meaning (see TrainConfig); the string "none" given for one sets it to None.
 NULLABLE = ("val_crop", "norm_weight_decay", "bias_weight_decay", "transformer_embedding_decay", "cutmix_minmax",
             "mix_off_epoch")
@@ -69,6 +71,7 @@ class TrainConfig:
     save_every: int = 0                 # also keep epoch_NNNN.pt every this many epochs (0 = never)
     log_every: int = 0                  # progress line every N steps when stderr is not a terminal (0 = every 30 s)
     deterministic: bool = False         # deterministic kernels on GPU too (always on for the CPU)
+    scan: str = "quick"                 # check the data before the first epoch: quick, full (decode) or off
 
     def __post_init__(self):
         check_config(self)
@@ -198,3 +201,5 @@ def check_config(cfg: TrainConfig) -> None:
                          f"got {cfg.mix_off_epoch!r}")
     if cfg.amp not in AMP_MODES:
         raise ValueError(f"--amp must be one of {', '.join(AMP_MODES)}, got {cfg.amp!r}")
+    if cfg.scan not in SCAN_MODES:
+        raise ValueError(f"--scan must be one of {', '.join(SCAN_MODES)}, got {cfg.scan!r}")

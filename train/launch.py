@@ -43,18 +43,30 @@ def launch(cfg: TrainConfig) -> Dict[str, Any]:
     if launcher is not None:
         distributed.export_slurm_env(os.environ, master_addr=cfg.master_addr, master_port=cfg.master_port)
         info = distributed.rank_info()
-        plan = prepare(cfg, launcher=launcher, world_size=info.world_size)
+        plan = prepare(cfg, launcher=launcher, world_size=info.world_size, main=info.is_main, say=_say)
         from .loop import run
 
         return run(cfg, plan, info)
-    plan = prepare(cfg)
-    if not plan.use_gpu and cfg.gpus is None and cfg.cpu_procs == 1:
-        print(cpu_fallback_line(gpus_present()), flush=True)
+    # The run's first line says it falls back to the CPU, before what the data scan says.
+    first = [cpu_fallback_line(0)] if cfg.gpus is None and cfg.cpu_procs == 1 and gpus_present() == 0 else []
+
+    def say(line: str) -> None:
+        while first:
+            _say(first.pop())
+        _say(line)
+
+    plan = prepare(cfg, main=cfg.node_rank == 0, say=say)
+    while first:
+        _say(first.pop())
     if plan.world_size == 1:
         from .loop import run
 
         return run(cfg, plan, distributed.RankInfo())
     return _launch_elastic(cfg, plan)
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
 
 
 def _launch_elastic(cfg: TrainConfig, plan: RunPlan) -> Dict[str, Any]:

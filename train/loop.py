@@ -16,6 +16,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+from dali_cutmix.imagecheck import BadFileError
+from dali_cutmix.errors import first_line
 from dali_cutmix.host import usable_cores
 from dali_cutmix.loss import soft_target_cross_entropy
 
@@ -24,6 +26,7 @@ from .checkpoint import (BEST, FORMAT, LAST, CheckpointError, check_compatible, 
                          encode_dali_state, load_checkpoint, save_checkpoint)
 from .config import TrainConfig
 from .data import build_rank_data
+from .datalists import SKIPPED_FILE, record_failure, skipped_records
 from .distributed import RankInfo
 from .loss import topk_correct
 from .metrics import MetricsLog
@@ -219,6 +222,26 @@ def mixing_summary(cfg: TrainConfig) -> str:
     return text
 
 
+class DataFileFailed(ValueError):
+    """A data file failed while the run read it (after the scan passed it); the message says which and what to
+    do, in one line."""
+
+
+def file_failure(error: BadFileError, *, output: Path, data_root: Path, epoch: int) -> DataFileFailed:
+    """The one-line error of a run that stops on a file DALI failed on in ``epoch``: the file joins the run's skip
+    list (:func:`dali_cutmix.train.datalists.record_failure`), so ``--resume auto`` continues without it from the
+    last checkpoint. A failure DALI names no file for points to ``--scan full``."""
+    kept = f"last.pt holds epoch {epoch - 1}" if epoch > 1 else "no checkpoint yet: a new start"
+    if error.path is None:
+        return DataFileFailed(
+            f"epoch {epoch} stopped: {first_line(error)}; run again with --scan full --resume auto to find and skip "
+            f"it (checkpoints intact: {kept})")
+    shown = record_failure(output, data_root, error.path, error.reason, epoch)
+    return DataFileFailed(
+        f"epoch {epoch} stopped: DALI cannot read {shown} ({error.reason}); it is now on this run's skip list "
+        f"({output / SKIPPED_FILE}): continue without it with --resume auto (checkpoints intact: {kept})")
+
+
 def run(cfg: TrainConfig, plan: RunPlan, info: Optional[RankInfo] = None) -> Dict[str, Any]:
     """Train on this rank as ``cfg`` says, where ``plan`` (:func:`dali_cutmix.train.plan.prepare`'s) says.
 
@@ -239,8 +262,10 @@ def _train(cfg: TrainConfig, plan: RunPlan, info: RankInfo, device) -> Dict[str,
     import torch
 
     configure_torch(cfg, info, device)
-    # Rank 0's view decides where the run lives and what it resumes (ranks may have computed other defaults).
-    output, resume_path = distributed.broadcast_object((plan.output, plan.resume_path))
+    # Rank 0's view decides where the run lives, what it resumes (ranks may have computed other defaults) and what
+    # it reads (the file lists rank 0's plan wrote).
+    output, resume_path, lists, skipped = distributed.broadcast_object(
+        (plan.output, plan.resume_path, (plan.train_list, plan.val_list), plan.skipped))
     output = Path(output)
     root = Path(plan.data_root)
     classes = list(plan.classes)
@@ -249,7 +274,8 @@ def _train(cfg: TrainConfig, plan: RunPlan, info: RankInfo, device) -> Dict[str,
         state = load_checkpoint(resume_path)
         check_compatible(state, resume_path, config=cfg, world_size=info.world_size, classes=classes)
 
-    data = build_rank_data(cfg, train_dir=root / "train", val_dir=root / "val", num_classes=len(classes),
+    data = build_rank_data(cfg, train_dir=lists[0] or root / "train", val_dir=lists[1] or root / "val",
+                           num_classes=len(classes),
                            info=info, device="gpu" if device.type == "cuda" else "cpu",
                            device_id=device.index if device.type == "cuda" else None,
                            dali_checkpoint=decode_dali_state(state["dali"][info.rank]) if state else None)
@@ -299,9 +325,11 @@ def _train(cfg: TrainConfig, plan: RunPlan, info: RankInfo, device) -> Dict[str,
     if info.is_main:
         output.mkdir(parents=True, exist_ok=True)
         metrics.rewind(start_epoch, state.get("metrics") if state else None)
+        plan_record = {k: v for k, v in dataclasses.asdict(plan).items() if k != "skipped"}
         write_json(output / RUN_FILE, dict(
-            config=cfg.to_dict(), plan=dataclasses.asdict(plan), world_size=info.world_size, device=device.type,
+            config=cfg.to_dict(), plan=plan_record, world_size=info.world_size, device=device.type,
             classes=len(classes), train_images=data.reader_meta["epoch_size"],
+            val_images=data.val.pipeline.reader_meta("Reader")["epoch_size"], skipped=skipped_records(skipped),
             started=datetime.now(timezone.utc).isoformat(),
             resumed_from=str(resume_path) if resume_path else None, resumed_epoch=start_epoch))
     state = None  # free the checkpoint's tensors
@@ -318,15 +346,22 @@ def _train(cfg: TrainConfig, plan: RunPlan, info: RankInfo, device) -> Dict[str,
         progress = Progress(len(data.train), f"epoch {epoch}/{cfg.epochs}", enabled=info.is_main,
                             every=cfg.log_every)
         model.train()
-        train_stats = train_one_epoch(step=step, batches=data.next_train_epoch(), schedule=schedule, device=device,
-                                      progress=progress, one_hot_on=one_hot_on)
+        try:
+            train_stats = train_one_epoch(step=step, batches=data.next_train_epoch(), schedule=schedule,
+                                          device=device, progress=progress, one_hot_on=one_hot_on)
+        except BadFileError as e:
+            progress.close()
+            raise file_failure(e, output=output, data_root=root, epoch=epoch) from None
         if not torch.isfinite(torch.tensor(train_stats["loss_sum"])):
             raise FloatingPointError(f"training diverged at epoch {epoch} (loss is not finite): lower --lr "
                                      f"(now {cfg.base_lr:g})")
         distributed.average_buffers(raw)
         tick = time.perf_counter()
-        val_stats = evaluate(model=eval_model, loader=data.val, device=device, dtype=dtype,
-                             channels_last=cfg.channels_last)
+        try:
+            val_stats = evaluate(model=eval_model, loader=data.val, device=device, dtype=dtype,
+                                 channels_last=cfg.channels_last)
+        except BadFileError as e:
+            raise file_failure(e, output=output, data_root=root, epoch=epoch) from None
         record = _epoch_record(epoch, train_stats, val_stats, time.perf_counter() - tick, device,
                                mixing=cfg.mixing_in_epoch(epoch))
         is_best = record["val_top1"] > best_top1

@@ -9,11 +9,12 @@ from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 from . import distributed
 from .checkpoint import LAST, check_compatible, load_checkpoint, resolve_resume
 from .config import TrainConfig
+from .datalists import Skipped, read_failures, say_lines, select_files, write_run_lists
 from .metrics import METRICS_FILE
 
 
@@ -34,6 +35,9 @@ class RunPlan:
     world_size: int                 # ranks in the whole run
     launcher: str                   # "local" (one process), "elastic" (started here), "torchrun" or "slurm"
     master_port: int                # the rendezvous port on node 0
+    train_list: Optional[str] = None  # the DALI file lists every rank reads (OUTPUT/train-files.txt, ...), written
+    val_list: Optional[str] = None    # by the process that plans for rank 0 (None in the others)
+    skipped: Tuple[Skipped, ...] = ()  # the files the run does not read, with the reason
 
 
 def gpus_present() -> int:
@@ -69,12 +73,21 @@ def default_output() -> str:
     return str(Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S"))
 
 
-def prepare(cfg: TrainConfig, *, launcher: Optional[str] = None, world_size: Optional[int] = None) -> RunPlan:
+def _quiet(_line: str) -> None:
+    pass
+
+
+def prepare(cfg: TrainConfig, *, launcher: Optional[str] = None, world_size: Optional[int] = None,
+            main: bool = True, say: Callable[[str], None] = _quiet) -> RunPlan:
     """Check ``cfg`` against the machine, the data and the output folder; return the run's :class:`RunPlan`.
     ``launcher``, ``world_size``: the external launcher ("torchrun", "slurm") that started this process as one of
-    ``world_size`` ranks; None when this process starts the run.
+    ``world_size`` ranks; None when this process starts the run. ``main``: this process plans for rank 0 (node 0's
+    launching process, or rank 0 under an external launcher): it scans the data (``cfg.scan``, see
+    :mod:`dali_cutmix.train.datalists`) and writes the run's file lists; ``say`` gets its lines (what the scan
+    found, the files skipped).
 
-    Nothing is written except the (empty) output folder, and only when every check passed.
+    Nothing is written before every check passed; then only the output folder, and by the ``main`` process the
+    run's file lists and ``skipped.txt`` in it.
 
     Raises:
         ValueError (LaunchError, CheckpointError, ...), FileNotFoundError: one line naming the flag or path.
@@ -135,13 +148,21 @@ def prepare(cfg: TrainConfig, *, launcher: Optional[str] = None, world_size: Opt
                           f"choose another --output")
     if resume_path is not None:
         check_compatible(load_checkpoint(resume_path), resume_path, config=cfg, world_size=world, classes=classes)
-    if launcher is None and cfg.node_rank == 0:  # the process that writes the run folder
+    selection = None
+    if main:
+        failed = read_failures(output, root) if output.is_dir() else []
+        selection = select_files(root, classes, scan=cfg.scan, jobs=cfg.workers, failed=failed)
+    if main or (launcher is None and cfg.node_rank == 0):  # the process that writes the run folder
         try:
             output.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise LaunchError(f"--output {str(output)!r}: cannot create the folder ({e.strerror})") from None
         if not os.access(output, os.W_OK):
             raise LaunchError(f"--output {str(output)!r} is not writable")
+    lists: Tuple[Optional[str], Optional[str]] = (None, None)
+    if selection is not None:
+        lists = write_run_lists(output, selection)
+        say_lines(selection.lines, say, output)
 
     master_port = cfg.master_port
     if master_port is None:
@@ -149,4 +170,5 @@ def prepare(cfg: TrainConfig, *, launcher: Optional[str] = None, world_size: Opt
     return RunPlan(data_root=str(root), classes=tuple(classes), output=str(output),
                    resume_path=str(resume_path) if resume_path else None, use_gpu=use_gpu, nproc=nproc,
                    world_size=world, launcher=launcher or ("elastic" if world > 1 else "local"),
-                   master_port=master_port)
+                   master_port=master_port, train_list=lists[0], val_list=lists[1],
+                   skipped=selection.skipped if selection is not None else ())
