@@ -435,7 +435,7 @@ def test_rank_discovery_from_torchrun_and_slurm():
 def test_progress_redraws_on_a_terminal_and_prints_lines_elsewhere():
     import io
 
-    from dali_cutmix.train.progress import Progress
+    from dali_cutmix.progress import Progress
 
     class Terminal(io.StringIO):
         def isatty(self):

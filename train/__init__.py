@@ -19,7 +19,7 @@ Modules, one job each:
   and the lr schedule;
 - :mod:`dali_cutmix.train.loop`: one rank's epochs: train, validate, log, checkpoint;
 - :mod:`dali_cutmix.train.loss`: top-k accuracy counts (the loss is :func:`dali_cutmix.soft_target_cross_entropy`);
-- :mod:`dali_cutmix.train.checkpoint`, :mod:`dali_cutmix.train.metrics`, :mod:`dali_cutmix.train.progress`,
+- :mod:`dali_cutmix.train.checkpoint`, :mod:`dali_cutmix.train.metrics`,
   :mod:`dali_cutmix.train.report`: what a run writes and shows.
 
 Entry point: ``dali-cutmix train`` (see the README's Training section), or

@@ -16,10 +16,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from dali_cutmix.imagecheck import BadFileError
 from dali_cutmix.errors import first_line
 from dali_cutmix.host import usable_cores
+from dali_cutmix.imagecheck import BadFileError
 from dali_cutmix.loss import soft_target_cross_entropy
+from dali_cutmix.progress import Progress
 
 from . import distributed
 from .checkpoint import (BEST, FORMAT, LAST, CheckpointError, check_compatible, copy_checkpoint, decode_dali_state,
@@ -33,7 +34,6 @@ from .metrics import MetricsLog
 from .model import build_model, to_model_input
 from .optim import LRSchedule, build_optimizer
 from .plan import RunPlan
-from .progress import Progress
 from .report import RANKS_FILE, RUN_FILE, epoch_line, state_digest, write_json
 
 
