@@ -66,9 +66,16 @@ def list_classes(root) -> List[str]:
         f"(extensions {', '.join(IMAGE_EXTENSIONS)})")
 
 
-def iter_samples(folder) -> Iterator[str]:
-    """Image files under ``folder`` (its subfolders too, following links), as paths relative to it with "/",
-    hidden files and folders left out. Sorted per folder (files before subfolders' files)."""
+#: What :func:`walk_tree` says about an entry.
+IMAGE, OTHER, HIDDEN = "image", "other", "hidden"
+
+
+def walk_tree(folder) -> Iterator[Tuple[str, os.DirEntry, str]]:
+    """Every entry under ``folder`` (its subfolders too, following links, each real folder once), as
+    ``(path relative to folder with "/", entry, kind)``: kind :data:`IMAGE` (a file name with an image
+    extension), :data:`OTHER` (another file) or :data:`HIDDEN` (a dot-name: never descended into). Folders are
+    descended, not yielded. Per folder, entries come sorted by name, files before the subfolders' entries; a
+    folder that vanishes or cannot be read is passed over."""
     folder = Path(folder)
     stack, seen = [""], set()
     while stack:
@@ -80,17 +87,31 @@ def iter_samples(folder) -> Iterator[str]:
                 continue
             seen.add((st.st_dev, st.st_ino))
             with os.scandir(here) as it:
-                entries = sorted((e for e in it if not is_hidden(e.name)), key=lambda e: e.name)
+                entries = sorted(it, key=lambda e: e.name)
         except (FileNotFoundError, NotADirectoryError, PermissionError):
             continue
         subdirs = []
         for e in entries:
             path = f"{rel}/{e.name}" if rel else e.name
-            if e.is_dir():
+            try:
+                is_dir = e.is_dir()
+            except OSError:
+                is_dir = False
+            if is_hidden(e.name):
+                yield path, e, HIDDEN
+            elif is_dir:
                 subdirs.append(path)
-            elif is_image_file(e.name) and e.is_file():
-                yield path
+            else:
+                yield path, e, IMAGE if is_image_file(e.name) else OTHER
         stack.extend(reversed(subdirs))
+
+
+def iter_samples(folder) -> Iterator[str]:
+    """Image files under ``folder`` (:func:`walk_tree`: its subfolders too, following links, hidden names left
+    out), as paths relative to it with "/"."""
+    for path, entry, kind in walk_tree(folder):
+        if kind == IMAGE and entry.is_file():
+            yield path
 
 
 def list_samples(root, classes: Optional[Sequence[str]] = None) -> Tuple[List[str], List[int]]:

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Iterator, Optional, Tuple
 
-from .data import ImageList, read_file_list
+from .data import image_list
 from .imagecheck import BAD, BadFileError, check_image_file
 from .pipeline import OUTPUT_NAMES, READER_NAME, reader_source
 
@@ -20,20 +20,6 @@ _NAMED_FAILURES = (re.compile(r"Failed to decode sample #\d+ ?: ?(?P<path>.+?)\s
 #: nvImageCodec's statuses that mean "this file": its error names the status ('#3'), never the file.
 _CODEC_FAILURE = re.compile(r"nvImageCodec failure: '#(\d+)'")
 CODEC_DATA_STATUSES = {3: "a bad code stream", 4: "a format it does not support"}
-
-
-def _source_root(source) -> Optional[Path]:
-    if isinstance(source, ImageList):
-        return source.root
-    return Path(source).parent if source is not None else None
-
-
-def _source_paths(source):
-    """Every file a reader source reads, as full paths."""
-    if isinstance(source, ImageList):
-        return [source.path(f) for f in source.files]
-    files, _ = read_file_list(source)
-    return [Path(source).parent / f for f in files]
 
 
 def _dali_line(error: BaseException) -> str:
@@ -70,9 +56,8 @@ def bad_file_error(error: BaseException, source=None) -> Optional[BadFileError]:
         match = pattern.search(text)
         if match:
             path = Path(match.group("path"))
-            root = _source_root(source)
-            if not path.is_absolute() and root is not None:
-                path = root / path
+            if not path.is_absolute() and source is not None:
+                path = image_list(source).path(str(path))
             reason = _why(path)
             return BadFileError(f"cannot read image file {str(path)!r}: {reason}", path=path, reason=reason,
                                 dali=dali)
@@ -81,7 +66,8 @@ def bad_file_error(error: BaseException, source=None) -> Optional[BadFileError]:
         return None
     what = CODEC_DATA_STATUSES[int(match.group(1))]
     if source is not None:
-        for path in _source_paths(source):
+        images = image_list(source)
+        for path in map(images.path, images.files):
             check = check_image_file(path)
             if check.status == BAD:
                 return BadFileError(f"cannot read image file {str(path)!r}: {check.detail}", path=path,

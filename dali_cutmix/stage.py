@@ -54,7 +54,7 @@ def draw_params(images, labels, *, num_classes: int, options: MixOptions, output
     seeds = fn.random.uniform(range=[0, SEED_HIGH], dtype=types.INT32)
     inputs = (seeds, labels, images.shape(device="cpu")) + (() if gate is None else (gate,))
     args = options.as_dict()
-    args["cutmix_minmax"] = list(options.cutmix_minmax or ())
+    args["cutmix_minmax"] = args["cutmix_minmax"] or []  # the operator's "not set"
     nodes = fn.dali_cutmix_params(*inputs, num_classes=num_classes, outputs=list(outputs), **args)
     return dict(zip(outputs, nodes if len(outputs) > 1 else [nodes]))
 

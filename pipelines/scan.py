@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from dali_cutmix.atomic import atomic_path
-from dali_cutmix.data import ImageList, check_list_name, is_hidden, is_image_file, list_classes, write_file_list
+from dali_cutmix.data import (HIDDEN, OTHER, ImageList, check_list_name, is_hidden, list_classes, walk_tree,
+                              write_file_list)
 from dali_cutmix.host import cache_dir, usable_cores
 from dali_cutmix.imagecheck import BAD, UNUSUAL, FileCheck, check_image_file
 
@@ -179,40 +180,26 @@ class _Found:
 
 
 def _walk_class(root: Path, name: str, label: int) -> Tuple[List[_Found], List[str], List[str]]:
-    """The image files under ``root/name`` (recursively, following links, hidden names left out) with their
-    size and modification time; the non-image and hidden names met on the way."""
+    """The image files under ``root/name`` (:func:`dali_cutmix.data.walk_tree`) with their size and modification
+    time; the non-image and hidden names met on the way."""
     found, ignored, hidden = [], [], []
-    stack, seen = [name], set()
-    while stack:
-        rel = stack.pop()
-        try:
-            st = (root / rel).stat()
-            if (st.st_dev, st.st_ino) in seen:
-                continue
-            seen.add((st.st_dev, st.st_ino))
-            with os.scandir(root / rel) as it:
-                entries = list(it)
-        except (FileNotFoundError, NotADirectoryError, PermissionError):
-            continue
-        for e in entries:
-            path = f"{rel}/{e.name}"
+    for rel, entry, kind in walk_tree(root / name):
+        path = f"{name}/{rel}"
+        if kind == HIDDEN:
             try:
-                is_dir = e.is_dir()
+                is_dir = entry.is_dir()
             except OSError:
                 is_dir = False
-            if is_hidden(e.name):
-                hidden.append(path + ("/" if is_dir else ""))
-            elif is_dir:
-                stack.append(path)
-            elif is_image_file(e.name):
-                try:
-                    st = e.stat()
-                except OSError:
-                    found.append(_Found(path, label, -1, 0))
-                    continue
-                found.append(_Found(path, label, st.st_size, st.st_mtime_ns))
-            else:
-                ignored.append(path)
+            hidden.append(path + ("/" if is_dir else ""))
+        elif kind == OTHER:
+            ignored.append(path)
+        else:
+            try:
+                st = entry.stat()
+            except OSError:
+                found.append(_Found(path, label, -1, 0))
+                continue
+            found.append(_Found(path, label, st.st_size, st.st_mtime_ns))
     found.sort(key=lambda f: f.path)
     return found, sorted(ignored), sorted(hidden)
 
@@ -635,14 +622,24 @@ def usable_images(data, *, jobs: Optional[int] = None, show_progress: bool = Tru
                      classes=tuple(classes)), result
 
 
-def skip_line(result: ScanResult, limit: int = 5) -> Optional[str]:
-    """One line naming the bad files a command skips (the first ``limit``), None when there are none."""
-    bad = result.bad()
+def plural(n: int, word: str) -> str:
+    """``"1 file"``, ``"2,048 files"``."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def skipping_line(bad: Sequence[Tuple[str, str]], *, limit: int = 5, hint: str = "") -> Optional[str]:
+    """One line naming the files a command skips: their count, the first ``limit`` ``(path, reason)`` pairs, and
+    ``hint`` after the count of the others; None when ``bad`` is empty."""
     if not bad:
         return None
     shown = "; ".join(f"{path}: {reason}" for path, reason in bad[:limit])
-    more = f"; and {len(bad) - limit:,} more (`dali-cutmix scan {result.data}` lists them)" if len(bad) > limit else ""
-    return f"skipping {len(bad):,} file{'s' if len(bad) > 1 else ''} that DALI cannot read: {shown}{more}"
+    more = f"; and {len(bad) - limit:,} more{hint}" if len(bad) > limit else ""
+    return f"skipping {plural(len(bad), 'file')} that DALI cannot read: {shown}{more}"
+
+
+def skip_line(result: ScanResult, limit: int = 5) -> Optional[str]:
+    """:func:`skipping_line` of a scan's bad files, pointing to ``dali-cutmix scan`` for the full list."""
+    return skipping_line(result.bad(), limit=limit, hint=f" (`dali-cutmix scan {result.data}` lists them)")
 
 
 def list_file_of(images: ImageList) -> Path:

@@ -126,10 +126,6 @@ def _locked(path: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n:,} {word}{'' if n == 1 else 's'}"
-
-
 def select_files(root, classes: Sequence[str], *, scan: str, jobs: Optional[int] = None,
                  failed: Sequence[Skipped] = (), show_progress: bool = True) -> DataSelection:
     """The files a run on the ImageNet root ``root`` reads: every image of ``train/`` and ``val/`` under the
@@ -139,7 +135,7 @@ def select_files(root, classes: Sequence[str], *, scan: str, jobs: Optional[int]
     Raises:
         ValueError: a split without one usable image, or a bad ``scan``.
     """
-    from dali_cutmix.pipelines.scan import scan_split
+    from dali_cutmix.pipelines.scan import plural, scan_split, skipping_line
 
     if scan not in SCAN_MODES:
         raise ValueError(f"--scan must be one of {', '.join(SCAN_MODES)}, got {scan!r}")
@@ -176,12 +172,11 @@ def select_files(root, classes: Sequence[str], *, scan: str, jobs: Optional[int]
     if scan != "off":
         scanned = sum(n for _, n, _ in counts)
         cached = sum(c for _, _, c in counts)
-        lines.append(f"scan ({scan}): {_plural(scanned, 'image file')} in train/ and val/"
+        lines.append(f"scan ({scan}): {plural(scanned, 'image file')} in train/ and val/"
                      + (f", {cached:,} of them checked before (cache)" if cached else ""))
-    if skipped:
-        shown = "; ".join(f"{s.path}: {s.reason}" for s in skipped[:SHOWN])
-        more = f"; and {len(skipped) - SHOWN:,} more" if len(skipped) > SHOWN else ""
-        lines.append(f"skipping {_plural(len(skipped), 'file')} that DALI cannot read: {shown}{more}")
+    line = skipping_line([(s.path, s.reason) for s in skipped], limit=SHOWN)
+    if line:
+        lines.append(line)
     return DataSelection(train=(tuple(splits["train"][0]), tuple(splits["train"][1])),
                          val=(tuple(splits["val"][0]), tuple(splits["val"][1])), skipped=tuple(skipped),
                          lines=tuple(lines))
