@@ -27,6 +27,18 @@ DECODES = ("roi", "full")
 STAGES = ("crop", "mix", "normalize")
 
 
+#: Run seeds are integers in [0, MAX_SEED]: every rank's :func:`rank_seed` then fits DALI's 64-bit seeds.
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(seed, name: str = "seed") -> int:
+    """``seed`` if it is an integer in ``[0, MAX_SEED]``; raises ValueError naming it as ``name`` (a caller's
+    argument or flag name) otherwise."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"{name} must be an integer in [0, {MAX_SEED}], got {seed!r}")
+    return seed
+
+
 def rank_seed(seed: int, shard_id: int = 0) -> int:
     """The pipeline seed of rank ``shard_id`` for the run seed ``seed``: every rank its own augmentation stream."""
     return seed * 1_000_003 + shard_id + 1
