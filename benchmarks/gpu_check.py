@@ -417,14 +417,16 @@ def invariant_pipeline(data, *, device: str, decode: str, batch: int, crop: int,
     stage's input and output images, soft labels, class ids and its params (:data:`PARAM_NAMES` order)."""
     from nvidia.dali import pipeline_def
 
-    from dali_cutmix.pipeline import decode_random_crop, rank_seed, reader
+    from dali_cutmix.pipeline import decode_random_crop, mix_gate, rank_seed, reader
     from dali_cutmix.stage import PARAM_NAMES, mix_stage
 
     @pipeline_def(enable_conditionals=False)
     def stage_on_crops():
         jpegs, labels = reader(data, seed=seed)
         images = decode_random_crop(jpegs, device=device, crop=(crop, crop), decode=decode)
-        mixed, targets, params = mix_stage(images, labels, num_classes=num_classes, options=options)
+        # the gate keeps the reader's padding of a last batch out of the partners, as in the training pipeline
+        mixed, targets, params = mix_stage(images, labels, num_classes=num_classes, options=options,
+                                           gate=mix_gate())
         return (images, mixed, targets, labels) + tuple(params[k] for k in PARAM_NAMES)
 
     pipe = stage_on_crops(batch_size=batch, num_threads=threads, device_id=0 if device == "gpu" else None,

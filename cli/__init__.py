@@ -1,4 +1,4 @@
-"""The ``dali-cutmix`` command line: ``preview``, ``train``, ``profile``, ``doctor`` (and ``scan``).
+"""The ``dali-cutmix`` command line: ``preview``, ``train``, ``profile``, ``doctor`` (and ``scan``, ``shard``).
 
 Errors a user can cause (a bad flag or value, a bad path, an unreadable file) become one line on stderr and exit
 code 2, click's usage errors included.
@@ -27,9 +27,10 @@ def _register():
     from .preview import preview
     from .profile import profile
     from .scan import scan
+    from .shard import shard
     from .train import train
 
-    for command in (preview, train, profile, doctor, scan):
+    for command in (preview, train, profile, doctor, scan, shard):
         cli.add_command(command)
 
 

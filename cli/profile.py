@@ -13,27 +13,9 @@ from dali_cutmix.host import usable_cores
 from dali_cutmix.options import MixOptions, flag_name
 
 from .mixing import build_mix_options, mixing_options, pop_mix_options
+from .params import cache_error, check_outputs, resolve_device, seed_option, show_progress
 
 DEFAULT_IMAGES = 1024
-
-
-def _check_output(option: str, path) -> Path:
-    """``path`` as a Path; raises UserError naming ``option`` if it is an existing directory."""
-    path = Path(path)
-    if path.is_dir():
-        raise UserError(f"{option}: {str(path)!r} is a directory, expected a file name")
-    return path
-
-
-def _resolve_device(device):
-    """``device`` as given, or "gpu" when CUDA is available else "cpu"; refuses "gpu" without CUDA."""
-    import torch
-
-    if device is None:
-        return "gpu" if torch.cuda.is_available() else "cpu"
-    if device == "gpu" and not torch.cuda.is_available():
-        raise UserError("--device gpu: no CUDA GPU is available on this machine (use --device cpu)")
-    return device
 
 
 def _resolve_data(data, images, progress) -> Path:
@@ -45,9 +27,19 @@ def _resolve_data(data, images, progress) -> Path:
     from dali_cutmix.pipelines.scan import list_file_of, skip_line, usable_images
 
     if data is None:
-        return default_profile_dataset(DEFAULT_IMAGES if images is None else images, progress=progress)
+        try:
+            return default_profile_dataset(DEFAULT_IMAGES if images is None else images, progress=progress)
+        except OSError as e:
+            raise cache_error("the generated data set", e) from None
     if images is not None:
         raise UserError("--images sizes the generated data set; it cannot be combined with --data")
+    from dali_cutmix.shards import as_shards, is_shard_folder
+
+    if is_shard_folder(data):  # tar shards (dali-cutmix shard), local or s3://: scanned when they were written
+        try:
+            return as_shards(data).location
+        except (FileNotFoundError, ValueError) as e:
+            raise UserError(f"--data: {e}") from None
     data = Path(data)
     if data.is_file():
         raise UserError(f"--data must be a class-per-folder directory DIR/<class>/<image>, got the file {str(data)!r}")
@@ -101,8 +93,8 @@ def _command(params: dict) -> str:
 @click.command()
 @click.option("--data", type=click.Path(), default=None,
               help="Class-per-folder JPEG tree DIR/<class>/<image>; files DALI cannot read are skipped (a quick "
-                   "scan, cached) (default: a generated set of ~100 KB, "
-                   "500x375 JPEGs in the cache folder, made on first use).")
+                   "scan, cached); or a shard folder of `dali-cutmix shard`, local or s3:// (default: a generated "
+                   "set of ~100 KB, 500x375 JPEGs in the cache folder, made on first use).")
 @click.option("--images", type=click.IntRange(min=1), default=None,
               help=f"Size of the generated data set when --data is not given [default: {DEFAULT_IMAGES}].")
 @click.option("--device", type=click.Choice(["cpu", "gpu"]), default=None,
@@ -125,7 +117,7 @@ def _command(params: dict) -> str:
 @click.option("--json", "json_path", type=click.Path(), default="profile.json", show_default=True,
               help="JSON file for every figure and the machine.")
 @click.option("--plot", type=click.Path(), default="profile.png", show_default=True, help="PNG bar chart.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@seed_option()
 @click.option("--async-stages/--no-async-stages", default=None,
               help="Also time each DALI stage variant with prefetching (prefetch queue, pipelined executor) "
                    "[default: on the GPU only].")
@@ -147,14 +139,13 @@ def profile(data, images, device, batch_size, threads, batches, repeats, crop, m
     def progress(message):
         click.echo(message, err=True)
 
-    json_path = _check_output("--json", json_path)
-    plot = _check_output("--plot", plot)
-    if json_path.resolve() == plot.resolve():
-        raise UserError(f"--json and --plot name the same file {str(json_path)!r}")
+    outputs = check_outputs(json=json_path, plot=plot)  # before minutes of measuring
+    json_path, plot = outputs["--json"], outputs["--plot"]
     mix = build_mix_options(pop_mix_options(mixing))
     if model is not None:
         _check_model(model, crop)
-    device = _resolve_device(device)
+    device = resolve_device(device)
+    show_progress()  # the native operators' first build says so
     threads = threads or usable_cores()
     source = dict(data=data) if data is not None else dict(images=images or DEFAULT_IMAGES)
     data = _resolve_data(data, images, progress)

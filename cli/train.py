@@ -3,7 +3,8 @@
 Options left out take the recipe's value: ``--recipe paper`` (the default with ``--data``), ``deit``,
 ``torchvision-v2``, or ``demo`` (the default without ``--data``: the embedded demo dataset). Each flag's help lists
 the recipes' values, made from :data:`dali_cutmix.train.recipe.RECIPES`. The flags' values go as they are to
-:func:`dali_cutmix.train.config.resolve_config`, which applies and checks them.
+:func:`dali_cutmix.train.resume.resolve_run`, which applies and checks them (with ``--resume``, over the run's own
+settings).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dali_cutmix.train.config import AMP_MODES, OPTIMIZERS, SCAN_MODES, SCHEDULE
 from dali_cutmix.train.recipe import RECIPES
 
 from .mixing import mixing_options
+from .params import SEED, show_progress
 
 
 def _milestones(ctx, param, value):
@@ -63,7 +65,8 @@ def recipe_values(key: str, lead: str = "") -> str:
 @click.command(context_settings={"max_content_width": 110})
 @click.option("--data", type=click.Path(file_okay=False), default=None,
               help="ImageNet-layout root: DATA/train/<class>/*.JPEG and DATA/val/<class>/*.JPEG (the same class "
-                   "folders). Default: the embedded demo dataset (6 classes, generated on first use).")
+                   "folders), or the tar shards `dali-cutmix shard` made of one (local or s3://bucket/prefix). "
+                   "Default: the embedded demo dataset (6 classes, generated on first use).")
 @click.option("--output", type=click.Path(file_okay=False), default=None,
               help="Run folder: metrics.jsonl, last.pt, best.pt, run.json, ranks.json, the file lists read and "
                    "skipped.txt. [default: runs/<timestamp>]")
@@ -143,7 +146,7 @@ def recipe_values(key: str, lead: str = "") -> str:
 @click.option("--compile", "compile_", is_flag=True, default=None, help="torch.compile the model. [default: off]")
 @click.option("--workers", type=int, default=None,
               help="DALI threads per rank. [default: CPU cores / processes on this node, at most 8]")
-@click.option("--seed", type=int, default=None,
+@click.option("--seed", type=SEED, default=None,
               help="Seed of the weights, the data order and every augmentation. [default: 0]")
 @click.option("--gpus", type=int, default=None,
               help="Processes on this node, one per GPU (DDP over NCCL); 0 = CPU. [default: every GPU present, "
@@ -157,8 +160,11 @@ def recipe_values(key: str, lead: str = "") -> str:
 @click.option("--master-port", type=int, default=None,
               help="Port on node 0 for the rendezvous. [default: a free port on one node, 29500 on several]")
 @click.option("--resume", default=None, metavar="auto|PATH",
-              help="Continue a run: 'auto' = OUTPUT/last.pt if it exists (else start fresh), or a checkpoint "
-                   "file. Restores weights, optimizer, schedule, epoch and each rank's DALI data stream.")
+              help="Continue a run: 'auto' = OUTPUT/last.pt if it exists (else start fresh), a run folder (its "
+                   "last.pt; the run continues there unless --output is given), or a checkpoint file. Restores "
+                   "weights, optimizer, schedule, epoch, each rank's DALI data stream and the run's settings: flags "
+                   "given again change --epochs, --lr, the schedule, the mixing values, validation, processes and "
+                   "logging; the model, data, batch, optimizer, seed and augmentation stay as they were.")
 @click.option("--save-every", type=int, default=None,
               help="Also keep OUTPUT/epoch_NNNN.pt every N epochs (last.pt and best.pt are always written). "
                    "[default: 0 = never]")
@@ -174,9 +180,11 @@ def train(compile_, **options):
     dali-cutmix train --data /imagenet --gpus 8          # the paper's ResNet-50 recipe on 8 GPUs
     dali-cutmix train --data /imagenet --gpus 8 --recipe torchvision-v2 --mix-off-epoch 591
     dali-cutmix train --data /imagenet --output runs/r50 --resume auto
+    dali-cutmix train --resume runs/r50 --epochs 400      # that run, its settings kept, on to epoch 400
     """
-    from dali_cutmix.train.config import resolve_config
     from dali_cutmix.train.launch import launch
+    from dali_cutmix.train.resume import resolve_run
 
-    options["compile"] = compile_
-    launch(resolve_config(options))
+    show_progress()  # a cold first use says what it builds
+    options["compile"] = compile_  # every option defaults to None: None = not given (the recipe's, or on
+    launch(*resolve_run(options))  # --resume the run's own value)

@@ -201,6 +201,11 @@ def image_list(data) -> ImageList:
     """
     if isinstance(data, ImageList):
         return data
+    from .shards import is_shard_folder
+
+    if is_shard_folder(data):
+        raise ValueError(f"{str(getattr(data, 'location', data))!r} is a shard folder (dali-cutmix shard): its images "
+                         f"are in tar files, not a file list or class folders")
     data = Path(data)
     if data.is_file():
         files, labels = read_file_list(data)
@@ -250,9 +255,14 @@ def write_file_list(path, files: Sequence, labels: Sequence[int]) -> Path:
 
 def count_classes(data) -> int:
     """Number of classes of ``data``: class folders of a tree, ``max(label) + 1`` of a file list or of an
-    :class:`ImageList` without class names."""
+    :class:`ImageList` without class names, the manifest's classes of a shard folder (local or ``s3://``, see
+    :mod:`dali_cutmix.shards`)."""
     if isinstance(data, ImageList):
         return data.num_classes
+    from .shards import as_shards, is_shard_folder
+
+    if is_shard_folder(data):
+        return as_shards(data).num_classes
     data = Path(data)
     if data.is_file():
         return max(read_file_list(data)[1]) + 1

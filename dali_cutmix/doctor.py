@@ -323,8 +323,9 @@ def read_native(cache=None, force: bool = False) -> dict:
         existed = native.library_path(folder).exists()
         start = time.perf_counter()
         path = native.build(force=force, cache=folder)
-    except native.NativeBuildError as e:
-        return {**facts, "native_error": str(e), "native_missing": e.missing}
+    except native.NativeBuildError as e:  # one line, then the compiler's output's tail (for --json)
+        return {**facts, "native_error": "\n".join(part for part in (str(e), e.output) if part),
+                "native_missing": e.missing}
     except OSError as e:
         return {**facts, "native_error": f"cannot write the cache folder: {first_line(e)}"}
     facts.update(native_path=str(path), native_built_now=force or not existed)
@@ -525,7 +526,8 @@ def _check_native(facts: Facts) -> Check:
         elif first.startswith("cannot write"):
             fix = f"set DALI_CUTMIX_CACHE (or --cache) to a writable folder; now {facts.native_cache}"
         else:
-            fix = "the compiler's output is in --json (facts.native_error)"
+            fix = (f"fix the compiler or set CXX to a working C++ compiler (its output's tail is in --json, "
+                   f"facts.native_error); {elsewhere}")
         return Check("native ops", FAIL, f"cannot be built: {first}", fix, blocks="all")
     if facts.native_load_error:
         return Check("native ops", FAIL, f"{facts.native_path}: DALI cannot load it: {facts.native_load_error}",

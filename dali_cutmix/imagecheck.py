@@ -19,13 +19,16 @@ STATUSES = (USABLE, UNUSUAL, BAD)
 
 class BadFileError(ValueError):
     """An image file DALI could not read: the message, one line, names it (``path``, None when DALI did not say
-    which file) and says why (``reason``); ``dali`` is DALI's own line."""
+    which file) and says why (``reason``); ``dali`` is DALI's own line. ``shard``: the image is a sample of a tar
+    shard (``path`` is None: a run cannot skip it; the message says what to do)."""
 
-    def __init__(self, message: str, *, path: Optional[Path] = None, reason: str = "", dali: str = ""):
+    def __init__(self, message: str, *, path: Optional[Path] = None, reason: str = "", dali: str = "",
+                 shard: bool = False):
         super().__init__(message)
         self.path = path
         self.reason = reason
         self.dali = dali
+        self.shard = shard
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from typing import Iterator, Optional, Tuple
 from .data import image_list
 from .imagecheck import BAD, BadFileError, check_image_file
 from .pipeline import OUTPUT_NAMES, READER_NAME, reader_source
+from .shards import ShardSet
 
 LAST_BATCH_POLICIES = ("partial", "drop", "fill")
 #: DALI's errors that name the file they failed on: the decoder's (the path as the reader's list gives it) and the
@@ -17,6 +18,15 @@ LAST_BATCH_POLICIES = ("partial", "drop", "fill")
 _NAMED_FAILURES = (re.compile(r"Failed to decode sample #\d+ ?: ?(?P<path>.+?)\s*$", re.M),
                    re.compile(r"File mapping failed: (?P<path>.+?)\s*$", re.M),
                    re.compile(r"(?:Could not open file|Failed to open file):? (?P<path>.+?)\s*$", re.M))
+#: The messages of the errors a user can cause in the mixing stage's native operators (``native/mix_ops.cc``,
+#: ``kUserMark``): labels out of range or not integers, images not HWC or of different sizes, a bad gate.
+STAGE_ERROR_MARK = "[dali-cutmix] "
+_STAGE_FAILURE = re.compile(re.escape(STAGE_ERROR_MARK) + r"(?P<message>.+?)\s*$", re.M)
+#: How DALI's webdataset reader names a sample: ``TAR:BYTE_OFFSET:KEY.EXT``.
+_SHARD_SAMPLE = re.compile(r"^(?P<tar>.+?\.tar):(?P<offset>\d+):(?P<key>.+)$")
+#: What to do about a sample of a tar shard that DALI cannot decode.
+SHARD_FIX = ("tar shards cannot skip a sample; write them again with `dali-cutmix shard --full`, which decodes "
+             "every file first and leaves out those DALI cannot read")
 #: nvImageCodec's statuses that mean "this file": its error names the status ('#3'), never the file.
 _CODEC_FAILURE = re.compile(r"nvImageCodec failure: '#(\d+)'")
 CODEC_DATA_STATUSES = {3: "a bad code stream", 4: "a format it does not support"}
@@ -52,9 +62,16 @@ def bad_file_error(error: BaseException, source=None) -> Optional[BadFileError]:
     """
     text = str(error)
     dali = _dali_line(error)
+    shards = source if isinstance(source, ShardSet) else None
     for pattern in _NAMED_FAILURES:
         match = pattern.search(text)
         if match:
+            sample = _SHARD_SAMPLE.match(match.group("path"))
+            if sample is not None or shards is not None:
+                where = (f"sample {sample.group('key')!r} of {sample.group('tar')!r} (byte {sample.group('offset')})"
+                         if sample is not None else f"a sample of the tar shards in {shards.location!r}")
+                return BadFileError(f"cannot decode {where}: {SHARD_FIX}", reason="DALI cannot decode it",
+                                    dali=dali, shard=True)
             path = Path(match.group("path"))
             if not path.is_absolute() and source is not None:
                 path = image_list(source).path(str(path))
@@ -65,6 +82,10 @@ def bad_file_error(error: BaseException, source=None) -> Optional[BadFileError]:
     if match is None or int(match.group(1)) not in CODEC_DATA_STATUSES:
         return None
     what = CODEC_DATA_STATUSES[int(match.group(1))]
+    if shards is not None:
+        return BadFileError(f"a sample of the tar shards in {shards.location!r} failed to decode (nvImageCodec "
+                            f"reports {what}) and DALI does not say which: {SHARD_FIX}",
+                            reason=f"nvImageCodec reports {what}", dali=dali, shard=True)
     if source is not None:
         images = image_list(source)
         for path in map(images.path, images.files):
@@ -79,6 +100,13 @@ def bad_file_error(error: BaseException, source=None) -> Optional[BadFileError]:
         dali=dali)
 
 
+def stage_error(error: BaseException) -> Optional[ValueError]:
+    """A one-line ValueError for a DALI error that the mixing stage raised over a user's input (its message, which
+    starts with :data:`STAGE_ERROR_MARK` in DALI's text, without the mark), None for any other."""
+    match = _STAGE_FAILURE.search(str(error))
+    return None if match is None else ValueError(match.group("message"))
+
+
 class CutMixLoader:
     """Iterate ``(images, targets)`` torch tensors from a DALI pipeline, one epoch per ``iter()``.
 
@@ -89,7 +117,8 @@ class CutMixLoader:
         last_batch: what happens to the last, incomplete batch of this rank's shard:
             ``"partial"`` (default) yields it short, so every sample of the shard is seen exactly once;
             ``"drop"`` skips it, so every batch has ``batch_size`` samples;
-            ``"fill"`` completes it with samples repeated from the shard (DALI's padding).
+            ``"fill"`` completes it with samples repeated from the shard (DALI's padding, which the training
+            pipeline's mixing stage leaves unmixed and never pairs with a sample).
         output_names: names for the pipeline's outputs; the first two are yielded.
 
     Yields:
@@ -105,6 +134,9 @@ class CutMixLoader:
         dali_cutmix.imagecheck.BadFileError: DALI failed on a data file; the message (one line) names it and says why
             (see :func:`bad_file_error`); DALI's error is its ``__cause__``. The pipeline cannot go on (DALI
             invalidates it): build a new one without the file.
+        ValueError: the mixing stage refused its input (labels outside ``[0, num_classes)`` or not integers,
+            images not HWC, e.g. channels-first, or of different sizes): one line, the stage's message
+            (:func:`stage_error`); DALI's error is its ``__cause__``. The pipeline cannot go on either.
     """
 
     def __init__(self, pipeline, *, reader_name: str = READER_NAME, last_batch: str = "partial",
@@ -157,11 +189,12 @@ class CutMixLoader:
 
     def _data_errors(self, call, *args):
         """``call(*args)``, with a DALI error that a data file caused re-raised as a
-        :class:`~dali_cutmix.imagecheck.BadFileError` whose first line names the file (:func:`bad_file_error`)."""
+        :class:`~dali_cutmix.imagecheck.BadFileError` whose first line names the file (:func:`bad_file_error`),
+        and one the mixing stage raised over its input as a one-line ValueError (:func:`stage_error`)."""
         try:
             return call(*args)
         except RuntimeError as e:
-            error = bad_file_error(e, reader_source(self.pipeline, self.reader_name))
+            error = stage_error(e) or bad_file_error(e, reader_source(self.pipeline, self.reader_name))
             if error is None:
                 raise
             raise error from e

@@ -100,12 +100,17 @@ class MixOptions:
         help="Weight CutMix labels by the exact pixel share left after the box is clipped (official)."))
     label_smoothing: float = field(default=0.0, metadata=dict(
         help="Label smoothing eps in [0, 1), applied to each one-hot before mixing (timm)."))
+    self_pairs: bool = field(default=True, metadata=dict(
+        help="Partners from a random permutation of the batch, so a sample may draw itself and stay as it is "
+             "(the paper's); off: a random derangement, every sample's partner is another sample (a lone "
+             "sample is then not mixed). Pair mode never pairs a sample with itself."))
 
     def __post_init__(self):
         if self.mode not in MODES:
             raise MixOptionError(f"{{mode}} must be one of {MODES}, got {_quote(self.mode)}")
-        if not isinstance(self.correct_lam, bool):
-            raise MixOptionError(f"{{correct_lam}} must be True or False, got {_quote(self.correct_lam)}")
+        for name in ("correct_lam", "self_pairs"):
+            if not isinstance(getattr(self, name), bool):
+                raise MixOptionError(f"{{{name}}} must be True or False, got {_quote(getattr(self, name))}")
         values = dict(
             cutmix_alpha=_alpha("cutmix_alpha", self.cutmix_alpha, "CutMix"),
             mixup_alpha=_alpha("mixup_alpha", self.mixup_alpha, "MixUp"),

@@ -9,6 +9,7 @@ from typing import Mapping, Optional, Sequence, Tuple, Union
 
 from .data import ImageList, count_classes, image_list
 from .options import MixOptions, check_num_classes
+from .shards import ShardSet, as_shards, is_shard_folder, resolve_shards, shard_reader, webdataset_args
 from .stage import PARAM_NAMES, mix_stage
 
 #: ImageNet's per-channel mean and std for images in [0, 1] (torchvision's), and in pixel units (0-255, DALI's).
@@ -51,9 +52,9 @@ def check_pipeline_args(*, batch_size, crop, device, num_shards, shard_id, num_t
     for name, value in (("batch_size", batch_size), ("num_threads", num_threads), ("num_shards", num_shards)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    crop_hw = (crop, crop) if isinstance(crop, int) else tuple(crop)
-    if len(crop_hw) != 2 or any(not isinstance(c, int) or c < 1 for c in crop_hw):
-        raise ValueError(f"crop must be a positive int or (height, width), got {crop!r}")
+    crop_hw = (crop, crop) if isinstance(crop, int) else tuple(crop) if isinstance(crop, (tuple, list)) else ()
+    if len(crop_hw) != 2 or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in crop_hw):
+        raise ValueError(f"crop must be a positive int or (height, width) of positive ints, got {crop!r}")
     if not 0 <= shard_id < num_shards:
         raise ValueError(f"shard_id must be in [0, num_shards={num_shards}), got {shard_id!r}")
     return crop_hw
@@ -72,9 +73,16 @@ def reader_args(data) -> Tuple[dict, Union[ImageList, Path]]:
     :class:`~dali_cutmix.data.ImageList`. Returns ``(kwargs, source)``: ``source`` is the list file's path or
     the ImageList.
 
+    A shard folder (:mod:`dali_cutmix.shards`: a folder or ``s3://`` prefix with a manifest, or its
+    :class:`~dali_cutmix.shards.ShardSet`) gives the source arguments of ``fn.readers.webdataset`` instead, and
+    the ShardSet.
+
     Raises:
         FileNotFoundError, ValueError: ``data`` is missing, holds no images, or the list is malformed.
     """
+    if is_shard_folder(data):
+        shards = as_shards(data)
+        return webdataset_args(shards), shards
     if not isinstance(data, ImageList) and Path(data).is_file():
         path = Path(data)
         image_list(path)  # checks the list's lines
@@ -83,9 +91,10 @@ def reader_args(data) -> Tuple[dict, Union[ImageList, Path]]:
     return dict(files=[str(images.path(f)) for f in images.files], labels=list(images.labels)), images
 
 
-def reader_source(pipeline, name: str = READER_NAME) -> Optional[Union[ImageList, Path]]:
-    """What the reader ``name`` of ``pipeline`` reads, when :func:`reader` made it: a DALI file list's path or an
-    :class:`~dali_cutmix.data.ImageList` (None for a reader made otherwise)."""
+def reader_source(pipeline, name: str = READER_NAME) -> Optional[Union[ImageList, Path, ShardSet]]:
+    """What the reader ``name`` of ``pipeline`` reads, when :func:`reader` made it: a DALI file list's path, an
+    :class:`~dali_cutmix.data.ImageList` or a :class:`~dali_cutmix.shards.ShardSet` (None for a reader made
+    otherwise)."""
     return _SOURCES.get(pipeline, {}).get(name)
 
 
@@ -97,12 +106,20 @@ def reader(data, *, shard_id=0, num_shards=1, shuffle=True, seed=0, name=READER_
     ``pad_last_batch`` repeats a shard's last sample to fill its last batch; the loader drops those. Without
     ``shuffle`` the files are read in order. The pipeline remembers what its reader reads
     (:func:`reader_source`), so a file DALI fails on can be named.
+
+    A shard folder is read by DALI's webdataset reader instead (:func:`dali_cutmix.shards.shard_reader`: the same
+    outputs, sharding, padding and name; its shuffle is the tar order per epoch plus a shuffle buffer).
     """
     import nvidia.dali.fn as fn
     from nvidia.dali import Pipeline
 
-    source_args, source = reader_args(data)
     pipeline = Pipeline.current()
+    if is_shard_folder(data):
+        shards = as_shards(data)
+        if pipeline is not None:
+            _SOURCES.setdefault(pipeline, {})[name] = shards
+        return shard_reader(shards, shard_id=shard_id, num_shards=num_shards, shuffle=shuffle, seed=seed, name=name)
+    source_args, source = reader_args(data)
     if pipeline is not None:
         _SOURCES.setdefault(pipeline, {})[name] = source
     shuffling = dict(shuffle_after_epoch=True, shuffle_after_epoch_seed=seed) if shuffle else {}
@@ -110,27 +127,48 @@ def reader(data, *, shard_id=0, num_shards=1, shuffle=True, seed=0, name=READER_
                            **shuffling)
 
 
-class _EpochGateSource:
-    """``external_source`` callback (``batch_info=True``): per sample 1 before epoch ``off_epoch``, 0 from it on.
+def shard_size(epoch_size: int, num_shards: int, shard: int) -> int:
+    """Samples in shard ``shard`` of ``num_shards`` of ``epoch_size`` samples, as DALI's readers and iterators cut
+    them: ``floor((shard + 1) * size / num_shards) - floor(shard * size / num_shards)``."""
+    return (shard + 1) * epoch_size // num_shards - shard * epoch_size // num_shards
 
-    Epochs are counted in the reader's iterations: every shard of a padded reader yields
-    ``ceil(ceil(epoch_size_padded / num_shards) / batch_size)`` batches per epoch. DALI checkpoints restore the
-    iteration counter of such a source, so a resumed run gates the same batches.
+
+class _MixGateSource:
+    """``external_source`` callback (``batch_info=True``): the mixing stage's gate for each batch of the reader
+    ``reader_name``, per sample -1 for the reader's padding, 0 for a sample of an epoch ``>= off_epoch``, else 1.
+
+    It counts as DALI's iterators do (``nvidia/dali/plugin/base_iterator.py``): a padded reader yields
+    ``ceil((epoch_size_padded // num_shards) / batch_size)`` batches per epoch on every shard; in epoch ``e`` it
+    reads shard ``(shard_id + e) % num_shards`` (``shard_id`` with ``stick_to_shard``) of :func:`shard_size`
+    samples, and the rest of its last batches is padding (what ``last_batch="partial"`` drops). A reader without
+    padding has no padding (``ceil(ceil(epoch_size / num_shards) / batch_size)`` batches per epoch). DALI
+    checkpoints restore the iteration counter of such a source, so a resumed run gates the same batches.
     """
 
-    def __init__(self, pipeline, reader_name: str, off_epoch: int):
+    def __init__(self, pipeline, reader_name: str, off_epoch: Optional[int]):
         self.pipeline, self.reader_name, self.off_epoch = pipeline, reader_name, off_epoch
-        self.batches_per_epoch = None
+        self.meta = None
+
+    def samples(self, iteration: int) -> Tuple[int, int]:
+        """``(epoch, samples)``: the epoch of the batch ``iteration`` (counted from 0) and how many of its
+        samples (the first ones) are real, not padding."""
+        if self.meta is None:
+            self.meta = self.pipeline.reader_meta(self.reader_name)
+        meta, batch_size = self.meta, self.pipeline.max_batch_size
+        size, shards = meta["epoch_size"], meta["number_of_shards"]
+        if not meta["pad_last_batch"]:
+            return iteration // math.ceil(math.ceil(size / shards) / batch_size), batch_size
+        epoch, batch = divmod(iteration, math.ceil(meta["epoch_size_padded"] // shards / batch_size))
+        shard = meta["shard_id"] if meta["stick_to_shard"] else (meta["shard_id"] + epoch) % shards
+        return epoch, min(batch_size, max(0, shard_size(size, shards, shard) - batch * batch_size))
 
     def __call__(self, info):
         import numpy as np
 
-        if self.batches_per_epoch is None:
-            meta = self.pipeline.reader_meta(self.reader_name)
-            per_shard = math.ceil(meta["epoch_size_padded"] / meta["number_of_shards"])
-            self.batches_per_epoch = math.ceil(per_shard / self.pipeline.max_batch_size)
-        value = np.array(int(info.iteration // self.batches_per_epoch < self.off_epoch), dtype=np.int32)
-        return [value] * self.pipeline.max_batch_size
+        epoch, samples = self.samples(info.iteration)
+        mixing = int(self.off_epoch is None or epoch < self.off_epoch)
+        return [np.array(mixing if i < samples else -1, dtype=np.int32)
+                for i in range(self.pipeline.max_batch_size)]
 
 
 def check_off_epoch(off_epoch) -> int:
@@ -140,13 +178,17 @@ def check_off_epoch(off_epoch) -> int:
     return off_epoch
 
 
-def epoch_gate(off_epoch: int, reader_name: str = READER_NAME):
-    """Inside a ``pipeline_def``: a CPU DataNode, one int32 per sample, 1 during epochs ``< off_epoch`` (counted
-    from 0 by the reader ``reader_name``) and 0 from then on; pass it as ``gate`` to :func:`dali_cutmix.mix`."""
+def mix_gate(off_epoch: Optional[int] = None, reader_name: str = READER_NAME):
+    """Inside a ``pipeline_def``: the ``gate`` of :func:`dali_cutmix.mix` for batches of the reader
+    ``reader_name`` (a padded, sharded DALI reader such as :func:`reader`'s): a CPU DataNode, one int32 per sample,
+    -1 for the padding that fills a shard's last batch (never a partner, not mixed, dropped by
+    ``CutMixLoader(last_batch="partial")``), 0 for samples of epochs ``>= off_epoch`` (counted from 0; None: never),
+    1 for the others. The real samples of a batch are exactly those DALI's iterator returns."""
     import nvidia.dali.fn as fn
     from nvidia.dali import Pipeline
 
-    source = _EpochGateSource(Pipeline.current(), reader_name, check_off_epoch(off_epoch))
+    off_epoch = None if off_epoch is None else check_off_epoch(off_epoch)
+    source = _MixGateSource(Pipeline.current(), reader_name, off_epoch)
     return fn.external_source(source=source, batch=True, batch_info=True)
 
 
@@ -211,6 +253,26 @@ def flip_normalize(images, *, mirror: bool = True, mean=IMAGENET_MEAN, std=IMAGE
         mirror=fn.random.coin_flip(probability=0.5) if mirror else 0, mean=list(mean), std=list(std))
 
 
+#: ``nvidia.dali.Pipeline`` arguments that :func:`build_cutmix_pipeline` sets itself.
+_BUILDER_SETS = ("batch_size", "num_threads", "device_id", "seed", "checkpoint", "exec_dynamic")
+
+
+def check_pipeline_kwargs(pipeline_kwargs: Mapping) -> None:
+    """Raise TypeError naming the first of ``pipeline_kwargs`` that ``nvidia.dali.Pipeline`` does not take, or that
+    :func:`build_cutmix_pipeline` sets itself."""
+    import inspect
+
+    from nvidia.dali import Pipeline
+
+    accepted = set(inspect.signature(Pipeline.__init__).parameters) - {"self"}
+    for name in pipeline_kwargs:
+        if name not in accepted:
+            raise TypeError(f"build_cutmix_pipeline got an unknown argument {name!r} (neither its own nor one of "
+                            f"nvidia.dali.Pipeline's)")
+        if name in _BUILDER_SETS:
+            raise TypeError(f"build_cutmix_pipeline sets the pipeline argument {name!r} itself")
+
+
 def build_cutmix_pipeline(
     data,
     *,
@@ -262,6 +324,9 @@ def build_cutmix_pipeline(
             default ``MixOptions()``: CutMix with alpha 1, one draw per batch (the paper's).
         mix_off_epoch: from this epoch on (counted from 0) nothing is mixed: labels are the smoothed one-hots,
             in the same pipeline, with the same data stream (DeiT/timm turn mixing off for the last epochs).
+            The stage's gate (:func:`mix_gate`) also keeps the reader's padding of a shard's last batch out of
+            the mix: partners are drawn among the batch's real samples only, and the padding (dropped by
+            ``CutMixLoader(last_batch="partial")``, returned as it is with "fill") is not mixed.
         shard_id, num_shards: this rank's shard of each epoch; shards are disjoint and cover the data.
         num_threads: DALI CPU worker threads; seed: base seed (the rank's augmentation stream is
             :func:`rank_seed` of it and ``shard_id``; the epoch shuffle uses ``seed`` itself, the same on every
@@ -278,9 +343,10 @@ def build_cutmix_pipeline(
             the pipeline cut after each stage.
         decode: "roi" (decode only the random crop's region) or "full" (decode the whole image, then crop): see
             :func:`decode_random_crop`.
-        pipeline_kwargs: passed to ``nvidia.dali.Pipeline``, e.g. ``prefetch_queue_depth`` (default 2),
-            ``enable_checkpointing`` (let ``Pipeline.checkpoint()`` or ``CutMixLoader.checkpoint()`` capture the
-            reader position and every RNG state, the stage's included), ``exec_pipelined=False`` for timing.
+        pipeline_kwargs: passed to ``nvidia.dali.Pipeline`` (a name it does not take is a TypeError), e.g.
+            ``prefetch_queue_depth`` (default 2), ``enable_checkpointing`` (let ``Pipeline.checkpoint()`` or
+            ``CutMixLoader.checkpoint()`` capture the reader position and every RNG state, the stage's included),
+            ``exec_pipelined=False`` for timing.
 
     Returns:
         An unbuilt ``nvidia.dali.Pipeline`` with outputs ``images`` (float32/float16 CHW, normalized) and
@@ -289,12 +355,14 @@ def build_cutmix_pipeline(
         and the labels integer class ids; cut at "mix", the images are uint8 HWC.
 
     Raises:
-        FileNotFoundError, ValueError: a bad path or argument, naming it.
+        FileNotFoundError, ValueError: a bad path or argument, naming it. TypeError: an unknown argument.
     """
     from nvidia.dali import pipeline_def
 
     crop_h, crop_w = check_pipeline_args(batch_size=batch_size, crop=crop, device=device, num_shards=num_shards,
                                          shard_id=shard_id, num_threads=num_threads)
+    check_seed(seed)
+    check_pipeline_kwargs(pipeline_kwargs)
     if stop_after not in STAGES:
         raise ValueError(f"stop_after must be one of {STAGES}, got {stop_after!r}")
     if decode not in DECODES:
@@ -302,6 +370,7 @@ def build_cutmix_pipeline(
     options = MixOptions.coerce(mix_options)
     if num_classes is not None:
         check_num_classes(num_classes)
+    data = resolve_shards(data)  # a shard folder's manifest read once (on S3 through DALI), outside the graph
     found = count_classes(data)  # also checks that the path exists and holds images
     num_classes = found if num_classes is None else num_classes
     if mix_off_epoch is not None:
@@ -319,8 +388,9 @@ def build_cutmix_pipeline(
             return images, labels
         params = {}
         if mixing:
+            # The gate: the reader's padding is nobody's partner and is not mixed; mix_off_epoch closes it.
             images, targets, params = mix_stage(images, labels, num_classes=num_classes, options=options,
-                                                gate=None if mix_off_epoch is None else epoch_gate(mix_off_epoch))
+                                                gate=mix_gate(mix_off_epoch))
         else:
             targets = one_hot_labels(labels, num_classes, label_smoothing=options.label_smoothing, device=device)
         if stop_after == "normalize":

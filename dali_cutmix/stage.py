@@ -4,9 +4,11 @@ Graph of the stage (on top of the images' producer):
 
 1. ``random.uniform`` draws a 31-bit seed per sample: DALI's RNG, so the pipeline seed, per-rank seeds and DALI
    checkpointing cover every draw;
-2. ``dali_cutmix_params`` (native, CPU, :mod:`dali_cutmix.native`) turns the seeds, the labels and the image
-   shape into every per-sample parameter at once (partner, method, lam, box) and the soft labels
-   (:func:`draw_params`);
+2. ``dali_cutmix_params`` (native, CPU, :mod:`dali_cutmix.native`) turns the seeds, the labels, the image
+   shape and the optional gate (1 mix, 0 do not mix, -1 padding: never a partner) into every per-sample
+   parameter at once (partner, method, lam, box) and the soft labels (:func:`draw_params`); it refuses images
+   that are not HWC with 1 to 4 channels (channels-first ones, say), labels out of range and non-integer
+   labels or gate, with messages that start with ``[dali-cutmix]``;
 3. the pixels, on the images' device:
    * CPU: ``dali_cutmix_apply`` (native) writes each output image in one pass (:func:`mix_pixels_native`);
    * GPU: DALI's own GPU operators (:func:`mix_pixels_dali`): ``multi_paste`` with the partner's box as a
@@ -40,7 +42,8 @@ def draw_params(images, labels, *, num_classes: int, options: MixOptions, output
         num_classes: soft-label width. options: the checked :class:`MixOptions`.
         outputs: names of the native operator's outputs to return (``targets``, ``perm``, ``box``, ``lam``,
             ``method``, ``in_ids``, ``anchors``, ``regions``, ``weight``; see its schema in ``mix_ops.cc``).
-        gate: optional CPU DataNode, one integer per sample; 0 leaves the sample unmixed.
+        gate: optional CPU DataNode, one integer scalar per sample: 1 mix, 0 a sample left unmixed, -1 padding
+            (not a sample: never a partner, never mixed; partners are drawn among the other samples).
 
     Returns:
         ``{name: DataNode}`` for every name in ``outputs``.
@@ -93,12 +96,33 @@ def mix_pixels_dali(images, params, options: MixOptions):
     return fn.cast_like(mixed * w + partner * (1.0 - w), images)
 
 
-def mix_stage(images, labels, *, num_classes: int, options: MixOptions, gate=None) -> Tuple[object, object, dict]:
+def check_nodes(function: str, **nodes) -> None:
+    """Raise TypeError unless this runs inside a DALI pipeline definition and every value of ``nodes`` (None
+    skipped) is a DataNode; ValueError for labels or gate on the GPU. ``function`` names the caller."""
+    from nvidia.dali import Pipeline
+    from nvidia.dali.data_node import DataNode
+
+    for name, node in nodes.items():
+        if node is not None and not isinstance(node, DataNode):
+            raise TypeError(f"{function}() must be called inside a DALI pipeline definition (@pipeline_def) on "
+                            f"DataNodes; got {name} of type {type(node).__name__}")
+    if Pipeline.current() is None:
+        raise TypeError(f"{function}() must be called inside a DALI pipeline definition (@pipeline_def) on "
+                        f"DataNodes")
+    for name in ("labels", "gate"):
+        if nodes.get(name) is not None and nodes[name].device != "cpu":
+            raise ValueError(f"{name} must be a CPU DataNode (the mixing parameters are drawn on the CPU), got "
+                             f"one on the {nodes[name].device}")
+
+
+def mix_stage(images, labels, *, num_classes: int, options: MixOptions, gate=None,
+              function: str = "mix") -> Tuple[object, object, dict]:
     """The stage with checked options: ``(mixed images, soft labels, {PARAM_NAMES: CPU DataNodes})``.
 
     The pixels take the native path for CPU images and DALI's operators for GPU images; the soft labels are on
-    the images' device. :func:`mix` documents the arguments.
+    the images' device. :func:`mix` documents the arguments; ``function`` names the caller in errors.
     """
+    check_nodes(function, images=images, labels=labels, gate=gate)
     check_num_classes(num_classes)
     gpu = images.device == "gpu"
     pixel_inputs = DALI_INPUTS if gpu else NATIVE_INPUTS
@@ -135,18 +159,24 @@ def mix(images, labels, *, num_classes: int, return_params: bool = False, gate=N
             ``[y0, x0, y1, x1]`` half-open, the pasted region; all zero unless CutMix was applied), ``lam``
             (float32, the weight of the sample's own label: the kept pixel share for CutMix, the blend weight
             for MixUp, 1.0 when not mixed) and ``method`` (int32: 0 none, 1 CutMix, 2 MixUp).
-        gate: optional CPU DataNode, one integer scalar per sample; where it is 0 the sample is not mixed
-            (its image is left as it is and its label is the smoothed one-hot). Random draws are made all the
-            same, so a gated run keeps its random stream. :func:`dali_cutmix.pipeline.epoch_gate` makes one
-            that closes at an epoch.
+        gate: optional CPU DataNode, one integer scalar per sample: 1 mixes the sample; 0 leaves it unmixed
+            (its image is left as it is and its label is the smoothed one-hot; in pair mode its partner too);
+            -1 marks padding, not a sample: it is never anyone's partner and is not mixed (partners, pairs and
+            the batch's draw are over the other samples). A gate of 0 keeps the random stream of an open one.
+            :func:`dali_cutmix.pipeline.mix_gate` makes the one the training pipeline uses: -1 for the
+            reader's padding of a last batch, 0 from ``mix_off_epoch`` on.
 
     Returns:
         ``(images, soft_labels)``: mixed images (shape, dtype, layout and device of ``images``) and float32
         ``[num_classes]`` soft labels summing to 1 on the images' device; plus the params dict if asked.
 
     Raises:
-        ValueError: for a bad option, naming it. When the pipeline runs, DALI reports images of different
-            sizes or labels outside ``[0, num_classes)`` as a pipeline error naming them.
+        ValueError: for a bad option, naming it, or labels/gate on the GPU. TypeError: called outside a
+            ``pipeline_def`` or on something other than DataNodes. When the pipeline runs, DALI reports images
+            that are not HWC with 1 to 4 channels (channels-first ones: mix before transposing or normalizing),
+            images of different sizes, labels or gate of a non-integer dtype and labels outside
+            ``[0, num_classes)`` as a pipeline error whose message starts with ``[dali-cutmix]``
+            (:class:`dali_cutmix.CutMixLoader` re-raises it as a one-line ValueError).
     """
     mixed, targets, params = mix_stage(images, labels, num_classes=num_classes, options=_checked(options, {}),
                                        gate=gate)
@@ -189,12 +219,13 @@ def cutmix(
             share of own pixels).
 
     Returns:
-        ``(images, soft_labels)`` (plus the params dict with ``return_params``), as :func:`mix`.
+        ``(images, soft_labels)`` (plus the params dict with ``return_params``), as :func:`mix`, which also lists
+        the errors.
     """
     options = _checked(dict(cutmix_alpha=alpha, mixup_alpha=0.0, cutmix_minmax=minmax, prob=prob, mode=mode,
                             label_smoothing=label_smoothing, correct_lam=correct_lam),
                        {"cutmix_alpha": "alpha", "cutmix_minmax": "minmax"})
-    mixed, targets, params = mix_stage(images, labels, num_classes=num_classes, options=options)
+    mixed, targets, params = mix_stage(images, labels, num_classes=num_classes, options=options, function="cutmix")
     if return_params:
         return mixed, targets, {name: params[name] for name in ("perm", "box", "lam")}
     return mixed, targets
@@ -218,5 +249,5 @@ def mixup(
     """
     options = _checked(dict(cutmix_alpha=0.0, mixup_alpha=alpha, prob=prob, mode=mode,
                             label_smoothing=label_smoothing), {"mixup_alpha": "alpha"})
-    mixed, targets, params = mix_stage(images, labels, num_classes=num_classes, options=options)
+    mixed, targets, params = mix_stage(images, labels, num_classes=num_classes, options=options, function="mixup")
     return (mixed, targets, params) if return_params else (mixed, targets)

@@ -8,7 +8,7 @@ noise, so the classes are separable but not trivially by colour.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -44,11 +44,17 @@ def render(class_index: int, rng: np.random.Generator, size: int = 96) -> np.nda
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
+def _quiet(_message: str) -> None:
+    """A progress sink that says nothing (the default)."""
+
+
 def write_dataset(root, *, train_per_class: int = 120, val_per_class: int = 30, size: int = 96,
-                  num_classes: int = len(CLASSES), seed: int = 0) -> Path:
+                  num_classes: int = len(CLASSES), seed: int = 0,
+                  progress: Callable[[str], None] = _quiet) -> Path:
     """Write the demo tree under ``root`` (created whole, atomically: a partial tree never appears).
 
-    Returns ``root``. An existing complete ``root`` is left as it is.
+    Returns ``root``. An existing complete ``root`` is left as it is (and ``progress`` hears nothing); else
+    ``progress`` gets one line before the images are written.
     """
     from PIL import Image
 
@@ -59,6 +65,8 @@ def write_dataset(root, *, train_per_class: int = 120, val_per_class: int = 30, 
         return root
     if not 1 <= num_classes <= len(CLASSES):
         raise ValueError(f"num_classes must be in [1, {len(CLASSES)}], got {num_classes}")
+    total = (train_per_class + val_per_class) * num_classes
+    progress(f"generating the demo dataset once: {total} {size}x{size} JPEGs in {num_classes} classes, into {root}")
     with atomic_directory(root) as tmp:
         rng = np.random.default_rng(seed)
         for split, count in (("train", train_per_class), ("val", val_per_class)):
@@ -70,7 +78,7 @@ def write_dataset(root, *, train_per_class: int = 120, val_per_class: int = 30, 
     return root
 
 
-def ensure_demo_dataset(folder: Optional[Path] = None) -> Path:
+def ensure_demo_dataset(folder: Optional[Path] = None, progress: Callable[[str], None] = _quiet) -> Path:
     """The demo dataset's root, generated on first use under ``folder`` (default
-    :func:`dali_cutmix.host.cache_dir`)."""
-    return write_dataset(Path(folder or cache_dir()) / DEMO_VERSION)
+    :func:`dali_cutmix.host.cache_dir`); ``progress`` gets one line when it is generated (not when it exists)."""
+    return write_dataset(Path(folder or cache_dir()) / DEMO_VERSION, progress=progress)

@@ -85,8 +85,9 @@ def default_profile_dataset(images: int = 1024, progress: Callable[[str], None] 
 
 
 def dataset_summary(data, sample: int = 256) -> Dict[str, object]:
-    """Count the images and classes of ``data`` (a class-per-folder tree, read through our class list, or a DALI
-    file list); mean file size and pixel size over up to ``sample`` files.
+    """Count the images and classes of ``data`` (a class-per-folder tree, read through our class list, a DALI
+    file list, or a shard folder); mean file size and pixel size over up to ``sample`` files (a shard folder's
+    first ``sample`` samples).
 
     Raises:
         FileNotFoundError, ValueError: ``data`` is missing or holds no images (from
@@ -95,7 +96,21 @@ def dataset_summary(data, sample: int = 256) -> Dict[str, object]:
     from PIL import Image
 
     from dali_cutmix.data import image_list
+    from dali_cutmix.shards import as_shards, first_images, is_shard_folder
 
+    if is_shard_folder(data):  # tar shards (dali-cutmix shard): sizes of the first samples, read through DALI
+        import io
+
+        shards = as_shards(data)
+        encoded = first_images(shards, sample)
+        dims = []
+        for blob in encoded:
+            with Image.open(io.BytesIO(blob)) as im:
+                dims.append(im.size)
+        return dict(path=shards.location, images=shards.samples, classes=shards.num_classes,
+                    mean_file_kb=round(float(np.mean([len(b) for b in encoded])) / 1000, 1),
+                    mean_width=round(float(np.mean([d[0] for d in dims])), 1),
+                    mean_height=round(float(np.mean([d[1] for d in dims])), 1))
     images = image_list(data)
     files = sorted(images.path(f) for f in images.files)
     picked = files[:: max(1, len(files) // sample)][:sample]

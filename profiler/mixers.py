@@ -42,7 +42,7 @@ def torchvision_mixer(options: MixOptions, num_classes: int) -> Mixer:
         mixers.append(v2.MixUp(num_classes=num_classes, alpha=options.mixup_alpha))
         weights.append(1.0 - options.switch_prob)
     if not mixers:
-        raise VariantUnavailable("torchvision's v2.CutMix needs cutmix_alpha > 0 (it has no cutmix_minmax)")
+        raise VariantUnavailable("torchvision's v2.CutMix needs --cutmix-alpha above 0 (it has no --cutmix-minmax)")
     return mixers[0] if len(mixers) == 1 else v2.RandomChoice(mixers, p=weights)
 
 

@@ -52,6 +52,19 @@ def _rows(result: dict) -> List[Tuple[str, str, Optional[dict], Optional[float],
     return rows
 
 
+def share_note(share: dict) -> Optional[str]:
+    """What a CutMix share's summary (``median``, ``q1``, ``q3``) can be trusted for, or None when it is clean.
+
+    A share is a cost, never below 0 in truth: a median at or below 0 means the run could not tell the stage's
+    cost from the timing noise (it is not "small"); a lower quartile below 0 means the figure is noisy."""
+    if share["median"] <= 0:
+        return ("noise: the run cannot tell the stage's cost from zero (more --repeats or --batches, on an idle "
+                "machine)")
+    if share["q1"] < 0:
+        return "noisy: the IQR reaches below 0"
+    return None
+
+
 def _paired(result: dict) -> List[Tuple[str, dict]]:
     """The paired figures measured: ``(what our loader is compared with, the summarized ratio)``."""
     return [(what, result[key]) for key, what in PAIRED if result.get(key)]
@@ -63,6 +76,7 @@ def format_table(result: dict) -> str:
     variant it is compared with and, with ``--model``, the training step."""
     load = (result.get("machine_load") or {}).get("other_cpu_share")
     lines = [f"dali-cutmix profile: {_headline(result)}"]
+    lines += [f"warning: {w}" for w in result.get("warnings") or ()]
     if load is not None:
         lines.append(f"other processes kept {100 * load:.0f}% of the machine's CPU busy during the variants"
                      + (" (figures noisier than on an idle machine)" if load > 0.05 else ""))
@@ -75,11 +89,12 @@ def format_table(result: dict) -> str:
                      f"{ips['iqr_pct']:>7.1f}%{ms:>10.1f}")
     share = result["cutmix_share"]
     diff, stage_ms = share["by_stage_difference"], share["stage_ms_per_batch"]
+    note, diff_note = share_note(share), share_note(diff)
     lines.append(f"CutMix share of the full pipeline: {100 * share['median']:.1f}% "
                  f"(IQR {100 * share['q1']:.1f} to {100 * share['q3']:.1f}%; stage alone {stage_ms['median']:.2f} "
-                 f"ms/batch)")
+                 f"ms/batch)" + (f": {note}" if note else ""))
     lines.append(f"  by stage difference (3 vs 2):   {100 * diff['median']:.1f}% "
-                 f"(IQR {100 * diff['q1']:.1f} to {100 * diff['q3']:.1f}%)")
+                 f"(IQR {100 * diff['q1']:.1f} to {100 * diff['q3']:.1f}%)" + (f": {diff_note}" if diff_note else ""))
     for what, speed in _paired(result):
         lines.append(f"{'loader vs ' + what + ':':<42}{speed['median']:.2f}x "
                      f"(IQR {speed['q1']:.2f}-{speed['q3']:.2f}x)")
@@ -101,9 +116,26 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
-def render_chart(result: dict, width: int = 960):
-    """A PIL bar chart: median images/s per variant (and per stage timed asynchronously) with its IQR as a
-    whisker, the skipped variants with their reason, and the headline figures."""
+def _ticks(peak: float, count: int = 5) -> List[float]:
+    """Round axis ticks (1, 2 or 2.5, 5 times a power of ten) from 0 to at least ``peak``."""
+    import math
+
+    raw = max(peak, 1e-9) / count
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
+    top = math.ceil(peak / step - 1e-9) * step
+    return [i * step for i in range(int(round(top / step)) + 1)]
+
+
+def _tick_label(value: float) -> str:
+    return f"{value:,.0f}" if value >= 10 or value == 0 else f"{value:g}"
+
+
+def render_chart(result: dict, width: int = 1000):
+    """A PIL bar chart read at a glance: one bar per variant (and per stage timed asynchronously), median
+    images/s, its IQR as a thin whisker; an x axis in images/s with round ticks and grid lines; each row's value
+    in its own column right of the plot (never on a bar or a whisker); the skipped variants with their reason;
+    warnings; and the headline figures (CutMix's share with what it can be trusted for, the speed-ups)."""
     from PIL import Image, ImageDraw
 
     colours = dict(decode=(158, 202, 225), crop=(107, 174, 214), cutmix=(49, 130, 189), full=(8, 81, 156),
@@ -111,49 +143,87 @@ def render_chart(result: dict, width: int = 960):
                    reference=(150, 150, 150), reference_tensor=(189, 189, 189))
     rows = _rows(result)
     paired = _paired(result)
-    label_w, bar_h, gap, top = 260, 30, 12, 78
-    bottom = 30 + 22 * (1 + len(paired) + bool(result.get("training")))
-    height = top + len(rows) * (bar_h + gap) + bottom
+    warnings = list(result.get("warnings") or ())
+    load = (result.get("machine_load") or {}).get("other_cpu_share")
+    if load is not None and load > 0.05:
+        warnings.append(f"other processes used {100 * load:.0f}% of the CPU meanwhile: figures noisier than on "
+                        "an idle machine")
+    share = result["cutmix_share"]
+    note = share_note(share)
+    footer = [f"CutMix share of the full pipeline: {100 * share['median']:.1f}% "
+              f"(IQR {100 * share['q1']:.1f} to {100 * share['q3']:.1f}%)" + (f": {note}" if note else "")]
+    footer += [f"our loader vs {what}: {speed['median']:.2f}x (IQR {speed['q1']:.2f}-{speed['q3']:.2f}x)"
+               for what, speed in paired]
+    training = result.get("training")
+    if training:
+        footer.append(f"{training['model']} training with our loader: {training['images_per_s']:,.1f} images/s, "
+                      f"{100 * training['data_wait_share']:.1f}% of step time waiting for data")
+
+    label_w, value_w, right_pad = 250, 150, 16
+    bar_h, gap, line_h = 24, 10, 20
+    top = 70 + line_h * len(warnings)
+    plot_x0, plot_x1 = label_w, width - value_w - right_pad
+    rows_h = len(rows) * (bar_h + gap)
+    axis_y = top + rows_h + 2
+    height = axis_y + 52 + line_h * len(footer) + 12
     image = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(image)
     title, small = _font(18), _font(13)
-    draw.text((16, 12), "dali-cutmix profile: images/s (median, whisker = IQR)", fill="black", font=title)
-    headline = _headline(result)
-    load = (result.get("machine_load") or {}).get("other_cpu_share")
-    if load is not None and load > 0.05:
-        headline += f"; other processes used {100 * load:.0f}% of the CPU meanwhile"
-    draw.text((16, 40), headline, fill=(60, 60, 60), font=small)
-    peak = max((ips["q3"] for _, _, ips, _, _ in rows if ips is not None), default=1.0) or 1.0
-    scale = (width - label_w - 110) / peak
+    draw.text((16, 12), "dali-cutmix profile: images/s, higher is better", fill="black", font=title)
+    draw.text((16, 40), _headline(result), fill=(60, 60, 60), font=small)
+    for i, warning in enumerate(warnings):
+        draw.text((16, 40 + line_h * (i + 1)), f"warning: {warning}", fill=(180, 30, 30), font=small)
+
+    measured = [ips for _, _, ips, _, _ in rows if ips is not None]
+    ticks = _ticks(max((max(ips["q3"], ips["median"]) for ips in measured), default=1.0) or 1.0)
+    scale = (plot_x1 - plot_x0) / ticks[-1]
+
+    def x_of(value: float) -> int:
+        return plot_x0 + int(round(max(0.0, value) * scale))
+
+    for tick in ticks:  # grid behind the bars
+        x = x_of(tick)
+        draw.line([x, top - 4, x, axis_y], fill=(225, 225, 225) if tick else (120, 120, 120), width=1)
+    header = "median images/s"
+    draw.text((plot_x1 + 64 - draw.textlength(header, font=small) / 2, top - 20), header, fill=(60, 60, 60),
+              font=small)
     for i, (key, label, ips, _, reason) in enumerate(rows):
         y = top + i * (bar_h + gap)
         mid = y + bar_h // 2
         draw.text((16, mid - 8), label, fill="black", font=small)
-        x0 = label_w
         if ips is None:
-            draw.text((x0, mid - 8), f"skipped: {reason}", fill=(120, 120, 120), font=small)
+            draw.text((plot_x0 + 8, mid - 8), f"skipped: {reason}", fill=(120, 120, 120), font=small)
             continue
         colour = colours.get(key.removesuffix(ASYNC_SUFFIX), (120, 120, 120))
         if key.endswith(ASYNC_SUFFIX):
             colour = tuple((c + 255) // 2 for c in colour)
-        draw.rectangle([x0, y, x0 + max(1, int(ips["median"] * scale)), y + bar_h], fill=colour)
-        xq1, xq3 = x0 + int(ips["q1"] * scale), x0 + int(ips["q3"] * scale)
-        draw.line([xq1, mid, xq3, mid], fill="black", width=2)
-        draw.line([xq1, mid - 6, xq1, mid + 6], fill="black", width=2)
-        draw.line([xq3, mid - 6, xq3, mid + 6], fill="black", width=2)
-        draw.text((max(xq3, x0 + int(ips["median"] * scale)) + 8, mid - 8), f"{ips['median']:,.0f}",
-                  fill="black", font=small)
-    y = height - bottom + 10
-    draw.text((16, y), f"CutMix share of the full pipeline: {100 * result['cutmix_share']['median']:.1f}%",
-              fill="black", font=small)
-    for what, speed in paired:
-        y += 22
-        draw.text((16, y), f"loader vs {what}: {speed['median']:.2f}x", fill="black", font=small)
-    training = result.get("training")
-    if training:
-        draw.text((16, y + 22), f"{training['model']} training with our loader: {training['images_per_s']:,.1f} "
-                                f"images/s, {100 * training['data_wait_share']:.1f}% of step time waiting for data",
-                  fill="black", font=small)
+        draw.rectangle([plot_x0, y, max(plot_x0 + 1, x_of(ips["median"])), y + bar_h], fill=colour)
+        xq1, xq3 = x_of(ips["q1"]), x_of(ips["q3"])
+        draw.line([xq1, mid, xq3, mid], fill=(30, 30, 30), width=1)
+        for x in (xq1, xq3):
+            draw.line([x, mid - 5, x, mid + 5], fill=(30, 30, 30), width=1)
+        value = f"{ips['median']:,.0f}"
+        spread = f"IQR {ips['iqr_pct']:.0f}%" if ips["iqr_pct"] == ips["iqr_pct"] else ""
+        value_end = plot_x1 + 64  # right-aligned numbers
+        draw.text((value_end - draw.textlength(value, font=small), mid - 8), value, fill="black", font=small)
+        if spread:
+            draw.text((value_end + 12, mid - 8), spread, fill=(110, 110, 110), font=small)
+
+    draw.line([plot_x0, axis_y, plot_x1, axis_y], fill=(60, 60, 60), width=1)  # the x axis
+    for tick in ticks:
+        x = x_of(tick)
+        draw.line([x, axis_y, x, axis_y + 5], fill=(60, 60, 60), width=1)
+        text = _tick_label(tick)
+        tw = draw.textlength(text, font=small)
+        draw.text((min(max(x - tw / 2, plot_x0 - tw / 2), width - tw - 4), axis_y + 8), text, fill=(60, 60, 60),
+                  font=small)
+    axis_title = "images per second (bar: median over rounds; whisker: interquartile range)"
+    tw = draw.textlength(axis_title, font=small)
+    draw.text(((plot_x0 + plot_x1 - tw) / 2, axis_y + 26), axis_title, fill=(60, 60, 60), font=small)
+
+    y = axis_y + 52
+    for i, line in enumerate(footer):
+        draw.text((16, y + i * line_h), line, fill=(180, 30, 30) if i == 0 and note else "black", font=small)
     return image
 
 

@@ -112,9 +112,30 @@ def measure_variants(settings: ProfileSettings, progress: Callable[[str], None] 
     return samples
 
 
+def data_warnings(images: int, settings: ProfileSettings) -> List[str]:
+    """What a data set of ``images`` images does to the figures of ``settings``' run, one line each (none for a
+    data set that holds at least one round's timed batches of every variant).
+
+    A DALI variant reads ``batches * batch_size`` images per round; with fewer, the reader wraps around within the
+    round and the same few files stay hot in every cache, so images/s come out far above what real data gives
+    (and below one batch, every batch repeats its images)."""
+    per_round = settings.batches * settings.batch_size
+    if images >= per_round:
+        return []
+    if images < settings.batch_size:
+        what = f"fewer than one batch of {settings.batch_size}: every batch repeats its images"
+    else:
+        what = (f"fewer than the {per_round} a variant reads per round (--batches {settings.batches} x "
+                f"--batch-size {settings.batch_size}): images repeat within a round")
+    return [f"the data holds {images} images, {what}, so the images/s overstate real data; give at least "
+            f"{per_round} images (--images {max(per_round, 1024)} or a larger --data)"]
+
+
 def build_result(settings: ProfileSettings, samples: Dict[str, object], *, dataset: dict,
-                 training: Optional[dict] = None, command: Optional[str] = None, seconds: float = 0.0) -> dict:
-    """Everything the run found, as one JSON-ready dict (``benchmarks/README.md`` lists the keys).
+                 training: Optional[dict] = None, command: Optional[str] = None, seconds: float = 0.0,
+                 warnings: Sequence[str] = ()) -> dict:
+    """Everything the run found, as one JSON-ready dict (``benchmarks/README.md`` lists the keys); ``warnings``:
+    what makes its figures doubtful (:func:`data_warnings`), one line each.
 
     A variant missing from ``samples`` is left out of ``variants``; ``skipped`` says why (``samples[SKIPPED]``).
     Each paired ratio of :data:`COMPARED` is None when its variant was not measured.
@@ -139,6 +160,7 @@ def build_result(settings: ProfileSettings, samples: Dict[str, object], *, datas
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         command=command, seconds=round(seconds, 1), machine=machine_info(), settings=settings.as_dict(),
         dataset=dataset,
+        warnings=list(warnings),
         method=dict(METHOD),
         machine_load=samples.get(LOAD),
         variants=variants,
@@ -176,8 +198,11 @@ def run_profile(settings: ProfileSettings, *, model: Optional[str] = None, steps
     dataset = dataset_summary(settings.data)
     progress(f"data: {dataset['images']} images in {dataset['classes']} classes, "
              f"~{dataset['mean_file_kb']} KB, ~{dataset['mean_width']:.0f}x{dataset['mean_height']:.0f}")
+    warnings = data_warnings(dataset["images"], settings)
+    for warning in warnings:
+        progress(f"warning: {warning}")
     samples = measure_variants(settings, progress)
     training = (measure_training(settings, model, steps, torch_threads=torch_threads, progress=progress)
                 if model else None)
     return build_result(settings, samples, dataset=dataset, training=training, command=command,
-                        seconds=time.perf_counter() - start)
+                        seconds=time.perf_counter() - start, warnings=warnings)

@@ -200,7 +200,10 @@ class ReferenceRunner:
         from torch.utils.data import RandomSampler
 
         from dali_cutmix.pipelines.reference import build_reference_loader, reference_dataset
+        from dali_cutmix.shards import is_shard_folder
 
+        if is_shard_folder(settings.data):
+            raise VariantUnavailable("torchvision's ImageFolder reads class folders, not tar shards")
         workers = settings.threads
         self.device = settings.device
         self.timed = -(-settings.batches // workers) * workers

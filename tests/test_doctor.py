@@ -252,6 +252,15 @@ def test_without_a_compiler_doctor_names_it(tmp_path, monkeypatch, capsys):
     assert "verdict: neither path can run" in out
 
 
+def test_a_failing_compiler_with_no_output_still_says_what_failed(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CXX", "/bin/false")
+    assert main(["doctor", "--cache", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert re.search(r"^fail +native ops +cannot be built: .*'/bin/false' exited with code 1 and printed nothing",
+                     out, re.M)
+    assert "set CXX to a working C++ compiler" in out
+
+
 def test_bad_usage_is_one_line_and_exit_2(tmp_path, capsys):
     result = subprocess.run([sys.executable, "-m", "dali_cutmix.cli", "doctor", "--no-such-flag"],
                             capture_output=True, text=True)

@@ -93,6 +93,8 @@ CASES = {
     "elem-prob": dict(batch_size=8, mode="elem", prob=0.5),
     "pair-odd": dict(batch_size=7, mode="pair", prob=0.7),
     "gate": dict(batch_size=8, mode="elem", gate=[1, 0, 1, 0, 1, 1, 0, 0]),
+    "padding": dict(batch_size=8, mode="elem", gate=[1, 1, 0, 1, 1, -1, -1, -1]),  # a last batch of 5 samples
+    "padding-pair": dict(batch_size=8, mode="pair", gate=[1, 1, 1, 1, 1, -1, -1, -1]),
     "mixup": dict(batch_size=8, mode="elem", mixup_alpha=0.5, switch_prob=0.5),
     "minmax": dict(batch_size=8, mode="elem", cutmix_minmax=(0.2, 0.7), prob=0.8),
     "alpha-small": dict(batch_size=8, mode="elem", cutmix_alpha=0.05),  # boxes of height or width 0 happen
@@ -111,3 +113,13 @@ def test_replay_of_the_stage_arguments_on_the_gpu_kernel_equals_the_cpu_result(j
         unpasted += int(((method != 1) | empty).sum())
     if case != "batch":
         assert unpasted > 0, "the case reaches samples with nothing to paste"
+
+
+@pytest.mark.parametrize("case", ["padding", "padding-pair"])
+def test_multi_paste_never_reads_padding(jpeg_tree, case):
+    """The GPU path's regions come from samples, never from the reader's padding (gate -1), which keeps its pixels."""
+    pipe = stage_arguments(jpeg_tree, **CASES[case])
+    for _ in range(6):
+        images, pasted, in_ids, anchors, regions, method, box = (np.array(o.as_tensor()) for o in pipe.run())
+        assert (in_ids[:5] < 5).all() and in_ids[5:].tolist() == [[5, 5], [6, 6], [7, 7]]
+        np.testing.assert_array_equal(pasted[5:], images[5:])

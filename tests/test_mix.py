@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 
 import reference as ref
-from dali_cutmix import CutMixLoader, build_cutmix_pipeline, mix, mixup
+from dali_cutmix import CutMixLoader, MixOptions, build_cutmix_pipeline, mix, mixup
 from test_stage import H, W, gpu_graph_stage, run, stage_pipeline
 
 BOTH = dict(num_classes=4, cutmix_alpha=1.0, mixup_alpha=0.8)
@@ -134,3 +134,94 @@ def test_mixing_turns_off_from_the_off_epoch_and_resumes_gated(jpeg_tree):
 def test_mix_off_epoch_must_be_a_non_negative_int(jpeg_tree):
     with pytest.raises(ValueError, match="mix_off_epoch must be an integer >= 0"):
         build_cutmix_pipeline(jpeg_tree, batch_size=2, device="cpu", mix_off_epoch=-1)
+
+
+def gated_pipeline(gate, *, stage=mix, batch_size=8, num_classes=4, seed=1, **options):
+    """A built CPU pipeline over fixed random images (H, W, 3) and labels ``i % num_classes``, with the per-sample
+    ``gate``; outputs (source, mixed, targets, labels, perm, box, lam, method) like :func:`test_stage.run`."""
+    import nvidia.dali.fn as fn
+    from nvidia.dali import pipeline_def
+
+    rng = np.random.default_rng(seed)
+    images = [rng.integers(0, 256, (H, W, 3), dtype=np.uint8) for _ in range(batch_size)]
+    labels = [np.array(i % num_classes, np.int32) for i in range(batch_size)]
+    gates = [np.array(g, np.int32) for g in gate]
+
+    @pipeline_def(batch_size=batch_size, num_threads=1, device_id=None, seed=seed)
+    def pipe():
+        x = fn.external_source(source=lambda: images, batch=True, layout="HWC")
+        y = fn.external_source(source=lambda: labels, batch=True)
+        g = fn.external_source(source=lambda: gates, batch=True)
+        mixed, targets, params = stage(x, y, num_classes=num_classes, gate=g, return_params=True, **options)
+        return (x, mixed, targets, y, *params.values())
+
+    p = pipe()
+    p.build()
+    return p
+
+
+PADDED_GATE = [1, -1, 1, 1, -1, 0, 1, -1]  # padding anywhere, not only at the end; one sample gated off
+
+
+@pytest.mark.parametrize("stage", [mix, gpu_graph_stage], ids=["native", "gpu-graph"])
+@pytest.mark.parametrize("mode", ["batch", "elem", "pair"])
+def test_padding_is_never_a_partner_and_is_not_mixed(mode, stage):
+    """Gate -1 (the reader's padding): never anyone's partner, never mixed; partners, pairs and draws are over the
+    other samples; gate 0 leaves a real sample unmixed (it may still be a partner outside pair mode)."""
+    gate = np.array(PADDED_GATE)
+    pad, real = np.flatnonzero(gate == -1), np.flatnonzero(gate != -1)
+    pipe = gated_pipeline(PADDED_GATE, stage=stage, mode=mode, mixup_alpha=0.5, label_smoothing=0.1)
+    mixed_real = 0
+    for _ in range(8):
+        source, mixed, targets, labels, perm, box, lam, method = run(pipe)
+        assert set(perm[real].tolist()) <= set(real.tolist()), perm
+        assert perm[pad].tolist() == pad.tolist() and (method[pad] == 0).all() and (method[gate == 0] == 0).all()
+        if mode == "pair":
+            np.testing.assert_array_equal(perm[perm], np.arange(8))
+            assert (method[perm[gate == 0]] == 0).all(), "a gated pair is unmixed on both sides"
+        else:
+            assert sorted(perm[real].tolist()) == real.tolist(), "a permutation of the real samples"
+        check_mix_batch(source, mixed, targets, labels, perm, box, lam, method, smoothing=0.1)
+        np.testing.assert_array_equal(mixed[pad], source[pad])
+        mixed_real += int((method[real] != 0).sum())
+    assert mixed_real > 0
+
+
+def test_a_batch_of_padding_only_is_left_as_it_is():
+    source, mixed, targets, labels, perm, box, lam, method = run(gated_pipeline([-1] * 8))
+    np.testing.assert_array_equal(mixed, source)
+    assert perm.tolist() == list(range(8)) and (method == 0).all()
+    np.testing.assert_array_equal(targets, np.eye(4)[labels])
+
+
+@pytest.mark.parametrize("stage", [mix, gpu_graph_stage], ids=["native", "gpu-graph"])
+@pytest.mark.parametrize("mode", ["batch", "elem"])
+def test_without_self_pairs_every_partner_is_another_sample(mode, stage):
+    pipe = gated_pipeline([1] * 5, stage=stage, batch_size=5, mode=mode, self_pairs=False)
+    cycles = []
+    for _ in range(60):
+        source, mixed, targets, labels, perm, box, lam, method = run(pipe)
+        assert sorted(perm.tolist()) == list(range(5)) and (perm != np.arange(5)).all()
+        assert (method == 1).all()
+        check_mix_batch(source, mixed, targets, labels, perm, box, lam, method)
+        cycles.append(tuple(perm))
+    assert len(set(cycles)) > 10, "a random derangement (44 of them for 5 samples)"
+
+
+def test_derangements_are_uniform():
+    """3 samples have 2 derangements, (1, 2, 0) and (2, 0, 1): drawn alike."""
+    pipe = gated_pipeline([1] * 3, batch_size=3, mode="elem", self_pairs=False)
+    first = [tuple(run(pipe)[4]) == (1, 2, 0) for _ in range(300)]
+    assert stats.binomtest(sum(first), 300, 0.5).pvalue > 1e-3
+
+
+def test_without_self_pairs_a_lone_sample_is_not_mixed():
+    source, mixed, targets, labels, perm, box, lam, method = run(
+        gated_pipeline([-1, -1, 1, -1], batch_size=4, mode="elem", self_pairs=False))
+    assert perm.tolist() == [0, 1, 2, 3] and (method == 0).all() and (lam == 1).all()
+    np.testing.assert_array_equal(mixed, source)
+
+
+def test_self_pairs_must_be_a_bool():
+    with pytest.raises(ValueError, match=r"^self_pairs must be True or False, got 'no'$"):
+        MixOptions(self_pairs="no")

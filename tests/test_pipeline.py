@@ -166,6 +166,29 @@ def test_bad_builder_arguments_are_named(jpeg_tree, options, message):
         build_cutmix_pipeline(jpeg_tree, **args)
 
 
+@pytest.mark.parametrize("options, error, message", [
+    (dict(crop=32.0), ValueError, "crop must be a positive int or (height, width) of positive ints, got 32.0"),
+    (dict(crop=(32, 0)), ValueError, "crop must be a positive int or (height, width) of positive ints, got (32, 0)"),
+    (dict(crop=True), ValueError, "crop must be a positive int or (height, width) of positive ints, got True"),
+    (dict(seed=-1), ValueError, "seed must be an integer in [0, 4294967295], got -1"),
+    (dict(seed=1.5), ValueError, "seed must be an integer in [0, 4294967295], got 1.5"),
+    (dict(foo=1), TypeError, "build_cutmix_pipeline got an unknown argument 'foo' (neither its own nor one of "
+                             "nvidia.dali.Pipeline's)"),
+    (dict(exec_dynamic=False), TypeError, "build_cutmix_pipeline sets the pipeline argument 'exec_dynamic' itself"),
+])
+def test_misleading_builder_errors_are_exact(jpeg_tree, options, error, message):
+    """Issue 10.4: a float crop used to fail with "'float' object is not iterable", an unknown keyword with
+    DALI's "This shouldn't happen"."""
+    with pytest.raises(error) as err:
+        build_cutmix_pipeline(jpeg_tree, **{**CPU, "batch_size": 2, **options})
+    assert str(err.value) == message
+
+
+def test_pipeline_arguments_reach_the_pipeline(jpeg_tree):
+    pipe = build_cutmix_pipeline(jpeg_tree, batch_size=2, prefetch_queue_depth=3, exec_pipelined=True, **CPU)
+    assert pipe.prefetch_queue_depth == 3
+
+
 @pytest.mark.parametrize("mixup_alpha", [0.0, 0.4])
 def test_the_gpu_pipeline_puts_every_pixel_operator_on_the_gpu(jpeg_tree, mixup_alpha):
     """CI has no GPU: check the GPU variant's graph, built by the same builder, operator by operator."""
@@ -174,10 +197,12 @@ def test_the_gpu_pipeline_puts_every_pixel_operator_on_the_gpu(jpeg_tree, mixup_
     pipe = build_cutmix_pipeline(jpeg_tree, batch_size=4, device="gpu",
                                  mix_options=dict(mixup_alpha=mixup_alpha))
     pipe._build_graph()  # the Python graph only; building the backend would need a GPU
-    argument_ops = {"readers__File", "random__Uniform", "random__CoinFlip", "_Shape", "DaliCutmixParams"}
+    # ExternalSource: the stage's gate (padding, mix_off_epoch), per-sample integers on the CPU
+    argument_ops = {"readers__File", "random__Uniform", "random__CoinFlip", "_Shape", "DaliCutmixParams",
+                    "ExternalSource"}
     used = set()
     for op in pipe._ops:
-        name, device = op._op.schema_name, op._op.device
+        name, device = getattr(op._op, "schema_name", type(op._op).__name__), op._op.device
         used.add(name)
         if name in argument_ops:
             assert device == "cpu"
@@ -185,6 +210,7 @@ def test_the_gpu_pipeline_puts_every_pixel_operator_on_the_gpu(jpeg_tree, mixup_
             assert name in _registry.mixed_ops(), name
         else:
             assert device == "gpu" and name in _registry.gpu_ops(), f"{name} runs on {device}"
-    assert {"decoders__ImageRandomCrop", "MultiPaste", "CropMirrorNormalize", "DaliCutmixParams"} <= used
+    assert {"decoders__ImageRandomCrop", "MultiPaste", "CropMirrorNormalize", "DaliCutmixParams",
+            "ExternalSource"} <= used
     assert "DaliCutmixApply" not in used
     assert [o.device for o in pipe._graph_outputs] == ["gpu", "gpu"], "images and soft labels on the GPU"

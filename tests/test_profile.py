@@ -163,16 +163,90 @@ def test_png_chart_is_a_valid_image(profile_run):
 def test_profile_runs_on_a_generated_data_set(tmp_path, monkeypatch):
     monkeypatch.setenv("DALI_CUTMIX_CACHE", str(tmp_path / "cache"))
     code, stdout, stderr = run_cli(["profile", "--images", "6", "--batch-size", "2", "--threads", "1",
-                                    "--batches", "1", "--repeats", "1", "--crop", "16",
+                                    "--batches", "4", "--repeats", "1", "--crop", "16",
                                     "--json", str(tmp_path / "p.json"), "--plot", str(tmp_path / "p.png")])
     assert code == 0, stderr
+    assert stderr.startswith("generating JPEGs: 0/6\n"), "a cold first use says what it does"
+    # 6 images, 8 read per round: one warning line, before the measuring, in the table and the JSON too
+    warnings = [line for line in stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 1 and "holds 6 images" in warnings[0] and "--images" in warnings[0]
+    assert stderr.index(warnings[0]) < stderr.index("round 1/1")
     result = json.loads((tmp_path / "p.json").read_text())
+    assert result["warnings"] == [warnings[0].removeprefix("warning: ")] and warnings[0] in stdout
     assert set(result["variants"]) == MEASURED
     assert not any("images_per_s_async" in v for v in result["variants"].values())  # CPU default: no async
     assert result["settings"]["async_stages"] is None and "async" not in result["command"]
     assert result["dataset"]["images"] == 6 and result["dataset"]["mean_width"] == 500
     assert "--images 6" in result["command"]
     assert (tmp_path / "p.png").stat().st_size > 0
+
+
+def test_small_data_sets_are_warned_about_in_one_line(tiny_data):
+    from dali_cutmix.profiler.run import data_warnings
+
+    settings = ProfileSettings(data=str(tiny_data), batch_size=64, batches=8)
+    assert data_warnings(512, settings) == [] and data_warnings(100_000, settings) == []
+    (fewer,) = data_warnings(100, settings)
+    assert "100 images" in fewer and "512" in fewer and "\n" not in fewer
+    (tiny,) = data_warnings(8, settings)
+    assert "fewer than one batch of 64" in tiny and "\n" not in tiny
+
+
+def _result_with(profile_run, **share):
+    """The tiny run's result with made-up CutMix shares (median, q1, q3)."""
+    import copy
+
+    result = copy.deepcopy(profile_run[3])
+    result["cutmix_share"].update(share)
+    return result
+
+
+def test_a_negative_cutmix_share_is_called_noise_not_a_small_cost(profile_run):
+    from dali_cutmix.profiler.report import format_table, render_chart, share_note
+
+    assert share_note(dict(median=0.02, q1=0.01, q3=0.03)) is None
+    assert share_note(dict(median=0.02, q1=-0.01, q3=0.03)).startswith("noisy")
+    assert share_note(dict(median=-0.004, q1=-0.01, q3=0.01)).startswith("noise")
+    table = format_table(_result_with(profile_run, median=-0.004, q1=-0.01, q3=0.01))
+    (line,) = [line for line in table.splitlines() if line.startswith("CutMix share")]
+    assert "-0.4%" in line and "noise: the run cannot tell the stage's cost from zero" in line
+    render_chart(_result_with(profile_run, median=-0.004, q1=-0.01, q3=0.01))  # draws
+
+
+def test_check_targets_calls_a_negative_share_noise(tmp_path, capsys, monkeypatch):
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import check_targets
+
+    def profile(median, q1, q3):
+        return {"settings": {"device": "cpu", "batch_size": 64, "threads": 2, "crop": 224}, "machine": {},
+                "loader_vs_reference": {"median": 2.4, "q1": 2.3, "q3": 2.5},
+                "cutmix_share": {"median": median, "q1": q1, "q3": q3}}
+
+    noise = [r for r in check_targets.evaluate(profile(-0.004, -0.01, 0.01)) if r["name"].startswith("CutMix")][0]
+    assert noise["noise"] and not noise["met"] and not noise["met_whole_iqr"]
+    line = check_targets.format_row(noise)
+    assert line.startswith("NOISE") and "not a small cost" in line and "met " not in line
+    noisy = [r for r in check_targets.evaluate(profile(0.01, -0.002, 0.02)) if r["name"].startswith("CutMix")][0]
+    assert noisy["met"] and not noisy["met_whole_iqr"] and "below 0" in check_targets.format_row(noisy)
+    path = tmp_path / "noise.json"
+    path.write_text(json.dumps(profile(-0.004, -0.01, 0.01)))
+    assert check_targets.main([str(path)]) == 1
+    assert "NOISE   CutMix <= 3%" in capsys.readouterr().out
+
+
+def test_chart_has_an_axis_with_round_ticks_and_the_values_beside_the_plot(profile_run):
+    from dali_cutmix.profiler.report import _ticks, render_chart
+
+    assert _ticks(1673) == [0, 500, 1000, 1500, 2000]
+    assert _ticks(10_797)[-1] >= 10_797 and len(_ticks(10_797)) <= 7
+    assert _ticks(0.4)[-1] >= 0.4 and _ticks(0.4)[0] == 0
+    image = np.asarray(render_chart(profile_run[3]).convert("L"))
+    assert image.shape[1] == 1000
+    # a dark horizontal axis line spans the plot area below the bars
+    dark_rows = [y for y in range(image.shape[0]) if (image[y, 250:834] < 128).mean() > 0.95]
+    assert dark_rows, "no x axis drawn"
 
 
 def test_generated_jpegs_are_imagenet_like(tmp_path):
@@ -326,7 +400,7 @@ def test_mixing_options_reach_the_stage_and_the_json(tiny_data, tmp_path):
     result = json.loads(json_path.read_text())
     assert result["settings"]["mix"] == dict(cutmix_alpha=1.0, mixup_alpha=0.8, cutmix_minmax=[0.2, 0.8], prob=1.0,
                                              switch_prob=0.3, mode="elem", correct_lam=False,
-                                             label_smoothing=0.1)
+                                             label_smoothing=0.1, self_pairs=True)
     for flag in ("--mixup-alpha 0.8", "--switch-prob 0.3", "--mode elem", "--label-smoothing 0.1",
                  "--no-correct-lam", "--cutmix-minmax 0.2,0.8"):
         assert flag in result["command"]
@@ -403,7 +477,7 @@ def test_after_loader_mixes_the_unmixed_loaders_batches_with_v2_cutmix(tiny_data
     assert isinstance(torchvision_mixer(MixOptions(cutmix_alpha=0.0, mixup_alpha=0.2), 5), v2.MixUp)
     images, targets = with_mixup(torch.rand(6, 3, 8, 8), torch.arange(6) % 5)
     _check_soft_batch(images, targets, 6, 8, 5)
-    with pytest.raises(VariantUnavailable, match="cutmix_minmax"):
+    with pytest.raises(VariantUnavailable, match="--cutmix-minmax"):
         torchvision_mixer(MixOptions(cutmix_alpha=0.0, cutmix_minmax=(0.2, 0.8)), 5)
 
 

@@ -359,7 +359,8 @@ def test_scan_off_still_reads_our_class_list(zoo, tmp_path):
     from dali_cutmix.train.plan import prepare
 
     out = tmp_path / "o"
-    plan = prepare(resolve_config({"data": str(zoo), "output": str(out), "gpus": 0, "scan": "off"}))
+    plan = prepare(resolve_config({"data": str(zoo), "output": str(out), "gpus": 0, "scan": "off",
+                                   "batch_size": 16}))
     files, labels = read_file_list(plan.train_list)
     assert len(files) == 4 * TRAIN_PER_CLASS + len(ODD) + sum(p.startswith("train/") for p in BAD)
     assert labels == [_labels_of(f) for f in files] and plan.skipped == ()

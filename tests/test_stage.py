@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from scipy import stats
 
 import reference as ref
-from dali_cutmix import MixOptions, cutmix
+from dali_cutmix import MixOptions, cutmix, mix
 from dali_cutmix.stage import DALI_INPUTS, PARAM_NAMES, draw_params, mix_pixels_dali
 
 H, W = 40, 56  # not square, so that a swapped height/width would show
 
 
-def gpu_graph_stage(images, labels, *, num_classes, return_params=True, **options):
+def gpu_graph_stage(images, labels, *, num_classes, return_params=True, gate=None, **options):
     """The GPU path's pixel work (DALI's own operators: multi_paste, permute_batch, a blend), run on CPU
     operators: the same parameters as :func:`dali_cutmix.mix`, the same return values (with params)."""
     opts = MixOptions(**options)
     names = ("targets",) + PARAM_NAMES + tuple(n for n in DALI_INPUTS if n not in PARAM_NAMES)
-    params = draw_params(images, labels, num_classes=num_classes, options=opts, outputs=names)
+    params = draw_params(images, labels, num_classes=num_classes, options=opts, outputs=names, gate=gate)
     return mix_pixels_dali(images, params, opts), params["targets"], {n: params[n] for n in PARAM_NAMES}
 
 
@@ -210,3 +212,129 @@ def test_labels_outside_num_classes_are_refused(jpeg_tree):
     pipe = stage_pipeline(jpeg_tree, num_classes=2, batch_size=24)
     with pytest.raises(RuntimeError, match=r"labels must be in \[0, num_classes=2\)"):
         pipe.run()
+
+
+def labelled_pipeline(*, batch_size=4, images_hook=None, labels=None, gate=None, num_classes=4, stage=cutmix,
+                      reader=False):
+    """A built CPU pipeline over fixed arrays: 4 HWC uint8 images of (H, W, 3), ``images_hook`` applied, integer
+    labels 0..3 (or ``labels``, a list of arrays), an optional ``gate`` (a list of arrays); outputs the stage's.
+    ``reader``: images come from a file reader named "Reader" (for :class:`CutMixLoader`) instead."""
+    import nvidia.dali.fn as fn
+    from nvidia.dali import pipeline_def
+
+    rng = np.random.default_rng(0)
+    arrays = [rng.integers(0, 256, (H, W, 3), dtype=np.uint8) for _ in range(batch_size)]
+    label_arrays = labels or [np.array(i % num_classes, np.int32) for i in range(batch_size)]
+
+    @pipeline_def(batch_size=batch_size, num_threads=1, device_id=None, seed=2)
+    def pipe():
+        images = fn.external_source(source=lambda: arrays, batch=True, layout="HWC")
+        y = fn.external_source(source=lambda: label_arrays, batch=True)
+        if images_hook is not None:
+            images = images_hook(images)
+        kwargs = {} if gate is None else dict(gate=fn.external_source(source=lambda: gate, batch=True))
+        return stage(images, y, num_classes=num_classes, **kwargs)
+
+    p = pipe()
+    p.build()
+    return p
+
+
+CHANNELS_FIRST = (f"images reaching the cutmix stage must be HWC with 1 to 4 channels, got shape (3, {H}, {W}): "
+                  f"they look channels-first (CHW); mix them before transposing or normalizing them")
+
+
+def test_channels_first_images_are_refused():
+    """Issue 10.1: a transpose to CHW before the stage used to paste across channels and keep 0.5/0.5 labels."""
+    import nvidia.dali.fn as fn
+
+    pipe = labelled_pipeline(images_hook=lambda x: fn.transpose(x, perm=[2, 0, 1]))
+    with pytest.raises(RuntimeError) as err:
+        pipe.run()
+    assert "[dali-cutmix] " + CHANNELS_FIRST in str(err.value)
+
+
+def test_a_channels_first_layout_is_refused_on_the_cpu():
+    """Images whose layout says CHW, whatever their shape: the CPU operator reads the layout."""
+    import nvidia.dali.fn as fn
+
+    pipe = labelled_pipeline(images_hook=lambda x: fn.reshape(x, layout="CHW"))
+    with pytest.raises(RuntimeError) as err:
+        pipe.run()
+    assert ("[dali-cutmix] images reaching the cutmix stage must be HWC, got layout CHW: they are channels-first; "
+            "mix them before transposing or normalizing them") in str(err.value)
+
+
+@pytest.mark.parametrize("what", ["labels", "gate"])
+def test_float_labels_or_gate_are_named_with_their_dtype(what):
+    floats = [np.array(1.0, np.float32)] * 4
+    pipe = labelled_pipeline(stage=mix, **{what: floats}) if what == "gate" else labelled_pipeline(labels=floats)
+    name = "labels" if what == "labels" else "the mixing gate's values"
+    with pytest.raises(RuntimeError) as err:
+        pipe.run()
+    assert (f"[dali-cutmix] {name} must be integers, got dtype float32 (cast them, e.g. "
+            f"fn.cast(x, dtype=types.INT32))") in str(err.value)
+
+
+def test_a_gate_value_other_than_1_0_or_minus_1_is_refused():
+    pipe = labelled_pipeline(stage=mix, gate=[np.array(v, np.int32) for v in (1, 0, 2, -1)])
+    with pytest.raises(RuntimeError, match=r"the mixing gate must be one value per sample, 1 \(mix\), 0 \(do not "
+                                           r"mix\) or -1 \(padding\), got 2"):
+        pipe.run()
+
+
+def test_the_stage_outside_a_pipeline_definition_is_a_clear_type_error():
+    """Issue 10.4: cutmix() on arrays used to fail with "'tuple' object is not callable"."""
+    images = np.zeros((2, 8, 8, 3), np.uint8)
+    with pytest.raises(TypeError) as err:
+        cutmix(images, np.zeros(2, np.int32), num_classes=2)
+    assert str(err.value) == ("cutmix() must be called inside a DALI pipeline definition (@pipeline_def) on "
+                              "DataNodes; got images of type ndarray")
+    with pytest.raises(TypeError, match=r"^mix\(\) must be called inside .* got labels of type list$"):
+        labelled_pipeline(stage=lambda x, y, **kw: mix(x, [0, 1], **kw))
+
+
+def test_a_data_node_outside_a_pipeline_definition_is_refused():
+    import nvidia.dali.fn as fn
+    from nvidia.dali import pipeline_def
+
+    kept = {}
+
+    @pipeline_def(batch_size=1, num_threads=1, device_id=None)
+    def pipe():
+        kept["x"] = fn.external_source(source=lambda: [np.zeros((4, 4, 3), np.uint8)], batch=True)
+        return kept["x"]
+
+    pipe()
+    with pytest.raises(TypeError, match=r"^cutmix\(\) must be called inside a DALI pipeline definition "
+                                        r"\(@pipeline_def\) on DataNodes$"):
+        cutmix(kept["x"], kept["x"], num_classes=2)
+
+
+def test_labels_on_the_gpu_are_refused():
+    with pytest.raises(ValueError, match="^labels must be a CPU DataNode"):
+        labelled_pipeline(stage=lambda x, y, **kw: cutmix(x, y.gpu(), **kw))
+
+
+def test_the_loader_reraises_stage_errors_as_one_line(jpeg_tree):
+    """Issue 10.5: the stage's message is the whole, one-line error; DALI's is its cause."""
+    import nvidia.dali.fn as fn
+    from nvidia.dali import pipeline_def
+
+    from dali_cutmix import CutMixLoader
+
+    @pipeline_def(batch_size=24, num_threads=2, device_id=None, seed=1)
+    def pipe(transpose, num_classes):
+        jpegs, labels = fn.readers.file(file_root=str(jpeg_tree), name="Reader", pad_last_batch=True)
+        images = fn.resize(fn.decoders.image(jpegs), resize_y=H, resize_x=W)
+        if transpose:
+            images = fn.transpose(images, perm=[2, 0, 1])
+        return cutmix(images, labels, num_classes=num_classes)
+
+    with pytest.raises(ValueError) as err:
+        next(iter(CutMixLoader(pipe(False, 2))))
+    assert re.fullmatch(r"labels must be in \[0, num_classes=2\), got [23]", str(err.value))
+    assert isinstance(err.value.__cause__, RuntimeError) and "Error in CPU operator" in str(err.value.__cause__)
+    with pytest.raises(ValueError) as err:
+        next(iter(CutMixLoader(pipe(True, 4))))
+    assert str(err.value) == CHANNELS_FIRST

@@ -7,6 +7,9 @@ Modules, one job each:
   ImageNet ResNet-50 settings; ``deit``: DeiT's; ``torchvision-v2``: torchvision's ResNet-50 V2 recipe; ``demo``);
 - :mod:`dali_cutmix.train.config`: a run's settings, resolved from a recipe and the user's overrides and checked
   (:class:`~dali_cutmix.train.config.TrainConfig`; its mixing options are one :class:`dali_cutmix.MixOptions`);
+- :mod:`dali_cutmix.train.resume`: the run the command line describes: a fresh one, or a resumed one that keeps its
+  checkpoint's settings (flags given again change what a resumed run may change), and notes on settings that do
+  nothing in this run;
 - :mod:`dali_cutmix.train.plan`: checks a run against the machine, the data and the output folder before it starts,
   and resolves where it runs (:class:`~dali_cutmix.train.plan.RunPlan`);
 - :mod:`dali_cutmix.train.launch`: starts the run's processes (one, ``--gpus N``, ``--cpu-procs K``, several

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
 from dali_cutmix.atomic import atomic_path
-from dali_cutmix.errors import first_line
 from dali_cutmix.options import MixOptionError, MixOptions, flag_name
 
 from .config import TrainConfig
@@ -36,9 +35,11 @@ LAST = "last.pt"
 BEST = "best.pt"
 REQUIRED_KEYS = ("format", "epoch", "model", "optimizer", "scaler", "schedule", "dali", "torch_rng", "best_top1",
                  "config", "world_size", "classes")
-#: Settings a resumed run must share with the checkpoint (the model's shape and each rank's data stream); ``mode``
-#: is a mixing option (stored under ``config["mix"]``).
-LOCKED_SETTINGS = ("arch", "crop", "batch_size", "mixing", "mode", "optimizer")
+#: Settings a resumed run must share with the checkpoint (the model's shape, each rank's data stream, the optimizer
+#: whose state it holds); ``mode`` is a mixing option (stored under ``config["mix"]``).
+LOCKED_SETTINGS = ("arch", "zero_init_residual", "crop", "min_area", "batch_size", "mixing", "mode", "optimizer",
+                   "momentum", "nesterov", "weight_decay", "norm_weight_decay", "bias_weight_decay",
+                   "transformer_embedding_decay", "seed")
 #: Mixing methods whose being on or off shapes the DALI graph on the GPU (so its checkpoint): the method, the
 #: :class:`~dali_cutmix.MixOptions` property that says it is on, and the options that turn it on. Their values may
 #: change on resume, not whether the method is on.
@@ -84,8 +85,10 @@ def copy_checkpoint(src, dst) -> Path:
     return dst
 
 
-def load_checkpoint(path) -> Dict[str, Any]:
-    """Read a checkpoint with ``torch.load(weights_only=True, map_location="cpu")`` and check its keys.
+def load_checkpoint(path, *, lazy: bool = False) -> Dict[str, Any]:
+    """Read a checkpoint with ``torch.load(weights_only=True, map_location="cpu")`` and check its keys. ``lazy``:
+    map the file instead of reading it (``mmap=True``: for the checks before a run, which look at its settings,
+    not at its tensors).
 
     Raises:
         CheckpointError: the file is missing, unreadable, not a checkpoint of this trainer, or lacks a key; the
@@ -97,18 +100,41 @@ def load_checkpoint(path) -> Dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # corrupt, truncated, not a torch file, or unsafe content
-        raise CheckpointError(f"cannot read checkpoint {str(path)!r}: {first_line(e)}") from None
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=lazy)
+    except Exception as e:  # noqa: BLE001 - corrupt, truncated, not a torch file, or unsafe content
+        raise CheckpointError(f"cannot read checkpoint {str(path)!r}: {_unreadable(path, e)}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CheckpointError(f"{str(path)!r} is not a dali-cutmix training checkpoint (format {FORMAT})")
+        raise CheckpointError(f"cannot read checkpoint {str(path)!r}: it is a PyTorch file but not a dali-cutmix "
+                              f"training checkpoint (format {FORMAT})")
     missing = [k for k in REQUIRED_KEYS if k not in state]
     if missing:
-        raise CheckpointError(f"checkpoint {str(path)!r} lacks {', '.join(missing)}")
+        raise CheckpointError(f"checkpoint {str(path)!r} is not a complete dali-cutmix checkpoint (it lacks "
+                              f"{', '.join(missing)})")
     if any(not isinstance(d, str) for d in state["dali"]) or len(state["dali"]) != state["world_size"]:
         raise CheckpointError(f"checkpoint {str(path)!r} holds {len(state['dali'])} DALI states for "
                               f"{state['world_size']} ranks")
     return state
+
+
+def _unreadable(path: Path, error: BaseException) -> str:
+    """Why ``torch.load`` failed on ``path``, in words (never torch's advice to load it unsafely)."""
+    import pickle
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as e:
+        return e.strerror or type(e).__name__
+    if not head:
+        return "the file is empty (0 bytes), not a dali-cutmix checkpoint"
+    if head.startswith(b"PK"):  # torch.save's zip format
+        if isinstance(error, pickle.UnpicklingError):
+            return ("it is a PyTorch file but not a dali-cutmix checkpoint (it holds Python objects, not only "
+                    "tensors and plain values)")
+        return "the file is truncated or damaged (not a complete PyTorch zip archive)"
+    if head[:1] == b"\x80":  # a pickle (torch's legacy format)
+        return "it is a pickle file, not a dali-cutmix checkpoint (they are PyTorch zip archives)"
+    return "not a dali-cutmix checkpoint (not a PyTorch file)"
 
 
 def check_compatible(state: Mapping[str, Any], path, *, config: TrainConfig, world_size: int, classes) -> None:
@@ -126,22 +152,36 @@ def check_compatible(state: Mapping[str, Any], path, *, config: TrainConfig, wor
     for key in LOCKED_SETTINGS:
         if saved[key] != now[key]:
             flag = flag_name(key)
-            raise CheckpointError(f"checkpoint {str(path)!r} was written with {flag} {saved[key]!r}, this run "
-                                  f"has {now[key]!r}; resume with the same {flag}")
+            raise CheckpointError(f"checkpoint {str(path)!r} was written with {flag} {_shown(saved[key])}, this "
+                                  f"run has {_shown(now[key])}; resume with the same {flag}")
     if not config.mixing:
         return
     try:
         was = MixOptions.coerce(state["config"]["mix"])
     except MixOptionError as e:
-        raise CheckpointError(f"checkpoint {str(path)!r} holds mixing options out of range: {e}") from None
+        raise CheckpointError(f"checkpoint {str(path)!r} holds mixing options out of range: "
+                              f"{e.render(flag_name)}") from None
     for method, on, keys in METHOD_SWITCHES:
         if getattr(was, on) != getattr(config.mix, on):
             then = "on" if getattr(was, on) else "off"
-            values = ", ".join(f"{flag_name(k)} {getattr(was, k)!r}" for k in keys)
+            values = ", ".join(f"{flag_name(k)} {_shown(getattr(was, k))}" for k in keys)
             raise CheckpointError(
                 f"checkpoint {str(path)!r} was written with {method} {then} ({values}), this run has it "
                 f"{'off' if then == 'on' else 'on'}: turning {method} on or off changes the DALI pipeline whose "
                 f"state the checkpoint holds; resume with {method} {then} (its alpha may change)")
+
+
+def _shown(value: Any) -> str:
+    """A setting's value as typed on the command line: on/off, none, ``0.2,0.8``, ``'sgd'``."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if value is None:
+        return "none"
+    if isinstance(value, (tuple, list)):
+        return ",".join(_shown(v) for v in value)
+    if isinstance(value, str):
+        return repr(value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _settings(config: Any, path) -> Dict[str, Any]:
@@ -154,24 +194,29 @@ def _settings(config: Any, path) -> Dict[str, Any]:
     flat = {**config, **mix}
     missing = [k for k in LOCKED_SETTINGS if k not in flat]
     if missing:
-        raise CheckpointError(f"checkpoint {str(path)!r} lacks the setting(s) {', '.join(missing)}: it was not "
-                              f"written by this version of the trainer")
+        raise CheckpointError(f"checkpoint {str(path)!r} lacks the setting(s) {', '.join(map(flag_name, missing))}: "
+                              f"it was not written by this version of the trainer")
     return flat
 
 
 def resolve_resume(resume: Optional[str], output: Path) -> Optional[Path]:
     """The checkpoint to resume from: None for no resume, ``output/last.pt`` for ``"auto"`` (None when that does
-    not exist yet: a fresh start), else the given path (which must exist).
+    not exist yet: a fresh start), a run folder's ``last.pt``, else the given file (which must exist).
 
     Raises:
-        CheckpointError: a ``--resume PATH`` that does not exist.
+        CheckpointError: a ``--resume PATH`` that is neither a file nor a folder holding ``last.pt``.
     """
     if resume is None:
         return None
     if resume == "auto":
         last = Path(output) / LAST
         return last if last.exists() else None
-    path = Path(resume)
+    path = Path(resume).expanduser()
+    if path.is_dir():
+        if not (path / LAST).is_file():
+            raise CheckpointError(f"--resume {resume!r} is a folder without {LAST}: not a run folder, or its run has "
+                                  f"not finished an epoch yet")
+        return path / LAST
     if not path.is_file():
-        raise CheckpointError(f"--resume {resume!r}: no such checkpoint file")
+        raise CheckpointError(f"--resume {resume!r}: no such checkpoint file or run folder")
     return path

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 from dali_cutmix.options import MixOptionError, MixOptions, flag_name
+from dali_cutmix.pipeline import check_seed
 
 from .recipe import MIX_KEYS, default_recipe, recipe_settings
 
@@ -109,15 +111,24 @@ class TrainConfig:
 SETTINGS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name != "mix") + MIX_KEYS
 
 
-def resolve_config(overrides: Mapping[str, Any]) -> TrainConfig:
+def absolute_data(data: Optional[str]) -> Optional[str]:
+    """``--data`` as the run stores it: an absolute local path (a resumed run may start in another folder), a URL
+    (``s3://...``) as it is, None (the demo dataset) as None."""
+    if data is None or "://" in str(data):
+        return data
+    return os.path.abspath(os.path.expanduser(str(data)))
+
+
+def resolve_config(overrides: Mapping[str, Any], base: Optional[Mapping[str, Any]] = None) -> TrainConfig:
     """Build a :class:`TrainConfig` from a recipe plus ``overrides`` (names of :data:`SETTINGS`; None values mean
     "not given").
 
     The recipe is ``overrides["recipe"]``, or :func:`dali_cutmix.train.recipe.default_recipe` of the data argument;
-    "none" sets a :data:`NULLABLE` setting to None. The mixing options (the recipe's, then the given ones) become
-    one :class:`~dali_cutmix.MixOptions`, which checks them. When ``crop`` or ``val_crop`` changes the validation
-    crop and ``val_resize`` is not given, ``val_resize`` becomes ``round(crop * 256 / 224)`` of the new validation
-    crop.
+    ``base`` (a resumed run's settings, the names of :data:`SETTINGS`) replaces the recipe's values when given.
+    "none" sets a :data:`NULLABLE` setting to None. ``data`` becomes an absolute path. The mixing options (the
+    recipe's, then the given ones) become one :class:`~dali_cutmix.MixOptions`, which checks them. When ``crop`` or
+    ``val_crop`` changes the validation crop and ``val_resize`` is not given, ``val_resize`` becomes
+    ``round(crop * 256 / 224)`` of the new validation crop.
 
     Raises:
         ValueError: an unknown setting, or a value out of range; the message names the flag.
@@ -126,10 +137,18 @@ def resolve_config(overrides: Mapping[str, Any]) -> TrainConfig:
     unknown = set(given) - set(SETTINGS)
     if unknown:
         raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}")
-    recipe = given.get("recipe") or default_recipe(given.get("data"))
-    values = recipe_settings(recipe)
+    if base is None:
+        recipe = given.get("recipe") or default_recipe(given.get("data"))
+        values = recipe_settings(recipe)
+        source = f"the {recipe} recipe's"
+    else:
+        values = dict(base)
+        recipe = given.get("recipe") or values["recipe"]
+        source = "the resumed run's"
     recipe_eval_crop = values["val_crop"] or values["crop"]
     values.update(given, recipe=recipe)
+    if "data" in values:
+        values["data"] = absolute_data(values["data"])
     for name in NULLABLE:
         if isinstance(values[name], str) and values[name].lower() == "none":
             values[name] = None
@@ -137,6 +156,11 @@ def resolve_config(overrides: Mapping[str, Any]) -> TrainConfig:
     if "val_resize" not in given and eval_crop != recipe_eval_crop and isinstance(eval_crop, int):
         values["val_resize"] = int(round(eval_crop * 256 / 224))  # the standard ratio for another crop
     values["milestones"] = tuple(int(m) for m in values["milestones"] or ())
+    warmup, epochs = values["warmup_epochs"], values["epochs"]
+    if ("warmup_epochs" not in given and isinstance(epochs, int) and not isinstance(epochs, bool) and epochs >= 1
+            and isinstance(warmup, (int, float)) and warmup > epochs):
+        raise ValueError(f"{source} {warmup:g} warmup epochs do not fit in --epochs {epochs}: pass "
+                         f"--warmup-epochs N (at most {epochs}) or more --epochs")
     try:
         mix = MixOptions(**{name: values.pop(name) for name in MIX_KEYS})
     except MixOptionError as e:
@@ -194,11 +218,15 @@ def check_config(cfg: TrainConfig) -> None:
     if not 0 < cfg.lr_gamma <= 1:
         raise ValueError(f"--lr-gamma must be in (0, 1], got {cfg.lr_gamma!r}")
     if not 0 <= cfg.warmup_epochs <= cfg.epochs:
-        raise ValueError(f"--warmup-epochs must be in [0, --epochs={cfg.epochs}], got {cfg.warmup_epochs!r}")
+        raise ValueError(f"--warmup-epochs must be in [0, {cfg.epochs}] (the run's epochs), got "
+                         f"{cfg.warmup_epochs:g}")
     if cfg.mix_off_epoch is not None and (isinstance(cfg.mix_off_epoch, bool)
                                           or not isinstance(cfg.mix_off_epoch, int) or cfg.mix_off_epoch < 1):
         raise ValueError(f"--mix-off-epoch must be an epoch >= 1 (epochs count from 1, as in metrics.jsonl), "
                          f"got {cfg.mix_off_epoch!r}")
+    check_seed(cfg.seed, "--seed")
+    if cfg.output is not None and not str(cfg.output).strip():
+        raise ValueError("--output must name a folder, got ''")
     if cfg.amp not in AMP_MODES:
         raise ValueError(f"--amp must be one of {', '.join(AMP_MODES)}, got {cfg.amp!r}")
     if cfg.scan not in SCAN_MODES:

@@ -60,13 +60,15 @@ def build_rank_data(cfg: TrainConfig, *, train_dir, val_dir, num_classes: int, i
     """
     from dali_cutmix import CutMixLoader
     from dali_cutmix.pipelines.imagenet import build_imagenet_train_pipeline, build_imagenet_val_pipeline
+    from dali_cutmix.shards import resolve_shards  # a shard folder's manifest read once, before the graphs
 
     per_rank = cfg.batch_size // info.world_size
     threads = cfg.workers or default_workers(info.local_world_size)
     shard = dict(shard_id=info.rank, num_shards=info.world_size, num_threads=threads, seed=cfg.seed,
                  device=device, device_id=device_id)
     train_pipe = build_imagenet_train_pipeline(
-        train_dir, batch_size=per_rank, num_classes=num_classes, crop=cfg.crop, min_area=cfg.min_area,
+        resolve_shards(train_dir), batch_size=per_rank, num_classes=num_classes, crop=cfg.crop,
+        min_area=cfg.min_area,
         mixing=cfg.mixing, mix_options=cfg.mix,
         mix_off_epoch=MIX_NEVER_OFF if cfg.mix_off_epoch is None else cfg.pipeline_mix_off_epoch,
         checkpoint=dali_checkpoint, **shard)
@@ -83,7 +85,7 @@ def build_rank_data(cfg: TrainConfig, *, train_dir, val_dir, num_classes: int, i
             f"--batch-size {cfg.batch_size} is too large: each of the {info.world_size} ranks takes {per_rank} "
             f"images per step but its shard of {str(train_dir)!r} holds only "
             f"{meta['epoch_size'] // info.world_size}")
-    val_pipe = build_imagenet_val_pipeline(val_dir, batch_size=per_rank, crop=cfg.eval_crop,
+    val_pipe = build_imagenet_val_pipeline(resolve_shards(val_dir), batch_size=per_rank, crop=cfg.eval_crop,
                                            resize=cfg.val_resize, **shard)
     val = CutMixLoader(val_pipe, last_batch="partial")
     return RankData(train=train, val=val, reader_meta={

@@ -54,6 +54,57 @@ class DataSelection:
     val: Tuple[Tuple[str, ...], Tuple[int, ...]]
     skipped: Tuple[Skipped, ...]
     lines: Tuple[str, ...]
+    shards: Optional[Tuple[str, str]] = None  # a shard root's train and val shard folders, read instead of lists
+    shard_samples: int = 0  # the training samples of ``shards``
+
+    @property
+    def train_images(self) -> int:
+        """Training samples this run reads: the usable files, or the samples of the training shards."""
+        return self.shard_samples if self.shards is not None else len(self.train[0])
+
+
+def data_source(data) -> Tuple[str, List[str], Optional[Tuple[str, str]]]:
+    """What ``--data`` is: ``(root, classes, shards)``. A shard root (``dali-cutmix shard`` of an ImageNet root:
+    ``train/`` and ``val/`` shard folders, local or ``s3://``) gives its classes and ``(train, val)`` folders;
+    an ImageNet root (checked by :func:`~dali_cutmix.pipelines.imagenet.check_imagenet_layout`) its classes and
+    None.
+
+    Raises:
+        FileNotFoundError, ValueError: a missing root, a bad layout, shard folders of different classes.
+    """
+    from dali_cutmix.pipelines.imagenet import check_imagenet_layout
+    from dali_cutmix.shards import is_s3, is_shard_folder, shard_root_splits
+
+    if is_s3(data):
+        train, val = shard_root_splits(data)
+        return str(data), list(train.classes), (train.location, val.location)
+    root = Path(data).expanduser()
+    if not root.exists():
+        raise FileNotFoundError(f"--data {str(data)!r} does not exist")
+    splits = shard_root_splits(root)
+    if splits is not None:
+        return str(root), list(splits[0].classes), (splits[0].location, splits[1].location)
+    if is_shard_folder(root):
+        raise ValueError(f"--data {str(data)!r} is one shard folder; training needs train/ and val/ shard folders: "
+                         f"`dali-cutmix shard` of an ImageNet root (DATA/train, DATA/val) writes them")
+    return str(root), list(check_imagenet_layout(root)[2]), None
+
+
+def shard_selection(shards: Tuple[str, str]) -> DataSelection:
+    """What a run on a shard root reads: its two shard folders; the files skipped are those the shard run
+    skipped (named in its manifests)."""
+    from dali_cutmix.pipelines.scan import skipping_line
+    from dali_cutmix.shards import as_shards
+
+    train, val = as_shards(shards[0]), as_shards(shards[1])
+    skipped = tuple(Skipped(e["path"], e["reason"], "shard") for s in (train, val) for e in s.skipped)
+    lines = [f"shards: {train.samples:,} training and {val.samples:,} validation samples in "
+             f"{len(train.tars) + len(val.tars):,} tar files (scanned when they were written)"]
+    line = skipping_line([(s.path, s.reason) for s in skipped], limit=SHOWN)
+    if line:
+        lines.append(line)
+    return DataSelection(train=((), ()), val=((), ()), skipped=skipped, lines=tuple(lines), shards=shards,
+                         shard_samples=train.samples)
 
 
 def read_failures(output, data_root) -> List[Skipped]:
@@ -184,10 +235,13 @@ def select_files(root, classes: Sequence[str], *, scan: str, jobs: Optional[int]
 
 def write_run_lists(output, selection: DataSelection) -> Tuple[str, str]:
     """Write the selection's DALI file lists and ``skipped.txt`` into ``output`` (atomically); returns the
-    lists' paths ``(train, val)``."""
+    lists' paths ``(train, val)`` (for shards: the shard folders, no list is written)."""
     output = Path(output)
-    train = write_file_list(output / TRAIN_LIST, *selection.train)
-    val = write_file_list(output / VAL_LIST, *selection.val)
+    if selection.shards is not None:
+        train, val = selection.shards
+    else:
+        train = write_file_list(output / TRAIN_LIST, *selection.train)
+        val = write_file_list(output / VAL_LIST, *selection.val)
     with atomic_path(output / SKIPPED_FILE) as tmp:
         tmp.write_text("".join(f"{s.path}\t{s.found}\t{s.reason}\n" for s in selection.skipped))
     return str(train), str(val)

@@ -14,6 +14,7 @@ Workers report a failure as one line (written to a shared folder) and exit; the 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -22,31 +23,47 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence, Set
 
 from dali_cutmix.errors import USER_ERRORS, first_line
 
 from . import distributed
 from .config import TrainConfig
-from .plan import LaunchError, RunPlan, cpu_fallback_line, gpus_present, prepare
+from .plan import LaunchError, RunPlan, cpu_fallback_line, default_output, gpus_present, prepare
 
 
-def launch(cfg: TrainConfig) -> Dict[str, Any]:
+def launch(cfg: TrainConfig, notes: Sequence[str] = ()) -> Dict[str, Any]:
     """Run training as ``cfg`` says (see the module docstring); returns rank 0's summary when it ran here.
+    ``notes``: lines about the settings (:func:`dali_cutmix.train.resume.setting_notes`), shown once the run's
+    checks passed.
+
+    A run that fails before its first checkpoint leaves nothing in its folder (see :func:`clean_failed_start`).
 
     Raises:
         ValueError / FileNotFoundError: a bad setting, path or checkpoint, or a rank that failed (one line).
     """
+    if cfg.output is None:
+        cfg = dataclasses.replace(cfg, output=default_output())
+    output = Path(cfg.output).expanduser()
     launcher = distributed.external_launcher()
     if launcher == "slurm" and (cfg.gpus is not None or cfg.cpu_procs > 1 or cfg.nnodes > 1):
         launcher = None  # one task per node that starts its own processes (--gpus / --nnodes given)
     if launcher is not None:
         distributed.export_slurm_env(os.environ, master_addr=cfg.master_addr, master_port=cfg.master_port)
         info = distributed.rank_info()
-        plan = prepare(cfg, launcher=launcher, world_size=info.world_size, main=info.is_main, say=_say)
-        from .loop import run
+        before, made = _entries(output), _first_missing(output)
+        try:
+            plan = prepare(cfg, launcher=launcher, world_size=info.world_size, main=info.is_main, say=_say)
+            if info.is_main:
+                for line in notes:
+                    _say(line)
+            from .loop import run
 
-        return run(cfg, plan, info)
+            return run(cfg, plan, info)
+        except BaseException:
+            if info.is_main:
+                clean_failed_start(output, before, made)
+            raise
     # The run's first line says it falls back to the CPU, before what the data scan says.
     first = [cpu_fallback_line(0)] if cfg.gpus is None and cfg.cpu_procs == 1 and gpus_present() == 0 else []
 
@@ -55,14 +72,83 @@ def launch(cfg: TrainConfig) -> Dict[str, Any]:
             _say(first.pop())
         _say(line)
 
-    plan = prepare(cfg, main=cfg.node_rank == 0, say=say)
-    while first:
-        _say(first.pop())
-    if plan.world_size == 1:
-        from .loop import run
+    main = cfg.node_rank == 0
+    before, made = _entries(output), _first_missing(output)
+    try:
+        try:
+            plan = prepare(cfg, main=main, say=say)
+        finally:
+            while first:
+                _say(first.pop())
+        if main:
+            for line in notes:
+                _say(line)
+        if plan.world_size == 1:
+            from .loop import run
 
-        return run(cfg, plan, distributed.RankInfo())
-    return _launch_elastic(cfg, plan)
+            return run(cfg, plan, distributed.RankInfo())
+        return _launch_elastic(cfg, plan)
+    except BaseException:
+        if main:
+            clean_failed_start(output, before, made)
+        raise
+
+
+def _entries(folder: Path) -> Optional[Set[str]]:
+    """The names in ``folder`` (None when it does not exist)."""
+    try:
+        return set(os.listdir(folder))
+    except OSError:
+        return None
+
+
+def _first_missing(folder: Path) -> Optional[Path]:
+    """The outermost folder of ``folder``'s path that does not exist yet (None when ``folder`` exists)."""
+    folder = Path(folder).absolute()
+    if folder.exists():
+        return None
+    while not folder.parent.exists() and folder.parent != folder:
+        folder = folder.parent
+    return folder
+
+
+def clean_failed_start(output: Path, before: Optional[Set[str]], made: Optional[Path] = None) -> None:
+    """After a run failed: when its folder holds no checkpoint (it never finished an epoch), remove what this start
+    wrote there (``run.json``, the file lists, ...), and the folder itself if this start created it, so a failed
+    start leaves nothing behind. Kept: everything that was there before, and the record of a data file that failed
+    (``failed-files.json``, ``skipped.txt``: ``--resume auto`` then starts without it). A run with a checkpoint
+    keeps its folder as it is (``--resume auto`` continues it). ``made``: the outermost folder this start
+    created (:func:`_first_missing` before it), removed too when left empty."""
+    import shutil
+
+    from .checkpoint import LAST
+    from .datalists import FAILED_FILE, SKIPPED_FILE
+
+    output = Path(output)
+    if not output.is_dir() or (output / LAST).exists():
+        return
+    keep = set(before or ())
+    if (output / FAILED_FILE).exists():
+        keep |= {FAILED_FILE, SKIPPED_FILE}
+    for name in set(os.listdir(output)) - keep:
+        path = output / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            try:
+                path.unlink()
+            except OSError:
+                pass
+    if before is None:  # this start made the folder (and maybe folders above it): remove those left empty
+        folder = output.absolute()
+        while folder != folder.parent:
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+            if folder == made:
+                break
+            folder = folder.parent
 
 
 def _say(line: str) -> None:
@@ -147,8 +233,12 @@ def _failure_message(error_dir: str, error, output: str) -> str:
         first = reports[0]
         if first["user_error"]:
             return first["message"]
+        from .checkpoint import LAST
+
         log = _save_traceback(first, output)
-        return f"rank {first['rank']} failed: {first['message']}" + (f" (traceback in {log})" if log else "")
+        kept = "" if (Path(output) / LAST).exists() else f"; no epoch finished, so {output} is not kept"
+        return (f"rank {first['rank']} failed: {first['message']}" + (f" (traceback in {log}{kept})" if log else "")
+                + ("" if log or not kept else f" ({kept[2:]})"))
     failures = getattr(error, "failures", {}) or {}
     if failures:
         local, failure = sorted(failures.items())[0]
@@ -159,16 +249,26 @@ def _failure_message(error_dir: str, error, output: str) -> str:
 
 
 def _save_traceback(report: Dict[str, Any], output: str) -> Optional[str]:
-    """Write a failed rank's traceback to ``OUTPUT/error-rank<R>.log`` (or a temporary file); returns the path."""
+    """Write a failed rank's traceback to ``OUTPUT/error-rank<R>.log`` when the run keeps its folder (it holds a
+    checkpoint), else to a temporary file (the folder of a run that never finished an epoch is removed, see
+    :func:`clean_failed_start`); returns the path."""
+    from .checkpoint import LAST
+
     text = report.get("traceback") or ""
     if not text:
         return None
     name = f"error-rank{report['rank']}.log"
-    for folder in (output, tempfile.gettempdir()):
+    if (Path(output) / LAST).exists():
         try:
-            path = Path(folder) / name
+            path = Path(output) / name
             path.write_text(text)
             return str(path)
         except OSError:
-            continue
-    return None
+            pass
+    try:
+        fd, path = tempfile.mkstemp(prefix=f"dali-cutmix-{Path(name).stem}-", suffix=".log")
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        return path
+    except OSError:
+        return None

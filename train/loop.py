@@ -14,7 +14,7 @@ import time
 from contextlib import nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from dali_cutmix.errors import first_line
 from dali_cutmix.host import usable_cores
@@ -155,18 +155,24 @@ def train_one_epoch(*, step, batches, schedule, device, progress: Progress, one_
                 time_s=time.perf_counter() - start, lr=lr)
 
 
-def evaluate(*, model, loader, device, dtype, channels_last: bool) -> Dict[str, float]:
-    """Top-1 / top-5 hits and the sample count of this rank's validation shard (sums, not yet reduced)."""
+def evaluate(*, model, loader, device, dtype, channels_last: bool, progress: Optional[Progress] = None
+             ) -> Dict[str, float]:
+    """Top-1 / top-5 hits and the sample count of this rank's validation shard (sums, not yet reduced);
+    ``progress`` (one step per batch) shows how far it got."""
     import torch
 
     model.eval()
     counts = torch.zeros(3, device=device)
     autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
     with torch.no_grad(), autocast:
-        for images, labels in loader:
+        for index, (images, labels) in enumerate(loader, 1):
             logits = _logits(model(to_model_input(images, channels_last=channels_last)))
             counts[:2] += topk_correct(logits.float(), labels.to(device), ks=(1, 5))
             counts[2] += images.shape[0]
+            if progress is not None:
+                progress.update(index)
+    if progress is not None:
+        progress.close()
     return dict(top1=counts[0], top5=counts[1], samples=counts[2])
 
 
@@ -222,6 +228,33 @@ def mixing_summary(cfg: TrainConfig) -> str:
     return text
 
 
+def plural(count: int, word: str, many: Optional[str] = None) -> str:
+    """``1 epoch``, ``2 epochs`` (``many``: the plural when it is not ``word + "s"``)."""
+    return f"{count} {word if count == 1 else many or word + 's'}"
+
+
+def start_lines(cfg: TrainConfig, *, start_epoch: int, classes: int, train_images: int, root, world_size: int,
+                device: str, output) -> List[str]:
+    """The run's opening summary: a few short lines (what, on what, how, mixed how, where)."""
+    what = (f"resuming after epoch {start_epoch} of {cfg.epochs}" if start_epoch
+            else f"training {plural(cfg.epochs, 'epoch')}")
+    data = "the demo dataset" if cfg.data is None else str(root)
+    per_rank = cfg.batch_size // world_size
+    split = f" ({per_rank} per rank)" if world_size > 1 else ""
+    schedule = cfg.schedule if cfg.schedule == "cosine" else f"step at {','.join(map(str, cfg.milestones)) or '-'}"
+    warmup = f", warmup {cfg.warmup_epochs:g}" if cfg.warmup_epochs else ""
+    return [f"{what}: {cfg.arch}, {plural(classes, 'class', 'classes')}, "
+            f"{plural(train_images, 'train image')} from {data}",
+            f"  {plural(world_size, 'rank')} on {device}, batch {cfg.batch_size}{split}, {cfg.optimizer} lr "
+            f"{cfg.base_lr:g}, {schedule}{warmup}, seed {cfg.seed}",
+            f"  mixing: {mixing_summary(cfg)}",
+            f"  output: {output}"]
+
+
+class TrainingDiverged(ValueError):
+    """The loss stopped being finite: a setting's fault (--lr), told in one line."""
+
+
 class DataFileFailed(ValueError):
     """A data file failed while the run read it (after the scan passed it); the message says which and what to
     do, in one line."""
@@ -232,6 +265,8 @@ def file_failure(error: BadFileError, *, output: Path, data_root: Path, epoch: i
     list (:func:`dali_cutmix.train.datalists.record_failure`), so ``--resume auto`` continues without it from the
     last checkpoint. A failure DALI names no file for points to ``--scan full``."""
     kept = f"last.pt holds epoch {epoch - 1}" if epoch > 1 else "no checkpoint yet: a new start"
+    if error.shard:
+        return DataFileFailed(f"epoch {epoch} stopped: {first_line(error)} (checkpoints intact: {kept})")
     if error.path is None:
         return DataFileFailed(
             f"epoch {epoch} stopped: {first_line(error)}; run again with --scan full --resume auto to find and skip "
@@ -303,7 +338,7 @@ def _train(cfg: TrainConfig, plan: RunPlan, info: RankInfo, device) -> Dict[str,
                 f"checkpoint {str(resume_path)!r} holds another optimizer's state: resume with the same "
                 f"--optimizer, --norm-weight-decay, --bias-weight-decay and --transformer-embedding-decay") from None
         schedule.load_state_dict(state["schedule"])
-        if state["scaler"]:
+        if state["scaler"] and scaler.is_enabled():  # --amp fp16 before and now
             scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["torch_rng"][info.rank])
         start_epoch, best_top1 = int(state["epoch"]), float(state["best_top1"])
@@ -334,12 +369,10 @@ def _train(cfg: TrainConfig, plan: RunPlan, info: RankInfo, device) -> Dict[str,
             resumed_from=str(resume_path) if resume_path else None, resumed_epoch=start_epoch))
     state = None  # free the checkpoint's tensors
 
-    per_rank = cfg.batch_size // info.world_size
-    what = "resuming after epoch %d" % start_epoch if start_epoch else "training"
-    _say(info, f"{what}: {cfg.arch} on {len(classes)} classes ({data.reader_meta['epoch_size']} train images) "
-               f"from {root}; {info.world_size} rank(s) on {device.type}, batch {cfg.batch_size} "
-               f"({per_rank} per rank), {cfg.epochs} epochs, {cfg.optimizer} lr {cfg.base_lr:g}; "
-               f"{mixing_summary(cfg)}; output {output}")
+    for line in start_lines(cfg, start_epoch=start_epoch, classes=len(classes),
+                            train_images=data.reader_meta["epoch_size"], root=root, world_size=info.world_size,
+                            device=device.type, output=output):
+        _say(info, line)
     last_record = None
     one_hot_on = 1.0 - cfg.mix.label_smoothing + cfg.mix.label_smoothing / len(classes)
     for epoch in range(start_epoch + 1, cfg.epochs + 1):
@@ -353,13 +386,17 @@ def _train(cfg: TrainConfig, plan: RunPlan, info: RankInfo, device) -> Dict[str,
             progress.close()
             raise file_failure(e, output=output, data_root=root, epoch=epoch) from None
         if not torch.isfinite(torch.tensor(train_stats["loss_sum"])):
-            raise FloatingPointError(f"training diverged at epoch {epoch} (loss is not finite): lower --lr "
-                                     f"(now {cfg.base_lr:g})")
+            kept = (f"last.pt holds epoch {epoch - 1}: --resume {output} --lr LOWER continues from it" if epoch > 1
+                    else "no epoch finished, so no run is kept")
+            raise TrainingDiverged(f"training diverged in epoch {epoch} (the loss is not finite): lower --lr (now "
+                                   f"{cfg.base_lr:g}); {kept}")
         distributed.average_buffers(raw)
         tick = time.perf_counter()
         try:
+            val_progress = Progress(len(data.val), f"validation {epoch}/{cfg.epochs}", enabled=info.is_main,
+                                    every=cfg.log_every)
             val_stats = evaluate(model=eval_model, loader=data.val, device=device, dtype=dtype,
-                                 channels_last=cfg.channels_last)
+                                 channels_last=cfg.channels_last, progress=val_progress)
         except BadFileError as e:
             raise file_failure(e, output=output, data_root=root, epoch=epoch) from None
         record = _epoch_record(epoch, train_stats, val_stats, time.perf_counter() - tick, device,
@@ -391,7 +428,7 @@ def _train(cfg: TrainConfig, plan: RunPlan, info: RankInfo, device) -> Dict[str,
     if info.is_main:
         write_json(output / RANKS_FILE, ranks)
         if last_record is None:
-            print(f"nothing to do: the checkpoint already holds all {cfg.epochs} epochs", file=sys.stderr)
+            print(f"nothing to do: the checkpoint already holds all {plural(cfg.epochs, 'epoch')}", file=sys.stderr)
         print(f"done: best val top-1 {max(best_top1, 0):.2f}% (epoch {best_epoch}); checkpoints and metrics in "
               f"{output}", flush=True)
     return dict(best_top1=best_top1, best_epoch=best_epoch, last=last_record, output=str(output))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,8 +15,10 @@ from typing import Callable, Optional, Tuple
 from . import distributed
 from .checkpoint import LAST, check_compatible, load_checkpoint, resolve_resume
 from .config import TrainConfig
-from .datalists import Skipped, read_failures, say_lines, select_files, write_run_lists
+from .datalists import (FAILED_FILE, SKIPPED_FILE, TRAIN_LIST, VAL_LIST, Skipped, data_source, read_failures,
+                        say_lines, select_files, shard_selection, write_run_lists)
 from .metrics import METRICS_FILE
+from .report import RANKS_FILE, RUN_FILE
 
 
 class LaunchError(ValueError):
@@ -77,6 +80,75 @@ def _quiet(_line: str) -> None:
     pass
 
 
+#: What a run writes into its folder besides its checkpoints and metrics: a fresh run may start in a folder that holds
+#: only these (the traces of a start that failed), never in one holding other files.
+RUN_FILES = (TRAIN_LIST, VAL_LIST, SKIPPED_FILE, FAILED_FILE, f".{FAILED_FILE}.lock", RUN_FILE, RANKS_FILE)
+
+
+def holds_run(output: Path) -> bool:
+    """Whether the folder ``output`` holds a run (a checkpoint or a metrics file)."""
+    return (output / LAST).exists() or (output / METRICS_FILE).exists()
+
+
+def _is_run_file(name: str) -> bool:
+    return (name in RUN_FILES or (name.startswith("error-rank") and name.endswith(".log"))
+            or (name.startswith(".") and name.endswith(".tmp")))
+
+
+def check_output_path(output: Path) -> None:
+    """Raise LaunchError unless the run folder ``output`` is (or can be created as) a writable folder: not a file,
+    not under a file, not in a folder this process may not write."""
+    shown = str(output)
+    if output.exists():
+        if not output.is_dir():
+            raise LaunchError(f"--output {shown!r} exists and is not a folder")
+        if not os.access(output, os.W_OK | os.X_OK):
+            raise LaunchError(f"--output {shown!r} is not writable")
+        metrics = output / METRICS_FILE
+        if metrics.exists() and not os.access(metrics, os.W_OK):
+            raise LaunchError(f"--output {shown!r}: {METRICS_FILE} in it is not writable")
+        return
+    parent = output.absolute().parent
+    while not parent.exists() and not parent.is_symlink() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise LaunchError(f"--output {shown!r} cannot be created: {str(parent)!r} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise LaunchError(f"--output {shown!r} cannot be created: {str(parent)!r} is not writable")
+
+
+def check_run_folder(output: Path, resume_path: Optional[Path], auto: bool = False) -> None:
+    """Raise LaunchError when the run would write into a folder holding something else: another run (a fresh
+    start, or a checkpoint resumed from another folder), or files that are not a run's. ``auto``: ``--resume
+    auto``, which starts afresh a run that never wrote a checkpoint."""
+    if not output.is_dir():
+        return
+    if holds_run(output):
+        if resume_path is None and auto and not (output / LAST).exists():
+            return
+        if resume_path is None:
+            raise LaunchError(f"--output {str(output)!r} already holds a run: pass --resume auto to continue it, or "
+                              f"choose another --output")
+        if not _same_folder(resume_path.parent, output):
+            raise LaunchError(
+                f"--output {str(output)!r} already holds another run: {str(resume_path)!r} would overwrite its "
+                f"checkpoints and mix its metrics; continue that run in its own folder ({str(resume_path.parent)!r}) "
+                f"or in a new --output")
+        return
+    if resume_path is None or not _same_folder(resume_path.parent, output):
+        others = sorted(p.name for p in output.iterdir() if not _is_run_file(p.name))
+        if others:
+            raise LaunchError(f"--output {str(output)!r} holds {len(others)} file(s) that are not a run's (e.g. "
+                              f"{others[0]!r}): choose a new or empty folder")
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return Path(a).absolute() == Path(b).absolute()
+
+
 def prepare(cfg: TrainConfig, *, launcher: Optional[str] = None, world_size: Optional[int] = None,
             main: bool = True, say: Callable[[str], None] = _quiet) -> RunPlan:
     """Check ``cfg`` against the machine, the data and the output folder; return the run's :class:`RunPlan`.
@@ -94,20 +166,26 @@ def prepare(cfg: TrainConfig, *, launcher: Optional[str] = None, world_size: Opt
     """
     from dali_cutmix.pipelines.imagenet import check_imagenet_layout
 
-    from .model import check_arch, check_input_size
+    from .model import check_arch, check_model_input
+
+    # the output folder: every path the run writes is checked before anything is read or written
+    if cfg.resume == "auto" and cfg.output is None:
+        raise LaunchError("--resume auto needs --output DIR: the run folder to continue")
+    output = Path(cfg.output or default_output()).expanduser()
+    check_output_path(output)
+    resume_path = resolve_resume(cfg.resume, output)
+    check_run_folder(output, resume_path, auto=cfg.resume == "auto")
 
     # data
+    shards = None
     if cfg.data is None:
         from dali_cutmix.pipelines.demo import ensure_demo_dataset
 
-        root = ensure_demo_dataset()
-    else:
-        root = Path(cfg.data).expanduser()
-        if not root.exists():
-            raise FileNotFoundError(f"--data {cfg.data!r} does not exist")
-    _, _, classes = check_imagenet_layout(root)
+        root = ensure_demo_dataset(progress=lambda line: print(line, file=sys.stderr, flush=True))
+        _, _, classes = check_imagenet_layout(root)
+    else:  # an ImageNet root, or the shard folders `dali-cutmix shard` made of one (local or s3://)
+        root, classes, shards = data_source(cfg.data)
     check_arch(cfg.arch)
-    check_input_size(cfg.arch, cfg.crop, cfg.eval_crop)
 
     # processes and devices
     present = gpus_present()
@@ -135,30 +213,28 @@ def prepare(cfg: TrainConfig, *, launcher: Optional[str] = None, world_size: Opt
     if cfg.batch_size % world:
         raise LaunchError(f"--batch-size {cfg.batch_size} does not split over {world} ranks ({where}): use a "
                           f"multiple of {world}")
+    per_rank = cfg.batch_size // world
+    check_model_input(cfg.arch, crop=cfg.crop, eval_crop=cfg.eval_crop, batch=per_rank, num_classes=len(classes))
 
-    # output folder and resume
-    output = Path(cfg.output or default_output()).expanduser()
-    if cfg.resume == "auto" and cfg.output is None:
-        raise LaunchError("--resume auto needs --output DIR: the run folder to continue")
-    if output.exists() and not output.is_dir():
-        raise LaunchError(f"--output {str(output)!r} exists and is not a folder")
-    resume_path = resolve_resume(cfg.resume, output)
-    if cfg.resume is None and ((output / LAST).exists() or (output / METRICS_FILE).exists()):
-        raise LaunchError(f"--output {str(output)!r} already holds a run: pass --resume auto to continue it, or "
-                          f"choose another --output")
     if resume_path is not None:
-        check_compatible(load_checkpoint(resume_path), resume_path, config=cfg, world_size=world, classes=classes)
+        check_compatible(load_checkpoint(resume_path, lazy=True), resume_path, config=cfg, world_size=world, classes=classes)
     selection = None
     if main:
-        failed = read_failures(output, root) if output.is_dir() else []
-        selection = select_files(root, classes, scan=cfg.scan, jobs=cfg.workers, failed=failed)
+        if shards is not None:
+            selection = shard_selection(shards)
+        else:
+            failed = read_failures(output, root) if output.is_dir() else []
+            selection = select_files(root, classes, scan=cfg.scan, jobs=cfg.workers, failed=failed)
+        train_images = selection.train_images
+        if per_rank > train_images // world:
+            raise LaunchError(
+                f"--batch-size {cfg.batch_size} is too large: each of the {world} ranks takes {per_rank} images per "
+                f"step but its shard of the {train_images} training images holds only {train_images // world}")
     if main or (launcher is None and cfg.node_rank == 0):  # the process that writes the run folder
         try:
             output.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise LaunchError(f"--output {str(output)!r}: cannot create the folder ({e.strerror})") from None
-        if not os.access(output, os.W_OK):
-            raise LaunchError(f"--output {str(output)!r} is not writable")
     lists: Tuple[Optional[str], Optional[str]] = (None, None)
     if selection is not None:
         lists = write_run_lists(output, selection)

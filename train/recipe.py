@@ -76,6 +76,7 @@ PAPER: Mapping[str, Any] = MappingProxyType(dict(
     mode="batch",                     # official train.py: one lam and one box per batch
     correct_lam=True,                 # official train.py: lam = 1 - clipped box area / image area
     label_smoothing=0.0,
+    self_pairs=True,                  # partners from a permutation of the batch (MixOptions' default)
     mix_off_epoch=None,
 ))
 
@@ -109,6 +110,7 @@ DEIT: Mapping[str, Any] = MappingProxyType(dict(
     mode="batch",                     # main.py --mixup-mode batch
     correct_lam=True,                 # timm Mixup's default (main.py does not set it)
     label_smoothing=0.1,              # main.py --smoothing 0.1 (applied in timm's Mixup targets)
+    self_pairs=False,                 # timm's Mixup pairs the batch with its flip: never a sample with itself
     mix_off_epoch=None,               # main.py has no mixup-off epoch
 ))
 
@@ -142,6 +144,7 @@ TORCHVISION_V2: Mapping[str, Any] = MappingProxyType(dict(
     mode="batch",                     # ... for the whole batch, in the DataLoader's collate_fn
     correct_lam=True,                 # v2.CutMix: lam = 1 - clipped box area / image area
     label_smoothing=0.1,              # README: --label-smoothing 0.1
+    self_pairs=False,                 # v2.CutMix/MixUp pair the batch with its roll: never a sample with itself
     mix_off_epoch=None,
 ))
 
@@ -175,6 +178,7 @@ DEMO: Mapping[str, Any] = MappingProxyType(dict(
     mode="elem",
     correct_lam=True,
     label_smoothing=0.0,
+    self_pairs=True,                  # partners from a permutation of the batch (MixOptions' default)
     mix_off_epoch=None,
 ))
 

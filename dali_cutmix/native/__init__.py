@@ -15,6 +15,7 @@ from __future__ import annotations
 import fcntl
 import glob
 import hashlib
+import logging
 import os
 import shlex
 import shutil
@@ -23,23 +24,31 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ..errors import UserError
 from ..host import cache_dir
 
 SOURCE = Path(__file__).with_name("mix_ops.cc")
 LIBRARY_NAME = "libdali_cutmix_ops.so"
 _loaded = None
+#: Progress of a first build (one INFO line); the CLI shows it on stderr (``cli.params.show_progress``).
+log = logging.getLogger(__name__)
 
 
-class NativeBuildError(RuntimeError):
-    """The native operators could not be compiled (no compiler, no CUDA headers, ...).
+class NativeBuildError(RuntimeError, UserError):
+    """The native operators could not be compiled (no compiler, no CUDA headers, ...): the machine's set-up, so a
+    :class:`~dali_cutmix.errors.UserError` (the CLI says it in one line, exit code 2).
 
-    ``missing`` names what this machine lacks: ``"compiler"``, ``"headers"``, or None when the compiler ran and
-    failed.
+    ``str()`` is one line naming the compiler and what to do. ``missing`` names what this machine lacks:
+    ``"compiler"``, ``"headers"``, ``"cache"`` (a cache folder it cannot write, from :func:`load`), or None when
+    the compiler ran and failed; ``output`` is then the tail of the
+    compiler's output ("" when it printed nothing) and ``log`` the file holding all of it (or None).
     """
 
-    def __init__(self, message: str, missing: str | None = None):
+    def __init__(self, message: str, missing: str | None = None, output: str = "", log: str | None = None):
         super().__init__(message)
         self.missing = missing
+        self.output = output
+        self.log = log
 
 
 def native_cache_dir(cache: str | os.PathLike | None = None) -> Path:
@@ -60,14 +69,24 @@ def _cuda_include_dirs():
     return found[:1]
 
 
+def _compiler() -> str:
+    """The C++ compiler command: ``$CXX``, else ``g++``."""
+    return os.environ.get("CXX", "").strip() or "g++"
+
+
 def _build_command(output: Path):
     import nvidia.dali.sysconfig as sysconfig
 
-    compiler = os.environ.get("CXX", "g++")
-    if shutil.which(shlex.split(compiler)[0]) is None:
+    compiler = _compiler()
+    try:
+        program = shlex.split(compiler)[0]
+    except (ValueError, IndexError):
+        program = None
+    if program is None or shutil.which(program) is None:
         raise NativeBuildError(
             f"dali-cutmix needs a C++ compiler to build its DALI operators once; {compiler!r} was not found "
-            "(install g++ or set CXX)", missing="compiler")
+            "(install g++ or set CXX to a C++ compiler; `dali-cutmix doctor` checks the set-up)",
+            missing="compiler")
     cuda = _cuda_include_dirs()
     if not cuda:
         raise NativeBuildError(
@@ -92,7 +111,8 @@ def build(force: bool = False, cache: str | os.PathLike | None = None) -> Path:
     or always with ``force`` (atomically, under a lock); returns the library's path.
 
     Raises:
-        NativeBuildError: no compiler or headers, or the compiler failed (its output's tail is included).
+        NativeBuildError: no compiler or headers, or the compiler failed (one line: the compiler, its exit code,
+            its first error; the output's tail in ``output``, all of it in ``log``).
         OSError: the cache folder cannot be created or written.
     """
     target = library_path(cache)
@@ -106,10 +126,18 @@ def build(force: bool = False, cache: str | os.PathLike | None = None) -> Path:
         fd, tmp = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=target.parent)
         os.close(fd)
         try:
-            result = subprocess.run(_build_command(Path(tmp)), capture_output=True, text=True)
+            command = _build_command(Path(tmp))
+            log.info(f"compiling dali-cutmix's DALI operators with {_compiler()} (once per machine and DALI "
+                     f"version, about 10 s) into {target.parent}")
+            try:
+                result = subprocess.run(command, capture_output=True, text=True)
+            except OSError as e:  # found on PATH but cannot run (no exec permission, bad interpreter, ...)
+                raise NativeBuildError(
+                    f"building dali-cutmix's DALI operators failed: the compiler {_compiler()!r} cannot run "
+                    f"({e.strerror or e}); install g++ or set CXX to a working C++ compiler", missing="compiler"
+                ) from None
             if result.returncode != 0:
-                tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-15:])
-                raise NativeBuildError(f"building dali-cutmix's DALI operators failed:\n{tail}")
+                raise _compiler_failed(result, target.parent / "build.log")
             os.replace(tmp, target)
         finally:
             if os.path.exists(tmp):
@@ -117,15 +145,46 @@ def build(force: bool = False, cache: str | os.PathLike | None = None) -> Path:
     return target
 
 
+def _compiler_failed(result: subprocess.CompletedProcess, log_path: Path) -> NativeBuildError:
+    """The one-line error of a compiler run that failed: the compiler, its exit code, its first error line (or
+    "no output"), and where its whole output was kept (``log_path``, when it can be written)."""
+    output = "\n".join(part for part in (result.stdout.strip(), result.stderr.strip()) if part)
+    lines = output.splitlines()
+    errors = [line for line in lines if " error" in line or line.startswith("error")]
+    said = (errors or lines or [""])[0].strip()
+    log_name = None
+    if output:
+        try:
+            log_path.write_text(" ".join(shlex.quote(str(a)) for a in result.args) + "\n\n" + output + "\n")
+            log_name = str(log_path)
+        except OSError:
+            pass
+    what = f": {said[:200]}" if said else " and printed nothing"
+    where = f"; its whole output is in {log_name}" if log_name else ""
+    return NativeBuildError(
+        f"building dali-cutmix's DALI operators failed: the compiler {_compiler()!r} exited with code "
+        f"{result.returncode}{what}{where} (fix it, or set CXX to a working C++ compiler; "
+        "`dali-cutmix doctor` checks the set-up)",
+        output="\n".join(lines[-15:]), log=log_name)
+
+
 def load(cache: str | os.PathLike | None = None) -> Path:
     """Build if needed and load the operators into DALI (once per process): ``fn.dali_cutmix_params`` and
     ``fn.dali_cutmix_apply`` exist afterwards. Returns the path of the library that was loaded: the one in
-    ``cache`` (default: :func:`dali_cutmix.host.cache_dir`), or the one an earlier call of this process loaded."""
+    ``cache`` (default: :func:`dali_cutmix.host.cache_dir`), or the one an earlier call of this process loaded.
+
+    Raises:
+        NativeBuildError: :func:`build`'s, or the cache folder cannot be written (``missing`` "cache")."""
     global _loaded
     if _loaded is None:
         import nvidia.dali.plugin_manager as plugin_manager
 
-        path = build(cache=cache)
+        try:
+            path = build(cache=cache)
+        except OSError as e:  # the cache folder: the machine's set-up too, one line
+            raise NativeBuildError(
+                f"dali-cutmix cannot write its DALI operators' cache folder {str(native_cache_dir(cache))!r}: "
+                f"{e.strerror or e} (set DALI_CUTMIX_CACHE to a writable folder)", missing="cache") from None
         plugin_manager.load_library(str(path))
         _loaded = path
     return _loaded

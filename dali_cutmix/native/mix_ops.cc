@@ -57,10 +57,35 @@ int IndexOf(const std::array<const char *, N> &names, const std::string &name, c
   DALI_FAIL("DaliCutmixParams: unknown " + std::string(what) + " '" + name + "'; known: " + known);
 }
 
+// The messages of errors a user can cause (bad labels, gate or images) start with kUserMark, so that
+// dali_cutmix.loader.CutMixLoader can re-raise them as one line (dali_cutmix/loader.py, stage_error).
+constexpr const char *kUserMark = "[dali-cutmix] ";
+
+[[noreturn]] inline void UserFail(const std::string &message) { DALI_FAIL(kUserMark + message); }
+
+// "(3, 40, 56)"
+inline std::string ShapeText(const std::vector<int64_t> &s) {
+  std::string text = "(";
+  for (size_t k = 0; k < s.size(); k++) text += (k ? ", " : "") + std::to_string(s[k]);
+  return text + (s.size() == 1 ? ",)" : ")");
+}
+
+// Fails unless `shape` is HWC with 1 to 4 channels; a CHW-looking shape is called that.
+inline void CheckHWC(const std::vector<int64_t> &shape) {
+  if (shape.size() != 3)
+    UserFail("images reaching the cutmix stage must be HWC (3 dimensions), got shape " + ShapeText(shape));
+  if (shape[2] < 1 || shape[2] > 4) {
+    UserFail("images reaching the cutmix stage must be HWC with 1 to 4 channels, got shape " + ShapeText(shape) +
+             (shape[0] >= 1 && shape[0] <= 4 ? ": they look channels-first (CHW)" : "") +
+             "; mix them before transposing or normalizing them");
+  }
+}
+
 struct MixOptions {
   int num_classes = 1;
   float cutmix_alpha = 1.f, mixup_alpha = 0.f, switch_prob = 0.5f, prob = 1.f, label_smoothing = 0.f;
   bool correct_lam = true;
+  bool self_pairs = true;  // false: a sample's partner is never itself (a random derangement)
   bool use_minmax = false;
   float lo = 0.f, hi = 1.f;
   Mode mode = Mode::kBatch;
@@ -139,19 +164,35 @@ class MixSampler {
     return p;
   }
 
+  // A uniformly random permutation of n >= 2 without a fixed point: permutations drawn until one has none
+  // (about e tries on average).
+  std::vector<int32_t> Derangement(int n) {
+    for (;;) {
+      std::vector<int32_t> p = Permutation(n);
+      bool fixed = false;
+      for (int i = 0; i < n && !fixed; i++) fixed = p[i] == i;
+      if (!fixed) return p;
+    }
+  }
+
  private:
   const MixOptions &o_;
   std::mt19937 &rng_;
   int64_t h_, w_;
 };
 
-// Parameters of one batch: partner and draw per sample.
+// Parameters of n samples: partner (an index in [0, n)) and draw per sample.
 void DrawBatch(const MixOptions &o, std::mt19937 &rng, int n, int64_t h, int64_t w,
                std::vector<int32_t> &perm, std::vector<Draw> &draws) {
   MixSampler s(o, rng, h, w);
-  std::vector<int32_t> order = s.Permutation(n);
   draws.assign(n, Draw{});
   perm.assign(n, 0);
+  if (n == 0) return;
+  if (!o.self_pairs && o.mode != Mode::kPair && n < 2) {  // nobody else to mix with: left unmixed
+    std::iota(perm.begin(), perm.end(), 0);
+    return;
+  }
+  std::vector<int32_t> order = !o.self_pairs && o.mode != Mode::kPair ? s.Derangement(n) : s.Permutation(n);
   if (o.mode == Mode::kPair) {
     for (int k = 0; k + 1 < n; k += 2) {
       int a = order[k], b = order[k + 1];
@@ -172,13 +213,26 @@ void DrawBatch(const MixOptions &o, std::mt19937 &rng, int n, int64_t h, int64_t
 }
 
 // Sample i of an integer input as int64 values, whatever its integer type.
+// NumPy's name of a DALI type ("float32" for DALI_FLOAT).
+inline std::string DtypeName(dali::DALIDataType type) {
+  switch (type) {
+    case DALI_FLOAT: return "float32";
+    case DALI_FLOAT64: return "float64";
+    case DALI_FLOAT16: return "float16";
+    default: return dali::GetBuiltinTypeName(type);
+  }
+}
+
+// A type that is not an integer fails naming `what` and the type (a user's error: labels or gate of floats).
 std::vector<int64_t> ReadInts(const dali::TensorList<CPUBackend> &tl, int i, const char *what) {
   std::vector<int64_t> v(tl.tensor_shape(i).num_elements());
-  TYPE_SWITCH(tl.type(), dali::type2id, T, (int32_t, int64_t, uint32_t, uint64_t, int16_t, uint8_t), (
+  TYPE_SWITCH(tl.type(), dali::type2id, T, (int32_t, int64_t, uint32_t, uint64_t, int16_t, uint16_t, int8_t,
+                                            uint8_t), (
       const T *data = tl.tensor<T>(i);
       std::copy_n(data, v.size(), v.begin());
   ), (  // NOLINT
-      DALI_FAIL(std::string(what) + " must be integers, got " + std::string(dali::GetBuiltinTypeName(tl.type())));
+      UserFail(std::string(what) + " must be integers, got dtype " + DtypeName(tl.type()) +
+               " (cast them, e.g. fn.cast(x, dtype=types.INT32))");
   ));  // NOLINT
   return v;
 }
@@ -193,6 +247,7 @@ class DaliCutmixParams : public dali::StatelessOperator<CPUBackend> {
     o_.prob = spec.GetArgument<float>("prob");
     o_.label_smoothing = spec.GetArgument<float>("label_smoothing");
     o_.correct_lam = spec.GetArgument<bool>("correct_lam");
+    o_.self_pairs = spec.GetArgument<bool>("self_pairs");
     auto minmax = spec.GetRepeatedArgument<float>("cutmix_minmax");
     if (minmax.size() == 2) {
       o_.use_minmax = true;
@@ -235,42 +290,62 @@ class DaliCutmixParams : public dali::StatelessOperator<CPUBackend> {
     for (int i = 0; i < n; i++) {
       std::vector<int64_t> s = ReadInts(shapes, i, "image shapes");
       if (i == 0) {
-        DALI_ENFORCE(s.size() == 3, "images reaching the cutmix stage must be HWC (3 dimensions), got " +
-                                        std::to_string(s.size()) + " dimensions");
+        CheckHWC(s);
         hwc = s;
       } else if (s != hwc) {
-        DALI_FAIL("images reaching the cutmix stage must all have one size (resize or crop them first); "
-                  "got (H, W) (" + std::to_string(hwc[0]) + ", " + std::to_string(hwc[1]) + ") and (" +
-                  std::to_string(s[0]) + ", " + std::to_string(s.size() > 1 ? s[1] : 0) + ")");
+        UserFail("images reaching the cutmix stage must all have one size (resize or crop them first); "
+                 "got shapes " + ShapeText(hwc) + " and " + ShapeText(s));
       }
     }
     std::vector<int64_t> y(n);
     for (int i = 0; i < n; i++) {
       std::vector<int64_t> v = ReadInts(labels, i, "labels");
-      DALI_ENFORCE(v.size() == 1, "labels reaching the cutmix stage must hold exactly one class id per "
-                                  "sample, got " + std::to_string(v.size()));
+      if (v.size() != 1)
+        UserFail("labels reaching the cutmix stage must hold exactly one class id per sample, got " +
+                 std::to_string(v.size()));
       y[i] = v[0];
-      DALI_ENFORCE(y[i] >= 0 && y[i] < o_.num_classes,
-                   "labels must be in [0, num_classes=" + std::to_string(o_.num_classes) + "), got " +
-                       std::to_string(y[i]));
+      if (y[i] < 0 || y[i] >= o_.num_classes)
+        UserFail("labels must be in [0, num_classes=" + std::to_string(o_.num_classes) + "), got " +
+                 std::to_string(y[i]));
     }
+    // The gate: 1 mix, 0 a sample left unmixed, -1 padding (not a sample: never a partner, never mixed).
+    std::vector<int64_t> gate(n, 1);
+    if (ws.NumInput() > 3) {
+      const auto &g = ws.Input<CPUBackend>(3);
+      DALI_ENFORCE(g.num_samples() == n, "the mixing gate must have one value per sample");
+      for (int i = 0; i < n; i++) {
+        std::vector<int64_t> v = ReadInts(g, i, "the mixing gate's values");
+        if (v.size() != 1 || v[0] < -1 || v[0] > 1)
+          UserFail("the mixing gate must be one value per sample, 1 (mix), 0 (do not mix) or -1 (padding), got " +
+                   (v.size() == 1 ? std::to_string(v[0]) : std::to_string(v.size()) + " values"));
+        gate[i] = v[0];
+      }
+    }
+    std::vector<int32_t> real;  // the samples, in batch order; the rest is padding
+    for (int i = 0; i < n; i++)
+      if (gate[i] >= 0) real.push_back(i);
+
     std::vector<uint32_t> seed_words(n);
     for (int i = 0; i < n; i++) seed_words[i] = static_cast<uint32_t>(ReadInts(seeds, i, "seeds").at(0));
     std::seed_seq seq(seed_words.begin(), seed_words.end());
     std::mt19937 rng(seq);
 
     int64_t h = n ? hwc[0] : 0, w = n ? hwc[1] : 0;
-    std::vector<int32_t> perm;
-    std::vector<Draw> draws;
-    DrawBatch(o_, rng, n, h, w, perm, draws);
-    if (ws.NumInput() > 3) {  // optional gate: a sample whose gate is 0 (or whose partner's is) is not mixed
-      const auto &gate = ws.Input<CPUBackend>(3);
-      DALI_ENFORCE(gate.num_samples() == n, "the mixing gate must have one value per sample");
-      for (int i = 0; i < n; i++) {
-        if (ReadInts(gate, i, "the mixing gate").at(0) == 0) {
-          draws[i] = Draw{};
-          if (o_.mode == Mode::kPair) draws[perm[i]] = Draw{};
-        }
+    const int m = static_cast<int>(real.size());
+    std::vector<int32_t> sub_perm;
+    std::vector<Draw> sub_draws;
+    DrawBatch(o_, rng, m, h, w, sub_perm, sub_draws);  // over the real samples only
+    std::vector<int32_t> perm(n);
+    std::iota(perm.begin(), perm.end(), 0);  // padding: its own partner, not mixed
+    std::vector<Draw> draws(n);
+    for (int k = 0; k < m; k++) {
+      perm[real[k]] = real[sub_perm[k]];
+      draws[real[k]] = sub_draws[k];
+    }
+    for (int i = 0; i < n; i++) {  // a gate of 0 leaves the sample (and, in pair mode, its partner) unmixed
+      if (gate[i] == 0) {
+        draws[i] = Draw{};
+        if (o_.mode == Mode::kPair) draws[perm[i]] = Draw{};
       }
     }
 
@@ -380,12 +455,21 @@ class DaliCutmixApply : public dali::StatelessOperator<CPUBackend> {
     auto &out = ws.Output<CPUBackend>(0);
     out.SetLayout(images.GetLayout());
     const int n = images.num_samples();
-    DALI_ENFORCE(n == 0 || images.shape().sample_dim() == 3, "images must be HWC");
+    const std::string layout = images.GetLayout().str();
+    if (!layout.empty() && layout != "HWC") {
+      UserFail("images reaching the cutmix stage must be HWC, got layout " + layout +
+               (layout[0] == 'C' ? ": they are channels-first" : "") +
+               "; mix them before transposing or normalizing them");
+    }
+    for (int i = 0; i < n; i++) {
+      auto s = images.tensor_shape(i);
+      CheckHWC(std::vector<int64_t>(s.begin(), s.end()));
+    }
     for (int i = 0; i < n; i++) {
       int32_t j = *perm.tensor<int32_t>(i);
       DALI_ENFORCE(j >= 0 && j < n, "partner index out of range");
-      DALI_ENFORCE(images.tensor_shape(i) == images.tensor_shape(j),
-                   "images reaching the cutmix stage must all have one size (resize or crop them first)");
+      if (images.tensor_shape(i) != images.tensor_shape(j))
+        UserFail("images reaching the cutmix stage must all have one size (resize or crop them first)");
     }
     auto &tp = ws.GetThreadPool();
     TYPE_SWITCH(images.type(), dali::type2id, T, (uint8_t, int16_t, float), (
@@ -433,7 +517,8 @@ The options have no defaults here: dali_cutmix.MixOptions defines and checks the
     .InputDox(1, "labels", "TensorList of integers", "One class id per sample, shape [] or [1].")
     .InputDox(2, "shape", "TensorList of integers", "The image's shape, [H, W, C], per sample.")
     .InputDox(3, "gate", "TensorList of integer scalars, optional",
-              "Per sample: 0 leaves the sample (and, in pair mode, its partner) unmixed.")
+              "Per sample: 1 mixes it; 0 leaves the sample (and, in pair mode, its partner) unmixed; -1 marks "
+              "padding, not a sample: never a partner, never mixed (partners are drawn among the others).")
     .OutputFn([](const OpSpec &spec) {
       return static_cast<int>(spec.GetRepeatedArgument<std::string>("outputs").size());
     })
@@ -446,6 +531,8 @@ The options have no defaults here: dali_cutmix.MixOptions defines and checks the
     .AddArg("switch_prob", "Probability of CutMix when both are enabled.", DALI_FLOAT)
     .AddArg("mode", "'batch', 'elem' or 'pair': one draw per batch, sample or pair.", DALI_STRING)
     .AddArg("correct_lam", "Weight labels by the exact pixel share of the clipped box.", DALI_BOOL)
+    .AddArg("self_pairs", "Partners from a random permutation (a sample may draw itself); false: a random "
+            "derangement (never itself; a lone sample is not mixed).", DALI_BOOL)
     .AddArg("label_smoothing", "Label smoothing eps.", DALI_FLOAT);
 
 DALI_REGISTER_OPERATOR(DaliCutmixApply, ::dali_cutmix::DaliCutmixApply, CPU);

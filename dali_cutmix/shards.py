@@ -1,0 +1,428 @@
+"""Tar shards: a data set as WebDataset tar files, their DALI index files and a manifest (what
+``dali-cutmix shard`` writes), found by the manifest, on a local disk or under an ``s3://`` prefix, and read by
+DALI's ``fn.readers.webdataset``.
+
+A shard folder holds::
+
+    manifest.json            written last: its presence means the folder is complete
+    shard-00000.tar          samples KEY.jpg (the image's bytes as stored; .jpeg/.png/... keep their own
+    shard-00000.idx          extension) and KEY.cls (the class index, decimal ASCII digits, zero-padded)
+    ...
+
+The index files are DALI's (``wds2idx``'s v1.2 format): ``v1.2 N``, then per sample ``ext offset size name`` per
+component, the offset being where the component's data starts in the tar. An ImageNet root becomes ``OUT/train``
+and ``OUT/val``, a shard folder each: ``--data OUT`` reads like an ImageNet root.
+
+Labels: the ``.cls`` text is turned into the int32 class id inside the DALI graph (the digits' bytes minus ``"0"``,
+times powers of ten, summed: :func:`parse_label`), so the reader's outputs are what the file reader's are.
+
+Object storage: a shard folder may be an ``s3://bucket/prefix`` URI. DALI's wheel links the AWS SDK; its readers
+take ``s3://`` paths. DALI reads ``AWS_ENDPOINT_URL`` (an S3-compatible server: MinIO, Ceph, moto...) and
+``DALI_S3_NO_VERIFY_SSL``; the SDK takes credentials and region the usual way (``AWS_ACCESS_KEY_ID``,
+``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ``AWS_PROFILE``, ``AWS_REGION``/``AWS_DEFAULT_REGION``,
+``~/.aws/config`` and ``credentials``, an instance role). The manifest under a prefix is read through DALI too (a one-file ``readers.file`` pipeline), so reading
+shards from S3 needs no other package.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+MANIFEST = "manifest.json"
+FORMAT = "dali-cutmix-shards"
+FORMAT_VERSION = 1
+#: The index file format DALI's webdataset reader reads (``tools/wds2idx.py`` writes it).
+INDEX_VERSION = "v1.2"
+LABEL_EXT = "cls"
+#: Extensions an image component may have (the source file's, lower case), the reader's first output.
+IMAGE_EXTS = ("jpg", "jpeg", "png", "bmp", "tif", "tiff", "webp")
+#: The webdataset reader's shuffle buffer (samples) when shuffling: see the README's "Tar shards".
+DEFAULT_INITIAL_FILL = 4096
+S3_PREFIX = "s3://"
+#: What to say when an ``s3://`` read fails: where DALI's S3 client takes its settings from.
+S3_HINT = ("DALI reads s3:// with the AWS SDK's settings: AWS_ENDPOINT_URL (for a non-AWS server), AWS_ACCESS_KEY_ID, "
+           "AWS_SECRET_ACCESS_KEY, AWS_REGION")
+
+
+def is_s3(data) -> bool:
+    """Whether ``data`` is an ``s3://`` URI."""
+    return isinstance(data, str) and data.startswith(S3_PREFIX)
+
+
+def join(location: str, name: str) -> str:
+    """``location/name`` for a local folder or an ``s3://`` prefix."""
+    return f"{location.rstrip('/')}/{name}" if is_s3(location) else str(Path(location) / name)
+
+
+def shard_names(number: int) -> Tuple[str, str]:
+    """The tar and index file names of shard ``number``."""
+    return f"shard-{number:05d}.tar", f"shard-{number:05d}.idx"
+
+
+@dataclass(frozen=True)
+class ShardSet:
+    """One shard folder (local or ``s3://``): where it is, and its manifest's content."""
+
+    location: str
+    classes: Tuple[str, ...]
+    tars: Tuple[str, ...]
+    indexes: Tuple[str, ...]
+    counts: Tuple[int, ...]
+    label_digits: int
+    manifest: dict
+
+    @property
+    def samples(self) -> int:
+        """Samples over all shards."""
+        return sum(self.counts)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def tar_paths(self) -> List[str]:
+        """Full paths (or URIs) of the tar files, in the manifest's order."""
+        return [join(self.location, t) for t in self.tars]
+
+    @property
+    def index_paths(self) -> List[str]:
+        """Full paths (or URIs) of the index files, in the manifest's order."""
+        return [join(self.location, i) for i in self.indexes]
+
+    @property
+    def skipped(self) -> List[dict]:
+        """The source's files left out when the shards were written (``path``, ``reason``)."""
+        return list(self.manifest.get("source", {}).get("skipped", []))
+
+
+def check_manifest(manifest, where: str) -> dict:
+    """``manifest`` if it is one of ours in a version this code reads; raises ValueError naming ``where``."""
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ValueError(f"{where} is not a dali-cutmix shard manifest")
+    if manifest.get("version") != FORMAT_VERSION:
+        raise ValueError(f"{where} has shard format version {manifest.get('version')!r}; this dali-cutmix reads "
+                         f"version {FORMAT_VERSION}: write the shards again with `dali-cutmix shard`")
+    try:
+        shards = manifest["shards"]
+        classes = manifest["classes"]
+        digits = manifest["label_digits"]
+        if not shards or not classes or any(s["samples"] < 1 for s in shards) or digits < 1:
+            raise ValueError
+        for s in shards:
+            s["tar"], s["index"]
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"{where} is malformed (classes, shards and label_digits are needed)") from None
+    return manifest
+
+
+def _read_s3_bytes(uri: str) -> bytes:
+    """The content of one object, read through DALI's S3 client (a one-file ``readers.file`` pipeline)."""
+    import nvidia.dali.fn as fn
+    import numpy as np
+    from nvidia.dali import pipeline_def
+
+    @pipeline_def(batch_size=1, num_threads=1, device_id=None, exec_pipelined=False, exec_async=False,
+                  prefetch_queue_depth=1)
+    def one_file():
+        data, _ = fn.readers.file(files=[uri], labels=[0])
+        return data
+
+    try:
+        pipe = one_file()
+        pipe.build()
+        (out,) = pipe.run()
+    except RuntimeError as e:
+        from .errors import first_line
+
+        text = str(e)
+        lines = [ln.strip() for ln in text.split("encountered:", 1)[-1].splitlines() if ln.strip()]
+        reason = (lines[0] if lines else first_line(e)).rstrip(": ")
+        raise FileNotFoundError(f"cannot read {uri}: {reason} ({S3_HINT})") from None
+    return np.asarray(out[0]).tobytes()
+
+
+#: The ``s3://`` manifests this process has read, by URI.
+_S3_MANIFESTS: Dict[str, str] = {}
+
+
+def read_manifest_text(location: str) -> Optional[str]:
+    """The text of ``location``'s manifest, None when a local folder has none. For ``s3://``, a failed read
+    raises FileNotFoundError (one line: DALI's reason and where DALI takes its S3 settings)."""
+    if is_s3(location):
+        uri = join(location, MANIFEST)
+        if uri not in _S3_MANIFESTS:  # read once per process: a manifest is written last and never changed
+            _S3_MANIFESTS[uri] = _read_s3_bytes(uri).decode()
+        return _S3_MANIFESTS[uri]
+    path = Path(location) / MANIFEST
+    if not path.is_file():
+        return None
+    return path.read_text()
+
+
+def load_shards(location) -> Optional[ShardSet]:
+    """The :class:`ShardSet` of the shard folder ``location`` (a path or an ``s3://`` prefix), None when a local
+    ``location`` is not one (no manifest).
+
+    Raises:
+        ValueError: a manifest that is not ours, of another version or malformed. FileNotFoundError: an ``s3://``
+            manifest that cannot be read.
+    """
+    location = str(location)
+    if not is_s3(location):
+        location = str(Path(location).expanduser())
+    text = read_manifest_text(location)
+    if text is None:
+        return None
+    where = join(location, MANIFEST)
+    try:
+        manifest = json.loads(text)
+    except ValueError:
+        raise ValueError(f"{where} is not valid JSON") from None
+    check_manifest(manifest, where)
+    shards = manifest["shards"]
+    return ShardSet(location=location, classes=tuple(manifest["classes"]), tars=tuple(s["tar"] for s in shards),
+                    indexes=tuple(s["index"] for s in shards), counts=tuple(int(s["samples"]) for s in shards),
+                    label_digits=int(manifest["label_digits"]), manifest=manifest)
+
+
+def is_shard_folder(data) -> bool:
+    """Whether ``data`` is a shard folder: an ``s3://`` URI (always read as shards) or a local folder holding a
+    manifest."""
+    if isinstance(data, ShardSet) or is_s3(data):
+        return True
+    if not isinstance(data, (str, os.PathLike)):
+        return False
+    return (Path(data).expanduser() / MANIFEST).is_file()
+
+
+def as_shards(data) -> ShardSet:
+    """``data`` (a :class:`ShardSet`, a shard folder or an ``s3://`` prefix) as a ShardSet.
+
+    Raises:
+        FileNotFoundError: no manifest there. ValueError: see :func:`load_shards`.
+    """
+    if isinstance(data, ShardSet):
+        return data
+    shards = load_shards(data)
+    if shards is None:
+        raise FileNotFoundError(f"{str(data)!r} holds no shard manifest ({MANIFEST})")
+    return shards
+
+
+def resolve_shards(data):
+    """``data`` as a :class:`ShardSet` when it is a shard folder (its manifest read now, once), else ``data``
+    as it is."""
+    return as_shards(data) if is_shard_folder(data) else data
+
+
+def shard_root_splits(data) -> Optional[Tuple[ShardSet, ShardSet]]:
+    """``(train, val)`` shard sets when ``data`` (a folder or an ``s3://`` prefix) holds ``train/`` and ``val/``
+    shard folders (what ``dali-cutmix shard`` makes of an ImageNet root); None when a local ``data`` does not.
+
+    Raises:
+        ValueError: the splits' classes differ, or a manifest is not ours. FileNotFoundError: an ``s3://`` prefix
+            without both manifests.
+    """
+    data = str(data)
+    if not is_s3(data):
+        data = str(Path(data).expanduser())
+        if not all((Path(data) / s / MANIFEST).is_file() for s in ("train", "val")):
+            return None
+    train, val = as_shards(join(data, "train")), as_shards(join(data, "val"))
+    if train.classes != val.classes:
+        raise ValueError(f"the shard folders {train.location!r} and {val.location!r} hold different classes "
+                         f"({len(train.classes)} and {len(val.classes)})")
+    return train, val
+
+
+# ------------------------------------------------------------------------------------------------ reading
+
+
+def parse_label(cls, digits: int):
+    """Inside a ``pipeline_def``: the int32 class id (shape ``[1]``, as the file reader's labels) of a ``.cls``
+    component read as uint8 bytes: ``digits`` zero-padded ASCII digits. Done in the graph with arithmetic on the
+    bytes (``sum((byte[i] - 48) * 10**(digits-1-i))``): no Python in the loop, checkpoint-safe."""
+    import nvidia.dali.fn as fn
+    import nvidia.dali.types as types
+
+    codes = fn.cast(cls, dtype=types.INT32)
+    value = None
+    for i in range(digits):
+        term = (codes[i] - 48) * (10 ** (digits - 1 - i))
+        value = term if value is None else value + term
+    return fn.reshape(fn.cast(value, dtype=types.INT32), shape=[1])
+
+
+def webdataset_args(shards: ShardSet) -> dict:
+    """The source arguments of ``fn.readers.webdataset`` for ``shards``: paths, index paths, the two outputs'
+    extensions (any image extension; the class)."""
+    return dict(paths=shards.tar_paths, index_paths=shards.index_paths, ext=[";".join(IMAGE_EXTS), LABEL_EXT],
+                missing_component_behavior="error")
+
+
+def shard_reader(data, *, shard_id: int = 0, num_shards: int = 1, shuffle: bool = True, seed: int = 0,
+                 initial_fill: int = DEFAULT_INITIAL_FILL, name: str = "Reader"):
+    """Inside a ``pipeline_def``: DALI's webdataset reader over the shard folder ``data`` (see :func:`as_shards`);
+    returns ``(encoded images, int32 labels [1])`` like the file reader.
+
+    Sharding over ranks is DALI's: the samples (in the manifest's shard order) are cut into ``num_shards``
+    contiguous, disjoint ranges. ``pad_last_batch`` as the file reader. With ``shuffle``: every epoch visits the
+    tar files in a new order (``shuffle_after_epoch``, the same ``seed`` on every rank) and samples are drawn at
+    random from a buffer of ``initial_fill`` samples, at most this rank's part (``random_shuffle``); the samples
+    were shuffled across the shards when they were written.
+    """
+    import nvidia.dali.fn as fn
+
+    shards = as_shards(data)
+    # A buffer larger than this rank's part makes DALI read (and on S3, fetch) far more than the part before the
+    # first batch; the whole part is the most a buffer can shuffle anyway.
+    initial_fill = max(1, min(initial_fill, -(-shards.samples // num_shards)))
+    shuffling = dict(random_shuffle=True, initial_fill=initial_fill, shuffle_after_epoch=True,
+                     shuffle_after_epoch_seed=seed) if shuffle else {}
+    images, cls = fn.readers.webdataset(**webdataset_args(shards), shard_id=shard_id, num_shards=num_shards,
+                                        pad_last_batch=True, name=name, **shuffling)
+    return images, parse_label(cls, shards.label_digits)
+
+
+def first_images(data, count: int) -> List[bytes]:
+    """The encoded images of the first ``count`` samples of the shard folder ``data`` (local or ``s3://``), read
+    through DALI's webdataset reader (for summaries: file sizes, pixel sizes)."""
+    import nvidia.dali.fn as fn
+    import numpy as np
+    from nvidia.dali import pipeline_def
+
+    shards = as_shards(data)
+    count = max(1, min(int(count), shards.samples))
+
+    @pipeline_def(batch_size=count, num_threads=1, device_id=None, exec_pipelined=False, exec_async=False,
+                  prefetch_queue_depth=1)
+    def first():
+        images, _ = fn.readers.webdataset(**webdataset_args(shards))
+        return images
+
+    pipe = first()
+    pipe.build()
+    (images,) = pipe.run()
+    return [np.asarray(images.at(i)).tobytes() for i in range(len(images))]
+
+
+# ------------------------------------------------------------------------------------------------ writing
+
+
+def parse_size(text) -> int:
+    """Bytes of a size such as ``1GB``, ``500MB``, ``64KiB``, ``4096`` (decimal kB/MB/GB/TB, binary KiB/MiB/GiB).
+
+    Raises:
+        ValueError: not a size, or below one byte.
+    """
+    import re
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)\s*", str(text), re.I)
+    units = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
+             "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+    unit = match.group(2).lower() if match else None
+    if match is None or unit not in units:
+        raise ValueError(f"--shard-size must be a size such as 1GB, 500MB or 64MiB, got {text!r}")
+    size = int(float(match.group(1)) * units[unit])
+    if size < 1:
+        raise ValueError(f"--shard-size must be at least 1 byte, got {text!r}")
+    return size
+
+
+TAR_BLOCK = 512
+
+
+def padded(size: int) -> int:
+    """``size`` rounded up to whole tar blocks."""
+    return -(-size // TAR_BLOCK) * TAR_BLOCK
+
+
+def sample_tar_bytes(image_size: int, label_digits: int) -> int:
+    """Bytes one sample takes in a tar: a header and the padded data of each of its two members."""
+    return 2 * TAR_BLOCK + padded(image_size) + padded(label_digits)
+
+
+#: The end of a tar: two zero blocks.
+TAR_END = 2 * TAR_BLOCK
+
+
+def label_text(label: int, digits: int) -> bytes:
+    """The ``.cls`` content of ``label``: ``digits`` zero-padded ASCII digits."""
+    return f"{int(label):0{digits}d}".encode()
+
+
+def label_digits(num_classes: int) -> int:
+    """Digits of the largest class id (at least 1)."""
+    return len(str(max(num_classes - 1, 0)))
+
+
+def _header(name: str, size: int) -> bytes:
+    import tarfile
+
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mode = 0o444
+    info.mtime = 0  # the same content gives the same tar
+    info.type = tarfile.REGTYPE
+    return info.tobuf(format=tarfile.USTAR_FORMAT, encoding="utf-8", errors="strict")
+
+
+class TarIndexWriter:
+    """Writes one WebDataset tar and, beside it, its DALI index (``wds2idx``'s v1.2 format) as it goes.
+
+    ``add(key, [(ext, bytes), ...])`` appends a sample; ``close()`` ends the tar and returns the index text.
+    """
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.offset = 0
+        self.lines: List[str] = []
+
+    def _write(self, data: bytes) -> None:
+        self.stream.write(data)
+        self.offset += len(data)
+
+    def add(self, key: str, components: Sequence[Tuple[str, bytes]]) -> None:
+        if "." in key or "/" in key:
+            raise ValueError(f"a WebDataset key holds no '.' or '/', got {key!r}")
+        parts = []
+        for ext, data in components:
+            name = f"{key}.{ext}"
+            self._write(_header(name, len(data)))
+            parts.append(f"{ext} {self.offset} {len(data)} {name}")
+            self._write(data)
+            self._write(b"\0" * (padded(len(data)) - len(data)))
+        self.lines.append(" ".join(parts))
+
+    def close(self) -> str:
+        self._write(b"\0" * TAR_END)
+        return f"{INDEX_VERSION} {len(self.lines)}\n" + "".join(line + "\n" for line in self.lines)
+
+
+def index_entries(text: str) -> List[List[Tuple[str, int, int, str]]]:
+    """The samples of a v1.2 index file: per sample, its components ``(ext, data offset, size, name)``."""
+    lines = text.splitlines()
+    version, count = lines[0].split()
+    if version != INDEX_VERSION:
+        raise ValueError(f"index version {version!r}, expected {INDEX_VERSION}")
+    samples = []
+    for line in lines[1:1 + int(count)]:
+        fields = line.split()
+        samples.append([(fields[i], int(fields[i + 1]), int(fields[i + 2]), fields[i + 3])
+                        for i in range(0, len(fields), 4)])
+    return samples
+
+
+def manifest_dict(*, classes: Sequence[str], shards: Sequence[dict], digits: int, source: dict, seed: int,
+                  shard_size: int, plan: str) -> dict:
+    """A manifest (see :data:`FORMAT_VERSION`): the format and version, the classes in label order, the label
+    encoding, per shard its tar, index, samples and bytes, the source (folder, split, files, skipped ones), the
+    seed and shard size it was written with, and the digest of the plan (which file went where)."""
+    return dict(format=FORMAT, version=FORMAT_VERSION, classes=list(classes), samples=sum(s["samples"] for s in shards),
+                label_digits=digits, components=dict(image="|".join(IMAGE_EXTS), label=LABEL_EXT),
+                shards=list(shards), source=source, seed=seed, shard_size=shard_size, plan=plan)
