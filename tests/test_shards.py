@@ -7,13 +7,10 @@ import hashlib
 import json
 import math
 import os
-import re
-import signal
 import socket
 import subprocess
 import sys
 import tarfile
-import threading
 import time
 from pathlib import Path
 
@@ -407,21 +404,7 @@ def test_training_from_shards_learns_and_a_sigkill_resume_is_exact(colour_shards
         assert (ref / name).is_file(), name
 
     out = tmp_path / "killed"
-    proc = subprocess.Popen(helpers._cli_command() + args + ["--output", str(out)], cwd=tmp_path,
-                            env=helpers._env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    watchdog = threading.Timer(180, proc.kill)
-    watchdog.start()
-    killed = False
-    try:
-        for line in proc.stderr:
-            if re.match(r"epoch 2/3 step 2/", line):
-                os.kill(proc.pid, signal.SIGKILL)
-                killed = True
-                break
-    finally:
-        watchdog.cancel()
-        proc.wait(timeout=60)
-    assert killed and proc.returncode == -signal.SIGKILL
+    helpers.kill_in_epoch_2(args + ["--output", str(out)], tmp_path)
     result = helpers.run_cli(args + ["--output", str(out), "--resume", "auto"], tmp_path)
     assert result.returncode == 0, result.stderr
     assert "resuming after epoch 1" in result.stdout

@@ -568,6 +568,26 @@ def _free_port():
     return free_port()
 
 
+def kill_in_epoch_2(args, tmp_path):
+    """Run ``dali-cutmix ARGS`` (with ``--log-every 1``, 3 epochs) and SIGKILL it two steps into epoch 2, after
+    epoch 1's checkpoint."""
+    proc = subprocess.Popen(_cli_command() + list(args), cwd=tmp_path, env=_env(tmp_path),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(180, proc.kill)
+    watchdog.start()
+    killed = False
+    try:
+        for line in proc.stderr:
+            if re.match(r"epoch 2/3 step 2/", line):
+                os.kill(proc.pid, signal.SIGKILL)
+                killed = True
+                break
+    finally:
+        watchdog.cancel()
+        proc.wait(timeout=60)
+    assert killed and proc.returncode == -signal.SIGKILL
+
+
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tiny_imagenet, tmp_path):
     args = ["train", "--data", str(tiny_imagenet), "--epochs", "3", "--batch-size", "16", "--log-every", "1",
             *TINY]
@@ -578,22 +598,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tiny_imagenet, 
 
     # Killed with SIGKILL after epoch 1's checkpoint, two steps into epoch 2.
     out = tmp_path / "killed"
-    proc = subprocess.Popen(_cli_command() + args + ["--output", str(out)], cwd=tmp_path, env=_env(tmp_path),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    watchdog = threading.Timer(180, proc.kill)
-    watchdog.start()
-    killed = False
-    try:
-        for line in proc.stderr:
-            if re.match(r"epoch 2/3 step 2/", line):
-                assert (out / "last.pt").exists()
-                os.kill(proc.pid, signal.SIGKILL)
-                killed = True
-                break
-    finally:
-        watchdog.cancel()
-        proc.wait(timeout=60)
-    assert killed and proc.returncode == -signal.SIGKILL
+    kill_in_epoch_2(args + ["--output", str(out)], tmp_path)
     assert load_state(out / "last.pt")["epoch"] == 1
 
     result = run_cli(args + ["--output", str(out), "--resume", "auto"], tmp_path)
