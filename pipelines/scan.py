@@ -622,9 +622,9 @@ def usable_images(data, *, jobs: Optional[int] = None, show_progress: bool = Tru
                      classes=tuple(classes)), result
 
 
-def plural(n: int, word: str) -> str:
-    """``"1 file"``, ``"2,048 files"``."""
-    return f"{n:,} {word}{'' if n == 1 else 's'}"
+def plural(n: int, word: str, many: Optional[str] = None) -> str:
+    """``"1 file"``, ``"2,048 files"`` (``many``: the plural when it is not ``word + "s"``: ``"classes"``)."""
+    return f"{n:,} {word if n == 1 else many or word + 's'}"
 
 
 def skipping_line(bad: Sequence[Tuple[str, str]], *, limit: int = 5, hint: str = "") -> Optional[str]:

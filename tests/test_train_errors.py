@@ -154,7 +154,7 @@ def test_settings_that_do_nothing_in_this_run_are_noted():
         "note: the paper recipe's milestones 150,225 lie at or past the last epoch (100): the lr does not drop there "
         "in this run"]
     assert resolve_run({"epochs": 2, "mix_off_epoch": 5})[1] == [
-        "note: --mix-off-epoch 5 is past the last epoch (2): every epoch of this run is mixed"]
+        "note: --mix-off-epoch 5 is not before the end of this run (2 epochs, counted from 0): every epoch of it is mixed"]
     assert resolve_run({"milestones": (2,)})[1] == [
         "note: --milestones only count with --schedule step (this run's schedule is cosine)"]
     assert resolve_run({})[1] == [] and resolve_run({"data": "/imagenet"})[1] == []
@@ -193,7 +193,7 @@ def test_resume_continues_the_run_as_it_was(tiny_imagenet, tmp_path):
                                           "  mixing: CutMix 1, prob 1 per batch, off from epoch 3",
                                           f"  output: {run}"], lines
     assert "note: --milestones 3 lie at or past the last epoch (1): the lr does not drop there in this run" in lines
-    assert "note: --mix-off-epoch 3 is past the last epoch (1): every epoch of this run is mixed" in lines
+    assert "note: --mix-off-epoch 3 is not before the end of this run (1 epoch, counted from 0): every epoch of it is mixed" in lines
     assert "validation 1/1 step 1/" in first.stderr  # --log-every 1: a line per validation step too
     config = json.loads((run / "run.json").read_text())["config"]
     assert config["data"] == str(tiny_imagenet) and config["seed"] == 3

@@ -20,6 +20,7 @@ from dali_cutmix.errors import first_line
 from dali_cutmix.host import usable_cores
 from dali_cutmix.imagecheck import BadFileError
 from dali_cutmix.loss import soft_target_cross_entropy
+from dali_cutmix.pipelines.scan import plural
 from dali_cutmix.progress import Progress
 
 from . import distributed
@@ -226,11 +227,6 @@ def mixing_summary(cfg: TrainConfig) -> str:
     if cfg.mix_off_epoch is not None:
         text += f", off from epoch {cfg.mix_off_epoch}"
     return text
-
-
-def plural(count: int, word: str, many: Optional[str] = None) -> str:
-    """``1 epoch``, ``2 epochs`` (``many``: the plural when it is not ``word + "s"``)."""
-    return f"{count} {word if count == 1 else many or word + 's'}"
 
 
 def start_lines(cfg: TrainConfig, *, start_epoch: int, classes: int, train_images: int, root, world_size: int,

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from dali_cutmix.options import flag_name
+from dali_cutmix.pipelines.scan import plural
 
 from .checkpoint import LAST, CheckpointError, load_checkpoint
 from .config import SETTINGS, TrainConfig, absolute_data, resolve_config
@@ -142,7 +143,7 @@ def _value(cfg: TrainConfig, key: str) -> Any:
 def setting_notes(cfg: TrainConfig, given: Mapping[str, Any], source: Optional[str] = None) -> List[str]:
     """One line for each setting of ``cfg`` that cannot do what it says in this run (they are allowed: a later
     ``--resume`` with more ``--epochs`` makes them count): milestones at or past the last epoch, a
-    ``--mix-off-epoch`` past it, milestones without the step schedule."""
+    ``--mix-off-epoch`` at or past it (epochs count from 0), milestones without the step schedule."""
     source = source or f"the {cfg.recipe} recipe's"
     notes = []
     if cfg.schedule == "step":
@@ -153,9 +154,9 @@ def setting_notes(cfg: TrainConfig, given: Mapping[str, Any], source: Optional[s
                          f"this run")
     elif "milestones" in given and cfg.milestones:
         notes.append(f"note: --milestones only count with --schedule step (this run's schedule is {cfg.schedule})")
-    if cfg.mixing and cfg.mix_off_epoch is not None and cfg.mix_off_epoch > cfg.epochs:
+    if cfg.mixing and cfg.mix_off_epoch is not None and cfg.mix_off_epoch >= cfg.epochs:  # counted from 0
         what = "--mix-off-epoch" if "mix_off_epoch" in given else f"{source} mix-off epoch"
-        notes.append(f"note: {what} {cfg.mix_off_epoch} is past the last epoch ({cfg.epochs}): every epoch of this "
-                     f"run is mixed")
+        notes.append(f"note: {what} {cfg.mix_off_epoch} is not before the end of this run "
+                     f"({plural(cfg.epochs, 'epoch')}, counted from 0): every epoch of it is mixed")
     return notes
 
