@@ -30,13 +30,14 @@ def preview(data, out, count, crop, seed, device, **params):
     from dali_cutmix.data import image_list
     from dali_cutmix.pipelines.demo import ensure_demo_dataset
     from dali_cutmix.pipelines.scan import skip_line, usable_images
-    from dali_cutmix.preview import write_preview
+    from dali_cutmix.preview import check_count, write_preview
     from dali_cutmix.shards import as_shards, is_shard_folder
 
     def progress(message):
         click.echo(message, err=True)
 
     out = check_output("--out", out)  # before any work: a missing or unwritable folder is one line now
+    check_count(count, "--count")
     options = build_mix_options(pop_mix_options(params))
     device = resolve_device(device)
     show_progress()  # the native operators' first build says so

@@ -69,10 +69,11 @@ def render_grid(images: np.ndarray, boxes: np.ndarray, targets: np.ndarray, labe
     return canvas
 
 
-def check_count(count) -> int:
-    """``count`` if it is an integer >= 2 (one image cannot be mixed with another); ValueError naming it."""
+def check_count(count, name: str = "count") -> int:
+    """``count`` if it is an integer >= 2 (one image cannot be mixed with another); ValueError naming it as
+    ``name`` (a caller's argument or flag name) otherwise."""
     if isinstance(count, bool) or not isinstance(count, int) or count < 2:
-        raise ValueError(f"count must be an integer >= 2 (a preview mixes each image with another one), got "
+        raise ValueError(f"{name} must be an integer >= 2 (a preview mixes each image with another one), got "
                          f"{count!r}")
     return count
 

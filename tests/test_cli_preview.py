@@ -72,7 +72,7 @@ def test_preview_of_one_image_is_refused_naming_count(jpeg_tree, tmp_path, capsy
         write_preview(jpeg_tree, tmp_path / "x.png", count=1)
     assert str(err.value) == message
     assert main(["preview", "--data", str(jpeg_tree), "--out", str(tmp_path / "x.png"), "--count", "1"]) == 2
-    assert message in capsys.readouterr().err
+    assert capsys.readouterr().err == f"error: --{message}\n"
     assert not (tmp_path / "x.png").exists()
 
 
