@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -24,10 +25,36 @@ def _naming(error: OSError, path: Path, tmp) -> OSError:
     return renamed
 
 
+def writable_folder(folder, *, may_create: bool = False) -> Path:
+    """The folder in which ``folder``'s files would be written: ``folder`` itself, or with ``may_create`` its nearest
+    existing parent, where ``folder`` would be created. It must be a folder (not a file, nor under one) and take
+    a new file: tried with a temporary file made and removed at once, so read-only mounts and root count right.
+    Creates nothing that stays.
+
+    Raises (each with the path at fault as its ``filename``, for the caller's own one-line message):
+        NotADirectoryError: ``folder`` or a folder above it is a file.
+        FileNotFoundError: ``folder`` does not exist (without ``may_create``).
+        PermissionError / OSError: the folder takes no new file (``strerror`` says why).
+    """
+    folder = Path(folder).absolute()
+    existing = folder
+    while not (existing.exists() or existing.is_symlink()) and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "is a file, not a folder", str(existing))
+    if existing != folder and not may_create:
+        raise FileNotFoundError(errno.ENOENT, "does not exist", str(folder))
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        raise type(e)(e.errno, e.strerror or type(e).__name__, str(existing)) from None
+    return existing
+
+
 def check_writable(path) -> Path:
     """``path`` as a Path if a file can be written there: its folder exists, is a folder and takes a new file
-    (tried: a temporary file made and removed at once, so read-only mounts and root count right), and ``path``
-    is not itself a folder. Creates nothing that stays.
+    (:func:`writable_folder`), and ``path`` is not itself a folder. Creates nothing that stays.
 
     Raises:
         FileNotFoundError: the folder does not exist. NotADirectoryError: the folder, or one above it, is a file.
@@ -42,20 +69,15 @@ def check_writable(path) -> Path:
         raise IsADirectoryError(f"{str(path)!r} is a directory, expected a file name")
     if path.exists() and not path.is_file():  # a device, pipe or socket: a rename would replace it
         raise FileExistsError(f"{str(path)!r} exists and is not a regular file (a device, pipe or socket)")
-    for above in (folder, *folder.parents):
-        if above.exists() or above.is_symlink():
-            if not above.is_dir():
-                raise NotADirectoryError(
-                    f"{str(above)!r} is a file, not a directory (so {str(path)!r} cannot be written)")
-            break
-    if not folder.is_dir():
-        raise FileNotFoundError(f"the directory {str(folder)!r} does not exist (create it first)")
     try:
-        with tempfile.TemporaryFile(dir=folder):
-            pass
+        writable_folder(folder)
+    except NotADirectoryError as e:
+        raise NotADirectoryError(
+            f"{e.filename!r} is a file, not a directory (so {str(path)!r} cannot be written)") from None
+    except FileNotFoundError:
+        raise FileNotFoundError(f"the directory {str(folder)!r} does not exist (create it first)") from None
     except OSError as e:
-        reason = e.strerror or type(e).__name__
-        raise type(e)(f"cannot write in the directory {shown}: {reason}") from None
+        raise type(e)(f"cannot write in the directory {shown}: {e.strerror}") from None
     return path
 
 

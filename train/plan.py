@@ -12,6 +12,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable, Optional, Tuple
 
+from dali_cutmix.atomic import writable_folder
+
 from . import distributed
 from .checkpoint import LAST, check_compatible, load_checkpoint, resolve_resume
 from .config import TrainConfig
@@ -97,24 +99,20 @@ def _is_run_file(name: str) -> bool:
 
 def check_output_path(output: Path) -> None:
     """Raise LaunchError unless the run folder ``output`` is (or can be created as) a writable folder: not a file,
-    not under a file, not in a folder this process may not write."""
+    not under a file, in a folder that takes new files (:func:`dali_cutmix.atomic.writable_folder`)."""
     shown = str(output)
-    if output.exists():
-        if not output.is_dir():
-            raise LaunchError(f"--output {shown!r} exists and is not a folder")
-        if not os.access(output, os.W_OK | os.X_OK):
-            raise LaunchError(f"--output {shown!r} is not writable")
-        metrics = output / METRICS_FILE
-        if metrics.exists() and not os.access(metrics, os.W_OK):
-            raise LaunchError(f"--output {shown!r}: {METRICS_FILE} in it is not writable")
-        return
-    parent = output.absolute().parent
-    while not parent.exists() and not parent.is_symlink() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise LaunchError(f"--output {shown!r} cannot be created: {str(parent)!r} is a file, not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise LaunchError(f"--output {shown!r} cannot be created: {str(parent)!r} is not writable")
+    if output.exists() and not output.is_dir():
+        raise LaunchError(f"--output {shown!r} exists and is not a folder")
+    try:
+        folder = writable_folder(output, may_create=True)
+    except NotADirectoryError as e:
+        raise LaunchError(f"--output {shown!r} cannot be created: {e.filename!r} is a file, not a folder") from None
+    except OSError as e:
+        where = "" if e.filename == str(output.absolute()) else f"cannot be created: {e.filename!r} "
+        raise LaunchError(f"--output {shown!r} {where}is not writable ({e.strerror})") from None
+    metrics = output / METRICS_FILE
+    if folder == output.absolute() and metrics.exists() and not os.access(metrics, os.W_OK):
+        raise LaunchError(f"--output {shown!r}: {METRICS_FILE} in it is not writable")
 
 
 def check_run_folder(output: Path, resume_path: Optional[Path], auto: bool = False) -> None:
