@@ -9,7 +9,7 @@ from typing import Mapping, Optional, Sequence, Tuple, Union
 
 from .data import ImageList, count_classes, image_list
 from .options import MixOptions, check_num_classes
-from .shards import ShardSet, as_shards, is_shard_folder, resolve_shards, shard_reader, webdataset_args
+from .shards import ShardSet, as_shards, is_shard_folder, resolve_shards, shard_reader
 from .stage import PARAM_NAMES, mix_stage
 
 #: ImageNet's per-channel mean and std for images in [0, 1] (torchvision's), and in pixel units (0-255, DALI's).
@@ -73,16 +73,11 @@ def reader_args(data) -> Tuple[dict, Union[ImageList, Path]]:
     :class:`~dali_cutmix.data.ImageList`. Returns ``(kwargs, source)``: ``source`` is the list file's path or
     the ImageList.
 
-    A shard folder (:mod:`dali_cutmix.shards`: a folder or ``s3://`` prefix with a manifest, or its
-    :class:`~dali_cutmix.shards.ShardSet`) gives the source arguments of ``fn.readers.webdataset`` instead, and
-    the ShardSet.
+    (A shard folder is read by :func:`dali_cutmix.shards.shard_reader` instead: see :func:`reader`.)
 
     Raises:
         FileNotFoundError, ValueError: ``data`` is missing, holds no images, or the list is malformed.
     """
-    if is_shard_folder(data):
-        shards = as_shards(data)
-        return webdataset_args(shards), shards
     if not isinstance(data, ImageList) and Path(data).is_file():
         path = Path(data)
         image_list(path)  # checks the list's lines
