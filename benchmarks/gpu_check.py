@@ -122,7 +122,7 @@ def write_report(report: Mapping, out: Optional[Path]) -> None:
     one); nothing without ``out``. A failed write is reported on stderr and does not stop the run."""
     if out is None:
         return
-    from dali_cutmix.atomic import atomic_path
+    from dali_cutmix.helpers.atomic import atomic_path
 
     try:
         with atomic_path(out) as tmp:
@@ -227,7 +227,7 @@ def machine_info(device: str) -> Dict[str, object]:
     """Versions and hardware the figures come from; an item that cannot be read holds ``error: ...``."""
     import importlib.metadata as metadata
 
-    from dali_cutmix.host import usable_cores
+    from dali_cutmix.helpers.host import usable_cores
 
     def dali_version():
         import nvidia.dali as dali
@@ -276,7 +276,7 @@ def smoke_child(spec: Mapping) -> None:
     import nvidia.dali.fn  # noqa: F401 - import errors surface here, before the pipeline
     from nvidia.dali import pipeline_def
 
-    from dali_cutmix.pipeline import decode_random_crop, rank_seed, reader
+    from dali_cutmix.builder import decode_random_crop, rank_seed, reader
 
     device, crop = spec["device"], spec["crop"]
 
@@ -417,7 +417,7 @@ def invariant_pipeline(data, *, device: str, decode: str, batch: int, crop: int,
     stage's input and output images, soft labels, class ids and its params (:data:`PARAM_NAMES` order)."""
     from nvidia.dali import pipeline_def
 
-    from dali_cutmix.pipeline import decode_random_crop, mix_gate, rank_seed, reader
+    from dali_cutmix.builder import decode_random_crop, mix_gate, rank_seed, reader
     from dali_cutmix.stage import PARAM_NAMES, mix_stage
 
     @pipeline_def(enable_conditionals=False)
@@ -447,7 +447,7 @@ def stage_alone_pipeline(*, device: str, batch: int, crop: int, num_classes: int
     import nvidia.dali.fn as fn
     from nvidia.dali import pipeline_def
 
-    from dali_cutmix.pipeline import flip_normalize, one_hot_labels, rank_seed
+    from dali_cutmix.builder import flip_normalize, one_hot_labels, rank_seed
     from dali_cutmix.stage import mix_stage
 
     rng = np.random.default_rng(seed)
@@ -573,7 +573,7 @@ class GpuCheck:
         """The stage's outputs against the reference in every case of :data:`INVARIANT_CASES`, on the device.
         Raises :class:`CheckFailed` naming the cases that broke a rule; every case is run and kept."""
         from dali_cutmix import MixOptions
-        from dali_cutmix.data import count_classes
+        from dali_cutmix.folder_reader import count_classes
 
         args = self.args
         num_classes = count_classes(self.data())
@@ -723,7 +723,7 @@ class GpuCheck:
 
 def parse_args(argv=None) -> argparse.Namespace:
     """The command's flags, checked (argparse exits with status 2 on a bad one)."""
-    from dali_cutmix.host import usable_cores
+    from dali_cutmix.helpers.host import usable_cores
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=["gpu", "cpu"], default="gpu", help="where the pipelines run [gpu]")

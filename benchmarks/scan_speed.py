@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     os.environ.setdefault("DALI_CUTMIX_CACHE", str(args.root / "cache"))
-    from dali_cutmix.host import usable_cores
+    from dali_cutmix.helpers.host import usable_cores
     from dali_cutmix.pipelines.scan import scan_data
 
     start = time.perf_counter()

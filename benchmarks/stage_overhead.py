@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dali_cutmix.pipeline import IMAGENET_MEAN, IMAGENET_STD
+from dali_cutmix.builder import IMAGENET_MEAN, IMAGENET_STD
 
 BATCH, THREADS, CROP, CLASSES = 64, 2, 224, 1000
 
@@ -133,7 +133,7 @@ def full_pipeline(data: Path, stage):
     import nvidia.dali.types as types
     from nvidia.dali import pipeline_def
 
-    from dali_cutmix.pipeline import reader
+    from dali_cutmix.builder import reader
 
     @pipeline_def(batch_size=BATCH, num_threads=THREADS, device_id=None, seed=1, prefetch_queue_depth=1,
                   exec_async=False, exec_pipelined=False)

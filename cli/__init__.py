@@ -1,22 +1,36 @@
 """The ``dali-cutmix`` command line: ``preview``, ``train``, ``profile``, ``doctor`` (and ``scan``, ``shard``).
 
-Errors a user can cause (a bad flag or value, a bad path, an unreadable file) become one line on stderr and exit
-code 2, click's usage errors included.
+Errors a user can cause (:class:`dali_cutmix.errors.UserError`: a bad flag or value, a bad path, an unreadable
+file) become one line on stderr and exit code 2, click's usage errors included. Anything else is a bug: its
+traceback is shown and saved, and the command exits with code 1. ``--debug`` (or ``DALI_CUTMIX_DEBUG=1``) shows the
+traceback of a user error too.
 The CLI is the top layer: it may import everything (core, ``dali_cutmix.pipelines``, ``dali_cutmix.train``,
 ``dali_cutmix.profiler``), and nothing imports it.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import traceback
 
 import click
 
-from dali_cutmix.errors import USER_ERRORS
+from dali_cutmix.errors import DEBUG_ENV, UserError, debugging
+
+#: The exit code of a bug (an exception that is not a UserError); a user error exits with 2.
+BUG_EXIT = 1
+
+
+def _debug(ctx, param, value):
+    if value:
+        os.environ[DEBUG_ENV] = "1"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="dali-cutmix")
+@click.option("--debug", is_flag=True, expose_value=False, is_eager=True, callback=_debug,
+              help=f"Show the traceback of a user error too (as {DEBUG_ENV}=1 does).")
 def cli():
     """CutMix inside NVIDIA DALI pipelines: preview it, train with it, profile it, check the machine."""
 
@@ -34,9 +48,40 @@ def _register():
         cli.add_command(command)
 
 
+def _save_traceback(text: str):
+    """Write a bug's traceback under the cache folder's ``crashes/``; its path, or None when it cannot be written."""
+    import tempfile
+    import time
+
+    from dali_cutmix.helpers.host import cache_dir
+
+    try:
+        folder = cache_dir() / "crashes"
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, path = tempfile.mkstemp(prefix=time.strftime("%Y%m%d-%H%M%S-"), suffix=".log", dir=folder)
+        with os.fdopen(fd, "w") as f:
+            f.write(" ".join(sys.argv) + "\n\n" + text)
+        return path
+    except OSError:
+        return None
+
+
+def report_bug(error: BaseException) -> int:
+    """Show a bug's traceback on stderr, save it, and say in the last line that it is a bug and where the log is;
+    returns :data:`BUG_EXIT`."""
+    text = "".join(traceback.format_exception(error))
+    click.echo(text.rstrip(), err=True)
+    saved = _save_traceback(text)
+    where = f"; the traceback above is saved in {saved}" if saved else ""
+    click.echo(f"bug: dali-cutmix stopped on an unexpected {type(error).__name__}, not on a problem with your input"
+               f"{where}. Please report it with the command line and that traceback.", err=True)
+    return BUG_EXIT
+
+
 def main(argv=None) -> int:
-    """Console entry point: runs the CLI and returns its exit code. Errors a user causes (a bad flag or value, a
-    bad path or file) are one line on stderr, ``error: ...``, and exit code 2; a command may end with its own code
+    """Console entry point: runs the CLI and returns its exit code. Errors a user causes (a
+    :class:`~dali_cutmix.errors.UserError`, click's usage errors) are one line on stderr, ``error: ...``, and exit
+    code 2; any other exception is a bug (:func:`report_bug`, exit code 1); a command may end with its own code
     (``ctx.exit(1)``)."""
     _register()
     try:
@@ -53,9 +98,13 @@ def main(argv=None) -> int:
         return 2 if e.exit_code == 2 else e.exit_code
     except click.exceptions.Exit as e:
         return e.exit_code
-    except USER_ERRORS as e:
+    except UserError as e:
+        if debugging():
+            click.echo("".join(traceback.format_exception(e)).rstrip(), err=True)
         click.echo(f"error: {e}", err=True)
         return 2
+    except Exception as e:  # noqa: BLE001 - a bug: shown whole, never as a user error
+        return report_bug(e)
     return result if isinstance(result, int) else 0
 
 

@@ -41,7 +41,7 @@ def doctor(as_json, build, cache):
     The native operators are built if they are missing. Exit code 0 when the GPU path can run, 1 when it cannot
     (the verdict line says whether the CPU path can), 2 for bad usage.
     """
-    from dali_cutmix.doctor import diagnose, gather, report_json, report_text
+    from dali_cutmix.pipelines.doctor import diagnose, gather, report_json, report_text
 
     facts = gather(cache=_cache_folder(cache), force_build=build)
     diagnosis = diagnose(facts)

@@ -16,8 +16,8 @@ from dali_cutmix.errors import UserError
 
 
 class SeedType(click.ParamType):
-    """A run seed: an integer in ``[0, dali_cutmix.pipeline.MAX_SEED]``, checked by
-    :func:`dali_cutmix.pipeline.check_seed` under the flag's name, as the user typed it."""
+    """A run seed: an integer in ``[0, dali_cutmix.builder.MAX_SEED]``, checked by
+    :func:`dali_cutmix.builder.check_seed` under the flag's name, as the user typed it."""
 
     name = "seed"
 
@@ -25,7 +25,7 @@ class SeedType(click.ParamType):
         return "INTEGER"
 
     def convert(self, value, param, ctx):
-        from dali_cutmix.pipeline import check_seed
+        from dali_cutmix.builder import check_seed
 
         flag = param.opts[0] if param is not None and param.opts else "--seed"
         if isinstance(value, bool):
@@ -37,7 +37,7 @@ class SeedType(click.ParamType):
                 self.fail(f"expected an integer, got {value!r}", param, ctx)
         try:
             return check_seed(value, flag)
-        except ValueError as e:
+        except UserError as e:
             raise click.UsageError(str(e), ctx=ctx) from None
 
 
@@ -50,17 +50,17 @@ def seed_option(help_text: str = "Random seed; the same seed gives the same batc
 
 
 def check_output(flag: str, path) -> Path:
-    """``path`` as a Path if the command can write a file there (:func:`dali_cutmix.atomic.check_writable`: its
+    """``path`` as a Path if the command can write a file there (:func:`dali_cutmix.helpers.atomic.check_writable`: its
     folder exists, is a folder and takes a new file; ``path`` is not a folder), checked before any work.
 
     Raises:
         UserError: one line naming ``flag`` and the folder or file at fault.
     """
-    from dali_cutmix.atomic import check_writable
+    from dali_cutmix.helpers.atomic import check_writable
 
     try:
         return check_writable(path)
-    except OSError as e:
+    except UserError as e:
         raise UserError(f"{flag}: {e}") from None
 
 
@@ -80,7 +80,7 @@ def check_outputs(**paths) -> dict:
 
 def cache_error(what: str, error: OSError) -> UserError:
     """One line for ``error``, met while writing ``what`` (say, "the demo dataset") into the cache folder."""
-    from dali_cutmix.host import cache_dir
+    from dali_cutmix.helpers.host import cache_dir
 
     return UserError(f"cannot write {what} into the cache folder {str(cache_dir())!r}: "
                      f"{error.strerror or error} (set DALI_CUTMIX_CACHE to a writable folder)")

@@ -27,11 +27,11 @@ from .params import cache_error, check_output, resolve_device, seed_option, show
               help="Where the pipeline runs.")
 def preview(data, out, count, crop, seed, device, **params):
     """Write a grid of mixed training images, each with its box and label weights."""
-    from dali_cutmix.data import image_list
+    from dali_cutmix.folder_reader import image_list
     from dali_cutmix.pipelines.demo import ensure_demo_dataset
+    from dali_cutmix.pipelines.preview import check_count, write_preview
     from dali_cutmix.pipelines.scan import skip_line, usable_images
-    from dali_cutmix.preview import check_count, write_preview
-    from dali_cutmix.shards import as_shards, is_shard_folder
+    from dali_cutmix.shard_reader import as_shards, is_shard_folder
 
     def progress(message):
         click.echo(message, err=True)
@@ -57,7 +57,7 @@ def preview(data, out, count, crop, seed, device, **params):
                     progress(line)
             else:  # a DALI file list, read (and checked) once here
                 data = image_list(data)
-        except (FileNotFoundError, NotADirectoryError, ValueError) as e:
+        except UserError as e:
             raise UserError(f"--data: {first_line(e)}") from None
     path = write_preview(data, out, count=count, crop=crop, mix_options=options, seed=seed, device=device)
     click.echo(f"wrote {path}")

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from dali_cutmix.errors import UserError, first_line
-from dali_cutmix.host import usable_cores
+from dali_cutmix.helpers.host import usable_cores
 from dali_cutmix.options import MixOptions, flag_name
 
 from .mixing import build_mix_options, mixing_options, pop_mix_options
@@ -22,7 +22,7 @@ def _resolve_data(data, images, progress) -> Path:
     """The data set to profile: ``--data`` checked, or the generated one of ``--images`` JPEGs. A ``--data``
     holding files DALI cannot read is profiled without them (a quick scan, cached; the line names them): the
     profiler then reads a DALI file list of its usable files."""
-    from dali_cutmix.data import list_classes
+    from dali_cutmix.folder_reader import list_classes
     from dali_cutmix.pipelines.profile_data import default_profile_dataset
     from dali_cutmix.pipelines.scan import list_file_of, skip_line, usable_images
 
@@ -33,12 +33,12 @@ def _resolve_data(data, images, progress) -> Path:
             raise cache_error("the generated data set", e) from None
     if images is not None:
         raise UserError("--images sizes the generated data set; it cannot be combined with --data")
-    from dali_cutmix.shards import as_shards, is_shard_folder
+    from dali_cutmix.shard_reader import as_shards, is_shard_folder
 
     if is_shard_folder(data):  # tar shards (dali-cutmix shard), local or s3://: scanned when they were written
         try:
             return as_shards(data).location
-        except (FileNotFoundError, ValueError) as e:
+        except UserError as e:
             raise UserError(f"--data: {e}") from None
     data = Path(data)
     if data.is_file():
@@ -46,7 +46,7 @@ def _resolve_data(data, images, progress) -> Path:
     try:
         list_classes(data)
         usable, result = usable_images(data)
-    except (FileNotFoundError, ValueError) as e:
+    except UserError as e:
         raise UserError(f"--data: {e}") from None
     line = skip_line(result)
     if line is None:
@@ -62,7 +62,7 @@ def _check_model(model, crop) -> None:
 
     try:
         check_model(model, crop)
-    except ValueError as e:
+    except UserError as e:
         raise UserError(first_line(e).replace("--arch", "--model")) from None
 
 

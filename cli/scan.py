@@ -69,7 +69,7 @@ def scan(data, full, jobs, report, write_list, no_cache):
     if write_list is not None:
         try:
             written = write_lists(result, write_list)
-        except ValueError as e:
+        except UserError as e:
             raise UserError(str(e)) from None
         for path, lines in written:
             click.echo(f"wrote {path} ({lines:,} usable files)")

@@ -36,8 +36,7 @@ def shard(data, out, shard_size, jobs, seed, full, no_cache):
     aws s3 sync /fast/imagenet-shards s3://bucket/imagenet-shards
     dali-cutmix train --data s3://bucket/imagenet-shards --gpus 8
     """
-    from dali_cutmix.pipelines.shard import shard_data, summary_lines
-    from dali_cutmix.shards import parse_size
+    from dali_cutmix.pipelines.shard_writer import parse_size, shard_data, summary_lines
 
     size = parse_size(shard_size)
     result = shard_data(data, out, shard_size=size, jobs=jobs, seed=seed, mode="full" if full else "quick",

@@ -17,7 +17,7 @@ __all__ = ["cutmix", "mixup", "mix", "MixOptions", "build_cutmix_pipeline", "Cut
 
 def __getattr__(name):
     if name == "build_cutmix_pipeline":
-        from .pipeline import build_cutmix_pipeline
+        from .builder import build_cutmix_pipeline
         return build_cutmix_pipeline
     if name == "soft_target_cross_entropy":
         from .loss import soft_target_cross_entropy

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Tuple
 
+from .errors import UserError
+
 #: What the quick check (:func:`check_image_file`) says about a file: DALI decodes it; DALI decodes it but it is
 #: worth knowing (another format than its name says, CMYK, grayscale, progressive, EXIF-rotated, tiny, ...);
 #: DALI cannot read it (the reason says why).
@@ -17,7 +19,7 @@ USABLE, UNUSUAL, BAD = "usable", "unusual", "bad"
 STATUSES = (USABLE, UNUSUAL, BAD)
 
 
-class BadFileError(ValueError):
+class BadFileError(UserError):
     """An image file DALI could not read: the message, one line, names it (``path``, None when DALI did not say
     which file) and says why (``reason``); ``dali`` is DALI's own line. ``shard``: the image is a sample of a tar
     shard (``path`` is None: a run cannot skip it; the message says what to do)."""

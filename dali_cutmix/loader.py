@@ -7,10 +7,11 @@ import re
 from pathlib import Path
 from typing import Iterator, Optional, Tuple
 
-from .data import image_list
+from .builder import OUTPUT_NAMES, READER_NAME, reader_source
+from .errors import UserError
+from .folder_reader import image_list
 from .imagecheck import BAD, BadFileError, check_image_file
-from .pipeline import OUTPUT_NAMES, READER_NAME, reader_source
-from .shards import ShardSet
+from .shard_reader import ShardSet
 
 LAST_BATCH_POLICIES = ("partial", "drop", "fill")
 #: DALI's errors that name the file they failed on: the decoder's (the path as the reader's list gives it) and the
@@ -54,7 +55,7 @@ def bad_file_error(error: BaseException, source=None) -> Optional[BadFileError]:
     Its message, one line, names the file and says why (DALI's own line is its ``dali`` attribute, the DALI
     error its ``__cause__`` when raised by :class:`CutMixLoader`). DALI's decoder and reader name the file they
     fail on (the path as the reader's list gives it, mapped to a full path through ``source``, what
-    :func:`~dali_cutmix.pipeline.reader_source` returns). The "#N" of DALI's "Failed to decode sample #N" is the
+    :func:`~dali_cutmix.builder.reader_source` returns). The "#N" of DALI's "Failed to decode sample #N" is the
     sample's place in its batch, not in the list: the path that follows it is what names the file.
     nvImageCodec's "bad code stream" / "unsupported format" errors name no file (their "#N" is a status code): the
     file is then found among ``source``'s files by :func:`~dali_cutmix.imagecheck.check_image_file` (the first bad
@@ -100,11 +101,11 @@ def bad_file_error(error: BaseException, source=None) -> Optional[BadFileError]:
         dali=dali)
 
 
-def stage_error(error: BaseException) -> Optional[ValueError]:
-    """A one-line ValueError for a DALI error that the mixing stage raised over a user's input (its message, which
+def stage_error(error: BaseException) -> Optional[UserError]:
+    """A one-line UserError for a DALI error that the mixing stage raised over a user's input (its message, which
     starts with :data:`STAGE_ERROR_MARK` in DALI's text, without the mark), None for any other."""
     match = _STAGE_FAILURE.search(str(error))
-    return None if match is None else ValueError(match.group("message"))
+    return None if match is None else UserError(match.group("message"))
 
 
 class CutMixLoader:
@@ -134,7 +135,7 @@ class CutMixLoader:
         dali_cutmix.imagecheck.BadFileError: DALI failed on a data file; the message (one line) names it and says why
             (see :func:`bad_file_error`); DALI's error is its ``__cause__``. The pipeline cannot go on (DALI
             invalidates it): build a new one without the file.
-        ValueError: the mixing stage refused its input (labels outside ``[0, num_classes)`` or not integers,
+        UserError: the mixing stage refused its input (labels outside ``[0, num_classes)`` or not integers,
             images not HWC, e.g. channels-first, or of different sizes): one line, the stage's message
             (:func:`stage_error`); DALI's error is its ``__cause__``. The pipeline cannot go on either.
     """
@@ -145,7 +146,7 @@ class CutMixLoader:
         from nvidia.dali.plugin.pytorch import DALIGenericIterator
 
         if last_batch not in LAST_BATCH_POLICIES:
-            raise ValueError(f"last_batch must be one of {LAST_BATCH_POLICIES}, got {last_batch!r}")
+            raise UserError(f"last_batch must be one of {LAST_BATCH_POLICIES}, got {last_batch!r}")
         policy = {"partial": LastBatchPolicy.PARTIAL, "drop": LastBatchPolicy.DROP,
                   "fill": LastBatchPolicy.FILL}[last_batch]
         if not pipeline._built:
@@ -153,7 +154,7 @@ class CutMixLoader:
         n_out = pipeline.num_outputs
         names = tuple(output_names) if output_names else OUTPUT_NAMES + tuple(f"out{i}" for i in range(2, n_out))
         if len(names) != n_out:
-            raise ValueError(f"output_names has {len(names)} names, the pipeline has {n_out} outputs")
+            raise UserError(f"output_names has {len(names)} names, the pipeline has {n_out} outputs")
         self.pipeline = pipeline
         self.reader_name = reader_name
         self.output_names = names
@@ -190,7 +191,7 @@ class CutMixLoader:
     def _data_errors(self, call, *args):
         """``call(*args)``, with a DALI error that a data file caused re-raised as a
         :class:`~dali_cutmix.imagecheck.BadFileError` whose first line names the file (:func:`bad_file_error`),
-        and one the mixing stage raised over its input as a one-line ValueError (:func:`stage_error`)."""
+        and one the mixing stage raised over its input as a one-line UserError (:func:`stage_error`)."""
         try:
             return call(*args)
         except RuntimeError as e:

@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional, Tuple, Union
 
+from .errors import UserError
+
 MODES = ("batch", "elem", "pair")
 
 
@@ -19,7 +21,7 @@ def flag_name(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-class MixOptionError(ValueError):
+class MixOptionError(UserError):
     """A mixing option out of range. ``str()`` names the options as :class:`MixOptions` does; :meth:`render`
     names them as a caller's users know them (``--cutmix-alpha`` on the command line, ``alpha`` in
     :func:`dali_cutmix.cutmix`)."""
@@ -168,7 +170,7 @@ class MixOptions:
 
 
 def check_num_classes(num_classes: Any) -> int:
-    """``num_classes`` if it is an integer >= 1; raises ValueError naming it otherwise."""
+    """``num_classes`` if it is an integer >= 1; raises UserError naming it otherwise."""
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be an integer >= 1, got {num_classes!r}")
+        raise UserError(f"num_classes must be an integer >= 1, got {num_classes!r}")
     return num_classes

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Dict, Optional, Sequence, Tuple
 
+from .errors import UserError
 from .options import MixOptionError, MixOptions, check_num_classes
 
 SEED_HIGH = 2**31 - 1
@@ -111,7 +112,7 @@ def check_nodes(function: str, **nodes) -> None:
                         f"DataNodes")
     for name in ("labels", "gate"):
         if nodes.get(name) is not None and nodes[name].device != "cpu":
-            raise ValueError(f"{name} must be a CPU DataNode (the mixing parameters are drawn on the CPU), got "
+            raise UserError(f"{name} must be a CPU DataNode (the mixing parameters are drawn on the CPU), got "
                              f"one on the {nodes[name].device}")
 
 
@@ -138,7 +139,7 @@ def _checked(fields: dict, names: Dict[str, str]) -> MixOptions:
     try:
         return MixOptions.coerce(fields)
     except MixOptionError as e:
-        raise ValueError(e.render(lambda option: names.get(option, option))) from None
+        raise UserError(e.render(lambda option: names.get(option, option))) from None
 
 
 def mix(images, labels, *, num_classes: int, return_params: bool = False, gate=None, **options):
@@ -163,7 +164,7 @@ def mix(images, labels, *, num_classes: int, return_params: bool = False, gate=N
             (its image is left as it is and its label is the smoothed one-hot; in pair mode its partner too);
             -1 marks padding, not a sample: it is never anyone's partner and is not mixed (partners, pairs and
             the batch's draw are over the other samples). A gate of 0 keeps the random stream of an open one.
-            :func:`dali_cutmix.pipeline.mix_gate` makes the one the training pipeline uses: -1 for the
+            :func:`dali_cutmix.builder.mix_gate` makes the one the training pipeline uses: -1 for the
             reader's padding of a last batch, 0 from ``mix_off_epoch`` on.
 
     Returns:
@@ -171,7 +172,7 @@ def mix(images, labels, *, num_classes: int, return_params: bool = False, gate=N
         ``[num_classes]`` soft labels summing to 1 on the images' device; plus the params dict if asked.
 
     Raises:
-        ValueError: for a bad option, naming it, or labels/gate on the GPU. TypeError: called outside a
+        UserError: for a bad option, naming it, or labels/gate on the GPU. TypeError: called outside a
             ``pipeline_def`` or on something other than DataNodes. When the pipeline runs, DALI reports images
             that are not HWC with 1 to 4 channels (channels-first ones: mix before transposing or normalizing),
             images of different sizes, labels or gate of a non-integer dtype and labels outside

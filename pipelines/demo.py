@@ -12,7 +12,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from dali_cutmix.host import cache_dir
+from dali_cutmix.errors import UserError
+from dali_cutmix.helpers.host import cache_dir
 
 CLASSES = ("horizontal", "vertical", "diagonal", "rings", "checkers", "dots")
 DEMO_VERSION = "demo-v1"
@@ -58,13 +59,13 @@ def write_dataset(root, *, train_per_class: int = 120, val_per_class: int = 30, 
     """
     from PIL import Image
 
-    from dali_cutmix.atomic import atomic_directory
+    from dali_cutmix.helpers.atomic import atomic_directory
 
     root = Path(root)
     if (root / "train").is_dir() and (root / "val").is_dir():
         return root
     if not 1 <= num_classes <= len(CLASSES):
-        raise ValueError(f"num_classes must be in [1, {len(CLASSES)}], got {num_classes}")
+        raise UserError(f"num_classes must be in [1, {len(CLASSES)}], got {num_classes}")
     total = (train_per_class + val_per_class) * num_classes
     progress(f"generating the demo dataset once: {total} {size}x{size} JPEGs in {num_classes} classes, into {root}")
     with atomic_directory(root) as tmp:
@@ -80,5 +81,5 @@ def write_dataset(root, *, train_per_class: int = 120, val_per_class: int = 30, 
 
 def ensure_demo_dataset(folder: Optional[Path] = None, progress: Callable[[str], None] = _quiet) -> Path:
     """The demo dataset's root, generated on first use under ``folder`` (default
-    :func:`dali_cutmix.host.cache_dir`); ``progress`` gets one line when it is generated (not when it exists)."""
+    :func:`dali_cutmix.helpers.host.cache_dir`); ``progress`` gets one line when it is generated (not when it exists)."""
     return write_dataset(Path(folder or cache_dir()) / DEMO_VERSION, progress=progress)

@@ -14,8 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
-from dali_cutmix.data import list_classes
-from dali_cutmix.pipeline import IMAGENET_MEAN, IMAGENET_STD, check_pipeline_args, reader
+from dali_cutmix.builder import IMAGENET_MEAN, IMAGENET_STD, check_pipeline_args, reader
+from dali_cutmix.errors import UserError
+from dali_cutmix.folder_reader import list_classes
 
 #: The validation resize of the standard ImageNet protocol: shorter side 256 for a 224 centre crop.
 VAL_RESIZE_RATIO = 256 / 224
@@ -28,18 +29,18 @@ def check_imagenet_layout(root) -> Tuple[Path, Path, List[str]]:
     (so a class id means the same class in both).
 
     Raises:
-        FileNotFoundError: ``root``, ``root/train`` or ``root/val`` is missing.
-        ValueError: a split holds no images, or the class folders of the two splits differ (the message
+        UserError: ``root``, ``root/train`` or ``root/val`` is missing.
+        UserError: a split holds no images, or the class folders of the two splits differ (the message
             names the first differing classes).
     """
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"data path {str(root)!r} does not exist or is not a directory")
+        raise UserError(f"data path {str(root)!r} does not exist or is not a directory")
     splits = []
     for split in ("train", "val"):
         path = root / split
         if not path.is_dir():
-            raise FileNotFoundError(
+            raise UserError(
                 f"data path {str(root)!r} has no {split}/ folder: expected {root}/train/<class>/*.JPEG and "
                 f"{root}/val/<class>/*.JPEG")
         splits.append(path)
@@ -54,7 +55,7 @@ def check_imagenet_layout(root) -> Tuple[Path, Path, List[str]]:
             parts.append(f"only in train: {', '.join(only_train[:5])}{' ...' if len(only_train) > 5 else ''}")
         if only_val:
             parts.append(f"only in val: {', '.join(only_val[:5])}{' ...' if len(only_val) > 5 else ''}")
-        raise ValueError(
+        raise UserError(
             f"class folders differ between {str(train_dir)!r} ({len(train_classes)} classes) and "
             f"{str(val_dir)!r} ({len(val_classes)} classes): {'; '.join(parts)}")
     return train_dir, val_dir, train_classes
@@ -67,7 +68,7 @@ def build_imagenet_train_pipeline(train_dir, *, min_area: float = 0.08, checkpoi
 
     Args:
         train_dir: class-per-folder tree (``ROOT/train``), a DALI file list or an
-            :class:`~dali_cutmix.data.ImageList` (see :func:`dali_cutmix.build_cutmix_pipeline`).
+            :class:`~dali_cutmix.folder_reader.ImageList` (see :func:`dali_cutmix.build_cutmix_pipeline`).
         min_area: smallest random-resized-crop area share (the crop's area is in ``[min_area, 1]``).
         options: any other :func:`dali_cutmix.build_cutmix_pipeline` argument (``batch_size``, ``num_classes``,
             ``crop``, ``device``, sharding, ``mixing``, ``mix_options`` and ``mix_off_epoch``, which is ignored
@@ -106,7 +107,7 @@ def build_imagenet_val_pipeline(
     Args:
         val_dir: class-per-folder tree (``ROOT/val``; its class ids are its own sorted class folders: for a split
             read against the training split's classes, pass a file list or an
-            :class:`~dali_cutmix.data.ImageList` labelled with those), a DALI file list or an ImageList.
+            :class:`~dali_cutmix.folder_reader.ImageList` labelled with those), a DALI file list or an ImageList.
         batch_size: samples per batch on this rank.
         crop: centre crop size. resize: shorter side before the crop; default ``round(crop * 256 / 224)``
             (256 for 224).
@@ -118,17 +119,17 @@ def build_imagenet_val_pipeline(
         An unbuilt DALI pipeline with outputs ``images`` (float32 NCHW) and ``labels`` (int32 class id,
         shape ``[1]``), reader named ``"Reader"``.
     """
-    from nvidia.dali import pipeline_def
     import nvidia.dali.fn as fn
     import nvidia.dali.types as types
+    from nvidia.dali import pipeline_def
 
     check_pipeline_args(batch_size=batch_size, crop=crop, device=device, num_shards=num_shards,
                         shard_id=shard_id, num_threads=num_threads)
     if not isinstance(crop, int):
-        raise ValueError(f"crop must be an int for the validation pipeline, got {crop!r}")
+        raise UserError(f"crop must be an int for the validation pipeline, got {crop!r}")
     resize = int(round(crop * VAL_RESIZE_RATIO)) if resize is None else int(resize)
     if resize < crop:
-        raise ValueError(f"resize ({resize}) must be at least crop ({crop})")
+        raise UserError(f"resize ({resize}) must be at least crop ({crop})")
     gpu = device == "gpu"
 
     @pipeline_def(enable_conditionals=False)

@@ -7,7 +7,8 @@ from typing import Callable, Dict, Tuple
 
 import numpy as np
 
-from dali_cutmix.host import cache_dir
+from dali_cutmix.errors import UserError
+from dali_cutmix.helpers.host import cache_dir
 
 PROFILE_DATA_VERSION = "profile-v1"
 
@@ -48,20 +49,20 @@ def make_profile_dataset(root, *, images: int = 1024, classes: int = 10, size: T
     ``min(classes, images)`` classes. Returns ``root``.
 
     Raises:
-        ValueError: ``images``, ``classes``, ``size`` or ``quality`` out of range.
+        UserError: ``images``, ``classes``, ``size`` or ``quality`` out of range.
     """
     from PIL import Image
 
-    from dali_cutmix.atomic import atomic_directory
+    from dali_cutmix.helpers.atomic import atomic_directory
 
     if isinstance(images, bool) or not isinstance(images, int) or images < 1:
-        raise ValueError(f"images must be an integer >= 1, got {images!r}")
+        raise UserError(f"images must be an integer >= 1, got {images!r}")
     if classes < 1:
-        raise ValueError(f"classes must be >= 1, got {classes!r}")
+        raise UserError(f"classes must be >= 1, got {classes!r}")
     if len(size) != 2 or min(size) < 8:
-        raise ValueError(f"size must be (height, width), each >= 8, got {size!r}")
+        raise UserError(f"size must be (height, width), each >= 8, got {size!r}")
     if not 1 <= quality <= 100:
-        raise ValueError(f"quality must be in [1, 100], got {quality!r}")
+        raise UserError(f"quality must be in [1, 100], got {quality!r}")
     root = Path(root)
     if root.is_dir() and any(p.is_dir() for p in root.iterdir()):
         return root
@@ -90,13 +91,13 @@ def dataset_summary(data, sample: int = 256) -> Dict[str, object]:
     first ``sample`` samples).
 
     Raises:
-        FileNotFoundError, ValueError: ``data`` is missing or holds no images (from
-            :func:`dali_cutmix.data.image_list`).
+        UserError: ``data`` is missing or holds no images (from
+            :func:`dali_cutmix.folder_reader.image_list`).
     """
     from PIL import Image
 
-    from dali_cutmix.data import image_list
-    from dali_cutmix.shards import as_shards, first_images, is_shard_folder
+    from dali_cutmix.folder_reader import image_list
+    from dali_cutmix.shard_reader import as_shards, first_images, is_shard_folder
 
     if is_shard_folder(data):  # tar shards (dali-cutmix shard): sizes of the first samples, read through DALI
         import io

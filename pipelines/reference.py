@@ -20,7 +20,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from dali_cutmix.pipeline import IMAGENET_MEAN_01, IMAGENET_STD_01
+from dali_cutmix.builder import IMAGENET_MEAN_01, IMAGENET_STD_01
+from dali_cutmix.errors import UserError
 
 #: The backends of torchvision's classification recipe (``references/classification/presets.py``): where the
 #: PIL image becomes a tensor, after ("pil") or before ("tensor") the random-resized-crop and the flip.
@@ -28,9 +29,9 @@ BACKENDS = ("pil", "tensor")
 
 
 def check_backend(backend) -> str:
-    """``backend`` if it is one of :data:`BACKENDS`; raises ValueError naming it otherwise."""
+    """``backend`` if it is one of :data:`BACKENDS`; raises UserError naming it otherwise."""
     if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        raise UserError(f"backend must be one of {BACKENDS}, got {backend!r}")
     return backend
 
 
@@ -40,7 +41,7 @@ def reference_transform(crop: int = 224, backend: str = "pil"):
     recipe's ``--backend tensor``), then a float32 tensor in [0, 1], normalized: float32 ``[3, crop, crop]``.
 
     Raises:
-        ValueError: ``backend`` is not one of :data:`BACKENDS`.
+        UserError: ``backend`` is not one of :data:`BACKENDS`.
     """
     import torch
     from torchvision.transforms import v2
@@ -80,7 +81,7 @@ class ListDataset:
     holds one name per label (``"0"``, ``"1"``, ...)."""
 
     def __init__(self, path, transform=None):
-        from dali_cutmix.data import read_file_list
+        from dali_cutmix.folder_reader import read_file_list
 
         files, labels = read_file_list(path)
         root = Path(path).parent
@@ -109,7 +110,7 @@ class VisibleImage:
     def __call__(self, path: str) -> bool:
         import os
 
-        from dali_cutmix.data import is_hidden, is_image_file
+        from dali_cutmix.folder_reader import is_hidden, is_image_file
 
         rel = os.path.relpath(path, self.root)
         return is_image_file(path) and not any(is_hidden(part) for part in Path(rel).parts)
@@ -118,16 +119,16 @@ class VisibleImage:
 def reference_dataset(data, crop: int = 224, backend: str = "pil"):
     """torchvision's ``ImageFolder`` over the class-per-folder tree ``data``, or a :class:`ListDataset` over a
     DALI file list ``data``, with :func:`reference_transform` (``backend``). The folder's classes are ours
-    (:func:`dali_cutmix.data.list_classes`: a hidden folder is no class) and hidden files are no samples, so its
+    (:func:`dali_cutmix.folder_reader.list_classes`: a hidden folder is no class) and hidden files are no samples, so its
     labels are the DALI pipeline's.
 
     Raises:
-        FileNotFoundError, ValueError: ``data`` is missing or holds no class folder with images; a bad
+        UserError: ``data`` is missing or holds no class folder with images; a bad
             ``backend``.
     """
     from torchvision.datasets import ImageFolder
 
-    from dali_cutmix.data import list_classes
+    from dali_cutmix.folder_reader import list_classes
 
     transform = reference_transform(crop, backend)
     if Path(data).is_file():
@@ -162,14 +163,14 @@ def build_reference_loader(data, *, batch_size: int, num_workers: int, crop: int
             :func:`reference_transform`.
 
     Raises:
-        ValueError: a bad argument, naming it. FileNotFoundError: ``data`` does not exist.
+        UserError: a bad argument, naming it; ``data`` does not exist.
     """
     import torch
     from torch.utils.data import DataLoader
 
     for name, value in (("batch_size", batch_size), ("num_workers", num_workers), ("crop", crop)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+            raise UserError(f"{name} must be an integer >= 1, got {value!r}")
     dataset = reference_dataset(data, crop, backend)
     num_classes = len(dataset.classes) if num_classes is None else num_classes
     generator = torch.Generator().manual_seed(seed)

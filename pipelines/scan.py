@@ -10,7 +10,7 @@ A file is *usable* (DALI decodes it), *unusual* (usable, with the kinds worth kn
 CMYK, grayscale, progressive, EXIF-rotated, tiny, ...) or *bad* (with the reason). Hidden files and folders
 are never samples; other files that are not images are listed as ignored.
 
-Results are cached per file under :func:`dali_cutmix.host.cache_dir` (``scans/``), keyed by the data root, the
+Results are cached per file under :func:`dali_cutmix.helpers.host.cache_dir` (``scans/``), keyed by the data root, the
 file's relative path, size and modification time: a second scan of the same data re-reads no file, a changed
 file is scanned again, and a full result also answers a quick scan.
 """
@@ -29,12 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-from dali_cutmix.atomic import atomic_path
-from dali_cutmix.data import (HIDDEN, OTHER, ImageList, check_list_name, is_hidden, list_classes, walk_tree,
-                              write_file_list)
-from dali_cutmix.host import cache_dir, usable_cores
+from dali_cutmix.errors import UserError
+from dali_cutmix.folder_reader import HIDDEN, OTHER, ImageList, is_hidden, list_classes, walk_tree
+from dali_cutmix.helpers.atomic import atomic_path
+from dali_cutmix.helpers.host import cache_dir, usable_cores
+from dali_cutmix.helpers.text import plural
 from dali_cutmix.imagecheck import BAD, UNUSUAL, FileCheck, check_image_file
 
+from .file_lists import check_list_name, write_file_list
 from .imagenet import check_imagenet_layout
 
 MODES = ("quick", "full")
@@ -146,9 +148,9 @@ class ScanResult:
 
 
 def check_mode(mode) -> str:
-    """``mode`` if it is one of :data:`MODES`; raises ValueError naming it otherwise."""
+    """``mode`` if it is one of :data:`MODES`; raises UserError naming it otherwise."""
     if mode not in MODES:
-        raise ValueError(f"scan mode must be one of {', '.join(MODES)}, got {mode!r}")
+        raise UserError(f"scan mode must be one of {', '.join(MODES)}, got {mode!r}")
     return mode
 
 
@@ -157,11 +159,11 @@ def data_layout(data) -> Tuple[str, List[Tuple[str, Path]], List[str]]:
     checked by :func:`~dali_cutmix.pipelines.imagenet.check_imagenet_layout`) or a class-per-folder tree.
 
     Raises:
-        FileNotFoundError, ValueError: a missing root, no images, class folders that differ, a flat ``val/``.
+        UserError: a missing root, no images, class folders that differ, a flat ``val/``.
     """
     data = Path(data)
     if not data.is_dir():
-        raise FileNotFoundError(f"data path {str(data)!r} does not exist or is not a directory")
+        raise UserError(f"data path {str(data)!r} does not exist or is not a directory")
     if (data / "train").is_dir() and (data / "val").is_dir():
         train, val, classes = check_imagenet_layout(data)
         return "imagenet", [("train", train), ("val", val)], classes
@@ -180,7 +182,7 @@ class _Found:
 
 
 def _walk_class(root: Path, name: str, label: int) -> Tuple[List[_Found], List[str], List[str]]:
-    """The image files under ``root/name`` (:func:`dali_cutmix.data.walk_tree`) with their size and modification
+    """The image files under ``root/name`` (:func:`dali_cutmix.folder_reader.walk_tree`) with their size and modification
     time; the non-image and hidden names met on the way."""
     found, ignored, hidden = [], [], []
     for rel, entry, kind in walk_tree(root / name):
@@ -227,7 +229,7 @@ def _walk_split(root: Path, classes: Sequence[str], jobs: int) -> Tuple[List[_Fo
 
 
 def cache_path(root) -> Path:
-    """The scan cache file of the folder ``root`` (by its absolute path) under :func:`dali_cutmix.host.cache_dir`."""
+    """The scan cache file of the folder ``root`` (by its absolute path) under :func:`dali_cutmix.helpers.host.cache_dir`."""
     key = hashlib.sha256(os.path.abspath(root).encode()).hexdigest()[:24]
     return cache_dir() / "scans" / f"{key}.json.gz"
 
@@ -363,7 +365,7 @@ class DecodeChecker:
 
 
 def _progress(total: int, prefix: str, enabled: bool):
-    from dali_cutmix.progress import Progress
+    from dali_cutmix.helpers.progress import Progress
 
     return Progress(total, prefix, enabled=enabled and total > 0, stream=sys.stderr, interval_s=10.0)
 
@@ -383,7 +385,7 @@ def _listable(name: str) -> bool:
 
 def check_files(files: Sequence[Tuple[str, Optional[int]]]) -> List[tuple]:
     """:func:`~dali_cutmix.imagecheck.check_image_file` of each ``(path, size)``, as plain tuples of the
-    :class:`~dali_cutmix.data.FileCheck` fields (a pool worker's task)."""
+    :class:`~dali_cutmix.folder_reader.FileCheck` fields (a pool worker's task)."""
     out = []
     for path, size in files:
         c = check_image_file(path, size)
@@ -480,13 +482,13 @@ def scan_data(data, *, mode: str = "quick", jobs: Optional[int] = None, use_cach
         A :class:`ScanResult`: each file usable, unusual (with the kinds) or bad (with the reason).
 
     Raises:
-        FileNotFoundError, ValueError: as :func:`data_layout` (no images, class folders that differ between
+        UserError: as :func:`data_layout` (no images, class folders that differ between
             the splits, a flat ``val/``), or a bad ``mode`` / ``jobs``.
     """
     start = time.perf_counter()
     check_mode(mode)
     if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
-        raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
+        raise UserError(f"jobs must be an integer >= 1, got {jobs!r}")
     data = Path(data)
     layout, splits, classes = data_layout(data)
     scans, cached = [], 0
@@ -515,12 +517,12 @@ def list_paths(result: ScanResult, pattern) -> List[Tuple[str, Path]]:
     plain tree; for an ImageNet root, ``pattern`` must hold ``{split}`` (one list per split).
 
     Raises:
-        ValueError: an ImageNet root and no ``{split}`` in ``pattern``.
+        UserError: an ImageNet root and no ``{split}`` in ``pattern``.
     """
     pattern = str(pattern)
     if result.layout == "imagenet":
         if "{split}" not in pattern:
-            raise ValueError(f"--write-list {pattern!r}: {str(result.data)!r} holds two splits (train/ and val/): "
+            raise UserError(f"--write-list {pattern!r}: {str(result.data)!r} holds two splits (train/ and val/): "
                              f"name the lists with {{split}}, e.g. --write-list lists/{{split}}.txt")
         return [(s.name, Path(pattern.replace("{split}", s.name))) for s in result.splits]
     return [("", Path(pattern.replace("{split}", "all")))]
@@ -539,13 +541,13 @@ def write_lists(result: ScanResult, pattern) -> List[Tuple[Path, int]]:
     lines)]``.
 
     Raises:
-        ValueError: see :func:`list_paths`, or a split with no usable file.
+        UserError: see :func:`list_paths`, or a split with no usable file.
     """
     written = []
     for name, path in list_paths(result, pattern):
         files, labels = usable_lines(result.split(name))
         if not files:
-            raise ValueError(f"no usable image in {str(result.split(name).root)!r}: no list written")
+            raise UserError(f"no usable image in {str(result.split(name).root)!r}: no list written")
         write_file_list(path, files, labels)
         written.append((path, len(files)))
     return written
@@ -603,11 +605,11 @@ def summary_lines(result: ScanResult, *, bad_limit: Optional[int] = None) -> Lis
 
 def usable_images(data, *, jobs: Optional[int] = None, show_progress: bool = True) -> Tuple[ImageList, ScanResult]:
     """The usable images of the class-per-folder tree ``data`` (a quick scan, cached): an
-    :class:`~dali_cutmix.data.ImageList` with the tree's classes (for ``build_cutmix_pipeline``, the preview,
+    :class:`~dali_cutmix.folder_reader.ImageList` with the tree's classes (for ``build_cutmix_pipeline``, the preview,
     the profiler), and the scan (its bad files are the ones left out).
 
     Raises:
-        FileNotFoundError, ValueError: as :func:`list_classes`; no usable image.
+        UserError: as :func:`list_classes`; no usable image.
     """
     data = Path(data)
     start = time.perf_counter()
@@ -617,14 +619,9 @@ def usable_images(data, *, jobs: Optional[int] = None, show_progress: bool = Tru
                         seconds=time.perf_counter() - start, cached=cached)
     usable = split.usable()
     if not usable:
-        raise ValueError(f"data path {str(data)!r} holds no usable image: see `dali-cutmix scan {data}`")
+        raise UserError(f"data path {str(data)!r} holds no usable image: see `dali-cutmix scan {data}`")
     return ImageList(root=data, files=tuple(f.path for f in usable), labels=tuple(f.label for f in usable),
                      classes=tuple(classes)), result
-
-
-def plural(n: int, word: str, many: Optional[str] = None) -> str:
-    """``"1 file"``, ``"2,048 files"`` (``many``: the plural when it is not ``word + "s"``: ``"classes"``)."""
-    return f"{n:,} {word if n == 1 else many or word + 's'}"
 
 
 def skipping_line(bad: Sequence[Tuple[str, str]], *, limit: int = 5, hint: str = "") -> Optional[str]:

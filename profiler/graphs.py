@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from dali_cutmix.errors import UserError
+
 from .settings import ProfileSettings
 from .variants import STAGES
 
@@ -27,7 +29,7 @@ def build_decode_pipeline(settings: ProfileSettings, **pipeline_kwargs):
     import nvidia.dali.fn as fn
     from nvidia.dali import pipeline_def
 
-    from dali_cutmix.pipeline import decoder_args, rank_seed, reader
+    from dali_cutmix.builder import decoder_args, rank_seed, reader
 
     @pipeline_def(enable_conditionals=False)
     def decode_pipeline():
@@ -53,16 +55,16 @@ def build_stage_pipeline(stage: str, settings: ProfileSettings, num_classes: int
     the integer class ids last.
 
     Raises:
-        ValueError: an unknown ``stage``; ``mixing=False`` or ``return_params`` with "decode".
+        UserError: an unknown ``stage``; ``mixing=False`` or ``return_params`` with "decode".
     """
-    from dali_cutmix.pipeline import build_cutmix_pipeline
+    from dali_cutmix.builder import build_cutmix_pipeline
 
     if stage not in STAGES:
-        raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+        raise UserError(f"stage must be one of {STAGES}, got {stage!r}")
     mode = SYNCHRONOUS if synchronous else {}
     if stage == "decode":
         if not mixing or return_params:
-            raise ValueError("mixing=False and return_params are the training pipeline's, not the decode stage's")
+            raise UserError("mixing=False and return_params are the training pipeline's, not the decode stage's")
         pipe = build_decode_pipeline(settings, **mode)
     else:
         pipe = build_cutmix_pipeline(
@@ -84,7 +86,7 @@ def build_isolated_stage_pipeline(settings: ProfileSettings, num_classes: int, *
     import nvidia.dali.fn as fn
     from nvidia.dali import pipeline_def
 
-    from dali_cutmix.pipeline import flip_normalize, rank_seed
+    from dali_cutmix.builder import flip_normalize, rank_seed
     from dali_cutmix.stage import mix_stage
 
     rng = np.random.default_rng(settings.seed)

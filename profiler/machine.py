@@ -7,7 +7,7 @@ import platform
 import time
 from typing import Dict, Optional
 
-from dali_cutmix.host import usable_cores
+from dali_cutmix.helpers.host import usable_cores
 
 
 def cpu_model() -> str:

@@ -18,7 +18,7 @@ def write_json(result: dict, path) -> Path:
     """Write ``result`` as indented JSON to ``path`` (atomically); returns the path."""
     import json
 
-    from dali_cutmix.atomic import atomic_path
+    from dali_cutmix.helpers.atomic import atomic_path
 
     path = Path(path)
     with atomic_path(path) as tmp:
@@ -229,7 +229,7 @@ def render_chart(result: dict, width: int = 1000):
 
 def write_chart(result: dict, path) -> Path:
     """Write :func:`render_chart` as a PNG to ``path`` (atomically); returns the path."""
-    from dali_cutmix.atomic import atomic_path
+    from dali_cutmix.helpers.atomic import atomic_path
 
     path = Path(path)
     with atomic_path(path) as tmp:

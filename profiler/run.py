@@ -91,7 +91,7 @@ def measure_variants(settings: ProfileSettings, progress: Callable[[str], None] 
     ``{LOAD: CpuLoadMeter.stop()'s dict}`` (how busy other processes kept the machine meanwhile) and
     ``{SKIPPED: {key: why}}`` for the runners that could not be built here.
     """
-    from dali_cutmix.data import count_classes
+    from dali_cutmix.folder_reader import count_classes
 
     settings.check()
     meter = CpuLoadMeter()
@@ -189,7 +189,7 @@ def run_profile(settings: ProfileSettings, *, model: Optional[str] = None, steps
     returns :func:`build_result`'s dict.
 
     Raises:
-        ValueError: a bad setting, naming it.
+        UserError: a bad setting, naming it.
     """
     settings.check()
     if model is not None:

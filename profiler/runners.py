@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import Callable, Dict, Tuple
 
+from dali_cutmix.errors import UserError
 from dali_cutmix.pipelines.profile_data import quiet
 
 from .graphs import build_isolated_stage_pipeline, build_stage_pipeline
@@ -200,7 +201,7 @@ class ReferenceRunner:
         from torch.utils.data import RandomSampler
 
         from dali_cutmix.pipelines.reference import build_reference_loader, reference_dataset
-        from dali_cutmix.shards import is_shard_folder
+        from dali_cutmix.shard_reader import is_shard_folder
 
         if is_shard_folder(settings.data):
             raise VariantUnavailable("torchvision's ImageFolder reads class folders, not tar shards")
@@ -252,7 +253,7 @@ def make_runner(key: str, settings: ProfileSettings, num_classes: int) -> Runner
 
     Raises:
         VariantUnavailable: the variant cannot be measured here (e.g. timm is not installed), saying why.
-        ValueError: an unknown ``key``.
+        UserError: an unknown ``key``.
     """
     if key in STAGES:
         return DaliStageRunner(key, settings, num_classes)
@@ -268,7 +269,7 @@ def make_runner(key: str, settings: ProfileSettings, num_classes: int) -> Runner
         return ReferenceRunner(settings, num_classes, REFERENCE_BACKENDS[key])
     if key == ISOLATED:
         return IsolatedStageRunner(settings, num_classes)
-    raise ValueError(f"variant must be one of {VARIANT_KEYS + (ISOLATED,)} or a stage's async key, got {key!r}")
+    raise UserError(f"variant must be one of {VARIANT_KEYS + (ISOLATED,)} or a stage's async key, got {key!r}")
 
 
 def runner_keys(settings: ProfileSettings) -> Tuple[str, ...]:

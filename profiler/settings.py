@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Optional
 
+from dali_cutmix.errors import UserError
 from dali_cutmix.options import MixOptions
 
 DEVICES = ("cpu", "gpu")
@@ -49,15 +50,15 @@ class ProfileSettings:
     def check(self) -> "ProfileSettings":
         """Return self if every field is valid; raise ValueError naming the first bad one."""
         if self.device not in DEVICES:
-            raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
+            raise UserError(f"device must be one of {DEVICES}, got {self.device!r}")
         for name in ("batch_size", "threads", "batches", "repeats", "crop"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+                raise UserError(f"{name} must be an integer >= 1, got {value!r}")
         if not isinstance(self.mix, MixOptions):
-            raise ValueError(f"mix must be dali_cutmix.MixOptions, got {type(self.mix).__name__}")
+            raise UserError(f"mix must be dali_cutmix.MixOptions, got {type(self.mix).__name__}")
         if self.async_stages is not None and not isinstance(self.async_stages, bool):
-            raise ValueError(f"async_stages must be None, True or False, got {self.async_stages!r}")
+            raise UserError(f"async_stages must be None, True or False, got {self.async_stages!r}")
         return self
 
     def as_dict(self) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Callable, Dict, Optional
 
+from dali_cutmix.errors import UserError
 from dali_cutmix.pipelines.profile_data import quiet
 
 from .settings import ProfileSettings
@@ -19,7 +20,7 @@ def _check_count(name: str, value, *, optional: bool = False) -> None:
     if optional and value is None:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        raise UserError(f"{name} must be an integer >= 1, got {value!r}")
 
 
 def check_model(model_name: str, crop: int) -> None:
@@ -40,7 +41,7 @@ def trainer_step(model_name: str, num_classes: int, settings: ProfileSettings):
     ``details`` names these choices (for the JSON).
 
     Raises:
-        ValueError: ``model_name`` is not a torchvision classification model, or cannot take the crop.
+        UserError: ``model_name`` is not a torchvision classification model, or cannot take the crop.
     """
     import torch
 
@@ -76,11 +77,11 @@ def measure_training(settings: ProfileSettings, model_name: str, steps: int, war
     DALI's threads.
 
     Raises:
-        ValueError: a bad ``steps``, ``torch_threads`` or ``model_name``.
+        UserError: a bad ``steps``, ``torch_threads`` or ``model_name``.
     """
     import torch
 
-    from dali_cutmix.data import count_classes
+    from dali_cutmix.folder_reader import count_classes
 
     _check_count("steps", steps)
     _check_count("torch_threads", torch_threads, optional=True)
@@ -101,8 +102,8 @@ def train_and_time(settings: ProfileSettings, model_name: str, num_classes: int,
     wait and compute; returns the figures."""
     import torch
 
+    from dali_cutmix.builder import build_cutmix_pipeline
     from dali_cutmix.loader import CutMixLoader
-    from dali_cutmix.pipeline import build_cutmix_pipeline
 
     step, details = trainer_step(model_name, num_classes, settings)
     pipe = build_cutmix_pipeline(settings.data, batch_size=settings.batch_size, num_classes=num_classes,

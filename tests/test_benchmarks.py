@@ -26,6 +26,7 @@ GPU_CHECK_SECTIONS = ("smoke_roi_decode", "invariants", "pipeline_throughput", "
 
 def test_gpu_check_runs_every_section_on_the_cpu(tmp_path, capsys):
     import gpu_check
+
     from dali_cutmix.pipelines.profile_data import make_profile_dataset
 
     data = make_profile_dataset(tmp_path / "data", images=16, classes=4, size=(64, 80))
@@ -96,6 +97,7 @@ def test_gpu_check_keeps_every_result_when_a_section_fails(tmp_path):
 
 def test_gpu_check_falls_back_to_full_decode_when_the_smoke_test_crashes(tmp_path, monkeypatch):
     import gpu_check
+
     from dali_cutmix.pipelines.profile_data import make_profile_dataset
 
     data = make_profile_dataset(tmp_path / "data", images=4, classes=2, size=(40, 56))
@@ -112,6 +114,7 @@ def test_gpu_check_invariants_catch_wrong_pixels_and_labels():
     import gpu_check
     import numpy as np
     import reference as ref
+
     from dali_cutmix import MixOptions
 
     rng = np.random.default_rng(0)

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from dali_cutmix.cli import main
+from dali_cutmix.errors import UserError
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 #: The HTML comment right above the README's loader snippet (invisible on GitHub): this file runs that block.
@@ -136,7 +137,7 @@ def test_an_output_that_is_a_pipe_is_one_line(command, flag, tmp_path, cache):
 def test_atomic_path_names_the_users_path_never_its_temporary_file(tmp_path, monkeypatch):
     import tempfile
 
-    from dali_cutmix.atomic import atomic_path
+    from dali_cutmix.helpers.atomic import atomic_path
 
     target = tmp_path / "x.png"
 
@@ -160,11 +161,11 @@ def test_atomic_path_names_the_users_path_never_its_temporary_file(tmp_path, mon
 
 
 def test_check_writable_creates_nothing(tmp_path):
-    from dali_cutmix.atomic import check_writable
+    from dali_cutmix.helpers.atomic import check_writable
 
     assert check_writable(tmp_path / "x.png") == tmp_path / "x.png"
     assert list(tmp_path.iterdir()) == []
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(UserError, match="does not exist"):
         check_writable(tmp_path / "a" / "b" / "x.png")
     assert list(tmp_path.iterdir()) == []
 
@@ -259,11 +260,17 @@ def test_an_unwritable_cache_folder_is_one_line(small_tree, tmp_path, monkeypatc
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
 
 
-def test_native_build_error_is_a_user_error():
-    from dali_cutmix.errors import USER_ERRORS
+def test_every_error_class_a_user_can_cause_is_a_user_error():
+    from dali_cutmix.imagecheck import BadFileError
     from dali_cutmix.native import NativeBuildError
+    from dali_cutmix.options import MixOptionError
+    from dali_cutmix.train.checkpoint import CheckpointError
+    from dali_cutmix.train.loop import DataFileFailed, TrainingDiverged
+    from dali_cutmix.train.plan import LaunchError
 
-    assert issubclass(NativeBuildError, USER_ERRORS) and issubclass(NativeBuildError, RuntimeError)
+    for cls in (BadFileError, NativeBuildError, MixOptionError, CheckpointError, DataFileFailed, TrainingDiverged,
+                LaunchError):
+        assert issubclass(cls, UserError) and not issubclass(cls, (ValueError, OSError, RuntimeError)), cls
 
 
 # -- item 9: the flags, never the Python names ---------------------------------------------------------------------
@@ -378,3 +385,43 @@ def test_the_readme_loader_snippet_runs(small_tree):
     loss = namespace["loss"]
     assert loss.dim() == 0 and bool(loss.isfinite())
     assert namespace["images"].dtype.is_floating_point and namespace["targets"].shape[1] == 3
+
+
+# -- a bug is not a user error -------------------------------------------------------------------------------------
+
+PLANTED_BUG = """
+import sys
+import dali_cutmix.pipelines.scan as scan
+
+def scan_data(*args, **kwargs):
+    raise KeyError("planted bug")
+
+scan.scan_data = scan_data
+from dali_cutmix.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_bug_behind_a_command_shows_its_traceback_and_exits_1(small_tree, tmp_path):
+    """An exception that is not a UserError is a bug: the traceback, a last line that says so and where it is
+    saved, exit code 1."""
+    env = {**os.environ, "DALI_CUTMIX_CACHE": str(tmp_path / "cache")}
+    env.pop("DALI_CUTMIX_DEBUG", None)
+    result = subprocess.run([sys.executable, "-c", PLANTED_BUG, "scan", str(small_tree)], capture_output=True,
+                            text=True, env=env, timeout=300)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback (most recent call last)" in result.stderr and "KeyError: 'planted bug'" in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("bug: dali-cutmix stopped on an unexpected KeyError"), last
+    saved = Path(re.search(r"saved in (\S+?\.log)", last).group(1))
+    assert saved.parent == tmp_path / "cache" / "crashes" and "planted bug" in saved.read_text()
+
+
+@pytest.mark.parametrize("how", ["env", "flag"])
+def test_debug_shows_the_traceback_of_a_user_error(how, tmp_path):
+    env = {"DALI_CUTMIX_DEBUG": "1"} if how == "env" else {}
+    argv = (["--debug"] if how == "flag" else []) + ["scan", str(tmp_path / "missing")]
+    result = run_process(argv, tmp_path / "cache", **env)
+    assert result.returncode == 2
+    assert "Traceback (most recent call last)" in result.stderr and "UserError" in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ") and "missing" in result.stderr

@@ -7,10 +7,11 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import write_jpeg_tree
 from PIL import Image
 
-from conftest import write_jpeg_tree
 from dali_cutmix.cli import main
+from dali_cutmix.errors import UserError
 
 
 def test_preview_writes_a_png_grid(jpeg_tree, tmp_path, capsys):
@@ -54,7 +55,7 @@ def test_click_usage_errors_are_one_line_naming_the_flag(capsys):
 
 def test_preview_mixes_every_tile_with_another_image(jpeg_tree):
     """Issue 10.3: the default seed used to pair 3 of 8 tiles with themselves (they looked unmixed)."""
-    from dali_cutmix.preview import preview_batch
+    from dali_cutmix.pipelines.preview import preview_batch
 
     for seed, mode in ((0, "batch"), (0, "elem"), (1, "elem"), (2, "batch")):
         batch = preview_batch(jpeg_tree, count=8, crop=32, seed=seed, mix_options=dict(mode=mode))
@@ -65,10 +66,10 @@ def test_preview_mixes_every_tile_with_another_image(jpeg_tree):
 
 
 def test_preview_of_one_image_is_refused_naming_count(jpeg_tree, tmp_path, capsys):
-    from dali_cutmix.preview import write_preview
+    from dali_cutmix.pipelines.preview import write_preview
 
     message = "count must be an integer >= 2 (a preview mixes each image with another one), got 1"
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(UserError) as err:
         write_preview(jpeg_tree, tmp_path / "x.png", count=1)
     assert str(err.value) == message
     assert main(["preview", "--data", str(jpeg_tree), "--out", str(tmp_path / "x.png"), "--count", "1"]) == 2
@@ -78,7 +79,7 @@ def test_preview_of_one_image_is_refused_naming_count(jpeg_tree, tmp_path, capsy
 
 def test_preview_of_fewer_images_than_count_shows_them_all(tmp_path):
     """Issue 10.3: fewer images than --count used to crash with IndexError (partners among the padding)."""
-    from dali_cutmix.preview import preview_batch, write_preview
+    from dali_cutmix.pipelines.preview import preview_batch, write_preview
 
     data = write_jpeg_tree(tmp_path / "three", classes=3, per_class=1)
     batch = preview_batch(data, count=8, crop=48)
@@ -102,7 +103,7 @@ def test_preview_of_fewer_images_than_count_shows_them_all(tmp_path):
     ((1, 0, 2, [0.4, 0.6]), "dog 0.60\ncat 0.40"),
 ])
 def test_captions_say_when_a_tile_is_not_mixed(args, text):
-    from dali_cutmix.preview import caption
+    from dali_cutmix.pipelines.preview import caption
 
     own, partner, method, targets = args
     assert caption(own, partner, method, np.array(targets), ["cat", "dog"]) == text
@@ -112,7 +113,7 @@ def test_unmixed_tiles_are_labelled_in_the_grid(jpeg_tree, tmp_path, monkeypatch
     """prob=0: every tile unmixed, each caption says so."""
     from PIL import ImageDraw
 
-    from dali_cutmix import preview
+    from dali_cutmix.pipelines import preview
 
     texts = []
     original = ImageDraw.ImageDraw.multiline_text

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from dali_cutmix import doctor
 from dali_cutmix.cli import main
-from dali_cutmix.doctor import Facts, Gpu, diagnose
+from dali_cutmix.pipelines import doctor
+from dali_cutmix.pipelines.doctor import Facts, Gpu, diagnose
 
 ROOT = Path(__file__).resolve().parents[1]
 CU130_ARCH = ("sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120")

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from gpu_paste_model import gpu_multi_paste
 
 from dali_cutmix import MixOptions
 from dali_cutmix.stage import DALI_INPUTS, PARAM_NAMES, draw_params, paste_boxes
-from gpu_paste_model import gpu_multi_paste
 
 H, W = 40, 56
 

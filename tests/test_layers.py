@@ -1,27 +1,38 @@
-"""The house rules, checked on the source: one import name, imports that go one way, no cycles, no private names
-across modules, the mixing options checked in one place."""
+"""The house rules, checked on the source: one import name, a source tree that imports as the wheel does, rooms
+that import one way, unique module names, no cycles, no private names across modules, the mixing options checked
+in one place."""
 
 from __future__ import annotations
 
 import ast
+import os
 import re
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-#: Folder of the repository -> the package it installs as (pyproject.toml's package-dir).
+#: Folder of the repository -> the package it installs as. ``dali_cutmix/<room>`` is a link to ``<room>/``.
 FOLDERS = {"dali_cutmix": "dali_cutmix", "pipelines": "dali_cutmix.pipelines", "train": "dali_cutmix.train",
            "profiler": "dali_cutmix.profiler", "cli": "dali_cutmix.cli"}
-#: The layers, lowest first: a module may import its own layer and the ones below it.
-LAYERS = ("core", "pipelines", "train", "profiler", "cli")
+ROOMS_LINKED = ("pipelines", "train", "profiler", "cli")
+#: The rooms, lowest first: a module may import its own room and the ones below it.
+#: base: the error type and the small helpers; core: the plugin a DALI user imports.
+ROOMS = ("base", "core", "pipelines", "train", "profiler", "cli")
+#: The plugin: what a DALI user puts into their own pipeline (the top level of dali_cutmix/).
+PLUGIN = {"__init__", "options", "stage", "native", "builder", "folder_reader", "shard_reader", "imagecheck",
+          "loader", "loss", "errors", "helpers"}
 
 
 def modules():
-    """``{module name: path}`` for every Python file the distribution installs."""
+    """``{module name: path}`` for every Python file the distribution installs (the rooms read where they are,
+    not through dali_cutmix/'s links)."""
     found = {}
     for folder, package in FOLDERS.items():
         for path in (ROOT / folder).rglob("*.py"):
+            if folder == "dali_cutmix" and path.relative_to(ROOT / folder).parts[0] in ROOMS_LINKED:
+                continue
             parts = list(path.relative_to(ROOT / folder).with_suffix("").parts)
             if parts[-1] == "__init__":
                 parts.pop()
@@ -32,10 +43,12 @@ def modules():
 MODULES = modules()
 
 
-def layer(module: str) -> str:
-    for name in ("pipelines", "train", "profiler", "cli"):
+def room(module: str) -> str:
+    for name in ROOMS_LINKED:
         if module == f"dali_cutmix.{name}" or module.startswith(f"dali_cutmix.{name}."):
             return name
+    if module == "dali_cutmix.errors" or module.startswith("dali_cutmix.helpers"):
+        return "base"
     return "core"
 
 
@@ -76,10 +89,38 @@ GRAPH = own_imports()
 
 
 def test_the_repository_installs_one_import_name():
+    """pyproject.toml lists the packages, each under dali_cutmix, and maps no folder to another name (the links do)."""
     text = (ROOT / "pyproject.toml").read_text()
-    mapped = dict(re.findall(r'^"?([\w.]+)"? = "(\w+)"$', text, flags=re.M))
-    assert mapped == {package: folder for folder, package in FOLDERS.items()}
-    assert all(package.split(".")[0] == "dali_cutmix" for package in mapped)
+    listed = set(re.findall(r'"(dali_cutmix[\w.]*)"', text[text.index("[tool.setuptools]"):]))
+    packages = {m for m, p in MODULES.items() if p.name == "__init__.py"}
+    assert listed == packages
+    assert "package-dir" not in text
+
+
+def test_each_room_is_linked_into_dali_cutmix():
+    """A source checkout imports dali_cutmix.pipelines (and the others) from the same files as the wheel."""
+    for name in ROOMS_LINKED:
+        link = ROOT / "dali_cutmix" / name
+        assert link.is_symlink() and os.readlink(link) == f"../{name}", link
+        assert link.resolve() == (ROOT / name).resolve()
+
+
+def test_the_top_level_of_dali_cutmix_is_the_plugin():
+    names = {p.stem for p in (ROOT / "dali_cutmix").iterdir()
+             if p.name not in ROOMS_LINKED and (p.suffix == ".py" or (p.is_dir() and (p / "__init__.py").exists()))}
+    assert names == PLUGIN
+
+
+def test_module_names_are_unique():
+    """No two modules share a name (a CLI module named after its command aside), and no module is named like a
+    package beside it (no ``pipeline`` beside ``pipelines``)."""
+    commands = {p.stem for p in (ROOT / "cli").glob("*.py")} - {"__init__", "__main__", "mixing", "params"}
+    names = Counter(m.rpartition(".")[2] for m, p in MODULES.items()
+                    if p.name != "__init__.py" and not (room(m) == "cli" and p.stem in commands))
+    assert [n for n, c in names.items() if c > 1] == []
+    packages = {m.rpartition(".")[2] for m, p in MODULES.items() if p.name == "__init__.py"}
+    for name in names:
+        assert name not in packages and name.rstrip("s") not in packages and name + "s" not in packages, name
 
 
 def test_no_old_top_level_names_are_imported():
@@ -88,19 +129,35 @@ def test_no_old_top_level_names_are_imported():
             assert target.split(".")[0] not in ("pipelines", "train", "profiler", "cli"), f"{module}: {target}"
 
 
-def test_imports_go_one_way():
-    """core <- pipelines <- train <- profiler <- cli: nothing imports a layer above its own."""
+#: What each room imports of the others (the rooms below it that it needs; a change here is a design change).
+ROOM_IMPORTS = {
+    "base": set(),
+    "core": {"base"},
+    "pipelines": {"base", "core"},
+    "train": {"base", "core", "pipelines"},
+    "profiler": {"base", "core", "pipelines", "train"},
+    "cli": {"base", "core", "pipelines", "train", "profiler"},
+}
+
+
+def test_rooms_import_one_way():
+    """base <- core <- pipelines <- train <- profiler <- cli: nothing imports a room above its own, and each room
+    imports just the rooms listed in :data:`ROOM_IMPORTS`."""
+    seen = {name: set() for name in ROOMS}
     for module, edges in GRAPH.items():
         for target in edges:
-            assert LAYERS.index(layer(target)) <= LAYERS.index(layer(module)), \
-                f"{module} ({layer(module)}) imports {target} ({layer(target)})"
+            assert ROOMS.index(room(target)) <= ROOMS.index(room(module)), \
+                f"{module} ({room(module)}) imports {target} ({room(target)})"
+            if room(target) != room(module):
+                seen[room(module)].add(room(target))
+    assert seen == ROOM_IMPORTS
 
 
-def test_the_core_does_not_import_train_or_pipelines():
-    core = [m for m in GRAPH if layer(m) == "core"]
-    assert "dali_cutmix.stage" in core and "dali_cutmix.pipeline" in core
+def test_the_plugin_does_not_import_the_tools():
+    core = [m for m in GRAPH if room(m) == "core"]
+    assert "dali_cutmix.stage" in core and "dali_cutmix.builder" in core
     for module in core:
-        assert all(layer(t) == "core" for t in GRAPH[module]), module
+        assert all(room(t) in ("base", "core") for t in GRAPH[module]), module
 
 
 def test_no_import_cycles():

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy import stats
-
 import reference as ref
-from dali_cutmix import CutMixLoader, MixOptions, build_cutmix_pipeline, mix, mixup
+from scipy import stats
 from test_stage import H, W, gpu_graph_stage, run, stage_pipeline
+
+from dali_cutmix import CutMixLoader, MixOptions, build_cutmix_pipeline, mix, mixup
+from dali_cutmix.errors import UserError
 
 BOTH = dict(num_classes=4, cutmix_alpha=1.0, mixup_alpha=0.8)
 
@@ -109,7 +110,7 @@ def test_label_weights_match_timms_formulas(jpeg_tree):
     (dict(minmax=(0.2, 0.5)), "unknown mixing option(s) ['minmax']"),
 ])
 def test_bad_mix_options_name_the_argument(jpeg_tree, options, message):
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(UserError) as err:
         stage_pipeline(jpeg_tree, stage=mix, num_classes=4, **options)
     assert message in str(err.value)
 
@@ -132,7 +133,7 @@ def test_mixing_turns_off_from_the_off_epoch_and_resumes_gated(jpeg_tree):
 
 
 def test_mix_off_epoch_must_be_a_non_negative_int(jpeg_tree):
-    with pytest.raises(ValueError, match="mix_off_epoch must be an integer >= 0"):
+    with pytest.raises(UserError, match="mix_off_epoch must be an integer >= 0"):
         build_cutmix_pipeline(jpeg_tree, batch_size=2, device="cpu", mix_off_epoch=-1)
 
 
@@ -223,5 +224,5 @@ def test_without_self_pairs_a_lone_sample_is_not_mixed():
 
 
 def test_self_pairs_must_be_a_bool():
-    with pytest.raises(ValueError, match=r"^self_pairs must be True or False, got 'no'$"):
+    with pytest.raises(UserError, match=r"^self_pairs must be True or False, got 'no'$"):
         MixOptions(self_pairs="no")

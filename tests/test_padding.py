@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 import reference as ref
 from conftest import write_jpeg_tree
+
 from dali_cutmix import CutMixLoader, build_cutmix_pipeline
-from dali_cutmix.pipeline import shard_size
+from dali_cutmix.builder import shard_size
 
 NUM_CLASSES = 26
 CPU = dict(device="cpu", num_threads=2, crop=16)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from conftest import write_jpeg_tree
+
 from dali_cutmix import CutMixLoader, build_cutmix_pipeline
+from dali_cutmix.errors import UserError
 
 CPU = dict(device="cpu", num_threads=2, crop=32)
 
@@ -97,7 +98,7 @@ def test_last_batch_policies(one_per_class):
     assert drop == [4] * 6 and len(set(ids)) == 24
     fill, ids = sizes("fill")
     assert fill == [4] * 7 and set(ids) == set(range(26))
-    with pytest.raises(ValueError, match="last_batch must be one of"):
+    with pytest.raises(UserError, match="last_batch must be one of"):
         CutMixLoader(build_cutmix_pipeline(one_per_class, batch_size=4, **CPU), last_batch="keep")
 
 
@@ -139,10 +140,10 @@ def test_a_checkpoint_taken_at_the_end_of_an_epoch_resumes_with_the_next_epoch(j
 
 
 def test_a_missing_or_empty_data_path_is_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match="does-not-exist"):
+    with pytest.raises(UserError, match="does-not-exist"):
         build_cutmix_pipeline(tmp_path / "does-not-exist", batch_size=2, **CPU)
     (tmp_path / "empty" / "some_class").mkdir(parents=True)
-    with pytest.raises(ValueError, match="holds no images"):
+    with pytest.raises(UserError, match="holds no images"):
         build_cutmix_pipeline(tmp_path / "empty", batch_size=2, **CPU)
 
 
@@ -162,16 +163,16 @@ def test_a_missing_or_empty_data_path_is_named(tmp_path):
 ])
 def test_bad_builder_arguments_are_named(jpeg_tree, options, message):
     args = {**CPU, "batch_size": 2, **options}
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(UserError, match=message):
         build_cutmix_pipeline(jpeg_tree, **args)
 
 
 @pytest.mark.parametrize("options, error, message", [
-    (dict(crop=32.0), ValueError, "crop must be a positive int or (height, width) of positive ints, got 32.0"),
-    (dict(crop=(32, 0)), ValueError, "crop must be a positive int or (height, width) of positive ints, got (32, 0)"),
-    (dict(crop=True), ValueError, "crop must be a positive int or (height, width) of positive ints, got True"),
-    (dict(seed=-1), ValueError, "seed must be an integer in [0, 4294967295], got -1"),
-    (dict(seed=1.5), ValueError, "seed must be an integer in [0, 4294967295], got 1.5"),
+    (dict(crop=32.0), UserError, "crop must be a positive int or (height, width) of positive ints, got 32.0"),
+    (dict(crop=(32, 0)), UserError, "crop must be a positive int or (height, width) of positive ints, got (32, 0)"),
+    (dict(crop=True), UserError, "crop must be a positive int or (height, width) of positive ints, got True"),
+    (dict(seed=-1), UserError, "seed must be an integer in [0, 4294967295], got -1"),
+    (dict(seed=1.5), UserError, "seed must be an integer in [0, 4294967295], got 1.5"),
     (dict(foo=1), TypeError, "build_cutmix_pipeline got an unknown argument 'foo' (neither its own nor one of "
                              "nvidia.dali.Pipeline's)"),
     (dict(exec_dynamic=False), TypeError, "build_cutmix_pipeline sets the pipeline argument 'exec_dynamic' itself"),

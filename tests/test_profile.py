@@ -12,6 +12,7 @@ import pytest
 
 from dali_cutmix import MixOptions
 from dali_cutmix.cli import main
+from dali_cutmix.errors import UserError
 from dali_cutmix.pipelines.profile_data import dataset_summary, make_profile_dataset
 from dali_cutmix.profiler.graphs import build_stage_pipeline
 from dali_cutmix.profiler.mixers import timm_mixer, torchvision_mixer
@@ -20,7 +21,7 @@ from dali_cutmix.profiler.runners import AfterLoaderRunner, runner_keys
 from dali_cutmix.profiler.settings import ProfileSettings
 from dali_cutmix.profiler.stats import cutmix_shares, figures, isolated_shares, speedups, summarize
 from dali_cutmix.profiler.timing import Timing, VariantUnavailable
-from dali_cutmix.profiler.variants import ISOLATED, STAGES, VARIANTS, VARIANT_KEYS, async_key
+from dali_cutmix.profiler.variants import ISOLATED, STAGES, VARIANT_KEYS, VARIANTS, async_key
 
 TINY_RUN = ["--batch-size", "4", "--threads", "1", "--batches", "2", "--repeats", "2", "--crop", "32"]
 HAS_TIMM = importlib.util.find_spec("timm") is not None
@@ -374,19 +375,19 @@ def test_gpu_is_refused_without_cuda(tiny_data):
 
 
 def test_library_checks_its_settings(tiny_data):
-    with pytest.raises(ValueError, match="batch_size"):
+    with pytest.raises(UserError, match="batch_size"):
         ProfileSettings(data=str(tiny_data), batch_size=0).check()
-    with pytest.raises(ValueError, match="device"):
+    with pytest.raises(UserError, match="device"):
         ProfileSettings(data=str(tiny_data), device="tpu").check()
-    with pytest.raises(ValueError, match="mix"):
+    with pytest.raises(UserError, match="mix"):
         ProfileSettings(data=str(tiny_data), mix=dict(cutmix_alpha=2.0)).check()
-    with pytest.raises(ValueError, match="stage"):
+    with pytest.raises(UserError, match="stage"):
         build_stage_pipeline("resize", ProfileSettings(data=str(tiny_data)), num_classes=2)
-    with pytest.raises(ValueError, match="decode"):
+    with pytest.raises(UserError, match="decode"):
         build_stage_pipeline("decode", ProfileSettings(data=str(tiny_data)), num_classes=2, mixing=False)
-    with pytest.raises(ValueError, match="async_stages"):
+    with pytest.raises(UserError, match="async_stages"):
         ProfileSettings(data=str(tiny_data), async_stages=1).check()
-    with pytest.raises(ValueError, match="images"):
+    with pytest.raises(UserError, match="images"):
         make_profile_dataset(tiny_data.parent / "never", images=0)
 
 
@@ -435,7 +436,7 @@ def test_model_takes_any_torchvision_classifier_and_refuses_others_early(tiny_da
                         (["--model", "vit_b_16", "--crop", "40"], "--model vit_b_16 takes images")):
         code, _, stderr = run_cli(["profile", "--data", str(tiny_data), *args, "--json", str(tmp_path / "p.json")])
         assert code == 2 and stderr.startswith("error: ") and words in stderr and stderr.count("\n") == 1
-    with pytest.raises(ValueError, match="not a torchvision classification model"):
+    with pytest.raises(UserError, match="not a torchvision classification model"):
         from dali_cutmix.profiler.run import run_profile
 
         run_profile(ProfileSettings(data=str(tiny_data)), model="resnet_nope")
@@ -555,7 +556,7 @@ def test_reference_loader_backends_give_cutmixed_batches(tiny_data, backend):
 def test_reference_refuses_an_unknown_backend(tiny_data):
     from dali_cutmix.pipelines.reference import build_reference_loader, reference_transform
 
-    with pytest.raises(ValueError, match="backend"):
+    with pytest.raises(UserError, match="backend"):
         reference_transform(32, "gpu")
-    with pytest.raises(ValueError, match="backend"):
+    with pytest.raises(UserError, match="backend"):
         build_reference_loader(tiny_data, batch_size=4, num_workers=1, backend="tv_tensor")

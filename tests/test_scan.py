@@ -13,9 +13,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+from test_train import TINY, run_cli
 from zoo import BAD, CLASSES, HIDDEN_FOLDER, NOT_IMAGES, ODD, good_files, write_zoo
 
-from test_train import TINY, run_cli
+from dali_cutmix.errors import UserError
 
 TRAIN_PER_CLASS, VAL_PER_CLASS = 16, 6
 
@@ -78,9 +79,10 @@ def test_scan_finds_exactly_the_bad_files_in_both_modes(zoo):
 def test_full_mode_finds_what_only_decoding_shows(tmp_path):
     """A JPEG whose header parses and whose end marker is there, but without its quantization tables: the quick
     check passes it, the DALI decode does not."""
-    from dali_cutmix.pipelines.scan import scan_data
     from zoo import without_segments
     from zoo import write_zoo as make
+
+    from dali_cutmix.pipelines.scan import scan_data
 
     data = make(tmp_path / "z", train_per_class=3, val_per_class=1)
     for path in list(BAD) + list(ODD) + list(NOT_IMAGES):
@@ -134,7 +136,7 @@ def test_flat_val_is_named_with_how_to_sort_it(zoo, tmp_path, capsys):
 
 def test_scan_command_summary_report_list_and_exit_codes(zoo, tmp_path, capsys):
     from dali_cutmix.cli import main
-    from dali_cutmix.data import read_file_list
+    from dali_cutmix.folder_reader import read_file_list
 
     report, lists = tmp_path / "report.json", tmp_path / "lists" / "{split}.txt"
     assert main(["scan", str(zoo), "--report", str(report), "--write-list", str(lists), "--jobs", "2"]) == 1
@@ -195,7 +197,7 @@ def _reader_labels(data, **kw):
     """``{path relative to its class folder's parent: label}`` as the pipeline's reader reads ``data``."""
     from nvidia.dali import fn, pipeline_def
 
-    from dali_cutmix.pipeline import reader
+    from dali_cutmix.builder import reader
 
     @pipeline_def(batch_size=8, num_threads=1, device_id=None)
     def probe():
@@ -218,7 +220,7 @@ def test_hidden_folder_never_shifts_labels_and_val_lines_up(zoo, tmp_path):
     """An empty train/.ipynb_checkpoints sorts before every class: DALI's folder reader would make it class 0.
     Ours is what DALI reads, in the builder, the validation pipeline and the trainer's lists."""
     from dali_cutmix import CutMixLoader, build_cutmix_pipeline
-    from dali_cutmix.data import count_classes
+    from dali_cutmix.folder_reader import count_classes
     from dali_cutmix.pipelines.imagenet import build_imagenet_val_pipeline
 
     data = _copy(zoo, tmp_path)
@@ -246,7 +248,7 @@ def test_hidden_folder_never_shifts_labels_and_val_lines_up(zoo, tmp_path):
 def test_builder_reads_the_list_scan_writes(zoo, tmp_path, capsys):
     from dali_cutmix import CutMixLoader, build_cutmix_pipeline
     from dali_cutmix.cli import main
-    from dali_cutmix.data import count_classes, read_file_list
+    from dali_cutmix.folder_reader import count_classes, read_file_list
 
     listed = tmp_path / "train.txt"
     assert main(["scan", str(zoo / "train"), "--write-list", str(listed)]) == 1
@@ -261,7 +263,7 @@ def test_loader_names_the_file_dali_fails_on(zoo, tmp_path):
     """DALI's decoder error names the file (as its list gives it); nvImageCodec's "bad code stream" names none:
     the loader finds it among the reader's files. Either way the first line names the full path."""
     from dali_cutmix import CutMixLoader, build_cutmix_pipeline
-    from dali_cutmix.data import ImageList
+    from dali_cutmix.folder_reader import ImageList
     from dali_cutmix.imagecheck import BadFileError
 
     good = [f"train/class{c}/00{i}.jpg" for c in range(4) for i in range(3)]
@@ -287,7 +289,7 @@ def _train(data, out, tmp_path, *extra, epochs=1):
 
 
 def test_train_on_the_zoo_skips_and_names_every_bad_file(zoo, tmp_path):
-    from dali_cutmix.data import read_file_list
+    from dali_cutmix.folder_reader import read_file_list
 
     out = tmp_path / "run"
     result = _train(zoo, out, tmp_path)
@@ -354,7 +356,7 @@ def test_a_file_corrupted_after_the_scan_stops_the_run_then_resume_skips_it(zoo,
 
 def test_scan_off_still_reads_our_class_list(zoo, tmp_path):
     """--scan off checks nothing (the bad files stay in the lists) but the lists still come from our class list."""
-    from dali_cutmix.data import read_file_list
+    from dali_cutmix.folder_reader import read_file_list
     from dali_cutmix.train.config import resolve_config
     from dali_cutmix.train.plan import prepare
 
@@ -364,7 +366,7 @@ def test_scan_off_still_reads_our_class_list(zoo, tmp_path):
     files, labels = read_file_list(plan.train_list)
     assert len(files) == 4 * TRAIN_PER_CLASS + len(ODD) + sum(p.startswith("train/") for p in BAD)
     assert labels == [_labels_of(f) for f in files] and plan.skipped == ()
-    with pytest.raises(ValueError, match="--scan must be one of quick, full, off"):
+    with pytest.raises(UserError, match="--scan must be one of quick, full, off"):
         resolve_config({"scan": "fast"})
 
 
@@ -384,7 +386,7 @@ def test_preview_skips_bad_files_and_names_them(zoo, tmp_path, capsys):
 def test_profile_reads_the_usable_files_only(zoo, tmp_path, monkeypatch):
     monkeypatch.setenv("DALI_CUTMIX_CACHE", str(tmp_path / "cache"))  # where the usable files' list goes
     from dali_cutmix.cli.profile import _resolve_data
-    from dali_cutmix.data import read_file_list
+    from dali_cutmix.folder_reader import read_file_list
     from dali_cutmix.pipelines.profile_data import dataset_summary
     from dali_cutmix.pipelines.reference import reference_dataset
 

@@ -1,4 +1,4 @@
-"""Tar shards (``dali-cutmix shard``, :mod:`dali_cutmix.shards`): the round trip, bad files, an interrupted run,
+"""Tar shards (``dali-cutmix shard``, :mod:`dali_cutmix.shard_reader`): the round trip, bad files, an interrupted run,
 sharding over ranks, checkpoints, training from shards, and reading them from a local S3-compatible server."""
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from zoo import BAD, CLASSES, good_files, write_zoo
+
+from dali_cutmix.errors import UserError
 
 CPU = dict(device="cpu", num_threads=2, crop=32)
 
@@ -36,7 +37,7 @@ def zoo(tmp_path_factory):
 @pytest.fixture(scope="module")
 def zoo_shards(zoo, tmp_path_factory):
     """The zoo written as shards (small ones: several per split), with the lines the run said."""
-    from dali_cutmix.pipelines.shard import shard_data
+    from dali_cutmix.pipelines.shard_writer import shard_data
 
     out = tmp_path_factory.mktemp("shards") / "zoo-shards"
     said = []
@@ -56,7 +57,8 @@ def folder_samples(root, split):
 def tar_samples(folder):
     """``[(key, image ext, image bytes, label)]`` of every tar of a shard folder, read with Python's tarfile, and
     every index checked against its tar (each component's offset and size find its bytes)."""
-    from dali_cutmix.shards import as_shards, index_entries
+    from dali_cutmix.pipelines.tar_format import index_entries
+    from dali_cutmix.shard_reader import as_shards
 
     shards = as_shards(folder)
     samples = []
@@ -84,7 +86,7 @@ def read_with_dali(data, *, shard_id=0, num_shards=1, shuffle=False, seed=0, epo
     left out)."""
     from nvidia.dali import pipeline_def
 
-    from dali_cutmix.pipeline import reader
+    from dali_cutmix.builder import reader
 
     @pipeline_def(batch_size=batch_size, num_threads=1, device_id=None, seed=11 + shard_id)
     def probe():
@@ -110,7 +112,7 @@ def read_with_dali(data, *, shard_id=0, num_shards=1, shuffle=False, seed=0, epo
 
 
 def test_round_trip_every_usable_image_once_with_its_bytes_and_label(zoo, zoo_shards):
-    from dali_cutmix.shards import FORMAT, FORMAT_VERSION, MANIFEST, as_shards
+    from dali_cutmix.shard_reader import FORMAT, FORMAT_VERSION, MANIFEST, as_shards
 
     out, result, _ = zoo_shards
     for split in ("train", "val"):
@@ -137,7 +139,7 @@ def test_round_trip_every_usable_image_once_with_its_bytes_and_label(zoo, zoo_sh
 
 def test_samples_are_shuffled_across_shards(zoo, zoo_shards):
     out, _, _ = zoo_shards
-    from dali_cutmix.shards import as_shards
+    from dali_cutmix.shard_reader import as_shards
 
     shards = as_shards(out / "train")
     assert len(shards.tars) >= 4
@@ -165,7 +167,7 @@ def test_bad_files_are_skipped_and_named(zoo, zoo_shards):
 
 
 def test_same_seed_writes_the_same_shards(zoo, zoo_shards, tmp_path):
-    from dali_cutmix.pipelines.shard import shard_data
+    from dali_cutmix.pipelines.shard_writer import shard_data
 
     out, _, _ = zoo_shards
     again = shard_data(zoo, tmp_path / "again", shard_size="16KB", jobs=1, seed=5, show_progress=False)
@@ -180,8 +182,9 @@ def test_same_seed_writes_the_same_shards(zoo, zoo_shards, tmp_path):
 def test_an_interrupted_run_leaves_no_complete_looking_output_and_a_rerun_finishes(zoo, zoo_shards, tmp_path,
                                                                                    monkeypatch):
     from dali_cutmix import build_cutmix_pipeline
-    from dali_cutmix.pipelines.shard import STATE_FILE, shard_data
-    from dali_cutmix.shards import TarIndexWriter, is_shard_folder
+    from dali_cutmix.pipelines.shard_writer import STATE_FILE, shard_data
+    from dali_cutmix.pipelines.tar_format import TarIndexWriter
+    from dali_cutmix.shard_reader import is_shard_folder
 
     out = tmp_path / "out"
     original, calls = TarIndexWriter.add, []
@@ -204,7 +207,7 @@ def test_an_interrupted_run_leaves_no_complete_looking_output_and_a_rerun_finish
     done = sorted(p.name for p in (out / "train").glob("shard-*.tar"))
     assert done and all((out / "train" / n.replace(".tar", ".idx")).is_file() for n in done)
     assert (out / STATE_FILE).is_file()
-    with pytest.raises((FileNotFoundError, ValueError)):
+    with pytest.raises(UserError):
         build_cutmix_pipeline(out / "train", batch_size=4, **CPU)
     # What a SIGKILL leaves besides: a temporary file of the shard being written.
     (out / "train" / ".shard-00009.tar.abc123.tmp").write_bytes(b"partial")
@@ -229,8 +232,9 @@ def test_an_interrupted_run_leaves_no_complete_looking_output_and_a_rerun_finish
 
 
 def test_another_seed_restarts_an_unfinished_run_cleanly(zoo, tmp_path, monkeypatch):
-    from dali_cutmix.pipelines.shard import shard_data
-    from dali_cutmix.shards import TarIndexWriter, as_shards
+    from dali_cutmix.pipelines.shard_writer import shard_data
+    from dali_cutmix.pipelines.tar_format import TarIndexWriter
+    from dali_cutmix.shard_reader import as_shards
 
     out = tmp_path / "out"
     original, calls = TarIndexWriter.add, []
@@ -281,7 +285,8 @@ def test_cli_refuses_bad_flags_and_folders_in_one_line(zoo, zoo_shards, tmp_path
 
 def test_cli_writes_a_class_per_folder_tree(tmp_path, capsys):
     from conftest import write_jpeg_tree
-    from dali_cutmix import build_cutmix_pipeline, CutMixLoader
+
+    from dali_cutmix import CutMixLoader, build_cutmix_pipeline
     from dali_cutmix.cli import main
 
     tree = write_jpeg_tree(tmp_path / "tree", classes=3, per_class=5)
@@ -340,10 +345,10 @@ def test_a_folder_without_a_manifest_and_a_bad_manifest_are_named(zoo_shards, tm
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "manifest.json").write_text(json.dumps(dict(format="dali-cutmix-shards", version=99)))
-    with pytest.raises(ValueError, match="version 99"):
+    with pytest.raises(UserError, match="version 99"):
         build_cutmix_pipeline(bad, batch_size=2, **CPU)
     (bad / "manifest.json").write_text("{not json")
-    with pytest.raises(ValueError, match="not valid JSON"):
+    with pytest.raises(UserError, match="not valid JSON"):
         build_cutmix_pipeline(bad, batch_size=2, **CPU)
 
 
@@ -376,7 +381,7 @@ def _train_helpers():
 @pytest.fixture(scope="module")
 def colour_shards(tmp_path_factory):
     """The trainer tests' colour data set (tests/test_train.py) and its shards."""
-    from dali_cutmix.pipelines.shard import shard_data
+    from dali_cutmix.pipelines.shard_writer import shard_data
 
     helpers = _train_helpers()
     root = tmp_path_factory.mktemp("colour")
@@ -488,7 +493,7 @@ def upload(client, folder: Path, bucket: str, prefix: str) -> None:
 
 def test_shards_on_s3_read_like_local_ones_and_train(colour_shards, s3_server, tmp_path, monkeypatch):
     from dali_cutmix import CutMixLoader, build_cutmix_pipeline
-    from dali_cutmix.shards import as_shards
+    from dali_cutmix.shard_reader import as_shards
 
     helpers = _train_helpers()
     env, client = s3_server
@@ -529,7 +534,7 @@ def test_a_shard_sample_that_fails_to_decode_is_named_with_what_to_do(tmp_path):
     """DALI names a failing webdataset sample TAR:OFFSET:KEY; a run cannot skip it, so the line says to write the
     shards again with --full, and the trainer's stop line keeps that advice."""
     from dali_cutmix.loader import SHARD_FIX, bad_file_error
-    from dali_cutmix.shards import ShardSet
+    from dali_cutmix.shard_reader import ShardSet
     from dali_cutmix.train.loop import file_failure
 
     tar = f"{tmp_path}/shard-00000.tar"

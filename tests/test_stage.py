@@ -6,10 +6,11 @@ import re
 
 import numpy as np
 import pytest
+import reference as ref
 from scipy import stats
 
-import reference as ref
 from dali_cutmix import MixOptions, cutmix, mix
+from dali_cutmix.errors import UserError
 from dali_cutmix.stage import DALI_INPUTS, PARAM_NAMES, draw_params, mix_pixels_dali
 
 H, W = 40, 56  # not square, so that a swapped height/width would show
@@ -196,7 +197,7 @@ def test_same_seed_same_batches_other_seed_other_batches(jpeg_tree):
 ])
 def test_bad_options_name_the_argument(jpeg_tree, options, message):
     options = {"num_classes": 4, **options}
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(UserError) as err:
         stage_pipeline(jpeg_tree, **options)
     assert message in str(err.value)
     assert "cutmix_alpha" not in str(err.value) and "cutmix_minmax" not in str(err.value), "cutmix()'s names"
@@ -312,7 +313,7 @@ def test_a_data_node_outside_a_pipeline_definition_is_refused():
 
 
 def test_labels_on_the_gpu_are_refused():
-    with pytest.raises(ValueError, match="^labels must be a CPU DataNode"):
+    with pytest.raises(UserError, match="^labels must be a CPU DataNode"):
         labelled_pipeline(stage=lambda x, y, **kw: cutmix(x, y.gpu(), **kw))
 
 
@@ -331,10 +332,10 @@ def test_the_loader_reraises_stage_errors_as_one_line(jpeg_tree):
             images = fn.transpose(images, perm=[2, 0, 1])
         return cutmix(images, labels, num_classes=num_classes)
 
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(UserError) as err:
         next(iter(CutMixLoader(pipe(False, 2))))
     assert re.fullmatch(r"labels must be in \[0, num_classes=2\), got [23]", str(err.value))
     assert isinstance(err.value.__cause__, RuntimeError) and "Error in CPU operator" in str(err.value.__cause__)
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(UserError) as err:
         next(iter(CutMixLoader(pipe(True, 4))))
     assert str(err.value) == CHANNELS_FIRST

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from dali_cutmix.errors import UserError
+
 REPO = Path(__file__).resolve().parents[1]
 
 # Small and fast: ResNet-18 at 32x32 on 4 colour-coded classes, SGD that learns them in a few dozen steps.
@@ -129,9 +131,9 @@ def test_paper_recipe_and_overrides():
     assert big.base_lr == pytest.approx(0.4) and big.mix.mode == "elem" and big.val_resize == 183
     assert big.eval_crop == 160 and big.mix == cfg.mix.replace(mode="elem")
     assert resolve_config({}).recipe == "demo"
-    with pytest.raises(ValueError, match="--prob"):
+    with pytest.raises(UserError, match="--prob"):
         resolve_config({"prob": 1.5})
-    with pytest.raises(ValueError, match="--milestones"):
+    with pytest.raises(UserError, match="--milestones"):
         resolve_config({"milestones": (150, 75)})
 
 
@@ -178,7 +180,7 @@ def test_deit_and_torchvision_recipes_resolve_to_their_published_settings():
     for bad, flag in (({"mix_off_epoch": 0}, "--mix-off-epoch"), ({"optimizer": "lion"}, "--optimizer"),
                       ({"norm_weight_decay": -1.0}, "--norm-weight-decay"),
                       ({"recipe": "torchvision-v2", "val_resize": 200}, "--val-crop")):
-        with pytest.raises(ValueError, match=flag):
+        with pytest.raises(UserError, match=flag):
             resolve_config(bad)
 
 
@@ -207,7 +209,7 @@ def test_mixing_options_come_from_mix_options():
             ({"cutmix_minmax": (0.8, 0.2)}, "--cutmix-minmax must satisfy 0 < lo <= hi <= 1, got (0.8, 0.2)"),
             ({"alpha": 0.5}, "unknown settings: alpha"), ({"mix_mode": "elem"}, "unknown settings: mix_mode"),
             ({"cutmix": False}, "unknown settings: cutmix")):
-        with pytest.raises(ValueError) as info:
+        with pytest.raises(UserError) as info:
             resolve_config(bad)
         assert str(info.value) == message, bad
 
@@ -225,7 +227,7 @@ def test_mixing_options_come_from_mix_options():
 
     # TrainConfig is checked once, on construction, and cannot change afterwards
     cfg = resolve_config({})
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(UserError) as info:
         dataclasses.replace(cfg, epochs=0)
     assert str(info.value) == "--epochs must be an integer >= 1, got 0"
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -400,7 +402,7 @@ def test_soft_target_cross_entropy():
     import torch.nn.functional as F
 
     from dali_cutmix import soft_target_cross_entropy
-    from dali_cutmix.train.loss import topk_correct
+    from dali_cutmix.train.accuracy import topk_correct
 
     torch.manual_seed(0)
     logits, labels = torch.randn(8, 5), torch.randint(0, 5, (8,))
@@ -449,7 +451,7 @@ def test_rank_discovery_from_torchrun_and_slurm():
 def test_progress_redraws_on_a_terminal_and_prints_lines_elsewhere():
     import io
 
-    from dali_cutmix.progress import Progress
+    from dali_cutmix.helpers.progress import Progress
 
     class Terminal(io.StringIO):
         def isatty(self):
@@ -523,7 +525,7 @@ def _shard_sample_hashes(train_dir, shard_id, num_shards, *, epochs):
     """Per epoch, the set of file-content hashes the trainer's reader configuration gives shard ``shard_id``."""
     from nvidia.dali import pipeline_def
 
-    from dali_cutmix.pipeline import reader
+    from dali_cutmix.builder import reader
 
     @pipeline_def(batch_size=8, num_threads=1, device_id=None)
     def probe():
@@ -654,8 +656,8 @@ def test_mix_off_epoch_makes_the_loader_targets_one_hot_from_that_epoch(tiny_ima
     from dali_cutmix import CutMixLoader
     from dali_cutmix.pipelines.imagenet import build_imagenet_train_pipeline
     from dali_cutmix.train.config import resolve_config
-    from dali_cutmix.train.data import build_rank_data
     from dali_cutmix.train.distributed import RankInfo
+    from dali_cutmix.train.loaders import build_rank_data
 
     cfg = resolve_config({"data": str(tiny_imagenet), "arch": "resnet18", "crop": 32, "batch_size": 24,
                           "workers": 1, "seed": 3, "mixup_alpha": 0.4, "cutmix_alpha": 1.0, "mode": "elem",
@@ -892,7 +894,7 @@ def test_bad_mode_is_refused_naming_the_flag(tmp_path, capsys):
 def test_prepare_plans_the_run(tiny_imagenet, tmp_path):
     """prepare() checks a run and returns its RunPlan (typed, frozen); it writes nothing but the output folder and,
     in it, the file lists every rank reads (our class list, the usable files) and skipped.txt."""
-    from dali_cutmix.data import read_file_list
+    from dali_cutmix.folder_reader import read_file_list
     from dali_cutmix.train.config import resolve_config
     from dali_cutmix.train.plan import RunPlan, prepare
 

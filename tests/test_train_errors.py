@@ -16,7 +16,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from test_train import TINY, _cli_command, _env, assert_one_line_error, run_cli, tiny_imagenet  # noqa: F401
 
 

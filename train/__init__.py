@@ -17,13 +17,13 @@ Modules, one job each:
 - :mod:`dali_cutmix.train.distributed`: rank discovery from the environment and the collectives the loop uses;
 - :mod:`dali_cutmix.train.datalists`: the data scanned before the first epoch, the files skipped named, the DALI
   file lists every rank reads;
-- :mod:`dali_cutmix.train.data`: each rank's DALI loaders (mixed training batches, validation) over its own shards;
+- :mod:`dali_cutmix.train.loaders`: each rank's DALI loaders (mixed training batches, validation) over its own shards;
 - :mod:`dali_cutmix.train.model`, :mod:`dali_cutmix.train.optim`: the network; SGD / AdamW with weight-decay groups
   and the lr schedule;
 - :mod:`dali_cutmix.train.loop`: one rank's epochs: train, validate, log, checkpoint;
-- :mod:`dali_cutmix.train.loss`: top-k accuracy counts (the loss is :func:`dali_cutmix.soft_target_cross_entropy`);
+- :mod:`dali_cutmix.train.accuracy`: top-k accuracy counts (the loss is :func:`dali_cutmix.soft_target_cross_entropy`);
 - :mod:`dali_cutmix.train.checkpoint`, :mod:`dali_cutmix.train.metrics`,
-  :mod:`dali_cutmix.train.report`: what a run writes and shows.
+  :mod:`dali_cutmix.train.run_record`: what a run writes and shows.
 
 Entry point: ``dali-cutmix train`` (see the README's Training section), or
 :func:`dali_cutmix.train.launch.launch` with a :class:`~dali_cutmix.train.config.TrainConfig` from

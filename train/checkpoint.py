@@ -25,7 +25,8 @@ import shutil
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
-from dali_cutmix.atomic import atomic_path
+from dali_cutmix.errors import UserError
+from dali_cutmix.helpers.atomic import atomic_path
 from dali_cutmix.options import MixOptionError, MixOptions, flag_name
 
 from .config import TrainConfig
@@ -46,7 +47,7 @@ LOCKED_SETTINGS = ("arch", "zero_init_residual", "crop", "min_area", "batch_size
 METHOD_SWITCHES = (("CutMix", "cutmix_on", ("cutmix_alpha", "cutmix_minmax")), ("MixUp", "mixup_on", ("mixup_alpha",)))
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint that cannot be read or does not fit this run; the message names the file."""
 
 

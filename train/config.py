@@ -8,8 +8,9 @@ import os
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional, Tuple
 
+from dali_cutmix.builder import check_seed
+from dali_cutmix.errors import UserError
 from dali_cutmix.options import MixOptionError, MixOptions, flag_name
-from dali_cutmix.pipeline import check_seed
 
 from .recipe import MIX_KEYS, default_recipe, recipe_settings
 
@@ -131,12 +132,12 @@ def resolve_config(overrides: Mapping[str, Any], base: Optional[Mapping[str, Any
     ``round(crop * 256 / 224)`` of the new validation crop.
 
     Raises:
-        ValueError: an unknown setting, or a value out of range; the message names the flag.
+        UserError: an unknown setting, or a value out of range; the message names the flag.
     """
     given = {k: v for k, v in overrides.items() if v is not None}
     unknown = set(given) - set(SETTINGS)
     if unknown:
-        raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}")
+        raise UserError(f"unknown settings: {', '.join(sorted(unknown))}")
     if base is None:
         recipe = given.get("recipe") or default_recipe(given.get("data"))
         values = recipe_settings(recipe)
@@ -159,12 +160,12 @@ def resolve_config(overrides: Mapping[str, Any], base: Optional[Mapping[str, Any
     warmup, epochs = values["warmup_epochs"], values["epochs"]
     if ("warmup_epochs" not in given and isinstance(epochs, int) and not isinstance(epochs, bool) and epochs >= 1
             and isinstance(warmup, (int, float)) and warmup > epochs):
-        raise ValueError(f"{source} {warmup:g} warmup epochs do not fit in --epochs {epochs}: pass "
+        raise UserError(f"{source} {warmup:g} warmup epochs do not fit in --epochs {epochs}: pass "
                          f"--warmup-epochs N (at most {epochs}) or more --epochs")
     try:
         mix = MixOptions(**{name: values.pop(name) for name in MIX_KEYS})
     except MixOptionError as e:
-        raise ValueError(e.render(flag_name)) from None
+        raise UserError(e.render(flag_name)) from None
     return TrainConfig(mix=mix, **values)
 
 
@@ -176,58 +177,58 @@ def check_config(cfg: TrainConfig) -> None:
     for name in ("crop", "val_resize", "epochs", "batch_size", "cpu_procs", "nnodes"):
         value = getattr(cfg, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{flag_name(name)} must be an integer >= 1, got {value!r}")
+            raise UserError(f"{flag_name(name)} must be an integer >= 1, got {value!r}")
     if cfg.val_crop is not None:
         if isinstance(cfg.val_crop, bool) or not isinstance(cfg.val_crop, int) or cfg.val_crop < 1:
-            raise ValueError(f"--val-crop must be an integer >= 1, got {cfg.val_crop!r}")
+            raise UserError(f"--val-crop must be an integer >= 1, got {cfg.val_crop!r}")
         if cfg.val_resize < cfg.val_crop:
-            raise ValueError(f"--val-resize ({cfg.val_resize}) must be at least --val-crop ({cfg.val_crop})")
+            raise UserError(f"--val-resize ({cfg.val_resize}) must be at least --val-crop ({cfg.val_crop})")
     elif cfg.val_resize < cfg.crop:
-        raise ValueError(f"--val-resize ({cfg.val_resize}) must be at least --crop ({cfg.crop})")
+        raise UserError(f"--val-resize ({cfg.val_resize}) must be at least --crop ({cfg.crop})")
     if not 0 < cfg.min_area <= 1:
-        raise ValueError(f"--min-area must be in (0, 1], got {cfg.min_area!r}")
+        raise UserError(f"--min-area must be in (0, 1], got {cfg.min_area!r}")
     for name in ("save_every", "log_every", "node_rank"):
         if getattr(cfg, name) < 0:
-            raise ValueError(f"{flag_name(name)} must be >= 0, got {getattr(cfg, name)!r}")
+            raise UserError(f"{flag_name(name)} must be >= 0, got {getattr(cfg, name)!r}")
     if cfg.gpus is not None and cfg.gpus < 0:
-        raise ValueError(f"--gpus must be >= 0, got {cfg.gpus!r}")
+        raise UserError(f"--gpus must be >= 0, got {cfg.gpus!r}")
     if cfg.workers is not None and cfg.workers < 1:
-        raise ValueError(f"--workers must be >= 1, got {cfg.workers!r}")
+        raise UserError(f"--workers must be >= 1, got {cfg.workers!r}")
     if cfg.node_rank >= cfg.nnodes:
-        raise ValueError(f"--node-rank must be in [0, --nnodes={cfg.nnodes}), got {cfg.node_rank}")
+        raise UserError(f"--node-rank must be in [0, --nnodes={cfg.nnodes}), got {cfg.node_rank}")
     if cfg.master_port is not None and not 1 <= cfg.master_port <= 65535:
-        raise ValueError(f"--master-port must be in [1, 65535], got {cfg.master_port}")
+        raise UserError(f"--master-port must be in [1, 65535], got {cfg.master_port}")
     for name in ("lr", "lr_per_256"):
         value = getattr(cfg, name)
         if value is not None and not (math.isfinite(value) and value > 0):
-            raise ValueError(f"{flag_name(name)} must be > 0, got {value!r}")
+            raise UserError(f"{flag_name(name)} must be > 0, got {value!r}")
     if cfg.optimizer not in OPTIMIZERS:
-        raise ValueError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {cfg.optimizer!r}")
+        raise UserError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {cfg.optimizer!r}")
     if not 0 <= cfg.momentum < 1:
-        raise ValueError(f"--momentum must be in [0, 1), got {cfg.momentum!r}")
+        raise UserError(f"--momentum must be in [0, 1), got {cfg.momentum!r}")
     if cfg.optimizer == "sgd" and cfg.nesterov and cfg.momentum == 0:
-        raise ValueError("--nesterov needs --momentum > 0")
+        raise UserError("--nesterov needs --momentum > 0")
     for name in ("weight_decay", "norm_weight_decay", "bias_weight_decay", "transformer_embedding_decay"):
         value = getattr(cfg, name)
         if value is not None and not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"{flag_name(name)} must be >= 0, got {value!r}")
+            raise UserError(f"{flag_name(name)} must be >= 0, got {value!r}")
     if cfg.schedule not in SCHEDULES:
-        raise ValueError(f"--schedule must be one of {', '.join(SCHEDULES)}, got {cfg.schedule!r}")
+        raise UserError(f"--schedule must be one of {', '.join(SCHEDULES)}, got {cfg.schedule!r}")
     if any(m < 1 for m in cfg.milestones) or list(cfg.milestones) != sorted(cfg.milestones):
-        raise ValueError(f"--milestones must be increasing epochs >= 1, got {list(cfg.milestones)}")
+        raise UserError(f"--milestones must be increasing epochs >= 1, got {list(cfg.milestones)}")
     if not 0 < cfg.lr_gamma <= 1:
-        raise ValueError(f"--lr-gamma must be in (0, 1], got {cfg.lr_gamma!r}")
+        raise UserError(f"--lr-gamma must be in (0, 1], got {cfg.lr_gamma!r}")
     if not 0 <= cfg.warmup_epochs <= cfg.epochs:
-        raise ValueError(f"--warmup-epochs must be in [0, {cfg.epochs}] (the run's epochs), got "
+        raise UserError(f"--warmup-epochs must be in [0, {cfg.epochs}] (the run's epochs), got "
                          f"{cfg.warmup_epochs:g}")
     if cfg.mix_off_epoch is not None and (isinstance(cfg.mix_off_epoch, bool)
                                           or not isinstance(cfg.mix_off_epoch, int) or cfg.mix_off_epoch < 1):
-        raise ValueError(f"--mix-off-epoch must be an epoch >= 1 (epochs count from 1, as in metrics.jsonl), "
+        raise UserError(f"--mix-off-epoch must be an epoch >= 1 (epochs count from 1, as in metrics.jsonl), "
                          f"got {cfg.mix_off_epoch!r}")
     check_seed(cfg.seed, "--seed")
     if cfg.output is not None and not str(cfg.output).strip():
-        raise ValueError("--output must name a folder, got ''")
+        raise UserError("--output must name a folder, got ''")
     if cfg.amp not in AMP_MODES:
-        raise ValueError(f"--amp must be one of {', '.join(AMP_MODES)}, got {cfg.amp!r}")
+        raise UserError(f"--amp must be one of {', '.join(AMP_MODES)}, got {cfg.amp!r}")
     if cfg.scan not in SCAN_MODES:
-        raise ValueError(f"--scan must be one of {', '.join(SCAN_MODES)}, got {cfg.scan!r}")
+        raise UserError(f"--scan must be one of {', '.join(SCAN_MODES)}, got {cfg.scan!r}")

@@ -22,8 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from dali_cutmix.atomic import atomic_path
-from dali_cutmix.data import list_samples, write_file_list
+from dali_cutmix.errors import UserError
+from dali_cutmix.folder_reader import list_samples
+from dali_cutmix.helpers.atomic import atomic_path
+from dali_cutmix.pipelines.file_lists import write_file_list
 
 from .config import SCAN_MODES
 
@@ -70,22 +72,22 @@ def data_source(data) -> Tuple[str, List[str], Optional[Tuple[str, str]]]:
     None.
 
     Raises:
-        FileNotFoundError, ValueError: a missing root, a bad layout, shard folders of different classes.
+        UserError: a missing root, a bad layout, shard folders of different classes.
     """
     from dali_cutmix.pipelines.imagenet import check_imagenet_layout
-    from dali_cutmix.shards import is_s3, is_shard_folder, shard_root_splits
+    from dali_cutmix.shard_reader import is_s3, is_shard_folder, shard_root_splits
 
     if is_s3(data):
         train, val = shard_root_splits(data)
         return str(data), list(train.classes), (train.location, val.location)
     root = Path(data).expanduser()
     if not root.exists():
-        raise FileNotFoundError(f"--data {str(data)!r} does not exist")
+        raise UserError(f"--data {str(data)!r} does not exist")
     splits = shard_root_splits(root)
     if splits is not None:
         return str(root), list(splits[0].classes), (splits[0].location, splits[1].location)
     if is_shard_folder(root):
-        raise ValueError(f"--data {str(data)!r} is one shard folder; training needs train/ and val/ shard folders: "
+        raise UserError(f"--data {str(data)!r} is one shard folder; training needs train/ and val/ shard folders: "
                          f"`dali-cutmix shard` of an ImageNet root (DATA/train, DATA/val) writes them")
     return str(root), list(check_imagenet_layout(root)[2]), None
 
@@ -94,7 +96,7 @@ def shard_selection(shards: Tuple[str, str]) -> DataSelection:
     """What a run on a shard root reads: its two shard folders; the files skipped are those the shard run
     skipped (named in its manifests)."""
     from dali_cutmix.pipelines.scan import skipping_line
-    from dali_cutmix.shards import as_shards
+    from dali_cutmix.shard_reader import as_shards
 
     train, val = as_shards(shards[0]), as_shards(shards[1])
     skipped = tuple(Skipped(e["path"], e["reason"], "shard") for s in (train, val) for e in s.skipped)
@@ -184,12 +186,13 @@ def select_files(root, classes: Sequence[str], *, scan: str, jobs: Optional[int]
     ("quick", "full"; "off": no scan) and the ``failed`` ones.
 
     Raises:
-        ValueError: a split without one usable image, or a bad ``scan``.
+        UserError: a split without one usable image, or a bad ``scan``.
     """
-    from dali_cutmix.pipelines.scan import plural, scan_split, skipping_line
+    from dali_cutmix.helpers.text import plural
+    from dali_cutmix.pipelines.scan import scan_split, skipping_line
 
     if scan not in SCAN_MODES:
-        raise ValueError(f"--scan must be one of {', '.join(SCAN_MODES)}, got {scan!r}")
+        raise UserError(f"--scan must be one of {', '.join(SCAN_MODES)}, got {scan!r}")
     root = Path(root)
     failed_paths = {f.path for f in failed}
     skipped: List[Skipped] = []
@@ -217,7 +220,7 @@ def select_files(root, classes: Sequence[str], *, scan: str, jobs: Optional[int]
             files.append(str(folder / rel))
             labels.append(label)
         if not files:
-            raise ValueError(f"{str(folder)!r} holds no usable image: see `dali-cutmix scan {root}`")
+            raise UserError(f"{str(folder)!r} holds no usable image: see `dali-cutmix scan {root}`")
         splits[split] = (files, labels)
     skipped += [f for f in failed if f.path not in {s.path for s in skipped}]
     if scan != "off":

@@ -18,6 +18,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, List, Mapping, MutableMapping, Optional
 
+from dali_cutmix.errors import UserError
+
 DEFAULT_MASTER_PORT = 29500
 
 
@@ -49,7 +51,7 @@ def _int_env(env: Mapping[str, str], name: str) -> int:
     try:
         return int(env[name])
     except (KeyError, ValueError):
-        raise ValueError(f"environment variable {name} must be an integer, got {env.get(name)!r}") from None
+        raise UserError(f"environment variable {name} must be an integer, got {env.get(name)!r}") from None
 
 
 def _slurm_world_size(env: Mapping[str, str]) -> int:
@@ -86,7 +88,7 @@ def rank_info(env: Mapping[str, str] = os.environ) -> RankInfo:
     """This process's :class:`RankInfo` from the environment (see the module docstring).
 
     Raises:
-        ValueError: a rank variable that is not an integer, or a rank outside ``[0, WORLD_SIZE)``.
+        UserError: a rank variable that is not an integer, or a rank outside ``[0, WORLD_SIZE)``.
     """
     launcher = external_launcher(env)
     if launcher == "torchrun":
@@ -99,7 +101,7 @@ def rank_info(env: Mapping[str, str] = os.environ) -> RankInfo:
     else:
         return RankInfo()
     if not (0 <= rank < world and 0 <= local):
-        raise ValueError(f"rank {rank} is outside [0, world size {world}) (from the {launcher} environment)")
+        raise UserError(f"rank {rank} is outside [0, world size {world}) (from the {launcher} environment)")
     return RankInfo(rank=rank, world_size=world, local_rank=local, local_world_size=max(local_world, local + 1))
 
 
@@ -118,7 +120,7 @@ def export_slurm_env(env: MutableMapping[str, str], *, master_addr: Optional[str
     elif "MASTER_ADDR" not in env:
         nodelist = env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST")
         if not nodelist:
-            raise ValueError("under SLURM, set MASTER_ADDR (or --master-addr): no SLURM node list in the environment")
+            raise UserError("under SLURM, set MASTER_ADDR (or --master-addr): no SLURM node list in the environment")
         env["MASTER_ADDR"] = first_slurm_host(nodelist)
     if master_port is not None:
         env["MASTER_PORT"] = str(master_port)

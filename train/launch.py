@@ -25,7 +25,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Set
 
-from dali_cutmix.errors import USER_ERRORS, first_line
+from dali_cutmix.errors import UserError, first_line
 
 from . import distributed
 from .config import TrainConfig
@@ -40,7 +40,7 @@ def launch(cfg: TrainConfig, notes: Sequence[str] = ()) -> Dict[str, Any]:
     A run that fails before its first checkpoint leaves nothing in its folder (see :func:`clean_failed_start`).
 
     Raises:
-        ValueError / FileNotFoundError: a bad setting, path or checkpoint, or a rank that failed (one line).
+        UserError: a bad setting, path or checkpoint, or a rank that failed (one line).
     """
     if cfg.output is None:
         cfg = dataclasses.replace(cfg, output=default_output())
@@ -205,7 +205,7 @@ def _elastic_worker(cfg: TrainConfig, plan: RunPlan, error_dir: str) -> Dict[str
     except BaseException as e:  # noqa: BLE001 - every failure must reach the parent as one line
         if isinstance(e, SystemExit) and not e.code:
             raise
-        user = isinstance(e, USER_ERRORS)
+        user = isinstance(e, UserError)
         message = first_line(e)
         if not user:
             message = f"{type(e).__name__}: {message}"

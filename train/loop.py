@@ -16,26 +16,26 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from dali_cutmix.errors import first_line
-from dali_cutmix.host import usable_cores
+from dali_cutmix.errors import UserError, first_line
+from dali_cutmix.helpers.host import usable_cores
+from dali_cutmix.helpers.progress import Progress
+from dali_cutmix.helpers.text import plural
 from dali_cutmix.imagecheck import BadFileError
 from dali_cutmix.loss import soft_target_cross_entropy
-from dali_cutmix.pipelines.scan import plural
-from dali_cutmix.progress import Progress
 
 from . import distributed
+from .accuracy import topk_correct
 from .checkpoint import (BEST, FORMAT, LAST, CheckpointError, check_compatible, copy_checkpoint, decode_dali_state,
                          encode_dali_state, load_checkpoint, save_checkpoint)
 from .config import TrainConfig
-from .data import build_rank_data
 from .datalists import SKIPPED_FILE, record_failure, skipped_records
 from .distributed import RankInfo
-from .loss import topk_correct
+from .loaders import build_rank_data
 from .metrics import MetricsLog
 from .model import build_model, to_model_input
 from .optim import LRSchedule, build_optimizer
 from .plan import RunPlan
-from .report import RANKS_FILE, RUN_FILE, epoch_line, state_digest, write_json
+from .run_record import RANKS_FILE, RUN_FILE, epoch_line, state_digest, write_json
 
 
 def _say(info: RankInfo, text: str) -> None:
@@ -49,7 +49,7 @@ def select_device(use_gpu: bool, info: RankInfo):
 
     if use_gpu:
         if info.local_rank >= torch.cuda.device_count():
-            raise ValueError(f"local rank {info.local_rank} has no GPU: {torch.cuda.device_count()} GPU(s) visible")
+            raise UserError(f"local rank {info.local_rank} has no GPU: {torch.cuda.device_count()} GPU(s) visible")
         device = torch.device("cuda", info.local_rank)
         torch.cuda.set_device(device)
         return device
@@ -247,11 +247,11 @@ def start_lines(cfg: TrainConfig, *, start_epoch: int, classes: int, train_image
             f"  output: {output}"]
 
 
-class TrainingDiverged(ValueError):
+class TrainingDiverged(UserError):
     """The loss stopped being finite: a setting's fault (--lr), told in one line."""
 
 
-class DataFileFailed(ValueError):
+class DataFileFailed(UserError):
     """A data file failed while the run read it (after the scan passed it); the message says which and what to
     do, in one line."""
 

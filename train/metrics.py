@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
-from dali_cutmix.atomic import atomic_path
+from dali_cutmix.helpers.atomic import atomic_path
 
 METRICS_FILE = "metrics.jsonl"
 

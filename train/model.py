@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import List, Optional
 
+from dali_cutmix.errors import UserError
+
 #: torchvision builders that take ``zero_init_residual``.
 RESIDUAL_FAMILIES = ("resnet", "resnext", "wide_resnet")
 
@@ -21,7 +23,7 @@ def check_arch(arch: str) -> None:
     if arch not in names:
         close = [n for n in names if n.startswith(arch[:4])][:8] if arch else []
         hint = f" (similar: {', '.join(close)})" if close else ""
-        raise ValueError(f"--arch {arch!r} is not a torchvision classification model{hint}")
+        raise UserError(f"--arch {arch!r} is not a torchvision classification model{hint}")
 
 
 def _vit_patch(arch: str):
@@ -38,9 +40,9 @@ def check_input_size(arch: str, crop: int, eval_crop: int) -> None:
     if patch is None:
         return
     if crop % patch:
-        raise ValueError(f"--arch {arch} takes images whose side is a multiple of {patch}: --crop {crop} is not")
+        raise UserError(f"--arch {arch} takes images whose side is a multiple of {patch}: --crop {crop} is not")
     if eval_crop != crop:
-        raise ValueError(f"--arch {arch} is built for one input size: --val-crop ({eval_crop}) must equal "
+        raise UserError(f"--arch {arch} is built for one input size: --val-crop ({eval_crop}) must equal "
                          f"--crop ({crop})")
 
 
@@ -108,14 +110,14 @@ def check_model_input(arch: str, *, crop: int, eval_crop: int, batch: int, num_c
         if why is None:
             continue
         if "more than 1 value per channel" in why:
-            raise ValueError(f"--arch {arch} cannot train on {batch} image(s) of {size}x{size} per step (BatchNorm "
+            raise UserError(f"--arch {arch} cannot train on {batch} image(s) of {size}x{size} per step (BatchNorm "
                              f"needs more than one value per channel): raise --batch-size or {flag}")
         smallest = _smallest_size(model, size, max(batch, 1), train)
         what = "train" if train else "validate"
         if smallest:
-            raise ValueError(f"--arch {arch} cannot {what} at {flag} {size}: it needs {smallest} pixels or more "
+            raise UserError(f"--arch {arch} cannot {what} at {flag} {size}: it needs {smallest} pixels or more "
                              f"(its layers shrink smaller images to nothing)")
-        raise ValueError(f"--arch {arch} cannot {what} at {flag} {size} ({why})")
+        raise UserError(f"--arch {arch} cannot {what} at {flag} {size} ({why})")
 
 
 def build_model(arch: str, num_classes: int, *, device, channels_last: bool = True,

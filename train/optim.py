@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any, Dict, List, Optional, Sequence
 
+from dali_cutmix.errors import UserError
 
 #: Parameter names (the attribute name in their module) that ``transformer_embedding_decay`` covers: ViT's class
 #: token and position embeddings, Swin's relative position bias tables.
@@ -73,7 +74,7 @@ def build_optimizer(model, *, lr: float, momentum: float = 0.9, nesterov: bool =
         return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
     if optimizer == "adamw":
         return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=weight_decay)
-    raise ValueError(f"--optimizer must be 'sgd' or 'adamw', got {optimizer!r}")
+    raise UserError(f"--optimizer must be 'sgd' or 'adamw', got {optimizer!r}")
 
 
 def lr_at(epoch: float, *, base_lr: float, epochs: int, schedule: str, milestones: Sequence[int] = (),
@@ -94,7 +95,7 @@ def lr_at(epoch: float, *, base_lr: float, epochs: int, schedule: str, milestone
         span = max(epochs - warmup_epochs, 1e-12)
         t = min(max((epoch - warmup_epochs) / span, 0.0), 1.0)
         return base_lr * 0.5 * (1.0 + math.cos(math.pi * t))
-    raise ValueError(f"--schedule must be 'step' or 'cosine', got {schedule!r}")
+    raise UserError(f"--schedule must be 'step' or 'cosine', got {schedule!r}")
 
 
 class LRSchedule:
@@ -103,7 +104,7 @@ class LRSchedule:
     def __init__(self, optimizer, *, steps_per_epoch: int, base_lr: float, epochs: int, schedule: str,
                  milestones: Sequence[int] = (), gamma: float = 0.1, warmup_epochs: float = 0.0):
         if steps_per_epoch < 1:
-            raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
+            raise UserError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
         self.optimizer = optimizer
         self.steps_per_epoch = int(steps_per_epoch)
         self.options = dict(base_lr=float(base_lr), epochs=int(epochs), schedule=schedule,

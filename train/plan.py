@@ -12,18 +12,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable, Optional, Tuple
 
-from dali_cutmix.atomic import writable_folder
+from dali_cutmix.errors import UserError
+from dali_cutmix.helpers.atomic import writable_folder
 
 from . import distributed
 from .checkpoint import LAST, check_compatible, load_checkpoint, resolve_resume
 from .config import TrainConfig
-from .datalists import (FAILED_FILE, SKIPPED_FILE, TRAIN_LIST, VAL_LIST, Skipped, data_source, read_failures,
-                        say_lines, select_files, shard_selection, write_run_lists)
+from .datalists import (FAILED_FILE, SKIPPED_FILE, TRAIN_LIST, VAL_LIST, Skipped, data_source, read_failures, say_lines,
+                        select_files, shard_selection, write_run_lists)
 from .metrics import METRICS_FILE
-from .report import RANKS_FILE, RUN_FILE
+from .run_record import RANKS_FILE, RUN_FILE
 
 
-class LaunchError(ValueError):
+class LaunchError(UserError):
     """A run that cannot start (or a rank that failed), described in one line."""
 
 
@@ -99,7 +100,7 @@ def _is_run_file(name: str) -> bool:
 
 def check_output_path(output: Path) -> None:
     """Raise LaunchError unless the run folder ``output`` is (or can be created as) a writable folder: not a file,
-    not under a file, in a folder that takes new files (:func:`dali_cutmix.atomic.writable_folder`)."""
+    not under a file, in a folder that takes new files (:func:`dali_cutmix.helpers.atomic.writable_folder`)."""
     shown = str(output)
     if output.exists() and not output.is_dir():
         raise LaunchError(f"--output {shown!r} exists and is not a folder")
@@ -160,7 +161,7 @@ def prepare(cfg: TrainConfig, *, launcher: Optional[str] = None, world_size: Opt
     run's file lists and ``skipped.txt`` in it.
 
     Raises:
-        ValueError (LaunchError, CheckpointError, ...), FileNotFoundError: one line naming the flag or path.
+        UserError: one line naming the flag or path.
     """
     from dali_cutmix.pipelines.imagenet import check_imagenet_layout
 

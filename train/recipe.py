@@ -31,6 +31,7 @@ import dataclasses
 from types import MappingProxyType
 from typing import Any, Dict, Mapping
 
+from dali_cutmix.errors import UserError
 from dali_cutmix.options import MixOptions
 
 #: The mixing options a recipe sets: :class:`dali_cutmix.MixOptions`' fields, under its names (the trainer holds
@@ -190,10 +191,10 @@ def recipe_settings(name: str) -> Dict[str, Any]:
     """A fresh dict of recipe ``name``'s settings (every key of :data:`RECIPE_KEYS`).
 
     Raises:
-        ValueError: unknown recipe name (the message lists the known ones).
+        UserError: unknown recipe name (the message lists the known ones).
     """
     if name not in RECIPES:
-        raise ValueError(f"--recipe must be one of {', '.join(RECIPES)}, got {name!r}")
+        raise UserError(f"--recipe must be one of {', '.join(RECIPES)}, got {name!r}")
     return dict(RECIPES[name])
 
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+from dali_cutmix.errors import UserError
+from dali_cutmix.helpers.text import plural
 from dali_cutmix.options import flag_name
-from dali_cutmix.pipelines.scan import plural
 
 from .checkpoint import LAST, CheckpointError, load_checkpoint
 from .config import SETTINGS, TrainConfig, absolute_data, resolve_config
@@ -54,13 +55,13 @@ def resume_target(resume: Optional[str], output: Optional[str]) -> Tuple[Optiona
 
     Raises:
         CheckpointError: ``--resume PATH`` that is neither a file nor a run folder with ``last.pt``;
-        ValueError: ``--resume auto`` without ``--output``.
+        UserError: ``--resume auto`` without ``--output``.
     """
     if resume is None:
         return None, output
     if resume == "auto":
         if output is None:
-            raise ValueError("--resume auto needs --output DIR: the run folder to continue")
+            raise UserError("--resume auto needs --output DIR: the run folder to continue")
         last = Path(output).expanduser() / LAST
         return (last if last.is_file() else None), output
     path = Path(resume).expanduser()
@@ -101,11 +102,11 @@ def resolve_run(options: Mapping[str, Any]) -> Tuple[TrainConfig, List[str]]:
     those of :data:`LOCKED` (refused when they differ) and ``--epochs`` fewer than the checkpoint holds.
 
     Raises:
-        ValueError (CheckpointError, ...): one line naming the flag.
+        UserError: one line naming the flag.
     """
     given = {k: v for k, v in options.items() if v is not None}
     if "output" in given and not str(given["output"]).strip():
-        raise ValueError("--output must name a folder, got ''")
+        raise UserError("--output must name a folder, got ''")
     path, output = resume_target(given.get("resume"), given.get("output"))
     if path is None:
         cfg = resolve_config(given)
@@ -126,12 +127,12 @@ def resolve_run(options: Mapping[str, Any]) -> Tuple[TrainConfig, List[str]]:
     for key in LOCKED:
         was, now = _value(saved, key), _value(cfg, key)
         if was != now:
-            raise ValueError(f"{flag_value(key, now)}: {where} was trained with {flag_value(key, was)}, which a "
+            raise UserError(f"{flag_value(key, now)}: {where} was trained with {flag_value(key, was)}, which a "
                              f"resumed run keeps (leave {flag_name(key)} out, or start a new run in another "
                              f"--output)")
     done = int(state["epoch"])
     if cfg.epochs < done:
-        raise ValueError(f"--epochs {cfg.epochs}: {where} has already finished {done} epochs; pass --epochs "
+        raise UserError(f"--epochs {cfg.epochs}: {where} has already finished {done} epochs; pass --epochs "
                          f"{done + 1} or more to continue it")
     return cfg, setting_notes(cfg, given, source="the resumed run's")
 

@@ -5,7 +5,7 @@ the system C++ compiler (``$CXX`` or ``g++``) into a cache folder keyed by the D
 hash, so a new DALI or a changed source builds again and every process of a multi-GPU job shares one build
 (a file lock keeps concurrent first uses from compiling twice). It builds once per machine and DALI version.
 
-The cache folder is :func:`dali_cutmix.host.cache_dir` (``$DALI_CUTMIX_CACHE``, else ``~/.cache/dali-cutmix``);
+The cache folder is :func:`dali_cutmix.helpers.host.cache_dir` (``$DALI_CUTMIX_CACHE``, else ``~/.cache/dali-cutmix``);
 every function here also takes an explicit ``cache`` folder, so a machine with a compiler can build for machines
 without one (``dali-cutmix doctor --build --cache DIR``; those then set ``DALI_CUTMIX_CACHE=DIR``).
 """
@@ -24,8 +24,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from dali_cutmix.helpers.host import cache_dir
+
 from ..errors import UserError
-from ..host import cache_dir
 
 SOURCE = Path(__file__).with_name("mix_ops.cc")
 LIBRARY_NAME = "libdali_cutmix_ops.so"
@@ -34,7 +35,7 @@ _loaded = None
 log = logging.getLogger(__name__)
 
 
-class NativeBuildError(RuntimeError, UserError):
+class NativeBuildError(UserError):
     """The native operators could not be compiled (no compiler, no CUDA headers, ...): the machine's set-up, so a
     :class:`~dali_cutmix.errors.UserError` (the CLI says it in one line, exit code 2).
 
@@ -52,7 +53,7 @@ class NativeBuildError(RuntimeError, UserError):
 
 
 def native_cache_dir(cache: str | os.PathLike | None = None) -> Path:
-    """Where compiled operators live: ``native/`` in ``cache``, or in :func:`dali_cutmix.host.cache_dir` when
+    """Where compiled operators live: ``native/`` in ``cache``, or in :func:`dali_cutmix.helpers.host.cache_dir` when
     ``cache`` is None."""
     return Path(cache if cache is not None else cache_dir()) / "native"
 
@@ -107,7 +108,7 @@ def library_path(cache: str | os.PathLike | None = None) -> Path:
 
 
 def build(force: bool = False, cache: str | os.PathLike | None = None) -> Path:
-    """Compile the operators into ``cache`` (default: :func:`dali_cutmix.host.cache_dir`) if they are not there,
+    """Compile the operators into ``cache`` (default: :func:`dali_cutmix.helpers.host.cache_dir`) if they are not there,
     or always with ``force`` (atomically, under a lock); returns the library's path.
 
     Raises:
@@ -171,7 +172,7 @@ def _compiler_failed(result: subprocess.CompletedProcess, log_path: Path) -> Nat
 def load(cache: str | os.PathLike | None = None) -> Path:
     """Build if needed and load the operators into DALI (once per process): ``fn.dali_cutmix_params`` and
     ``fn.dali_cutmix_apply`` exist afterwards. Returns the path of the library that was loaded: the one in
-    ``cache`` (default: :func:`dali_cutmix.host.cache_dir`), or the one an earlier call of this process loaded.
+    ``cache`` (default: :func:`dali_cutmix.helpers.host.cache_dir`), or the one an earlier call of this process loaded.
 
     Raises:
         NativeBuildError: :func:`build`'s, or the cache folder cannot be written (``missing`` "cache")."""

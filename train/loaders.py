@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, Optional
 
-from dali_cutmix.errors import first_line
-from dali_cutmix.host import usable_cores
+from dali_cutmix.errors import UserError, first_line
+from dali_cutmix.helpers.host import usable_cores
 
 from .config import TrainConfig
 from .distributed import RankInfo
@@ -55,12 +55,12 @@ def build_rank_data(cfg: TrainConfig, *, train_dir, val_dir, num_classes: int, i
     all ranks.
 
     Raises:
-        ValueError: this rank's shard is smaller than one batch (the message names ``--batch-size``), or
+        UserError: this rank's shard is smaller than one batch (the message names ``--batch-size``), or
             ``dali_checkpoint`` was taken from another pipeline graph.
     """
     from dali_cutmix import CutMixLoader
     from dali_cutmix.pipelines.imagenet import build_imagenet_train_pipeline, build_imagenet_val_pipeline
-    from dali_cutmix.shards import resolve_shards  # a shard folder's manifest read once, before the graphs
+    from dali_cutmix.shard_reader import resolve_shards
 
     per_rank = cfg.batch_size // info.world_size
     threads = cfg.workers or default_workers(info.local_world_size)
@@ -77,11 +77,11 @@ def build_rank_data(cfg: TrainConfig, *, train_dir, val_dir, num_classes: int, i
     except RuntimeError as e:
         if dali_checkpoint is None:
             raise
-        raise ValueError(f"the checkpoint's DALI state does not fit this training pipeline (resume with the "
+        raise UserError(f"the checkpoint's DALI state does not fit this training pipeline (resume with the "
                          f"mixing settings of the run that wrote it; DALI: {first_line(e)})") from None
     meta = dict(train.pipeline.reader_meta("Reader"))
     if len(train) == 0:
-        raise ValueError(
+        raise UserError(
             f"--batch-size {cfg.batch_size} is too large: each of the {info.world_size} ranks takes {per_rank} "
             f"images per step but its shard of {str(train_dir)!r} holds only "
             f"{meta['epoch_size'] // info.world_size}")

@@ -7,9 +7,10 @@ import weakref
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Tuple, Union
 
-from .data import ImageList, count_classes, image_list
+from .errors import UserError
+from .folder_reader import ImageList, count_classes, image_list
 from .options import MixOptions, check_num_classes
-from .shards import ShardSet, as_shards, is_shard_folder, resolve_shards, shard_reader
+from .shard_reader import ShardSet, as_shards, is_shard_folder, resolve_shards, shard_reader
 from .stage import PARAM_NAMES, mix_stage
 
 #: ImageNet's per-channel mean and std for images in [0, 1] (torchvision's), and in pixel units (0-255, DALI's).
@@ -33,10 +34,10 @@ MAX_SEED = 2**32 - 1
 
 
 def check_seed(seed, name: str = "seed") -> int:
-    """``seed`` if it is an integer in ``[0, MAX_SEED]``; raises ValueError naming it as ``name`` (a caller's
+    """``seed`` if it is an integer in ``[0, MAX_SEED]``; raises UserError naming it as ``name`` (a caller's
     argument or flag name) otherwise."""
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-        raise ValueError(f"{name} must be an integer in [0, {MAX_SEED}], got {seed!r}")
+        raise UserError(f"{name} must be an integer in [0, {MAX_SEED}], got {seed!r}")
     return seed
 
 
@@ -46,17 +47,17 @@ def rank_seed(seed: int, shard_id: int = 0) -> int:
 
 
 def check_pipeline_args(*, batch_size, crop, device, num_shards, shard_id, num_threads):
-    """Validate the builder's plain arguments; raises ValueError naming the argument."""
+    """Validate the builder's plain arguments; raises UserError naming the argument."""
     if device not in DEVICES:
-        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+        raise UserError(f"device must be one of {DEVICES}, got {device!r}")
     for name, value in (("batch_size", batch_size), ("num_threads", num_threads), ("num_shards", num_shards)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+            raise UserError(f"{name} must be an integer >= 1, got {value!r}")
     crop_hw = (crop, crop) if isinstance(crop, int) else tuple(crop) if isinstance(crop, (tuple, list)) else ()
     if len(crop_hw) != 2 or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in crop_hw):
-        raise ValueError(f"crop must be a positive int or (height, width) of positive ints, got {crop!r}")
+        raise UserError(f"crop must be a positive int or (height, width) of positive ints, got {crop!r}")
     if not 0 <= shard_id < num_shards:
-        raise ValueError(f"shard_id must be in [0, num_shards={num_shards}), got {shard_id!r}")
+        raise UserError(f"shard_id must be in [0, num_shards={num_shards}), got {shard_id!r}")
     return crop_hw
 
 
@@ -67,16 +68,16 @@ _SOURCES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 def reader_args(data) -> Tuple[dict, Union[ImageList, Path]]:
     """The file source arguments of ``fn.readers.file`` for ``data``, and what they read.
 
-    ``data``: a class-per-folder tree (its files and labels from our class list, :func:`dali_cutmix.data.
+    ``data``: a class-per-folder tree (its files and labels from our class list, :func:`dali_cutmix.folder_reader.
     list_samples`: hidden folders are never classes), a DALI file list (``path label`` lines, paths relative to
     the list's folder or absolute: what ``dali-cutmix scan --write-list`` writes), or an
-    :class:`~dali_cutmix.data.ImageList`. Returns ``(kwargs, source)``: ``source`` is the list file's path or
+    :class:`~dali_cutmix.folder_reader.ImageList`. Returns ``(kwargs, source)``: ``source`` is the list file's path or
     the ImageList.
 
-    (A shard folder is read by :func:`dali_cutmix.shards.shard_reader` instead: see :func:`reader`.)
+    (A shard folder is read by :func:`dali_cutmix.shard_reader.shard_reader` instead: see :func:`reader`.)
 
     Raises:
-        FileNotFoundError, ValueError: ``data`` is missing, holds no images, or the list is malformed.
+        UserError: ``data`` is missing, holds no images, or the list is malformed.
     """
     if not isinstance(data, ImageList) and Path(data).is_file():
         path = Path(data)
@@ -88,7 +89,7 @@ def reader_args(data) -> Tuple[dict, Union[ImageList, Path]]:
 
 def reader_source(pipeline, name: str = READER_NAME) -> Optional[Union[ImageList, Path, ShardSet]]:
     """What the reader ``name`` of ``pipeline`` reads, when :func:`reader` made it: a DALI file list's path, an
-    :class:`~dali_cutmix.data.ImageList` or a :class:`~dali_cutmix.shards.ShardSet` (None for a reader made
+    :class:`~dali_cutmix.folder_reader.ImageList` or a :class:`~dali_cutmix.shard_reader.ShardSet` (None for a reader made
     otherwise)."""
     return _SOURCES.get(pipeline, {}).get(name)
 
@@ -102,7 +103,7 @@ def reader(data, *, shard_id=0, num_shards=1, shuffle=True, seed=0, name=READER_
     ``shuffle`` the files are read in order. The pipeline remembers what its reader reads
     (:func:`reader_source`), so a file DALI fails on can be named.
 
-    A shard folder is read by DALI's webdataset reader instead (:func:`dali_cutmix.shards.shard_reader`: the same
+    A shard folder is read by DALI's webdataset reader instead (:func:`dali_cutmix.shard_reader.shard_reader`: the same
     outputs, sharding, padding and name; its shuffle is the tar order per epoch plus a shuffle buffer).
     """
     import nvidia.dali.fn as fn
@@ -167,9 +168,9 @@ class _MixGateSource:
 
 
 def check_off_epoch(off_epoch) -> int:
-    """``off_epoch`` (``mix_off_epoch``, counted from 0) if it is an integer >= 0; raises ValueError naming it."""
+    """``off_epoch`` (``mix_off_epoch``, counted from 0) if it is an integer >= 0; raises UserError naming it."""
     if isinstance(off_epoch, bool) or not isinstance(off_epoch, int) or off_epoch < 0:
-        raise ValueError(f"mix_off_epoch must be an integer >= 0, got {off_epoch!r}")
+        raise UserError(f"mix_off_epoch must be an integer >= 0, got {off_epoch!r}")
     return off_epoch
 
 
@@ -307,7 +308,7 @@ def build_cutmix_pipeline(
         data: a class-per-folder directory ``data/<class>/<image>`` (read through our class list: hidden
             folders and files are left out), a DALI file list (``path label`` lines, paths relative to the
             list's folder or absolute: what ``dali-cutmix scan --write-list`` writes) or a
-            :class:`dali_cutmix.data.ImageList`.
+            :class:`dali_cutmix.folder_reader.ImageList`.
         batch_size: samples per batch on this rank (the per-GPU batch).
         num_classes: soft-label width; default: the number of classes found in ``data``.
         crop: output size, int or (height, width).
@@ -350,7 +351,7 @@ def build_cutmix_pipeline(
         and the labels integer class ids; cut at "mix", the images are uint8 HWC.
 
     Raises:
-        FileNotFoundError, ValueError: a bad path or argument, naming it. TypeError: an unknown argument.
+        UserError: a bad path or argument, naming it. TypeError: an unknown argument.
     """
     from nvidia.dali import pipeline_def
 
@@ -359,9 +360,9 @@ def build_cutmix_pipeline(
     check_seed(seed)
     check_pipeline_kwargs(pipeline_kwargs)
     if stop_after not in STAGES:
-        raise ValueError(f"stop_after must be one of {STAGES}, got {stop_after!r}")
+        raise UserError(f"stop_after must be one of {STAGES}, got {stop_after!r}")
     if decode not in DECODES:
-        raise ValueError(f"decode must be one of {DECODES}, got {decode!r}")
+        raise UserError(f"decode must be one of {DECODES}, got {decode!r}")
     options = MixOptions.coerce(mix_options)
     if num_classes is not None:
         check_num_classes(num_classes)

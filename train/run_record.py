@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
-from dali_cutmix.atomic import atomic_path
+from dali_cutmix.helpers.atomic import atomic_path
 
 RUN_FILE = "run.json"
 RANKS_FILE = "ranks.json"

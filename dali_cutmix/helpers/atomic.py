@@ -9,6 +9,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from ..errors import UserError
+
 
 def _naming(error: OSError, path: Path, tmp) -> OSError:
     """``error`` again, naming ``path`` where it named the temporary file ``tmp`` (or, for ``tmp`` None, any file
@@ -57,27 +59,25 @@ def check_writable(path) -> Path:
     (:func:`writable_folder`), and ``path`` is not itself a folder. Creates nothing that stays.
 
     Raises:
-        FileNotFoundError: the folder does not exist. NotADirectoryError: the folder, or one above it, is a file.
-        IsADirectoryError: ``path`` is a folder. FileExistsError: ``path`` is a device, pipe or socket.
-        PermissionError / OSError: the folder takes no new file.
-        Each names the folder or ``path``, in one line.
+        UserError: the folder does not exist, it (or one above it) is a file, it takes no new file, or ``path``
+        is a folder, a device, a pipe or a socket; one line naming the folder or ``path``.
     """
     path = Path(path)
     folder = path.parent
     shown = repr(str(folder)) if str(folder) != "." else f"{os.getcwd()!r} (the current directory)"
     if path.is_dir():
-        raise IsADirectoryError(f"{str(path)!r} is a directory, expected a file name")
+        raise UserError(f"{str(path)!r} is a directory, expected a file name")
     if path.exists() and not path.is_file():  # a device, pipe or socket: a rename would replace it
-        raise FileExistsError(f"{str(path)!r} exists and is not a regular file (a device, pipe or socket)")
+        raise UserError(f"{str(path)!r} exists and is not a regular file (a device, pipe or socket)")
     try:
         writable_folder(folder)
     except NotADirectoryError as e:
-        raise NotADirectoryError(
+        raise UserError(
             f"{e.filename!r} is a file, not a directory (so {str(path)!r} cannot be written)") from None
     except FileNotFoundError:
-        raise FileNotFoundError(f"the directory {str(folder)!r} does not exist (create it first)") from None
+        raise UserError(f"the directory {str(folder)!r} does not exist (create it first)") from None
     except OSError as e:
-        raise type(e)(f"cannot write in the directory {shown}: {e.strerror}") from None
+        raise UserError(f"cannot write in the directory {shown}: {e.strerror}") from None
     return path
 
 

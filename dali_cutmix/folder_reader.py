@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, List, Optional, Sequence, Tuple
 
-from .atomic import atomic_path
+from .errors import UserError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 #: How the ImageNet validation images that ship as one flat folder are usually sorted into class folders.
@@ -43,13 +43,13 @@ def list_classes(root) -> List[str]:
     Hidden folders are not classes; a class folder may be empty (it keeps its label).
 
     Raises:
-        FileNotFoundError: ``root`` does not exist or is not a directory.
-        ValueError: ``root`` has no class folder holding an image; the message says when ``root`` is a flat
+        UserError: ``root`` does not exist or is not a directory.
+        UserError: ``root`` has no class folder holding an image; the message says when ``root`` is a flat
             folder of images (as ImageNet's ``val/`` ships) and how to sort it.
     """
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"data path {str(root)!r} does not exist or is not a directory")
+        raise UserError(f"data path {str(root)!r} does not exist or is not a directory")
     with os.scandir(root) as it:
         classes = sorted(e.name for e in it if e.is_dir() and not is_hidden(e.name))
     for name in classes:
@@ -57,11 +57,11 @@ def list_classes(root) -> List[str]:
             return classes
     loose = _loose_images(root)
     if loose:
-        raise ValueError(
+        raise UserError(
             f"data path {str(root)!r} is a flat folder: it holds {loose} images directly and none in class "
             f"folders (ImageNet's val/ ships this way); {FLAT_VAL_HINT}, so that it reads "
             f"{str(root)}/<class>/<image>")
-    raise ValueError(
+    raise UserError(
         f"data path {str(root)!r} holds no images: expected class folders {str(root)}/<class>/<image> "
         f"(extensions {', '.join(IMAGE_EXTENSIONS)})")
 
@@ -146,9 +146,9 @@ class ImageList:
 
     def __post_init__(self):
         if len(self.files) != len(self.labels):
-            raise ValueError(f"ImageList has {len(self.files)} files but {len(self.labels)} labels")
+            raise UserError(f"ImageList has {len(self.files)} files but {len(self.labels)} labels")
         if not self.files:
-            raise ValueError(f"image list of {str(self.root)!r} holds no images")
+            raise UserError(f"image list of {str(self.root)!r} holds no images")
 
     @classmethod
     def from_folder(cls, root) -> "ImageList":
@@ -173,22 +173,28 @@ def read_file_list(path) -> Tuple[List[str], List[int]]:
     path may hold spaces: the label is the last field).
 
     Raises:
-        FileNotFoundError: the list does not exist. ValueError: it is empty or a line is malformed.
+        UserError: the list does not exist; it is empty or a line is malformed.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"file list {str(path)!r} does not exist")
+        raise UserError(f"file list {str(path)!r} does not exist")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        what = "an image" if is_image_file(path.name) else "not text"
+        raise UserError(f"{str(path)!r} is {what}, not a DALI file list ('path label' lines); give a folder "
+                        f"DIR/<class>/<image> or a file list") from None
     files, labels = [], []
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+    for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         parts = line.rsplit(maxsplit=1)
         if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
-            raise ValueError(f"file list {str(path)!r} line {lineno}: expected 'path label', got {line!r}")
+            raise UserError(f"file list {str(path)!r} line {lineno}: expected 'path label', got {line!r}")
         files.append(parts[0])
         labels.append(int(parts[1]))
     if not files:
-        raise ValueError(f"file list {str(path)!r} holds no images")
+        raise UserError(f"file list {str(path)!r} holds no images")
     return files, labels
 
 
@@ -197,14 +203,14 @@ def image_list(data) -> ImageList:
     list (paths relative to its folder), or an ImageList (returned as it is).
 
     Raises:
-        FileNotFoundError, ValueError: as :func:`list_classes` / :func:`read_file_list`.
+        UserError: as :func:`list_classes` / :func:`read_file_list`.
     """
     if isinstance(data, ImageList):
         return data
-    from .shards import is_shard_folder
+    from .shard_reader import is_shard_folder
 
     if is_shard_folder(data):
-        raise ValueError(f"{str(getattr(data, 'location', data))!r} is a shard folder (dali-cutmix shard): its images "
+        raise UserError(f"{str(getattr(data, 'location', data))!r} is a shard folder (dali-cutmix shard): its images "
                          f"are in tar files, not a file list or class folders")
     data = Path(data)
     if data.is_file():
@@ -213,53 +219,13 @@ def image_list(data) -> ImageList:
     return ImageList.from_folder(data)
 
 
-def list_entry(path, list_folder) -> str:
-    """How a DALI file list in ``list_folder`` names the file ``path``: relative to that folder when the file is
-    under it, else absolute."""
-    path, list_folder = Path(os.path.abspath(path)), Path(os.path.abspath(list_folder))
-    try:
-        return path.relative_to(list_folder).as_posix()
-    except ValueError:
-        return str(path)
-
-
-def check_list_name(name: str) -> None:
-    """Raise ValueError unless a DALI file list can hold the path ``name`` (one line, no leading or trailing
-    whitespace)."""
-    if "\n" in name or "\r" in name or name != name.strip():
-        raise ValueError(f"a DALI file list cannot hold the path {name!r} (a line break, or white space at an end)")
-
-
-def write_file_list(path, files: Sequence, labels: Sequence[int]) -> Path:
-    """Write a DALI file list atomically: one ``path label`` line per file, each path as :func:`list_entry`
-    names it for the list's folder (so the list reads the same files wherever the reader's working folder is).
-
-    Raises:
-        ValueError: no files, lengths that differ, or a path a list cannot hold (:func:`check_list_name`).
-    """
-    path = Path(path)
-    if len(files) != len(labels):
-        raise ValueError(f"{len(files)} files but {len(labels)} labels")
-    if not files:
-        raise ValueError(f"file list {str(path)!r} would hold no images")
-    folder = path.parent
-    lines = []
-    for file, label in zip(files, labels):
-        entry = list_entry(file, folder)
-        check_list_name(entry)
-        lines.append(f"{entry} {int(label)}\n")
-    with atomic_path(path) as tmp:
-        tmp.write_text("".join(lines))
-    return path
-
-
 def count_classes(data) -> int:
     """Number of classes of ``data``: class folders of a tree, ``max(label) + 1`` of a file list or of an
     :class:`ImageList` without class names, the manifest's classes of a shard folder (local or ``s3://``, see
-    :mod:`dali_cutmix.shards`)."""
+    :mod:`dali_cutmix.shard_reader`)."""
     if isinstance(data, ImageList):
         return data.num_classes
-    from .shards import as_shards, is_shard_folder
+    from .shard_reader import as_shards, is_shard_folder
 
     if is_shard_folder(data):
         return as_shards(data).num_classes

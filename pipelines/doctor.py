@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional, Sequence, Tuple
 
-from .errors import first_line
-from .host import cache_dir
+from dali_cutmix.errors import UserError, first_line
+from dali_cutmix.helpers.host import cache_dir
 
 #: The lowest Linux x86-64 driver that runs a build made with each CUDA major version (minor version
 #: compatibility). Source: NVIDIA's CUDA Toolkit release notes, table "CUDA Toolkit and Minimum Required Driver
@@ -309,9 +309,9 @@ def read_dali() -> dict:
 
 
 def read_native(cache=None, force: bool = False) -> dict:
-    """The native operators' facts: built into ``cache`` (default :func:`dali_cutmix.host.cache_dir`) if they are
+    """The native operators' facts: built into ``cache`` (default :func:`dali_cutmix.helpers.host.cache_dir`) if they are
     not there (always with ``force``), then loaded into this process's DALI."""
-    from . import native
+    from dali_cutmix import native
 
     folder = Path(cache) if cache is not None else cache_dir()
     facts = {"native_cache": str(folder)}

@@ -1,5 +1,5 @@
 """``dali-cutmix shard``: a class-per-folder tree or an ImageNet root written as WebDataset tar shards with DALI
-index files and a manifest (the format: :mod:`dali_cutmix.shards`).
+index files and a manifest (the format: :mod:`dali_cutmix.shard_reader`).
 
 - The data is scanned first (the quick scan of :mod:`dali_cutmix.pipelines.scan`, cached): bad files are left out
   and named (the "skipping N files" line the trainer prints; the manifest lists them all).
@@ -26,18 +26,38 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple
 
-from dali_cutmix.atomic import atomic_path
 from dali_cutmix.errors import UserError
-from dali_cutmix.host import usable_cores
-from dali_cutmix.shards import (MANIFEST, TarIndexWriter, label_digits, label_text, manifest_dict, parse_size,
-                                sample_tar_bytes, shard_names, TAR_END)
+from dali_cutmix.helpers.atomic import atomic_path
+from dali_cutmix.helpers.host import usable_cores
+from dali_cutmix.shard_reader import MANIFEST, shard_names
 
 from .scan import ScanResult, SplitScan, scan_data, skip_line
+from .tar_format import TAR_END, TarIndexWriter, label_digits, label_text, manifest_dict, sample_tar_bytes
 
 #: The unfinished run's settings, in the output folder until the run ends.
 STATE_FILE = ".dali-cutmix-shard.json"
 STATE_FORMAT = "dali-cutmix-shard-run"
 DEFAULT_SHARD_SIZE = "1GB"
+
+
+def parse_size(text) -> int:
+    """Bytes of a size such as ``1GB``, ``500MB``, ``64KiB``, ``4096`` (decimal kB/MB/GB/TB, binary KiB/MiB/GiB).
+
+    Raises:
+        UserError: not a size, or below one byte.
+    """
+    import re
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)\s*", str(text), re.I)
+    units = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
+             "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+    unit = match.group(2).lower() if match else None
+    if match is None or unit not in units:
+        raise UserError(f"--shard-size must be a size such as 1GB, 500MB or 64MiB, got {text!r}")
+    size = int(float(match.group(1)) * units[unit])
+    if size < 1:
+        raise UserError(f"--shard-size must be at least 1 byte, got {text!r}")
+    return size
 
 
 def _quiet(_line: str) -> None:
@@ -108,7 +128,7 @@ def plan_split(split: SplitScan, classes: Sequence[str], out: Path, *, seed: int
         try:
             st = (split.root / f.path).stat()
         except OSError as e:
-            raise FileNotFoundError(f"cannot read {str(split.root / f.path)!r}: {e.strerror}") from None
+            raise UserError(f"cannot read {str(split.root / f.path)!r}: {e.strerror}") from None
         samples.append((f.path, f.label, st.st_size, st.st_mtime_ns))
     random.Random(seed).shuffle(samples)
     groups: List[List[tuple]] = []
@@ -147,7 +167,7 @@ def write_shard(task: ShardTask) -> Tuple[int, int, int]:
                 try:
                     data = source.read_bytes()
                 except OSError as e:
-                    raise FileNotFoundError(f"cannot read {str(source)!r} (it changed after the scan?): "
+                    raise UserError(f"cannot read {str(source)!r} (it changed after the scan?): "
                                             f"{e.strerror}") from None
                 writer.add(f"{task.first_key + i:0{task.key_width}d}",
                            [(image_ext(path), data), ("cls", label_text(label, task.digits))])
@@ -251,7 +271,7 @@ def write_split(plan: SplitPlan, *, jobs: int, source: dict, seed: int, shard_si
     bytes)``."""
     from concurrent.futures import as_completed
 
-    from dali_cutmix.progress import Progress
+    from dali_cutmix.helpers.progress import Progress
 
     plan.out.mkdir(parents=True, exist_ok=True)
     _remove_temporaries(plan.out)
@@ -295,22 +315,22 @@ def shard_data(data, out, *, shard_size=DEFAULT_SHARD_SIZE, jobs: Optional[int] 
     under ``out``; see the module docstring.
 
     Args:
-        shard_size: the largest tar, bytes or a size such as "1GB" (:func:`dali_cutmix.shards.parse_size`).
+        shard_size: the largest tar, bytes or a size such as "1GB" (:func:`dali_cutmix.shard_reader.parse_size`).
         jobs: shard writer processes, and the scan's threads (default: the usable cores).
         seed: the shuffle across shards. mode: the scan's, "quick" or "full" (also decode every file with DALI:
             a file only a decoder finds broken is left out too). say: gets the lines to show (the skipped files).
 
     Raises:
-        UserError, ValueError, FileNotFoundError: a bad argument, ``data`` or ``out`` (one line naming it).
+        UserError: a bad argument, ``data`` or ``out`` (one line naming it).
     """
     start = time.perf_counter()
     size = shard_size if isinstance(shard_size, int) and not isinstance(shard_size, bool) else parse_size(shard_size)
     if size < 1:
-        raise ValueError(f"--shard-size must be at least 1 byte, got {shard_size!r}")
+        raise UserError(f"--shard-size must be at least 1 byte, got {shard_size!r}")
     if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
-        raise ValueError(f"--jobs must be an integer >= 1, got {jobs!r}")
+        raise UserError(f"--jobs must be an integer >= 1, got {jobs!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"--seed must be an integer >= 0, got {seed!r}")
+        raise UserError(f"--seed must be an integer >= 0, got {seed!r}")
     jobs = jobs or usable_cores()
     data, out = Path(data).expanduser(), Path(out).expanduser()
     if os.path.abspath(out).startswith(os.path.join(os.path.abspath(data), "")):
@@ -324,7 +344,7 @@ def shard_data(data, out, *, shard_size=DEFAULT_SHARD_SIZE, jobs: Optional[int] 
              for split in result.splits]
     for plan in plans:
         if not plan.tasks:
-            raise ValueError(f"{str(plan.root)!r} holds no usable image: nothing to shard")
+            raise UserError(f"{str(plan.root)!r} holds no usable image: nothing to shard")
     digests = {p.name or ".": p.digest for p in plans}
     if state is not None:
         old = state.get("plans", {}) if state.get("seed") == seed and state.get("shard_size") == size else {}

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from .errors import UserError
+
 MANIFEST = "manifest.json"
 FORMAT = "dali-cutmix-shards"
 FORMAT_VERSION = 1
@@ -101,11 +103,11 @@ class ShardSet:
 
 
 def check_manifest(manifest, where: str) -> dict:
-    """``manifest`` if it is one of ours in a version this code reads; raises ValueError naming ``where``."""
+    """``manifest`` if it is one of ours in a version this code reads; raises UserError naming ``where``."""
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ValueError(f"{where} is not a dali-cutmix shard manifest")
+        raise UserError(f"{where} is not a dali-cutmix shard manifest")
     if manifest.get("version") != FORMAT_VERSION:
-        raise ValueError(f"{where} has shard format version {manifest.get('version')!r}; this dali-cutmix reads "
+        raise UserError(f"{where} has shard format version {manifest.get('version')!r}; this dali-cutmix reads "
                          f"version {FORMAT_VERSION}: write the shards again with `dali-cutmix shard`")
     try:
         shards = manifest["shards"]
@@ -116,14 +118,14 @@ def check_manifest(manifest, where: str) -> dict:
         for s in shards:
             s["tar"], s["index"]
     except (KeyError, TypeError, ValueError):
-        raise ValueError(f"{where} is malformed (classes, shards and label_digits are needed)") from None
+        raise UserError(f"{where} is malformed (classes, shards and label_digits are needed)") from None
     return manifest
 
 
 def _read_s3_bytes(uri: str) -> bytes:
     """The content of one object, read through DALI's S3 client (a one-file ``readers.file`` pipeline)."""
-    import nvidia.dali.fn as fn
     import numpy as np
+    import nvidia.dali.fn as fn
     from nvidia.dali import pipeline_def
 
     @pipeline_def(batch_size=1, num_threads=1, device_id=None, exec_pipelined=False, exec_async=False,
@@ -142,7 +144,7 @@ def _read_s3_bytes(uri: str) -> bytes:
         text = str(e)
         lines = [ln.strip() for ln in text.split("encountered:", 1)[-1].splitlines() if ln.strip()]
         reason = (lines[0] if lines else first_line(e)).rstrip(": ")
-        raise FileNotFoundError(f"cannot read {uri}: {reason} ({S3_HINT})") from None
+        raise UserError(f"cannot read {uri}: {reason} ({S3_HINT})") from None
     return np.asarray(out[0]).tobytes()
 
 
@@ -152,7 +154,7 @@ _S3_MANIFESTS: Dict[str, str] = {}
 
 def read_manifest_text(location: str) -> Optional[str]:
     """The text of ``location``'s manifest, None when a local folder has none. For ``s3://``, a failed read
-    raises FileNotFoundError (one line: DALI's reason and where DALI takes its S3 settings)."""
+    raises UserError (one line: DALI's reason and where DALI takes its S3 settings)."""
     if is_s3(location):
         uri = join(location, MANIFEST)
         if uri not in _S3_MANIFESTS:  # read once per process: a manifest is written last and never changed
@@ -169,7 +171,7 @@ def load_shards(location) -> Optional[ShardSet]:
     ``location`` is not one (no manifest).
 
     Raises:
-        ValueError: a manifest that is not ours, of another version or malformed. FileNotFoundError: an ``s3://``
+        UserError: a manifest that is not ours, of another version or malformed; an ``s3://``
             manifest that cannot be read.
     """
     location = str(location)
@@ -182,7 +184,7 @@ def load_shards(location) -> Optional[ShardSet]:
     try:
         manifest = json.loads(text)
     except ValueError:
-        raise ValueError(f"{where} is not valid JSON") from None
+        raise UserError(f"{where} is not valid JSON") from None
     check_manifest(manifest, where)
     shards = manifest["shards"]
     return ShardSet(location=location, classes=tuple(manifest["classes"]), tars=tuple(s["tar"] for s in shards),
@@ -204,13 +206,13 @@ def as_shards(data) -> ShardSet:
     """``data`` (a :class:`ShardSet`, a shard folder or an ``s3://`` prefix) as a ShardSet.
 
     Raises:
-        FileNotFoundError: no manifest there. ValueError: see :func:`load_shards`.
+        UserError: no manifest there; see :func:`load_shards`.
     """
     if isinstance(data, ShardSet):
         return data
     shards = load_shards(data)
     if shards is None:
-        raise FileNotFoundError(f"{str(data)!r} holds no shard manifest ({MANIFEST})")
+        raise UserError(f"{str(data)!r} holds no shard manifest ({MANIFEST})")
     return shards
 
 
@@ -225,7 +227,7 @@ def shard_root_splits(data) -> Optional[Tuple[ShardSet, ShardSet]]:
     shard folders (what ``dali-cutmix shard`` makes of an ImageNet root); None when a local ``data`` does not.
 
     Raises:
-        ValueError: the splits' classes differ, or a manifest is not ours. FileNotFoundError: an ``s3://`` prefix
+        UserError: the splits' classes differ, or a manifest is not ours; an ``s3://`` prefix
             without both manifests.
     """
     data = str(data)
@@ -235,7 +237,7 @@ def shard_root_splits(data) -> Optional[Tuple[ShardSet, ShardSet]]:
             return None
     train, val = as_shards(join(data, "train")), as_shards(join(data, "val"))
     if train.classes != val.classes:
-        raise ValueError(f"the shard folders {train.location!r} and {val.location!r} hold different classes "
+        raise UserError(f"the shard folders {train.location!r} and {val.location!r} hold different classes "
                          f"({len(train.classes)} and {len(val.classes)})")
     return train, val
 
@@ -292,8 +294,8 @@ def shard_reader(data, *, shard_id: int = 0, num_shards: int = 1, shuffle: bool 
 def first_images(data, count: int) -> List[bytes]:
     """The encoded images of the first ``count`` samples of the shard folder ``data`` (local or ``s3://``), read
     through DALI's webdataset reader (for summaries: file sizes, pixel sizes)."""
-    import nvidia.dali.fn as fn
     import numpy as np
+    import nvidia.dali.fn as fn
     from nvidia.dali import pipeline_def
 
     shards = as_shards(data)
@@ -309,120 +311,3 @@ def first_images(data, count: int) -> List[bytes]:
     pipe.build()
     (images,) = pipe.run()
     return [np.asarray(images.at(i)).tobytes() for i in range(len(images))]
-
-
-# ------------------------------------------------------------------------------------------------ writing
-
-
-def parse_size(text) -> int:
-    """Bytes of a size such as ``1GB``, ``500MB``, ``64KiB``, ``4096`` (decimal kB/MB/GB/TB, binary KiB/MiB/GiB).
-
-    Raises:
-        ValueError: not a size, or below one byte.
-    """
-    import re
-
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)\s*", str(text), re.I)
-    units = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
-             "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
-    unit = match.group(2).lower() if match else None
-    if match is None or unit not in units:
-        raise ValueError(f"--shard-size must be a size such as 1GB, 500MB or 64MiB, got {text!r}")
-    size = int(float(match.group(1)) * units[unit])
-    if size < 1:
-        raise ValueError(f"--shard-size must be at least 1 byte, got {text!r}")
-    return size
-
-
-TAR_BLOCK = 512
-
-
-def padded(size: int) -> int:
-    """``size`` rounded up to whole tar blocks."""
-    return -(-size // TAR_BLOCK) * TAR_BLOCK
-
-
-def sample_tar_bytes(image_size: int, label_digits: int) -> int:
-    """Bytes one sample takes in a tar: a header and the padded data of each of its two members."""
-    return 2 * TAR_BLOCK + padded(image_size) + padded(label_digits)
-
-
-#: The end of a tar: two zero blocks.
-TAR_END = 2 * TAR_BLOCK
-
-
-def label_text(label: int, digits: int) -> bytes:
-    """The ``.cls`` content of ``label``: ``digits`` zero-padded ASCII digits."""
-    return f"{int(label):0{digits}d}".encode()
-
-
-def label_digits(num_classes: int) -> int:
-    """Digits of the largest class id (at least 1)."""
-    return len(str(max(num_classes - 1, 0)))
-
-
-def _header(name: str, size: int) -> bytes:
-    import tarfile
-
-    info = tarfile.TarInfo(name)
-    info.size = size
-    info.mode = 0o444
-    info.mtime = 0  # the same content gives the same tar
-    info.type = tarfile.REGTYPE
-    return info.tobuf(format=tarfile.USTAR_FORMAT, encoding="utf-8", errors="strict")
-
-
-class TarIndexWriter:
-    """Writes one WebDataset tar and, beside it, its DALI index (``wds2idx``'s v1.2 format) as it goes.
-
-    ``add(key, [(ext, bytes), ...])`` appends a sample; ``close()`` ends the tar and returns the index text.
-    """
-
-    def __init__(self, stream):
-        self.stream = stream
-        self.offset = 0
-        self.lines: List[str] = []
-
-    def _write(self, data: bytes) -> None:
-        self.stream.write(data)
-        self.offset += len(data)
-
-    def add(self, key: str, components: Sequence[Tuple[str, bytes]]) -> None:
-        if "." in key or "/" in key:
-            raise ValueError(f"a WebDataset key holds no '.' or '/', got {key!r}")
-        parts = []
-        for ext, data in components:
-            name = f"{key}.{ext}"
-            self._write(_header(name, len(data)))
-            parts.append(f"{ext} {self.offset} {len(data)} {name}")
-            self._write(data)
-            self._write(b"\0" * (padded(len(data)) - len(data)))
-        self.lines.append(" ".join(parts))
-
-    def close(self) -> str:
-        self._write(b"\0" * TAR_END)
-        return f"{INDEX_VERSION} {len(self.lines)}\n" + "".join(line + "\n" for line in self.lines)
-
-
-def index_entries(text: str) -> List[List[Tuple[str, int, int, str]]]:
-    """The samples of a v1.2 index file: per sample, its components ``(ext, data offset, size, name)``."""
-    lines = text.splitlines()
-    version, count = lines[0].split()
-    if version != INDEX_VERSION:
-        raise ValueError(f"index version {version!r}, expected {INDEX_VERSION}")
-    samples = []
-    for line in lines[1:1 + int(count)]:
-        fields = line.split()
-        samples.append([(fields[i], int(fields[i + 1]), int(fields[i + 2]), fields[i + 3])
-                        for i in range(0, len(fields), 4)])
-    return samples
-
-
-def manifest_dict(*, classes: Sequence[str], shards: Sequence[dict], digits: int, source: dict, seed: int,
-                  shard_size: int, plan: str) -> dict:
-    """A manifest (see :data:`FORMAT_VERSION`): the format and version, the classes in label order, the label
-    encoding, per shard its tar, index, samples and bytes, the source (folder, split, files, skipped ones), the
-    seed and shard size it was written with, and the digest of the plan (which file went where)."""
-    return dict(format=FORMAT, version=FORMAT_VERSION, classes=list(classes), samples=sum(s["samples"] for s in shards),
-                label_digits=digits, components=dict(image="|".join(IMAGE_EXTS), label=LABEL_EXT),
-                shards=list(shards), source=source, seed=seed, shard_size=shard_size, plan=plan)

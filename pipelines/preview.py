@@ -7,7 +7,8 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-from .atomic import atomic_path
+from dali_cutmix.errors import UserError
+from dali_cutmix.helpers.atomic import atomic_path
 
 #: The arrays :func:`preview_batch` returns, in the order the preview pipeline outputs them.
 PREVIEW_OUTPUTS = ("images", "targets", "perm", "box", "lam", "method", "class_id")
@@ -73,7 +74,7 @@ def check_count(count, name: str = "count") -> int:
     """``count`` if it is an integer >= 2 (one image cannot be mixed with another); ValueError naming it as
     ``name`` (a caller's argument or flag name) otherwise."""
     if isinstance(count, bool) or not isinstance(count, int) or count < 2:
-        raise ValueError(f"{name} must be an integer >= 2 (a preview mixes each image with another one), got "
+        raise UserError(f"{name} must be an integer >= 2 (a preview mixes each image with another one), got "
                          f"{count!r}")
     return count
 
@@ -88,11 +89,11 @@ def preview_batch(data, *, count: int = 8, crop: int = 160, mix_options=None, se
     image. ``N`` is ``count``, or every image of ``data`` when it holds fewer (the partial batch: they are mixed
     among themselves). ``data``, ``mix_options``: as :func:`write_preview`.
     """
-    from .data import image_list
-    from .loader import CutMixLoader
-    from .options import MixOptions
-    from .pipeline import build_cutmix_pipeline
-    from .shards import as_shards, is_shard_folder
+    from dali_cutmix.builder import build_cutmix_pipeline
+    from dali_cutmix.folder_reader import image_list
+    from dali_cutmix.loader import CutMixLoader
+    from dali_cutmix.options import MixOptions
+    from dali_cutmix.shard_reader import as_shards, is_shard_folder
 
     check_count(count)
     options = MixOptions.coerce(mix_options).replace(self_pairs=False)
@@ -110,18 +111,18 @@ def write_preview(data, out, *, count: int = 8, crop: int = 160, mix_options=Non
                   device: str = "cpu", columns: int = 4) -> Path:
     """Run the training pipeline up to the mixing stage on ``data`` and write the grid to ``out``.
 
-    ``data``: a class-per-folder tree, a DALI file list, an :class:`~dali_cutmix.data.ImageList` (say, the
-    usable files of a scan) or a shard folder (:mod:`dali_cutmix.shards`). ``mix_options``:
+    ``data``: a class-per-folder tree, a DALI file list, an :class:`~dali_cutmix.folder_reader.ImageList` (say, the
+    usable files of a scan) or a shard folder (:mod:`dali_cutmix.shard_reader`). ``mix_options``:
     :class:`dali_cutmix.MixOptions` or a mapping of its fields (default ``MixOptions()``); its ``self_pairs`` is
     ignored: every tile is mixed with another image (:func:`preview_batch`), unless the options leave it unmixed
     (``prob`` < 1, the odd one out in pair mode), which its caption says ("not mixed"). ``count`` (>= 2) tiles;
     when ``data`` holds fewer images, all of them, and a line above the grid says so.
 
-    Returns the PNG's path. Raises FileNotFoundError/ValueError for a bad ``data`` or argument (``count`` < 2),
+    Returns the PNG's path. Raises UserError for a bad ``data`` or argument (``count`` < 2),
     :class:`~dali_cutmix.imagecheck.BadFileError` naming a file DALI cannot read.
     """
-    from .data import image_list
-    from .shards import as_shards, is_shard_folder
+    from dali_cutmix.folder_reader import image_list
+    from dali_cutmix.shard_reader import as_shards, is_shard_folder
 
     check_count(count)
     source = as_shards(data) if is_shard_folder(data) else image_list(data)  # both know their classes
