@@ -1,14 +1,16 @@
 """The GPU path's arguments mean on a GPU what they mean on the CPU.
 
-CI has no GPU, and DALI's CPU and GPU ``multi_paste`` kernels differ at the edges (a region of size 0). These tests
-run the stage's GPU graph on CPU operators, capture the arguments it hands ``multi_paste`` and replay them through
-:mod:`gpu_paste_model`, a port of DALI's GPU kernel: the replay must equal the CPU operator's pixels.
+DALI's CPU and GPU ``multi_paste`` kernels differ at the edges (a region of size 0). These tests run the stage's
+GPU graph, capture the arguments it hands ``multi_paste`` and replay them through :mod:`gpu_paste_model`, a port
+of DALI's GPU kernel: on CPU operators (CI) the replay must equal the CPU operator's pixels; on the GPU (where
+DALI sees one) it must equal the GPU kernel's own pixels, which checks the model itself.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import decoder_device, device_id, skip_without_gpu, to_numpy
 from gpu_paste_model import gpu_multi_paste
 
 from dali_cutmix import MixOptions
@@ -63,19 +65,20 @@ def test_the_model_keeps_the_gpu_kernels_behaviour_for_a_region_of_size_0():
     np.testing.assert_array_equal(gpu[1, 6:, 9:14], images[0, 6:, 9:14], "a zero-height box: the partner below")
 
 
-def stage_arguments(data, *, batch_size, gate=None, **options):
-    """A built CPU pipeline: read, decode, resize, the stage's parameters and its GPU-path paste; outputs
+def stage_arguments(data, *, batch_size, gate=None, device="cpu", **options):
+    """A built pipeline on ``device``: read, decode, resize, the stage's parameters and its GPU-path paste; outputs
     (images, pasted, in_ids, anchors, regions, method, box)."""
     import nvidia.dali.fn as fn
     from nvidia.dali import pipeline_def
 
     opts = MixOptions(**options)
     names = ("targets",) + PARAM_NAMES + tuple(n for n in DALI_INPUTS if n not in PARAM_NAMES)
+    skip_without_gpu(device)
 
-    @pipeline_def(batch_size=batch_size, num_threads=2, device_id=None, seed=4)
+    @pipeline_def(batch_size=batch_size, num_threads=2, device_id=device_id(device), seed=4)
     def pipe():
         jpegs, labels = fn.readers.file(file_root=str(data), random_shuffle=True, seed=4)
-        images = fn.resize(fn.decoders.image(jpegs), resize_y=H, resize_x=W)
+        images = fn.resize(fn.decoders.image(jpegs, device=decoder_device(device)), resize_y=H, resize_x=W)
         gate_node = None
         if gate is not None:
             gate_node = fn.external_source(source=lambda: [np.array(g, np.int32) for g in gate], batch=True)
@@ -102,11 +105,11 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_replay_of_the_stage_arguments_on_the_gpu_kernel_equals_the_cpu_result(jpeg_tree, case):
-    pipe = stage_arguments(jpeg_tree, **CASES[case])
+def test_replay_of_the_stage_arguments_on_the_gpu_kernel_equals_the_operators_result(jpeg_tree, case, device):
+    pipe = stage_arguments(jpeg_tree, device=device, **CASES[case])
     unpasted = 0
     for _ in range(6):
-        images, pasted, in_ids, anchors, regions, method, box = (np.array(o.as_tensor()) for o in pipe.run())
+        images, pasted, in_ids, anchors, regions, method, box = (to_numpy(o) for o in pipe.run())
         assert (regions > 0).all(), "no region of size 0 reaches multi_paste"
         np.testing.assert_array_equal(gpu_multi_paste(images, in_ids, anchors, regions, anchors), pasted)
         empty = (box[:, 2] <= box[:, 0]) | (box[:, 3] <= box[:, 1])
@@ -116,10 +119,10 @@ def test_replay_of_the_stage_arguments_on_the_gpu_kernel_equals_the_cpu_result(j
 
 
 @pytest.mark.parametrize("case", ["padding", "padding-pair"])
-def test_multi_paste_never_reads_padding(jpeg_tree, case):
+def test_multi_paste_never_reads_padding(jpeg_tree, case, device):
     """The GPU path's regions come from samples, never from the reader's padding (gate -1), which keeps its pixels."""
-    pipe = stage_arguments(jpeg_tree, **CASES[case])
+    pipe = stage_arguments(jpeg_tree, device=device, **CASES[case])
     for _ in range(6):
-        images, pasted, in_ids, anchors, regions, method, box = (np.array(o.as_tensor()) for o in pipe.run())
+        images, pasted, in_ids, anchors, regions, method, box = (to_numpy(o) for o in pipe.run())
         assert (in_ids[:5] < 5).all() and in_ids[5:].tolist() == [[5, 5], [6, 6], [7, 7]]
         np.testing.assert_array_equal(pasted[5:], images[5:])
