@@ -40,6 +40,14 @@ def device(request):
     return request.param
 
 
+@pytest.fixture
+def gpu_only():
+    """"gpu", for tests that mean something only on a GPU (mark them ``gpu``); skipped, with the reason, where
+    DALI sees no GPU."""
+    skip_without_gpu("gpu")
+    return "gpu"
+
+
 def device_id(device: str) -> int | None:
     """The ``device_id`` of a pipeline on ``device``: 0 on the GPU, None (no CUDA at all) on the CPU."""
     return 0 if device == "gpu" else None
