@@ -97,6 +97,7 @@ def test_the_trainer_runs_a_few_steps(demo_imagenet, tmp_path, device, decode):
 
 
 @pytest.mark.gpu
+@pytest.mark.sanitizer
 def test_the_stage_at_crop_176_is_clean_under_compute_sanitizer(jpeg_tree, gpu_only, tmp_path):
     """Issue 18.5: DALI's GPU paste kernel's first loop has no bounds guard, and widths with 3*W mod 256 in
     [1, 31] (176 among them) may read past its table. compute-sanitizer's memcheck runs the GPU stage at crop 176
