@@ -2,8 +2,9 @@
 
 Two halves. :func:`gather` reads the machine into :class:`Facts`: Python, torch and its CUDA build, the installed DALI
 distribution and its CUDA build, the NVIDIA driver, the GPUs torch and DALI see, NCCL, the native operators
-(built if needed), and a smoke test of DALI's GPU ROI decoding in a subprocess (:func:`smoke_roi_decode`). The small functions it uses take what was read as arguments (a driver version string, a
-distribution name, an architecture list) and read nothing themselves. :func:`diagnose` turns facts into one
+(built if needed), and a smoke test of DALI's GPU ROI decoding in a subprocess (:func:`smoke_roi_decode`). The
+small functions it uses take what was read as arguments (a driver version string, a distribution name, an
+architecture list) and read nothing themselves. :func:`diagnose` turns facts into one
 :class:`Check` per subject (ok / warn / fail, with the fix in words) and a verdict; it reads nothing either, so
 every branch can be tested with made-up facts.
 

@@ -95,7 +95,8 @@ def test_pair_mode_is_symmetric(jpeg_tree, device):
 def test_label_weights_match_timms_formulas(jpeg_tree, device):
     """Over many samples, the own-label weight's distribution equals timm's Mixup (per-element) formulas."""
     options = dict(cutmix_alpha=1.0, mixup_alpha=0.8, switch_prob=0.5, prob=0.8)
-    pipe = stage_pipeline(jpeg_tree, device=device, stage=mix, batch_size=24, mode="elem", num_classes=4, size=(32, 32), seed=11,
+    pipe = stage_pipeline(jpeg_tree, device=device, stage=mix, batch_size=24, mode="elem", num_classes=4,
+                          size=(32, 32), seed=11,
                           **options)
     ours = np.concatenate([run(pipe)[6] for _ in range(30)])
     theirs = ref.timm_label_weights(np.random.default_rng(0), 8000, height=32, width=32, **options)
@@ -143,8 +144,8 @@ def test_mix_off_epoch_must_be_a_non_negative_int(jpeg_tree):
 
 
 def gated_pipeline(gate, *, stage=mix, batch_size=8, num_classes=4, seed=1, device="cpu", **options):
-    """A built pipeline on ``device`` over fixed random images (H, W, 3) and labels ``i % num_classes``, with the per-sample
-    ``gate``; outputs (source, mixed, targets, labels, perm, box, lam, method) like :func:`test_stage.run`."""
+    """A built pipeline on ``device`` over fixed random images (H, W, 3) and labels ``i % num_classes``, with the
+    per-sample ``gate``; outputs (source, mixed, targets, labels, perm, box, lam, method) like :func:`test_stage.run`."""
     import nvidia.dali.fn as fn
     from nvidia.dali import pipeline_def
 

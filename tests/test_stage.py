@@ -169,7 +169,8 @@ def test_minmax_boxes_are_inside_with_sides_in_range(jpeg_tree, device):
 
 
 def test_correct_lam_false_reports_the_drawn_lam(jpeg_tree, device):
-    pipe = stage_pipeline(jpeg_tree, device=device, batch_size=24, mode="elem", num_classes=4, correct_lam=False, alpha=0.5)
+    pipe = stage_pipeline(jpeg_tree, device=device, batch_size=24, mode="elem", num_classes=4, correct_lam=False,
+                          alpha=0.5)
     lams = []
     for _ in range(10):
         source, mixed, targets, labels, perm, box, lam = run(pipe)
@@ -226,8 +227,8 @@ def test_labels_outside_num_classes_are_refused(jpeg_tree, device):
 
 def labelled_pipeline(*, batch_size=4, images_hook=None, labels=None, gate=None, num_classes=4, stage=cutmix,
                       reader=False, device="cpu"):
-    """A built pipeline on ``device`` over fixed arrays: 4 HWC uint8 images of (H, W, 3), ``images_hook`` applied, integer
-    labels 0..3 (or ``labels``, a list of arrays), an optional ``gate`` (a list of arrays); outputs the stage's.
+    """A built pipeline on ``device`` over fixed arrays: 4 HWC uint8 images of (H, W, 3), ``images_hook`` applied,
+    integer labels 0..3 (or ``labels``, a list of arrays), an optional ``gate`` (a list of arrays); outputs the stage's.
     ``reader``: images come from a file reader named "Reader" (for :class:`CutMixLoader`) instead."""
     import nvidia.dali.fn as fn
     from nvidia.dali import pipeline_def
@@ -279,7 +280,10 @@ def test_a_channels_first_layout_is_refused_on_the_cpu():
 @pytest.mark.parametrize("what", ["labels", "gate"])
 def test_float_labels_or_gate_are_named_with_their_dtype(what, device):
     floats = [np.array(1.0, np.float32)] * 4
-    pipe = labelled_pipeline(device=device, stage=mix, **{what: floats}) if what == "gate" else labelled_pipeline(device=device, labels=floats)
+    if what == "gate":
+        pipe = labelled_pipeline(device=device, stage=mix, gate=floats)
+    else:
+        pipe = labelled_pipeline(device=device, labels=floats)
     name = "labels" if what == "labels" else "the mixing gate's values"
     with pytest.raises(RuntimeError) as err:
         pipe.run()
