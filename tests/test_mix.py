@@ -114,9 +114,9 @@ def test_label_weights_match_timms_formulas(jpeg_tree, device):
     (dict(cutmix_minmax=(0.5, 0.2)), "cutmix_minmax must satisfy 0 < lo <= hi <= 1"),
     (dict(minmax=(0.2, 0.5)), "unknown mixing option(s) ['minmax']"),
 ])
-def test_bad_mix_options_name_the_argument(jpeg_tree, options, message):
+def test_bad_mix_options_name_the_argument(jpeg_tree, options, message, device):
     with pytest.raises(UserError) as err:
-        stage_pipeline(jpeg_tree, stage=mix, num_classes=4, **options)
+        stage_pipeline(jpeg_tree, device=device, stage=mix, num_classes=4, **options)
     assert message in str(err.value)
 
 

@@ -12,9 +12,6 @@ from dali_cutmix.errors import UserError
 
 
 
-CPU = dict(device="cpu", num_threads=2, crop=32)  # for the argument checks, which build nothing
-
-
 @pytest.fixture
 def on(device):
     """The builder's arguments for this test's device (the GPU case skipped with its reason without one)."""
@@ -147,12 +144,12 @@ def test_a_checkpoint_taken_at_the_end_of_an_epoch_resumes_with_the_next_epoch(j
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
 
 
-def test_a_missing_or_empty_data_path_is_named(tmp_path):
+def test_a_missing_or_empty_data_path_is_named(tmp_path, on):
     with pytest.raises(UserError, match="does-not-exist"):
-        build_cutmix_pipeline(tmp_path / "does-not-exist", batch_size=2, **CPU)
+        build_cutmix_pipeline(tmp_path / "does-not-exist", batch_size=2, **on)
     (tmp_path / "empty" / "some_class").mkdir(parents=True)
     with pytest.raises(UserError, match="holds no images"):
-        build_cutmix_pipeline(tmp_path / "empty", batch_size=2, **CPU)
+        build_cutmix_pipeline(tmp_path / "empty", batch_size=2, **on)
 
 
 @pytest.mark.parametrize("options, message", [
@@ -169,8 +166,8 @@ def test_a_missing_or_empty_data_path_is_named(tmp_path):
     (dict(stop_after="resize"), "stop_after must be one of"),
     (dict(decode="nvjpeg"), "decode must be one of"),
 ])
-def test_bad_builder_arguments_are_named(jpeg_tree, options, message):
-    args = {**CPU, "batch_size": 2, **options}
+def test_bad_builder_arguments_are_named(jpeg_tree, options, message, on):
+    args = {**on, "batch_size": 2, **options}
     with pytest.raises(UserError, match=message):
         build_cutmix_pipeline(jpeg_tree, **args)
 
@@ -185,16 +182,16 @@ def test_bad_builder_arguments_are_named(jpeg_tree, options, message):
                              "nvidia.dali.Pipeline's)"),
     (dict(exec_dynamic=False), TypeError, "build_cutmix_pipeline sets the pipeline argument 'exec_dynamic' itself"),
 ])
-def test_misleading_builder_errors_are_exact(jpeg_tree, options, error, message):
+def test_misleading_builder_errors_are_exact(jpeg_tree, options, error, message, on):
     """Issue 10.4: a float crop used to fail with "'float' object is not iterable", an unknown keyword with
     DALI's "This shouldn't happen"."""
     with pytest.raises(error) as err:
-        build_cutmix_pipeline(jpeg_tree, **{**CPU, "batch_size": 2, **options})
+        build_cutmix_pipeline(jpeg_tree, **{**on, "batch_size": 2, **options})
     assert str(err.value) == message
 
 
-def test_pipeline_arguments_reach_the_pipeline(jpeg_tree):
-    pipe = build_cutmix_pipeline(jpeg_tree, batch_size=2, prefetch_queue_depth=3, exec_pipelined=True, **CPU)
+def test_pipeline_arguments_reach_the_pipeline(jpeg_tree, on):
+    pipe = build_cutmix_pipeline(jpeg_tree, batch_size=2, prefetch_queue_depth=3, exec_pipelined=True, **on)
     assert pipe.prefetch_queue_depth == 3
 
 

@@ -205,10 +205,10 @@ def test_same_seed_same_batches_other_seed_other_batches(jpeg_tree, device):
     (dict(minmax=(0.2, 1.5)), "minmax must satisfy 0 < lo <= hi <= 1"),
     (dict(minmax=0.5), "minmax must be a pair"),
 ])
-def test_bad_options_name_the_argument(jpeg_tree, options, message):
+def test_bad_options_name_the_argument(jpeg_tree, options, message, device):
     options = {"num_classes": 4, **options}
     with pytest.raises(UserError) as err:
-        stage_pipeline(jpeg_tree, **options)
+        stage_pipeline(jpeg_tree, device=device, **options)
     assert message in str(err.value)
     assert "cutmix_alpha" not in str(err.value) and "cutmix_minmax" not in str(err.value), "cutmix()'s names"
 
