@@ -180,8 +180,9 @@ open(path + ".tmp", "w").write(json.dumps(step) + "\n")' "$name" "$status" "$rc"
 
 cli() { "$PY" -m dali_cutmix.cli "$@"; }
 
-# 0. The tree's own dali_cutmix, nothing installed: else every later figure is of another copy.
-"$PY" - "$root" > "$out/source.json" <<'PY'
+# 0. The tree's own dali_cutmix, nothing installed: else every later figure is of another copy. Asked from /, as
+# the tests' subprocesses (other working folders) ask it: through PYTHONPATH alone, not the current folder.
+(cd / && "$PY" - "$root") > "$out/source.json" <<'PY'
 import json, sys
 import dali_cutmix
 root = sys.argv[1]
@@ -193,7 +194,7 @@ if ! grep -q '"from_tree": true' "$out/source.json"; then
   echo "gpu_run: python imports dali_cutmix from somewhere else than this tree: $(cat "$out/source.json")" >&2
   exit 1
 fi
-echo "gpu_run: imports $("$PY" -c 'import dali_cutmix; print(dali_cutmix.__file__)') with $PY"
+echo "gpu_run: imports $(cd / && "$PY" -c 'import dali_cutmix; print(dali_cutmix.__file__)') with $PY"
 
 if [ $dry = 1 ]; then
   sizes=(--device cpu --batch-size 8 --images 16 --batches 1 --repeats 1 --crop 32 --threads 2 --steps 1
