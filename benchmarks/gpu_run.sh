@@ -154,6 +154,9 @@ PY
 }
 
 failed=0
+step_pid=
+# Killed from outside (a command's limit): the running step goes too, not left behind in its own process group.
+trap '[ -n "$step_pid" ] && kill -TERM "$step_pid" 2>/dev/null; echo "gpu_run: stopped" >&2; exit 143' TERM INT HUP
 run_step() {  # run_step NAME TIMEOUT COMMAND...: OUT/NAME.log, OUT/steps/NAME.json, then the summary again
   local name=$1 limit=$2; shift 2
   case " ${GPU_RUN_SKIP:-} " in *" $name "*) echo "gpu_run: $name skipped (GPU_RUN_SKIP)"; return 0 ;; esac
@@ -161,8 +164,11 @@ run_step() {  # run_step NAME TIMEOUT COMMAND...: OUT/NAME.log, OUT/steps/NAME.j
   local start end rc status
   start=$(date +%s%N)
   # SIGINT first: pytest then still writes its JUnit XML for the tests that ran
-  timeout --signal=INT --kill-after=20 "$limit" "$@" > "$out/$name.log" 2>&1
+  timeout --signal=INT --kill-after=20 "$limit" "$@" > "$out/$name.log" 2>&1 &
+  step_pid=$!
+  wait "$step_pid"
   rc=$?
+  step_pid=
   end=$(date +%s%N)
   case $rc in 0) status=passed ;; 124|137) status=timed-out ;; *) status=failed ;; esac
   if [ "$name" = doctor ] && [ $rc = 1 ] && [ $dry = 1 ]; then status=passed; fi  # no GPU: exit 1 is its verdict
