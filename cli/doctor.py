@@ -37,8 +37,10 @@ def doctor(as_json, build, cache):
     """Say whether this machine can run the GPU path, and why not.
 
     One line per subject (Python, torch and its CUDA build, DALI and its CUDA build, the NVIDIA driver, the GPUs
-    torch and DALI see, the hardware JPEG decoder, NCCL, the native operators), each ok / warn / fail with the fix.
-    The native operators are built if they are missing. Exit code 0 when the GPU path can run, 1 when it cannot
+    torch and DALI see, the hardware JPEG decoder, NCCL, the native operators, DALI's GPU ROI decoding), each
+    ok / warn / fail with the fix, or skip with the reason. The native operators are built if they are missing;
+    the ROI decoding (decoders.image_random_crop on "mixed", which nvImageCodec issue #55 reports crashing on H100)
+    runs in a subprocess where DALI sees a GPU, and a failure says to train with --decode full. Exit code 0 when the GPU path can run, 1 when it cannot
     (the verdict line says whether the CPU path can), 2 for bad usage.
     """
     from dali_cutmix.pipelines.doctor import diagnose, gather, report_json, report_text

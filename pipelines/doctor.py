@@ -1,14 +1,15 @@
 """Whether this machine can run dali-cutmix's GPU path, and if not, why not (``dali-cutmix doctor``).
 
 Two halves. :func:`gather` reads the machine into :class:`Facts`: Python, torch and its CUDA build, the installed DALI
-distribution and its CUDA build, the NVIDIA driver, the GPUs torch and DALI see, NCCL, and the native operators
-(built if needed). The small functions it uses take what was read as arguments (a driver version string, a
-distribution name, an architecture list) and read nothing themselves. :func:`diagnose` turns facts into one
+distribution and its CUDA build, the NVIDIA driver, the GPUs torch and DALI see, NCCL, the native operators
+(built if needed), and a smoke test of DALI's GPU ROI decoding in a subprocess (:func:`smoke_roi_decode`). The
+small functions it uses take what was read as arguments (a driver version string, a distribution name, an
+architecture list) and read nothing themselves. :func:`diagnose` turns facts into one
 :class:`Check` per subject (ok / warn / fail, with the fix in words) and a verdict; it reads nothing either, so
 every branch can be tested with made-up facts.
 
 A ``fail`` blocks the GPU path; one whose ``blocks`` is ``"all"`` (no torch, no DALI, no native operators) blocks
-the CPU path too. A ``warn`` blocks nothing.
+the CPU path too. A ``warn`` blocks nothing; a ``skip`` is a check this machine cannot run (it says why).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import dataclasses
 import os
 import platform
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -54,7 +56,43 @@ _HW_JPEG_CAPABILITIES = ((8, 0), (8, 9))
 _HW_JPEG_NAMES = re.compile(r"\b(A100|A30|A800|GH200|H100|H200|H800|H20|L4|L40S?|GB\d00|B\d00|RTX PRO \d+ Blackwell)\b",
                             re.I)
 
-OK, WARN, FAIL = "ok", "warn", "fail"
+OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
+
+#: How long the ROI-decode smoke test's subprocess may run before it is killed and counted as failed.
+ROI_SMOKE_TIMEOUT_S = 180
+ROI_SMOKE_MARK = "ROI_DECODE_OK"
+#: The ROI-decode smoke test's subprocess: ``decoders.image_random_crop`` (the builder's ROI decode; nvImageCodec
+#: issue #55 reports crashes on H100) over JPEGs it makes itself, then a resize, three batches; prints
+#: :data:`ROI_SMOKE_MARK` and the output shape. ``sys.argv[1]`` is the device ("gpu": "mixed" decode on GPU 0;
+#: "cpu": the same graph on CPU operators). It imports only numpy, PIL and DALI, never dali_cutmix.
+ROI_SMOKE_CODE = """
+import io, sys
+import numpy as np
+from PIL import Image
+from nvidia.dali import fn, pipeline_def
+
+gpu = sys.argv[1] == "gpu"
+rng = np.random.default_rng(0)
+jpegs = []
+for h, w in ((480, 640), (375, 500), (1024, 768), (333, 1200)):
+    buffer = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(buffer, "JPEG", quality=90)
+    jpegs.append(np.frombuffer(buffer.getvalue(), np.uint8))
+batch = [jpegs[i % len(jpegs)] for i in range(16)]
+
+@pipeline_def(batch_size=16, num_threads=2, device_id=0 if gpu else None, seed=1)
+def pipe():
+    data = fn.external_source(source=lambda: batch, batch=True)
+    images = fn.decoders.image_random_crop(data, device="mixed" if gpu else "cpu", num_attempts=100)
+    return fn.resize(images, resize_x=224, resize_y=224, antialias=False)
+
+p = pipe()
+p.build()
+for _ in range(3):
+    out = p.run()[0]
+out = out.as_cpu() if gpu else out
+print("%s %s" % ("ROI_DECODE_OK", tuple(np.array(out.as_tensor()).shape)), flush=True)
+"""
 
 
 @dataclass(frozen=True)
@@ -95,6 +133,8 @@ class Facts:
     native_error: Optional[str] = None    # NativeBuildError's (or the OSError's) message
     native_missing: Optional[str] = None  # "compiler" / "headers" (NativeBuildError.missing)
     native_load_error: Optional[str] = None  # built, but DALI could not load it
+    roi_decode: Optional[str] = None      # the ROI-decode smoke test: "ok", "failed", or None when not run
+    roi_decode_detail: Optional[str] = None  # what it printed / how it died / why it did not run
 
 
 @dataclass(frozen=True)
@@ -338,6 +378,45 @@ def read_native(cache=None, force: bool = False) -> dict:
     return facts
 
 
+def smoke_roi_decode(device: str = "gpu", timeout: float = ROI_SMOKE_TIMEOUT_S) -> Tuple[str, str]:
+    """Run :data:`ROI_SMOKE_CODE` on ``device`` in a subprocess of this Python (a decoder crash cannot take the
+    caller with it; its environment is this process's). Returns ``("ok", "decoded 3 batches of 16 to shape ...
+    in S s")`` or ``("failed", how it failed)``: killed by a signal (named), its exit code and last line of
+    output, or no answer in ``timeout`` seconds."""
+    start = time.perf_counter()
+    try:
+        result = subprocess.run([sys.executable, "-c", ROI_SMOKE_CODE, device], capture_output=True, text=True,
+                                timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return "failed", f"no answer in {timeout:g} s (killed)"
+    seconds = time.perf_counter() - start
+    marks = [line for line in result.stdout.splitlines() if line.startswith(ROI_SMOKE_MARK + " ")]
+    if result.returncode == 0 and marks:
+        shape = marks[-1][len(ROI_SMOKE_MARK) + 1:]
+        return "ok", f"decoders.image_random_crop on {'mixed' if device == 'gpu' else 'cpu'}: 3 batches of 16 " \
+                     f"decoded and resized to {shape} in {seconds:.1f} s"
+    lines = [line.strip() for line in (result.stderr + "\n" + result.stdout).splitlines() if line.strip()]
+    last = lines[-1][:300] if lines else "no output"
+    if result.returncode < 0:
+        try:
+            name = signal.Signals(-result.returncode).name
+        except ValueError:
+            name = f"signal {-result.returncode}"
+        return "failed", f"the decoding process was killed by {name} (last output: {last})"
+    return "failed", f"the decoding process exited with code {result.returncode}: {last}"
+
+
+def read_roi_decode(dali_gpus: Optional[int], dali_error: Optional[str] = None) -> dict:
+    """The ROI-decode smoke test's facts: run on the GPU when DALI sees one (:func:`smoke_roi_decode`), else not
+    run, with the reason."""
+    if dali_error is not None:
+        return {"roi_decode_detail": f"not run: DALI cannot be imported ({dali_error})"}
+    if not dali_gpus:
+        return {"roi_decode_detail": "not run: no GPU (DALI sees no CUDA GPU on this machine)"}
+    status, detail = smoke_roi_decode("gpu")
+    return {"roi_decode": status, "roi_decode_detail": detail}
+
+
 def gather(cache=None, force_build: bool = False) -> Facts:
     """Read this machine into :class:`Facts`; builds the native operators into ``cache`` if needed (always with
     ``force_build``)."""
@@ -348,6 +427,7 @@ def gather(cache=None, force_build: bool = False) -> Facts:
     facts.update(read_torch())
     facts.update(read_dali())
     facts.update(read_native(cache, force=force_build))
+    facts.update(read_roi_decode(facts.get("dali_gpus"), facts.get("dali_error")))
     if not facts.get("gpus") and smi_names:
         facts["gpus"] = tuple(Gpu(name) for name in smi_names)
     return Facts(**facts)
@@ -537,10 +617,21 @@ def _check_native(facts: Facts) -> Check:
     return Check("native ops", OK, f"{facts.native_path} ({how}, loaded)")
 
 
+def _check_roi_decode(facts: Facts) -> Check:
+    if facts.roi_decode is None:
+        return Check("roi decode", SKIP, facts.roi_decode_detail or "not run")
+    if facts.roi_decode == OK:
+        return Check("roi decode", OK, facts.roi_decode_detail or "")
+    return Check("roi decode", WARN, f"DALI's GPU ROI decoding failed: {facts.roi_decode_detail}",
+                 "decode whole images: dali-cutmix train --decode full (build_cutmix_pipeline(decode=\"full\")); "
+                 "nvImageCodec issue #55 reports such crashes on H100")
+
+
 def diagnose(facts: Facts) -> Diagnosis:
     """The checks and the verdict for ``facts``; reads nothing."""
     checks = (_check_python(facts), _check_torch(facts), _check_dali(facts), _check_driver(facts),
-              _check_gpus(facts), _check_jpeg(facts), _check_nccl(facts), _check_native(facts))
+              _check_gpus(facts), _check_jpeg(facts), _check_nccl(facts), _check_native(facts),
+              _check_roi_decode(facts))
     failed = [c for c in checks if c.status == FAIL]
     cpu_path = not any(c.blocks == "all" for c in failed)
     gpu_path = not failed

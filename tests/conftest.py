@@ -1,9 +1,75 @@
-"""Shared fixtures: small JPEG trees made by the tests themselves (nothing is downloaded)."""
+"""Shared fixtures: small JPEG trees made by the tests themselves (nothing is downloaded), and the ``device``
+every test that builds a pipeline or runs the stage is parametrized over: "cpu" always, "gpu" (marker ``gpu``,
+``pytest -m gpu`` selects it) where DALI sees a CUDA GPU, skipped with its reason elsewhere."""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
+
+#: The two halves of the suite: the GPU half carries the ``gpu`` marker (registered in pyproject.toml).
+DEVICES = ["cpu", pytest.param("gpu", marks=pytest.mark.gpu)]
+
+
+@functools.cache
+def gpu_missing() -> str | None:
+    """Why this machine runs no GPU test (a sentence naming the GPU), or None when DALI sees a CUDA GPU."""
+    from nvidia.dali import backend
+
+    try:
+        count = backend.GetCUDADeviceCount()
+    except RuntimeError as e:  # a driver DALI cannot talk to
+        return f"no GPU: DALI cannot count CUDA GPUs here ({e})"
+    if count == 0:
+        return "no GPU: DALI sees no CUDA GPU on this machine (nvidia.dali.backend.GetCUDADeviceCount() is 0)"
+    return None
+
+
+def skip_without_gpu(device: str) -> None:
+    """Skip the running test, with the reason, when ``device`` is "gpu" and DALI sees no GPU."""
+    if device == "gpu" and gpu_missing() is not None:
+        pytest.skip(gpu_missing())
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    """"cpu", then "gpu" (skipped with its reason where DALI sees no GPU): where the test's pipeline runs."""
+    skip_without_gpu(request.param)
+    return request.param
+
+
+@pytest.fixture
+def gpu_only():
+    """"gpu", for tests that mean something only on a GPU (mark them ``gpu``); skipped, with the reason, where
+    DALI sees no GPU."""
+    skip_without_gpu("gpu")
+    return "gpu"
+
+
+def device_id(device: str) -> int | None:
+    """The ``device_id`` of a pipeline on ``device``: 0 on the GPU, None (no CUDA at all) on the CPU."""
+    return 0 if device == "gpu" else None
+
+
+def decoder_device(device: str) -> str:
+    """The ``device`` of DALI's image decoders for a pipeline on ``device``: "mixed" (nvJPEG) on the GPU."""
+    return "mixed" if device == "gpu" else "cpu"
+
+
+def to_numpy(batch) -> np.ndarray:
+    """A DALI TensorList (CPU or GPU) of uniform shape as one host NumPy array, its samples stacked."""
+    from nvidia.dali.backend import TensorListGPU
+
+    if isinstance(batch, TensorListGPU):
+        batch = batch.as_cpu()
+    return np.array(batch.as_tensor())
+
+
+def host(tensor) -> np.ndarray:
+    """A torch tensor (CPU or CUDA) as a host NumPy array."""
+    return tensor.detach().cpu().numpy()
 
 
 def write_jpeg_tree(root, *, classes=4, per_class=6, sizes=((48, 64), (60, 40), (50, 50)), seed=0):

@@ -29,7 +29,9 @@ GPU_MACHINE = Facts(
     nccl_compiled=True, nccl="2.30.7",
     dali_distributions=(("nvidia-dali-cuda120", "2.4.0"),), dali="2.4.0", dali_gpus=8,
     driver="580.65.06", driver_source="nvidia-smi",
-    native_cache="/cache", native_path="/cache/native/dali2.4.0-x/libdali_cutmix_ops.so")
+    native_cache="/cache", native_path="/cache/native/x86_64-glibc2.35-dali2.4.0-x/libdali_cutmix_ops.so",
+    roi_decode="ok", roi_decode_detail="decoders.image_random_crop on mixed: 3 batches of 16 decoded and resized to "
+    "(16, 224, 224, 3) in 2.1 s")
 
 
 def machine(**changes) -> Facts:
@@ -183,13 +185,62 @@ def test_nccl_missing_warns_and_blocks_nothing():
     assert checks(facts)["nccl"].status == "warn" and diagnose(facts).exit_code == 0
 
 
+def test_the_roi_decode_line_says_ok_warns_with_the_way_around_or_skips_with_its_reason():
+    ok = checks(GPU_MACHINE)["roi decode"]
+    assert (ok.status, ok.detail) == ("ok", GPU_MACHINE.roi_decode_detail)
+    crashed = machine(roi_decode="failed", roi_decode_detail="the decoding process was killed by SIGSEGV (last "
+                      "output: nvImageCodec)")
+    result = diagnose(crashed)
+    line = {c.name: c for c in result.checks}["roi decode"]
+    assert line.status == "warn" and line.detail == ("DALI's GPU ROI decoding failed: the decoding process was "
+                                                     "killed by SIGSEGV (last output: nvImageCodec)")
+    assert line.fix.startswith("decode whole images: dali-cutmix train --decode full")
+    assert result.gpu_path, "--decode full keeps the GPU path"
+    skipped = checks(machine(roi_decode=None, roi_decode_detail="not run: no GPU (DALI sees no CUDA GPU on this "
+                                                                "machine)"))["roi decode"]
+    assert (skipped.status, skipped.detail) == ("skip", "not run: no GPU (DALI sees no CUDA GPU on this machine)")
+
+
+def test_roi_decode_runs_only_where_dali_sees_a_gpu():
+    assert doctor.read_roi_decode(0) == {"roi_decode_detail": "not run: no GPU (DALI sees no CUDA GPU on this "
+                                                              "machine)"}
+    assert doctor.read_roi_decode(None, "ImportError: no nvidia.dali") == {
+        "roi_decode_detail": "not run: DALI cannot be imported (ImportError: no nvidia.dali)"}
+
+
+def test_the_roi_decode_smoke_process_runs_its_graph_on_the_cpu():
+    """The subprocess's own code works (it imports only numpy, PIL and DALI): the same graph on CPU operators."""
+    status, detail = doctor.smoke_roi_decode("cpu")
+    assert status == "ok", detail
+    assert re.fullmatch(r"decoders\.image_random_crop on cpu: 3 batches of 16 decoded and resized to "
+                        r"\(16, 224, 224, 3\) in \d+\.\d s", detail)
+
+
+def test_a_crashing_or_hanging_smoke_process_is_named(monkeypatch):
+    monkeypatch.setattr(doctor, "ROI_SMOKE_CODE", "import os, signal; print('nvImageCodec says hi'); "
+                                                  "os.kill(os.getpid(), signal.SIGSEGV)")
+    assert doctor.smoke_roi_decode("gpu") == ("failed", "the decoding process was killed by SIGSEGV (last output: "
+                                                        "nvImageCodec says hi)")
+    monkeypatch.setattr(doctor, "ROI_SMOKE_CODE", "import sys; sys.exit('no GPU for you')")
+    assert doctor.smoke_roi_decode("gpu") == ("failed", "the decoding process exited with code 1: no GPU for you")
+    monkeypatch.setattr(doctor, "ROI_SMOKE_CODE", "import time; time.sleep(30)")
+    assert doctor.smoke_roi_decode("gpu", timeout=0.5) == ("failed", "no answer in 0.5 s (killed)")
+
+
+@pytest.mark.gpu
+def test_roi_decoding_on_this_gpu(gpu_only):
+    """Where DALI sees a GPU: the smoke test itself, on it (nvImageCodec issue #55)."""
+    status, detail = doctor.smoke_roi_decode("gpu")
+    assert status == "ok", detail
+
+
 def test_the_reports_hold_every_check():
     facts = machine(driver="550.54.15", torch_gpus=0)
     result = diagnose(facts)
     text = doctor.report_text(result)
     lines = text.splitlines()
-    assert [line.split()[1] for line in lines if line.split()[0] in ("ok", "warn", "fail")] == \
-        ["python", "torch", "dali", "driver", "gpus", "jpeg", "nccl", "native"]
+    assert [line.split()[1] for line in lines if line.split()[0] in ("ok", "warn", "fail", "skip")] == \
+        ["python", "torch", "dali", "driver", "gpus", "jpeg", "nccl", "native", "roi"]
     assert any(line.strip().startswith("fix: install torch's CUDA 12 build") for line in lines)
     assert lines[-1] == f"verdict: {result.verdict}; exit code 1"
     data = json.loads(json.dumps(doctor.report_json(facts, result)))
@@ -218,7 +269,7 @@ def _cpu_machine():
 
 def test_build_with_a_cache_folder_writes_the_library_there(built):
     folder, _, data = built
-    libraries = list(folder.glob("native/dali*/libdali_cutmix_ops.so"))
+    libraries = list(folder.glob("native/*/libdali_cutmix_ops.so"))
     assert len(libraries) == 1 and libraries[0].stat().st_size > 0
     assert data["facts"]["native_path"] == str(libraries[0]) and data["facts"]["native_built_now"]
     native = [c for c in data["checks"] if c["name"] == "native ops"][0]
@@ -239,6 +290,9 @@ def test_doctor_on_this_machine_says_cpu_only_and_exits_1(built, monkeypatch, ca
     out = capsys.readouterr().out
     assert re.search(r"^fail +driver +no NVIDIA driver found", out, re.M)
     assert re.search(r"^ok +native ops +.*(already built, loaded)", out, re.M)
+    assert re.search(r"^skip +roi decode +not run: no GPU \(DALI sees no CUDA GPU on this machine\)$", out, re.M)
+    roi = {c["name"]: c for c in data["checks"]}["roi decode"]
+    assert roi["status"] == "skip" and data["facts"]["roi_decode"] is None
     assert str(folder) in out, "$DALI_CUTMIX_CACHE is the default cache"
     last = out.splitlines()[-1]
     assert last.startswith("verdict: only the CPU path can run") and last.endswith("exit code 1")

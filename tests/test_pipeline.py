@@ -5,12 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import write_jpeg_tree
+from conftest import host, write_jpeg_tree
 
 from dali_cutmix import CutMixLoader, build_cutmix_pipeline
 from dali_cutmix.errors import UserError
 
-CPU = dict(device="cpu", num_threads=2, crop=32)
+
+
+@pytest.fixture
+def on(device):
+    """The builder's arguments for this test's device (the GPU case skipped with its reason without one)."""
+    return dict(device=device, num_threads=2, crop=32)
 
 
 @pytest.fixture(scope="session")
@@ -24,34 +29,34 @@ def epoch_ids(loader):
     return [batch[-1].reshape(-1).tolist() for batch in loader]
 
 
-def test_outputs_are_normalized_chw_images_and_soft_labels(jpeg_tree):
-    loader = CutMixLoader(build_cutmix_pipeline(jpeg_tree, batch_size=5, **CPU))
+def test_outputs_are_normalized_chw_images_and_soft_labels(jpeg_tree, on):
+    loader = CutMixLoader(build_cutmix_pipeline(jpeg_tree, batch_size=5, **on))
     images, targets = next(iter(loader))
     assert images.shape == (5, 3, 32, 32) and images.dtype == torch.float32
     assert targets.shape == (5, 4) and targets.dtype == torch.float32
-    torch.testing.assert_close(targets.sum(1), torch.ones(5))
+    torch.testing.assert_close(targets.sum(1), torch.ones(5, device=targets.device))
     assert -3 < images.min() < 0 < images.max() < 3, "mean/std normalized"
-    half = CutMixLoader(build_cutmix_pipeline(jpeg_tree, batch_size=5, fp16=True, **CPU))
+    half = CutMixLoader(build_cutmix_pipeline(jpeg_tree, batch_size=5, fp16=True, **on))
     assert next(iter(half))[0].dtype == torch.float16
 
 
-def test_full_image_decoding_gives_the_same_kind_of_batches(jpeg_tree):
+def test_full_image_decoding_gives_the_same_kind_of_batches(jpeg_tree, on):
     """decode="full" (decode the whole image, then random-resized-crop): the way around a failing ROI decoder."""
-    roi = CutMixLoader(build_cutmix_pipeline(jpeg_tree, batch_size=5, stop_after="crop", **CPU))
-    full = CutMixLoader(build_cutmix_pipeline(jpeg_tree, batch_size=5, stop_after="crop", decode="full", **CPU))
+    roi = CutMixLoader(build_cutmix_pipeline(jpeg_tree, batch_size=5, stop_after="crop", **on))
+    full = CutMixLoader(build_cutmix_pipeline(jpeg_tree, batch_size=5, stop_after="crop", decode="full", **on))
     (a, ids_a), (b, ids_b) = next(iter(roi)), next(iter(full))
     assert a.shape == b.shape == (5, 32, 32, 3) and a.dtype == b.dtype == torch.uint8
     assert torch.equal(ids_a, ids_b), "the same samples: decoding does not touch the reader"
     assert not torch.equal(a, b), "crops drawn by another operator"
-    images, targets = next(iter(CutMixLoader(build_cutmix_pipeline(jpeg_tree, batch_size=5, decode="full", **CPU))))
+    images, targets = next(iter(CutMixLoader(build_cutmix_pipeline(jpeg_tree, batch_size=5, decode="full", **on))))
     assert images.shape == (5, 3, 32, 32) and targets.shape == (5, 4)
 
 
 @pytest.mark.parametrize("stop_after, shape", [("crop", (5, 32, 32, 3)), ("mix", (5, 32, 32, 3)),
                                                ("normalize", (5, 3, 32, 32))])
-def test_the_pipeline_cut_after_a_named_stage(jpeg_tree, stop_after, shape):
-    full = build_cutmix_pipeline(jpeg_tree, batch_size=5, return_params=True, **CPU)
-    cut = build_cutmix_pipeline(jpeg_tree, batch_size=5, stop_after=stop_after, **CPU)
+def test_the_pipeline_cut_after_a_named_stage(jpeg_tree, stop_after, shape, on):
+    full = build_cutmix_pipeline(jpeg_tree, batch_size=5, return_params=True, **on)
+    cut = build_cutmix_pipeline(jpeg_tree, batch_size=5, stop_after=stop_after, **on)
     images, labels = next(iter(CutMixLoader(cut)))[:2]
     assert tuple(images.shape) == shape
     reference = next(iter(CutMixLoader(full)))
@@ -63,18 +68,18 @@ def test_the_pipeline_cut_after_a_named_stage(jpeg_tree, stop_after, shape):
         assert torch.equal(images, reference[0])
 
 
-def test_without_the_stage_labels_are_smoothed_one_hots(jpeg_tree):
+def test_without_the_stage_labels_are_smoothed_one_hots(jpeg_tree, on):
     pipe = build_cutmix_pipeline(jpeg_tree, batch_size=6, mixing=False, mix_options=dict(label_smoothing=0.2),
-                                 return_params=True, **CPU)
+                                 return_params=True, **on)
     images, targets, class_id = next(iter(CutMixLoader(pipe)))
-    expected = np.full((6, 4), 0.05) + 0.8 * np.eye(4)[class_id.reshape(-1).numpy()]
-    np.testing.assert_allclose(targets.numpy(), expected, atol=1e-6)
+    expected = np.full((6, 4), 0.05) + 0.8 * np.eye(4)[host(class_id).reshape(-1)]
+    np.testing.assert_allclose(host(targets), expected, atol=1e-6)
 
 
 @pytest.mark.parametrize("num_shards", [1, 3])
-def test_shards_of_an_epoch_are_disjoint_and_cover_the_data(one_per_class, num_shards):
+def test_shards_of_an_epoch_are_disjoint_and_cover_the_data(one_per_class, num_shards, on):
     loaders = [CutMixLoader(build_cutmix_pipeline(one_per_class, batch_size=4, shard_id=s, num_shards=num_shards,
-                                                  return_params=True, **CPU)) for s in range(num_shards)]
+                                                  return_params=True, **on)) for s in range(num_shards)]
     orders = []
     for _ in range(2):  # two epochs
         shards = [sum(epoch_ids(loader), []) for loader in loaders]
@@ -84,9 +89,9 @@ def test_shards_of_an_epoch_are_disjoint_and_cover_the_data(one_per_class, num_s
     assert orders[0] != orders[1], "a new shuffle every epoch"
 
 
-def test_last_batch_policies(one_per_class):
+def test_last_batch_policies(one_per_class, on):
     def sizes(policy):
-        loader = CutMixLoader(build_cutmix_pipeline(one_per_class, batch_size=4, return_params=True, **CPU),
+        loader = CutMixLoader(build_cutmix_pipeline(one_per_class, batch_size=4, return_params=True, **on),
                               last_batch=policy)
         batches = epoch_ids(loader)
         assert len(loader) == len(batches)
@@ -99,20 +104,20 @@ def test_last_batch_policies(one_per_class):
     fill, ids = sizes("fill")
     assert fill == [4] * 7 and set(ids) == set(range(26))
     with pytest.raises(UserError, match="last_batch must be one of"):
-        CutMixLoader(build_cutmix_pipeline(one_per_class, batch_size=4, **CPU), last_batch="keep")
+        CutMixLoader(build_cutmix_pipeline(one_per_class, batch_size=4, **on), last_batch="keep")
 
 
-def test_same_seed_same_batches(jpeg_tree):
+def test_same_seed_same_batches(jpeg_tree, on):
     def first(seed):
-        return next(iter(CutMixLoader(build_cutmix_pipeline(jpeg_tree, batch_size=6, seed=seed, **CPU))))
+        return next(iter(CutMixLoader(build_cutmix_pipeline(jpeg_tree, batch_size=6, seed=seed, **on))))
 
     a, b, c = first(3), first(3), first(4)
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     assert not torch.equal(a[0], c[0])
 
 
-def test_checkpoint_resumes_the_same_stream(jpeg_tree):
-    options = dict(batch_size=5, mix_options=dict(mode="elem"), enable_checkpointing=True, **CPU)
+def test_checkpoint_resumes_the_same_stream(jpeg_tree, on):
+    options = dict(batch_size=5, mix_options=dict(mode="elem"), enable_checkpointing=True, **on)
     loader = CutMixLoader(build_cutmix_pipeline(jpeg_tree, **options))
     it = iter(loader)
     for _ in range(2):
@@ -126,8 +131,8 @@ def test_checkpoint_resumes_the_same_stream(jpeg_tree):
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
 
 
-def test_a_checkpoint_taken_at_the_end_of_an_epoch_resumes_with_the_next_epoch(jpeg_tree):
-    options = dict(batch_size=5, mix_options=dict(mode="elem"), enable_checkpointing=True, **CPU)
+def test_a_checkpoint_taken_at_the_end_of_an_epoch_resumes_with_the_next_epoch(jpeg_tree, on):
+    options = dict(batch_size=5, mix_options=dict(mode="elem"), enable_checkpointing=True, **on)
     loader = CutMixLoader(build_cutmix_pipeline(jpeg_tree, **options))
     list(loader)
     state = loader.checkpoint()
@@ -139,12 +144,12 @@ def test_a_checkpoint_taken_at_the_end_of_an_epoch_resumes_with_the_next_epoch(j
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
 
 
-def test_a_missing_or_empty_data_path_is_named(tmp_path):
+def test_a_missing_or_empty_data_path_is_named(tmp_path, on):
     with pytest.raises(UserError, match="does-not-exist"):
-        build_cutmix_pipeline(tmp_path / "does-not-exist", batch_size=2, **CPU)
+        build_cutmix_pipeline(tmp_path / "does-not-exist", batch_size=2, **on)
     (tmp_path / "empty" / "some_class").mkdir(parents=True)
     with pytest.raises(UserError, match="holds no images"):
-        build_cutmix_pipeline(tmp_path / "empty", batch_size=2, **CPU)
+        build_cutmix_pipeline(tmp_path / "empty", batch_size=2, **on)
 
 
 @pytest.mark.parametrize("options, message", [
@@ -161,8 +166,8 @@ def test_a_missing_or_empty_data_path_is_named(tmp_path):
     (dict(stop_after="resize"), "stop_after must be one of"),
     (dict(decode="nvjpeg"), "decode must be one of"),
 ])
-def test_bad_builder_arguments_are_named(jpeg_tree, options, message):
-    args = {**CPU, "batch_size": 2, **options}
+def test_bad_builder_arguments_are_named(jpeg_tree, options, message, on):
+    args = {**on, "batch_size": 2, **options}
     with pytest.raises(UserError, match=message):
         build_cutmix_pipeline(jpeg_tree, **args)
 
@@ -177,16 +182,16 @@ def test_bad_builder_arguments_are_named(jpeg_tree, options, message):
                              "nvidia.dali.Pipeline's)"),
     (dict(exec_dynamic=False), TypeError, "build_cutmix_pipeline sets the pipeline argument 'exec_dynamic' itself"),
 ])
-def test_misleading_builder_errors_are_exact(jpeg_tree, options, error, message):
+def test_misleading_builder_errors_are_exact(jpeg_tree, options, error, message, on):
     """Issue 10.4: a float crop used to fail with "'float' object is not iterable", an unknown keyword with
     DALI's "This shouldn't happen"."""
     with pytest.raises(error) as err:
-        build_cutmix_pipeline(jpeg_tree, **{**CPU, "batch_size": 2, **options})
+        build_cutmix_pipeline(jpeg_tree, **{**on, "batch_size": 2, **options})
     assert str(err.value) == message
 
 
-def test_pipeline_arguments_reach_the_pipeline(jpeg_tree):
-    pipe = build_cutmix_pipeline(jpeg_tree, batch_size=2, prefetch_queue_depth=3, exec_pipelined=True, **CPU)
+def test_pipeline_arguments_reach_the_pipeline(jpeg_tree, on):
+    pipe = build_cutmix_pipeline(jpeg_tree, batch_size=2, prefetch_queue_depth=3, exec_pipelined=True, **on)
     assert pipe.prefetch_queue_depth == 3
 
 

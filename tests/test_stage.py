@@ -1,4 +1,5 @@
-"""The CutMix stage on real CPU DALI pipelines, checked pixel for pixel against the NumPy reference."""
+"""The CutMix stage on real DALI pipelines, on the CPU and on the GPU (``device``), checked pixel for pixel
+against the NumPy reference applied to the stage's own inputs."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import re
 import numpy as np
 import pytest
 import reference as ref
+from conftest import decoder_device, device_id, skip_without_gpu, to_numpy
 from scipy import stats
 
 from dali_cutmix import MixOptions, cutmix, mix
@@ -31,17 +33,23 @@ def gpu_graph_cutmix(images, labels, *, num_classes, return_params=True, **optio
     return mixed, targets, {n: params[n] for n in ("perm", "box", "lam")}
 
 
-def stage_pipeline(data, *, batch_size=8, size=(H, W), seed=1, stage=cutmix, resize=True, **options):
-    """A built CPU pipeline: read, decode, resize, stage; outputs (source, mixed, targets, labels, *params)."""
+def stage_pipeline(data, *, batch_size=8, size=(H, W), seed=1, stage=cutmix, resize=True, device="cpu",
+                   dtype=None, **options):
+    """A built pipeline on ``device``: read, decode, resize, cast to ``dtype`` (a DALI type; None keeps uint8),
+    stage; outputs (source, mixed, targets, labels, *params)."""
     import nvidia.dali.fn as fn
     from nvidia.dali import pipeline_def
 
-    @pipeline_def(batch_size=batch_size, num_threads=2, device_id=None, seed=seed)
+    skip_without_gpu(device)
+
+    @pipeline_def(batch_size=batch_size, num_threads=2, device_id=device_id(device), seed=seed)
     def pipe():
         jpegs, labels = fn.readers.file(file_root=str(data), random_shuffle=True, seed=seed)
-        images = fn.decoders.image(jpegs)
+        images = fn.decoders.image(jpegs, device=decoder_device(device))
         if resize:
             images = fn.resize(images, resize_y=size[0], resize_x=size[1])
+        if dtype is not None:
+            images = fn.cast(images, dtype=dtype)
         mixed, targets, params = stage(images, labels, return_params=True, **options)
         return (images, mixed, targets, labels, *params.values())
 
@@ -51,21 +59,22 @@ def stage_pipeline(data, *, batch_size=8, size=(H, W), seed=1, stage=cutmix, res
 
 
 def run(pipe):
-    """One iteration as NumPy arrays: source, mixed, targets, labels (flat), perm, box, lam[, method]."""
-    out = [np.array(o.as_tensor()) for o in pipe.run()]
+    """One iteration as host NumPy arrays (from either device): source, mixed, targets, labels (flat), perm, box,
+    lam[, method]."""
+    out = [to_numpy(o) for o in pipe.run()]
     out[3] = out[3].reshape(-1)
     return out
 
 
 def check_batch(source, mixed, targets, labels, perm, box, lam, *, num_classes=4, smoothing=0.0):
-    """Everything a user relies on for one CutMix batch, against the reference."""
-    n = len(source)
+    """Everything a user relies on for one CutMix batch, against the reference (images of any size and dtype)."""
+    n, height, width = source.shape[:3]
     assert sorted(perm.tolist()) == list(range(n)), "perm is a permutation of the batch"
-    assert mixed.shape == source.shape and mixed.dtype == np.uint8
+    assert mixed.shape == source.shape and mixed.dtype == source.dtype
     np.testing.assert_array_equal(mixed, ref.mix_pixels(source, perm, box, np.ones(n), lam))
     y0, x0, y1, x1 = box.T
-    assert ((0 <= y0) & (y0 <= y1) & (y1 <= H) & (0 <= x0) & (x0 <= x1) & (x1 <= W)).all()
-    np.testing.assert_allclose(lam, 1 - (y1 - y0) * (x1 - x0) / (H * W), rtol=0, atol=1e-6)
+    assert ((0 <= y0) & (y0 <= y1) & (y1 <= height) & (0 <= x0) & (x0 <= x1) & (x1 <= width)).all()
+    np.testing.assert_allclose(lam, 1 - (y1 - y0) * (x1 - x0) / (height * width), rtol=0, atol=1e-6)
     assert targets.dtype == np.float32 and targets.shape == (n, num_classes)
     np.testing.assert_allclose(targets, ref.soft_labels(labels, perm, lam, num_classes, smoothing), atol=1e-6)
     np.testing.assert_allclose(targets.sum(1), 1.0, atol=1e-6)
@@ -73,8 +82,8 @@ def check_batch(source, mixed, targets, labels, perm, box, lam, *, num_classes=4
 
 @pytest.mark.parametrize("stage", [cutmix, gpu_graph_cutmix], ids=["native", "gpu-graph"])
 @pytest.mark.parametrize("mode", ["batch", "elem"])
-def test_pixels_lam_and_labels_match_reference(jpeg_tree, mode, stage):
-    pipe = stage_pipeline(jpeg_tree, mode=mode, num_classes=4, stage=stage)
+def test_pixels_lam_and_labels_match_reference(jpeg_tree, mode, stage, device):
+    pipe = stage_pipeline(jpeg_tree, device=device, mode=mode, num_classes=4, stage=stage)
     mixed_pixels = 0
     for _ in range(4):
         source, mixed, targets, labels, perm, box, lam = run(pipe)
@@ -83,9 +92,9 @@ def test_pixels_lam_and_labels_match_reference(jpeg_tree, mode, stage):
     assert mixed_pixels > 0, "alpha=1, prob=1: some pixels must come from partners"
 
 
-def test_batch_mode_shares_one_box_elem_mode_does_not(jpeg_tree):
-    batch = stage_pipeline(jpeg_tree, mode="batch", num_classes=4)
-    elem = stage_pipeline(jpeg_tree, mode="elem", num_classes=4)
+def test_batch_mode_shares_one_box_elem_mode_does_not(jpeg_tree, device):
+    batch = stage_pipeline(jpeg_tree, device=device, mode="batch", num_classes=4)
+    elem = stage_pipeline(jpeg_tree, device=device, mode="elem", num_classes=4)
     for _ in range(3):
         _, _, _, _, _, box, lam = run(batch)
         assert (box == box[0]).all() and (lam == lam[0]).all()
@@ -97,16 +106,16 @@ def test_batch_mode_shares_one_box_elem_mode_does_not(jpeg_tree):
     assert len(distinct) > 8
 
 
-def test_label_smoothing_is_applied_before_mixing(jpeg_tree):
-    pipe = stage_pipeline(jpeg_tree, mode="elem", num_classes=10, label_smoothing=0.1)
+def test_label_smoothing_is_applied_before_mixing(jpeg_tree, device):
+    pipe = stage_pipeline(jpeg_tree, device=device, mode="elem", num_classes=10, label_smoothing=0.1)
     source, mixed, targets, labels, perm, box, lam = run(pipe)
     check_batch(source, mixed, targets, labels, perm, box, lam, num_classes=10, smoothing=0.1)
     assert targets.min() == pytest.approx(0.01)
 
 
 @pytest.mark.parametrize("mode", ["batch", "elem"])
-def test_prob_zero_leaves_images_and_one_hot_labels(jpeg_tree, mode):
-    pipe = stage_pipeline(jpeg_tree, mode=mode, num_classes=4, prob=0.0)
+def test_prob_zero_leaves_images_and_one_hot_labels(jpeg_tree, mode, device):
+    pipe = stage_pipeline(jpeg_tree, device=device, mode=mode, num_classes=4, prob=0.0)
     for _ in range(2):
         source, mixed, targets, labels, perm, box, lam = run(pipe)
         np.testing.assert_array_equal(mixed, source)
@@ -114,23 +123,23 @@ def test_prob_zero_leaves_images_and_one_hot_labels(jpeg_tree, mode):
         assert (box == 0).all() and (lam == 1).all()
 
 
-def test_prob_is_a_per_sample_coin_in_elem_mode(jpeg_tree):
-    pipe = stage_pipeline(jpeg_tree, batch_size=24, mode="elem", num_classes=4, prob=0.5)
+def test_prob_is_a_per_sample_coin_in_elem_mode(jpeg_tree, device):
+    pipe = stage_pipeline(jpeg_tree, device=device, batch_size=24, mode="elem", num_classes=4, prob=0.5)
     mixed = np.concatenate([(run(pipe)[5] != 0).any(1) for _ in range(10)])
     assert stats.binomtest(int(mixed.sum()), len(mixed), 0.5).pvalue > 1e-3
 
 
-def test_batch_size_one(jpeg_tree):
-    pipe = stage_pipeline(jpeg_tree, batch_size=1, num_classes=4)
+def test_batch_size_one(jpeg_tree, device):
+    pipe = stage_pipeline(jpeg_tree, device=device, batch_size=1, num_classes=4)
     source, mixed, targets, labels, perm, box, lam = run(pipe)
     assert perm.tolist() == [0]
     np.testing.assert_array_equal(mixed, source)  # a sample mixed with itself is itself
     np.testing.assert_allclose(targets, np.eye(4)[labels], atol=1e-6)
 
 
-def test_lam_distribution_matches_the_official_algorithm(jpeg_tree):
+def test_lam_distribution_matches_the_official_algorithm(jpeg_tree, device):
     """Two-sample KS test: per-sample corrected lams from the stage vs the official loop's (NumPy)."""
-    pipe = stage_pipeline(jpeg_tree, batch_size=24, mode="elem", num_classes=4, size=(32, 32), seed=7)
+    pipe = stage_pipeline(jpeg_tree, device=device, batch_size=24, mode="elem", num_classes=4, size=(32, 32), seed=7)
     ours = np.concatenate([run(pipe)[6] for _ in range(25)])
     theirs = ref.official_lams(np.random.default_rng(0), 4000, 32, 32)
     assert stats.ks_2samp(ours, theirs).pvalue > 1e-3
@@ -138,15 +147,15 @@ def test_lam_distribution_matches_the_official_algorithm(jpeg_tree):
     assert stats.ks_2samp(ours, np.random.default_rng(1).beta(1, 1, 4000)).pvalue < 1e-3
 
 
-def test_batch_mode_lam_distribution_matches_the_official_algorithm(jpeg_tree):
-    pipe = stage_pipeline(jpeg_tree, batch_size=2, mode="batch", num_classes=4, size=(16, 16), seed=3)
+def test_batch_mode_lam_distribution_matches_the_official_algorithm(jpeg_tree, device):
+    pipe = stage_pipeline(jpeg_tree, device=device, batch_size=2, mode="batch", num_classes=4, size=(16, 16), seed=3)
     ours = np.array([run(pipe)[6][0] for _ in range(400)])
     theirs = ref.official_lams(np.random.default_rng(0), 4000, 16, 16)
     assert stats.ks_2samp(ours, theirs).pvalue > 1e-3
 
 
-def test_minmax_boxes_are_inside_with_sides_in_range(jpeg_tree):
-    pipe = stage_pipeline(jpeg_tree, batch_size=24, mode="elem", num_classes=4, minmax=(0.2, 0.6))
+def test_minmax_boxes_are_inside_with_sides_in_range(jpeg_tree, device):
+    pipe = stage_pipeline(jpeg_tree, device=device, batch_size=24, mode="elem", num_classes=4, minmax=(0.2, 0.6))
     lams = []
     for _ in range(10):
         source, mixed, targets, labels, perm, box, lam = run(pipe)
@@ -159,8 +168,9 @@ def test_minmax_boxes_are_inside_with_sides_in_range(jpeg_tree):
     assert stats.ks_2samp(np.concatenate(lams), theirs).pvalue > 1e-3
 
 
-def test_correct_lam_false_reports_the_drawn_lam(jpeg_tree):
-    pipe = stage_pipeline(jpeg_tree, batch_size=24, mode="elem", num_classes=4, correct_lam=False, alpha=0.5)
+def test_correct_lam_false_reports_the_drawn_lam(jpeg_tree, device):
+    pipe = stage_pipeline(jpeg_tree, device=device, batch_size=24, mode="elem", num_classes=4, correct_lam=False,
+                          alpha=0.5)
     lams = []
     for _ in range(10):
         source, mixed, targets, labels, perm, box, lam = run(pipe)
@@ -170,8 +180,8 @@ def test_correct_lam_false_reports_the_drawn_lam(jpeg_tree):
     assert stats.ks_2samp(np.concatenate(lams), np.random.default_rng(0).beta(0.5, 0.5, 4000)).pvalue > 1e-3
 
 
-def test_same_seed_same_batches_other_seed_other_batches(jpeg_tree):
-    a, b, c = (stage_pipeline(jpeg_tree, mode="elem", num_classes=4, seed=s) for s in (5, 5, 6))
+def test_same_seed_same_batches_other_seed_other_batches(jpeg_tree, device):
+    a, b, c = (stage_pipeline(jpeg_tree, device=device, mode="elem", num_classes=4, seed=s) for s in (5, 5, 6))
     for _ in range(2):
         ra, rb, rc = run(a), run(b), run(c)
         for x, y in zip(ra, rb):
@@ -195,30 +205,30 @@ def test_same_seed_same_batches_other_seed_other_batches(jpeg_tree):
     (dict(minmax=(0.2, 1.5)), "minmax must satisfy 0 < lo <= hi <= 1"),
     (dict(minmax=0.5), "minmax must be a pair"),
 ])
-def test_bad_options_name_the_argument(jpeg_tree, options, message):
+def test_bad_options_name_the_argument(jpeg_tree, options, message, device):
     options = {"num_classes": 4, **options}
     with pytest.raises(UserError) as err:
-        stage_pipeline(jpeg_tree, **options)
+        stage_pipeline(jpeg_tree, device=device, **options)
     assert message in str(err.value)
     assert "cutmix_alpha" not in str(err.value) and "cutmix_minmax" not in str(err.value), "cutmix()'s names"
 
 
-def test_images_of_different_sizes_are_refused(jpeg_tree):
-    pipe = stage_pipeline(jpeg_tree, num_classes=4, resize=False)
+def test_images_of_different_sizes_are_refused(jpeg_tree, device):
+    pipe = stage_pipeline(jpeg_tree, device=device, num_classes=4, resize=False)
     with pytest.raises(RuntimeError, match="must all have one size"):
         pipe.run()
 
 
-def test_labels_outside_num_classes_are_refused(jpeg_tree):
-    pipe = stage_pipeline(jpeg_tree, num_classes=2, batch_size=24)
+def test_labels_outside_num_classes_are_refused(jpeg_tree, device):
+    pipe = stage_pipeline(jpeg_tree, device=device, num_classes=2, batch_size=24)
     with pytest.raises(RuntimeError, match=r"labels must be in \[0, num_classes=2\)"):
         pipe.run()
 
 
 def labelled_pipeline(*, batch_size=4, images_hook=None, labels=None, gate=None, num_classes=4, stage=cutmix,
-                      reader=False):
-    """A built CPU pipeline over fixed arrays: 4 HWC uint8 images of (H, W, 3), ``images_hook`` applied, integer
-    labels 0..3 (or ``labels``, a list of arrays), an optional ``gate`` (a list of arrays); outputs the stage's.
+                      reader=False, device="cpu"):
+    """A built pipeline on ``device`` over fixed arrays: 4 HWC uint8 images of (H, W, 3), ``images_hook`` applied,
+    integer labels 0..3 (or ``labels``, a list of arrays), an optional ``gate`` (a list of arrays); outputs the stage's.
     ``reader``: images come from a file reader named "Reader" (for :class:`CutMixLoader`) instead."""
     import nvidia.dali.fn as fn
     from nvidia.dali import pipeline_def
@@ -226,10 +236,11 @@ def labelled_pipeline(*, batch_size=4, images_hook=None, labels=None, gate=None,
     rng = np.random.default_rng(0)
     arrays = [rng.integers(0, 256, (H, W, 3), dtype=np.uint8) for _ in range(batch_size)]
     label_arrays = labels or [np.array(i % num_classes, np.int32) for i in range(batch_size)]
+    skip_without_gpu(device)
 
-    @pipeline_def(batch_size=batch_size, num_threads=1, device_id=None, seed=2)
+    @pipeline_def(batch_size=batch_size, num_threads=1, device_id=device_id(device), seed=2)
     def pipe():
-        images = fn.external_source(source=lambda: arrays, batch=True, layout="HWC")
+        images = fn.external_source(source=lambda: arrays, batch=True, layout="HWC", device=device)
         y = fn.external_source(source=lambda: label_arrays, batch=True)
         if images_hook is not None:
             images = images_hook(images)
@@ -245,11 +256,11 @@ CHANNELS_FIRST = (f"images reaching the cutmix stage must be HWC with 1 to 4 cha
                   f"they look channels-first (CHW); mix them before transposing or normalizing them")
 
 
-def test_channels_first_images_are_refused():
+def test_channels_first_images_are_refused(device):
     """Issue 10.1: a transpose to CHW before the stage used to paste across channels and keep 0.5/0.5 labels."""
     import nvidia.dali.fn as fn
 
-    pipe = labelled_pipeline(images_hook=lambda x: fn.transpose(x, perm=[2, 0, 1]))
+    pipe = labelled_pipeline(device=device, images_hook=lambda x: fn.transpose(x, perm=[2, 0, 1]))
     with pytest.raises(RuntimeError) as err:
         pipe.run()
     assert "[dali-cutmix] " + CHANNELS_FIRST in str(err.value)
@@ -267,9 +278,12 @@ def test_a_channels_first_layout_is_refused_on_the_cpu():
 
 
 @pytest.mark.parametrize("what", ["labels", "gate"])
-def test_float_labels_or_gate_are_named_with_their_dtype(what):
+def test_float_labels_or_gate_are_named_with_their_dtype(what, device):
     floats = [np.array(1.0, np.float32)] * 4
-    pipe = labelled_pipeline(stage=mix, **{what: floats}) if what == "gate" else labelled_pipeline(labels=floats)
+    if what == "gate":
+        pipe = labelled_pipeline(device=device, stage=mix, gate=floats)
+    else:
+        pipe = labelled_pipeline(device=device, labels=floats)
     name = "labels" if what == "labels" else "the mixing gate's values"
     with pytest.raises(RuntimeError) as err:
         pipe.run()
@@ -277,8 +291,8 @@ def test_float_labels_or_gate_are_named_with_their_dtype(what):
             f"fn.cast(x, dtype=types.INT32))") in str(err.value)
 
 
-def test_a_gate_value_other_than_1_0_or_minus_1_is_refused():
-    pipe = labelled_pipeline(stage=mix, gate=[np.array(v, np.int32) for v in (1, 0, 2, -1)])
+def test_a_gate_value_other_than_1_0_or_minus_1_is_refused(device):
+    pipe = labelled_pipeline(device=device, stage=mix, gate=[np.array(v, np.int32) for v in (1, 0, 2, -1)])
     with pytest.raises(RuntimeError, match=r"the mixing gate must be one value per sample, 1 \(mix\), 0 \(do not "
                                            r"mix\) or -1 \(padding\), got 2"):
         pipe.run()
@@ -317,17 +331,17 @@ def test_labels_on_the_gpu_are_refused():
         labelled_pipeline(stage=lambda x, y, **kw: cutmix(x, y.gpu(), **kw))
 
 
-def test_the_loader_reraises_stage_errors_as_one_line(jpeg_tree):
+def test_the_loader_reraises_stage_errors_as_one_line(jpeg_tree, device):
     """Issue 10.5: the stage's message is the whole, one-line error; DALI's is its cause."""
     import nvidia.dali.fn as fn
     from nvidia.dali import pipeline_def
 
     from dali_cutmix import CutMixLoader
 
-    @pipeline_def(batch_size=24, num_threads=2, device_id=None, seed=1)
+    @pipeline_def(batch_size=24, num_threads=2, device_id=device_id(device), seed=1)
     def pipe(transpose, num_classes):
         jpegs, labels = fn.readers.file(file_root=str(jpeg_tree), name="Reader", pad_last_batch=True)
-        images = fn.resize(fn.decoders.image(jpegs), resize_y=H, resize_x=W)
+        images = fn.resize(fn.decoders.image(jpegs, device=decoder_device(device)), resize_y=H, resize_x=W)
         if transpose:
             images = fn.transpose(images, perm=[2, 0, 1])
         return cutmix(images, labels, num_classes=num_classes)

@@ -1,9 +1,11 @@
 """Build (once) and load the native DALI operators of ``mix_ops.cc``.
 
 The operators are compiled on first use against the installed DALI's headers (``nvidia.dali.sysconfig``) with
-the system C++ compiler (``$CXX`` or ``g++``) into a cache folder keyed by the DALI version and the source's
-hash, so a new DALI or a changed source builds again and every process of a multi-GPU job shares one build
-(a file lock keeps concurrent first uses from compiling twice). It builds once per machine and DALI version.
+the system C++ compiler (``$CXX`` or ``g++``) into a cache folder keyed by :func:`cache_key`: the machine's
+architecture, its C library, the DALI version and the source's hash, so a new DALI, a changed source or another
+kind of machine sharing the home folder (x86-64 login nodes, aarch64 GH200 nodes) builds again, and every
+process of a multi-GPU job shares one build (a file lock keeps concurrent first uses from compiling twice). A
+library in the cache built for another architecture (its ELF header says so) is reported, not loaded.
 
 The cache folder is :func:`dali_cutmix.helpers.host.cache_dir` (``$DALI_CUTMIX_CACHE``, else ``~/.cache/dali-cutmix``);
 every function here also takes an explicit ``cache`` folder, so a machine with a compiler can build for machines
@@ -17,6 +19,8 @@ import glob
 import hashlib
 import logging
 import os
+import platform
+import re
 import shlex
 import shutil
 import subprocess
@@ -40,7 +44,8 @@ class NativeBuildError(UserError):
     :class:`~dali_cutmix.errors.UserError` (the CLI says it in one line, exit code 2).
 
     ``str()`` is one line naming the compiler and what to do. ``missing`` names what this machine lacks:
-    ``"compiler"``, ``"headers"``, ``"cache"`` (a cache folder it cannot write, from :func:`load`), or None when
+    ``"compiler"``, ``"headers"``, ``"cache"`` (a cache folder it cannot write, from :func:`load`),
+    ``"architecture"`` (a cached library built for another machine, from :func:`load`), or None when
     the compiler ran and failed; ``output`` is then the tail of the
     compiler's output ("" when it printed nothing) and ``log`` the file holding all of it (or None).
     """
@@ -98,13 +103,62 @@ def _build_command(output: Path):
             + [str(SOURCE), "-o", str(output)] + sysconfig.get_link_flags())
 
 
-def library_path(cache: str | os.PathLike | None = None) -> Path:
-    """Where the compiled library for this DALI version and source lives in ``cache`` (default: the cache folder
-    of :func:`native_cache_dir`); it may not exist yet."""
-    import nvidia.dali as dali
+def cache_key(machine: str | None = None, libc: tuple[str, str] | None = None, dali_version: str | None = None
+              ) -> str:
+    """The name of the cache folder of one build: ``<machine>-<libc><version>-dali<version>-<hash>``, e.g.
+    ``x86_64-glibc2.35-dali2.4.0-0123456789abcdef``, from ``platform.machine()``, ``platform.libc_ver()`` and the
+    installed DALI's version (or the values given), plus 16 hex digits of the SHA-256 of the source and all three.
+    Only ``[A-Za-z0-9._-]`` appear in it."""
+    if machine is None:
+        machine = platform.machine()
+    if libc is None:
+        libc = platform.libc_ver()
+    if dali_version is None:
+        import nvidia.dali as dali
 
-    digest = hashlib.sha256(SOURCE.read_bytes() + dali.__version__.encode()).hexdigest()[:16]
-    return native_cache_dir(cache) / f"dali{dali.__version__}-{digest}" / LIBRARY_NAME
+        dali_version = dali.__version__
+    parts = [machine or "machine-unknown", "".join(libc) or "libc-unknown", f"dali{dali_version}"]
+    digest = hashlib.sha256(SOURCE.read_bytes() + "\0".join(parts).encode()).hexdigest()[:16]
+    return re.sub(r"[^A-Za-z0-9._-]", "_", "-".join(parts + [digest]))
+
+
+#: ELF ``e_machine`` values of the architectures ``platform.machine()`` names, and the names of those values.
+ELF_MACHINES = {"x86_64": 62, "amd64": 62, "aarch64": 183, "arm64": 183, "ppc64le": 21, "ppc64": 21, "i386": 3,
+                "i686": 3, "s390x": 22, "riscv64": 243}
+ELF_MACHINE_NAMES = {62: "x86_64", 183: "aarch64", 21: "ppc64", 3: "i386", 22: "s390x", 243: "riscv64"}
+
+
+def elf_machine(path: str | os.PathLike) -> int | None:
+    """The ``e_machine`` field of the ELF file at ``path`` (an int, in the file's byte order), or None when it is
+    not an ELF file (shorter than a header, or without the ELF magic). Raises OSError when it cannot be read."""
+    with open(path, "rb") as f:
+        header = f.read(20)
+    if len(header) < 20 or header[:4] != b"\x7fELF":
+        return None
+    return int.from_bytes(header[18:20], "little" if header[5] == 1 else "big")
+
+
+def check_architecture(path: str | os.PathLike, machine: str | None = None) -> None:
+    """Raise :class:`NativeBuildError` (``missing`` "architecture"; one line naming ``path``, both architectures
+    and what to do) when the library at ``path`` is an ELF file built for another architecture than this
+    machine's (``platform.machine()``, or ``machine``). A file that is not ELF, or an architecture this module
+    does not know, is not judged."""
+    machine = machine or platform.machine()
+    found, ours = elf_machine(path), ELF_MACHINES.get(machine.lower())
+    if found is None or ours is None or found == ours:
+        return
+    theirs = ELF_MACHINE_NAMES.get(found, f"ELF machine {found}")
+    raise NativeBuildError(
+        f"dali-cutmix's DALI operators in {str(path)!r} were built for {theirs}, and this machine is {machine}: "
+        "delete that file (it rebuilds) or set DALI_CUTMIX_CACHE to a cache folder of this machine's own",
+        missing="architecture")
+
+
+def library_path(cache: str | os.PathLike | None = None) -> Path:
+    """Where the compiled library for this machine, C library, DALI version and source lives in ``cache``
+    (default: the cache folder of :func:`native_cache_dir`), in the folder :func:`cache_key` names; it may not
+    exist yet."""
+    return native_cache_dir(cache) / cache_key() / LIBRARY_NAME
 
 
 def build(force: bool = False, cache: str | os.PathLike | None = None) -> Path:
@@ -175,7 +229,8 @@ def load(cache: str | os.PathLike | None = None) -> Path:
     ``cache`` (default: :func:`dali_cutmix.helpers.host.cache_dir`), or the one an earlier call of this process loaded.
 
     Raises:
-        NativeBuildError: :func:`build`'s, or the cache folder cannot be written (``missing`` "cache")."""
+        NativeBuildError: :func:`build`'s; the cache folder cannot be written (``missing`` "cache"); the cached
+            library was built for another architecture (``missing`` "architecture", :func:`check_architecture`)."""
     global _loaded
     if _loaded is None:
         import nvidia.dali.plugin_manager as plugin_manager
@@ -186,6 +241,7 @@ def load(cache: str | os.PathLike | None = None) -> Path:
             raise NativeBuildError(
                 f"dali-cutmix cannot write its DALI operators' cache folder {str(native_cache_dir(cache))!r}: "
                 f"{e.strerror or e} (set DALI_CUTMIX_CACHE to a writable folder)", missing="cache") from None
+        check_architecture(path)
         plugin_manager.load_library(str(path))
         _loaded = path
     return _loaded
