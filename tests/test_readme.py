@@ -146,7 +146,6 @@ def test_the_contents_list_links_every_section():
     sections = re.findall(r"^## (.+)$", text, flags=re.M)
     contents = text.split("## Contents", 1)[1].split("\n## ", 1)[0]
     anchors = set(re.findall(r"\]\(#([\w-]+)\)", contents))
-    slug = lambda title: re.sub(r"[^\w\- ]", "", title.lower()).replace(" ", "-")
     assert {slug(s) for s in sections if s != "Contents"} <= anchors
     headings = {slug(h) for h in re.findall(r"^#{2,4} (.+)$", text, flags=re.M)}
     assert anchors <= headings, anchors - headings
@@ -156,12 +155,26 @@ def test_the_contents_list_links_every_section():
 LANDING = {ROOT / "docs" / "training.md"}
 
 
+def slug(title: str) -> str:
+    """GitHub's anchor for a Markdown heading."""
+    return re.sub(r"[^\w\- ]", "", title.strip().lower()).replace(" ", "-")
+
+
+def anchors(page: Path) -> set:
+    text = re.sub(r"^```.*?^```$", "", page.read_text(), flags=re.S | re.M)
+    return {slug(h) for h in re.findall(r"^#{1,6} (.+)$", text, flags=re.M)}
+
+
 def test_every_relative_link_of_the_docs_resolves():
-    """Links between the README, docs/ and benchmarks/README.md point at files that exist."""
+    """Links between the README, docs/ and benchmarks/README.md point at files that exist, and their #anchors at
+    headings of those files."""
     for page in [README, ROOT / "benchmarks" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
-        for target in re.findall(r"\]\(([^)#:\s]+)(?:#[^)]*)?\)", page.read_text()):
-            path = (page.parent / target).resolve()
-            assert path.exists() or path in LANDING, f"{page.relative_to(ROOT)} links {target}, which is missing"
+        for target, anchor in re.findall(r"\]\(([^)#:\s]*)(?:#([^)]*))?\)", page.read_text()):
+            path = (page.parent / target).resolve() if target else page
+            where = f"{page.relative_to(ROOT)} links {target}#{anchor}"
+            assert path.exists() or path in LANDING, f"{where}: the file is missing"
+            if anchor and path.exists() and path.suffix == ".md":
+                assert anchor in anchors(path), f"{where}: no such heading"
 
 
 def test_the_license_and_citation_exist():
@@ -200,3 +213,8 @@ def test_the_gpu_section_leads_with_the_script_and_says_no_figures_are_published
     first_block = re.search(r"```bash\n(.*?)```", gpu, flags=re.S).group(1)
     assert first_block.splitlines()[0].startswith("bash benchmarks/gpu_run.sh OUT")
     assert "No GPU figures are published yet." in gpu and "without a package index" in gpu
+
+
+def test_the_quick_start_says_how_long_each_command_takes():
+    quick = README.read_text().split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    assert "install and demo together\ntake about 5 minutes" in quick and "about 10 minutes on 2 cores" in quick
