@@ -136,9 +136,10 @@ def recipe_values(key: str, lead: str = "") -> str:
                    "one-hot targets, smoothed by --label-smoothing). " + recipe_values("mixing"))
 @mixing_options(use_defaults=False, help_suffix=lambda name: " " + recipe_values(name))
 @click.option("--mix-off-epoch", type=int, default=None, metavar="E",
-              help="Turn mixing off from epoch E on (epochs count from 1, as in metrics.jsonl: E is the first "
-                   "unmixed epoch): the targets become plain, smoothed one-hots, in the same run and data stream "
-                   "(a resumed run keeps the schedule). timm's --mixup-off-epoch E is E + 1 here. "
+              help="Mix in the first E epochs only, then turn mixing off (epochs count from 1, as printed and in "
+                   "metrics.jsonl: E is the last mixed epoch): the targets become plain, smoothed one-hots, in the "
+                   "same run and data stream (a resumed run keeps the schedule). The same number as timm's "
+                   "--mixup-off-epoch E. "
                    + recipe_values("mix_off_epoch"))
 @click.option("--amp", type=click.Choice(AMP_MODES), default=None,
               help="Autocast dtype; fp16 adds a gradient scaler. [default: auto = bf16 on GPU, off on CPU]")

@@ -15,10 +15,12 @@ from .shard_reader import ShardSet
 
 LAST_BATCH_POLICIES = ("partial", "drop", "fill")
 #: DALI's errors that name the file they failed on: the decoder's (the path as the reader's list gives it) and the
-#: reader's (the full path; DALI says "mapping failed" for a missing file too).
+#: file reader's (the full path): "File mapping failed" for a missing or empty file, "Could not open file PATH:
+#: STRERROR" for a missing one with ``dont_use_mmap=True``. ``tests/test_dali_messages.py`` pins each text by
+#: making DALI raise it.
 _NAMED_FAILURES = (re.compile(r"Failed to decode sample #\d+ ?: ?(?P<path>.+?)\s*$", re.M),
                    re.compile(r"File mapping failed: (?P<path>.+?)\s*$", re.M),
-                   re.compile(r"(?:Could not open file|Failed to open file):? (?P<path>.+?)\s*$", re.M))
+                   re.compile(r"Could not open file (?P<path>.+?)(?:: [^/:]+)?\s*$", re.M))
 #: The messages of the errors a user can cause in the mixing stage's native operators (``native/mix_ops.cc``,
 #: ``kUserMark``): labels out of range or not integers, images not HWC or of different sizes, a bad gate.
 STAGE_ERROR_MARK = "[dali-cutmix] "

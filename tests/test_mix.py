@@ -132,9 +132,12 @@ def test_mixing_turns_off_from_the_off_epoch_and_resumes_gated(jpeg_tree):
     assert all((batch[5] == 0).all() for batch in resumed), "a resumed run stays gated"
 
 
-def test_mix_off_epoch_must_be_a_non_negative_int(jpeg_tree):
-    with pytest.raises(UserError, match="mix_off_epoch must be an integer >= 0"):
-        build_cutmix_pipeline(jpeg_tree, batch_size=2, device="cpu", mix_off_epoch=-1)
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True])
+def test_mix_off_epoch_must_be_an_epoch_from_1(jpeg_tree, bad):
+    with pytest.raises(UserError) as err:
+        build_cutmix_pipeline(jpeg_tree, batch_size=2, device="cpu", mix_off_epoch=bad)
+    assert str(err.value) == f"mix_off_epoch must be an integer >= 1 (the last epoch that mixes, counting from 1), " \
+                             f"got {bad!r}"
 
 
 def gated_pipeline(gate, *, stage=mix, batch_size=8, num_classes=4, seed=1, **options):

@@ -153,7 +153,7 @@ def test_settings_that_do_nothing_in_this_run_are_noted():
         "note: the paper recipe's milestones 150,225 lie at or past the last epoch (100): the lr does not drop there "
         "in this run"]
     assert resolve_run({"epochs": 2, "mix_off_epoch": 5})[1] == [
-        "note: --mix-off-epoch 5 is not before the end of this run (2 epochs, counted from 0): every epoch of it is mixed"]
+        "note: --mix-off-epoch 5 is not before this run's last epoch (2 epochs): every epoch of it is mixed"]
     assert resolve_run({"milestones": (2,)})[1] == [
         "note: --milestones only count with --schedule step (this run's schedule is cosine)"]
     assert resolve_run({})[1] == [] and resolve_run({"data": "/imagenet"})[1] == []
@@ -192,7 +192,7 @@ def test_resume_continues_the_run_as_it_was(tiny_imagenet, tmp_path):
                                           "  mixing: CutMix 1, prob 1 per batch, off from epoch 3",
                                           f"  output: {run}"], lines
     assert "note: --milestones 3 lie at or past the last epoch (1): the lr does not drop there in this run" in lines
-    assert "note: --mix-off-epoch 3 is not before the end of this run (1 epoch, counted from 0): every epoch of it is mixed" in lines
+    assert "note: --mix-off-epoch 3 is not before this run's last epoch (1 epoch): every epoch of it is mixed" in lines
     assert "validation 1/1 step 1/" in first.stderr  # --log-every 1: a line per validation step too
     config = json.loads((run / "run.json").read_text())["config"]
     assert config["data"] == str(tiny_imagenet) and config["seed"] == 3
@@ -270,22 +270,25 @@ def _crashing_env(tmp_path, rank):
 
 
 def test_a_crash_in_epoch_1_leaves_no_debris(tiny_imagenet, tmp_path):
-    """One process: the crash (a bug, not the user's) keeps its traceback; the run folder it made goes. Two
-    ranks, rank 1 crashing: one line naming the cause and the traceback's file (outside the run folder, which
-    goes: no run.json, no error-rank1.log left in it)."""
+    """One process: the crash (a bug, not the user's) keeps its traceback and exits 1; the run folder it made goes.
+    Two ranks, rank 1 crashing: a bug too (exit 1, never a one-line user error): rank 1's traceback is shown, the
+    last line says it is a bug, and the message names the traceback's file (outside the run folder, which goes: no
+    run.json, no error-rank1.log left in it)."""
     out = tmp_path / "crash"
     args = ["train", "--data", str(tiny_imagenet), "--output", str(out), "--epochs", "1", "--batch-size", "16",
             "--gpus", "0", *TINY]
     result = subprocess.run(_cli_command() + args, cwd=tmp_path, env=_crashing_env(tmp_path, 0),
                             capture_output=True, text=True, timeout=240)
-    assert result.returncode != 0 and "boom in the test" in result.stderr
+    assert result.returncode == 1 and "boom in the test" in result.stderr and "Traceback" in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("bug: dali-cutmix stopped on an unexpected")
     assert not out.exists()
 
     result = subprocess.run(_cli_command() + args + ["--cpu-procs", "2"], cwd=tmp_path,
                             env=_crashing_env(tmp_path, 1), capture_output=True, text=True, timeout=240)
-    assert result.returncode == 2, result.stderr
-    assert_one_line_error(result.stderr, "rank 1 failed: RuntimeError: boom in the test (traceback in ",
-                          "no epoch finished")
+    assert result.returncode == 1, result.stderr
+    assert "RankFailed: rank 1 failed: RuntimeError: boom in the test (traceback in " in result.stderr
+    assert "no epoch finished" in result.stderr and "rank 1's traceback:" in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("bug: dali-cutmix stopped on an unexpected RankFailed")
     assert not out.exists()
     logs = list((tmp_path / "tmp").glob("dali-cutmix-error-rank1-*.log"))
     assert len(logs) == 1 and "boom in the test" in logs[0].read_text()

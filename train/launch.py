@@ -155,6 +155,11 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
+class RankFailed(Exception):
+    """A rank stopped on a bug (an exception that is not a :class:`~dali_cutmix.errors.UserError`): never a user
+    error. The message names the rank and where its traceback was saved; the traceback is the exception's note."""
+
+
 def _launch_elastic(cfg: TrainConfig, plan: RunPlan) -> Dict[str, Any]:
     """Start ``plan.nproc`` ranks on this node with ``torch.distributed.launcher`` and wait for them."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
@@ -170,13 +175,13 @@ def _launch_elastic(cfg: TrainConfig, plan: RunPlan) -> Dict[str, Any]:
         try:
             results = elastic_launch(config, _elastic_worker)(cfg, plan, error_dir)
         except ChildFailedError as e:
-            raise LaunchError(_failure_message(error_dir, e, plan.output)) from None
+            raise _failure(error_dir, e, plan.output) from None
     return results.get(0) or next(iter(results.values()), {})
 
 
 class _QuietLogs:
     """Silence the launcher's own logging (tracebacks of failed ranks) while it runs; failures are reported as
-    one line by :func:`_failure_message`."""
+    one line by :func:`_failure`."""
 
     def __init__(self, *names: str):
         self.loggers = [logging.getLogger(n) for n in names]
@@ -219,9 +224,10 @@ def _elastic_worker(cfg: TrainConfig, plan: RunPlan, error_dir: str) -> Dict[str
         os._exit(2)
 
 
-def _failure_message(error_dir: str, error, output: str) -> str:
-    """One line for a failed launch: the reported cause (a user error first, else the earliest failure), or the
-    exit code / signal of the rank that died without reporting."""
+def _failure(error_dir: str, error, output: str) -> Exception:
+    """The error of a failed launch: the reported cause (a user error first, as a one-line
+    :class:`LaunchError`), else the earliest failure as :class:`RankFailed` (a bug, with its rank's traceback as a
+    note), else a :class:`LaunchError` naming the exit code / signal of the rank that died without reporting."""
     reports = []
     for path in Path(error_dir).glob("rank*.json"):
         try:
@@ -232,20 +238,23 @@ def _failure_message(error_dir: str, error, output: str) -> str:
         reports.sort(key=lambda r: (not r["user_error"], r["time"]))
         first = reports[0]
         if first["user_error"]:
-            return first["message"]
+            return LaunchError(first["message"])
         from .checkpoint import LAST
 
         log = _save_traceback(first, output)
         kept = "" if (Path(output) / LAST).exists() else f"; no epoch finished, so {output} is not kept"
-        return (f"rank {first['rank']} failed: {first['message']}" + (f" (traceback in {log}{kept})" if log else "")
-                + ("" if log or not kept else f" ({kept[2:]})"))
+        bug = RankFailed(f"rank {first['rank']} failed: {first['message']}"
+                         + (f" (traceback in {log}{kept})" if log else "") + ("" if log or not kept else f" ({kept[2:]})"))
+        if first.get("traceback"):
+            bug.add_note(f"rank {first['rank']}'s traceback:\n{first['traceback'].rstrip()}")
+        return bug
     failures = getattr(error, "failures", {}) or {}
     if failures:
         local, failure = sorted(failures.items())[0]
         code = failure.exitcode
         how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited with code {code}"
-        return f"local rank {local} {how} without reporting an error (out of memory?)"
-    return "a rank failed without reporting an error"
+        return LaunchError(f"local rank {local} {how} without reporting an error (out of memory?)")
+    return LaunchError("a rank failed without reporting an error")
 
 
 def _save_traceback(report: Dict[str, Any], output: str) -> Optional[str]:

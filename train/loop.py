@@ -225,7 +225,7 @@ def mixing_summary(cfg: TrainConfig) -> str:
     text += "" if mix.correct_lam else ", lam not corrected"
     text += smoothing
     if cfg.mix_off_epoch is not None:
-        text += f", off from epoch {cfg.mix_off_epoch}"
+        text += f", off after epoch {cfg.mix_off_epoch}"
     return text
 
 
@@ -414,7 +414,7 @@ def _train(cfg: TrainConfig, plan: RunPlan, info: RankInfo, device) -> Dict[str,
                 copy_checkpoint(output / LAST, output / BEST)
             if cfg.save_every and epoch % cfg.save_every == 0:
                 copy_checkpoint(output / LAST, output / f"epoch_{epoch:04d}.pt")
-        _say(info, epoch_line(record, cfg.epochs))
+        _say(info, epoch_line(record, cfg.epochs, len(classes)))
         last_record = record
 
     ranks = distributed.all_gather_objects(dict(

@@ -17,10 +17,13 @@ EMBEDDING_NAMES = ("class_token", "pos_embedding", "position_embedding", "relati
 
 
 def _norm_classes():
+    """torch's public normalization layers (their private bases ``_BatchNorm``/``_InstanceNorm`` are not used)."""
     import torch.nn as nn
 
-    return (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm,
-            nn.LocalResponseNorm)
+    names = ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm", "LazyBatchNorm1d", "LazyBatchNorm2d",
+             "LazyBatchNorm3d", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "LazyInstanceNorm1d",
+             "LazyInstanceNorm2d", "LazyInstanceNorm3d", "LayerNorm", "GroupNorm", "LocalResponseNorm", "RMSNorm")
+    return tuple(getattr(nn, name) for name in names if hasattr(nn, name))
 
 
 def parameter_groups(model, *, weight_decay: float, norm_weight_decay: Optional[float] = None,
