@@ -77,10 +77,24 @@ def data224(tmp_path_factory):
     return root
 
 
-def run_block(code: str, language: str, cwd: Path, data: Path) -> subprocess.CompletedProcess:
+@pytest.fixture(scope="module")
+def block_cache(tmp_path_factory):
+    """The blocks' cache folder ($DALI_CUTMIX_CACHE): a new one (scan results, demo data stay out of the user's),
+    holding the native operators built once, as a first use would have built them."""
+    from dali_cutmix import native
+
+    library = native.build()
+    folder = tmp_path_factory.mktemp("readme-cache")
+    target = native.library_path(folder)
+    target.parent.mkdir(parents=True)
+    target.symlink_to(library)
+    return folder
+
+
+def run_block(code: str, language: str, cwd: Path, data: Path, cache: Path) -> subprocess.CompletedProcess:
     """Run one README block as a user would: a fresh process in an empty folder, ``$DATA`` set; ``dali-cutmix``
     is the command line of the Python running the tests (its environment, its PYTHONPATH)."""
-    env = dict(os.environ, DATA=str(data))
+    env = dict(os.environ, DATA=str(data), DALI_CUTMIX_CACHE=str(cache))
     if language == "python":
         command = [sys.executable, "-c", code]
     else:
@@ -89,9 +103,9 @@ def run_block(code: str, language: str, cwd: Path, data: Path) -> subprocess.Com
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
-def test_the_loader_snippet_trains_three_batches_of_32_at_224(data224, tmp_path):
+def test_the_loader_snippet_trains_three_batches_of_32_at_224(data224, block_cache, tmp_path):
     code = next(c for c in runnable("python") if "CutMixLoader" in c)
-    done = run_block(code, "python", tmp_path, data224 / "train")
+    done = run_block(code, "python", tmp_path, data224 / "train", block_cache)
     assert done.returncode == 0, done.stderr[-3000:]
     found = re.fullmatch(r"epoch 1: loss (\d+\.\d{3})\n", done.stdout)
     assert found, done.stdout
@@ -105,19 +119,19 @@ def test_the_loader_snippet_reads_torchruns_environment():
     assert "enabled=gpu" in code and "torch.bfloat16" in code  # no autocast on the CPU, bf16 on the GPU
 
 
-def test_the_dali_iterator_snippet_runs(data224, tmp_path):
+def test_the_dali_iterator_snippet_runs(data224, block_cache, tmp_path):
     code = next(c for c in runnable("python") if "DALIGenericIterator" in c)
     # the snippet's own assert checks the label width; one more line checks what it iterated
     check = textwrap.dedent("""
         print(images.shape[0], tuple(images.shape[1:]), tuple(targets.shape), images.dtype, targets.dtype)
         print(round(float(targets.sum(1).min()), 4), round(float(targets.sum(1).max()), 4))
     """)
-    done = run_block(code + check, "python", tmp_path, data224 / "train")
+    done = run_block(code + check, "python", tmp_path, data224 / "train", block_cache)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.splitlines() == ["32 (3, 224, 224) (32, 3) torch.float32 torch.float32", "1.0 1.0"]
 
 
-def test_the_own_pipeline_snippet_keeps_the_hidden_folder_out(data224, tmp_path):
+def test_the_own_pipeline_snippet_keeps_the_hidden_folder_out(data224, block_cache, tmp_path):
     code = next(c for c in runnable("python") if "pipeline_def" in c)
     assert "file_root=data, files=files, labels=labels" in code
     check = textwrap.dedent("""
@@ -125,14 +139,14 @@ def test_the_own_pipeline_snippet_keeps_the_hidden_folder_out(data224, tmp_path)
         print(sorted({f.split("/")[0] for f in files}), len(files))
         print(np.asarray(soft_labels.as_cpu().as_tensor()).sum(1).round(4).tolist() == [1.0] * 32)
     """)
-    done = run_block(code + check, "python", tmp_path, data224 / "train")
+    done = run_block(code + check, "python", tmp_path, data224 / "train", block_cache)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.splitlines() == ["[32, 3, 224, 224] [32, 3]", "['class0', 'class1', 'class2'] 96", "True"]
 
 
-def test_the_command_line_block_runs_and_writes_what_it_says(data224, tmp_path):
+def test_the_command_line_block_runs_and_writes_what_it_says(data224, block_cache, tmp_path):
     (code,) = runnable("bash")
-    done = run_block(code, "bash", tmp_path, data224)
+    done = run_block(code, "bash", tmp_path, data224, block_cache)
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "scan.json").is_file() and (tmp_path / "grid.png").is_file()
     assert sorted(p.name for p in (tmp_path / "shards").iterdir()) == ["train", "val"]
