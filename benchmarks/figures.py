@@ -3,6 +3,7 @@
     python benchmarks/figures.py readme     # the README's Figures table
     python benchmarks/figures.py targets    # benchmarks/README.md's Targets table
     python benchmarks/figures.py --write    # both, written into the two files between their figures markers
+    python benchmarks/figures.py readme --json-dir DIR   # the table from the JSON files in DIR instead
 
 Each figure is read by key from ``benchmarks/*.json`` (``profile_cpu.json``, ``stage_overhead_cpu.json``,
 ``scan_speed_cpu.json``, ``demo_cpu.json``, ``shards_cpu/*.json``), so the two pages cannot disagree with the
@@ -181,14 +182,18 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("table", nargs="?", choices=sorted(TABLES), help="print one table")
     parser.add_argument("--write", action="store_true", help="write both tables into their pages")
+    parser.add_argument("--json-dir", type=Path, default=HERE,
+                        help="the folder of the benchmarks' JSON files [default: benchmarks/]")
     args = parser.parse_args(argv)
+    if args.write and args.json_dir != HERE:
+        parser.error("--write takes the committed JSON only (no --json-dir)")
     if args.write:
         for name in TABLES:
             write(name)
         return 0
     if not args.table:
         parser.error("name a table or pass --write")
-    print(table(args.table), end="")
+    print(table(args.table, args.json_dir), end="")
     return 0
 
 

@@ -1,7 +1,7 @@
 """One source for each figure: the figures tables of README.md and benchmarks/README.md are what
 benchmarks/figures.py prints from the committed JSON, and the detailed tables and prose of benchmarks/README.md
 hold the JSON's numbers, read by key. After a new measurement, ``python benchmarks/figures.py --write`` and the
-detailed tables' numbers are the only edits."""
+detailed tables' numbers are the only edits. The script is run as a command (no test imports from benchmarks/)."""
 
 from __future__ import annotations
 
@@ -16,31 +16,37 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
-sys.path.insert(0, str(BENCH))
-import figures  # noqa: E402  (a script in benchmarks/, imported by path)
-
-sys.path.remove(str(BENCH))
 PAGE = (BENCH / "README.md").read_text()
+PAGES = {"readme": ROOT / "README.md", "targets": BENCH / "README.md"}
+END = "<!-- figures: end -->"
+
+
+def figures(table: str, json_dir: Path = BENCH) -> str:
+    """What ``python benchmarks/figures.py TABLE --json-dir DIR`` prints."""
+    done = subprocess.run([sys.executable, str(BENCH / "figures.py"), table, "--json-dir", str(json_dir)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    return done.stdout
+
+
+def between_markers(text: str, table: str) -> str:
+    begin = f"<!-- figures: begin (python benchmarks/figures.py {table}) -->\n"
+    assert text.count(begin) == 1 and END in text.split(begin, 1)[1], f"the markers of {table!r} are missing"
+    return text.split(begin, 1)[1].split(END, 1)[0]
 
 
 def profile():
     return json.loads((BENCH / "profile_cpu.json").read_text())
 
 
-@pytest.mark.parametrize("name", sorted(figures.TABLES))
+@pytest.mark.parametrize("name", sorted(PAGES))
 def test_each_page_holds_the_table_printed_from_the_json(name):
-    text = figures.PAGES[name].read_text()
-    assert figures.between_markers(text, name) == figures.table(name)
-
-
-def test_the_command_prints_the_same_table():
-    done = subprocess.run([sys.executable, str(BENCH / "figures.py"), "readme"], capture_output=True, text=True)
-    assert done.returncode == 0 and done.stdout == figures.table("readme")
+    assert between_markers(PAGES[name].read_text(), name) == figures(name)
 
 
 def test_the_readme_table_carries_the_profiles_figures_and_command():
     p = profile()
-    table = figures.table("readme")
+    table = figures("readme")
     assert f"**{p['loader_vs_reference']['median']:.2f}x**" in table
     assert f"{p['variants']['loader']['images_per_s']['median']:.0f} vs " in table
     assert f"`{p['command']}`" in table
@@ -52,13 +58,14 @@ def test_a_missing_json_leaves_its_rows_out(tmp_path):
     folder = tmp_path / "benchmarks"
     shutil.copytree(BENCH, folder, ignore=shutil.ignore_patterns("*.png", "__pycache__"))
     (folder / "stage_overhead_cpu.json").unlink()
-    rows = figures.readme_rows(folder)
+    rows, full = figures("readme", folder).splitlines(), figures("readme").splitlines()
     assert rows[:2] == ["| figure | value | command |", "|---|---|---|"]
-    assert not any("stage_overhead" in r for r in rows) and len(rows) == len(figures.readme_rows(BENCH)) - 2
+    assert rows == [r for r in full if "stage_overhead" not in r and not r.startswith("| CutMix + MixUp")]
+    assert len(rows) == len(full) - 2
 
 
 def test_the_targets_table_judges_the_profile():
-    table = figures.table("targets")
+    table = figures("targets")
     assert "| loader >= 2x torchvision reference (CPU, same cores) | 2.61x (IQR 2.33x to 2.75x)" in table
     assert table.count("no GPU figures are published yet") == 3 and "**NOT met**" not in table
 
