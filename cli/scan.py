@@ -8,14 +8,21 @@ import click
 
 from dali_cutmix.errors import UserError
 
+from .params import check_output
 
-def _output_file(option: str, path):
-    """``path`` as a Path; raises UserError naming ``option`` when it is an existing folder."""
+
+def _output_file(flag: str, path, splits=()):
+    """``path`` as a Path, or None; checked before any work (:func:`cli.params.check_output`: its folder exists and
+    takes a new file). A ``{split}`` in ``path`` is checked with each name of ``splits``.
+
+    Raises:
+        UserError: one line naming ``flag`` and the folder or file at fault.
+    """
     if path is None:
         return None
     path = Path(path).expanduser()
-    if path.is_dir():
-        raise UserError(f"{option}: {str(path)!r} is a folder, expected a file name")
+    for name in splits if "{split}" in str(path) else ("",):
+        check_output(flag, str(path).replace("{split}", name) if name else path)
     return path
 
 
@@ -55,9 +62,9 @@ def scan(data, full, jobs, report, write_list, no_cache):
     """
     from dali_cutmix.pipelines.scan import data_layout, scan_data, summary_lines, write_lists, write_report
 
+    layout, splits, _ = data_layout(data)
     report = _output_file("--report", report)
-    write_list = _output_file("--write-list", write_list)
-    layout, _, _ = data_layout(data)
+    write_list = _output_file("--write-list", write_list, [name for name, _ in splits if name])
     if write_list is not None and layout == "imagenet" and "{split}" not in str(write_list):
         raise UserError(f"--write-list {str(write_list)!r}: {str(data)!r} holds two splits (train/ and val/): name "
                         f"the lists with {{split}}, e.g. --write-list lists/{{split}}.txt")

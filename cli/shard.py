@@ -2,7 +2,36 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
+
+from dali_cutmix.errors import UserError
+
+
+def check_out_folder(out) -> Path:
+    """``out`` as a Path if the shards can be written there, checked before the scan: an existing folder that takes
+    a new file, or a new folder whose parent exists and does (a missing parent is refused, as for every output
+    file of the commands).
+
+    Raises:
+        UserError: one line naming ``--out`` and the folder at fault.
+    """
+    from dali_cutmix.helpers.atomic import writable_folder
+
+    out = Path(out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out: {str(out)!r} is a file, expected a folder")
+    target = out if out.is_dir() else out.absolute().parent
+    try:
+        writable_folder(target)
+    except FileNotFoundError as e:
+        raise UserError(f"--out: the directory {e.filename!r} does not exist (create it first)") from None
+    except NotADirectoryError as e:
+        raise UserError(f"--out: {e.filename!r} is a file, not a directory") from None
+    except OSError as e:
+        raise UserError(f"--out: cannot write in the directory {e.filename!r}: {e.strerror}") from None
+    return out
 
 
 @click.command()
@@ -39,6 +68,7 @@ def shard(data, out, shard_size, jobs, seed, full, no_cache):
     from dali_cutmix.pipelines.shard_writer import parse_size, shard_data, summary_lines
 
     size = parse_size(shard_size)
+    check_out_folder(out)
     result = shard_data(data, out, shard_size=size, jobs=jobs, seed=seed, mode="full" if full else "quick",
                         use_cache=not no_cache,
                         say=lambda line: click.echo(line, err=True))

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Iterator, List, Optional, Sequence, Tuple
 
 from .errors import UserError
+from .helpers.text import plural
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 #: How the ImageNet validation images that ship as one flat folder are usually sorted into class folders.
@@ -32,9 +33,25 @@ def is_hidden(name: str) -> bool:
     return name.startswith(".")
 
 
-def _loose_images(root: Path) -> int:
+def _loose_images(root: Path) -> List[str]:
     with os.scandir(root) as it:
-        return sum(1 for e in it if not is_hidden(e.name) and e.is_file() and is_image_file(e.name))
+        return [e.name for e in it if not is_hidden(e.name) and e.is_file() and is_image_file(e.name)]
+
+
+def is_imagenet_val(root: Path, images: Sequence[str]) -> bool:
+    """Whether a flat folder looks like ImageNet's validation split as it ships: named ``val`` (or ``val/`` under
+    an ImageNet root), or holding images named ``ILSVRC2012_val_*``."""
+    return Path(root).name == "val" or any(name.startswith("ILSVRC2012_val_") for name in images)
+
+
+def not_a_folder(root) -> UserError:
+    """The one line for a data path that is not a folder: it is missing, or a file (an image, a list) where a
+    class-per-folder tree ``root/<class>/<image>`` is expected."""
+    root = Path(root)
+    if root.is_file():
+        what = "an image file" if is_image_file(root.name) else "a file"
+        return UserError(f"data path {str(root)!r} is {what}, expected a folder {str(root)}/<class>/<image>")
+    return UserError(f"data path {str(root)!r} does not exist")
 
 
 def list_classes(root) -> List[str]:
@@ -49,7 +66,7 @@ def list_classes(root) -> List[str]:
     """
     root = Path(root)
     if not root.is_dir():
-        raise UserError(f"data path {str(root)!r} does not exist or is not a directory")
+        raise not_a_folder(root)
     with os.scandir(root) as it:
         classes = sorted(e.name for e in it if e.is_dir() and not is_hidden(e.name))
     for name in classes:
@@ -57,10 +74,13 @@ def list_classes(root) -> List[str]:
             return classes
     loose = _loose_images(root)
     if loose:
-        raise UserError(
-            f"data path {str(root)!r} is a flat folder: it holds {loose} images directly and none in class "
-            f"folders (ImageNet's val/ ships this way); {FLAT_VAL_HINT}, so that it reads "
-            f"{str(root)}/<class>/<image>")
+        start = (f"data path {str(root)!r} is a flat folder: it holds {plural(len(loose), 'image')} directly and none in "
+                 f"class folders")
+        if is_imagenet_val(root, loose):
+            raise UserError(f"{start} (ImageNet's val/ ships this way); {FLAT_VAL_HINT}, so that it reads "
+                            f"{str(root)}/<class>/<image>")
+        raise UserError(f"{start}: sort them into one folder per class, so that it reads "
+                        f"{str(root)}/<class>/<image>")
     raise UserError(
         f"data path {str(root)!r} holds no images: expected class folders {str(root)}/<class>/<image> "
         f"(extensions {', '.join(IMAGE_EXTENSIONS)})")
@@ -181,9 +201,9 @@ def read_file_list(path) -> Tuple[List[str], List[int]]:
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError:
-        what = "an image" if is_image_file(path.name) else "not text"
-        raise UserError(f"{str(path)!r} is {what}, not a DALI file list ('path label' lines); give a folder "
-                        f"DIR/<class>/<image> or a file list") from None
+        what = "an image file" if is_image_file(path.name) else "a file that is not text"
+        raise UserError(f"{str(path)!r} is {what}, expected a folder DIR/<class>/<image> or a DALI file list "
+                        f"('path label' lines)") from None
     files, labels = [], []
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():

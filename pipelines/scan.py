@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from dali_cutmix.errors import UserError
-from dali_cutmix.folder_reader import HIDDEN, OTHER, ImageList, is_hidden, list_classes, walk_tree
+from dali_cutmix.folder_reader import HIDDEN, OTHER, ImageList, is_hidden, list_classes, not_a_folder, walk_tree
 from dali_cutmix.helpers.atomic import atomic_path
 from dali_cutmix.helpers.host import cache_dir, usable_cores
 from dali_cutmix.helpers.text import plural
@@ -163,7 +163,7 @@ def data_layout(data) -> Tuple[str, List[Tuple[str, Path]], List[str]]:
     """
     data = Path(data)
     if not data.is_dir():
-        raise UserError(f"data path {str(data)!r} does not exist or is not a directory")
+        raise not_a_folder(data)
     if (data / "train").is_dir() and (data / "val").is_dir():
         train, val, classes = check_imagenet_layout(data)
         return "imagenet", [("train", train), ("val", val)], classes

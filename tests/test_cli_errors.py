@@ -1,6 +1,6 @@
 """The CLI's error contract for ``preview`` and ``profile`` (issue 10): every error a user can cause is one line on
 stderr naming the flag as typed, exit code 2, no traceback, checked before any work, nothing left behind; a cold
-first use says what it is doing; and the README's loader snippet runs as written (its CPU twin here)."""
+first use says what it is doing."""
 
 from __future__ import annotations
 
@@ -18,9 +18,6 @@ import pytest
 from dali_cutmix.cli import main
 from dali_cutmix.errors import UserError
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-#: The HTML comment right above the README's loader snippet (invisible on GitHub): this file runs that block.
-README_MARKER = "<!-- tested: tests/test_cli_errors.py runs the next block -->"
 #: Python names that must never reach a user of the command line (the flags are --cutmix-alpha, ...).
 PYTHON_NAMES = re.compile(r"(?<![-\w])(cutmix_alpha|mixup_alpha|switch_prob|cutmix_minmax|minmax|label_smoothing|"
                           r"correct_lam|batch_size|json_path)(?![-\w])")
@@ -345,48 +342,6 @@ def test_demo_and_native_progress_only_when_the_work_happens(tmp_path, monkeypat
     assert len(said) == 1 and said[0].startswith("compiling dali-cutmix's DALI operators")
 
 
-# -- item 13: the README's loader snippet runs ---------------------------------------------------------------------
-
-def readme_block(text: str, marker: str = README_MARKER) -> str:
-    """The fenced ``python`` block right after ``marker`` in the README's ``text``."""
-    assert marker in text, f"README.md lacks the marker {marker!r} above the loader snippet"
-    after = text.split(marker, 1)[1]
-    found = re.match(r"\s*```python\n(.*?)\n```", after, re.S)
-    assert found, "the marker is not followed by a ```python block"
-    return found.group(1)
-
-
-def cpu_twin(code: str, data: Path, *, gpu: bool) -> str:
-    """The snippet on the test's data and batch size; on a machine without a GPU, on the CPU (DALI's "cpu" device,
-    torch's "cpu" autocast): the only edits."""
-    edits = {'"/imagenet/train"': repr(str(data)), "batch_size=256": "batch_size=4"}
-    if not gpu:
-        edits.update({'device="gpu"': 'device="cpu"', '"cuda"': '"cpu"'})
-    for old, new in edits.items():
-        assert old in code, f"the README's snippet no longer has {old}"
-        code = code.replace(old, new)
-    return code
-
-
-def run_readme_snippet(code: str, data: Path) -> dict:
-    import torch
-    import torchvision
-
-    gpu = torch.cuda.is_available()
-    model = torchvision.models.resnet18(num_classes=3)  # float32 weights, as a user's model has them
-    model = model.cuda() if gpu else model
-    namespace = dict(model=model, epochs=1, local_rank=0, rank=0, world_size=1)
-    exec(compile(cpu_twin(code, data, gpu=gpu), "README.md", "exec"), namespace)
-    return namespace
-
-
-def test_the_readme_loader_snippet_runs(small_tree):
-    namespace = run_readme_snippet(readme_block(README.read_text()), small_tree)
-    loss = namespace["loss"]
-    assert loss.dim() == 0 and bool(loss.isfinite())
-    assert namespace["images"].dtype.is_floating_point and namespace["targets"].shape[1] == 3
-
-
 # -- a bug is not a user error -------------------------------------------------------------------------------------
 
 PLANTED_BUG = """
@@ -425,3 +380,117 @@ def test_debug_shows_the_traceback_of_a_user_error(how, tmp_path):
     assert result.returncode == 2
     assert "Traceback (most recent call last)" in result.stderr and "UserError" in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: ") and "missing" in result.stderr
+
+
+# -- issue 20: messages up front and alike -------------------------------------------------------------------------
+
+def _files_under(folder: Path) -> list:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+@pytest.fixture
+def an_image(tmp_path):
+    """A real JPEG file, given where a folder or a file list is expected."""
+    from PIL import Image
+
+    path = tmp_path / "some.jpg"
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(path)
+    return path
+
+
+@pytest.mark.parametrize("argv", [
+    ["preview", "--data", "{image}", "--out", "{tmp}/x.png"],
+    ["profile", "--data", "{image}", "--json", "{tmp}/p.json"],
+    ["scan", "{image}", "--report", "{tmp}/r.json"],
+    ["shard", "{image}", "--out", "{tmp}/shards"],
+    ["train", "--data", "{image}", "--output", "{tmp}/run"],
+])
+def test_an_image_given_as_data_says_so_in_one_line(argv, an_image, tmp_path, cache):
+    before = _files_under(tmp_path)
+    code, stdout, stderr = run_cli([a.format(image=an_image, tmp=tmp_path) for a in argv])
+    line = assert_one_error_line(code, stderr, str(an_image))
+    assert "file" in line and "codec" not in line and "utf-8" not in line, line
+    if argv[0] not in ("train", "profile"):  # their own wordings: "Directory ... is a file", "got the file ..."
+        assert "is an image file, expected a folder" in line, line
+    assert stdout == "" and _files_under(tmp_path) == before
+
+
+def test_a_missing_data_folder_says_does_not_exist(tmp_path, cache):
+    for argv in (["scan", str(tmp_path / "nope")], ["shard", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]):
+        code, _, stderr = run_cli(argv)
+        assert assert_one_error_line(code, stderr) == f"error: data path {str(tmp_path / 'nope')!r} does not exist"
+    assert _files_under(tmp_path) == ["cache"]
+
+
+#: (command line, flag) for the data tools' outputs; DATA is the small class-per-folder tree.
+DATA_TOOL_OUTPUTS = [(["scan", "DATA", "--report", "TARGET"], "--report"),
+                     (["scan", "DATA", "--write-list", "TARGET"], "--write-list"),
+                     (["shard", "DATA", "--out", "TARGET"], "--out")]
+
+
+def _data_tool(argv, data, target):
+    return run_cli([str(data) if a == "DATA" else str(target) if a == "TARGET" else a for a in argv])
+
+
+@pytest.mark.parametrize("argv, flag", DATA_TOOL_OUTPUTS)
+def test_a_data_tool_output_in_a_missing_folder_is_refused_before_the_scan(argv, flag, small_tree, tmp_path, cache):
+    target = tmp_path / "nonexistent_dir" / "out"
+    before = _files_under(small_tree)
+    code, stdout, stderr = _data_tool(argv, small_tree, target)
+    assert assert_one_error_line(code, stderr) == (
+        f"error: {flag}: the directory {str(target.parent)!r} does not exist (create it first)")
+    assert stdout == "", "nothing is scanned before the check"
+    assert not target.parent.exists() and list(cache.iterdir()) == [] and _files_under(small_tree) == before
+
+
+@pytest.mark.parametrize("argv, flag", DATA_TOOL_OUTPUTS)
+def test_a_data_tool_output_in_an_unwritable_folder_is_refused_before_the_scan(argv, flag, small_tree, tmp_path,
+                                                                               cache):
+    folder = _unwritable_folder(tmp_path)
+    code, stdout, stderr = _data_tool(argv, small_tree, folder / "out")
+    line = assert_one_error_line(code, stderr, f"error: {flag}: cannot write in the directory {str(folder)!r}")
+    assert stdout == "" and ".tmp" not in line and list(cache.iterdir()) == []
+
+
+@pytest.mark.parametrize("argv, flag", DATA_TOOL_OUTPUTS)
+def test_a_data_tool_output_under_a_file_is_one_line(argv, flag, small_tree, tmp_path, cache):
+    afile = tmp_path / "afile.txt"
+    afile.write_text("x")
+    code, stdout, stderr = _data_tool(argv, small_tree, afile / "out")
+    assert_one_error_line(code, stderr, f"error: {flag}:", str(afile), "is a file")
+    assert stdout == "" and afile.read_text() == "x" and list(cache.iterdir()) == []
+
+
+def test_shard_out_that_is_a_file_is_one_line(small_tree, tmp_path, cache):
+    afile = tmp_path / "afile.txt"
+    afile.write_text("x")
+    code, stdout, stderr = run_cli(["shard", str(small_tree), "--out", str(afile)])
+    assert assert_one_error_line(code, stderr) == f"error: --out: {str(afile)!r} is a file, expected a folder"
+    assert stdout == "" and afile.read_text() == "x"
+
+
+def test_write_list_with_split_checks_each_split_folder(tmp_path, cache):
+    from dali_cutmix.pipelines.demo import write_dataset
+
+    root = write_dataset(tmp_path / "imagenet", train_per_class=2, val_per_class=1, size=16, num_classes=2)
+    (tmp_path / "lists-train").mkdir()
+    code, stdout, stderr = run_cli(["scan", str(root), "--write-list", str(tmp_path / "lists-{split}" / "l.txt")])
+    assert assert_one_error_line(code, stderr) == (
+        f"error: --write-list: the directory {str(tmp_path / 'lists-val')!r} does not exist (create it first)")
+    assert stdout == "" and list((tmp_path / "lists-train").iterdir()) == []
+
+
+@pytest.mark.parametrize("name, imagenet", [("photos", False), ("val", True), ("ILSVRC2012_val_00000001.JPEG", True)])
+def test_only_an_imagenet_like_flat_folder_gets_the_valprep_hint(name, imagenet, an_image, tmp_path, cache):
+    import shutil
+
+    folder = tmp_path / ("val" if name == "val" else "photos")
+    folder.mkdir()
+    for i in range(2):
+        target = name if name.startswith("ILSVRC") and i == 0 else f"img{i}.jpg"
+        shutil.copy(an_image, folder / target)
+    code, stdout, stderr = run_cli(["scan", str(folder)])
+    line = assert_one_error_line(code, stderr, f"error: data path {str(folder)!r} is a flat folder: it holds 2 images "
+                                               f"directly and none in class folders")
+    assert ("valprep.sh" in line) is imagenet and ("ImageNet" in line) is imagenet, line
+    assert line.endswith(f"so that it reads {folder}/<class>/<image>"), line

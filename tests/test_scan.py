@@ -139,6 +139,7 @@ def test_scan_command_summary_report_list_and_exit_codes(zoo, tmp_path, capsys):
     from dali_cutmix.folder_reader import read_file_list
 
     report, lists = tmp_path / "report.json", tmp_path / "lists" / "{split}.txt"
+    lists.parent.mkdir()  # a missing folder is refused, as for every output of the commands
     assert main(["scan", str(zoo), "--report", str(report), "--write-list", str(lists), "--jobs", "2"]) == 1
     out = capsys.readouterr().out
     for path, reason in BAD.items():
@@ -167,7 +168,7 @@ def test_scan_command_summary_report_list_and_exit_codes(zoo, tmp_path, capsys):
 
     for args, fragment in ((["scan", str(tmp_path / "missing")], "does not exist"),
                            (["scan", str(zoo), "--write-list", str(tmp_path / "x.txt")], "{split}"),
-                           (["scan", str(zoo), "--report", str(tmp_path)], "is a folder"),
+                           (["scan", str(zoo), "--report", str(tmp_path)], "is a directory, expected a file name"),
                            (["scan", str(zoo), "--jobs", "0"], "--jobs")):
         assert main(args) == 2, args
         err = capsys.readouterr().err

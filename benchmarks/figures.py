@@ -1,0 +1,201 @@
+"""The figures tables of README.md and benchmarks/README.md, printed from the JSON the benchmarks wrote.
+
+    python benchmarks/figures.py readme     # the README's Figures table
+    python benchmarks/figures.py targets    # benchmarks/README.md's Targets table
+    python benchmarks/figures.py --write    # both, written into the two files between their figures markers
+    python benchmarks/figures.py readme --json-dir DIR   # the table from the JSON files in DIR instead
+
+Each figure is read by key from ``benchmarks/*.json`` (``profile_cpu.json``, ``stage_overhead_cpu.json``,
+``scan_speed_cpu.json``, ``demo_cpu.json``, ``shards_cpu/*.json``), so the two pages cannot disagree with the
+measurements: after a new measurement, run ``--write`` (tests/test_figures.py checks that the pages hold what this
+prints). A JSON file that is absent leaves its rows out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PAGES = {"readme": ROOT / "README.md", "targets": HERE / "README.md"}
+STAGE_OVERHEAD_COMMAND = ("python benchmarks/stage_overhead.py --rounds 25 --batches 4 "
+                          "--json benchmarks/stage_overhead_cpu.json")
+SCAN_SPEED_COMMAND = ("python benchmarks/scan_speed.py --root /tmp/scan-bench --files 100000 --rounds 5 "
+                      "--json benchmarks/scan_speed_cpu.json")
+
+
+def begin_marker(table: str) -> str:
+    return f"<!-- figures: begin (python benchmarks/figures.py {table}) -->"
+
+
+END_MARKER = "<!-- figures: end -->"
+
+
+def load(name: str, folder: Path = HERE) -> Optional[dict]:
+    """The JSON file ``folder/name``, or None when it is absent."""
+    path = folder / name
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def pct(share: float) -> str:
+    return f"{100 * share:.1f}%"
+
+
+def images_per_s(profile: dict, variant: str) -> float:
+    return profile["variants"][variant]["images_per_s"]["median"]
+
+
+def command_of(profile: dict) -> str:
+    return f"`{profile['command']}`"
+
+
+def row(*cells: str) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def readme_rows(folder: Path = HERE) -> List[str]:
+    """The README's rows: ``| figure | value | command |``."""
+    rows = [row("figure", "value", "command"), "|---|---|---|"]
+    profile = load("profile_cpu.json", folder)
+    if profile:
+        s = profile["settings"]
+        cmd = command_of(profile)
+        rows.append(row(
+            f"Our pipeline through `CutMixLoader` vs torchvision ImageFolder + DataLoader + v2.CutMix, same "
+            f"{profile['machine']['cpu_cores_usable']} cores (batch {s['batch_size']}, {s['crop']} crops)",
+            f"{images_per_s(profile, 'loader'):.0f} vs {images_per_s(profile, 'reference'):.0f} images/s (PIL "
+            f"backend): **{profile['loader_vs_reference']['median']:.2f}x**; "
+            f"{profile['loader_vs_reference_tensor']['median']:.2f}x against the tensor backend's "
+            f"{images_per_s(profile, 'reference_tensor'):.0f}", cmd))
+        rows.append(row(
+            "Our pipeline vs the same pipeline without the stage and `v2.CutMix` applied to the loader's batch",
+            f"{images_per_s(profile, 'loader'):.0f} vs {images_per_s(profile, 'after_loader'):.0f} images/s: "
+            f"**{profile['loader_vs_after_loader']['median']:.2f}x**", "the same"))
+        share = profile["cutmix_share"]
+        rows.append(row(
+            "The mixing stage's share of the whole CPU pipeline, as the profiler times it",
+            f"{share['stage_ms_per_batch']['median']:.2f} ms per batch: {pct(share['median'])} "
+            f"(IQR {pct(share['q1'])} to {pct(share['q3'])})", "the same"))
+    overhead = load("stage_overhead_cpu.json", folder)
+    if overhead:
+        v = overhead["variants"]
+        full = v["none"]["full_ms_per_batch"]
+        rows.append(row(
+            "CutMix stage alone, CPU training pipeline", f"{v['cutmix']['stage_ms_per_batch']:.2f} ms of "
+            f"{full:.0f} ms per batch: **{pct(v['cutmix']['stage_share_of_pipeline'])}**",
+            f"`{STAGE_OVERHEAD_COMMAND}`"))
+        rows.append(row(
+            "CutMix + MixUp (`mix`, switching per sample)",
+            f"{v['mix']['stage_ms_per_batch']:.2f} ms per batch: {pct(v['mix']['stage_share_of_pipeline'])}",
+            "the same"))
+    folder_runs = sorted((folder / "shards_cpu").glob("profile-folder-*.json"))
+    if folder_runs:
+        pairs = []
+        for f in folder_runs:
+            shards = load(f.name.replace("folder", "shards"), folder / "shards_cpu")
+            pairs.append(f"{images_per_s(shards, 'loader'):.0f} vs "
+                         f"{images_per_s(load(f.name, folder / 'shards_cpu'), 'loader'):.0f}")
+        rows.append(row(
+            "Tar shards vs the class folders they were made from, through `CutMixLoader`",
+            f"equal within the noise ({' and '.join(pairs)} images/s in {len(pairs)} alternating pairs; decoding "
+            f"bounds the pipeline here)", "`dali-cutmix profile --data DIR --device cpu --repeats 5 --batches 4`"))
+    demo = load("demo_cpu.json", folder)
+    if demo:
+        runs = demo["runs"]
+        by_time = sorted(runs, key=lambda r: r["seconds"])
+        secs = " to ".join(f"{r['seconds']} s ({r['seconds_cover']})" for r in (by_time[0], by_time[-1]))
+        best = sorted(r["best_val_top1"] for r in runs)
+        last = sorted(r["last_val_top1"] for r in runs)
+        rows.append(row(
+            f"Demo training run (Quick start), dataset already generated, {len(runs)} machines",
+            f"{secs}; val top-1 over {demo['classes']} classes: {best[0]:.2f}-{best[-1]:.2f}% "
+            f"best, {last[0]:.2f}-{last[-1]:.2f}% last", f"`{demo['command']}`"))
+        build = sorted(r["native_build_s"] for r in runs)
+        rows.append(row("Compiling the native operators, once per machine and DALI version",
+                        f"{build[0]:.1f}-{build[-1]:.1f} s", f"`{demo['build_command']}` (a new folder)"))
+    scan = load("scan_speed_cpu.json", folder)
+    if scan:
+        quick = scan["results"]["quick, no cache"]
+        rows.append(row(
+            f"`dali-cutmix scan`, quick mode, {scan['files']:,} small JPEGs in the page cache",
+            f"{quick['median_files_per_s']:,} files/s (median of {len(quick['rounds'])} rounds)",
+            f"`{SCAN_SPEED_COMMAND}`"))
+    return rows
+
+
+def targets_rows(folder: Path = HERE) -> List[str]:
+    """benchmarks/README.md's Targets rows, judged by check_targets.py on profile_cpu.json; the GPU targets are
+    listed as open while no GPU profile is committed."""
+    sys.path.insert(0, str(HERE))
+    try:
+        import check_targets
+    finally:
+        sys.path.remove(str(HERE))
+    rows = [row("target", "measured", "verdict"), "|---|---|---|"]
+    profile = load("profile_cpu.json", folder)
+    if profile:
+        for r in check_targets.evaluate(profile):
+            show = pct if r["percent"] else (lambda v: f"{v:.2f}x")
+            verdict = "NOISE" if r["noise"] else "**met**" if r["met"] else "**NOT met**"
+            rows.append(row(r["name"], f"{show(r['measured'])} (IQR {show(r['q1'])} to {show(r['q3'])}), "
+                                       f"`profile_cpu.json`", verdict))
+    for t in check_targets.TARGETS:
+        if t.device == "gpu":
+            rows.append(row(t.name, "no GPU figures are published yet", "open"))
+    return rows
+
+
+TABLES = {"readme": readme_rows, "targets": targets_rows}
+
+
+def table(name: str, folder: Path = HERE) -> str:
+    """The table ``name`` as Markdown lines, ending with a newline."""
+    return "\n".join(TABLES[name](folder)) + "\n"
+
+
+def between_markers(text: str, name: str) -> str:
+    """What a page holds between table ``name``'s markers; raises ValueError when a marker is missing."""
+    begin = begin_marker(name)
+    if begin not in text or END_MARKER not in text.split(begin, 1)[1]:
+        raise ValueError(f"the page lacks the markers {begin!r} ... {END_MARKER!r}")
+    return text.split(begin, 1)[1].split(END_MARKER, 1)[0].lstrip("\n")
+
+
+def write(name: str) -> None:
+    """Put table ``name`` between its markers in its page (a temporary file, then a rename)."""
+    page = PAGES[name]
+    text = page.read_text()
+    between_markers(text, name)  # both markers are there
+    begin = begin_marker(name)
+    head, rest = text.split(begin, 1)
+    tail = rest.split(END_MARKER, 1)[1]
+    tmp = page.with_name(f".{page.name}.tmp")
+    tmp.write_text(head + begin + "\n" + table(name) + END_MARKER + tail)
+    tmp.replace(page)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("table", nargs="?", choices=sorted(TABLES), help="print one table")
+    parser.add_argument("--write", action="store_true", help="write both tables into their pages")
+    parser.add_argument("--json-dir", type=Path, default=HERE,
+                        help="the folder of the benchmarks' JSON files [default: benchmarks/]")
+    args = parser.parse_args(argv)
+    if args.write and args.json_dir != HERE:
+        parser.error("--write takes the committed JSON only (no --json-dir)")
+    if args.write:
+        for name in TABLES:
+            write(name)
+        return 0
+    if not args.table:
+        parser.error("name a table or pass --write")
+    print(table(args.table, args.json_dir), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

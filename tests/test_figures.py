@@ -1,0 +1,114 @@
+"""One source for each figure: the figures tables of README.md and benchmarks/README.md are what
+benchmarks/figures.py prints from the committed JSON, and the detailed tables and prose of benchmarks/README.md
+hold the JSON's numbers, read by key. After a new measurement, ``python benchmarks/figures.py --write`` and the
+detailed tables' numbers are the only edits. The script is run as a command (no test imports from benchmarks/)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks"
+PAGE = (BENCH / "README.md").read_text()
+PAGES = {"readme": ROOT / "README.md", "targets": BENCH / "README.md"}
+END = "<!-- figures: end -->"
+
+
+def figures(table: str, json_dir: Path = BENCH) -> str:
+    """What ``python benchmarks/figures.py TABLE --json-dir DIR`` prints."""
+    done = subprocess.run([sys.executable, str(BENCH / "figures.py"), table, "--json-dir", str(json_dir)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    return done.stdout
+
+
+def between_markers(text: str, table: str) -> str:
+    begin = f"<!-- figures: begin (python benchmarks/figures.py {table}) -->\n"
+    assert text.count(begin) == 1 and END in text.split(begin, 1)[1], f"the markers of {table!r} are missing"
+    return text.split(begin, 1)[1].split(END, 1)[0]
+
+
+def profile():
+    return json.loads((BENCH / "profile_cpu.json").read_text())
+
+
+@pytest.mark.parametrize("name", sorted(PAGES))
+def test_each_page_holds_the_table_printed_from_the_json(name):
+    assert between_markers(PAGES[name].read_text(), name) == figures(name)
+
+
+def test_the_readme_table_carries_the_profiles_figures_and_command():
+    p = profile()
+    table = figures("readme")
+    assert f"**{p['loader_vs_reference']['median']:.2f}x**" in table
+    assert f"{p['variants']['loader']['images_per_s']['median']:.0f} vs " in table
+    assert f"`{p['command']}`" in table
+    assert "61 s (the whole command) to 173 s (the training alone)" in table
+    assert "75.56-80.56% best, 75.56-78.89% last" in table and "`time dali-cutmix train`" in table
+
+
+def test_a_missing_json_leaves_its_rows_out(tmp_path):
+    folder = tmp_path / "benchmarks"
+    shutil.copytree(BENCH, folder, ignore=shutil.ignore_patterns("*.png", "__pycache__"))
+    (folder / "stage_overhead_cpu.json").unlink()
+    rows, full = figures("readme", folder).splitlines(), figures("readme").splitlines()
+    assert rows[:2] == ["| figure | value | command |", "|---|---|---|"]
+    assert rows == [r for r in full if "stage_overhead" not in r and not r.startswith("| CutMix + MixUp")]
+    assert len(rows) == len(full) - 2
+
+
+def test_the_targets_table_judges_the_profile():
+    table = figures("targets")
+    assert "| loader >= 2x torchvision reference (CPU, same cores) | 2.61x (IQR 2.33x to 2.75x)" in table
+    assert table.count("no GPU figures are published yet") == 3 and "**NOT met**" not in table
+
+
+def test_the_profile_table_holds_the_jsons_variants():
+    p = profile()
+    number = {"decode": 1, "crop": 2, "cutmix": 3, "full": 4, "loader": 5, "after_loader": 6, "reference": 8,
+              "reference_tensor": 9}
+    for key, n in number.items():
+        v = p["variants"][key]
+        ips = v["images_per_s"]
+        found = re.search(rf"^\| {n} [^|]+\| ([\d,]+) \| ([\d,]+)-([\d,]+) \| ([\d.]+) \|$", PAGE, flags=re.M)
+        assert found, f"no row for variant {n} ({key})"
+        shown = [float(x.replace(",", "")) for x in found.groups()]
+        assert shown == [round(ips["median"]), round(ips["q1"]), round(ips["q3"]), round(v["ms_per_batch"], 1)]
+    r, t = p["loader_vs_reference"], p["loader_vs_reference_tensor"]
+    assert f"**{r['median']:.2f}x** (IQR {r['q1']:.2f}-{r['q3']:.2f}x)" in PAGE
+    assert f"**{t['median']:.2f}x** (IQR {t['q1']:.2f}-{t['q3']:.2f}x)" in PAGE
+    a = p["loader_vs_after_loader"]
+    assert f"**{a['median']:.2f}x** (IQR\n  {a['q1']:.2f}-{a['q3']:.2f}x)" in PAGE
+
+
+def test_the_stage_overhead_table_and_prose_hold_the_jsons_figures():
+    variants = json.loads((BENCH / "stage_overhead_cpu.json").read_text())["variants"]
+    for name, v in variants.items():
+        found = re.search(rf"^\| \**{re.escape(name)}\** \|[^|]+\| ([\d.]+) \|[^|]+\| \**([\d.]+|-)\** \|", PAGE,
+                          flags=re.M)
+        assert found, name
+        assert float(found.group(1)) == round(v["full_ms_per_batch"], 1)
+        if name != "none":
+            assert float(found.group(2)) == round(v["stage_ms_per_batch"], 2)
+    for name in ("composition", "python-fn"):
+        v = variants[name]
+        assert f"{v['stage_ms_per_batch']:.2f} ms per batch, {100 * v['stage_share_of_pipeline']:.1f}%" in PAGE
+
+
+def test_the_shard_table_holds_the_jsons_loader_figures():
+    for pair in (3, 4):
+        for source in ("folder", "shards"):
+            p = json.loads((BENCH / "shards_cpu" / f"profile-{source}-{pair}.json").read_text())
+            found = re.search(rf"^\| {source}, pair {pair} \([^)]*\) \|(.*)\|$", PAGE, flags=re.M)
+            assert found, (source, pair)
+            cells = [float(c.strip(" *").replace(",", "")) for c in found.group(1).split("|")]
+            want = [round(p["variants"][k]["images_per_s"]["median"]) for k in ("decode", "crop", "cutmix", "full",
+                                                                                "loader")]
+            assert cells == want, (source, pair)
