@@ -373,9 +373,9 @@ def build_cutmix_pipeline(
 
     Returns:
         An unbuilt ``nvidia.dali.Pipeline`` with outputs ``images`` (``dtype``, CHW or HWC samples by ``layout``,
-        normalized) and ``labels`` (float32 ``[num_classes]`` soft labels), both on the GPU for "gpu"; then ``perm``, ``box``,
-        ``lam``, ``method``, ``class_id`` (CPU) with ``return_params``. Cut at "crop", the images are uint8 HWC
-        and the labels integer class ids; cut at "mix", the images are uint8 HWC.
+        normalized) and ``labels`` (float32 ``[num_classes]`` soft labels), both on the GPU for "gpu"; then
+        ``perm``, ``box``, ``lam``, ``method``, ``class_id`` (CPU) with ``return_params``. Cut at "crop", the
+        images are uint8 HWC and the labels integer class ids; cut at "mix", the images are uint8 HWC.
 
     Raises:
         UserError: a bad path or argument, naming it. TypeError: an unknown argument.

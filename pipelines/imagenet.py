@@ -71,13 +71,13 @@ def build_imagenet_train_pipeline(train_dir, *, min_area: float = 0.08, checkpoi
             :class:`~dali_cutmix.folder_reader.ImageList` (see :func:`dali_cutmix.build_cutmix_pipeline`).
         min_area: smallest random-resized-crop area share (the crop's area is in ``[min_area, 1]``).
         options: any other :func:`dali_cutmix.build_cutmix_pipeline` argument (``batch_size``, ``num_classes``,
-            ``crop``, ``device``, ``dtype``, ``layout``, sharding, ``mixing``, ``mix_options`` and ``mix_off_epoch``, which is ignored
-            without the stage).
+            ``crop``, ``device``, ``dtype``, ``layout``, sharding, ``mixing``, ``mix_options`` and
+            ``mix_off_epoch``, which is ignored without the stage).
 
     Returns:
         An unbuilt DALI pipeline: ``images`` (``dtype`` "float32" or "float16", CHW or HWC samples by ``layout``
-        "NCHW" or "NHWC", normalized) and ``labels`` (float32 soft labels
-        ``[num_classes]``), on the GPU for ``device="gpu"``.
+        "NCHW" or "NHWC", normalized) and ``labels`` (float32 soft labels ``[num_classes]``), on the GPU for
+        ``device="gpu"``.
     """
     from dali_cutmix import build_cutmix_pipeline
 
