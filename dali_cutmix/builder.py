@@ -380,6 +380,7 @@ def build_cutmix_pipeline(
     Raises:
         UserError: a bad path or argument, naming it. TypeError: an unknown argument.
     """
+    import nvidia.dali.types as types
     from nvidia.dali import pipeline_def
 
     crop_h, crop_w = check_pipeline_args(batch_size=batch_size, crop=crop, device=device, num_shards=num_shards,
@@ -413,7 +414,7 @@ def build_cutmix_pipeline(
         if mixing:
             # The gate: the reader's padding is nobody's partner and is not mixed; mix_off_epoch closes it.
             images, targets, params = mix_stage(images, labels, num_classes=num_classes, options=options,
-                                                gate=mix_gate(mix_off_epoch))
+                                                gate=mix_gate(mix_off_epoch), image_type=types.UINT8)
         else:
             targets = one_hot_labels(labels, num_classes, label_smoothing=options.label_smoothing, device=device)
         if stop_after == "normalize":

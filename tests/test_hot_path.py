@@ -77,3 +77,79 @@ def test_gpu_validation_labels_reach_the_gpu_inside_the_pipeline(demo_imagenet):
                                                              device="gpu", dtype="float16", layout="NHWC"))
     assert images.device.type == labels.device.type == "cuda" and images.dtype == torch.float16
     assert labels.dtype == torch.int32 and labels.shape == (4, 1)
+
+
+SWITCHING = dict(cutmix_alpha=1.0, mixup_alpha=0.8, switch_prob=0.5, mode="elem")
+
+
+def dali_path_batch(images, labels, *, image_type, **options):
+    """The GPU path's pixels (DALI's own operators) run on the CPU: ``(mixed, perm, box, lam, method)`` arrays."""
+    import nvidia.dali.fn as fn
+    from nvidia.dali import pipeline_def
+
+    from dali_cutmix import MixOptions
+    from dali_cutmix.stage import DALI_INPUTS, PARAM_NAMES, draw_params, mix_pixels_dali
+
+    opts = MixOptions(**options)
+    names = PARAM_NAMES + tuple(n for n in DALI_INPUTS if n not in PARAM_NAMES)
+
+    @pipeline_def(batch_size=len(images), num_threads=1, device_id=None, seed=5)
+    def pipe():
+        x = fn.external_source(source=[list(images)], batch=True, layout="HWC")
+        y = fn.external_source(source=[list(labels)], batch=True)
+        params = draw_params(x, y, num_classes=4, options=opts, outputs=names)
+        return (mix_pixels_dali(x, params, opts, image_type), *(params[n] for n in PARAM_NAMES))
+
+    p = pipe()
+    p.build()
+    return [np.array(o.as_tensor()) for o in p.run()]
+
+
+@pytest.mark.parametrize("options", [dict(cutmix_alpha=0.0, mixup_alpha=1.0), SWITCHING,
+                                     dict(SWITCHING, mode="pair"), dict(cutmix_alpha=0.0, mixup_alpha=0.5, prob=0.5,
+                                                                         mode="elem")])
+def test_the_blend_written_in_the_images_type_gives_the_reference_pixels(options):
+    import nvidia.dali.types as types
+    import reference as ref
+
+    rng = np.random.default_rng(2)
+    images = rng.integers(0, 256, (9, 20, 28, 3), dtype=np.uint8)
+    images[:, :2] = 255  # blends near the top of the range
+    labels = rng.integers(0, 4, (9, 1), dtype=np.int32)
+    mixed, perm, box, lam, method = dali_path_batch(images, labels, image_type=types.UINT8, **options)
+    np.testing.assert_array_equal(mixed, ref.mix_pixels(images, perm, box, method, lam))
+    assert (method == 2).any() and mixed.dtype == np.uint8
+    cast, *_ = dali_path_batch(images, labels, image_type=None, **options)
+    np.testing.assert_array_equal(cast, mixed)
+
+
+def test_the_blend_keeps_float_and_int16_images_exact():
+    import reference as ref
+
+    rng = np.random.default_rng(3)
+    for dtype in (np.float32, np.int16):
+        images = (rng.random((6, 12, 16, 3)) * 400 - 100).astype(dtype)
+        labels = rng.integers(0, 4, (6, 1), dtype=np.int32)
+        mixed, perm, box, lam, method = dali_path_batch(images, labels, image_type=None, **SWITCHING)
+        assert mixed.dtype == dtype
+        expected = ref.mix_pixels(images, perm, box, method, lam)
+        if dtype == np.int16:  # the reference clips to uint8's range; the blend of two int16 values cannot leave it
+            blend = method == 2
+            f = lam[blend, None, None, None].astype(np.float32)
+            v = f * images[blend].astype(np.float32) + (np.float32(1) - f) * images[perm[blend]].astype(np.float32)
+            expected[blend] = (np.sign(v) * np.floor(np.abs(v) + 0.5)).astype(np.int16)
+        np.testing.assert_array_equal(mixed, expected)
+
+
+def test_the_stage_is_few_operators_on_each_device():
+    from dali_cutmix import MixOptions
+    from profiler.graphs import stage_operators
+    from profiler.settings import ProfileSettings
+
+    params = ["DaliCutmixParams", "Shape", "Uniform"]
+    for mix, gpu_pixels in ((MixOptions(), ["MultiPaste"]),
+                            (MixOptions(cutmix_alpha=0.0, mixup_alpha=1.0), ["Cat", "CoordTransform", "PermuteBatch"]),
+                            (MixOptions(mixup_alpha=1.0), ["Cat", "CoordTransform", "MultiPaste", "PermuteBatch"])):
+        settings = ProfileSettings(data="unused", mix=mix)
+        assert stage_operators(settings, "cpu") == sorted(params + ["DaliCutmixApply"])
+        assert stage_operators(settings, "gpu") == sorted(params + gpu_pixels)
