@@ -79,12 +79,27 @@ def build_stage_pipeline(stage: str, settings: ProfileSettings, num_classes: int
     return pipe
 
 
-def build_isolated_stage_pipeline(settings: ProfileSettings, num_classes: int, *, with_mixing: bool):
+def fixed_batch(settings: ProfileSettings, num_classes: int):
+    """The profiler's fixed batch: ``(images, labels)``, random uint8 ``[batch_size, crop, crop, 3]`` images (a
+    torch tensor on the GPU for "gpu", else a NumPy array) and int32 ``[batch_size, 1]`` class ids (NumPy)."""
+    rng = np.random.default_rng(settings.seed)
+    images = rng.integers(0, 256, (settings.batch_size, settings.crop, settings.crop, 3), dtype=np.uint8)
+    labels = rng.integers(0, num_classes, (settings.batch_size, 1), dtype=np.int32)
+    if settings.device == "gpu":
+        import torch
+
+        images = torch.from_numpy(images).cuda(settings.device_id)
+    return images, labels
+
+
+def build_isolated_stage_pipeline(settings: ProfileSettings, num_classes: int, *, with_mixing: bool,
+                                  options=None):
     """The pipeline's tail on one fixed batch: crops -> [mixing stage ->] flip/normalize, built, synchronous.
 
-    The batch (random uint8 HWC ``crop`` x ``crop`` images and class ids) is handed to DALI without a copy (on
-    the GPU for "gpu"). With and without the stage, the images reach ``crop_mirror_normalize`` as in the full
-    pipeline, so the pair's time difference is what the stage adds there, free of decoding's noise.
+    The batch (:func:`fixed_batch`) is handed to DALI without a copy (on the GPU for "gpu"). With and without the
+    stage, the images reach ``crop_mirror_normalize`` as in the full pipeline, so the pair's time difference is
+    what the stage adds there, free of decoding's noise. ``options``: the stage's :class:`dali_cutmix.MixOptions`
+    (default ``settings.mix``).
     """
     import nvidia.dali.fn as fn
     import nvidia.dali.types as types
@@ -93,14 +108,9 @@ def build_isolated_stage_pipeline(settings: ProfileSettings, num_classes: int, *
     from dali_cutmix.builder import flip_normalize, rank_seed
     from dali_cutmix.stage import mix_stage
 
-    rng = np.random.default_rng(settings.seed)
-    images = rng.integers(0, 256, (settings.batch_size, settings.crop, settings.crop, 3), dtype=np.uint8)
-    labels = rng.integers(0, num_classes, (settings.batch_size, 1), dtype=np.int32)
+    images, labels = fixed_batch(settings, num_classes)
     gpu = settings.device == "gpu"
-    if gpu:
-        import torch
-
-        images = torch.from_numpy(images).cuda(settings.device_id)
+    options = settings.mix if options is None else options
 
     @pipeline_def(enable_conditionals=False)
     def isolated_stage():
@@ -108,7 +118,7 @@ def build_isolated_stage_pipeline(settings: ProfileSettings, num_classes: int, *
                                     device="gpu" if gpu else "cpu")
         ids = fn.external_source(source=lambda: labels, batch=True, no_copy=True)
         if with_mixing:
-            pixels, ids, _ = mix_stage(pixels, ids, num_classes=num_classes, options=settings.mix,
+            pixels, ids, _ = mix_stage(pixels, ids, num_classes=num_classes, options=options,
                                        image_type=types.UINT8)
         return flip_normalize(pixels), ids
 
@@ -139,19 +149,19 @@ def graph_operators(outputs, inputs) -> List[str]:
     return sorted(re.sub(r"^_+|_\d+$", "", op.name) for op in made)
 
 
-def stage_operators(settings: ProfileSettings, device: str, num_classes: int = 10) -> List[str]:
-    """The operators of the mixing stage with ``settings.mix`` as the training pipeline has it on ``device``
-    ("cpu" or "gpu"; the graph is only defined, never built, so no GPU is needed): from uint8 HWC images, class ids
-    and the gate to mixed images and soft labels (:func:`graph_operators`)."""
+def stage_operators(options, device: str, num_classes: int = 10) -> List[str]:
+    """The operators of the mixing stage with ``options`` (:class:`dali_cutmix.MixOptions`) as the training
+    pipeline has it on ``device`` ("cpu" or "gpu"; the graph is only defined, never built, so no GPU is needed):
+    from uint8 HWC images, class ids and the gate to mixed images and soft labels (:func:`graph_operators`)."""
     import nvidia.dali.fn as fn
     import nvidia.dali.types as types
     from nvidia.dali import Pipeline
 
     from dali_cutmix.stage import mix_stage
 
-    with Pipeline(batch_size=settings.batch_size, num_threads=1, device_id=None):
+    with Pipeline(batch_size=2, num_threads=1, device_id=None):
         images = fn.external_source(name="images", device=device, layout="HWC")
         labels, gate = fn.external_source(name="labels"), fn.external_source(name="gate")
-        mixed, targets, _ = mix_stage(images, labels, num_classes=num_classes, options=settings.mix, gate=gate,
+        mixed, targets, _ = mix_stage(images, labels, num_classes=num_classes, options=options, gate=gate,
                                       image_type=types.UINT8)
         return graph_operators([mixed, targets], [images, labels, gate])

@@ -35,12 +35,14 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from dali_cutmix.pipelines.profile_data import dataset_summary, quiet
 
 from .machine import CpuLoadMeter, machine_info
-from .runners import ReferenceRunner, make_runners
+from .graphs import stage_operators
+from .runners import EXTRA_KEYS, ReferenceRunner, make_runners, method_options
 from .settings import ProfileSettings
-from .stats import cutmix_shares, describe_round, figures, isolated_shares, speedups, summarize
+from .stats import cutmix_shares, describe_round, figures, in_copies, isolated_shares, speedups, summarize
 from .timing import Timing
 from .training import check_model, measure_training
-from .variants import ISOLATED, LOAD, SKIPPED, VARIANT_KEYS, VARIANTS, async_key
+from .variants import (BATCH_COPY, ISOLATED, LOAD, SKIPPED, STAGE_METHODS, VARIANT_KEYS, VARIANTS, async_key,
+                       stage_key)
 
 #: The variants our loader is compared with, per round: the JSON key of each ratio (ours / theirs).
 COMPARED = dict(loader_vs_reference="reference", loader_vs_reference_tensor="reference_tensor",
@@ -68,10 +70,14 @@ METHOD = dict(
     order="rounds alternate forward and reversed variant order (ABBA); medians and quartiles over rounds",
     cutmix_share="per round: the isolated stage's ms/batch over the full pipeline's ms/batch; "
                  "by_stage_difference: per round (1/ips_cutmix - 1/ips_crop) / (1/ips_full); then median "
-                 "and quartiles over rounds")
+                 "and quartiles over rounds",
+    stage="each method's stage alone on the fixed uint8 batch (with minus without the stage, both timed in "
+          "turn, 3x the batches, every round), and one copy of that batch (np.copyto into a preallocated array; "
+          "Tensor.copy_ on the GPU) in the same rounds; copies: per round the stage's ms over the copy's ms; "
+          "operators: the stage's DALI operators per device, from its graph (uint8 images, class ids, gate)")
 
 
-def round_order(round_index: int, keys: Sequence[str] = VARIANT_KEYS + (ISOLATED,)) -> Tuple[str, ...]:
+def round_order(round_index: int, keys: Sequence[str] = VARIANT_KEYS + EXTRA_KEYS) -> Tuple[str, ...]:
     """Order of a round over the runners ``keys`` (in forward order): forward on even rounds, reversed on odd
     ones (ABBA, cancels linear drift).
 
@@ -131,6 +137,43 @@ def data_warnings(images: int, settings: ProfileSettings) -> List[str]:
             f"{per_round} images (--images {max(per_round, 1024)} or a larger --data)"]
 
 
+MIN_ROUNDS = 4
+
+
+def round_warnings(settings: ProfileSettings) -> List[str]:
+    """A warning when ``settings.repeats`` is under :data:`MIN_ROUNDS`: quartiles of so few rounds are not a
+    spread (with 2, they are interpolations between the two values)."""
+    if settings.repeats >= MIN_ROUNDS:
+        return []
+    return [f"{settings.repeats} round{'s' if settings.repeats > 1 else ''}: the interquartile ranges (IQR) mean "
+            f"nothing with fewer than {MIN_ROUNDS} rounds; use --repeats 5 or more for figures to quote"]
+
+
+def stage_report(settings: ProfileSettings, samples: Dict[str, object]) -> dict:
+    """The mixing stage per method of :data:`~.variants.STAGE_METHODS`: its options, its DALI operators on each
+    device (and their count), its ms per batch alone, and that in copies of the batch (one copy of the same batch
+    timed in the same rounds); plus the batch and the copy's ms per batch."""
+    copy = samples.get(BATCH_COPY)
+    methods = {}
+    for method in STAGE_METHODS:
+        options = method_options(settings, method)
+        operators = {device: stage_operators(options, device) for device in ("cpu", "gpu")}
+        entry = dict(options=options.as_dict(), operators=operators,
+                     operator_count={device: len(ops) for device, ops in operators.items()})
+        ms = samples.get(stage_key(method))
+        if ms is not None:
+            entry["ms_per_batch"] = dict(summarize(ms), samples=[round(x, 4) for x in ms])
+            if copy is not None:
+                ratios = in_copies(samples, stage_key(method), BATCH_COPY)
+                entry["copies"] = dict(summarize(ratios), samples=[round(x, 4) for x in ratios])
+        methods[method] = entry
+    return dict(
+        batch=dict(shape=[settings.batch_size, settings.crop, settings.crop, 3], dtype="uint8",
+                   bytes=settings.batch_size * settings.crop * settings.crop * 3, device=settings.device),
+        copy_ms_per_batch=None if copy is None else dict(summarize(copy), samples=[round(x, 4) for x in copy]),
+        methods=methods)
+
+
 def build_result(settings: ProfileSettings, samples: Dict[str, object], *, dataset: dict,
                  training: Optional[dict] = None, command: Optional[str] = None, seconds: float = 0.0,
                  warnings: Sequence[str] = ()) -> dict:
@@ -169,6 +212,7 @@ def build_result(settings: ProfileSettings, samples: Dict[str, object], *, datas
             summarize(shares), samples=[round(x, 5) for x in shares],
             stage_ms_per_batch=dict(summarize(stage_ms), samples=[round(x, 3) for x in stage_ms]),
             by_stage_difference=dict(summarize(differences), samples=[round(x, 5) for x in differences])),
+        stage=stage_report(settings, samples),
         **paired,
         training=training,
     )
@@ -198,7 +242,7 @@ def run_profile(settings: ProfileSettings, *, model: Optional[str] = None, steps
     dataset = dataset_summary(settings.data)
     progress(f"data: {dataset['images']} images in {dataset['classes']} classes, "
              f"~{dataset['mean_file_kb']} KB, ~{dataset['mean_width']:.0f}x{dataset['mean_height']:.0f}")
-    warnings = data_warnings(dataset["images"], settings)
+    warnings = data_warnings(dataset["images"], settings) + round_warnings(settings)
     for warning in warnings:
         progress(f"warning: {warning}")
     samples = measure_variants(settings, progress)
