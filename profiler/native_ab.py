@@ -1,14 +1,14 @@
-"""A/B of two builds of the native operator library in one run: what ``dali_cutmix_apply`` costs per batch with
+"""A/B of builds of the native operator library in one run: what ``dali_cutmix_apply`` costs per batch with
 each, against one NumPy copy of the same batch.
 
 Each library is loaded by its own worker process (the two register the same operator names, so one process can
 hold only one). Both workers build the same stage-alone pipeline: a fixed batch of HWC uint8 images and fixed
 CutMix parameters (external sources, so no decode and no parameter draw is timed), then ``dali_cutmix_apply``;
-and the same pipeline without the operator. The parent alternates the workers round by round (the order swaps
+and the same pipeline without the operator. The parent alternates the workers round by round (the order rotates
 every round) and each round every worker times ``batches`` runs of: the source alone, the source plus the
 operator, and ``numpy.copyto`` of the batch. The operator's cost is the median over rounds of the difference.
 
-    python -m dali_cutmix.profiler.native_ab BEFORE.cc AFTER.cc [--rounds 8] [--batches 20] [--json OUT]
+    python -m dali_cutmix.profiler.native_ab A.cc B.cc [C.cc ...] [--rounds 8] [--batches 20] [--json OUT]
 
 (``git show REV:dali_cutmix/native/mix_ops.cc > BEFORE.cc`` gives an older source.) Each source is compiled
 with the flags :mod:`dali_cutmix.native` uses into its own folder under ``--cache``.
@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Dict, List
 
 from dali_cutmix.helpers.atomic import atomic_path
+
+from .machine import machine_info
 
 #: The stage-alone batch: samples, height, width, channels; the box every sample takes from its partner.
 BATCH, HEIGHT, WIDTH, CHANNELS = 64, 224, 224, 3
@@ -59,8 +61,9 @@ def build_library(source: Path, cache: Path) -> Path:
 
 def worker(library: str) -> None:
     """The worker: loads ``library``, builds both pipelines, then answers each ``batches`` line on stdin with one
-    JSON line ``{"source": s, "apply": s, "stage": s, "copy": s}`` (seconds for that many batches; "stage" is
-    the whole CPU stage: seeds, ``dali_cutmix_params`` and ``dali_cutmix_apply``)."""
+    JSON line ``{"source": [s, ...], "apply": [...], "stage": [...], "copy": [...]}`` and the same with ``_cpu``
+    (process CPU time): the seconds of each of that many batches, one of each pipeline in turn ("stage" is the
+    whole CPU stage: seeds, ``dali_cutmix_params`` and ``dali_cutmix_apply``)."""
     import numpy as np
     import nvidia.dali.fn as fn
     import nvidia.dali.plugin_manager as plugin_manager
@@ -123,16 +126,17 @@ def worker(library: str) -> None:
     target = np.empty_like(batch)
     for line in sys.stdin:
         batches = int(line)
-        result = {}
-        for name, pipe in pipes.items():
-            start, cpu = time.perf_counter(), time.process_time()
-            for _ in range(batches):
+        result = {key: [] for name in list(pipes) + ["copy"] for key in (name, f"{name}_cpu")}
+        for _ in range(batches):  # one batch of each in turn, each timed on its own
+            for name, pipe in pipes.items():
+                start, cpu = time.perf_counter(), time.process_time()
                 pipe.run()
-            result[name], result[f"{name}_cpu"] = time.perf_counter() - start, time.process_time() - cpu
-        start, cpu = time.perf_counter(), time.process_time()
-        for _ in range(batches):
+                result[name].append(time.perf_counter() - start)
+                result[f"{name}_cpu"].append(time.process_time() - cpu)
+            start, cpu = time.perf_counter(), time.process_time()
             np.copyto(target, batch)
-        result["copy"], result["copy_cpu"] = time.perf_counter() - start, time.process_time() - cpu
+            result["copy"].append(time.perf_counter() - start)
+            result["copy_cpu"].append(time.process_time() - cpu)
         print(json.dumps(result), flush=True)
 
 
@@ -143,8 +147,8 @@ def median(values: List[float]) -> float:
 
 
 def compare(libraries: Dict[str, Path], rounds: int, batches: int) -> Dict[str, dict]:
-    """Per library: the per-round ms per batch of the operator (apply minus source) and of one copy, and their
-    medians. The workers alternate; the order swaps every round."""
+    """Per library: the per-round ms per batch of each pipeline and of one copy (:func:`summarize`). The workers
+    take turns; the order rotates every round."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
     procs = {name: subprocess.Popen([sys.executable, "-m", "dali_cutmix.profiler.native_ab", "--worker", str(lib)],
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
@@ -153,14 +157,14 @@ def compare(libraries: Dict[str, Path], rounds: int, batches: int) -> Dict[str, 
     samples = {name: {f"{key}_ms": [] for key in keys} for name in libraries}
     try:
         names = list(libraries)
-        for r in range(rounds + 1):  # round 0 warms up and is dropped
-            for name in names if r % 2 else names[::-1]:
+        for r in range(rounds + 1):  # round 0 warms up and is dropped; the order rotates every round
+            for name in names[r % len(names):] + names[:r % len(names)]:
                 procs[name].stdin.write(f"{batches}\n")
                 procs[name].stdin.flush()
                 t = json.loads(procs[name].stdout.readline())
                 if r:
                     for key in keys:
-                        samples[name][f"{key}_ms"].append(1e3 * t[key] / batches)
+                        samples[name][f"{key}_ms"] += [1e3 * x for x in t[key]]
     finally:
         for proc in procs.values():
             proc.stdin.close()
@@ -168,31 +172,39 @@ def compare(libraries: Dict[str, Path], rounds: int, batches: int) -> Dict[str, 
     return {name: summarize(s) for name, s in samples.items()}
 
 
-def summarize(s: Dict[str, List[float]]) -> dict:
-    """The per-round ms per batch ``s`` with: the operator's (``apply``) and the whole stage's (``stage``) cost as
-    the median of the per-round differences to the source alone, and as the difference of the fastest rounds
-    (``*_best_ms``: what the code costs when the machine leaves it alone); one copy likewise; and both costs in
-    copies of the batch."""
-    def diff(key, base):
-        return [x - y for x, y in zip(s[key], s[base])]
+def percentile(values: List[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
-    out = dict(s)
+
+def summarize(s: Dict[str, List[float]]) -> dict:
+    """From the per-batch ms ``s`` of each pipeline: the operator's (``apply``) and the whole stage's (``stage``)
+    cost as the difference to the fed sources alone, of the medians and of the 10th percentiles (``*_quiet_ms``:
+    what the code costs when the machine leaves it alone: a shared machine only ever slows a batch down); one
+    copy of the batch likewise; and each cost in copies of the batch (``*_copies``, of the quiet figures)."""
+    out = {f"{key}_batches": len(values) for key, values in s.items()}
     for clock in ("", "_cpu"):
-        source, copy = s[f"source{clock}_ms"], s[f"copy{clock}_ms"]
-        out[f"copy{clock}_median_ms"], out[f"copy{clock}_best_ms"] = median(copy), min(copy)
+        for key in ("source", "copy", "apply", "stage"):
+            values = s[f"{key}{clock}_ms"]
+            out[f"{key}{clock}_median_ms"], out[f"{key}{clock}_quiet_ms"] = median(values), percentile(values, 0.1)
         for key in ("apply", "stage"):
-            costs = diff(f"{key}{clock}_ms", f"source{clock}_ms")
-            out[f"{key}{clock}_median_ms"] = median(costs)
-            out[f"{key}{clock}_best_ms"] = min(s[f"{key}{clock}_ms"]) - min(source)
-            out[f"{key}{clock}_copies_median"] = median([d / c for d, c in zip(costs, copy)])
+            for figure in ("median", "quiet"):
+                out[f"{key}{clock}_cost_{figure}_ms"] = (out[f"{key}{clock}_{figure}_ms"]
+                                                         - out[f"source{clock}_{figure}_ms"])
+            out[f"{key}{clock}_copies"] = out[f"{key}{clock}_cost_quiet_ms"] / out[f"copy{clock}_quiet_ms"]
     return out
+
+
+def argv_of(args) -> List[str]:
+    """The command line of a comparison with ``args``' settings (for the JSON)."""
+    return [str(s) for s in args.sources] + ["--rounds", str(args.rounds), "--batches", str(args.batches)]
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("before", nargs="?", type=Path)
-    parser.add_argument("after", nargs="?", type=Path)
+    parser.add_argument("sources", nargs="*", type=Path, help="two or more mix_ops.cc sources; each is named by "
+                        "its file name without the suffix")
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--cache", type=Path, default=Path("/tmp/dali-cutmix-native-ab"))
@@ -201,20 +213,24 @@ def main(argv=None) -> int:
     if args.worker:
         worker(args.worker)
         return 0
-    if args.before is None or args.after is None:
-        parser.error("BEFORE and AFTER sources are required")
-    libraries = {"before": build_library(args.before, args.cache), "after": build_library(args.after, args.cache)}
-    result = dict(batch=[BATCH, HEIGHT, WIDTH, CHANNELS], box=list(BOX), threads=2, rounds=args.rounds,
-                  batches=args.batches, sources={k: str(v) for k, v in (("before", args.before),
-                                                                         ("after", args.after))},
-                  load_average=os.getloadavg(), variants=compare(libraries, args.rounds, args.batches))
+    if len(args.sources) < 2:
+        parser.error("give two or more sources to compare")
+    libraries = {source.stem: build_library(source, args.cache) for source in args.sources}
+    load_before = os.getloadavg()
+    variants = compare(libraries, args.rounds, args.batches)
+    command = " ".join(["python -m dali_cutmix.profiler.native_ab"] + argv_of(args))
+    result = dict(machine=machine_info(), command=command,
+                  load_average_before=load_before, load_average_after=os.getloadavg(),
+                  batch=[BATCH, HEIGHT, WIDTH, CHANNELS], box=list(BOX), threads=2, rounds=args.rounds,
+                  batches=args.batches, sources={source.stem: str(source) for source in args.sources},
+                  variants=variants)
     for name, v in result["variants"].items():
         for clock in ("", "_cpu"):
-            print(f"{name:7s} {'wall' if not clock else 'cpu '} ms/batch, median (best): "
-                  f"stage {v[f'stage{clock}_median_ms']:.3f} ({v[f'stage{clock}_best_ms']:.3f})  "
-                  f"apply {v[f'apply{clock}_median_ms']:.3f} ({v[f'apply{clock}_best_ms']:.3f})  "
-                  f"copy {v[f'copy{clock}_median_ms']:.3f} ({v[f'copy{clock}_best_ms']:.3f})  "
-                  f"stage/copy {v[f'stage{clock}_copies_median']:.2f}")
+            print(f"{name:16s} {'wall' if not clock else 'cpu '} ms/batch, quiet (median): "
+                  f"stage {v[f'stage{clock}_cost_quiet_ms']:.3f} ({v[f'stage{clock}_cost_median_ms']:.3f})  "
+                  f"apply {v[f'apply{clock}_cost_quiet_ms']:.3f} ({v[f'apply{clock}_cost_median_ms']:.3f})  "
+                  f"copy {v[f'copy{clock}_quiet_ms']:.3f} ({v[f'copy{clock}_median_ms']:.3f})  "
+                  f"stage = {v[f'stage{clock}_copies']:.2f} copies, apply = {v[f'apply{clock}_copies']:.2f}")
     if args.json:
         with atomic_path(args.json) as tmp:
             tmp.write_text(json.dumps(result, indent=2) + "\n")

@@ -1,7 +1,7 @@
 """A profiler run: every variant timed in interleaved rounds (and the training step with ``--model``), as one
 JSON-ready dict.
 
-Nine variants, measured in one run, interleaved so that machine drift hits all of them alike:
+Eleven variants, measured in one run, interleaved so that machine drift hits all of them alike:
 
 1. ``decode``            read + decode (full-image decode, ``decoders.image``);
 2. ``crop``              read + decode with random-resized-crop (``decoders.image_random_crop``, ROI decoding) +
@@ -15,12 +15,17 @@ Nine variants, measured in one run, interleaved so that machine drift hits all o
 8. ``reference``         torchvision ImageFolder + DataLoader (workers = DALI threads) + v2 RandomResizedCrop/flip
                          on PIL images + normalize + v2.CutMix in the collate function, to torch tensors
                          (:mod:`dali_cutmix.pipelines.reference`);
-9. ``reference_tensor``  the same with the recipe's tensor backend (``PILToTensor`` before the crop).
+9. ``reference_tensor``  the same with the recipe's tensor backend (``PILToTensor`` before the crop);
+10. ``timm_loader``      timm's own loader: ``timm.data.create_loader`` with ``FastCollateMixup`` (mixing in the
+                         collate, on uint8) and its ``PrefetchLoader``, mode "batch" (:mod:`.timm_loader`; skipped,
+                         with the reason, without timm);
+11. ``timm_loader_elem`` the same in mode "elem".
 
 Variants 2-4 are :func:`dali_cutmix.build_cutmix_pipeline` cut after a named stage (:mod:`.graphs`); every
 variant has its :mod:`.runners` runner. With ``async_stages`` (default: on the GPU) each of variants 1-4 is also
 timed with the builder's prefetching (``images_per_s_async``). A round times every runner once, plus the mixing
-stage alone on a fixed batch; rounds alternate forward and reversed order (A B C ... C B A), which cancels linear
+stage alone on a fixed batch (with the settings' options and with CutMix, MixUp and switching) and one copy of
+that batch; rounds alternate forward and reversed order (A B C ... C B A), which cancels linear
 drift; figures are medians over the rounds with their interquartile range. Paired figures (CutMix's share, our
 loader's speed-up over the reference and over mixing after the loader) are computed within each round, then
 summarized (:mod:`.stats`). ``benchmarks/README.md`` says more.
@@ -46,7 +51,8 @@ from .variants import (BATCH_COPY, ISOLATED, LOAD, SKIPPED, STAGE_METHODS, VARIA
 
 #: The variants our loader is compared with, per round: the JSON key of each ratio (ours / theirs).
 COMPARED = dict(loader_vs_reference="reference", loader_vs_reference_tensor="reference_tensor",
-                loader_vs_after_loader="after_loader", loader_vs_after_loader_timm="after_loader_timm")
+                loader_vs_after_loader="after_loader", loader_vs_after_loader_timm="after_loader_timm",
+                loader_vs_timm_loader="timm_loader", loader_vs_timm_loader_elem="timm_loader_elem")
 
 SCHEMA = "dali-cutmix-profile/1"
 METHOD = dict(
@@ -67,6 +73,10 @@ METHOD = dict(
               "one epoch: 1 untimed batch, the timed batches, the in-flight batches drained untimed; "
               "reference: transforms on the PIL image, reference_tensor: on the uint8 tensor (torchvision's "
               "--backend tensor); v2.CutMix(alpha=1) in collate_fn for both, whatever the mixing options",
+    timm_loader="timm.data.create_loader(ImageDataset, is_training=True, use_prefetcher=True, num_workers = "
+                "threads, persistent workers, collate_fn=FastCollateMixup with the settings' options in mode batch "
+                "or elem), timed as the reference (one fixed-length epoch per run, drained untimed); our loader "
+                "runs in the settings' mode",
     order="rounds alternate forward and reversed variant order (ABBA); medians and quartiles over rounds",
     cutmix_share="per round: the isolated stage's ms/batch over the full pipeline's ms/batch; "
                  "by_stage_difference: per round (1/ips_cutmix - 1/ips_crop) / (1/ips_full); then median "

@@ -16,8 +16,9 @@ from .graphs import build_isolated_stage_pipeline, build_stage_pipeline, fixed_b
 from .mixers import Mixer, timm_mixer, torchvision_mixer
 from .settings import ProfileSettings
 from .timing import Runner, Timing, VariantUnavailable, synchronize, wait_until_idle
-from .variants import (ASYNC_SUFFIX, BATCH_COPY, ISOLATED, REFERENCE_BACKENDS, STAGE_METHODS, STAGES, VARIANT_KEYS,
-                       async_key, stage_key)
+from .timm_loader import TimmLoaderRunner
+from .variants import (ASYNC_SUFFIX, BATCH_COPY, ISOLATED, REFERENCE_BACKENDS, STAGE_METHODS, STAGES, TIMM_LOADERS,
+                       VARIANT_KEYS, async_key, stage_key)
 
 
 def method_options(settings: ProfileSettings, method: str):
@@ -313,6 +314,8 @@ def make_runner(key: str, settings: ProfileSettings, num_classes: int) -> Runner
         return AfterLoaderRunner(settings, num_classes, timm_mixer(settings.mix, num_classes, settings.batch_size))
     if key in REFERENCE_BACKENDS:
         return ReferenceRunner(settings, num_classes, REFERENCE_BACKENDS[key])
+    if key in TIMM_LOADERS:
+        return TimmLoaderRunner(settings, num_classes, TIMM_LOADERS[key])
     if key == ISOLATED:
         return IsolatedStageRunner(settings, num_classes)
     for method in STAGE_METHODS:

@@ -36,12 +36,19 @@ VARIANTS: Tuple[Variant, ...] = (
     Variant("reference_tensor", "9 torchvision reference (tensor)",
             "as 8 with the recipe's --backend tensor: PILToTensor first, then v2 RandomResizedCrop/flip on the "
             "uint8 tensor, ToDtype/normalize + v2.CutMix in collate_fn"),
+    Variant("timm_loader", "10 timm create_loader (batch)",
+            "timm's own loader: create_loader over ImageDataset (workers = threads, timm's train transforms) with "
+            "FastCollateMixup (the settings' mixing options, mode batch: CutMix/MixUp in the collate, on uint8) "
+            "and its PrefetchLoader (normalize on the device); needs timm: the 'bench' extra"),
+    Variant("timm_loader_elem", "11 timm create_loader (elem)", "as 10 with FastCollateMixup in mode elem"),
 )
 VARIANT_KEYS = tuple(v.key for v in VARIANTS)
 #: The variants that are one DALI pipeline run directly (the others wrap the full one, or are torchvision's).
 STAGES = ("decode", "crop", "cutmix", "full")
 #: The variants that mix after the loader, each with its batch mixer (see ``runners.AfterLoaderRunner``).
 AFTER_LOADER = ("after_loader", "after_loader_timm")
+#: timm's own loaders and their FastCollateMixup mode (see ``timm_loader.TimmLoaderRunner``).
+TIMM_LOADERS = dict(timm_loader="batch", timm_loader_elem="elem")
 #: The torchvision reference loaders and their transform's backend (``pipelines.reference.reference_transform``).
 REFERENCE_BACKENDS = dict(reference="pil", reference_tensor="tensor")
 #: The mixing stage alone, on a fixed batch, with and without the stage (see ``runners.IsolatedStageRunner``).

@@ -26,7 +26,8 @@ from dali_cutmix.profiler.variants import ISOLATED, STAGES, VARIANT_KEYS, VARIAN
 TINY_RUN = ["--batch-size", "4", "--threads", "1", "--batches", "2", "--repeats", "2", "--crop", "32"]
 HAS_TIMM = importlib.util.find_spec("timm") is not None
 #: The variants a run measures on this machine (timm's only where timm is installed).
-MEASURED = set(VARIANT_KEYS) - (set() if HAS_TIMM else {"after_loader_timm"})
+TIMM_VARIANTS = {"after_loader_timm", "timm_loader", "timm_loader_elem"}
+MEASURED = set(VARIANT_KEYS) - (set() if HAS_TIMM else TIMM_VARIANTS)
 
 
 def run_cli(argv):
@@ -60,7 +61,7 @@ def test_json_holds_every_variant_with_its_figures(profile_run):
     result = profile_run[3]
     assert result["schema"] == SCHEMA
     assert set(VARIANT_KEYS) == {"decode", "crop", "cutmix", "full", "loader", "after_loader", "after_loader_timm",
-                                 "reference", "reference_tensor"}
+                                 "reference", "reference_tensor", "timm_loader", "timm_loader_elem"}
     assert set(result["variants"]) == MEASURED
     for key in MEASURED:
         variant = result["variants"][key]
@@ -82,13 +83,14 @@ def test_timm_variant_is_skipped_with_its_reason_without_timm(profile_run):
         assert result["skipped"] == {} and result["loader_vs_after_loader_timm"]["median"] > 0
         assert result["machine"]["timm"]
         return
-    assert "after_loader_timm" not in result["variants"]
-    assert set(result["skipped"]) == {"after_loader_timm"}
-    assert "timm is not installed" in result["skipped"]["after_loader_timm"]
-    assert "dali-cutmix[bench]" in result["skipped"]["after_loader_timm"]
+    assert not TIMM_VARIANTS & set(result["variants"])
+    assert set(result["skipped"]) == TIMM_VARIANTS
+    for key in TIMM_VARIANTS:
+        assert "timm is not installed" in result["skipped"][key] and "dali-cutmix[bench]" in result["skipped"][key]
+        assert f"skipping variant {key}" in profile_run[2]
     assert result["loader_vs_after_loader_timm"] is None and result["machine"]["timm"] is None
-    assert "skipped: timm is not installed" in profile_run[1]  # the table says so
-    assert "skipping variant after_loader_timm" in profile_run[2]
+    assert result["loader_vs_timm_loader"] is None and result["loader_vs_timm_loader_elem"] is None
+    assert profile_run[1].count("skipped: timm is not installed") == 3  # the table says so
 
 
 def test_stages_are_also_timed_asynchronously_when_asked(profile_run, tmp_path, monkeypatch):
@@ -604,9 +606,76 @@ def test_the_stage_alone_per_method_against_one_copy_of_its_batch(profile_run):
                                           gpu=sorted(params + gpu_pixels[method]))
         assert entry["operator_count"] == dict(cpu=4, gpu=3 + len(gpu_pixels[method]))
         assert len(entry["ms_per_batch"]["samples"]) == len(entry["copies"]["samples"]) == 2
-        ratios = [ms / c for ms, c in zip(entry["ms_per_batch"]["samples"], copy["samples"])]
-        assert entry["copies"]["samples"] == pytest.approx(ratios, rel=1e-2, abs=1e-3)
         line = [line for line in profile_run[1].splitlines() if line.startswith(f"  stage alone, {method}:")]
         assert len(line) == 1 and f"{entry['copies']['median']:.2f} copies" in line[0]
         assert f"4 operators on the CPU, {3 + len(gpu_pixels[method])} on the GPU" in line[0]
     assert "one copy of the 4x32x32x3 uint8 batch" in profile_run[1]
+
+
+def test_the_stage_in_copies_is_paired_per_round():
+    from dali_cutmix.profiler.stats import in_copies
+
+    samples = dict(stage_cutmix=[3.0, 1.0, 2.0], batch_copy=[1.5, 2.0, 1.0])
+    assert in_copies(samples, "stage_cutmix", "batch_copy") == [2.0, 0.5, 2.0]
+    timings = dict(stage_cutmix=[Timing(0.006, 30)], batch_copy=[Timing(0.003, 30)], full=[Timing(1.0, 10)])
+    assert figures(timings, batch_size=10) == dict(full=[10.0], stage_cutmix=[pytest.approx(2.0)],
+                                                   batch_copy=[pytest.approx(1.0)])
+
+
+class FakeTimmData:
+    """A tiny stand-in for ``timm.data`` (timm is optional): the three names the timm loader variant uses, with
+    their call signatures, recording how they were called. Only the wiring is checked with it, not timm."""
+
+    def __init__(self):
+        self.calls = {}
+        fake = self
+
+        class ImageDataset:
+            def __init__(self, root):
+                fake.calls["ImageDataset"] = root
+                self.transform = None
+
+            def __len__(self):
+                return 5
+
+            def __getitem__(self, index):
+                return self.transform, index
+
+        class FastCollateMixup:
+            def __init__(self, **kwargs):
+                fake.calls["FastCollateMixup"] = kwargs
+
+        self.ImageDataset, self.FastCollateMixup = ImageDataset, FastCollateMixup
+
+    def create_loader(self, dataset, **kwargs):
+        import torch
+
+        self.calls["create_loader"] = dict(kwargs, dataset=dataset)
+        dataset.transform = "timm's train transform"
+        size, batch = kwargs["input_size"], kwargs["batch_size"]
+        batches = len(dataset) // batch
+        return [(torch.zeros(batch, *size), torch.zeros(batch, 3)) for _ in range(batches)]
+
+
+def test_timm_loader_variant_is_wired_as_timm_users_call_it(tiny_data):
+    from dali_cutmix.profiler.timm_loader import TimmLoaderRunner
+
+    mix = MixOptions(cutmix_alpha=1.0, mixup_alpha=0.8, label_smoothing=0.1)
+    settings = ProfileSettings(data=str(tiny_data), batch_size=4, threads=2, batches=3, crop=32, mix=mix)
+    fake = FakeTimmData()
+    runner = TimmLoaderRunner(settings, num_classes=3, mode="elem", timm_data=fake)
+    timing = runner.measure(3)
+    assert timing.images == 4 * 4 and runner.timed == 4  # 3 batches rounded up to the 2 workers
+    assert fake.calls["ImageDataset"] == str(tiny_data)
+    assert fake.calls["FastCollateMixup"] == dict(mixup_alpha=0.8, cutmix_alpha=1.0, cutmix_minmax=None, prob=1.0,
+                                                  switch_prob=0.5, mode="elem", correct_lam=True,
+                                                  label_smoothing=0.1, num_classes=3)
+    loader = fake.calls["create_loader"]
+    assert isinstance(loader.pop("collate_fn"), fake.FastCollateMixup)
+    dataset = loader.pop("dataset")
+    assert len(dataset) == (1 + 4 + 2 * 2) * 4 and dataset[7] == ("timm's train transform", 2)
+    assert loader.pop("device").type == "cpu"
+    assert loader == dict(input_size=(3, 32, 32), batch_size=4, is_training=True, use_prefetcher=True,
+                          num_workers=2, pin_memory=False, persistent_workers=True)
+    with pytest.raises(VariantUnavailable, match="even batch size, got 5"):
+        TimmLoaderRunner(ProfileSettings(data=str(tiny_data), batch_size=5), 3, "batch", timm_data=fake)
