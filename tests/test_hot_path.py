@@ -143,13 +143,33 @@ def test_the_blend_keeps_float_and_int16_images_exact():
 
 def test_the_stage_is_few_operators_on_each_device():
     from dali_cutmix import MixOptions
-    from profiler.graphs import stage_operators
-    from profiler.settings import ProfileSettings
+    from dali_cutmix.profiler.graphs import stage_operators
 
     params = ["DaliCutmixParams", "Shape", "Uniform"]
     for mix, gpu_pixels in ((MixOptions(), ["MultiPaste"]),
                             (MixOptions(cutmix_alpha=0.0, mixup_alpha=1.0), ["Cat", "CoordTransform", "PermuteBatch"]),
                             (MixOptions(mixup_alpha=1.0), ["Cat", "CoordTransform", "MultiPaste", "PermuteBatch"])):
-        settings = ProfileSettings(data="unused", mix=mix)
-        assert stage_operators(settings, "cpu") == sorted(params + ["DaliCutmixApply"])
-        assert stage_operators(settings, "gpu") == sorted(params + gpu_pixels)
+        assert stage_operators(mix, "cpu") == sorted(params + ["DaliCutmixApply"])
+        assert stage_operators(mix, "gpu") == sorted(params + gpu_pixels)
+
+
+def test_the_library_ab_reports_each_cost_against_the_fed_sources_and_one_copy():
+    from dali_cutmix.profiler.native_ab import summarize
+
+    slow = 50.0  # one batch a busy machine slowed down: in neither the quiet figure nor the median
+    per_batch = {"source": 1.0, "apply": 1.5, "stage": 2.25, "copy": 0.5}
+    samples = {f"{key}{clock}_ms": [value] * 9 + [slow] for key, value in per_batch.items() for clock in ("", "_cpu")}
+    result = summarize(samples)
+    for clock in ("", "_cpu"):
+        assert result[f"stage{clock}_cost_quiet_ms"] == result[f"stage{clock}_cost_median_ms"] == 1.25
+        assert result[f"apply{clock}_cost_quiet_ms"] == 0.5 and result[f"copy{clock}_quiet_ms"] == 0.5
+        assert result[f"stage{clock}_copies"] == 2.5 and result[f"apply{clock}_copies"] == 1.0
+    assert result["stage_ms_batches"] == 10
+
+
+def test_the_library_ab_compiles_each_source_as_the_native_build_does(tmp_path):
+    from dali_cutmix.profiler.native_ab import compile_command
+
+    command = compile_command(tmp_path / "old.cc", tmp_path / "lib.so")
+    assert command[1:6] == ["-std=c++20", "-O3", "-shared", "-fPIC", "-w"]
+    assert command[command.index(str(tmp_path / "old.cc")) + 1:][:2] == ["-o", str(tmp_path / "lib.so")]
