@@ -55,6 +55,8 @@ TARGETS = (
            at_least=True, conditions=CPU_CONDITIONS),
     Target("CutMix <= 3% of the full pipeline (CPU)", "cpu", "cutmix_share", 0.03, at_least=False,
            conditions=CPU_CONDITIONS, percent=True, share=True),
+    Target("CutMix stage alone <= 1.5 copies of its batch (CPU)", "cpu", "stage.methods.cutmix.copies", 1.5,
+           at_least=False, conditions=CPU_CONDITIONS, share=True),
     Target("CutMix <= 1% of the full GPU pipeline", "gpu", "cutmix_share", 0.01, at_least=False, percent=True,
            share=True),
     Target("GPU pipeline >= 8,000 images/s, prefetching (one H100, batch 256)", "gpu",

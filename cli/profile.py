@@ -126,12 +126,15 @@ def profile(data, images, device, batch_size, threads, batches, repeats, crop, m
             json_path, plot, seed, async_stages, **mixing):
     """Measure images/s: read+decode, +random-resized-crop, +CutMix, +flip/normalize, the PyTorch loader, the
     pipeline without the stage then torchvision's v2.CutMix (and timm's Mixup, when timm is installed) on the
-    loader's batch, and torchvision's ImageFolder+DataLoader+v2.CutMix with its PIL and tensor backends,
-    interleaved; print a table, write JSON and a PNG chart.
+    loader's batch, torchvision's ImageFolder+DataLoader+v2.CutMix with its PIL and tensor backends, and timm's
+    own create_loader with FastCollateMixup (batch and elem modes, when timm is installed), interleaved; each
+    round also times the mixing stage alone (CutMix, MixUp, switching) against one copy of its batch; print a
+    table, write JSON and a PNG chart.
 
-    The mixing flags (dali_cutmix.MixOptions' fields) change our stage (variants 3-5 and --model) and the mixers
-    after the loader (variants 6-7; torchvision's takes the alphas and --switch-prob only); the torchvision
-    references stay CutMix with alpha 1."""
+    The mixing flags (dali_cutmix.MixOptions' fields) change our stage (variants 3-5 and --model), the mixers
+    after the loader (variants 6-7; torchvision's takes the alphas and --switch-prob only) and timm's collate
+    (variants 10-11, whose mode is their own); the torchvision references stay CutMix with alpha 1. Fewer than
+    4 --repeats warn that the IQR means nothing."""
     from dali_cutmix.profiler.report import format_table, write_chart, write_json
     from dali_cutmix.profiler.run import run_profile
     from dali_cutmix.profiler.settings import ProfileSettings

@@ -27,6 +27,12 @@ DECODES = ("roi", "full")
 #: "crop": decode + random-resized-crop (uint8 HWC, integer labels); "mix": + the mixing stage (soft labels);
 #: "normalize": + flip/normalize (the whole training pipeline).
 STAGES = ("crop", "mix", "normalize")
+#: The element types and layouts of a pipeline's image output (``dtype=``, ``layout=``), by their PyTorch names.
+#: "NCHW": each sample is CHW, so the loader yields an ``(N, C, H, W)`` contiguous tensor; "NHWC": each sample is
+#: HWC, the loader yields ``(N, H, W, C)`` contiguous, and ``images.permute(0, 3, 1, 2)`` is an ``(N, C, H, W)``
+#: view in ``torch.channels_last`` memory format, with no copy.
+DTYPES = ("float32", "float16")
+LAYOUTS = ("NCHW", "NHWC")
 
 
 #: Run seeds are integers in [0, MAX_SEED]: every rank's :func:`rank_seed` then fits DALI's 64-bit seeds.
@@ -46,10 +52,15 @@ def rank_seed(seed: int, shard_id: int = 0) -> int:
     return seed * 1_000_003 + shard_id + 1
 
 
-def check_pipeline_args(*, batch_size, crop, device, num_shards, shard_id, num_threads):
-    """Validate the builder's plain arguments; raises UserError naming the argument."""
+def check_pipeline_args(*, batch_size, crop, device, num_shards, shard_id, num_threads, dtype, layout):
+    """Validate the builder's plain arguments (``dtype`` in :data:`DTYPES`, ``layout`` in :data:`LAYOUTS`); raises
+    UserError naming the argument. Returns the crop as ``(height, width)``."""
     if device not in DEVICES:
         raise UserError(f"device must be one of {DEVICES}, got {device!r}")
+    if dtype not in DTYPES:
+        raise UserError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    if layout not in LAYOUTS:
+        raise UserError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     for name, value in (("batch_size", batch_size), ("num_threads", num_threads), ("num_shards", num_shards)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise UserError(f"{name} must be an integer >= 1, got {value!r}")
@@ -239,13 +250,24 @@ def one_hot_labels(labels, num_classes: int, *, label_smoothing: float = 0.0, de
     return targets.gpu() if device == "gpu" else targets
 
 
-def flip_normalize(images, *, mirror: bool = True, mean=IMAGENET_MEAN, std=IMAGENET_STD, fp16: bool = False):
-    """Random horizontal flip (p = 0.5), ``(x - mean) / std`` per channel, HWC -> CHW, float32 or float16."""
-    import nvidia.dali.fn as fn
+def image_output_args(dtype: str = "float32", layout: str = "NCHW") -> dict:
+    """``crop_mirror_normalize``'s ``dtype`` and ``output_layout`` for a batch output in ``dtype`` (of
+    :data:`DTYPES`) and ``layout`` (of :data:`LAYOUTS`): per sample CHW for "NCHW", HWC for "NHWC"."""
     import nvidia.dali.types as types
 
+    return dict(dtype={"float32": types.FLOAT, "float16": types.FLOAT16}[dtype],
+                output_layout={"NCHW": "CHW", "NHWC": "HWC"}[layout])
+
+
+def flip_normalize(images, *, mirror: bool = True, mean=IMAGENET_MEAN, std=IMAGENET_STD, dtype: str = "float32",
+                   layout: str = "NCHW"):
+    """Random horizontal flip (p = 0.5) and ``(x - mean) / std`` per channel of HWC images, in one operator:
+    ``dtype`` ("float32" or "float16") samples, CHW for ``layout="NCHW"`` and HWC for "NHWC"
+    (:func:`image_output_args`), on the images' device."""
+    import nvidia.dali.fn as fn
+
     return fn.crop_mirror_normalize(
-        images, dtype=types.FLOAT16 if fp16 else types.FLOAT, output_layout="CHW",
+        images, **image_output_args(dtype, layout),
         mirror=fn.random.coin_flip(probability=0.5) if mirror else 0, mean=list(mean), std=list(std))
 
 
@@ -290,7 +312,8 @@ def build_cutmix_pipeline(
     mirror: bool = True,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
-    fp16: bool = False,
+    dtype: str = "float32",
+    layout: str = "NCHW",
     checkpoint: Optional[str] = None,
     return_params: bool = False,
     stop_after: str = "normalize",
@@ -302,7 +325,7 @@ def build_cutmix_pipeline(
     Graph: file reader (CPU, sharded) -> ``decoders.image_random_crop`` (device "mixed" on GPU: nvJPEG and the
     hardware decoder; ROI decoding, so only the cropped region is decoded) -> ``resize`` to ``crop`` ->
     the mixing stage (:func:`dali_cutmix.mix`) -> ``crop_mirror_normalize`` (random horizontal flip, mean/std,
-    HWC -> CHW).
+    HWC -> CHW or HWC by ``layout``, in ``dtype``).
 
     Args:
         data: a class-per-folder directory ``data/<class>/<image>`` (read through our class list: hidden
@@ -329,7 +352,11 @@ def build_cutmix_pipeline(
             rank).
         random_area, random_aspect_ratio: random-resized-crop ranges (torchvision's defaults).
         mirror: random horizontal flip with probability 0.5. mean, std: per channel, in pixel units (0-255).
-        fp16: emit float16 images instead of float32.
+        dtype: the images' element type, "float32" or "float16" (what the model computes in under
+            ``--amp fp16``: no cast in PyTorch).
+        layout: "NCHW" (the loader yields ``(N, C, H, W)`` contiguous images) or "NHWC" (``(N, H, W, C)``
+            contiguous: ``images.permute(0, 3, 1, 2)`` is the ``(N, C, H, W)`` channels_last view a channels_last
+            model takes, with no copy); see :data:`LAYOUTS`.
         checkpoint: a serialized checkpoint to resume from (turns ``enable_checkpointing`` on): the pipeline
             continues the data stream exactly where the checkpointed one was.
         return_params: add the mixing params ``perm``, ``box``, ``lam``, ``method`` (see :func:`dali_cutmix.mix`;
@@ -345,18 +372,19 @@ def build_cutmix_pipeline(
             ``exec_pipelined=False`` for timing.
 
     Returns:
-        An unbuilt ``nvidia.dali.Pipeline`` with outputs ``images`` (float32/float16 CHW, normalized) and
-        ``labels`` (float32 ``[num_classes]`` soft labels), both on the GPU for "gpu"; then ``perm``, ``box``,
-        ``lam``, ``method``, ``class_id`` (CPU) with ``return_params``. Cut at "crop", the images are uint8 HWC
-        and the labels integer class ids; cut at "mix", the images are uint8 HWC.
+        An unbuilt ``nvidia.dali.Pipeline`` with outputs ``images`` (``dtype``, CHW or HWC samples by ``layout``,
+        normalized) and ``labels`` (float32 ``[num_classes]`` soft labels), both on the GPU for "gpu"; then
+        ``perm``, ``box``, ``lam``, ``method``, ``class_id`` (CPU) with ``return_params``. Cut at "crop", the
+        images are uint8 HWC and the labels integer class ids; cut at "mix", the images are uint8 HWC.
 
     Raises:
         UserError: a bad path or argument, naming it. TypeError: an unknown argument.
     """
+    import nvidia.dali.types as types
     from nvidia.dali import pipeline_def
 
     crop_h, crop_w = check_pipeline_args(batch_size=batch_size, crop=crop, device=device, num_shards=num_shards,
-                                         shard_id=shard_id, num_threads=num_threads)
+                                         shard_id=shard_id, num_threads=num_threads, dtype=dtype, layout=layout)
     check_seed(seed)
     check_pipeline_kwargs(pipeline_kwargs)
     if stop_after not in STAGES:
@@ -386,11 +414,11 @@ def build_cutmix_pipeline(
         if mixing:
             # The gate: the reader's padding is nobody's partner and is not mixed; mix_off_epoch closes it.
             images, targets, params = mix_stage(images, labels, num_classes=num_classes, options=options,
-                                                gate=mix_gate(mix_off_epoch))
+                                                gate=mix_gate(mix_off_epoch), image_type=types.UINT8)
         else:
             targets = one_hot_labels(labels, num_classes, label_smoothing=options.label_smoothing, device=device)
         if stop_after == "normalize":
-            images = flip_normalize(images, mirror=mirror, mean=mean, std=std, fp16=fp16)
+            images = flip_normalize(images, mirror=mirror, mean=mean, std=std, dtype=dtype, layout=layout)
         outputs = [images, targets]
         if return_params:
             outputs += [params[k] for k in PARAM_NAMES] if mixing else []

@@ -12,8 +12,9 @@ Graph of the stage (on top of the images' producer):
 3. the pixels, on the images' device:
    * CPU: ``dali_cutmix_apply`` (native) writes each output image in one pass (:func:`mix_pixels_native`);
    * GPU: DALI's own GPU operators (:func:`mix_pixels_dali`): ``multi_paste`` with the partner's box as a
-     second region (CutMix) and, when MixUp is on, ``permute_batch`` + one arithmetic blend. Only the tiny
-     parameters are on the CPU.
+     second region (CutMix) and, when MixUp is on, ``permute_batch``, ``cat`` and one ``coord_transform`` that
+     blends the own and partner channels in one pass (plus ``cast_like`` when the images' type is not known
+     when the graph is defined). Only the tiny parameters are on the CPU.
 
 ``benchmarks/README.md`` has what the stage costs and the designs it was measured against.
 """
@@ -30,7 +31,7 @@ SEED_HIGH = 2**31 - 1
 PARAM_NAMES = ("perm", "box", "lam", "method")
 #: What each pixel path reads from :func:`draw_params`.
 NATIVE_INPUTS = ("perm", "box", "method", "lam")
-DALI_INPUTS = ("in_ids", "anchors", "regions", "perm", "weight")
+DALI_INPUTS = ("in_ids", "anchors", "regions", "perm", "blend")
 
 
 def draw_params(images, labels, *, num_classes: int, options: MixOptions, outputs: Sequence[str],
@@ -80,21 +81,31 @@ def paste_boxes(images, params):
                           out_anchors=params["anchors"])
 
 
-def mix_pixels_dali(images, params, options: MixOptions):
+def mix_pixels_dali(images, params, options: MixOptions, image_type=None):
     """Mixed images from :data:`DALI_INPUTS` params with DALI's own operators (on the images' device): the GPU
-    path, which also runs on the CPU. CutMix: :func:`paste_boxes`; MixUp: ``permute_batch`` and one blend
-    ``x * w + partner * (1 - w)`` cast back to the images' type, where ``w`` is 1 for samples MixUp did not draw
-    (exact: their pixels pass unchanged)."""
+    path, which also runs on the CPU. CutMix: :func:`paste_boxes`; MixUp: ``permute_batch`` of the images, ``cat``
+    of the (pasted) images and their partners along the channels (HW, 2C, the images' type) and one
+    ``coord_transform`` with the per-sample matrix ``blend`` = ``[w*I | (1 - w)*I]``: ``x * w + partner * (1 - w)``
+    per pixel in float32, rounded and saturated into ``image_type``, where ``w`` is 1 for samples MixUp did not
+    draw (exact: their pixels pass unchanged). ``image_type`` (a ``nvidia.dali.types.DALIDataType``): the images'
+    type when the caller knows it (the training pipeline: uint8 from the decoder), so the blend writes it directly:
+    3 operators, no float32 batch; None: float32, then ``cast_like`` the images (4 operators).
+
+    DALI 2.4's arithmetic operators take one function node each (``ArithmeticGenericOp`` refuses expression
+    trees: "Complex expression trees are not yet supported"), so the blend written as arithmetic is two ``mul``,
+    a ``sub``, an ``add`` and a ``cast_like`` after ``permute_batch``, with float32 intermediates."""
     import nvidia.dali.fn as fn
+    import nvidia.dali.types as types
 
     mixed = paste_boxes(images, params) if options.cutmix_on else images
     if not options.mixup_on:
         return mixed
     partner = fn.permute_batch(images, indices=params["perm"])
-    w = params["weight"].gpu() if images.device == "gpu" else params["weight"]
     # Rounds to nearest and saturates: half away from zero on the CPU (std::round), half to even on the GPU
     # (__float2int_rn; DALI's include/dali/core/convert.h).
-    return fn.cast_like(mixed * w + partner * (1.0 - w), images)
+    blended = fn.coord_transform(fn.cat(mixed, partner, axis=2), M=params["blend"],
+                                 dtype=types.FLOAT if image_type is None else image_type)
+    return fn.cast_like(blended, images) if image_type is None else blended
 
 
 def check_nodes(function: str, **nodes) -> None:
@@ -117,11 +128,12 @@ def check_nodes(function: str, **nodes) -> None:
 
 
 def mix_stage(images, labels, *, num_classes: int, options: MixOptions, gate=None,
-              function: str = "mix") -> Tuple[object, object, dict]:
+              function: str = "mix", image_type=None) -> Tuple[object, object, dict]:
     """The stage with checked options: ``(mixed images, soft labels, {PARAM_NAMES: CPU DataNodes})``.
 
     The pixels take the native path for CPU images and DALI's operators for GPU images; the soft labels are on
-    the images' device. :func:`mix` documents the arguments; ``function`` names the caller in errors.
+    the images' device. :func:`mix` documents the arguments; ``function`` names the caller in errors;
+    ``image_type``: the images' DALI type when the caller knows it (see :func:`mix_pixels_dali`).
     """
     check_nodes(function, images=images, labels=labels, gate=gate)
     check_num_classes(num_classes)
@@ -129,7 +141,7 @@ def mix_stage(images, labels, *, num_classes: int, options: MixOptions, gate=Non
     pixel_inputs = DALI_INPUTS if gpu else NATIVE_INPUTS
     wanted = ("targets",) + PARAM_NAMES + tuple(n for n in pixel_inputs if n not in PARAM_NAMES)
     params = draw_params(images, labels, num_classes=num_classes, options=options, outputs=wanted, gate=gate)
-    mixed = mix_pixels_dali(images, params, options) if gpu else mix_pixels_native(images, params)
+    mixed = mix_pixels_dali(images, params, options, image_type) if gpu else mix_pixels_native(images, params)
     targets = params["targets"].gpu() if gpu else params["targets"]
     return mixed, targets, {name: params[name] for name in PARAM_NAMES}
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
-from dali_cutmix.builder import IMAGENET_MEAN, IMAGENET_STD, check_pipeline_args, reader
+from dali_cutmix.builder import IMAGENET_MEAN, IMAGENET_STD, check_pipeline_args, image_output_args, reader
 from dali_cutmix.errors import UserError
 from dali_cutmix.folder_reader import list_classes
 
@@ -71,12 +71,13 @@ def build_imagenet_train_pipeline(train_dir, *, min_area: float = 0.08, checkpoi
             :class:`~dali_cutmix.folder_reader.ImageList` (see :func:`dali_cutmix.build_cutmix_pipeline`).
         min_area: smallest random-resized-crop area share (the crop's area is in ``[min_area, 1]``).
         options: any other :func:`dali_cutmix.build_cutmix_pipeline` argument (``batch_size``, ``num_classes``,
-            ``crop``, ``device``, sharding, ``mixing``, ``mix_options`` and ``mix_off_epoch``, which is ignored
-            without the stage).
+            ``crop``, ``device``, ``dtype``, ``layout``, sharding, ``mixing``, ``mix_options`` and
+            ``mix_off_epoch``, which is ignored without the stage).
 
     Returns:
-        An unbuilt DALI pipeline: ``images`` (float NCHW, normalized) and ``labels`` (float32 soft labels
-        ``[num_classes]``), on the GPU for ``device="gpu"``.
+        An unbuilt DALI pipeline: ``images`` (``dtype`` "float32" or "float16", CHW or HWC samples by ``layout``
+        "NCHW" or "NHWC", normalized) and ``labels`` (float32 soft labels ``[num_classes]``), on the GPU for
+        ``device="gpu"``.
     """
     from dali_cutmix import build_cutmix_pipeline
 
@@ -100,6 +101,8 @@ def build_imagenet_val_pipeline(
     seed: int = 0,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
+    dtype: str = "float32",
+    layout: str = "NCHW",
 ):
     """The ImageNet validation pipeline: decode, resize the shorter side to ``resize``, centre crop ``crop``,
     normalize. No mixing, no randomness, no shuffling.
@@ -114,17 +117,21 @@ def build_imagenet_val_pipeline(
         device, device_id: as :func:`dali_cutmix.build_cutmix_pipeline` ("mixed" decoding on the GPU).
         shard_id, num_shards: this rank's contiguous, disjoint part of the split; with ``CutMixLoader``'s
             default ``last_batch="partial"`` every image is seen exactly once over all ranks.
+        dtype, layout: the images' element type ("float32" or "float16") and layout ("NCHW" or "NHWC"), as
+            :func:`dali_cutmix.build_cutmix_pipeline` (:data:`dali_cutmix.builder.LAYOUTS` says what the loader
+            yields for each).
 
     Returns:
-        An unbuilt DALI pipeline with outputs ``images`` (float32 NCHW) and ``labels`` (int32 class id,
-        shape ``[1]``), reader named ``"Reader"``.
+        An unbuilt DALI pipeline with outputs ``images`` (``dtype``, CHW or HWC samples by ``layout``) and
+        ``labels`` (int32 class id, shape ``[1]``), both on the GPU for ``device="gpu"`` (the labels are copied
+        inside the pipeline, so the loader hands out device tensors), reader named ``"Reader"``.
     """
     import nvidia.dali.fn as fn
     import nvidia.dali.types as types
     from nvidia.dali import pipeline_def
 
     check_pipeline_args(batch_size=batch_size, crop=crop, device=device, num_shards=num_shards,
-                        shard_id=shard_id, num_threads=num_threads)
+                        shard_id=shard_id, num_threads=num_threads, dtype=dtype, layout=layout)
     if not isinstance(crop, int):
         raise UserError(f"crop must be an int for the validation pipeline, got {crop!r}")
     resize = int(round(crop * VAL_RESIZE_RATIO)) if resize is None else int(resize)
@@ -138,8 +145,8 @@ def build_imagenet_val_pipeline(
         images = fn.decoders.image(jpegs, device="mixed" if gpu else "cpu", output_type=types.RGB)
         images = fn.resize(images, resize_shorter=resize, interp_type=types.INTERP_TRIANGULAR, antialias=True)
         images = fn.crop_mirror_normalize(images, crop=(crop, crop), crop_pos_x=0.5, crop_pos_y=0.5,
-                                          dtype=types.FLOAT, output_layout="CHW", mean=list(mean), std=list(std))
-        return images, labels
+                                          mean=list(mean), std=list(std), **image_output_args(dtype, layout))
+        return images, labels.gpu() if gpu else labels
 
     return validation_pipeline(batch_size=batch_size, num_threads=num_threads,
                                device_id=(device_id or 0) if gpu else None, seed=seed, prefetch_queue_depth=2)

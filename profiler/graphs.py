@@ -4,6 +4,9 @@ prefetched, unless asked for the builder's prefetching."""
 
 from __future__ import annotations
 
+import re
+from typing import Dict, List
+
 import numpy as np
 
 from dali_cutmix.errors import UserError
@@ -76,27 +79,38 @@ def build_stage_pipeline(stage: str, settings: ProfileSettings, num_classes: int
     return pipe
 
 
-def build_isolated_stage_pipeline(settings: ProfileSettings, num_classes: int, *, with_mixing: bool):
+def fixed_batch(settings: ProfileSettings, num_classes: int):
+    """The profiler's fixed batch: ``(images, labels)``, random uint8 ``[batch_size, crop, crop, 3]`` images (a
+    torch tensor on the GPU for "gpu", else a NumPy array) and int32 ``[batch_size, 1]`` class ids (NumPy)."""
+    rng = np.random.default_rng(settings.seed)
+    images = rng.integers(0, 256, (settings.batch_size, settings.crop, settings.crop, 3), dtype=np.uint8)
+    labels = rng.integers(0, num_classes, (settings.batch_size, 1), dtype=np.int32)
+    if settings.device == "gpu":
+        import torch
+
+        images = torch.from_numpy(images).cuda(settings.device_id)
+    return images, labels
+
+
+def build_isolated_stage_pipeline(settings: ProfileSettings, num_classes: int, *, with_mixing: bool,
+                                  options=None):
     """The pipeline's tail on one fixed batch: crops -> [mixing stage ->] flip/normalize, built, synchronous.
 
-    The batch (random uint8 HWC ``crop`` x ``crop`` images and class ids) is handed to DALI without a copy (on
-    the GPU for "gpu"). With and without the stage, the images reach ``crop_mirror_normalize`` as in the full
-    pipeline, so the pair's time difference is what the stage adds there, free of decoding's noise.
+    The batch (:func:`fixed_batch`) is handed to DALI without a copy (on the GPU for "gpu"). With and without the
+    stage, the images reach ``crop_mirror_normalize`` as in the full pipeline, so the pair's time difference is
+    what the stage adds there, free of decoding's noise. ``options``: the stage's :class:`dali_cutmix.MixOptions`
+    (default ``settings.mix``).
     """
     import nvidia.dali.fn as fn
+    import nvidia.dali.types as types
     from nvidia.dali import pipeline_def
 
     from dali_cutmix.builder import flip_normalize, rank_seed
     from dali_cutmix.stage import mix_stage
 
-    rng = np.random.default_rng(settings.seed)
-    images = rng.integers(0, 256, (settings.batch_size, settings.crop, settings.crop, 3), dtype=np.uint8)
-    labels = rng.integers(0, num_classes, (settings.batch_size, 1), dtype=np.int32)
+    images, labels = fixed_batch(settings, num_classes)
     gpu = settings.device == "gpu"
-    if gpu:
-        import torch
-
-        images = torch.from_numpy(images).cuda(settings.device_id)
+    options = settings.mix if options is None else options
 
     @pipeline_def(enable_conditionals=False)
     def isolated_stage():
@@ -104,7 +118,8 @@ def build_isolated_stage_pipeline(settings: ProfileSettings, num_classes: int, *
                                     device="gpu" if gpu else "cpu")
         ids = fn.external_source(source=lambda: labels, batch=True, no_copy=True)
         if with_mixing:
-            pixels, ids, _ = mix_stage(pixels, ids, num_classes=num_classes, options=settings.mix)
+            pixels, ids, _ = mix_stage(pixels, ids, num_classes=num_classes, options=options,
+                                       image_type=types.UINT8)
         return flip_normalize(pixels), ids
 
     pipe = isolated_stage(batch_size=settings.batch_size, num_threads=settings.threads,
@@ -112,3 +127,41 @@ def build_isolated_stage_pipeline(settings: ProfileSettings, num_classes: int, *
                           **SYNCHRONOUS)
     pipe.build()
     return pipe
+
+
+def graph_operators(outputs, inputs) -> List[str]:
+    """The DALI operators that make the DataNodes ``outputs`` from the DataNodes ``inputs``: every operator reached
+    backwards from ``outputs`` through positional and argument inputs, less ``inputs``' own operators and all that
+    feeds them. Each is named by its schema (DALI's automatic instance name without the ``__`` prefix and the
+    ``_<id>`` suffix, e.g. "CoordTransform"); sorted."""
+
+    def upstream(nodes) -> Dict[int, object]:
+        found, todo = {}, [n.source for n in nodes if n.source is not None]
+        while todo:
+            op = todo.pop()
+            if id(op) not in found:
+                found[id(op)] = op
+                todo.extend(n.source for n in op.inputs if n.source is not None)
+        return found
+
+    given = upstream(inputs)
+    made = [op for key, op in upstream(outputs).items() if key not in given]
+    return sorted(re.sub(r"^_+|_\d+$", "", op.name) for op in made)
+
+
+def stage_operators(options, device: str, num_classes: int = 10) -> List[str]:
+    """The operators of the mixing stage with ``options`` (:class:`dali_cutmix.MixOptions`) as the training
+    pipeline has it on ``device`` ("cpu" or "gpu"; the graph is only defined, never built, so no GPU is needed):
+    from uint8 HWC images, class ids and the gate to mixed images and soft labels (:func:`graph_operators`)."""
+    import nvidia.dali.fn as fn
+    import nvidia.dali.types as types
+    from nvidia.dali import Pipeline
+
+    from dali_cutmix.stage import mix_stage
+
+    with Pipeline(batch_size=2, num_threads=1, device_id=None):
+        images = fn.external_source(name="images", device=device, layout="HWC")
+        labels, gate = fn.external_source(name="labels"), fn.external_source(name="gate")
+        mixed, targets, _ = mix_stage(images, labels, num_classes=num_classes, options=options, gate=gate,
+                                      image_type=types.UINT8)
+        return graph_operators([mixed, targets], [images, labels, gate])

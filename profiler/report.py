@@ -70,6 +70,26 @@ def _paired(result: dict) -> List[Tuple[str, dict]]:
     return [(what, result[key]) for key, what in PAIRED if result.get(key)]
 
 
+def stage_lines(stage: dict) -> List[str]:
+    """The table's lines on the stage alone per method (ms per batch, in copies of the batch, operators per
+    device) after one on the batch copy; none without the copy's figure."""
+    copy = stage.get("copy_ms_per_batch")
+    if not copy:
+        return []
+    batch = stage["batch"]
+    lines = [f"one copy of the {'x'.join(map(str, batch['shape']))} uint8 batch: {copy['median']:.2f} ms"]
+    for method, entry in stage["methods"].items():
+        count = entry["operator_count"]
+        ops = f"{count['cpu']} operators on the CPU, {count['gpu']} on the GPU"
+        if "copies" not in entry:
+            lines.append(f"  stage alone, {method}: not timed; {ops}")
+            continue
+        ms, copies = entry["ms_per_batch"], entry["copies"]
+        lines.append(f"  stage alone, {method + ':':<8} {ms['median']:.2f} ms/batch = {copies['median']:.2f} copies "
+                     f"(IQR {copies['q1']:.2f}-{copies['q3']:.2f}); {ops}")
+    return lines
+
+
 def format_table(result: dict) -> str:
     """The terminal report: one row per variant (median images/s, IQR, ms/batch; a stage's asynchronous figure
     on the row after it; a skipped variant with its reason), CutMix's share, our loader's speed-up over each
@@ -95,6 +115,7 @@ def format_table(result: dict) -> str:
                  f"ms/batch)" + (f": {note}" if note else ""))
     lines.append(f"  by stage difference (3 vs 2):   {100 * diff['median']:.1f}% "
                  f"(IQR {100 * diff['q1']:.1f} to {100 * diff['q3']:.1f}%)" + (f": {diff_note}" if diff_note else ""))
+    lines += stage_lines(result.get("stage") or {})
     for what, speed in _paired(result):
         lines.append(f"{'loader vs ' + what + ':':<42}{speed['median']:.2f}x "
                      f"(IQR {speed['q1']:.2f}-{speed['q3']:.2f}x)")

@@ -1,7 +1,7 @@
 """A profiler run: every variant timed in interleaved rounds (and the training step with ``--model``), as one
 JSON-ready dict.
 
-Nine variants, measured in one run, interleaved so that machine drift hits all of them alike:
+Eleven variants, measured in one run, interleaved so that machine drift hits all of them alike:
 
 1. ``decode``            read + decode (full-image decode, ``decoders.image``);
 2. ``crop``              read + decode with random-resized-crop (``decoders.image_random_crop``, ROI decoding) +
@@ -15,12 +15,17 @@ Nine variants, measured in one run, interleaved so that machine drift hits all o
 8. ``reference``         torchvision ImageFolder + DataLoader (workers = DALI threads) + v2 RandomResizedCrop/flip
                          on PIL images + normalize + v2.CutMix in the collate function, to torch tensors
                          (:mod:`dali_cutmix.pipelines.reference`);
-9. ``reference_tensor``  the same with the recipe's tensor backend (``PILToTensor`` before the crop).
+9. ``reference_tensor``  the same with the recipe's tensor backend (``PILToTensor`` before the crop);
+10. ``timm_loader``      timm's own loader: ``timm.data.create_loader`` with ``FastCollateMixup`` (mixing in the
+                         collate, on uint8) and its ``PrefetchLoader``, mode "batch" (:mod:`.timm_loader`; skipped,
+                         with the reason, without timm);
+11. ``timm_loader_elem`` the same in mode "elem".
 
 Variants 2-4 are :func:`dali_cutmix.build_cutmix_pipeline` cut after a named stage (:mod:`.graphs`); every
 variant has its :mod:`.runners` runner. With ``async_stages`` (default: on the GPU) each of variants 1-4 is also
 timed with the builder's prefetching (``images_per_s_async``). A round times every runner once, plus the mixing
-stage alone on a fixed batch; rounds alternate forward and reversed order (A B C ... C B A), which cancels linear
+stage alone on a fixed batch (with the settings' options and with CutMix, MixUp and switching) and one copy of
+that batch; rounds alternate forward and reversed order (A B C ... C B A), which cancels linear
 drift; figures are medians over the rounds with their interquartile range. Paired figures (CutMix's share, our
 loader's speed-up over the reference and over mixing after the loader) are computed within each round, then
 summarized (:mod:`.stats`). ``benchmarks/README.md`` says more.
@@ -35,16 +40,19 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from dali_cutmix.pipelines.profile_data import dataset_summary, quiet
 
 from .machine import CpuLoadMeter, machine_info
-from .runners import ReferenceRunner, make_runners
+from .graphs import stage_operators
+from .runners import EXTRA_KEYS, ReferenceRunner, make_runners, method_options
 from .settings import ProfileSettings
-from .stats import cutmix_shares, describe_round, figures, isolated_shares, speedups, summarize
+from .stats import cutmix_shares, describe_round, figures, in_copies, isolated_shares, speedups, summarize
 from .timing import Timing
 from .training import check_model, measure_training
-from .variants import ISOLATED, LOAD, SKIPPED, VARIANT_KEYS, VARIANTS, async_key
+from .variants import (BATCH_COPY, ISOLATED, LOAD, SKIPPED, STAGE_METHODS, VARIANT_KEYS, VARIANTS, async_key,
+                       stage_key)
 
 #: The variants our loader is compared with, per round: the JSON key of each ratio (ours / theirs).
 COMPARED = dict(loader_vs_reference="reference", loader_vs_reference_tensor="reference_tensor",
-                loader_vs_after_loader="after_loader", loader_vs_after_loader_timm="after_loader_timm")
+                loader_vs_after_loader="after_loader", loader_vs_after_loader_timm="after_loader_timm",
+                loader_vs_timm_loader="timm_loader", loader_vs_timm_loader_elem="timm_loader_elem")
 
 SCHEMA = "dali-cutmix-profile/1"
 METHOD = dict(
@@ -65,13 +73,21 @@ METHOD = dict(
               "one epoch: 1 untimed batch, the timed batches, the in-flight batches drained untimed; "
               "reference: transforms on the PIL image, reference_tensor: on the uint8 tensor (torchvision's "
               "--backend tensor); v2.CutMix(alpha=1) in collate_fn for both, whatever the mixing options",
+    timm_loader="timm.data.create_loader(ImageDataset, is_training=True, use_prefetcher=True, num_workers = "
+                "threads, persistent workers, collate_fn=FastCollateMixup with the settings' options in mode batch "
+                "or elem), timed as the reference (one fixed-length epoch per run, drained untimed); our loader "
+                "runs in the settings' mode",
     order="rounds alternate forward and reversed variant order (ABBA); medians and quartiles over rounds",
     cutmix_share="per round: the isolated stage's ms/batch over the full pipeline's ms/batch; "
                  "by_stage_difference: per round (1/ips_cutmix - 1/ips_crop) / (1/ips_full); then median "
-                 "and quartiles over rounds")
+                 "and quartiles over rounds",
+    stage="each method's stage alone on the fixed uint8 batch (with minus without the stage, both timed in "
+          "turn, 3x the batches, every round), and one copy of that batch (np.copyto into a preallocated array; "
+          "Tensor.copy_ on the GPU) in the same rounds; copies: per round the stage's ms over the copy's ms; "
+          "operators: the stage's DALI operators per device, from its graph (uint8 images, class ids, gate)")
 
 
-def round_order(round_index: int, keys: Sequence[str] = VARIANT_KEYS + (ISOLATED,)) -> Tuple[str, ...]:
+def round_order(round_index: int, keys: Sequence[str] = VARIANT_KEYS + EXTRA_KEYS) -> Tuple[str, ...]:
     """Order of a round over the runners ``keys`` (in forward order): forward on even rounds, reversed on odd
     ones (ABBA, cancels linear drift).
 
@@ -131,6 +147,43 @@ def data_warnings(images: int, settings: ProfileSettings) -> List[str]:
             f"{per_round} images (--images {max(per_round, 1024)} or a larger --data)"]
 
 
+MIN_ROUNDS = 4
+
+
+def round_warnings(settings: ProfileSettings) -> List[str]:
+    """A warning when ``settings.repeats`` is under :data:`MIN_ROUNDS`: quartiles of so few rounds are not a
+    spread (with 2, they are interpolations between the two values)."""
+    if settings.repeats >= MIN_ROUNDS:
+        return []
+    return [f"{settings.repeats} round{'s' if settings.repeats > 1 else ''}: the interquartile ranges (IQR) mean "
+            f"nothing with fewer than {MIN_ROUNDS} rounds; use --repeats 5 or more for figures to quote"]
+
+
+def stage_report(settings: ProfileSettings, samples: Dict[str, object]) -> dict:
+    """The mixing stage per method of :data:`~.variants.STAGE_METHODS`: its options, its DALI operators on each
+    device (and their count), its ms per batch alone, and that in copies of the batch (one copy of the same batch
+    timed in the same rounds); plus the batch and the copy's ms per batch."""
+    copy = samples.get(BATCH_COPY)
+    methods = {}
+    for method in STAGE_METHODS:
+        options = method_options(settings, method)
+        operators = {device: stage_operators(options, device) for device in ("cpu", "gpu")}
+        entry = dict(options=options.as_dict(), operators=operators,
+                     operator_count={device: len(ops) for device, ops in operators.items()})
+        ms = samples.get(stage_key(method))
+        if ms is not None:
+            entry["ms_per_batch"] = dict(summarize(ms), samples=[round(x, 4) for x in ms])
+            if copy is not None:
+                ratios = in_copies(samples, stage_key(method), BATCH_COPY)
+                entry["copies"] = dict(summarize(ratios), samples=[round(x, 4) for x in ratios])
+        methods[method] = entry
+    return dict(
+        batch=dict(shape=[settings.batch_size, settings.crop, settings.crop, 3], dtype="uint8",
+                   bytes=settings.batch_size * settings.crop * settings.crop * 3, device=settings.device),
+        copy_ms_per_batch=None if copy is None else dict(summarize(copy), samples=[round(x, 4) for x in copy]),
+        methods=methods)
+
+
 def build_result(settings: ProfileSettings, samples: Dict[str, object], *, dataset: dict,
                  training: Optional[dict] = None, command: Optional[str] = None, seconds: float = 0.0,
                  warnings: Sequence[str] = ()) -> dict:
@@ -169,6 +222,7 @@ def build_result(settings: ProfileSettings, samples: Dict[str, object], *, datas
             summarize(shares), samples=[round(x, 5) for x in shares],
             stage_ms_per_batch=dict(summarize(stage_ms), samples=[round(x, 3) for x in stage_ms]),
             by_stage_difference=dict(summarize(differences), samples=[round(x, 5) for x in differences])),
+        stage=stage_report(settings, samples),
         **paired,
         training=training,
     )
@@ -198,7 +252,7 @@ def run_profile(settings: ProfileSettings, *, model: Optional[str] = None, steps
     dataset = dataset_summary(settings.data)
     progress(f"data: {dataset['images']} images in {dataset['classes']} classes, "
              f"~{dataset['mean_file_kb']} KB, ~{dataset['mean_width']:.0f}x{dataset['mean_height']:.0f}")
-    warnings = data_warnings(dataset["images"], settings)
+    warnings = data_warnings(dataset["images"], settings) + round_warnings(settings)
     for warning in warnings:
         progress(f"warning: {warning}")
     samples = measure_variants(settings, progress)

@@ -12,11 +12,21 @@ from typing import Callable, Dict, Tuple
 from dali_cutmix.errors import UserError
 from dali_cutmix.pipelines.profile_data import quiet
 
-from .graphs import build_isolated_stage_pipeline, build_stage_pipeline
+from .graphs import build_isolated_stage_pipeline, build_stage_pipeline, fixed_batch
 from .mixers import Mixer, timm_mixer, torchvision_mixer
 from .settings import ProfileSettings
 from .timing import Runner, Timing, VariantUnavailable, synchronize, wait_until_idle
-from .variants import ASYNC_SUFFIX, ISOLATED, REFERENCE_BACKENDS, STAGES, VARIANT_KEYS, async_key
+from .timm_loader import TimmLoaderRunner
+from .variants import (ASYNC_SUFFIX, BATCH_COPY, ISOLATED, REFERENCE_BACKENDS, STAGE_METHODS, STAGES, TIMM_LOADERS,
+                       VARIANT_KEYS, async_key, stage_key)
+
+
+def method_options(settings: ProfileSettings, method: str):
+    """The :class:`dali_cutmix.MixOptions` of the stage method ``method`` (of :data:`~.variants.STAGE_METHODS`):
+    the settings' options with the method's fields set."""
+    from dali_cutmix.options import MixOptions
+
+    return MixOptions.coerce({**settings.mix.as_dict(), **STAGE_METHODS[method]})
 
 
 def _run_batches(pipe, batches: int, device: str) -> float:
@@ -84,11 +94,12 @@ class IsolatedStageRunner:
     """Times what the mixing stage adds: the same fixed batch through the pipeline's tail with and without it
     (:func:`~.graphs.build_isolated_stage_pipeline`), on ``factor`` times the batches asked for (it is cheap)."""
 
-    def __init__(self, settings: ProfileSettings, num_classes: int, factor: int = 3):
+    def __init__(self, settings: ProfileSettings, num_classes: int, factor: int = 3, options=None):
         self.device = settings.device
         self.batch_size = settings.batch_size
         self.factor = factor
-        self.pipes = [build_isolated_stage_pipeline(settings, num_classes, with_mixing=w) for w in (False, True)]
+        self.pipes = [build_isolated_stage_pipeline(settings, num_classes, with_mixing=w, options=options)
+                      for w in (False, True)]
         for pipe in self.pipes:
             pipe.run()
         synchronize(self.device)
@@ -106,6 +117,38 @@ class IsolatedStageRunner:
     def close(self) -> None:
         """Free the pipelines."""
         self.pipes = []
+
+
+class BatchCopyRunner:
+    """Times one copy of the fixed batch (:func:`~.graphs.fixed_batch`: ``np.copyto`` into a preallocated array on
+    the CPU, ``Tensor.copy_`` on the GPU), ``factor`` times the batches asked for, as the isolated stage: the unit
+    the stage's cost is reported in, measured in the same rounds."""
+
+    def __init__(self, settings: ProfileSettings, num_classes: int, factor: int = 3):
+        import numpy as np
+
+        self.device = settings.device
+        self.batch_size = settings.batch_size
+        self.factor = factor
+        self.source, _ = fixed_batch(settings, num_classes)
+        gpu = self.device == "gpu"
+        self.target = self.source.clone() if gpu else np.empty_like(self.source)
+        self.copy = self.target.copy_ if gpu else (lambda source: np.copyto(self.target, source))
+        self.copy(self.source)  # first touch of the target's pages
+        synchronize(self.device)
+
+    def measure(self, batches: int) -> Timing:
+        """Copy the batch ``factor * batches`` times."""
+        total = self.factor * batches
+        start = time.perf_counter()
+        for _ in range(total):
+            self.copy(self.source)
+        synchronize(self.device)
+        return Timing(time.perf_counter() - start, total * self.batch_size)
+
+    def close(self) -> None:
+        """Free the arrays."""
+        self.source = self.target = self.copy = None
 
 
 class DaliLoaderRunner:
@@ -247,6 +290,10 @@ class ReferenceRunner:
         self.loader = None
 
 
+#: The runners after the variants: the settings' stage alone, each method's, and the batch copy.
+EXTRA_KEYS = (ISOLATED,) + tuple(stage_key(m) for m in STAGE_METHODS) + (BATCH_COPY,)
+
+
 def make_runner(key: str, settings: ProfileSettings, num_classes: int) -> Runner:
     """The runner of ``key`` (one of :data:`~.variants.VARIANT_KEYS`, a stage's :func:`~.variants.async_key`, or
     :data:`~.variants.ISOLATED`), warmed up.
@@ -267,21 +314,28 @@ def make_runner(key: str, settings: ProfileSettings, num_classes: int) -> Runner
         return AfterLoaderRunner(settings, num_classes, timm_mixer(settings.mix, num_classes, settings.batch_size))
     if key in REFERENCE_BACKENDS:
         return ReferenceRunner(settings, num_classes, REFERENCE_BACKENDS[key])
+    if key in TIMM_LOADERS:
+        return TimmLoaderRunner(settings, num_classes, TIMM_LOADERS[key])
     if key == ISOLATED:
         return IsolatedStageRunner(settings, num_classes)
-    raise UserError(f"variant must be one of {VARIANT_KEYS + (ISOLATED,)} or a stage's async key, got {key!r}")
+    for method in STAGE_METHODS:
+        if key == stage_key(method):
+            return IsolatedStageRunner(settings, num_classes, options=method_options(settings, method))
+    if key == BATCH_COPY:
+        return BatchCopyRunner(settings, num_classes)
+    raise UserError(f"variant must be one of {VARIANT_KEYS + EXTRA_KEYS} or a stage's async key, got {key!r}")
 
 
 def runner_keys(settings: ProfileSettings) -> Tuple[str, ...]:
     """The runners a run times, in forward order: :data:`~.variants.VARIANT_KEYS`, each stage of
     :data:`~.variants.STAGES` followed by its asynchronous twin when ``settings.times_async_stages``, then
-    :data:`~.variants.ISOLATED`."""
+    :data:`EXTRA_KEYS` (the stage alone, with the settings' options and with each method, and one batch copy)."""
     keys = []
     for key in VARIANT_KEYS:
         keys.append(key)
         if key in STAGES and settings.times_async_stages:
             keys.append(async_key(key))
-    return tuple(keys) + (ISOLATED,)
+    return tuple(keys) + EXTRA_KEYS
 
 
 def make_runners(settings: ProfileSettings, num_classes: int, progress: Callable[[str], None] = quiet

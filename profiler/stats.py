@@ -7,23 +7,24 @@ from typing import Dict, List, Mapping, Sequence
 import numpy as np
 
 from .timing import Timing
-from .variants import ISOLATED
+from .variants import ISOLATED, MS_KEYS
 
 
 def figures(timings: Mapping[str, Sequence[Timing]], batch_size: int) -> Dict[str, List[float]]:
     """Per round: images/s of every runner timed (the variants of :data:`~.variants.VARIANT_KEYS`, the stages'
-    asynchronous twins), and the ms per batch of ``batch_size`` that the isolated mixing stage (:data:`ISOLATED`)
-    adds."""
-    values = {key: [t.images / t.seconds for t in ts] for key, ts in timings.items() if key != ISOLATED}
-    if ISOLATED in timings:
-        values[ISOLATED] = [1000 * t.seconds * batch_size / t.images for t in timings[ISOLATED]]
+    asynchronous twins), and for the runners of :data:`~.variants.MS_KEYS` ms per batch of ``batch_size`` (what
+    the isolated mixing stage adds, what a batch copy takes)."""
+    values = {key: [t.images / t.seconds for t in ts] for key, ts in timings.items() if key not in MS_KEYS}
+    for key in MS_KEYS:
+        if key in timings:
+            values[key] = [1000 * t.seconds * batch_size / t.images for t in timings[key]]
     return values
 
 
 def describe_round(timings: Mapping[str, Timing], batch_size: int) -> str:
     """One round's figures in one line (progress)."""
     values = figures({key: [t] for key, t in timings.items()}, batch_size)
-    line = ", ".join(f"{key} {v[0]:,.0f}" for key, v in values.items() if key != ISOLATED) + " images/s"
+    line = ", ".join(f"{key} {v[0]:,.0f}" for key, v in values.items() if key not in MS_KEYS) + " images/s"
     if ISOLATED in values:
         line += f"; CutMix stage {values[ISOLATED][0]:.2f} ms/batch"
     return line
@@ -46,6 +47,12 @@ def cutmix_shares(samples: Mapping[str, Sequence[float]]) -> List[float]:
 def isolated_shares(samples: Mapping[str, Sequence[float]], batch_size: int) -> List[float]:
     """The isolated CutMix stage's ms per batch over the full pipeline's ms per batch, per round."""
     return [ms / (1000 * batch_size / full) for ms, full in zip(samples[ISOLATED], samples["full"])]
+
+
+def in_copies(samples: Mapping[str, Sequence[float]], key: str, copy_key: str) -> List[float]:
+    """Per round: runner ``key``'s ms per batch over ``copy_key``'s (one copy of the batch), as :func:`figures`
+    gives them."""
+    return [ms / copy for ms, copy in zip(samples[key], samples[copy_key])]
 
 
 def speedups(samples: Mapping[str, Sequence[float]], other: str = "reference") -> List[float]:

@@ -36,22 +36,47 @@ VARIANTS: Tuple[Variant, ...] = (
     Variant("reference_tensor", "9 torchvision reference (tensor)",
             "as 8 with the recipe's --backend tensor: PILToTensor first, then v2 RandomResizedCrop/flip on the "
             "uint8 tensor, ToDtype/normalize + v2.CutMix in collate_fn"),
+    Variant("timm_loader", "10 timm create_loader (batch)",
+            "timm's own loader: create_loader over ImageDataset (workers = threads, timm's train transforms) with "
+            "FastCollateMixup (the settings' mixing options, mode batch: CutMix/MixUp in the collate, on uint8) "
+            "and its PrefetchLoader (normalize on the device); needs timm: the 'bench' extra"),
+    Variant("timm_loader_elem", "11 timm create_loader (elem)", "as 10 with FastCollateMixup in mode elem"),
 )
 VARIANT_KEYS = tuple(v.key for v in VARIANTS)
 #: The variants that are one DALI pipeline run directly (the others wrap the full one, or are torchvision's).
 STAGES = ("decode", "crop", "cutmix", "full")
 #: The variants that mix after the loader, each with its batch mixer (see ``runners.AfterLoaderRunner``).
 AFTER_LOADER = ("after_loader", "after_loader_timm")
+#: timm's own loaders and their FastCollateMixup mode (see ``timm_loader.TimmLoaderRunner``).
+TIMM_LOADERS = dict(timm_loader="batch", timm_loader_elem="elem")
 #: The torchvision reference loaders and their transform's backend (``pipelines.reference.reference_transform``).
 REFERENCE_BACKENDS = dict(reference="pil", reference_tensor="tensor")
 #: The mixing stage alone, on a fixed batch, with and without the stage (see ``runners.IsolatedStageRunner``).
 ISOLATED = "cutmix_stage"
+#: The mixing methods whose stage is also timed alone on the fixed batch, each with the MixOptions fields it sets
+#: over the settings' options (mode, smoothing, prob kept): CutMix, MixUp, and switching between them (timm's
+#: ``mixup_alpha`` default 0.8, ``switch_prob`` 0.5).
+STAGE_METHODS = dict(cutmix=dict(cutmix_alpha=1.0, mixup_alpha=0.0, cutmix_minmax=None),
+                     mixup=dict(cutmix_alpha=0.0, mixup_alpha=0.8, cutmix_minmax=None),
+                     switch=dict(cutmix_alpha=1.0, mixup_alpha=0.8, cutmix_minmax=None, switch_prob=0.5))
+#: One copy of the stage's batch (NumPy on the CPU, torch on the GPU), timed in the same rounds: the unit the
+#: stage's cost is reported in (see ``runners.BatchCopyRunner``).
+BATCH_COPY = "batch_copy"
 #: The key of the record of other processes' CPU use during the variants (see ``machine.CpuLoadMeter``).
 LOAD = "machine_load"
 #: The key of the variants not measured, each with the reason (see ``timing.VariantUnavailable``).
 SKIPPED = "skipped"
 #: Appended to a stage's key: the same stage timed with the builder's prefetching (see ``runners``).
 ASYNC_SUFFIX = "_async"
+
+
+def stage_key(method: str) -> str:
+    """The runner key of the mixing stage alone with method ``method`` (one of :data:`STAGE_METHODS`)."""
+    return f"stage_{method}"
+
+
+#: The runners whose figures are ms per batch (what they add, or cost), not images/s.
+MS_KEYS = (ISOLATED,) + tuple(stage_key(m) for m in STAGE_METHODS) + (BATCH_COPY,)
 
 
 def async_key(stage: str) -> str:

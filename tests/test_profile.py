@@ -26,7 +26,8 @@ from dali_cutmix.profiler.variants import ISOLATED, STAGES, VARIANT_KEYS, VARIAN
 TINY_RUN = ["--batch-size", "4", "--threads", "1", "--batches", "2", "--repeats", "2", "--crop", "32"]
 HAS_TIMM = importlib.util.find_spec("timm") is not None
 #: The variants a run measures on this machine (timm's only where timm is installed).
-MEASURED = set(VARIANT_KEYS) - (set() if HAS_TIMM else {"after_loader_timm"})
+TIMM_VARIANTS = {"after_loader_timm", "timm_loader", "timm_loader_elem"}
+MEASURED = set(VARIANT_KEYS) - (set() if HAS_TIMM else TIMM_VARIANTS)
 
 
 def run_cli(argv):
@@ -60,7 +61,7 @@ def test_json_holds_every_variant_with_its_figures(profile_run):
     result = profile_run[3]
     assert result["schema"] == SCHEMA
     assert set(VARIANT_KEYS) == {"decode", "crop", "cutmix", "full", "loader", "after_loader", "after_loader_timm",
-                                 "reference", "reference_tensor"}
+                                 "reference", "reference_tensor", "timm_loader", "timm_loader_elem"}
     assert set(result["variants"]) == MEASURED
     for key in MEASURED:
         variant = result["variants"][key]
@@ -82,13 +83,14 @@ def test_timm_variant_is_skipped_with_its_reason_without_timm(profile_run):
         assert result["skipped"] == {} and result["loader_vs_after_loader_timm"]["median"] > 0
         assert result["machine"]["timm"]
         return
-    assert "after_loader_timm" not in result["variants"]
-    assert set(result["skipped"]) == {"after_loader_timm"}
-    assert "timm is not installed" in result["skipped"]["after_loader_timm"]
-    assert "dali-cutmix[bench]" in result["skipped"]["after_loader_timm"]
+    assert not TIMM_VARIANTS & set(result["variants"])
+    assert set(result["skipped"]) == TIMM_VARIANTS
+    for key in TIMM_VARIANTS:
+        assert "timm is not installed" in result["skipped"][key] and "dali-cutmix[bench]" in result["skipped"][key]
+        assert f"skipping variant {key}" in profile_run[2]
     assert result["loader_vs_after_loader_timm"] is None and result["machine"]["timm"] is None
-    assert "skipped: timm is not installed" in profile_run[1]  # the table says so
-    assert "skipping variant after_loader_timm" in profile_run[2]
+    assert result["loader_vs_timm_loader"] is None and result["loader_vs_timm_loader_elem"] is None
+    assert profile_run[1].count("skipped: timm is not installed") == 3  # the table says so
 
 
 def test_stages_are_also_timed_asynchronously_when_asked(profile_run, tmp_path, monkeypatch):
@@ -106,9 +108,11 @@ def test_stages_are_also_timed_asynchronously_when_asked(profile_run, tmp_path, 
     cpu, gpu = ProfileSettings(data="d"), ProfileSettings(data="d", device="gpu")
     assert not cpu.times_async_stages and gpu.times_async_stages
     assert ProfileSettings(data="d", async_stages=True).times_async_stages
-    assert runner_keys(cpu) == VARIANT_KEYS + (ISOLATED,)
+    extra = (ISOLATED, "stage_cutmix", "stage_mixup", "stage_switch", "batch_copy")
+    assert runner_keys(cpu) == VARIANT_KEYS + extra
     keys = runner_keys(gpu)
-    assert keys.index(async_key("full")) == keys.index("full") + 1 and len(keys) == len(VARIANT_KEYS) + 5
+    assert keys.index(async_key("full")) == keys.index("full") + 1
+    assert keys == tuple(k for key in VARIANT_KEYS for k in (key, async_key(key))[:2 if key in STAGES else 1]) + extra
 
 
 def test_json_names_the_machine_settings_and_data(profile_run):
@@ -168,12 +172,14 @@ def test_profile_runs_on_a_generated_data_set(tmp_path, monkeypatch):
                                     "--json", str(tmp_path / "p.json"), "--plot", str(tmp_path / "p.png")])
     assert code == 0, stderr
     assert stderr.startswith("generating JPEGs: 0/6\n"), "a cold first use says what it does"
-    # 6 images, 8 read per round: one warning line, before the measuring, in the table and the JSON too
+    # 6 images, 8 read per round, 1 round: one warning line each, before the measuring, in the table and the JSON
     warnings = [line for line in stderr.splitlines() if line.startswith("warning: ")]
-    assert len(warnings) == 1 and "holds 6 images" in warnings[0] and "--images" in warnings[0]
-    assert stderr.index(warnings[0]) < stderr.index("round 1/1")
+    assert len(warnings) == 2 and "holds 6 images" in warnings[0] and "--images" in warnings[0]
+    assert warnings[1] == ("warning: 1 round: the interquartile ranges (IQR) mean nothing with fewer than 4 "
+                           "rounds; use --repeats 5 or more for figures to quote")
+    assert stderr.index(warnings[1]) < stderr.index("round 1/1")
     result = json.loads((tmp_path / "p.json").read_text())
-    assert result["warnings"] == [warnings[0].removeprefix("warning: ")] and warnings[0] in stdout
+    assert result["warnings"] == [w.removeprefix("warning: ") for w in warnings] and warnings[0] in stdout
     assert set(result["variants"]) == MEASURED
     assert not any("images_per_s_async" in v for v in result["variants"].values())  # CPU default: no async
     assert result["settings"]["async_stages"] is None and "async" not in result["command"]
@@ -214,27 +220,40 @@ def test_a_negative_cutmix_share_is_called_noise_not_a_small_cost(profile_run):
     render_chart(_result_with(profile_run, median=-0.004, q1=-0.01, q3=0.01))  # draws
 
 
-def test_check_targets_calls_a_negative_share_noise(tmp_path, capsys, monkeypatch):
+def check_targets(path):
+    """``python benchmarks/check_targets.py path`` as a user runs it (a script, never imported by a test):
+    (exit code, {target name: its line})."""
+    import subprocess
+    import sys
     from pathlib import Path
 
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    import check_targets
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "check_targets.py"
+    done = subprocess.run([sys.executable, str(script), str(path)], capture_output=True, text=True, timeout=120)
+    rows = {line.split(": ")[0][8:]: line for line in done.stdout.splitlines()}
+    return done.returncode, rows
 
-    def profile(median, q1, q3):
+
+def test_check_targets_calls_a_negative_share_noise(tmp_path):
+    def profile(median, q1, q3, copies=1.2):
         return {"settings": {"device": "cpu", "batch_size": 64, "threads": 2, "crop": 224}, "machine": {},
                 "loader_vs_reference": {"median": 2.4, "q1": 2.3, "q3": 2.5},
-                "cutmix_share": {"median": median, "q1": q1, "q3": q3}}
+                "cutmix_share": {"median": median, "q1": q1, "q3": q3},
+                "stage": {"methods": {"cutmix": {"copies": {"median": copies, "q1": copies - 0.1,
+                                                            "q3": copies + 0.1}}}}}
 
-    noise = [r for r in check_targets.evaluate(profile(-0.004, -0.01, 0.01)) if r["name"].startswith("CutMix")][0]
-    assert noise["noise"] and not noise["met"] and not noise["met_whole_iqr"]
-    line = check_targets.format_row(noise)
-    assert line.startswith("NOISE") and "not a small cost" in line and "met " not in line
-    noisy = [r for r in check_targets.evaluate(profile(0.01, -0.002, 0.02)) if r["name"].startswith("CutMix")][0]
-    assert noisy["met"] and not noisy["met_whole_iqr"] and "below 0" in check_targets.format_row(noisy)
+    share, copies = "CutMix <= 3% of the full pipeline (CPU)", "CutMix stage alone <= 1.5 copies of its batch (CPU)"
     path = tmp_path / "noise.json"
     path.write_text(json.dumps(profile(-0.004, -0.01, 0.01)))
-    assert check_targets.main([str(path)]) == 1
-    assert "NOISE   CutMix <= 3%" in capsys.readouterr().out
+    code, rows = check_targets(path)
+    assert code == 1 and set(rows) == {"loader >= 2x torchvision reference (CPU, same cores)", share, copies}
+    assert rows[share].startswith("NOISE   ") and "not a small cost" in rows[share]
+    assert rows[copies].startswith("met     ") and "1.20 (IQR 1.10 to 1.30, whole IQR met)" in rows[copies]
+    path.write_text(json.dumps(profile(0.01, -0.002, 0.02, copies=1.7)))
+    code, rows = check_targets(path)
+    assert code == 1 and rows[share].startswith("met     ") and "below 0" in rows[share]
+    assert rows[copies].startswith("NOT met ") and "1.70" in rows[copies]
+    path.write_text(json.dumps(profile(0.01, 0.005, 0.02)))
+    assert check_targets(path)[0] == 0
 
 
 def test_chart_has_an_axis_with_round_ticks_and_the_values_beside_the_plot(profile_run):
@@ -560,3 +579,103 @@ def test_reference_refuses_an_unknown_backend(tiny_data):
         reference_transform(32, "gpu")
     with pytest.raises(UserError, match="backend"):
         build_reference_loader(tiny_data, batch_size=4, num_workers=1, backend="tv_tensor")
+
+
+def test_two_rounds_warn_that_their_iqr_means_nothing(profile_run):
+    from dali_cutmix.profiler.run import round_warnings
+
+    warning = ("2 rounds: the interquartile ranges (IQR) mean nothing with fewer than 4 rounds; use --repeats 5 "
+               "or more for figures to quote")
+    assert profile_run[3]["warnings"] == [warning] and f"warning: {warning}" in profile_run[1]
+    assert round_warnings(ProfileSettings(data="d", repeats=4)) == []
+
+
+def test_the_stage_alone_per_method_against_one_copy_of_its_batch(profile_run):
+    stage = profile_run[3]["stage"]
+    assert stage["batch"] == dict(shape=[4, 32, 32, 3], dtype="uint8", bytes=4 * 32 * 32 * 3, device="cpu")
+    copy = stage["copy_ms_per_batch"]
+    assert copy["median"] > 0 and len(copy["samples"]) == 2
+    assert list(stage["methods"]) == ["cutmix", "mixup", "switch"]
+    params = ["DaliCutmixParams", "Shape", "Uniform"]
+    gpu_pixels = dict(cutmix=["MultiPaste"], mixup=["Cat", "CoordTransform", "PermuteBatch"],
+                      switch=["Cat", "CoordTransform", "MultiPaste", "PermuteBatch"])
+    for method, entry in stage["methods"].items():
+        options = MixOptions(**entry["options"])
+        assert options.cutmix_on == (method != "mixup") and options.mixup_on == (method != "cutmix")
+        assert entry["operators"] == dict(cpu=sorted(params + ["DaliCutmixApply"]),
+                                          gpu=sorted(params + gpu_pixels[method]))
+        assert entry["operator_count"] == dict(cpu=4, gpu=3 + len(gpu_pixels[method]))
+        assert len(entry["ms_per_batch"]["samples"]) == len(entry["copies"]["samples"]) == 2
+        line = [line for line in profile_run[1].splitlines() if line.startswith(f"  stage alone, {method}:")]
+        assert len(line) == 1 and f"{entry['copies']['median']:.2f} copies" in line[0]
+        assert f"4 operators on the CPU, {3 + len(gpu_pixels[method])} on the GPU" in line[0]
+    assert "one copy of the 4x32x32x3 uint8 batch" in profile_run[1]
+
+
+def test_the_stage_in_copies_is_paired_per_round():
+    from dali_cutmix.profiler.stats import in_copies
+
+    samples = dict(stage_cutmix=[3.0, 1.0, 2.0], batch_copy=[1.5, 2.0, 1.0])
+    assert in_copies(samples, "stage_cutmix", "batch_copy") == [2.0, 0.5, 2.0]
+    timings = dict(stage_cutmix=[Timing(0.006, 30)], batch_copy=[Timing(0.003, 30)], full=[Timing(1.0, 10)])
+    assert figures(timings, batch_size=10) == dict(full=[10.0], stage_cutmix=[pytest.approx(2.0)],
+                                                   batch_copy=[pytest.approx(1.0)])
+
+
+class FakeTimmData:
+    """A tiny stand-in for ``timm.data`` (timm is optional): the three names the timm loader variant uses, with
+    their call signatures, recording how they were called. Only the wiring is checked with it, not timm."""
+
+    def __init__(self):
+        self.calls = {}
+        fake = self
+
+        class ImageDataset:
+            def __init__(self, root):
+                fake.calls["ImageDataset"] = root
+                self.transform = None
+
+            def __len__(self):
+                return 5
+
+            def __getitem__(self, index):
+                return self.transform, index
+
+        class FastCollateMixup:
+            def __init__(self, **kwargs):
+                fake.calls["FastCollateMixup"] = kwargs
+
+        self.ImageDataset, self.FastCollateMixup = ImageDataset, FastCollateMixup
+
+    def create_loader(self, dataset, **kwargs):
+        import torch
+
+        self.calls["create_loader"] = dict(kwargs, dataset=dataset)
+        dataset.transform = "timm's train transform"
+        size, batch = kwargs["input_size"], kwargs["batch_size"]
+        batches = len(dataset) // batch
+        return [(torch.zeros(batch, *size), torch.zeros(batch, 3)) for _ in range(batches)]
+
+
+def test_timm_loader_variant_is_wired_as_timm_users_call_it(tiny_data):
+    from dali_cutmix.profiler.timm_loader import TimmLoaderRunner
+
+    mix = MixOptions(cutmix_alpha=1.0, mixup_alpha=0.8, label_smoothing=0.1)
+    settings = ProfileSettings(data=str(tiny_data), batch_size=4, threads=2, batches=3, crop=32, mix=mix)
+    fake = FakeTimmData()
+    runner = TimmLoaderRunner(settings, num_classes=3, mode="elem", timm_data=fake)
+    timing = runner.measure(3)
+    assert timing.images == 4 * 4 and runner.timed == 4  # 3 batches rounded up to the 2 workers
+    assert fake.calls["ImageDataset"] == str(tiny_data)
+    assert fake.calls["FastCollateMixup"] == dict(mixup_alpha=0.8, cutmix_alpha=1.0, cutmix_minmax=None, prob=1.0,
+                                                  switch_prob=0.5, mode="elem", correct_lam=True,
+                                                  label_smoothing=0.1, num_classes=3)
+    loader = fake.calls["create_loader"]
+    assert isinstance(loader.pop("collate_fn"), fake.FastCollateMixup)
+    dataset = loader.pop("dataset")
+    assert len(dataset) == (1 + 4 + 2 * 2) * 4 and dataset[7] == ("timm's train transform", 2)
+    assert loader.pop("device").type == "cpu"
+    assert loader == dict(input_size=(3, 32, 32), batch_size=4, is_training=True, use_prefetcher=True,
+                          num_workers=2, pin_memory=False, persistent_workers=True)
+    with pytest.raises(VariantUnavailable, match="even batch size, got 5"):
+        TimmLoaderRunner(ProfileSettings(data=str(tiny_data), batch_size=5), 3, "batch", timm_data=fake)

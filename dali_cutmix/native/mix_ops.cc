@@ -41,9 +41,9 @@ enum Method : int32_t { kNone = 0, kCutMix = 1, kMixUp = 2 };
 enum class Mode { kBatch, kElem, kPair };
 
 // The outputs DaliCutmixParams can produce, by name.
-enum class Output { kTargets, kPerm, kBox, kLam, kMethod, kInIds, kAnchors, kRegions, kWeight };
+enum class Output { kTargets, kPerm, kBox, kLam, kMethod, kInIds, kAnchors, kRegions, kBlend };
 constexpr std::array<const char *, 9> kOutputNames = {
-    "targets", "perm", "box", "lam", "method", "in_ids", "anchors", "regions", "weight"};
+    "targets", "perm", "box", "lam", "method", "in_ids", "anchors", "regions", "blend"};
 
 constexpr std::array<const char *, 3> kModeNames = {"batch", "elem", "pair"};  // the order of Mode
 
@@ -273,7 +273,11 @@ class DaliCutmixParams : public dali::StatelessOperator<CPUBackend> {
         case Output::kInIds:   out[k] = {Uniform(n, {2}), DALI_INT32}; break;
         case Output::kAnchors: out[k] = {Uniform(n, {2, 2}), DALI_INT32}; break;
         case Output::kRegions: out[k] = {Uniform(n, {2, 2}), DALI_INT32}; break;
-        case Output::kWeight:  out[k] = {Uniform(n, {}), DALI_FLOAT}; break;
+        case Output::kBlend: {
+          const int64_t c = Channels(ws);
+          out[k] = {Uniform(n, {c, 2 * c}), DALI_FLOAT};
+          break;
+        }
       }
     }
     return true;
@@ -330,7 +334,7 @@ class DaliCutmixParams : public dali::StatelessOperator<CPUBackend> {
     std::seed_seq seq(seed_words.begin(), seed_words.end());
     std::mt19937 rng(seq);
 
-    int64_t h = n ? hwc[0] : 0, w = n ? hwc[1] : 0;
+    int64_t h = n ? hwc[0] : 0, w = n ? hwc[1] : 0, c = n ? hwc[2] : 1;
     const int m = static_cast<int>(real.size());
     std::vector<int32_t> sub_perm;
     std::vector<Draw> sub_draws;
@@ -351,15 +355,24 @@ class DaliCutmixParams : public dali::StatelessOperator<CPUBackend> {
 
     for (size_t k = 0; k < outputs_.size(); k++) {
       auto &out = ws.Output<CPUBackend>(k);
-      for (int i = 0; i < n; i++) WriteOutput(outputs_[k], out, i, perm, draws[i], y, h, w);
+      for (int i = 0; i < n; i++) WriteOutput(outputs_[k], out, i, perm, draws[i], y, h, w, c);
     }
   }
 
  private:
   static TensorListShape<> Uniform(int n, TensorShape<> sample) { return dali::uniform_list_shape(n, sample); }
 
+  // The images' channel count, from the first sample's shape (1 when there is none or it is not HWC with 1 to 4
+  // channels: RunImpl then fails with the message that names the shape).
+  static int64_t Channels(const Workspace &ws) {
+    const auto &shapes = ws.Input<CPUBackend>(2);
+    if (shapes.num_samples() == 0) return 1;
+    std::vector<int64_t> s = ReadInts(shapes, 0, "image shapes");
+    return s.size() == 3 && s[2] >= 1 && s[2] <= 4 ? s[2] : 1;
+  }
+
   void WriteOutput(Output what, dali::TensorList<CPUBackend> &out, int i, const std::vector<int32_t> &perm,
-                   const Draw &d, const std::vector<int64_t> &y, int64_t h, int64_t w) const {
+                   const Draw &d, const std::vector<int64_t> &y, int64_t h, int64_t w, int64_t c) const {
     switch (what) {
       case Output::kTargets: {  // timm: smoothed one-hots, then mixed
         const float off = o_.label_smoothing / o_.num_classes, on_minus_off = 1.f - o_.label_smoothing;
@@ -397,7 +410,18 @@ class DaliCutmixParams : public dali::StatelessOperator<CPUBackend> {
         r[3] = Pasted(d) ? d.box[3] - d.box[1] : static_cast<int32_t>(w);
         break;
       }
-      case Output::kWeight: *out.mutable_tensor<float>(i) = d.method == kMixUp ? d.lam : 1.f; break;
+      // coord_transform's M for the blend of [own | partner] channels: [a*I | (1 - a)*I], a = lam for MixUp, else 1
+      // (then the partner's weight is exactly 0 and the own pixels pass unchanged).
+      case Output::kBlend: {
+        const float a = d.method == kMixUp ? d.lam : 1.f, b = 1.f - a;
+        float *m = out.mutable_tensor<float>(i);
+        std::fill(m, m + 2 * c * c, 0.f);
+        for (int64_t r = 0; r < c; r++) {
+          m[r * 2 * c + r] = a;
+          m[r * 2 * c + c + r] = b;
+        }
+        break;
+      }
     }
   }
 
@@ -425,13 +449,22 @@ void MixSample(dali::TensorView<dali::StorageCPU, const T, 3> own,
     }
     return;
   }
-  std::memcpy(out.data, own.data, total * sizeof(T));
-  if (method != kCutMix || box[2] <= box[0] || box[3] <= box[1]) return;  // nothing pasted
-  const int64_t row = w * c, span = (box[3] - box[1]) * c * sizeof(T);
-  for (int64_t y = box[0]; y < box[2]; y++) {
-    const int64_t at = y * row + box[1] * c;
-    std::memcpy(out.data + at, partner.data + at, span);
+  if (method != kCutMix || box[2] <= box[0] || box[3] <= box[1]) {  // nothing pasted
+    std::memcpy(out.data, own.data, total * sizeof(T));
+    return;
   }
+  // Every output pixel is written once, from its source: the rows above and below the box from the own image,
+  // each box row as own | partner | own. (Copying the whole own image first and the box on top of it wrote the
+  // box's pixels twice: ~1.45 copies of the batch instead of 1 for lam ~ 0.55.)
+  const int64_t row = w * c, left = box[1] * c, right = box[3] * c;
+  std::memcpy(out.data, own.data, box[0] * row * sizeof(T));
+  for (int64_t y = box[0]; y < box[2]; y++) {
+    const int64_t at = y * row;
+    std::memcpy(out.data + at, own.data + at, left * sizeof(T));
+    std::memcpy(out.data + at + left, partner.data + at + left, (right - left) * sizeof(T));
+    std::memcpy(out.data + at + right, own.data + at + right, (row - right) * sizeof(T));
+  }
+  std::memcpy(out.data + box[2] * row, own.data + box[2] * row, (h - box[2]) * row * sizeof(T));
 }
 
 class DaliCutmixApply : public dali::StatelessOperator<CPUBackend> {
@@ -473,20 +506,22 @@ class DaliCutmixApply : public dali::StatelessOperator<CPUBackend> {
     }
     auto &tp = ws.GetThreadPool();
     TYPE_SWITCH(images.type(), dali::type2id, T, (uint8_t, int16_t, float), (
-        auto in_view = dali::view<const T, 3>(images);
-        auto out_view = dali::view<T, 3>(out);
+        // The views outlive the tasks (RunAll returns when they are done), so the tasks take them by
+        // reference: a copy per task is two heap-allocated vectors of the batch's pointers and shapes.
+        const auto in_view = dali::view<const T, 3>(images);
+        const auto out_view = dali::view<T, 3>(out);
         for (int i = 0; i < n; i++) {
-          tp.AddWork([&, in_view, out_view, i](int) {
+          tp.AddWork([&, i](int) {
             const int32_t j = *perm.tensor<int32_t>(i);
             MixSample<T>(in_view[i], in_view[j], out_view[i], *method.tensor<int32_t>(i), *lam.tensor<float>(i),
                          box.tensor<int32_t>(i));
           }, images.tensor_shape(i).num_elements());
         }
+        tp.RunAll();
     ), (  // NOLINT
         DALI_FAIL("cutmix on the CPU supports uint8, int16 and float32 images, got " +
                   std::string(dali::GetBuiltinTypeName(images.type())));
     ));  // NOLINT
-    tp.RunAll();
   }
 };
 
@@ -509,7 +544,8 @@ The outputs are named; ``outputs`` lists the ones to produce, in order:
 * ``in_ids``, ``anchors``, ``regions``: int32 [2], [2, 2], [2, 2], multi_paste's arguments for the two
   regions: the whole own image, then the partner's box (the whole own image again when nothing is pasted, so
   that no region has size 0);
-* ``weight``: float32, the blend weight of the own image (lam for MixUp, else 1).
+* ``blend``: float32 [C, 2C], ``coord_transform``'s matrix ``[a*I | (1 - a)*I]`` that blends the channels of
+  the own image and its partner concatenated (a = lam for MixUp, else 1).
 
 The options have no defaults here: dali_cutmix.MixOptions defines and checks them.)")
     .NumInput(3, 4)

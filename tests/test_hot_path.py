@@ -1,0 +1,175 @@
+"""The hot path: images leave the pipelines in the model's dtype and memory format, validation labels on the images'
+device, and MixUp's blend in few operators with the NumPy reference's pixels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dali_cutmix import CutMixLoader, build_cutmix_pipeline
+from dali_cutmix.errors import UserError
+from dali_cutmix.pipelines.imagenet import build_imagenet_val_pipeline
+
+CPU = dict(device="cpu", num_threads=2, crop=32)
+
+
+def dali_gpus() -> int:
+    """GPUs DALI sees (0 without a driver)."""
+    import nvidia.dali.backend as backend
+
+    try:
+        return int(backend.GetCUDADeviceCount())
+    except RuntimeError:
+        return 0
+
+
+needs_gpu = pytest.mark.skipif(dali_gpus() == 0, reason="needs a GPU that DALI sees (none here)")
+
+
+def first_batch(pipeline):
+    return next(iter(CutMixLoader(pipeline)))
+
+
+@pytest.mark.parametrize("dtype, torch_dtype", [("float32", torch.float32), ("float16", torch.float16)])
+def test_training_images_in_each_layout_and_dtype_hold_the_same_pixels(jpeg_tree, dtype, torch_dtype):
+    reference, ref_targets = first_batch(build_cutmix_pipeline(jpeg_tree, batch_size=5, seed=3, **CPU))
+    nchw, targets = first_batch(build_cutmix_pipeline(jpeg_tree, batch_size=5, seed=3, dtype=dtype, **CPU))
+    nhwc, _ = first_batch(build_cutmix_pipeline(jpeg_tree, batch_size=5, seed=3, dtype=dtype, layout="NHWC",
+                                                **CPU))
+    assert nchw.shape == (5, 3, 32, 32) and nchw.dtype == torch_dtype and nchw.is_contiguous()
+    assert nhwc.shape == (5, 32, 32, 3) and nhwc.dtype == torch_dtype and nhwc.is_contiguous()
+    assert torch.equal(targets, ref_targets)
+    torch.testing.assert_close(nchw.float(), reference, rtol=1e-3, atol=1e-3)  # float16 rounding only
+    view = nhwc.permute(0, 3, 1, 2)
+    assert view.is_contiguous(memory_format=torch.channels_last) and view.data_ptr() == nhwc.data_ptr()
+    assert torch.equal(view, nchw), "NHWC is the same images, channels last"
+
+
+def test_validation_images_in_each_layout_and_dtype(demo_imagenet):
+    val = demo_imagenet / "val"
+    reference, labels = first_batch(build_imagenet_val_pipeline(val, batch_size=4, crop=32, device="cpu",
+                                                                num_threads=2))
+    half, half_labels = first_batch(build_imagenet_val_pipeline(val, batch_size=4, crop=32, device="cpu",
+                                                                num_threads=2, dtype="float16", layout="NHWC"))
+    assert reference.shape == (4, 3, 32, 32) and reference.dtype == torch.float32
+    assert half.shape == (4, 32, 32, 3) and half.dtype == torch.float16
+    assert torch.equal(labels, half_labels) and labels.device.type == "cpu"
+    view = half.permute(0, 3, 1, 2)
+    assert view.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(view.float(), reference, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("argument, value", [("dtype", "bfloat16"), ("dtype", "float"), ("layout", "CHW"),
+                                             ("layout", "nhwc")])
+def test_a_bad_dtype_or_layout_names_the_argument(jpeg_tree, demo_imagenet, argument, value):
+    for build, data in ((build_cutmix_pipeline, jpeg_tree), (build_imagenet_val_pipeline, demo_imagenet / "val")):
+        with pytest.raises(UserError) as error:
+            build(data, batch_size=4, **CPU, **{argument: value})
+        choices = "('float32', 'float16')" if argument == "dtype" else "('NCHW', 'NHWC')"
+        assert str(error.value) == f"{argument} must be one of {choices}, got {value!r}"
+
+
+@needs_gpu
+@pytest.mark.gpu
+def test_gpu_validation_labels_reach_the_gpu_inside_the_pipeline(demo_imagenet):
+    images, labels = first_batch(build_imagenet_val_pipeline(demo_imagenet / "val", batch_size=4, crop=32,
+                                                             device="gpu", dtype="float16", layout="NHWC"))
+    assert images.device.type == labels.device.type == "cuda" and images.dtype == torch.float16
+    assert labels.dtype == torch.int32 and labels.shape == (4, 1)
+
+
+SWITCHING = dict(cutmix_alpha=1.0, mixup_alpha=0.8, switch_prob=0.5, mode="elem")
+
+
+def dali_path_batch(images, labels, *, image_type, **options):
+    """The GPU path's pixels (DALI's own operators) run on the CPU: ``(mixed, perm, box, lam, method)`` arrays."""
+    import nvidia.dali.fn as fn
+    from nvidia.dali import pipeline_def
+
+    from dali_cutmix import MixOptions
+    from dali_cutmix.stage import DALI_INPUTS, PARAM_NAMES, draw_params, mix_pixels_dali
+
+    opts = MixOptions(**options)
+    names = PARAM_NAMES + tuple(n for n in DALI_INPUTS if n not in PARAM_NAMES)
+
+    @pipeline_def(batch_size=len(images), num_threads=1, device_id=None, seed=5)
+    def pipe():
+        x = fn.external_source(source=[list(images)], batch=True, layout="HWC")
+        y = fn.external_source(source=[list(labels)], batch=True)
+        params = draw_params(x, y, num_classes=4, options=opts, outputs=names)
+        return (mix_pixels_dali(x, params, opts, image_type), *(params[n] for n in PARAM_NAMES))
+
+    p = pipe()
+    p.build()
+    return [np.array(o.as_tensor()) for o in p.run()]
+
+
+@pytest.mark.parametrize("options", [dict(cutmix_alpha=0.0, mixup_alpha=1.0), SWITCHING,
+                                     dict(SWITCHING, mode="pair"), dict(cutmix_alpha=0.0, mixup_alpha=0.5, prob=0.5,
+                                                                         mode="elem")])
+def test_the_blend_written_in_the_images_type_gives_the_reference_pixels(options):
+    import nvidia.dali.types as types
+    import reference as ref
+
+    rng = np.random.default_rng(2)
+    images = rng.integers(0, 256, (9, 20, 28, 3), dtype=np.uint8)
+    images[:, :2] = 255  # blends near the top of the range
+    labels = rng.integers(0, 4, (9, 1), dtype=np.int32)
+    mixed, perm, box, lam, method = dali_path_batch(images, labels, image_type=types.UINT8, **options)
+    np.testing.assert_array_equal(mixed, ref.mix_pixels(images, perm, box, method, lam))
+    assert (method == 2).any() and mixed.dtype == np.uint8
+    cast, *_ = dali_path_batch(images, labels, image_type=None, **options)
+    np.testing.assert_array_equal(cast, mixed)
+
+
+def test_the_blend_keeps_float_and_int16_images_exact():
+    import reference as ref
+
+    rng = np.random.default_rng(3)
+    for dtype in (np.float32, np.int16):
+        images = (rng.random((6, 12, 16, 3)) * 400 - 100).astype(dtype)
+        labels = rng.integers(0, 4, (6, 1), dtype=np.int32)
+        mixed, perm, box, lam, method = dali_path_batch(images, labels, image_type=None, **SWITCHING)
+        assert mixed.dtype == dtype
+        expected = ref.mix_pixels(images, perm, box, method, lam)
+        if dtype == np.int16:  # the reference clips to uint8's range; the blend of two int16 values cannot leave it
+            blend = method == 2
+            f = lam[blend, None, None, None].astype(np.float32)
+            v = f * images[blend].astype(np.float32) + (np.float32(1) - f) * images[perm[blend]].astype(np.float32)
+            expected[blend] = (np.sign(v) * np.floor(np.abs(v) + 0.5)).astype(np.int16)
+        np.testing.assert_array_equal(mixed, expected)
+
+
+def test_the_stage_is_few_operators_on_each_device():
+    from dali_cutmix import MixOptions
+    from dali_cutmix.profiler.graphs import stage_operators
+
+    params = ["DaliCutmixParams", "Shape", "Uniform"]
+    for mix, gpu_pixels in ((MixOptions(), ["MultiPaste"]),
+                            (MixOptions(cutmix_alpha=0.0, mixup_alpha=1.0), ["Cat", "CoordTransform", "PermuteBatch"]),
+                            (MixOptions(mixup_alpha=1.0), ["Cat", "CoordTransform", "MultiPaste", "PermuteBatch"])):
+        assert stage_operators(mix, "cpu") == sorted(params + ["DaliCutmixApply"])
+        assert stage_operators(mix, "gpu") == sorted(params + gpu_pixels)
+
+
+def test_the_library_ab_reports_each_cost_against_the_fed_sources_and_one_copy():
+    from dali_cutmix.profiler.native_ab import summarize
+
+    slow = 50.0  # one batch a busy machine slowed down: in neither the quiet figure nor the median
+    per_batch = {"source": 1.0, "apply": 1.5, "stage": 2.25, "copy": 0.5}
+    samples = {f"{key}{clock}_ms": [value] * 9 + [slow] for key, value in per_batch.items() for clock in ("", "_cpu")}
+    result = summarize(samples)
+    for clock in ("", "_cpu"):
+        assert result[f"stage{clock}_cost_quiet_ms"] == result[f"stage{clock}_cost_median_ms"] == 1.25
+        assert result[f"apply{clock}_cost_quiet_ms"] == 0.5 and result[f"copy{clock}_quiet_ms"] == 0.5
+        assert result[f"stage{clock}_copies"] == 2.5 and result[f"apply{clock}_copies"] == 1.0
+    assert result["stage_ms_batches"] == 10
+
+
+def test_the_library_ab_compiles_each_source_as_the_native_build_does(tmp_path):
+    from dali_cutmix.profiler.native_ab import compile_command
+
+    command = compile_command(tmp_path / "old.cc", tmp_path / "lib.so")
+    assert command[1:6] == ["-std=c++20", "-O3", "-shared", "-fPIC", "-w"]
+    assert command[command.index(str(tmp_path / "old.cc")) + 1:][:2] == ["-o", str(tmp_path / "lib.so")]
