@@ -2,10 +2,12 @@
 
     python benchmarks/figures.py readme     # the README's Figures table
     python benchmarks/figures.py targets    # benchmarks/README.md's Targets table
+    python benchmarks/figures.py variants   # benchmarks/README.md's table of the profile's variants
+    python benchmarks/figures.py stage      # benchmarks/README.md's table of the stage alone against a copy
     python benchmarks/figures.py --write    # both, written into the two files between their figures markers
     python benchmarks/figures.py readme --json-dir DIR   # the table from the JSON files in DIR instead
 
-Each figure is read by key from ``benchmarks/*.json`` (``profile_cpu.json``, ``stage_overhead_cpu.json``,
+Each figure is read by key from ``benchmarks/*.json`` (``profile_cpu.json``,
 ``scan_speed_cpu.json``, ``demo_cpu.json``, ``shards_cpu/*.json``), so the two pages cannot disagree with the
 measurements: after a new measurement, run ``--write`` (tests/test_figures.py checks that the pages hold what this
 prints). A JSON file that is absent leaves its rows out.
@@ -21,9 +23,23 @@ from typing import Dict, List, Optional
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-PAGES = {"readme": ROOT / "README.md", "targets": HERE / "README.md"}
-STAGE_OVERHEAD_COMMAND = ("python benchmarks/stage_overhead.py --rounds 25 --batches 4 "
-                          "--json benchmarks/stage_overhead_cpu.json")
+PAGES = {"readme": ROOT / "README.md", "targets": HERE / "README.md", "variants": HERE / "README.md",
+         "stage": HERE / "README.md"}
+#: The profile's variants as benchmarks/README.md names them, in the profiler's numbering.
+VARIANT_LABELS = {
+    "decode": "1 read + decode",
+    "crop": "2 + random-resized-crop",
+    "cutmix": "3 + CutMix",
+    "full": "4 + flip/normalize (full pipeline)",
+    "loader": "5 full pipeline -> torch (`CutMixLoader`)",
+    "after_loader": "6 pipeline without the stage -> torch, then `v2.CutMix` on the batch (`after_loader`)",
+    "after_loader_timm": "7 the same with `timm.data.Mixup` (`after_loader_timm`)",
+    "reference": "8 torchvision reference, PIL backend (ImageFolder + DataLoader + v2 transforms + v2.CutMix)",
+    "reference_tensor": "9 torchvision reference, tensor backend (`PILToTensor` before the crop)",
+    "timm_loader": "10 timm's `create_loader` + `FastCollateMixup` (CutMix in the collate), batch mode",
+    "timm_loader_elem": "11 the same, elem mode",
+}
+STAGE_METHODS = {"cutmix": "CutMix", "mixup": "MixUp", "switch": "CutMix/MixUp switching"}
 SCAN_SPEED_COMMAND = ("python benchmarks/scan_speed.py --root /tmp/scan-bench --files 100000 --rounds 5 "
                       "--json benchmarks/scan_speed_cpu.json")
 
@@ -80,18 +96,15 @@ def readme_rows(folder: Path = HERE) -> List[str]:
             "The mixing stage's share of the whole CPU pipeline, as the profiler times it",
             f"{share['stage_ms_per_batch']['median']:.2f} ms per batch: {pct(share['median'])} "
             f"(IQR {pct(share['q1'])} to {pct(share['q3'])})", "the same"))
-    overhead = load("stage_overhead_cpu.json", folder)
-    if overhead:
-        v = overhead["variants"]
-        full = v["none"]["full_ms_per_batch"]
-        rows.append(row(
-            "CutMix stage alone, CPU training pipeline", f"{v['cutmix']['stage_ms_per_batch']:.2f} ms of "
-            f"{full:.0f} ms per batch: **{pct(v['cutmix']['stage_share_of_pipeline'])}**",
-            f"`{STAGE_OVERHEAD_COMMAND}`"))
-        rows.append(row(
-            "CutMix + MixUp (`mix`, switching per sample)",
-            f"{v['mix']['stage_ms_per_batch']:.2f} ms per batch: {pct(v['mix']['stage_share_of_pipeline'])}",
-            "the same"))
+        stage = profile.get("stage")
+        if stage:
+            copy = stage["copy_ms_per_batch"]["median"]
+            for key, name in STAGE_METHODS.items():
+                m = stage["methods"][key]
+                rows.append(row(
+                    f"The stage alone ({name}) against one NumPy copy of its batch ({copy:.2f} ms)",
+                    f"{m['ms_per_batch']['median']:.2f} ms per batch: **{m['copies']['median']:.2f} copies** "
+                    f"(IQR {m['copies']['q1']:.2f}-{m['copies']['q3']:.2f})", "the same"))
     folder_runs = sorted((folder / "shards_cpu").glob("profile-folder-*.json"))
     if folder_runs:
         pairs = []
@@ -149,7 +162,49 @@ def targets_rows(folder: Path = HERE) -> List[str]:
     return rows
 
 
-TABLES = {"readme": readme_rows, "targets": targets_rows}
+def variants_rows(folder: Path = HERE) -> List[str]:
+    """benchmarks/README.md's table of the CPU profile's variants: images/s (median, IQR) and ms per batch, or why a
+    variant was skipped."""
+    rows = [row("variant", "images/s (median)", "IQR", "ms/batch"), "|---|---:|---:|---:|"]
+    profile = load("profile_cpu.json", folder)
+    if not profile:
+        return rows
+    for key, label in VARIANT_LABELS.items():
+        v = profile["variants"].get(key)
+        if v is not None:
+            ips = v["images_per_s"]
+            rows.append(row(label, f"{ips['median']:,.0f}", f"{ips['q1']:,.0f}-{ips['q3']:,.0f}",
+                            f"{v['ms_per_batch']:.1f}"))
+        elif key in profile.get("skipped", {}):
+            why = profile["skipped"][key].split(" (")[0]
+            rows.append(row(label, f"skipped: {why}", "", ""))
+    return rows
+
+
+def stage_rows(folder: Path = HERE) -> List[str]:
+    """benchmarks/README.md's table of the stage alone per method, against one copy of its batch, with the DALI
+    operators it adds on each device."""
+    rows = [row("stage alone", "ms per batch (median, IQR)", "copies of the batch (median, IQR)",
+                "operators, CPU", "operators, GPU"), "|---|---:|---:|---|---|"]
+    profile = load("profile_cpu.json", folder)
+    stage = profile and profile.get("stage")
+    if not stage:
+        return rows
+    c = stage["copy_ms_per_batch"]
+    b = stage["batch"]
+    rows.append(row(f"one NumPy copy of the batch ({'x'.join(map(str, b['shape']))} {b['dtype']})",
+                    f"{c['median']:.2f} ({c['q1']:.2f}-{c['q3']:.2f})", "1", "", ""))
+    for key, name in STAGE_METHODS.items():
+        m = stage["methods"][key]
+        ms, cp = m["ms_per_batch"], m["copies"]
+        rows.append(row(name, f"{ms['median']:.2f} ({ms['q1']:.2f}-{ms['q3']:.2f})",
+                        f"**{cp['median']:.2f}** ({cp['q1']:.2f}-{cp['q3']:.2f})",
+                        f"{m['operator_count']['cpu']}: " + ", ".join(m["operators"]["cpu"]),
+                        f"{m['operator_count']['gpu']}: " + ", ".join(m["operators"]["gpu"])))
+    return rows
+
+
+TABLES = {"readme": readme_rows, "targets": targets_rows, "variants": variants_rows, "stage": stage_rows}
 
 
 def table(name: str, folder: Path = HERE) -> str:
@@ -181,7 +236,7 @@ def write(name: str) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("table", nargs="?", choices=sorted(TABLES), help="print one table")
-    parser.add_argument("--write", action="store_true", help="write both tables into their pages")
+    parser.add_argument("--write", action="store_true", help="write every table into its page")
     parser.add_argument("--json-dir", type=Path, default=HERE,
                         help="the folder of the benchmarks' JSON files [default: benchmarks/]")
     args = parser.parse_args(argv)
