@@ -57,17 +57,19 @@ def test_the_readme_table_carries_the_profiles_figures_and_command():
 def test_a_missing_json_leaves_its_rows_out(tmp_path):
     folder = tmp_path / "benchmarks"
     shutil.copytree(BENCH, folder, ignore=shutil.ignore_patterns("*.png", "__pycache__"))
-    (folder / "stage_overhead_cpu.json").unlink()
+    (folder / "scan_speed_cpu.json").unlink()
     rows, full = figures("readme", folder).splitlines(), figures("readme").splitlines()
     assert rows[:2] == ["| figure | value | command |", "|---|---|---|"]
-    assert rows == [r for r in full if "stage_overhead" not in r and not r.startswith("| CutMix + MixUp")]
-    assert len(rows) == len(full) - 2
+    assert rows == [r for r in full if "dali-cutmix scan" not in r]
+    assert len(rows) == len(full) - 1
 
 
 def test_the_targets_table_judges_the_profile():
     table = figures("targets")
-    assert "| loader >= 2x torchvision reference (CPU, same cores) | 2.61x (IQR 2.33x to 2.75x)" in table
-    assert table.count("no GPU figures are published yet") == 3 and "**NOT met**" not in table
+    r = profile()["loader_vs_reference"]
+    assert (f"| loader >= 2x torchvision reference (CPU, same cores) | {r['median']:.2f}x (IQR {r['q1']:.2f}x to "
+            f"{r['q3']:.2f}x), `profile_cpu.json` | **met** |") in table
+    assert table.count("no GPU figures are published yet") == 3
 
 
 def test_the_profile_table_holds_the_jsons_variants():
@@ -88,18 +90,15 @@ def test_the_profile_table_holds_the_jsons_variants():
     assert f"**{a['median']:.2f}x** (IQR\n  {a['q1']:.2f}-{a['q3']:.2f}x)" in PAGE
 
 
-def test_the_stage_overhead_table_and_prose_hold_the_jsons_figures():
-    variants = json.loads((BENCH / "stage_overhead_cpu.json").read_text())["variants"]
-    for name, v in variants.items():
-        found = re.search(rf"^\| \**{re.escape(name)}\** \|[^|]+\| ([\d.]+) \|[^|]+\| \**([\d.]+|-)\** \|", PAGE,
-                          flags=re.M)
-        assert found, name
-        assert float(found.group(1)) == round(v["full_ms_per_batch"], 1)
-        if name != "none":
-            assert float(found.group(2)) == round(v["stage_ms_per_batch"], 2)
-    for name in ("composition", "python-fn"):
-        v = variants[name]
-        assert f"{v['stage_ms_per_batch']:.2f} ms per batch, {100 * v['stage_share_of_pipeline']:.1f}%" in PAGE
+def test_the_stage_rows_hold_the_profiles_stage_figures():
+    stage = profile()["stage"]
+    table = figures("stage")
+    for key in ("cutmix", "mixup", "switch"):
+        m = stage["methods"][key]
+        assert f"**{m['copies']['median']:.2f}** ({m['copies']['q1']:.2f}-{m['copies']['q3']:.2f})" in table
+        assert f"{m['operator_count']['gpu']}: " + ", ".join(m["operators"]["gpu"]) in table
+    assert f"{stage['copy_ms_per_batch']['median']:.2f}" in table
+    assert "copies**" in figures("readme")
 
 
 def test_the_shard_table_holds_the_jsons_loader_figures():

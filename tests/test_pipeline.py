@@ -36,7 +36,7 @@ def test_outputs_are_normalized_chw_images_and_soft_labels(jpeg_tree, on):
     assert targets.shape == (5, 4) and targets.dtype == torch.float32
     torch.testing.assert_close(targets.sum(1), torch.ones(5, device=targets.device))
     assert -3 < images.min() < 0 < images.max() < 3, "mean/std normalized"
-    half = CutMixLoader(build_cutmix_pipeline(jpeg_tree, batch_size=5, fp16=True, **on))
+    half = CutMixLoader(build_cutmix_pipeline(jpeg_tree, batch_size=5, dtype="float16", **on))
     assert next(iter(half))[0].dtype == torch.float16
 
 
