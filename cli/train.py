@@ -135,10 +135,10 @@ def recipe_values(key: str, lead: str = "") -> str:
               help="The mixing stage (CutMix and/or MixUp, as the flags below say) on, or off (the no-mix baseline: "
                    "one-hot targets, smoothed by --label-smoothing). " + recipe_values("mixing"))
 @mixing_options(use_defaults=False, help_suffix=lambda name: " " + recipe_values(name))
-@click.option("--mix-off-epoch", type=int, default=None, metavar="E",
-              help="Turn mixing off from epoch E on (epochs count from 1, as in metrics.jsonl: E is the first "
-                   "unmixed epoch): the targets become plain, smoothed one-hots, in the same run and data stream "
-                   "(a resumed run keeps the schedule). timm's --mixup-off-epoch E is E + 1 here. "
+@click.option("--mix-off-epoch", type=int, default=None, metavar="N",
+              help="Mix epochs 1..N only (epochs count from 1, as in metrics.jsonl): from epoch N+1 on the targets "
+                   "are plain, smoothed one-hots, in the same run and data stream (a resumed run keeps the "
+                   "schedule). The same N as timm's --mixup-off-epoch N. "
                    + recipe_values("mix_off_epoch"))
 @click.option("--amp", type=click.Choice(AMP_MODES), default=None,
               help="Autocast dtype; fp16 adds a gradient scaler. [default: auto = bf16 on GPU, off on CPU]")
@@ -178,7 +178,7 @@ def train(compile_, **options):
     \b
     dali-cutmix train                                    # demo: about 2 minutes on a 2-core CPU
     dali-cutmix train --data /imagenet --gpus 8          # the paper's ResNet-50 recipe on 8 GPUs
-    dali-cutmix train --data /imagenet --gpus 8 --recipe torchvision-v2 --mix-off-epoch 591
+    dali-cutmix train --data /imagenet --gpus 8 --recipe torchvision-v2 --mix-off-epoch 590
     dali-cutmix train --data /imagenet --output runs/r50 --resume auto
     dali-cutmix train --resume runs/r50 --epochs 400      # that run, its settings kept, on to epoch 400
     """

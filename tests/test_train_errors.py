@@ -153,7 +153,7 @@ def test_settings_that_do_nothing_in_this_run_are_noted():
         "note: the paper recipe's milestones 150,225 lie at or past the last epoch (100): the lr does not drop there "
         "in this run"]
     assert resolve_run({"epochs": 2, "mix_off_epoch": 5})[1] == [
-        "note: --mix-off-epoch 5 is not before the end of this run (2 epochs, counted from 0): every epoch of it is mixed"]
+        "note: --mix-off-epoch 5 turns mixing off from epoch 6, after this run's 2 epochs: every epoch of it is mixed"]
     assert resolve_run({"milestones": (2,)})[1] == [
         "note: --milestones only count with --schedule step (this run's schedule is cosine)"]
     assert resolve_run({})[1] == [] and resolve_run({"data": "/imagenet"})[1] == []
@@ -189,10 +189,11 @@ def test_resume_continues_the_run_as_it_was(tiny_imagenet, tmp_path):
     lines = first.stdout.splitlines()
     start = lines.index("training 1 epoch: resnet18, 4 classes, 128 train images from " + str(tiny_imagenet))
     assert lines[start + 1:start + 4] == ["  1 rank on cpu, batch 16, sgd lr 0.02, step at 3, seed 3",
-                                          "  mixing: CutMix 1, prob 1 per batch, off from epoch 3",
+                                          "  mixing: CutMix 1, prob 1 per batch, mixed through epoch 3, off from epoch 4",
                                           f"  output: {run}"], lines
     assert "note: --milestones 3 lie at or past the last epoch (1): the lr does not drop there in this run" in lines
-    assert "note: --mix-off-epoch 3 is not before the end of this run (1 epoch, counted from 0): every epoch of it is mixed" in lines
+    assert ("note: --mix-off-epoch 3 turns mixing off from epoch 4, after this run's 1 epoch: every epoch of it is "
+            "mixed") in lines
     assert "validation 1/1 step 1/" in first.stderr  # --log-every 1: a line per validation step too
     config = json.loads((run / "run.json").read_text())["config"]
     assert config["data"] == str(tiny_imagenet) and config["seed"] == 3

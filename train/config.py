@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-from dali_cutmix.builder import check_seed
+from dali_cutmix.builder import check_off_epoch, check_seed
 from dali_cutmix.errors import UserError
 from dali_cutmix.options import MixOptionError, MixOptions, flag_name
 
@@ -54,7 +54,7 @@ class TrainConfig:
     warmup_epochs: float
     mixing: bool                        # the mixing stage on (False: the no-mix baseline, smoothed by mix)
     mix: MixOptions                     # CutMix and MixUp, timm's names and semantics
-    mix_off_epoch: Optional[int]        # first unmixed epoch, 1-based as in metrics.jsonl; None = never
+    mix_off_epoch: Optional[int]        # epochs 1..N mixed, off from N+1 (timm's --mixup-off-epoch); None = never
     # the run's own settings
     data: Optional[str] = None          # ImageNet-layout root; None = the embedded demo dataset
     output: Optional[str] = None        # run folder; None = runs/<timestamp> (chosen at launch)
@@ -89,16 +89,10 @@ class TrainConfig:
         """The validation centre crop: ``val_crop``, or ``crop`` when that is None."""
         return self.crop if self.val_crop is None else self.val_crop
 
-    @property
-    def pipeline_mix_off_epoch(self) -> Optional[int]:
-        """``mix_off_epoch`` as the pipeline counts epochs (from 0): the user's epoch E (1-based) is the
-        pipeline's epoch E - 1. None when mixing never stops."""
-        return None if self.mix_off_epoch is None else self.mix_off_epoch - 1
-
     def mixing_in_epoch(self, epoch: int) -> bool:
-        """Whether the training targets of (1-based) ``epoch`` are mixed: the stage is on and ``epoch`` comes before
-        ``mix_off_epoch``."""
-        return self.mixing and (self.mix_off_epoch is None or epoch < self.mix_off_epoch)
+        """Whether the training targets of (1-based) ``epoch`` are mixed: the stage is on and ``epoch <=
+        mix_off_epoch`` (epochs 1..N mixed, off from N+1, as timm's ``--mixup-off-epoch N``; None: always)."""
+        return self.mixing and (self.mix_off_epoch is None or epoch <= self.mix_off_epoch)
 
     def to_dict(self) -> Dict[str, Any]:
         """Plain-type dict (lists for tuples; ``mix`` as :meth:`MixOptions.as_dict`) plus ``base_lr``, as stored in
@@ -221,10 +215,8 @@ def check_config(cfg: TrainConfig) -> None:
     if not 0 <= cfg.warmup_epochs <= cfg.epochs:
         raise UserError(f"--warmup-epochs must be in [0, {cfg.epochs}] (the run's epochs), got "
                          f"{cfg.warmup_epochs:g}")
-    if cfg.mix_off_epoch is not None and (isinstance(cfg.mix_off_epoch, bool)
-                                          or not isinstance(cfg.mix_off_epoch, int) or cfg.mix_off_epoch < 1):
-        raise UserError(f"--mix-off-epoch must be an epoch >= 1 (epochs count from 1, as in metrics.jsonl), "
-                         f"got {cfg.mix_off_epoch!r}")
+    if cfg.mix_off_epoch is not None:
+        check_off_epoch(cfg.mix_off_epoch, "--mix-off-epoch")
     check_seed(cfg.seed, "--seed")
     if cfg.output is not None and not str(cfg.output).strip():
         raise UserError("--output must name a folder, got ''")

@@ -225,7 +225,7 @@ def mixing_summary(cfg: TrainConfig) -> str:
     text += "" if mix.correct_lam else ", lam not corrected"
     text += smoothing
     if cfg.mix_off_epoch is not None:
-        text += f", off from epoch {cfg.mix_off_epoch}"
+        text += f", mixed through epoch {cfg.mix_off_epoch}, off from epoch {cfg.mix_off_epoch + 1}"
     return text
 
 

@@ -155,9 +155,9 @@ def setting_notes(cfg: TrainConfig, given: Mapping[str, Any], source: Optional[s
                          f"this run")
     elif "milestones" in given and cfg.milestones:
         notes.append(f"note: --milestones only count with --schedule step (this run's schedule is {cfg.schedule})")
-    if cfg.mixing and cfg.mix_off_epoch is not None and cfg.mix_off_epoch >= cfg.epochs:  # counted from 0
+    if cfg.mixing and cfg.mix_off_epoch is not None and cfg.mix_off_epoch >= cfg.epochs:
         what = "--mix-off-epoch" if "mix_off_epoch" in given else f"{source} mix-off epoch"
-        notes.append(f"note: {what} {cfg.mix_off_epoch} is not before the end of this run "
-                     f"({plural(cfg.epochs, 'epoch')}, counted from 0): every epoch of it is mixed")
+        notes.append(f"note: {what} {cfg.mix_off_epoch} turns mixing off from epoch {cfg.mix_off_epoch + 1}, "
+                     f"after this run's {plural(cfg.epochs, 'epoch')}: every epoch of it is mixed")
     return notes
 
