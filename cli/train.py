@@ -168,6 +168,13 @@ def recipe_values(key: str, lead: str = "") -> str:
 @click.option("--save-every", type=int, default=None,
               help="Also keep OUTPUT/epoch_NNNN.pt every N epochs (last.pt and best.pt are always written). "
                    "[default: 0 = never]")
+@click.option("--checkpoint-steps", type=int, default=None, metavar="N",
+              help="Also write OUTPUT/last.pt every N steps inside an epoch (model, optimizer, schedule, RNGs, each "
+                   "rank's DALI state, the step and the epoch's running metrics): --resume auto continues at that "
+                   "step, bit-identically on the CPU. [default: at the end of each epoch only]")
+@click.option("--checkpoint-minutes", type=float, default=None, metavar="M",
+              help="Also write OUTPUT/last.pt inside an epoch once M minutes have passed since the last checkpoint "
+                   "(rank 0's clock decides, all ranks at the same step). [default: never]")
 @click.option("--log-every", type=int, default=None,
               help="When stderr is not a terminal: a progress line every N steps. [default: 0 = every 30 s]")
 @click.option("--deterministic", is_flag=True, default=None,
@@ -183,8 +190,13 @@ def train(compile_, **options):
     dali-cutmix train --resume runs/r50 --epochs 400      # that run, its settings kept, on to epoch 400
     """
     from dali_cutmix.train.launch import launch
+    from dali_cutmix.train.preempt import PREEMPTED_EXIT, Preempted
     from dali_cutmix.train.resume import resolve_run
 
     show_progress()  # a cold first use says what it builds
     options["compile"] = compile_  # every option defaults to None: None = not given (the recipe's, or on
-    launch(*resolve_run(options))  # --resume the run's own value)
+    try:                           # --resume the run's own value)
+        launch(*resolve_run(options))
+    except Preempted as e:  # SIGTERM / SIGUSR1: the checkpoint is written
+        click.echo(e.line, err=True)
+        raise click.exceptions.Exit(PREEMPTED_EXIT) from None

@@ -264,6 +264,16 @@ def test_weight_decay_groups_and_adamw():
     assert {id(p) for p in tv["other"]["params"]} == {id(p) for p in resnet.parameters()} - bn  # fc.bias: 2e-5
     assert set(tv) == {"other", "norm"}
 
+    # every public norm class counts, told apart without torch's private base classes
+    nn = torch.nn
+    layers = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm1d(4), nn.BatchNorm2d(4), nn.BatchNorm3d(4),
+                           nn.SyncBatchNorm(4), nn.InstanceNorm2d(4, affine=True), nn.LayerNorm(4),
+                           nn.GroupNorm(2, 4), nn.Linear(4, 2))
+    split = {g["name"]: sorted(n for n, p in layers.named_parameters() if any(p is q for q in g["params"]))
+             for g in parameter_groups(layers, weight_decay=0.1, norm_weight_decay=0.0)}
+    assert split == {"other": ["0.bias", "0.weight", "8.bias", "8.weight"],
+                     "norm": sorted(f"{i}.{w}" for i in range(1, 8) for w in ("weight", "bias"))}
+
     adamw = build_optimizer(vit, optimizer="adamw", lr=1e-3, weight_decay=0.05, norm_weight_decay=0.0,
                             bias_weight_decay=0.0, transformer_embedding_decay=0.0)
     assert isinstance(adamw, torch.optim.AdamW) and adamw.defaults["betas"] == (0.9, 0.999)

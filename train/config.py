@@ -72,6 +72,8 @@ class TrainConfig:
     master_port: Optional[int] = None   # None = a free port (one node) or 29500 (several nodes)
     resume: Optional[str] = None        # None, "auto" or a checkpoint path
     save_every: int = 0                 # also keep epoch_NNNN.pt every this many epochs (0 = never)
+    checkpoint_steps: Optional[int] = None      # also write last.pt every N steps inside an epoch (None = never)
+    checkpoint_minutes: Optional[float] = None  # also write last.pt when M minutes passed since the last one
     log_every: int = 0                  # progress line every N steps when stderr is not a terminal (0 = every 30 s)
     deterministic: bool = False         # deterministic kernels on GPU too (always on for the CPU)
     scan: str = "quick"                 # check the data before the first epoch: quick, full (decode) or off
@@ -181,6 +183,13 @@ def check_config(cfg: TrainConfig) -> None:
         raise UserError(f"--val-resize ({cfg.val_resize}) must be at least --crop ({cfg.crop})")
     if not 0 < cfg.min_area <= 1:
         raise UserError(f"--min-area must be in (0, 1], got {cfg.min_area!r}")
+    if cfg.checkpoint_steps is not None and (not isinstance(cfg.checkpoint_steps, int)
+                                             or isinstance(cfg.checkpoint_steps, bool) or cfg.checkpoint_steps < 1):
+        raise UserError(f"--checkpoint-steps must be an integer >= 1 (steps between mid-epoch checkpoints; leave "
+                        f"it out for none), got {cfg.checkpoint_steps!r}")
+    if cfg.checkpoint_minutes is not None and not cfg.checkpoint_minutes > 0:
+        raise UserError(f"--checkpoint-minutes must be > 0 (minutes between mid-epoch checkpoints; leave it out "
+                        f"for none), got {cfg.checkpoint_minutes!r}")
     for name in ("save_every", "log_every", "node_rank"):
         if getattr(cfg, name) < 0:
             raise UserError(f"{flag_name(name)} must be >= 0, got {getattr(cfg, name)!r}")

