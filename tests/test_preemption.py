@@ -150,3 +150,28 @@ def test_a_full_disk_keeps_the_previous_checkpoint_and_leaves_nothing_half_writt
     assert path.read_bytes() == before  # intact
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]  # no temporary file, no previous.pt
     assert not (tmp_path / PREVIOUS).exists()
+
+
+def test_a_damaged_last_pt_falls_back_to_previous_pt_in_one_line(tmp_path):
+    import torch
+
+    from dali_cutmix.train.checkpoint import DAMAGED, FORMAT, LAST, PREVIOUS, save_checkpoint
+    from dali_cutmix.train.resume import readable_checkpoint
+
+    good = dict(format=FORMAT, epoch=1, step=3, partial=[{}], model={}, optimizer={}, scaler={}, schedule={},
+                dali=["str:x"], torch_rng=[torch.zeros(1, dtype=torch.uint8)], best_top1=1.0, config={},
+                world_size=1, classes=["a"])
+    save_checkpoint(good, tmp_path / LAST)
+    save_checkpoint(dict(good, step=5), tmp_path / LAST, keep_previous=True)
+    data = (tmp_path / LAST).read_bytes()
+    (tmp_path / LAST).write_bytes(data[: len(data) // 2])  # truncated by something outside the trainer
+
+    state, path, notes = readable_checkpoint(tmp_path / LAST, auto=True)
+    assert path == tmp_path / PREVIOUS and (state["epoch"], state["step"]) == (1, 3)
+    assert notes == [f"note: cannot read checkpoint {str(tmp_path / LAST)!r}: the file is truncated or damaged "
+                     f"(not a complete PyTorch zip archive); resuming from {tmp_path / PREVIOUS} (epoch 2 step 3) "
+                     f"instead, and {LAST} is set aside as {DAMAGED}"]
+    from dali_cutmix.train.checkpoint import CheckpointError
+
+    with pytest.raises(CheckpointError, match="truncated or damaged"):  # a named file: no fallback
+        readable_checkpoint(tmp_path / LAST, auto=False)

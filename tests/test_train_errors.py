@@ -271,23 +271,27 @@ def _crashing_env(tmp_path, rank):
 
 
 def test_a_crash_in_epoch_1_leaves_no_debris(tiny_imagenet, tmp_path):
-    """One process: the crash (a bug, not the user's) keeps its traceback; the run folder it made goes. Two
-    ranks, rank 1 crashing: one line naming the cause and the traceback's file (outside the run folder, which
-    goes: no run.json, no error-rank1.log left in it)."""
+    """A crash (a bug, not the user's) keeps its traceback and exits 1, and the run folder it made goes: in one
+    process, and with two ranks, rank 1 crashing, where the launcher does not turn it into a one-line error: the
+    CLI's bug report shows rank 1's own traceback, saves it, and the folder goes (no run.json, no log left in it)."""
     out = tmp_path / "crash"
     args = ["train", "--data", str(tiny_imagenet), "--output", str(out), "--epochs", "1", "--batch-size", "16",
             "--gpus", "0", *TINY]
-    result = subprocess.run(_cli_command() + args, cwd=tmp_path, env=_crashing_env(tmp_path, 0),
-                            capture_output=True, text=True, timeout=240)
-    assert result.returncode != 0 and "boom in the test" in result.stderr
+    env = _crashing_env(tmp_path, 0)
+    result = subprocess.run(_cli_command() + args, cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=240)
+    assert result.returncode == 1 and "RuntimeError: boom in the test" in result.stderr
+    assert "Traceback" in result.stderr and "bug: dali-cutmix stopped on an unexpected RuntimeError" in result.stderr
     assert not out.exists()
 
     result = subprocess.run(_cli_command() + args + ["--cpu-procs", "2"], cwd=tmp_path,
                             env=_crashing_env(tmp_path, 1), capture_output=True, text=True, timeout=240)
-    assert result.returncode == 2, result.stderr
-    assert_one_line_error(result.stderr, "rank 1 failed: RuntimeError: boom in the test (traceback in ",
-                          "no epoch finished")
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert "RankFailed: rank 1 failed: RuntimeError: boom in the test; its traceback:" in result.stderr
+    assert 'raise RuntimeError("boom in the test")' in result.stderr  # the rank's own frame
+    assert lines[-1].startswith("bug: dali-cutmix stopped on an unexpected RankFailed, not on a problem with your "
+                                "input; the traceback above is saved in ")
+    saved = Path(lines[-1].split("saved in ")[1].split(". Please")[0])
+    assert "boom in the test" in saved.read_text() and 'raise RuntimeError("boom in the test")' in saved.read_text()
     assert not out.exists()
-    logs = list((tmp_path / "tmp").glob("dali-cutmix-error-rank1-*.log"))
-    assert len(logs) == 1 and "boom in the test" in logs[0].read_text()
-    assert str(logs[0]) in result.stderr

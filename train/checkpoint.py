@@ -39,9 +39,11 @@ FORMAT = "dali-cutmix-train/1"
 LAST = "last.pt"
 #: The checkpoint last.pt replaced: ``--resume auto`` falls back to it when last.pt cannot be read.
 PREVIOUS = "previous.pt"
+#: A last.pt that could not be read, set aside when a run resumed from :data:`PREVIOUS` instead.
+DAMAGED = "last.damaged.pt"
 BEST = "best.pt"
-REQUIRED_KEYS = ("format", "epoch", "step", "partial", "model", "optimizer", "scaler", "schedule", "dali", "torch_rng", "best_top1",
-                 "config", "world_size", "classes")
+REQUIRED_KEYS = ("format", "epoch", "step", "partial", "model", "optimizer", "scaler", "schedule", "dali", "torch_rng",
+                 "best_top1", "config", "world_size", "classes")
 #: Settings a resumed run must share with the checkpoint (the model's shape, each rank's data stream, the optimizer
 #: whose state it holds); ``mode`` is a mixing option (stored under ``config["mix"]``).
 LOCKED_SETTINGS = ("arch", "zero_init_residual", "crop", "min_area", "batch_size", "mixing", "mode", "optimizer",

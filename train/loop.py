@@ -25,8 +25,8 @@ from dali_cutmix.loss import soft_target_cross_entropy
 
 from . import distributed
 from .accuracy import topk_correct
-from .checkpoint import (BEST, FORMAT, LAST, CheckpointError, check_compatible, copy_checkpoint, decode_dali_state,
-                         encode_dali_state, load_checkpoint, save_checkpoint)
+from .checkpoint import (BEST, DAMAGED, FORMAT, LAST, PREVIOUS, CheckpointError, check_compatible, copy_checkpoint,
+                         decode_dali_state, encode_dali_state, load_checkpoint, save_checkpoint)
 from .config import TrainConfig
 from .datalists import SKIPPED_FILE, record_failure, skipped_records
 from .distributed import RankInfo
@@ -468,6 +468,8 @@ def _train(cfg: TrainConfig, plan: RunPlan, info: RankInfo, device) -> Dict[str,
     metrics = MetricsLog(output)
     if info.is_main:
         output.mkdir(parents=True, exist_ok=True)
+        if Path(resume_path or "").name == PREVIOUS and (output / LAST).is_file():
+            os.replace(output / LAST, output / DAMAGED)  # unreadable: it must not become previous.pt
         metrics.rewind(position.epoch, position.record)
         plan_record = {k: v for k, v in dataclasses.asdict(plan).items() if k != "skipped"}
         write_json(output / RUN_FILE, dict(

@@ -94,8 +94,7 @@ def holds_run(output: Path) -> bool:
 
 
 def _is_run_file(name: str) -> bool:
-    return (name in RUN_FILES or (name.startswith("error-rank") and name.endswith(".log"))
-            or (name.startswith(".") and name.endswith(".tmp")))
+    return name in RUN_FILES or (name.startswith(".") and name.endswith(".tmp"))
 
 
 def check_output_path(output: Path) -> None:
