@@ -295,3 +295,38 @@ def test_a_crash_in_epoch_1_leaves_no_debris(tiny_imagenet, tmp_path):
     saved = Path(lines[-1].split("saved in ")[1].split(". Please")[0])
     assert "boom in the test" in saved.read_text() and 'raise RuntimeError("boom in the test")' in saved.read_text()
     assert not out.exists()
+
+
+def test_rank_failure_tells_user_errors_bugs_and_stops_apart(tmp_path):
+    """The launcher's verdict on its ranks' reports: a UserError wins (one line, LaunchError), then a bug
+    (RankFailed with the rank's traceback), then a stop on a signal (rank 0's Preempted line); a rank that died
+    without a report is one line with its signal."""
+    from types import SimpleNamespace
+
+    from dali_cutmix.errors import UserError
+    from dali_cutmix.train.launch import RankFailed, rank_failure
+    from dali_cutmix.train.preempt import Preempted
+
+    def reports(*items):
+        folder = tmp_path / f"r{len(list(tmp_path.iterdir()))}"
+        folder.mkdir()
+        for t, (rank, user, preempted, message) in enumerate(items):
+            (folder / f"rank{rank}.json").write_text(json.dumps(dict(
+                rank=rank, message=message, user_error=user, preempted=preempted, time=float(t),
+                traceback=f"Traceback (most recent call last):\n  rank {rank} frame\n{message}\n")))
+        return str(folder)
+
+    stop = "stopped by SIGTERM at epoch 1 step 3/8"
+    got = rank_failure(reports((1, False, True, stop + " (rank 1)"), (0, False, True, stop)), None)
+    assert isinstance(got, Preempted) and got.line == stop
+    got = rank_failure(reports((0, False, True, stop), (1, False, False, "RuntimeError: boom")), None)
+    assert isinstance(got, RankFailed) and not isinstance(got, UserError)
+    assert str(got) == ("rank 1 failed: RuntimeError: boom; its traceback:\nTraceback (most recent call last):\n"
+                        "  rank 1 frame\nRuntimeError: boom")
+    got = rank_failure(reports((1, False, False, "RuntimeError: boom"), (0, True, False, "--data: no such folder")),
+                       None)
+    assert isinstance(got, UserError) and str(got) == "--data: no such folder"
+    died = SimpleNamespace(failures={1: SimpleNamespace(exitcode=-9)})
+    got = rank_failure(reports(), died)
+    assert isinstance(got, UserError) and str(got) == (
+        "local rank 1 was killed by signal 9 without reporting an error (out of memory?)")

@@ -208,11 +208,13 @@ def _elastic_worker(cfg: TrainConfig, plan: RunPlan, error_dir: str) -> Dict[str
     except BaseException as e:  # noqa: BLE001 - every failure must reach the parent, which decides what it is
         if isinstance(e, SystemExit) and not e.code:
             raise
-        user = isinstance(e, UserError)
-        message = first_line(e)
-        if not user:
+        from .preempt import Preempted
+
+        user, preempted = isinstance(e, UserError), isinstance(e, Preempted)
+        message = e.line if preempted else first_line(e)
+        if not (user or preempted):
             message = f"{type(e).__name__}: {message}"
-        report = dict(rank=rank, message=message, user_error=user, time=time.time(),
+        report = dict(rank=rank, message=message, user_error=user, preempted=preempted, time=time.time(),
                       traceback="".join(traceback.format_exception(e)))
         path = Path(error_dir) / f"rank{rank}.json"
         tmp = path.with_suffix(".tmp")
@@ -229,8 +231,9 @@ class RankFailed(RuntimeError):
 
 def rank_failure(error_dir: str, error) -> Exception:
     """The run's error for a failed launch, from the ranks' reports in ``error_dir``: a rank's UserError (the
-    earliest) as a one-line :class:`LaunchError`; else the earliest failure as :class:`RankFailed` with its
-    traceback; else (a rank that died without reporting: killed, out of memory) a one-line :class:`LaunchError`
+    earliest) as a one-line :class:`LaunchError`; else the earliest failure that is not a stop on a signal as
+    :class:`RankFailed` with its traceback; else rank 0's :class:`~dali_cutmix.train.preempt.Preempted` (the run
+    stopped on SIGTERM / SIGUSR1 with its checkpoint written); else (a rank that died without reporting: killed, out of memory) a one-line :class:`LaunchError`
     with its exit code or signal."""
     reports = []
     for path in Path(error_dir).glob("rank*.json"):
@@ -239,10 +242,14 @@ def rank_failure(error_dir: str, error) -> Exception:
         except (OSError, json.JSONDecodeError):
             continue
     if reports:
-        reports.sort(key=lambda r: (not r["user_error"], r["time"]))
+        reports.sort(key=lambda r: (not r["user_error"], r["preempted"], r["time"]))
         first = reports[0]
         if first["user_error"]:
             return LaunchError(first["message"])
+        if first["preempted"]:
+            from .preempt import Preempted
+
+            return Preempted(min(reports, key=lambda r: r["rank"])["message"])
         return RankFailed(f"rank {first['rank']} failed: {first['message']}; its traceback:\n"
                           + (first.get("traceback") or "").rstrip())
     failures = getattr(error, "failures", {}) or {}
