@@ -330,3 +330,15 @@ def test_rank_failure_tells_user_errors_bugs_and_stops_apart(tmp_path):
     got = rank_failure(reports(), died)
     assert isinstance(got, UserError) and str(got) == (
         "local rank 1 was killed by signal 9 without reporting an error (out of memory?)")
+
+
+def test_the_epoch_line_shows_top5_only_where_5_is_below_the_class_count():
+    from dali_cutmix.train.run_record import epoch_line
+
+    record = dict(epoch=2, train_loss=1.23456, val_top1=50.0, val_top5=100.0, images_per_s=99.6, data_wait=0.25,
+                  lr=0.1, epoch_time_s=3.21)
+    assert epoch_line(record, 3, 4) == ("epoch 2/3  train loss 1.2346  val top-1 50.00%  100 img/s  data wait 25%  "
+                                        "lr 0.1  3.2s")
+    assert epoch_line(record, 3, 5) == epoch_line(record, 3, 4)
+    assert epoch_line(record, 3, 6) == ("epoch 2/3  train loss 1.2346  val top-1 50.00%  top-5 100.00%  100 img/s  "
+                                        "data wait 25%  lr 0.1  3.2s")

@@ -499,7 +499,7 @@ def _train(cfg: TrainConfig, plan: RunPlan, info: RankInfo, device) -> Dict[str,
                     copy_checkpoint(output / LAST, output / BEST)
                 if cfg.save_every and epoch % cfg.save_every == 0:
                     copy_checkpoint(output / LAST, output / f"epoch_{epoch:04d}.pt")
-            _say(info, epoch_line(record, cfg.epochs))
+            _say(info, epoch_line(record, cfg.epochs, len(classes)))
             trained = True
     finally:
         stop.uninstall()

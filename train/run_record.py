@@ -33,9 +33,11 @@ def state_digest(module) -> str:
     return h.hexdigest()
 
 
-def epoch_line(record: Mapping[str, Any], epochs: int) -> str:
-    """One console line summarising an epoch's metrics record."""
+def epoch_line(record: Mapping[str, Any], epochs: int, classes: int) -> str:
+    """One console line summarising an epoch's metrics record; top-5 only where 5 < ``classes`` (with 5 classes or
+    fewer it is 100% by construction)."""
+    top5 = f"  top-5 {record['val_top5']:.2f}%" if classes > 5 else ""
     return (f"epoch {record['epoch']}/{epochs}  train loss {record['train_loss']:.4f}  "
-            f"val top-1 {record['val_top1']:.2f}%  top-5 {record['val_top5']:.2f}%  "
+            f"val top-1 {record['val_top1']:.2f}%{top5}  "
             f"{record['images_per_s']:.0f} img/s  data wait {100 * record['data_wait']:.0f}%  "
             f"lr {record['lr']:.4g}  {record['epoch_time_s']:.1f}s")
