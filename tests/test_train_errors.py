@@ -82,7 +82,8 @@ def test_output_paths_are_checked_before_the_work_starts(tiny_imagenet, tmp_path
 def test_batch_too_large_for_the_data_leaves_no_folder(tiny_imagenet, tmp_path, capsys):
     out = tmp_path / "runs" / "big"
     refused(["--data", str(tiny_imagenet), "--output", str(out), "--gpus", "0", "--batch-size", "4096"], capsys,
-            "--batch-size 4096 is too large", "128 training images", unchanged=[tmp_path / "runs"])
+            "--batch-size 4096 is too large: a step takes 4096 images but there are only 128 training images",
+            unchanged=[tmp_path / "runs"])
 
 
 def test_model_too_small_for_the_crop_is_refused_up_front(tiny_imagenet, tmp_path, capsys):

@@ -76,6 +76,9 @@ def build_rank_data(cfg: TrainConfig, *, train_dir, val_dir, num_classes: int, i
                          f"mixing settings of the run that wrote it; DALI: {first_line(e)})") from None
     meta = dict(train.pipeline.reader_meta("Reader"))
     if len(train) == 0:
+        if info.world_size == 1:
+            raise UserError(f"--batch-size {cfg.batch_size} is too large: a step takes {per_rank} images but "
+                            f"{str(train_dir)!r} holds only {meta['epoch_size']}")
         raise UserError(
             f"--batch-size {cfg.batch_size} is too large: each of the {info.world_size} ranks takes {per_rank} "
             f"images per step but its shard of {str(train_dir)!r} holds only "
