@@ -343,3 +343,32 @@ def test_the_epoch_line_shows_top5_only_where_5_is_below_the_class_count():
     assert epoch_line(record, 3, 5) == epoch_line(record, 3, 4)
     assert epoch_line(record, 3, 6) == ("epoch 2/3  train loss 1.2346  val top-1 50.00%  top-5 100.00%  100 img/s  "
                                         "data wait 25%  lr 0.1  3.2s")
+
+
+def test_a_slurm_task_that_sees_one_gpu_uses_cuda_0_whatever_its_local_rank(monkeypatch):
+    """SLURM with --gpus-per-task=1: task 3 of a node sees one GPU, its own, as cuda:0. With several visible GPUs
+    a rank takes the one of its local rank; one without a GPU is one line."""
+    import torch
+
+    from dali_cutmix.errors import UserError
+    from dali_cutmix.train import loop
+    from dali_cutmix.train.distributed import gpu_index, rank_info
+
+    env = {"SLURM_PROCID": "7", "SLURM_NTASKS": "8", "SLURM_LOCALID": "3", "SLURM_NTASKS_PER_NODE": "4",
+           "SLURM_JOB_ID": "1", "SLURM_STEP_ID": "0", "SLURM_NODELIST": "gpu[01-02]"}
+    info = rank_info(env)
+    assert (info.rank, info.world_size, info.local_rank) == (7, 8, 3)
+    current = []
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_device", current.append)
+    assert loop.select_device(True, info) == torch.device("cuda", 0) and current == [torch.device("cuda", 0)]
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    assert loop.select_device(True, info) == torch.device("cuda", 3)
+    assert loop.select_device(False, info) == torch.device("cpu")
+    assert [gpu_index(r, 4) for r in range(4)] == [0, 1, 2, 3] and gpu_index(5, 1) == 0
+    with pytest.raises(UserError) as err:
+        gpu_index(3, 2)
+    assert str(err.value) == ("local rank 3 has no GPU: 2 GPU(s) visible to this process (give each task one GPU, "
+                              "or start one process per visible GPU)")
+    with pytest.raises(UserError, match="local rank 0 has no GPU: 0 GPU"):
+        gpu_index(0, 0)

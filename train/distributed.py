@@ -127,6 +127,22 @@ def export_slurm_env(env: MutableMapping[str, str], *, master_addr: Optional[str
     env.setdefault("MASTER_PORT", str(DEFAULT_MASTER_PORT))
 
 
+def gpu_index(local_rank: int, visible: int) -> int:
+    """The CUDA device index this rank uses, of the ``visible`` GPUs its process sees: 0 when it sees exactly one
+    (SLURM's ``--gpus-per-task=1`` or cgroup binding: every task sees its own GPU as ``cuda:0``, whatever its local
+    rank), else ``local_rank`` (one process per GPU of the node).
+
+    Raises:
+        UserError: no GPU visible, or fewer than ``local_rank + 1`` of several.
+    """
+    if visible == 1:
+        return 0
+    if not 0 <= local_rank < visible:
+        raise UserError(f"local rank {local_rank} has no GPU: {visible} GPU(s) visible to this process (give each "
+                        f"task one GPU, or start one process per visible GPU)")
+    return local_rank
+
+
 def init(info: RankInfo, device) -> None:
     """Join the process group (NCCL for a CUDA ``device``, gloo otherwise) when ``world_size > 1``.
 

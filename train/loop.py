@@ -45,13 +45,12 @@ def _say(info: RankInfo, text: str) -> None:
 
 
 def select_device(use_gpu: bool, info: RankInfo):
-    """``cuda:<local_rank>`` (made the current device) or the CPU."""
+    """The rank's CUDA device (:func:`dali_cutmix.train.distributed.gpu_index` of its local rank and the GPUs it
+    sees), made the current device, or the CPU."""
     import torch
 
     if use_gpu:
-        if info.local_rank >= torch.cuda.device_count():
-            raise UserError(f"local rank {info.local_rank} has no GPU: {torch.cuda.device_count()} GPU(s) visible")
-        device = torch.device("cuda", info.local_rank)
+        device = torch.device("cuda", distributed.gpu_index(info.local_rank, torch.cuda.device_count()))
         torch.cuda.set_device(device)
         return device
     return torch.device("cpu")
