@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from dali_cutmix.builder import DECODES
 from dali_cutmix.train.config import AMP_MODES, OPTIMIZERS, SCAN_MODES, SCHEDULES
 from dali_cutmix.train.recipe import RECIPES
 
@@ -76,6 +77,10 @@ def recipe_values(key: str, lead: str = "") -> str:
                    "ends at file-system speed, 'full' also decodes every file with DALI, 'off' checks nothing. "
                    "Results are cached per file: a resumed or second run re-reads only changed files. "
                    "[default: quick]")
+@click.option("--decode", type=click.Choice(DECODES), default=None,
+              help="How training images are decoded: 'roi' decodes only the random crop's region, 'full' decodes "
+                   "the whole image and then crops it (more decoding work; a way around a failing ROI decoder). "
+                   "Validation always decodes whole images. [default: roi]")
 @click.option("--recipe", type=click.Choice(list(RECIPES)), default=None,
               help="Defaults for every setting below: 'paper' = the CutMix paper's ImageNet ResNet-50 settings, "
                    "'deit' = DeiT's (facebookresearch/deit main.py: ViT-B/16, AdamW, MixUp + CutMix), "

@@ -658,6 +658,31 @@ def _target_kinds(loader, on_value, epochs):
     return out
 
 
+def test_decode_full_reaches_the_training_pipeline_and_is_kept_on_resume(tiny_imagenet):
+    """--decode full: the trainer's training pipeline decodes whole images (decoders.image + random_resized_crop,
+    no ROI decoder); the default is ROI. A resumed run keeps it: its DALI checkpoint only fits that graph."""
+    from dali_cutmix.train.config import resolve_config
+    from dali_cutmix.train.distributed import RankInfo
+    from dali_cutmix.train.loaders import build_rank_data
+    from dali_cutmix.train.resume import LOCKED
+
+    kw = dict(train_dir=tiny_imagenet / "train", val_dir=tiny_imagenet / "val", num_classes=4, info=RankInfo(),
+              device="cpu", device_id=None)
+
+    def decoders(decode):
+        options = {"data": str(tiny_imagenet), "arch": "resnet18", "crop": 32, "batch_size": 16, "workers": 1}
+        cfg = resolve_config({**options, "decode": decode} if decode else options)
+        pipe = build_rank_data(cfg, **kw).train.pipeline
+        names = {getattr(op._op, "schema_name", type(op._op).__name__) for op in pipe._ops}
+        return sorted(n for n in names if "decoders" in n or "RandomResizedCrop" in n)
+
+    assert decoders(None) == decoders("roi") == ["decoders__ImageRandomCrop"]
+    assert decoders("full") == ["RandomResizedCrop", "decoders__Image"]
+    assert "decode" in LOCKED
+    with pytest.raises(UserError, match="--decode must be one of roi, full, got 'crop'"):
+        resolve_config({"decode": "crop"})
+
+
 def test_mix_off_epoch_makes_the_loader_targets_one_hot_from_that_epoch(tiny_imagenet):
     """The trainer's own loader (train.loaders.build_rank_data): with --mix-off-epoch 2, the user's epochs 1 and 2
     (the reader's 0 and 1) are mixed and epoch 3 on are smoothed one-hots; a loader rebuilt from the DALI

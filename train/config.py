@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-from dali_cutmix.builder import check_off_epoch, check_seed
+from dali_cutmix.builder import DECODES, check_off_epoch, check_seed
 from dali_cutmix.errors import UserError
 from dali_cutmix.options import MixOptionError, MixOptions, flag_name
 
@@ -77,6 +77,7 @@ class TrainConfig:
     log_every: int = 0                  # progress line every N steps when stderr is not a terminal (0 = every 30 s)
     deterministic: bool = False         # deterministic kernels on GPU too (always on for the CPU)
     scan: str = "quick"                 # check the data before the first epoch: quick, full (decode) or off
+    decode: str = "roi"                 # training decode: the random crop's region only (roi) or the whole image
 
     def __post_init__(self):
         check_config(self)
@@ -233,3 +234,5 @@ def check_config(cfg: TrainConfig) -> None:
         raise UserError(f"--amp must be one of {', '.join(AMP_MODES)}, got {cfg.amp!r}")
     if cfg.scan not in SCAN_MODES:
         raise UserError(f"--scan must be one of {', '.join(SCAN_MODES)}, got {cfg.scan!r}")
+    if cfg.decode not in DECODES:
+        raise UserError(f"--decode must be one of {', '.join(DECODES)}, got {cfg.decode!r}")

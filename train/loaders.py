@@ -65,7 +65,7 @@ def build_rank_data(cfg: TrainConfig, *, train_dir, val_dir, num_classes: int, i
         resolve_shards(train_dir), batch_size=per_rank, num_classes=num_classes, crop=cfg.crop,
         min_area=cfg.min_area,
         mixing=cfg.mixing, mix_options=cfg.mix,
-        mix_off_epoch=cfg.mix_off_epoch,
+        mix_off_epoch=cfg.mix_off_epoch, decode=cfg.decode,
         checkpoint=dali_checkpoint, **shard)
     try:
         train = CutMixLoader(train_pipe, last_batch="drop")

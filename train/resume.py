@@ -21,11 +21,12 @@ from .config import SETTINGS, TrainConfig, absolute_data, resolve_config
 from .recipe import MIX_KEYS, recipe_settings
 
 #: Settings a resumed run keeps from its checkpoint: the model, the data and its stream, the optimizer and its
-#: state. Given again with another value, they are refused. (Everything else may change: --epochs, --lr and the
+#: state; ``decode``, which shapes the DALI graph its checkpoint restores into. Given again with another value,
+#: they are refused. (Everything else may change: --epochs, --lr and the
 #: schedule, the mixing options' values and --mix-off-epoch, validation, processes and devices, logging.)
 LOCKED = ("recipe", "data", "arch", "zero_init_residual", "crop", "min_area", "batch_size", "optimizer", "momentum",
           "nesterov", "weight_decay", "norm_weight_decay", "bias_weight_decay", "transformer_embedding_decay",
-          "mixing", "mode", "self_pairs", "seed")
+          "mixing", "mode", "self_pairs", "seed", "decode")
 #: The checkpoint's settings that belong to the start that wrote it, not to the run: never carried over.
 NOT_CARRIED = ("output", "resume", "master_port", "node_rank")
 
