@@ -10,7 +10,10 @@ import os
 import re
 import signal
 import subprocess
+import sys
+import textwrap
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -175,3 +178,90 @@ def test_a_damaged_last_pt_falls_back_to_previous_pt_in_one_line(tmp_path):
 
     with pytest.raises(CheckpointError, match="truncated or damaged"):  # a named file: no fallback
         readable_checkpoint(tmp_path / LAST, auto=False)
+
+
+# ------------------------------------------------------------------ several ranks: torchrun restarts, two nodes
+
+def _two_rank_args(data, out):
+    return ["train", "--data", str(data), "--output", str(out), *ARGS, "--gpus", "0"]
+
+
+def _torchrun(tmp_path, args, env, *extra):
+    from test_train import _free_port
+
+    torchrun = Path(sys.executable).parent / "torchrun"
+    cmd = [str(torchrun), "--nproc-per-node", "2", "--master-port", str(_free_port()), *extra, "-m",
+           "dali_cutmix.cli", *args]
+    return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+
+
+def _dying_rank_env(tmp_path):
+    """An environment in which rank 1 of torchrun's first attempt dies (``os._exit(1)``) after step 5 of epoch 2,
+    via sitecustomize; a restarted attempt (``TORCHELASTIC_RESTART_COUNT`` > 0) runs normally."""
+    hook = tmp_path / "hook"
+    hook.mkdir(exist_ok=True)
+    (hook / "sitecustomize.py").write_text(textwrap.dedent("""
+        import os
+        if os.environ.get("TORCHELASTIC_RESTART_COUNT") == "0" and os.environ.get("RANK") == "1":
+            import dali_cutmix.train.loop as loop
+
+            real = loop.train_one_epoch
+
+            def train_one_epoch(**kwargs):
+                after = kwargs["after_step"]
+
+                def after_step(index, sums):
+                    stop = after(index, sums)
+                    if index == 5 and kwargs["progress"].prefix.startswith("epoch 2/"):
+                        os._exit(1)
+                    return stop
+
+                kwargs["after_step"] = after_step
+                return real(**kwargs)
+
+            loop.train_one_epoch = train_one_epoch
+    """))
+    env = _env(tmp_path)
+    env["PYTHONPATH"] = os.pathsep.join([str(hook), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return env
+
+
+@pytest.fixture(scope="module")
+def two_rank_reference(tiny_imagenet, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ref2")
+    result = _torchrun(tmp, _two_rank_args(tiny_imagenet, tmp / "ref"), _env(tmp))
+    assert result.returncode == 0, result.stderr
+    return tmp / "ref"
+
+
+def _digests(out):
+    return [r["state_digest"] for r in json.loads((out / "ranks.json").read_text())]
+
+
+def test_a_rank_killed_under_torchrun_max_restarts_resumes_to_the_same_weights(tiny_imagenet, two_rank_reference,
+                                                                               tmp_path):
+    out = tmp_path / "run"
+    env = _dying_rank_env(tmp_path)
+    result = _torchrun(tmp_path, _two_rank_args(tiny_imagenet, out) + ["--checkpoint-steps", "4", "--resume",
+                                                                      "auto"], env, "--max-restarts", "1")
+    assert result.returncode == 0, result.stderr
+    run = json.loads((out / "run.json").read_text())
+    assert (run["resumed_epoch"], run["resumed_step"]) == (1, 4)  # the restart continued epoch 2 at step 4
+    assert _digests(out) == _digests(two_rank_reference)
+    assert [r["train_loss"] for r in read_records(out)] == [r["train_loss"] for r in read_records(two_rank_reference)]
+
+
+def test_two_nodes_on_one_machine_train_and_checkpoint_as_two_ranks(tiny_imagenet, two_rank_reference, tmp_path):
+    from test_train import _free_port
+
+    out, port = tmp_path / "nodes", str(_free_port())
+    node = _cli_command() + _two_rank_args(tiny_imagenet, out) + [
+        "--nnodes", "2", "--master-addr", "127.0.0.1", "--master-port", port, "--cpu-procs", "1"]
+    procs = [subprocess.Popen(node + ["--node-rank", str(rank)], cwd=tmp_path, env=_env(tmp_path),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for rank in (0, 1)]
+    results = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], results
+    ranks = json.loads((out / "ranks.json").read_text())
+    assert [r["reader"]["shard_id"] for r in ranks] == [0, 1]
+    assert _digests(out) == _digests(two_rank_reference)  # the same two ranks as torchrun's
+    assert [r["epoch"] for r in read_records(out)] == [1, 2]

@@ -545,6 +545,9 @@ def run_epoch(cfg: TrainConfig, training: Training, data, position: Position, *,
     except BadFileError as e:
         progress.close()
         raise file_failure(e, output=output, data_root=root, epoch=epoch) from None
+    except Preempted:
+        progress.close()  # the stop line starts on a line of its own
+        raise
     if not torch.isfinite(torch.tensor(stats["loss_sum"])):
         kept = (f"last.pt holds epoch {epoch - 1}: --resume {output} --lr LOWER continues from it" if epoch > 1
                 else "no epoch finished, so no run is kept")
