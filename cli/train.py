@@ -201,7 +201,8 @@ def train(compile_, **options):
     show_progress()  # a cold first use says what it builds
     options["compile"] = compile_  # every option defaults to None: None = not given (the recipe's, or on
     try:                           # --resume the run's own value)
-        launch(*resolve_run(options))
+        cfg, notes = resolve_run(options)
+        launch(cfg, notes, recipe_given=options.get("recipe") is not None)
     except Preempted as e:  # SIGTERM / SIGUSR1: the checkpoint is written
         click.echo(e.line, err=True)
         raise click.exceptions.Exit(PREEMPTED_EXIT) from None

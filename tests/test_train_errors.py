@@ -372,3 +372,23 @@ def test_a_slurm_task_that_sees_one_gpu_uses_cuda_0_whatever_its_local_rank(monk
                               "or start one process per visible GPU)")
     with pytest.raises(UserError, match="local rank 0 has no GPU: 0 GPU"):
         gpu_index(0, 0)
+
+
+def test_a_small_data_set_without_recipe_says_which_recipe_it_takes(tiny_imagenet, tmp_path):
+    """128 training images and no --recipe: before the paper recipe's batch of 256 is refused, the run says which
+    recipe it took and how to pick another; with --recipe given nothing is said."""
+    from dali_cutmix.train.config import resolve_config
+    from dali_cutmix.train.plan import LaunchError, prepare
+
+    cfg = resolve_config({"data": str(tiny_imagenet), "output": str(tmp_path / "o"), "gpus": 0})
+    lines = []
+    with pytest.raises(LaunchError, match="--batch-size 256 is too large: a step takes 256 images but there are "
+                                          "only 128 training images"):
+        prepare(cfg, say=lines.append, recipe_given=False)
+    assert lines[-1] == ("note: 128 training images and no --recipe: this run takes the 'paper' recipe (resnet50, "
+                         "batch 256, crop 224, 300 epochs), made for ImageNet; pick another with --recipe (paper, "
+                         "deit, torchvision-v2, demo) or set --arch / --batch-size / --crop / --epochs")
+    quiet = []
+    prepare(resolve_config({"data": str(tiny_imagenet), "output": str(tmp_path / "p"), "gpus": 0, "batch_size": 16}),
+            say=quiet.append)
+    assert not any("--recipe" in line for line in quiet)

@@ -34,10 +34,11 @@ from .config import TrainConfig
 from .plan import LaunchError, RunPlan, cpu_fallback_line, default_output, gpus_present, prepare
 
 
-def launch(cfg: TrainConfig, notes: Sequence[str] = ()) -> Dict[str, Any]:
+def launch(cfg: TrainConfig, notes: Sequence[str] = (), *, recipe_given: bool = True) -> Dict[str, Any]:
     """Run training as ``cfg`` says (see the module docstring); returns rank 0's summary when it ran here.
     ``notes``: lines about the settings (:func:`dali_cutmix.train.resume.setting_notes`), shown once the run's
-    checks passed.
+    checks passed. ``recipe_given``: whether the user named the recipe (a new run on a small data set without one
+    says which it took, :func:`dali_cutmix.train.plan.recipe_line`).
 
     A run that fails before its first checkpoint leaves nothing in its folder (see :func:`clean_failed_start`).
 
@@ -56,7 +57,8 @@ def launch(cfg: TrainConfig, notes: Sequence[str] = ()) -> Dict[str, Any]:
         info = distributed.rank_info()
         before, made = _entries(output), _first_missing(output)
         try:
-            plan = prepare(cfg, launcher=launcher, world_size=info.world_size, main=info.is_main, say=_say)
+            plan = prepare(cfg, launcher=launcher, world_size=info.world_size, main=info.is_main, say=_say,
+                           recipe_given=recipe_given)
             if info.is_main:
                 for line in notes:
                     _say(line)
@@ -79,7 +81,7 @@ def launch(cfg: TrainConfig, notes: Sequence[str] = ()) -> Dict[str, Any]:
     before, made = _entries(output), _first_missing(output)
     try:
         try:
-            plan = prepare(cfg, main=main, say=say)
+            plan = prepare(cfg, main=main, say=say, recipe_given=recipe_given)
         finally:
             while first:
                 _say(first.pop())

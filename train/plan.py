@@ -21,6 +21,7 @@ from .config import TrainConfig
 from .datalists import (FAILED_FILE, SKIPPED_FILE, TRAIN_LIST, VAL_LIST, Skipped, data_source, read_failures, say_lines,
                         select_files, shard_selection, write_run_lists)
 from .metrics import METRICS_FILE
+from .recipe import RECIPES
 from .run_record import RANKS_FILE, RUN_FILE
 
 
@@ -220,20 +221,26 @@ def processes(cfg: TrainConfig, *, launcher: Optional[str], world_size: Optional
     return use_gpu, nproc, world
 
 
-def training_files(cfg: TrainConfig, output: Path, root, classes, shards, *, world: int):
+def training_files(cfg: TrainConfig, output: Path, root, classes, shards):
     """Rank 0's selection of the files the run reads: the shard folders' (``shards``), else the scanned
     ImageNet root's (``cfg.scan``; files that failed in an earlier attempt of this run, listed in ``output``,
     left out). Writes nothing.
 
     Raises:
-        UserError: a scan that fails, or a global batch larger than a rank's shard of the training images.
+        UserError: a scan that fails.
     """
     if shards is not None:
         selection = shard_selection(shards)
     else:
         failed = read_failures(output, root) if output.is_dir() else []
         selection = select_files(root, classes, scan=cfg.scan, jobs=cfg.workers, failed=failed)
-    train_images, per_rank = selection.train_images, cfg.batch_size // world
+    return selection
+
+
+def check_batch_fits(cfg: TrainConfig, train_images: int, world: int) -> None:
+    """Raises LaunchError (naming ``--batch-size``) when a rank's share of the global batch is larger than its
+    shard of the ``train_images`` training images."""
+    per_rank = cfg.batch_size // world
     if per_rank > train_images // world:
         if world == 1:
             raise LaunchError(f"--batch-size {cfg.batch_size} is too large: a step takes {per_rank} images but "
@@ -241,17 +248,29 @@ def training_files(cfg: TrainConfig, output: Path, root, classes, shards, *, wor
         raise LaunchError(
             f"--batch-size {cfg.batch_size} is too large: each of the {world} ranks takes {per_rank} images per "
             f"step but its shard of the {train_images} training images holds only {train_images // world}")
-    return selection
+
+
+#: Fewer training images than this, with no ``--recipe`` given, and the run says which recipe it took.
+SMALL_DATA = 10_000
+
+
+def recipe_line(cfg: TrainConfig, train_images: int) -> str:
+    """The line a run on a small data set (:data:`SMALL_DATA`) without ``--recipe`` prints: the recipe it took
+    and how to pick another."""
+    return (f"note: {train_images} training images and no --recipe: this run takes the {cfg.recipe!r} recipe "
+            f"({cfg.arch}, batch {cfg.batch_size}, crop {cfg.crop}, {cfg.epochs} epochs), made for ImageNet; pick "
+            f"another with --recipe ({', '.join(RECIPES)}) or set --arch / --batch-size / --crop / --epochs")
 
 
 def prepare(cfg: TrainConfig, *, launcher: Optional[str] = None, world_size: Optional[int] = None,
-            main: bool = True, say: Callable[[str], None] = _quiet) -> RunPlan:
+            main: bool = True, say: Callable[[str], None] = _quiet, recipe_given: bool = True) -> RunPlan:
     """Check ``cfg`` against the machine, the data and the output folder; return the run's :class:`RunPlan`.
     ``launcher``, ``world_size``: the external launcher ("torchrun", "slurm") that started this process as one of
     ``world_size`` ranks; None when this process starts the run. ``main``: this process plans for rank 0 (node 0's
     launching process, or rank 0 under an external launcher): it scans the data (``cfg.scan``, see
     :mod:`dali_cutmix.train.datalists`) and writes the run's file lists; ``say`` gets its lines (what the scan
-    found, the files skipped).
+    found, the files skipped, and :func:`recipe_line` for a new run on a small data set when not
+    ``recipe_given``).
 
     Nothing is written before every check passed; then only the output folder, and by the ``main`` process the
     run's file lists and ``skipped.txt`` in it.
@@ -270,7 +289,11 @@ def prepare(cfg: TrainConfig, *, launcher: Optional[str] = None, world_size: Opt
     if resume_path is not None:
         check_compatible(load_checkpoint(resume_path, lazy=True), resume_path, config=cfg, world_size=world,
                          classes=classes)
-    selection = training_files(cfg, output, root, classes, shards, world=world) if main else None
+    selection = training_files(cfg, output, root, classes, shards) if main else None
+    if selection is not None:
+        if not recipe_given and cfg.data is not None and resume_path is None and selection.train_images < SMALL_DATA:
+            say(recipe_line(cfg, selection.train_images))  # before the batch check, which this recipe may fail
+        check_batch_fits(cfg, selection.train_images, world)
     if main or (launcher is None and cfg.node_rank == 0):  # the process that writes the run folder
         try:
             output.mkdir(parents=True, exist_ok=True)
