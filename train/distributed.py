@@ -146,7 +146,8 @@ def gpu_index(local_rank: int, visible: int) -> int:
 def init(info: RankInfo, device) -> None:
     """Join the process group (NCCL for a CUDA ``device``, gloo otherwise) when ``world_size > 1``.
 
-    Reads MASTER_ADDR / MASTER_PORT from the environment (``env://``).
+    Reads MASTER_ADDR / MASTER_PORT from the environment (``env://``); under torchrun's agent, each restart
+    (``TORCHELASTIC_RESTART_COUNT``) joins through keys of its own in the agent's store.
     """
     if info.world_size == 1:
         return
@@ -154,8 +155,20 @@ def init(info: RankInfo, device) -> None:
 
     cuda = getattr(device, "type", str(device)) == "cuda"
     kwargs = dict(device_id=device) if cuda else {}
-    dist.init_process_group(backend="nccl" if cuda else "gloo", init_method="env://", rank=info.rank,
-                            world_size=info.world_size, **kwargs)
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+    if attempt is not None and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+        # torchrun's agent keeps one store across restarts: the keys of each attempt's group under a prefix of
+        # their own, so a restarted group never reads the addresses of the ranks that died
+        from datetime import timedelta
+
+        store = dist.PrefixStore(f"dali_cutmix/attempt_{attempt}", dist.TCPStore(
+            os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), info.world_size, is_master=False,
+            timeout=timedelta(minutes=10)))
+        kwargs.update(store=store)
+    else:
+        kwargs.update(init_method="env://")
+    dist.init_process_group(backend="nccl" if cuda else "gloo", rank=info.rank, world_size=info.world_size,
+                            **kwargs)
 
 
 def shutdown() -> None:
