@@ -167,10 +167,20 @@ def resolve_config(overrides: Mapping[str, Any], base: Optional[Mapping[str, Any
 
 
 def check_config(cfg: TrainConfig) -> None:
-    """Raise ValueError naming the flag of the first out-of-range setting of ``cfg`` (the mixing options are
-    :class:`~dali_cutmix.MixOptions`' to check)."""
+    """Raise UserError naming the flag of the first out-of-range setting of ``cfg``: the data and its stream
+    (:func:`check_data_settings`), the optimizer and schedule (:func:`check_optimizer_settings`), the processes,
+    checkpoints and logging (:func:`check_run_settings`). The mixing options are :class:`~dali_cutmix.MixOptions`'
+    to check; ``cfg.mix`` not being one is a TypeError (a caller's bug)."""
     if not isinstance(cfg.mix, MixOptions):
         raise TypeError(f"TrainConfig.mix must be MixOptions, got {type(cfg.mix).__name__}")
+    check_data_settings(cfg)
+    check_run_settings(cfg)
+    check_optimizer_settings(cfg)
+
+
+def check_data_settings(cfg: TrainConfig) -> None:
+    """The sizes (crops, epochs, batch, processes, nodes), the crop area, the mix-off epoch, the seed, the scan and
+    the decode; raises UserError naming the flag."""
     for name in ("crop", "val_resize", "epochs", "batch_size", "cpu_procs", "nnodes"):
         value = getattr(cfg, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -184,6 +194,18 @@ def check_config(cfg: TrainConfig) -> None:
         raise UserError(f"--val-resize ({cfg.val_resize}) must be at least --crop ({cfg.crop})")
     if not 0 < cfg.min_area <= 1:
         raise UserError(f"--min-area must be in (0, 1], got {cfg.min_area!r}")
+    if cfg.mix_off_epoch is not None:
+        check_off_epoch(cfg.mix_off_epoch, "--mix-off-epoch")
+    check_seed(cfg.seed, "--seed")
+    if cfg.scan not in SCAN_MODES:
+        raise UserError(f"--scan must be one of {', '.join(SCAN_MODES)}, got {cfg.scan!r}")
+    if cfg.decode not in DECODES:
+        raise UserError(f"--decode must be one of {', '.join(DECODES)}, got {cfg.decode!r}")
+
+
+def check_run_settings(cfg: TrainConfig) -> None:
+    """Mid-epoch checkpoints, saving and logging, processes and the rendezvous, the output folder and autocast;
+    raises UserError naming the flag."""
     if cfg.checkpoint_steps is not None and (not isinstance(cfg.checkpoint_steps, int)
                                              or isinstance(cfg.checkpoint_steps, bool) or cfg.checkpoint_steps < 1):
         raise UserError(f"--checkpoint-steps must be an integer >= 1 (steps between mid-epoch checkpoints; leave "
@@ -202,6 +224,14 @@ def check_config(cfg: TrainConfig) -> None:
         raise UserError(f"--node-rank must be in [0, --nnodes={cfg.nnodes}), got {cfg.node_rank}")
     if cfg.master_port is not None and not 1 <= cfg.master_port <= 65535:
         raise UserError(f"--master-port must be in [1, 65535], got {cfg.master_port}")
+    if cfg.output is not None and not str(cfg.output).strip():
+        raise UserError("--output must name a folder, got ''")
+    if cfg.amp not in AMP_MODES:
+        raise UserError(f"--amp must be one of {', '.join(AMP_MODES)}, got {cfg.amp!r}")
+
+
+def check_optimizer_settings(cfg: TrainConfig) -> None:
+    """The learning rate, optimizer, momentum, weight decays and schedule; raises UserError naming the flag."""
     for name in ("lr", "lr_per_256"):
         value = getattr(cfg, name)
         if value is not None and not (math.isfinite(value) and value > 0):
@@ -225,14 +255,3 @@ def check_config(cfg: TrainConfig) -> None:
     if not 0 <= cfg.warmup_epochs <= cfg.epochs:
         raise UserError(f"--warmup-epochs must be in [0, {cfg.epochs}] (the run's epochs), got "
                          f"{cfg.warmup_epochs:g}")
-    if cfg.mix_off_epoch is not None:
-        check_off_epoch(cfg.mix_off_epoch, "--mix-off-epoch")
-    check_seed(cfg.seed, "--seed")
-    if cfg.output is not None and not str(cfg.output).strip():
-        raise UserError("--output must name a folder, got ''")
-    if cfg.amp not in AMP_MODES:
-        raise UserError(f"--amp must be one of {', '.join(AMP_MODES)}, got {cfg.amp!r}")
-    if cfg.scan not in SCAN_MODES:
-        raise UserError(f"--scan must be one of {', '.join(SCAN_MODES)}, got {cfg.scan!r}")
-    if cfg.decode not in DECODES:
-        raise UserError(f"--decode must be one of {', '.join(DECODES)}, got {cfg.decode!r}")
