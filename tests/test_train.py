@@ -751,6 +751,7 @@ def test_mixup_pair_flags_and_mix_off_epoch_through_the_cli_and_a_resume(tiny_im
     assert config["mix"] == dict(cutmix_alpha=0.0, mixup_alpha=0.4, cutmix_minmax=None, prob=1.0, switch_prob=0.5,
                                  mode="pair", correct_lam=True, label_smoothing=0.1, self_pairs=True)
     assert (config["mixing"], config["mix_off_epoch"]) == (True, 1)
+    assert run["gpu_memory"] == [None]  # one CPU rank
     assert (plan["data_root"], plan["output"], plan["classes"]) == (str(tiny_imagenet), str(out),
                                                                    [f"class{c}" for c in range(4)])
     assert (plan["world_size"], plan["nproc"], plan["launcher"], plan["use_gpu"]) == (1, 1, "local", False)

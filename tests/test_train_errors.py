@@ -392,3 +392,21 @@ def test_a_small_data_set_without_recipe_says_which_recipe_it_takes(tiny_imagene
     prepare(resolve_config({"data": str(tiny_imagenet), "output": str(tmp_path / "p"), "gpus": 0, "batch_size": 16}),
             say=quiet.append)
     assert not any("--recipe" in line for line in quiet)
+
+
+def test_gpu_memory_is_what_torch_reserves_and_what_the_device_has_in_use():
+    import torch
+
+    from dali_cutmix.train.run_record import gpu_memory
+
+    class FakeCuda:
+        def mem_get_info(self, device):
+            assert device == torch.device("cuda", 1)
+            return 30 * 2**30, 80 * 2**30
+
+        def memory_reserved(self, device):
+            return 2 * 2**30
+
+    assert gpu_memory(torch.device("cuda", 1), FakeCuda()) == dict(reserved=2 * 2**30, used=50 * 2**30,
+                                                                   total=80 * 2**30)
+    assert gpu_memory(torch.device("cpu")) is None

@@ -36,7 +36,7 @@ from .model import build_model, to_model_input
 from .optim import LRSchedule, build_optimizer
 from .plan import RunPlan
 from .preempt import CheckpointClock, Preempted, StopRequest, agree
-from .run_record import RANKS_FILE, RUN_FILE, epoch_line, state_digest, write_json
+from .run_record import RANKS_FILE, RUN_FILE, epoch_line, gpu_memory, state_digest, write_json
 
 
 def _say(info: RankInfo, text: str) -> None:
@@ -462,6 +462,7 @@ def _train(cfg: TrainConfig, plan: RunPlan, info: RankInfo, device) -> Dict[str,
                            info=info, device="gpu" if device.type == "cuda" else "cpu",
                            device_id=device.index if device.type == "cuda" else None,
                            dali_checkpoint=decode_dali_state(state["dali"][info.rank]) if state else None)
+    memory = distributed.all_gather_objects(gpu_memory(device))  # each rank's, with its pipelines built
     training = build_training(cfg, info, device, classes=len(classes), steps_per_epoch=len(data.train))
     position = restore(training, state, resume_path, info) if state is not None else Position()
     metrics = MetricsLog(output)
@@ -477,7 +478,7 @@ def _train(cfg: TrainConfig, plan: RunPlan, info: RankInfo, device) -> Dict[str,
             val_images=data.val.pipeline.reader_meta("Reader")["epoch_size"], skipped=skipped_records(skipped),
             started=datetime.now(timezone.utc).isoformat(),
             resumed_from=str(resume_path) if resume_path else None, resumed_epoch=position.epoch,
-            resumed_step=position.step))
+            resumed_step=position.step, gpu_memory=memory))
     state = None  # free the checkpoint's tensors
 
     for line in start_lines(cfg, start_epoch=position.epoch, start_step=position.step, classes=len(classes),
