@@ -115,16 +115,10 @@ def test_bad_checkpoint_flags_are_one_line_and_write_nothing(tiny_imagenet, tmp_
         assert not out.exists()
 
 
-def test_a_full_disk_keeps_the_previous_checkpoint_and_leaves_nothing_half_written(tmp_path, monkeypatch):
+def fake_full_disk(monkeypatch):
+    """From now on, writing a temporary ``*.tmp`` file writes 100 bytes and fails with ENOSPC (as a full disk)."""
     import builtins
 
-    import torch
-
-    from dali_cutmix.train.checkpoint import PREVIOUS, save_checkpoint
-
-    path = tmp_path / "last.pt"
-    save_checkpoint(dict(epoch=1, w=torch.ones(3)), path)
-    before = path.read_bytes()
     real_open = builtins.open
 
     class FullFile:
@@ -146,6 +140,17 @@ def test_a_full_disk_keeps_the_previous_checkpoint_and_leaves_nothing_half_writt
         return FullFile(f) if "w" in mode and str(file).endswith(".tmp") else f
 
     monkeypatch.setattr(builtins, "open", full_open)
+
+
+def test_a_full_disk_keeps_the_previous_checkpoint_and_leaves_nothing_half_written(tmp_path, monkeypatch):
+    import torch
+
+    from dali_cutmix.train.checkpoint import PREVIOUS, save_checkpoint
+
+    path = tmp_path / "last.pt"
+    save_checkpoint(dict(epoch=1, w=torch.ones(3)), path)
+    before = path.read_bytes()
+    fake_full_disk(monkeypatch)
     with pytest.raises(OSError) as caught:
         save_checkpoint(dict(epoch=2, w=torch.zeros(3)), path, keep_previous=True)
     monkeypatch.undo()
@@ -269,3 +274,44 @@ def test_two_nodes_on_one_machine_train_and_checkpoint_as_two_ranks(tiny_imagene
     assert [r["epoch"] for r in read_records(out)] == [1, 2]
     state = load_state(out / "last.pt")
     assert (state["epoch"], state["world_size"], len(state["dali"])) == (2, 2, 2)  # node 0 wrote both ranks' state
+
+
+def test_a_full_disk_during_a_mid_epoch_checkpoint_is_one_line_naming_last_pt(tmp_path, monkeypatch):
+    """The trainer's side: write_checkpoint turns the failed write into a CheckpointError (a UserError: one line,
+    exit 2) naming last.pt and the step, and the previous last.pt stays as it was."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from dali_cutmix.train import checkpoint
+    from dali_cutmix.train.checkpoint import CheckpointError
+    from dali_cutmix.train.config import resolve_config
+    from dali_cutmix.train.distributed import RankInfo
+    from dali_cutmix.train.loop import Position, write_checkpoint
+
+    layer = torch.nn.Linear(2, 2)
+    with_state = SimpleNamespace(state_dict=dict)
+    training = SimpleNamespace(raw=layer, optimizer=with_state, scaler=with_state, schedule=with_state)
+    data = SimpleNamespace(train=SimpleNamespace(checkpoint=lambda: b"dali"))
+    cfg = resolve_config({"arch": "resnet18"})
+    (tmp_path / "last.pt").write_bytes(b"the checkpoint before")
+
+    real_save = checkpoint.save_checkpoint
+
+    def save(state, path, **kwargs):
+        fake_full_disk(monkeypatch)
+        try:
+            return real_save(state, path, **kwargs)
+        finally:
+            monkeypatch.undo()
+
+    monkeypatch.setattr("dali_cutmix.train.loop.save_checkpoint", save)
+    position = Position(epoch=1, step=3, partial=dict(loss_sum=0.0, samples=0, mixed=0, wait_s=0.0, time_s=0.0,
+                                                      lr=0.0))
+    with pytest.raises(CheckpointError) as caught:
+        write_checkpoint(cfg, training, data, position, info=RankInfo(), output=tmp_path, classes=["a", "b"])
+    assert str(caught.value) == (
+        f"cannot write the checkpoint of epoch 2 step 3 to {tmp_path / 'last.pt'}: No space left on device "
+        f"({tmp_path / 'last.pt'} still holds the checkpoint before; nothing half-written remains)")
+    assert (tmp_path / "last.pt").read_bytes() == b"the checkpoint before"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
