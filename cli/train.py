@@ -194,7 +194,7 @@ def train(compile_, **options):
     dali-cutmix train --data /imagenet --output runs/r50 --resume auto
     dali-cutmix train --resume runs/r50 --epochs 400      # that run, its settings kept, on to epoch 400
     """
-    from dali_cutmix.train.launch import launch
+    from dali_cutmix.train.launch import Interrupted, launch
     from dali_cutmix.train.preempt import PREEMPTED_EXIT, Preempted
     from dali_cutmix.train.resume import resolve_run
 
@@ -203,6 +203,9 @@ def train(compile_, **options):
     try:                           # --resume the run's own value)
         cfg, notes = resolve_run(options)
         launch(cfg, notes, recipe_given=options.get("recipe") is not None)
+    except Interrupted as e:  # Ctrl-C: the last line says how to continue
+        click.echo(e.line, err=True)
+        raise click.exceptions.Exit(130) from None
     except Preempted as e:  # SIGTERM / SIGUSR1: the checkpoint is written
         click.echo(e.line, err=True)
         raise click.exceptions.Exit(PREEMPTED_EXIT) from None

@@ -410,3 +410,26 @@ def test_gpu_memory_is_what_torch_reserves_and_what_the_device_has_in_use():
     assert gpu_memory(torch.device("cuda", 1), FakeCuda()) == dict(reserved=2 * 2**30, used=50 * 2**30,
                                                                    total=80 * 2**30)
     assert gpu_memory(torch.device("cpu")) is None
+
+
+def test_ctrl_c_ends_with_the_command_that_continues_the_run(tiny_imagenet, tmp_path, capsys, monkeypatch):
+    """Ctrl-C in a run that holds a checkpoint: the last line names it and the exact --resume command, exit 130;
+    before the first checkpoint: nothing kept, the folder gone."""
+    from dali_cutmix.cli import main
+    from dali_cutmix.train import loop
+
+    def interrupted(cfg, plan, info=None):
+        if "kept" in plan.output:
+            (Path(plan.output) / "last.pt").write_bytes(b"a checkpoint")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "run", interrupted)
+    for name, last in (("kept", "interrupted: checkpoint {out}/last.pt is kept; continue with: dali-cutmix train "
+                                "--output {out} --resume auto"),
+                       ("lost", "interrupted before the first checkpoint: nothing was kept")):
+        out = tmp_path / name
+        code = main(["train", "--data", str(tiny_imagenet), "--output", str(out), "--gpus", "0", "--batch-size", "16",
+                     *TINY])
+        err = capsys.readouterr().err
+        assert code == 130 and err.strip().splitlines()[-1] == last.format(out=out), err
+        assert out.exists() == (name == "kept")

@@ -43,6 +43,7 @@ def launch(cfg: TrainConfig, notes: Sequence[str] = (), *, recipe_given: bool = 
     A run that fails before its first checkpoint leaves nothing in its folder (see :func:`clean_failed_start`).
 
     Raises:
+        Interrupted: Ctrl-C (its line says how to continue).
         UserError: a bad setting, path or checkpoint, or a rank that failed on one (one line).
         RankFailed: a rank started by this process failed on anything else (a bug, with that rank's traceback).
     """
@@ -65,9 +66,11 @@ def launch(cfg: TrainConfig, notes: Sequence[str] = (), *, recipe_given: bool = 
             from .loop import run
 
             return run(cfg, plan, info)
-        except BaseException:
+        except BaseException as e:
             if info.is_main:
                 clean_failed_start(output, before, made)
+                if isinstance(e, KeyboardInterrupt):
+                    raise Interrupted(interrupted_line(output)) from None
             raise
     # The run's first line says it falls back to the CPU, before what the data scan says.
     first = [cpu_fallback_line(0)] if cfg.gpus is None and cfg.cpu_procs == 1 and gpus_present() == 0 else []
@@ -93,10 +96,32 @@ def launch(cfg: TrainConfig, notes: Sequence[str] = (), *, recipe_given: bool = 
 
             return run(cfg, plan, distributed.RankInfo())
         return _launch_elastic(cfg, plan)
-    except BaseException:
+    except BaseException as e:
         if main:
             clean_failed_start(output, before, made)
+            if isinstance(e, KeyboardInterrupt):
+                raise Interrupted(interrupted_line(output)) from None
         raise
+
+
+class Interrupted(Exception):
+    """The run was interrupted (Ctrl-C); ``line``: what is kept and the exact command that continues it. The CLI
+    prints it last and exits 130."""
+
+    def __init__(self, line: str):
+        super().__init__(line)
+        self.line = line
+
+
+def interrupted_line(output: Path) -> str:
+    """The last line of an interrupted run in ``output``: the command that continues it from its last checkpoint,
+    or that nothing was kept (a run stopped before its first checkpoint leaves no folder)."""
+    from .checkpoint import LAST
+    from .loop import resume_command
+
+    if (output / LAST).is_file():
+        return f"interrupted: checkpoint {output / LAST} is kept; continue with: {resume_command(output)}"
+    return "interrupted before the first checkpoint: nothing was kept"
 
 
 def _entries(folder: Path) -> Optional[Set[str]]:
