@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from dali_cutmix.builder import DECODES
 from dali_cutmix.train.config import AMP_MODES, OPTIMIZERS, SCAN_MODES, SCHEDULES
 from dali_cutmix.train.recipe import RECIPES
 
@@ -76,6 +77,10 @@ def recipe_values(key: str, lead: str = "") -> str:
                    "ends at file-system speed, 'full' also decodes every file with DALI, 'off' checks nothing. "
                    "Results are cached per file: a resumed or second run re-reads only changed files. "
                    "[default: quick]")
+@click.option("--decode", type=click.Choice(DECODES), default=None,
+              help="How training images are decoded: 'roi' decodes only the random crop's region, 'full' decodes "
+                   "the whole image and then crops it (more decoding work; a way around a failing ROI decoder). "
+                   "Validation always decodes whole images. [default: roi]")
 @click.option("--recipe", type=click.Choice(list(RECIPES)), default=None,
               help="Defaults for every setting below: 'paper' = the CutMix paper's ImageNet ResNet-50 settings, "
                    "'deit' = DeiT's (facebookresearch/deit main.py: ViT-B/16, AdamW, MixUp + CutMix), "
@@ -135,10 +140,10 @@ def recipe_values(key: str, lead: str = "") -> str:
               help="The mixing stage (CutMix and/or MixUp, as the flags below say) on, or off (the no-mix baseline: "
                    "one-hot targets, smoothed by --label-smoothing). " + recipe_values("mixing"))
 @mixing_options(use_defaults=False, help_suffix=lambda name: " " + recipe_values(name))
-@click.option("--mix-off-epoch", type=int, default=None, metavar="E",
-              help="Turn mixing off from epoch E on (epochs count from 1, as in metrics.jsonl: E is the first "
-                   "unmixed epoch): the targets become plain, smoothed one-hots, in the same run and data stream "
-                   "(a resumed run keeps the schedule). timm's --mixup-off-epoch E is E + 1 here. "
+@click.option("--mix-off-epoch", type=int, default=None, metavar="N",
+              help="Mix epochs 1..N only (epochs count from 1, as in metrics.jsonl): from epoch N+1 on the targets "
+                   "are plain, smoothed one-hots, in the same run and data stream (a resumed run keeps the "
+                   "schedule). The same N as timm's --mixup-off-epoch N. "
                    + recipe_values("mix_off_epoch"))
 @click.option("--amp", type=click.Choice(AMP_MODES), default=None,
               help="Autocast dtype; fp16 adds a gradient scaler. [default: auto = bf16 on GPU, off on CPU]")
@@ -168,6 +173,13 @@ def recipe_values(key: str, lead: str = "") -> str:
 @click.option("--save-every", type=int, default=None,
               help="Also keep OUTPUT/epoch_NNNN.pt every N epochs (last.pt and best.pt are always written). "
                    "[default: 0 = never]")
+@click.option("--checkpoint-steps", type=int, default=None, metavar="N",
+              help="Also write OUTPUT/last.pt every N steps inside an epoch (model, optimizer, schedule, RNGs, each "
+                   "rank's DALI state, the step and the epoch's running metrics): --resume auto continues at that "
+                   "step, bit-identically on the CPU. [default: at the end of each epoch only]")
+@click.option("--checkpoint-minutes", type=float, default=None, metavar="M",
+              help="Also write OUTPUT/last.pt inside an epoch once M minutes have passed since the last checkpoint "
+                   "(rank 0's clock decides, all ranks at the same step). [default: never]")
 @click.option("--log-every", type=int, default=None,
               help="When stderr is not a terminal: a progress line every N steps. [default: 0 = every 30 s]")
 @click.option("--deterministic", is_flag=True, default=None,
@@ -178,13 +190,22 @@ def train(compile_, **options):
     \b
     dali-cutmix train                                    # demo: about 2 minutes on a 2-core CPU
     dali-cutmix train --data /imagenet --gpus 8          # the paper's ResNet-50 recipe on 8 GPUs
-    dali-cutmix train --data /imagenet --gpus 8 --recipe torchvision-v2 --mix-off-epoch 591
+    dali-cutmix train --data /imagenet --gpus 8 --recipe torchvision-v2 --mix-off-epoch 590
     dali-cutmix train --data /imagenet --output runs/r50 --resume auto
     dali-cutmix train --resume runs/r50 --epochs 400      # that run, its settings kept, on to epoch 400
     """
-    from dali_cutmix.train.launch import launch
+    from dali_cutmix.train.launch import Interrupted, launch
+    from dali_cutmix.train.preempt import PREEMPTED_EXIT, Preempted
     from dali_cutmix.train.resume import resolve_run
 
     show_progress()  # a cold first use says what it builds
     options["compile"] = compile_  # every option defaults to None: None = not given (the recipe's, or on
-    launch(*resolve_run(options))  # --resume the run's own value)
+    try:                           # --resume the run's own value)
+        cfg, notes = resolve_run(options)
+        launch(cfg, notes, recipe_given=options.get("recipe") is not None)
+    except Interrupted as e:  # Ctrl-C: the last line says how to continue
+        click.echo(e.line, err=True)
+        raise click.exceptions.Exit(130) from None
+    except Preempted as e:  # SIGTERM / SIGUSR1: the checkpoint is written
+        click.echo(e.line, err=True)
+        raise click.exceptions.Exit(PREEMPTED_EXIT) from None

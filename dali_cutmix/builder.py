@@ -142,7 +142,10 @@ def shard_size(epoch_size: int, num_shards: int, shard: int) -> int:
 
 class _MixGateSource:
     """``external_source`` callback (``batch_info=True``): the mixing stage's gate for each batch of the reader
-    ``reader_name``, per sample -1 for the reader's padding, 0 for a sample of an epoch ``>= off_epoch``, else 1.
+    ``reader_name``: one int32 array of shape ``(batch_size,)`` per batch (DALI cuts it into per-sample scalars),
+    -1 for the reader's padding, 0 for a sample of the reader's 0-based epoch ``>= off_epoch`` (the user's 1-based
+    epochs ``off_epoch + 1`` on; None: never), else 1. ``off_epoch`` is a plain attribute, so the graph has the
+    same shape whether or not mixing ever stops.
 
     It counts as DALI's iterators do (``nvidia/dali/plugin/base_iterator.py``): a padded reader yields
     ``ceil((epoch_size_padded // num_shards) / batch_size)`` batches per epoch on every shard; in epoch ``e`` it
@@ -174,14 +177,18 @@ class _MixGateSource:
 
         epoch, samples = self.samples(info.iteration)
         mixing = int(self.off_epoch is None or epoch < self.off_epoch)
-        return [np.array(mixing if i < samples else -1, dtype=np.int32)
-                for i in range(self.pipeline.max_batch_size)]
+        gate = np.full(self.pipeline.max_batch_size, -1, dtype=np.int32)
+        gate[:samples] = mixing
+        return gate
 
 
-def check_off_epoch(off_epoch) -> int:
-    """``off_epoch`` (``mix_off_epoch``, counted from 0) if it is an integer >= 0; raises UserError naming it."""
-    if isinstance(off_epoch, bool) or not isinstance(off_epoch, int) or off_epoch < 0:
-        raise UserError(f"mix_off_epoch must be an integer >= 0, got {off_epoch!r}")
+def check_off_epoch(off_epoch, name: str = "mix_off_epoch") -> int:
+    """``off_epoch`` (``mix_off_epoch``: epochs 1..N are mixed, mixing is off from epoch N+1, as timm's
+    ``--mixup-off-epoch N``) if it is an integer >= 1; raises UserError naming it as ``name``. The one check of the
+    value, for the builder and the trainer alike (None, never off, is the callers' to allow)."""
+    if isinstance(off_epoch, bool) or not isinstance(off_epoch, int) or off_epoch < 1:
+        raise UserError(f"{name} must be an integer >= 1 (epochs 1..N are mixed, off from N+1, as timm's "
+                        f"--mixup-off-epoch N), got {off_epoch!r}")
     return off_epoch
 
 
@@ -189,8 +196,8 @@ def mix_gate(off_epoch: Optional[int] = None, reader_name: str = READER_NAME):
     """Inside a ``pipeline_def``: the ``gate`` of :func:`dali_cutmix.mix` for batches of the reader
     ``reader_name`` (a padded, sharded DALI reader such as :func:`reader`'s): a CPU DataNode, one int32 per sample,
     -1 for the padding that fills a shard's last batch (never a partner, not mixed, dropped by
-    ``CutMixLoader(last_batch="partial")``), 0 for samples of epochs ``>= off_epoch`` (counted from 0; None: never),
-    1 for the others. The real samples of a batch are exactly those DALI's iterator returns."""
+    ``CutMixLoader(last_batch="partial")``), 0 for samples of epoch ``off_epoch + 1`` on (1-based: epochs
+    ``1..off_epoch`` are mixed, as timm's ``--mixup-off-epoch``; None: never off), 1 for the others. The real samples of a batch are exactly those DALI's iterator returns."""
     import nvidia.dali.fn as fn
     from nvidia.dali import Pipeline
 
@@ -341,8 +348,9 @@ def build_cutmix_pipeline(
             become one-hot, smoothed by ``mix_options``' ``label_smoothing``).
         mix_options: :class:`dali_cutmix.MixOptions`, or a mapping of some of its fields (the rest default);
             default ``MixOptions()``: CutMix with alpha 1, one draw per batch (the paper's).
-        mix_off_epoch: from this epoch on (counted from 0) nothing is mixed: labels are the smoothed one-hots,
-            in the same pipeline, with the same data stream (DeiT/timm turn mixing off for the last epochs).
+        mix_off_epoch: N >= 1: epochs 1..N are mixed and nothing is mixed from epoch N+1 on (exactly timm's
+            ``--mixup-off-epoch N``; the reader's 0-based epoch index ``>= N``); None: always mixed. Unmixed labels
+            are the smoothed one-hots, in the same pipeline, with the same data stream.
             The stage's gate (:func:`mix_gate`) also keeps the reader's padding of a shard's last batch out of
             the mix: partners are drawn among the batch's real samples only, and the padding (dropped by
             ``CutMixLoader(last_batch="partial")``, returned as it is with "fill") is not mixed.

@@ -171,8 +171,8 @@ def test_deit_and_torchvision_recipes_resolve_to_their_published_settings():
     assert (mine.mix.mixup_alpha, mine.mix.cutmix_alpha, mine.mix.mode, mine.mix.switch_prob) == (0.4, 0.0, "pair",
                                                                                                   0.3)
     assert (mine.mix.label_smoothing, mine.norm_weight_decay, mine.bias_weight_decay) == (0.0, None, 0.0)
-    assert mine.mix_off_epoch == 291 and mine.pipeline_mix_off_epoch == 290  # user epochs from 1, DALI's from 0
-    assert mine.mixing_in_epoch(290) and not mine.mixing_in_epoch(291)
+    assert mine.mix_off_epoch == 291  # epochs 1..291 mixed, off from 292: timm's --mixup-off-epoch 291
+    assert mine.mixing_in_epoch(291) and not mine.mixing_in_epoch(292)
     small = resolve_config({"data": "/imagenet", "recipe": "torchvision-v2", "crop": 128})
     assert (small.crop, small.eval_crop, small.val_resize) == (128, 224, 232)  # validation unchanged
     other = resolve_config({"data": "/imagenet", "recipe": "torchvision-v2", "val_crop": 288})
@@ -263,6 +263,16 @@ def test_weight_decay_groups_and_adamw():
     assert {id(p) for p in tv["norm"]["params"]} == bn and tv["norm"]["weight_decay"] == 0.0
     assert {id(p) for p in tv["other"]["params"]} == {id(p) for p in resnet.parameters()} - bn  # fc.bias: 2e-5
     assert set(tv) == {"other", "norm"}
+
+    # every public norm class counts, told apart without torch's private base classes
+    nn = torch.nn
+    layers = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm1d(4), nn.BatchNorm2d(4), nn.BatchNorm3d(4),
+                           nn.SyncBatchNorm(4), nn.InstanceNorm2d(4, affine=True), nn.LayerNorm(4),
+                           nn.GroupNorm(2, 4), nn.Linear(4, 2))
+    split = {g["name"]: sorted(n for n, p in layers.named_parameters() if any(p is q for q in g["params"]))
+             for g in parameter_groups(layers, weight_decay=0.1, norm_weight_decay=0.0)}
+    assert split == {"other": ["0.bias", "0.weight", "8.bias", "8.weight"],
+                     "norm": sorted(f"{i}.{w}" for i in range(1, 8) for w in ("weight", "bias"))}
 
     adamw = build_optimizer(vit, optimizer="adamw", lr=1e-3, weight_decay=0.05, norm_weight_decay=0.0,
                             bias_weight_decay=0.0, transformer_embedding_decay=0.0)
@@ -648,8 +658,33 @@ def _target_kinds(loader, on_value, epochs):
     return out
 
 
+def test_decode_full_reaches_the_training_pipeline_and_is_kept_on_resume(tiny_imagenet):
+    """--decode full: the trainer's training pipeline decodes whole images (decoders.image + random_resized_crop,
+    no ROI decoder); the default is ROI. A resumed run keeps it: its DALI checkpoint only fits that graph."""
+    from dali_cutmix.train.config import resolve_config
+    from dali_cutmix.train.distributed import RankInfo
+    from dali_cutmix.train.loaders import build_rank_data
+    from dali_cutmix.train.resume import LOCKED
+
+    kw = dict(train_dir=tiny_imagenet / "train", val_dir=tiny_imagenet / "val", num_classes=4, info=RankInfo(),
+              device="cpu", device_id=None)
+
+    def decoders(decode):
+        options = {"data": str(tiny_imagenet), "arch": "resnet18", "crop": 32, "batch_size": 16, "workers": 1}
+        cfg = resolve_config({**options, "decode": decode} if decode else options)
+        pipe = build_rank_data(cfg, **kw).train.pipeline
+        names = {getattr(op._op, "schema_name", type(op._op).__name__) for op in pipe._ops}
+        return sorted(n for n in names if "decoders" in n or "RandomResizedCrop" in n)
+
+    assert decoders(None) == decoders("roi") == ["decoders__ImageRandomCrop"]
+    assert decoders("full") == ["RandomResizedCrop", "decoders__Image"]
+    assert "decode" in LOCKED
+    with pytest.raises(UserError, match="--decode must be one of roi, full, got 'crop'"):
+        resolve_config({"decode": "crop"})
+
+
 def test_mix_off_epoch_makes_the_loader_targets_one_hot_from_that_epoch(tiny_imagenet):
-    """The trainer's own loader (train.data.build_rank_data): with --mix-off-epoch 3, the user's epochs 1 and 2
+    """The trainer's own loader (train.loaders.build_rank_data): with --mix-off-epoch 2, the user's epochs 1 and 2
     (the reader's 0 and 1) are mixed and epoch 3 on are smoothed one-hots; a loader rebuilt from the DALI
     checkpoint after epoch 1 (a resume) keeps that schedule. 24 images per step on 128: the reader's last, partial
     batch of each epoch is dropped and the epochs stay in step with the reader's."""
@@ -661,8 +696,8 @@ def test_mix_off_epoch_makes_the_loader_targets_one_hot_from_that_epoch(tiny_ima
 
     cfg = resolve_config({"data": str(tiny_imagenet), "arch": "resnet18", "crop": 32, "batch_size": 24,
                           "workers": 1, "seed": 3, "mixup_alpha": 0.4, "cutmix_alpha": 1.0, "mode": "elem",
-                          "label_smoothing": 0.1, "mix_off_epoch": 3})
-    assert cfg.pipeline_mix_off_epoch == 2
+                          "label_smoothing": 0.1, "mix_off_epoch": 2})
+    assert [cfg.mixing_in_epoch(e) for e in (1, 2, 3, 4)] == [True, True, False, False]
     on = 1 - 0.1 + 0.1 / 4
     kw = dict(train_dir=tiny_imagenet / "train", val_dir=tiny_imagenet / "val", num_classes=4, info=RankInfo(),
               device="cpu", device_id=None)
@@ -683,26 +718,27 @@ def test_mix_off_epoch_makes_the_loader_targets_one_hot_from_that_epoch(tiny_ima
     again = _target_kinds(resumed.train, on, epochs=3)
     assert again == kinds[1:]  # the same targets, the same schedule
     # resumed with another --mix-off-epoch (or none): the gate is always in the graph, so the checkpoint fits
-    later = build_rank_data(dataclasses.replace(cfg, mix_off_epoch=4), dali_checkpoint=state, **kw)
+    later = build_rank_data(dataclasses.replace(cfg, mix_off_epoch=3), dali_checkpoint=state, **kw)
     later_kinds = _target_kinds(later.train, on, epochs=3)  # the user's epochs 2, 3 (now mixed) and 4
     assert later_kinds[0] == kinds[1] and later_kinds[1][1] > steps * 24 // 2 and later_kinds[2] == kinds[3]
-    # the pipeline builder itself counts from 0: mix_off_epoch=0 is never mixed
+    # the pipeline builder takes the same number: mix_off_epoch=1 mixes epoch 1 only
     pipe = build_imagenet_train_pipeline(tiny_imagenet / "train", batch_size=24, num_classes=4, crop=32,
                                          device="cpu", num_threads=1, mix_options=dict(mixup_alpha=0.4),
-                                         mix_off_epoch=0)
-    assert _target_kinds(CutMixLoader(pipe, last_batch="drop"), 1.0, epochs=1) == [(steps, 0, steps * 24)]
+                                         mix_off_epoch=1)
+    first, second = _target_kinds(CutMixLoader(pipe, last_batch="drop"), 1.0, epochs=2)
+    assert first[1] > steps * 24 // 2 and second == (steps, 0, steps * 24)
 
 
 def test_mixup_pair_flags_and_mix_off_epoch_through_the_cli_and_a_resume(tiny_imagenet, tmp_path):
-    """MixUp only, per pair, smoothed, mixing off from epoch 2: epoch 1 runs, then --resume auto runs epochs 2-3
-    from the DALI checkpoint; metrics.jsonl reports the schedule (mixing) and what the targets were (mixed_targets)."""
+    """MixUp only, per pair, smoothed, --mix-off-epoch 1 (epoch 1 mixed, off from epoch 2): epoch 1 runs, then
+    --resume auto runs epochs 2-3 from the DALI checkpoint; metrics.jsonl reports the schedule (mixing) and what the targets were (mixed_targets)."""
     out = tmp_path / "mix"
     args = ["train", "--data", str(tiny_imagenet), "--output", str(out), "--batch-size", "16", "--mixup-alpha", "0.4",
             "--cutmix-alpha", "0", "--mode", "pair", "--switch-prob", "0.5", "--label-smoothing", "0.1",
-            "--mix-off-epoch", "2", *TINY]
+            "--mix-off-epoch", "1", *TINY]
     result = run_cli(args + ["--epochs", "1"], tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "MixUp 0.4, prob 1 per pair, label smoothing 0.1, off from epoch 2" in result.stdout
+    assert "MixUp 0.4, prob 1 per pair, label smoothing 0.1, mixed through epoch 1, off from epoch 2" in result.stdout
     result = run_cli(args + ["--epochs", "3", "--resume", "auto"], tmp_path)
     assert result.returncode == 0, result.stderr
     assert "resuming after epoch 1" in result.stdout
@@ -714,7 +750,8 @@ def test_mixup_pair_flags_and_mix_off_epoch_through_the_cli_and_a_resume(tiny_im
     config, plan = run["config"], run["plan"]
     assert config["mix"] == dict(cutmix_alpha=0.0, mixup_alpha=0.4, cutmix_minmax=None, prob=1.0, switch_prob=0.5,
                                  mode="pair", correct_lam=True, label_smoothing=0.1, self_pairs=True)
-    assert (config["mixing"], config["mix_off_epoch"]) == (True, 2)
+    assert (config["mixing"], config["mix_off_epoch"]) == (True, 1)
+    assert run["gpu_memory"] == [None]  # one CPU rank
     assert (plan["data_root"], plan["output"], plan["classes"]) == (str(tiny_imagenet), str(out),
                                                                    [f"class{c}" for c in range(4)])
     assert (plan["world_size"], plan["nproc"], plan["launcher"], plan["use_gpu"]) == (1, 1, "local", False)
@@ -858,7 +895,8 @@ def test_bad_flag_values(tiny_imagenet, tmp_path, capsys):
 
 def test_bad_mixing_values_are_one_line_naming_the_flag(tiny_imagenet, tmp_path, capsys):
     for args, fragment in ((["--switch-prob", "2"], "--switch-prob"), (["--mix-off-epoch", "-1"], "--mix-off-epoch"),
-                           (["--mix-off-epoch", "0"], "--mix-off-epoch must be an epoch >= 1"),
+                           (["--mix-off-epoch", "0"], "--mix-off-epoch must be an integer >= 1 (epochs 1..N are "
+                                                      "mixed, off from N+1, as timm's --mixup-off-epoch N), got 0"),
                            (["--mixup-alpha", "-0.2"], "--mixup-alpha must be >= 0 (0 turns MixUp off), got -0.2"),
                            (["--cutmix-alpha", "-1"], "--cutmix-alpha must be >= 0 (0 turns CutMix off), got -1.0"),
                            (["--cutmix-alpha", "0"], "nothing to mix: --cutmix-alpha is 0, no --cutmix-minmax is set "

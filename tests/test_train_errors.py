@@ -82,7 +82,8 @@ def test_output_paths_are_checked_before_the_work_starts(tiny_imagenet, tmp_path
 def test_batch_too_large_for_the_data_leaves_no_folder(tiny_imagenet, tmp_path, capsys):
     out = tmp_path / "runs" / "big"
     refused(["--data", str(tiny_imagenet), "--output", str(out), "--gpus", "0", "--batch-size", "4096"], capsys,
-            "--batch-size 4096 is too large", "128 training images", unchanged=[tmp_path / "runs"])
+            "--batch-size 4096 is too large: a step takes 4096 images but there are only 128 training images",
+            unchanged=[tmp_path / "runs"])
 
 
 def test_model_too_small_for_the_crop_is_refused_up_front(tiny_imagenet, tmp_path, capsys):
@@ -153,7 +154,7 @@ def test_settings_that_do_nothing_in_this_run_are_noted():
         "note: the paper recipe's milestones 150,225 lie at or past the last epoch (100): the lr does not drop there "
         "in this run"]
     assert resolve_run({"epochs": 2, "mix_off_epoch": 5})[1] == [
-        "note: --mix-off-epoch 5 is not before the end of this run (2 epochs, counted from 0): every epoch of it is mixed"]
+        "note: --mix-off-epoch 5 turns mixing off from epoch 6, after this run's 2 epochs: every epoch of it is mixed"]
     assert resolve_run({"milestones": (2,)})[1] == [
         "note: --milestones only count with --schedule step (this run's schedule is cosine)"]
     assert resolve_run({})[1] == [] and resolve_run({"data": "/imagenet"})[1] == []
@@ -189,10 +190,11 @@ def test_resume_continues_the_run_as_it_was(tiny_imagenet, tmp_path):
     lines = first.stdout.splitlines()
     start = lines.index("training 1 epoch: resnet18, 4 classes, 128 train images from " + str(tiny_imagenet))
     assert lines[start + 1:start + 4] == ["  1 rank on cpu, batch 16, sgd lr 0.02, step at 3, seed 3",
-                                          "  mixing: CutMix 1, prob 1 per batch, off from epoch 3",
+                                          "  mixing: CutMix 1, prob 1 per batch, mixed through epoch 3, off from epoch 4",
                                           f"  output: {run}"], lines
     assert "note: --milestones 3 lie at or past the last epoch (1): the lr does not drop there in this run" in lines
-    assert "note: --mix-off-epoch 3 is not before the end of this run (1 epoch, counted from 0): every epoch of it is mixed" in lines
+    assert ("note: --mix-off-epoch 3 turns mixing off from epoch 4, after this run's 1 epoch: every epoch of it is "
+            "mixed") in lines
     assert "validation 1/1 step 1/" in first.stderr  # --log-every 1: a line per validation step too
     config = json.loads((run / "run.json").read_text())["config"]
     assert config["data"] == str(tiny_imagenet) and config["seed"] == 3
@@ -270,23 +272,164 @@ def _crashing_env(tmp_path, rank):
 
 
 def test_a_crash_in_epoch_1_leaves_no_debris(tiny_imagenet, tmp_path):
-    """One process: the crash (a bug, not the user's) keeps its traceback; the run folder it made goes. Two
-    ranks, rank 1 crashing: one line naming the cause and the traceback's file (outside the run folder, which
-    goes: no run.json, no error-rank1.log left in it)."""
+    """A crash (a bug, not the user's) keeps its traceback and exits 1, and the run folder it made goes: in one
+    process, and with two ranks, rank 1 crashing, where the launcher does not turn it into a one-line error: the
+    CLI's bug report shows rank 1's own traceback, saves it, and the folder goes (no run.json, no log left in it)."""
     out = tmp_path / "crash"
     args = ["train", "--data", str(tiny_imagenet), "--output", str(out), "--epochs", "1", "--batch-size", "16",
             "--gpus", "0", *TINY]
-    result = subprocess.run(_cli_command() + args, cwd=tmp_path, env=_crashing_env(tmp_path, 0),
-                            capture_output=True, text=True, timeout=240)
-    assert result.returncode != 0 and "boom in the test" in result.stderr
+    env = _crashing_env(tmp_path, 0)
+    result = subprocess.run(_cli_command() + args, cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=240)
+    assert result.returncode == 1 and "RuntimeError: boom in the test" in result.stderr
+    assert "Traceback" in result.stderr and "bug: dali-cutmix stopped on an unexpected RuntimeError" in result.stderr
     assert not out.exists()
 
     result = subprocess.run(_cli_command() + args + ["--cpu-procs", "2"], cwd=tmp_path,
                             env=_crashing_env(tmp_path, 1), capture_output=True, text=True, timeout=240)
-    assert result.returncode == 2, result.stderr
-    assert_one_line_error(result.stderr, "rank 1 failed: RuntimeError: boom in the test (traceback in ",
-                          "no epoch finished")
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert "RankFailed: rank 1 failed: RuntimeError: boom in the test; its traceback:" in result.stderr
+    assert 'raise RuntimeError("boom in the test")' in result.stderr  # the rank's own frame
+    assert lines[-1].startswith("bug: dali-cutmix stopped on an unexpected RankFailed, not on a problem with your "
+                                "input; the traceback above is saved in ")
+    saved = Path(lines[-1].split("saved in ")[1].split(". Please")[0])
+    assert "boom in the test" in saved.read_text() and 'raise RuntimeError("boom in the test")' in saved.read_text()
     assert not out.exists()
-    logs = list((tmp_path / "tmp").glob("dali-cutmix-error-rank1-*.log"))
-    assert len(logs) == 1 and "boom in the test" in logs[0].read_text()
-    assert str(logs[0]) in result.stderr
+
+
+def test_rank_failure_tells_user_errors_bugs_and_stops_apart(tmp_path):
+    """The launcher's verdict on its ranks' reports: a UserError wins (one line, LaunchError), then a bug
+    (RankFailed with the rank's traceback), then a stop on a signal (rank 0's Preempted line); a rank that died
+    without a report is one line with its signal."""
+    from types import SimpleNamespace
+
+    from dali_cutmix.errors import UserError
+    from dali_cutmix.train.launch import RankFailed, rank_failure
+    from dali_cutmix.train.preempt import Preempted
+
+    def reports(*items):
+        folder = tmp_path / f"r{len(list(tmp_path.iterdir()))}"
+        folder.mkdir()
+        for t, (rank, user, preempted, message) in enumerate(items):
+            (folder / f"rank{rank}.json").write_text(json.dumps(dict(
+                rank=rank, message=message, user_error=user, preempted=preempted, time=float(t),
+                traceback=f"Traceback (most recent call last):\n  rank {rank} frame\n{message}\n")))
+        return str(folder)
+
+    stop = "stopped by SIGTERM at epoch 1 step 3/8"
+    got = rank_failure(reports((1, False, True, stop + " (rank 1)"), (0, False, True, stop)), None)
+    assert isinstance(got, Preempted) and got.line == stop
+    got = rank_failure(reports((0, False, True, stop), (1, False, False, "RuntimeError: boom")), None)
+    assert isinstance(got, RankFailed) and not isinstance(got, UserError)
+    assert str(got) == ("rank 1 failed: RuntimeError: boom; its traceback:\nTraceback (most recent call last):\n"
+                        "  rank 1 frame\nRuntimeError: boom")
+    got = rank_failure(reports((1, False, False, "RuntimeError: boom"), (0, True, False, "--data: no such folder")),
+                       None)
+    assert isinstance(got, UserError) and str(got) == "--data: no such folder"
+    died = SimpleNamespace(failures={1: SimpleNamespace(exitcode=-9)})
+    got = rank_failure(reports(), died)
+    assert isinstance(got, UserError) and str(got) == (
+        "local rank 1 was killed by signal 9 without reporting an error (out of memory?)")
+
+
+def test_the_epoch_line_shows_top5_only_where_5_is_below_the_class_count():
+    from dali_cutmix.train.run_record import epoch_line
+
+    record = dict(epoch=2, train_loss=1.23456, val_top1=50.0, val_top5=100.0, images_per_s=99.6, data_wait=0.25,
+                  lr=0.1, epoch_time_s=3.21)
+    assert epoch_line(record, 3, 4) == ("epoch 2/3  train loss 1.2346  val top-1 50.00%  100 img/s  data wait 25%  "
+                                        "lr 0.1  3.2s")
+    assert epoch_line(record, 3, 5) == epoch_line(record, 3, 4)
+    assert epoch_line(record, 3, 6) == ("epoch 2/3  train loss 1.2346  val top-1 50.00%  top-5 100.00%  100 img/s  "
+                                        "data wait 25%  lr 0.1  3.2s")
+
+
+def test_a_slurm_task_that_sees_one_gpu_uses_cuda_0_whatever_its_local_rank(monkeypatch):
+    """SLURM with --gpus-per-task=1: task 3 of a node sees one GPU, its own, as cuda:0. With several visible GPUs
+    a rank takes the one of its local rank; one without a GPU is one line."""
+    import torch
+
+    from dali_cutmix.errors import UserError
+    from dali_cutmix.train import loop
+    from dali_cutmix.train.distributed import gpu_index, rank_info
+
+    env = {"SLURM_PROCID": "7", "SLURM_NTASKS": "8", "SLURM_LOCALID": "3", "SLURM_NTASKS_PER_NODE": "4",
+           "SLURM_JOB_ID": "1", "SLURM_STEP_ID": "0", "SLURM_NODELIST": "gpu[01-02]"}
+    info = rank_info(env)
+    assert (info.rank, info.world_size, info.local_rank) == (7, 8, 3)
+    current = []
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_device", current.append)
+    assert loop.select_device(True, info) == torch.device("cuda", 0) and current == [torch.device("cuda", 0)]
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    assert loop.select_device(True, info) == torch.device("cuda", 3)
+    assert loop.select_device(False, info) == torch.device("cpu")
+    assert [gpu_index(r, 4) for r in range(4)] == [0, 1, 2, 3] and gpu_index(5, 1) == 0
+    with pytest.raises(UserError) as err:
+        gpu_index(3, 2)
+    assert str(err.value) == ("local rank 3 has no GPU: 2 GPU(s) visible to this process (give each task one GPU, "
+                              "or start one process per visible GPU)")
+    with pytest.raises(UserError, match="local rank 0 has no GPU: 0 GPU"):
+        gpu_index(0, 0)
+
+
+def test_a_small_data_set_without_recipe_says_which_recipe_it_takes(tiny_imagenet, tmp_path):
+    """128 training images and no --recipe: before the paper recipe's batch of 256 is refused, the run says which
+    recipe it took and how to pick another; with --recipe given nothing is said."""
+    from dali_cutmix.train.config import resolve_config
+    from dali_cutmix.train.plan import LaunchError, prepare
+
+    cfg = resolve_config({"data": str(tiny_imagenet), "output": str(tmp_path / "o"), "gpus": 0})
+    lines = []
+    with pytest.raises(LaunchError, match="--batch-size 256 is too large: a step takes 256 images but there are "
+                                          "only 128 training images"):
+        prepare(cfg, say=lines.append, recipe_given=False)
+    assert lines[-1] == ("note: 128 training images and no --recipe: this run takes the 'paper' recipe (resnet50, "
+                         "batch 256, crop 224, 300 epochs), made for ImageNet; pick another with --recipe (paper, "
+                         "deit, torchvision-v2, demo) or set --arch / --batch-size / --crop / --epochs")
+    quiet = []
+    prepare(resolve_config({"data": str(tiny_imagenet), "output": str(tmp_path / "p"), "gpus": 0, "batch_size": 16}),
+            say=quiet.append)
+    assert not any("--recipe" in line for line in quiet)
+
+
+def test_gpu_memory_is_what_torch_reserves_and_what_the_device_has_in_use():
+    import torch
+
+    from dali_cutmix.train.run_record import gpu_memory
+
+    class FakeCuda:
+        def mem_get_info(self, device):
+            assert device == torch.device("cuda", 1)
+            return 30 * 2**30, 80 * 2**30
+
+        def memory_reserved(self, device):
+            return 2 * 2**30
+
+    assert gpu_memory(torch.device("cuda", 1), FakeCuda()) == dict(reserved=2 * 2**30, used=50 * 2**30,
+                                                                   total=80 * 2**30)
+    assert gpu_memory(torch.device("cpu")) is None
+
+
+def test_ctrl_c_ends_with_the_command_that_continues_the_run(tiny_imagenet, tmp_path, capsys, monkeypatch):
+    """Ctrl-C in a run that holds a checkpoint: the last line names it and the exact --resume command, exit 130;
+    before the first checkpoint: nothing kept, the folder gone."""
+    from dali_cutmix.cli import main
+    from dali_cutmix.train import loop
+
+    def interrupted(cfg, plan, info=None):
+        if "kept" in plan.output:
+            (Path(plan.output) / "last.pt").write_bytes(b"a checkpoint")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "run", interrupted)
+    for name, last in (("kept", "interrupted: checkpoint {out}/last.pt is kept; continue with: dali-cutmix train "
+                                "--output {out} --resume auto"),
+                       ("lost", "interrupted before the first checkpoint: nothing was kept")):
+        out = tmp_path / name
+        code = main(["train", "--data", str(tiny_imagenet), "--output", str(out), "--gpus", "0", "--batch-size", "16",
+                     *TINY])
+        err = capsys.readouterr().err
+        assert code == 130 and err.strip().splitlines()[-1] == last.format(out=out), err
+        assert out.exists() == (name == "kept")

@@ -4,6 +4,9 @@ A checkpoint is a dict of tensors and plain types (so the safe loader reads it):
 
     format      "dali-cutmix-train/1"
     epoch       completed epochs (the run continues with epoch + 1, 1-based)
+    step        steps of epoch + 1 already taken (0 at an epoch's end; > 0 for a mid-epoch checkpoint)
+    partial     one dict per rank: its running sums of epoch + 1 so far (loss_sum, samples, mixed, wait_s, time_s,
+                lr; see ``loop.train_one_epoch``), None at an epoch's end
     model       the model's state_dict (unwrapped from DDP / torch.compile)
     optimizer   the optimizer's state_dict
     scaler      the fp16 GradScaler's state_dict ({} when unused)
@@ -12,7 +15,7 @@ A checkpoint is a dict of tensors and plain types (so the safe loader reads it):
                 :func:`encode_dali_state` (DALI gives bytes: they are stored base64-encoded)
     torch_rng   one uint8 tensor per rank: torch's CPU RNG state
     best_top1   best validation top-1 so far (percent); best_epoch: its epoch
-    metrics     the metrics record of the checkpoint's epoch (the line in metrics.jsonl)
+    metrics     the metrics record of epoch ``epoch`` (its line in metrics.jsonl; None before the first)
     config      the run's settings (TrainConfig.to_dict(): the mixing options under "mix")
     world_size  number of ranks that wrote it
     classes     class names, in label order
@@ -21,6 +24,7 @@ A checkpoint is a dict of tensors and plain types (so the safe loader reads it):
 from __future__ import annotations
 
 import base64
+import os
 import shutil
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
@@ -33,9 +37,13 @@ from .config import TrainConfig
 
 FORMAT = "dali-cutmix-train/1"
 LAST = "last.pt"
+#: The checkpoint last.pt replaced: ``--resume auto`` falls back to it when last.pt cannot be read.
+PREVIOUS = "previous.pt"
+#: A last.pt that could not be read, set aside when a run resumed from :data:`PREVIOUS` instead.
+DAMAGED = "last.damaged.pt"
 BEST = "best.pt"
-REQUIRED_KEYS = ("format", "epoch", "model", "optimizer", "scaler", "schedule", "dali", "torch_rng", "best_top1",
-                 "config", "world_size", "classes")
+REQUIRED_KEYS = ("format", "epoch", "step", "partial", "model", "optimizer", "scaler", "schedule", "dali", "torch_rng",
+                 "best_top1", "config", "world_size", "classes")
 #: Settings a resumed run must share with the checkpoint (the model's shape, each rank's data stream, the optimizer
 #: whose state it holds); ``mode`` is a mixing option (stored under ``config["mix"]``).
 LOCKED_SETTINGS = ("arch", "zero_init_residual", "crop", "min_area", "batch_size", "mixing", "mode", "optimizer",
@@ -68,13 +76,27 @@ def decode_dali_state(text: str):
     raise CheckpointError("a DALI state in the checkpoint is not in the expected encoding")
 
 
-def save_checkpoint(state: Mapping[str, Any], path) -> Path:
-    """Write ``state`` to ``path`` atomically (temporary file, fsync, rename). Returns the path."""
+def save_checkpoint(state: Mapping[str, Any], path, *, keep_previous: bool = False) -> Path:
+    """Write ``state`` to ``path`` atomically: serialized in memory, written to a temporary file beside it,
+    fsynced, renamed. ``keep_previous``: the file ``path`` held becomes :data:`PREVIOUS` in its folder (renamed
+    just before the new one takes its place). Returns the path.
+
+    Raises:
+        OSError: the write failed (a full disk: ``ENOSPC``), naming ``path``; ``path`` and :data:`PREVIOUS` keep
+            what they held and no temporary file remains.
+    """
+    import io
+
     import torch
 
     path = Path(path)
+    buffer = io.BytesIO()
+    torch.save(dict(state), buffer)
     with atomic_path(path) as tmp:
-        torch.save(dict(state), tmp)
+        with open(tmp, "wb") as f:
+            f.write(buffer.getbuffer())
+        if keep_previous and path.is_file():
+            os.replace(path, path.parent / PREVIOUS)
     return path
 
 

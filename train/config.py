@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-from dali_cutmix.builder import check_seed
+from dali_cutmix.builder import DECODES, check_off_epoch, check_seed
 from dali_cutmix.errors import UserError
 from dali_cutmix.options import MixOptionError, MixOptions, flag_name
 
@@ -54,7 +54,7 @@ class TrainConfig:
     warmup_epochs: float
     mixing: bool                        # the mixing stage on (False: the no-mix baseline, smoothed by mix)
     mix: MixOptions                     # CutMix and MixUp, timm's names and semantics
-    mix_off_epoch: Optional[int]        # first unmixed epoch, 1-based as in metrics.jsonl; None = never
+    mix_off_epoch: Optional[int]        # epochs 1..N mixed, off from N+1 (timm's --mixup-off-epoch); None = never
     # the run's own settings
     data: Optional[str] = None          # ImageNet-layout root; None = the embedded demo dataset
     output: Optional[str] = None        # run folder; None = runs/<timestamp> (chosen at launch)
@@ -72,9 +72,12 @@ class TrainConfig:
     master_port: Optional[int] = None   # None = a free port (one node) or 29500 (several nodes)
     resume: Optional[str] = None        # None, "auto" or a checkpoint path
     save_every: int = 0                 # also keep epoch_NNNN.pt every this many epochs (0 = never)
+    checkpoint_steps: Optional[int] = None      # also write last.pt every N steps inside an epoch (None = never)
+    checkpoint_minutes: Optional[float] = None  # also write last.pt when M minutes passed since the last one
     log_every: int = 0                  # progress line every N steps when stderr is not a terminal (0 = every 30 s)
     deterministic: bool = False         # deterministic kernels on GPU too (always on for the CPU)
     scan: str = "quick"                 # check the data before the first epoch: quick, full (decode) or off
+    decode: str = "roi"                 # training decode: the random crop's region only (roi) or the whole image
 
     def __post_init__(self):
         check_config(self)
@@ -89,16 +92,10 @@ class TrainConfig:
         """The validation centre crop: ``val_crop``, or ``crop`` when that is None."""
         return self.crop if self.val_crop is None else self.val_crop
 
-    @property
-    def pipeline_mix_off_epoch(self) -> Optional[int]:
-        """``mix_off_epoch`` as the pipeline counts epochs (from 0): the user's epoch E (1-based) is the
-        pipeline's epoch E - 1. None when mixing never stops."""
-        return None if self.mix_off_epoch is None else self.mix_off_epoch - 1
-
     def mixing_in_epoch(self, epoch: int) -> bool:
-        """Whether the training targets of (1-based) ``epoch`` are mixed: the stage is on and ``epoch`` comes before
-        ``mix_off_epoch``."""
-        return self.mixing and (self.mix_off_epoch is None or epoch < self.mix_off_epoch)
+        """Whether the training targets of (1-based) ``epoch`` are mixed: the stage is on and ``epoch <=
+        mix_off_epoch`` (epochs 1..N mixed, off from N+1, as timm's ``--mixup-off-epoch N``; None: always)."""
+        return self.mixing and (self.mix_off_epoch is None or epoch <= self.mix_off_epoch)
 
     def to_dict(self) -> Dict[str, Any]:
         """Plain-type dict (lists for tuples; ``mix`` as :meth:`MixOptions.as_dict`) plus ``base_lr``, as stored in
@@ -170,10 +167,20 @@ def resolve_config(overrides: Mapping[str, Any], base: Optional[Mapping[str, Any
 
 
 def check_config(cfg: TrainConfig) -> None:
-    """Raise ValueError naming the flag of the first out-of-range setting of ``cfg`` (the mixing options are
-    :class:`~dali_cutmix.MixOptions`' to check)."""
+    """Raise UserError naming the flag of the first out-of-range setting of ``cfg``: the data and its stream
+    (:func:`check_data_settings`), the optimizer and schedule (:func:`check_optimizer_settings`), the processes,
+    checkpoints and logging (:func:`check_run_settings`). The mixing options are :class:`~dali_cutmix.MixOptions`'
+    to check; ``cfg.mix`` not being one is a TypeError (a caller's bug)."""
     if not isinstance(cfg.mix, MixOptions):
         raise TypeError(f"TrainConfig.mix must be MixOptions, got {type(cfg.mix).__name__}")
+    check_data_settings(cfg)
+    check_run_settings(cfg)
+    check_optimizer_settings(cfg)
+
+
+def check_data_settings(cfg: TrainConfig) -> None:
+    """The sizes (crops, epochs, batch, processes, nodes), the crop area, the mix-off epoch, the seed, the scan and
+    the decode; raises UserError naming the flag."""
     for name in ("crop", "val_resize", "epochs", "batch_size", "cpu_procs", "nnodes"):
         value = getattr(cfg, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -187,6 +194,25 @@ def check_config(cfg: TrainConfig) -> None:
         raise UserError(f"--val-resize ({cfg.val_resize}) must be at least --crop ({cfg.crop})")
     if not 0 < cfg.min_area <= 1:
         raise UserError(f"--min-area must be in (0, 1], got {cfg.min_area!r}")
+    if cfg.mix_off_epoch is not None:
+        check_off_epoch(cfg.mix_off_epoch, "--mix-off-epoch")
+    check_seed(cfg.seed, "--seed")
+    if cfg.scan not in SCAN_MODES:
+        raise UserError(f"--scan must be one of {', '.join(SCAN_MODES)}, got {cfg.scan!r}")
+    if cfg.decode not in DECODES:
+        raise UserError(f"--decode must be one of {', '.join(DECODES)}, got {cfg.decode!r}")
+
+
+def check_run_settings(cfg: TrainConfig) -> None:
+    """Mid-epoch checkpoints, saving and logging, processes and the rendezvous, the output folder and autocast;
+    raises UserError naming the flag."""
+    if cfg.checkpoint_steps is not None and (not isinstance(cfg.checkpoint_steps, int)
+                                             or isinstance(cfg.checkpoint_steps, bool) or cfg.checkpoint_steps < 1):
+        raise UserError(f"--checkpoint-steps must be an integer >= 1 (steps between mid-epoch checkpoints; leave "
+                        f"it out for none), got {cfg.checkpoint_steps!r}")
+    if cfg.checkpoint_minutes is not None and not cfg.checkpoint_minutes > 0:
+        raise UserError(f"--checkpoint-minutes must be > 0 (minutes between mid-epoch checkpoints; leave it out "
+                        f"for none), got {cfg.checkpoint_minutes!r}")
     for name in ("save_every", "log_every", "node_rank"):
         if getattr(cfg, name) < 0:
             raise UserError(f"{flag_name(name)} must be >= 0, got {getattr(cfg, name)!r}")
@@ -198,6 +224,14 @@ def check_config(cfg: TrainConfig) -> None:
         raise UserError(f"--node-rank must be in [0, --nnodes={cfg.nnodes}), got {cfg.node_rank}")
     if cfg.master_port is not None and not 1 <= cfg.master_port <= 65535:
         raise UserError(f"--master-port must be in [1, 65535], got {cfg.master_port}")
+    if cfg.output is not None and not str(cfg.output).strip():
+        raise UserError("--output must name a folder, got ''")
+    if cfg.amp not in AMP_MODES:
+        raise UserError(f"--amp must be one of {', '.join(AMP_MODES)}, got {cfg.amp!r}")
+
+
+def check_optimizer_settings(cfg: TrainConfig) -> None:
+    """The learning rate, optimizer, momentum, weight decays and schedule; raises UserError naming the flag."""
     for name in ("lr", "lr_per_256"):
         value = getattr(cfg, name)
         if value is not None and not (math.isfinite(value) and value > 0):
@@ -221,14 +255,3 @@ def check_config(cfg: TrainConfig) -> None:
     if not 0 <= cfg.warmup_epochs <= cfg.epochs:
         raise UserError(f"--warmup-epochs must be in [0, {cfg.epochs}] (the run's epochs), got "
                          f"{cfg.warmup_epochs:g}")
-    if cfg.mix_off_epoch is not None and (isinstance(cfg.mix_off_epoch, bool)
-                                          or not isinstance(cfg.mix_off_epoch, int) or cfg.mix_off_epoch < 1):
-        raise UserError(f"--mix-off-epoch must be an epoch >= 1 (epochs count from 1, as in metrics.jsonl), "
-                         f"got {cfg.mix_off_epoch!r}")
-    check_seed(cfg.seed, "--seed")
-    if cfg.output is not None and not str(cfg.output).strip():
-        raise UserError("--output must name a folder, got ''")
-    if cfg.amp not in AMP_MODES:
-        raise UserError(f"--amp must be one of {', '.join(AMP_MODES)}, got {cfg.amp!r}")
-    if cfg.scan not in SCAN_MODES:
-        raise UserError(f"--scan must be one of {', '.join(SCAN_MODES)}, got {cfg.scan!r}")

@@ -127,10 +127,27 @@ def export_slurm_env(env: MutableMapping[str, str], *, master_addr: Optional[str
     env.setdefault("MASTER_PORT", str(DEFAULT_MASTER_PORT))
 
 
+def gpu_index(local_rank: int, visible: int) -> int:
+    """The CUDA device index this rank uses, of the ``visible`` GPUs its process sees: 0 when it sees exactly one
+    (SLURM's ``--gpus-per-task=1`` or cgroup binding: every task sees its own GPU as ``cuda:0``, whatever its local
+    rank), else ``local_rank`` (one process per GPU of the node).
+
+    Raises:
+        UserError: no GPU visible, or fewer than ``local_rank + 1`` of several.
+    """
+    if visible == 1:
+        return 0
+    if not 0 <= local_rank < visible:
+        raise UserError(f"local rank {local_rank} has no GPU: {visible} GPU(s) visible to this process (give each "
+                        f"task one GPU, or start one process per visible GPU)")
+    return local_rank
+
+
 def init(info: RankInfo, device) -> None:
     """Join the process group (NCCL for a CUDA ``device``, gloo otherwise) when ``world_size > 1``.
 
-    Reads MASTER_ADDR / MASTER_PORT from the environment (``env://``).
+    Reads MASTER_ADDR / MASTER_PORT from the environment (``env://``); under torchrun's agent, each restart
+    (``TORCHELASTIC_RESTART_COUNT``) joins through keys of its own in the agent's store.
     """
     if info.world_size == 1:
         return
@@ -138,8 +155,20 @@ def init(info: RankInfo, device) -> None:
 
     cuda = getattr(device, "type", str(device)) == "cuda"
     kwargs = dict(device_id=device) if cuda else {}
-    dist.init_process_group(backend="nccl" if cuda else "gloo", init_method="env://", rank=info.rank,
-                            world_size=info.world_size, **kwargs)
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+    if attempt is not None and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+        # torchrun's agent keeps one store across restarts: the keys of each attempt's group under a prefix of
+        # their own, so a restarted group never reads the addresses of the ranks that died
+        from datetime import timedelta
+
+        store = dist.PrefixStore(f"dali_cutmix/attempt_{attempt}", dist.TCPStore(
+            os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), info.world_size, is_master=False,
+            timeout=timedelta(minutes=10)))
+        kwargs.update(store=store)
+    else:
+        kwargs.update(init_method="env://")
+    dist.init_process_group(backend="nccl" if cuda else "gloo", rank=info.rank, world_size=info.world_size,
+                            **kwargs)
 
 
 def shutdown() -> None:

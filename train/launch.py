@@ -8,8 +8,10 @@
   (``torch.distributed.launcher``, the engine of ``torchrun``) starts one process per GPU (or CPU rank) on this
   node, with a static rendezvous at ``--master-addr:--master-port`` for several nodes.
 
-Workers report a failure as one line (written to a shared folder) and exit; the parent raises it as a
-:class:`~dali_cutmix.errors.UserError`-like ``ValueError``, so the CLI prints one line and exits 2.
+Workers report a failure (written to a shared folder) and exit; the parent raises a rank's
+:class:`~dali_cutmix.errors.UserError` as a one-line :class:`~dali_cutmix.train.plan.LaunchError` (the CLI exits 2)
+and any other failure as :class:`RankFailed`, a bug that keeps the rank's traceback (the CLI shows and saves it and
+exits 1).
 """
 
 from __future__ import annotations
@@ -32,15 +34,18 @@ from .config import TrainConfig
 from .plan import LaunchError, RunPlan, cpu_fallback_line, default_output, gpus_present, prepare
 
 
-def launch(cfg: TrainConfig, notes: Sequence[str] = ()) -> Dict[str, Any]:
+def launch(cfg: TrainConfig, notes: Sequence[str] = (), *, recipe_given: bool = True) -> Dict[str, Any]:
     """Run training as ``cfg`` says (see the module docstring); returns rank 0's summary when it ran here.
     ``notes``: lines about the settings (:func:`dali_cutmix.train.resume.setting_notes`), shown once the run's
-    checks passed.
+    checks passed. ``recipe_given``: whether the user named the recipe (a new run on a small data set without one
+    says which it took, :func:`dali_cutmix.train.plan.recipe_line`).
 
     A run that fails before its first checkpoint leaves nothing in its folder (see :func:`clean_failed_start`).
 
     Raises:
-        UserError: a bad setting, path or checkpoint, or a rank that failed (one line).
+        Interrupted: Ctrl-C (its line says how to continue).
+        UserError: a bad setting, path or checkpoint, or a rank that failed on one (one line).
+        RankFailed: a rank started by this process failed on anything else (a bug, with that rank's traceback).
     """
     if cfg.output is None:
         cfg = dataclasses.replace(cfg, output=default_output())
@@ -53,16 +58,19 @@ def launch(cfg: TrainConfig, notes: Sequence[str] = ()) -> Dict[str, Any]:
         info = distributed.rank_info()
         before, made = _entries(output), _first_missing(output)
         try:
-            plan = prepare(cfg, launcher=launcher, world_size=info.world_size, main=info.is_main, say=_say)
+            plan = prepare(cfg, launcher=launcher, world_size=info.world_size, main=info.is_main, say=_say,
+                           recipe_given=recipe_given)
             if info.is_main:
                 for line in notes:
                     _say(line)
             from .loop import run
 
             return run(cfg, plan, info)
-        except BaseException:
+        except BaseException as e:
             if info.is_main:
                 clean_failed_start(output, before, made)
+                if isinstance(e, KeyboardInterrupt):
+                    raise Interrupted(interrupted_line(output)) from None
             raise
     # The run's first line says it falls back to the CPU, before what the data scan says.
     first = [cpu_fallback_line(0)] if cfg.gpus is None and cfg.cpu_procs == 1 and gpus_present() == 0 else []
@@ -76,7 +84,7 @@ def launch(cfg: TrainConfig, notes: Sequence[str] = ()) -> Dict[str, Any]:
     before, made = _entries(output), _first_missing(output)
     try:
         try:
-            plan = prepare(cfg, main=main, say=say)
+            plan = prepare(cfg, main=main, say=say, recipe_given=recipe_given)
         finally:
             while first:
                 _say(first.pop())
@@ -88,10 +96,32 @@ def launch(cfg: TrainConfig, notes: Sequence[str] = ()) -> Dict[str, Any]:
 
             return run(cfg, plan, distributed.RankInfo())
         return _launch_elastic(cfg, plan)
-    except BaseException:
+    except BaseException as e:
         if main:
             clean_failed_start(output, before, made)
+            if isinstance(e, KeyboardInterrupt):
+                raise Interrupted(interrupted_line(output)) from None
         raise
+
+
+class Interrupted(Exception):
+    """The run was interrupted (Ctrl-C); ``line``: what is kept and the exact command that continues it. The CLI
+    prints it last and exits 130."""
+
+    def __init__(self, line: str):
+        super().__init__(line)
+        self.line = line
+
+
+def interrupted_line(output: Path) -> str:
+    """The last line of an interrupted run in ``output``: the command that continues it from its last checkpoint,
+    or that nothing was kept (a run stopped before its first checkpoint leaves no folder)."""
+    from .checkpoint import LAST
+    from .loop import resume_command
+
+    if (output / LAST).is_file():
+        return f"interrupted: checkpoint {output / LAST} is kept; continue with: {resume_command(output)}"
+    return "interrupted before the first checkpoint: nothing was kept"
 
 
 def _entries(folder: Path) -> Optional[Set[str]]:
@@ -170,13 +200,13 @@ def _launch_elastic(cfg: TrainConfig, plan: RunPlan) -> Dict[str, Any]:
         try:
             results = elastic_launch(config, _elastic_worker)(cfg, plan, error_dir)
         except ChildFailedError as e:
-            raise LaunchError(_failure_message(error_dir, e, plan.output)) from None
+            raise rank_failure(error_dir, e) from None
     return results.get(0) or next(iter(results.values()), {})
 
 
 class _QuietLogs:
     """Silence the launcher's own logging (tracebacks of failed ranks) while it runs; failures are reported as
-    one line by :func:`_failure_message`."""
+    :func:`rank_failure`."""
 
     def __init__(self, *names: str):
         self.loggers = [logging.getLogger(n) for n in names]
@@ -195,21 +225,23 @@ class _QuietLogs:
 
 def _elastic_worker(cfg: TrainConfig, plan: RunPlan, error_dir: str) -> Dict[str, Any]:
     """A rank's entry point under the launcher: runs :func:`dali_cutmix.train.loop.run`; on failure writes a
-    one-line report to ``error_dir/rank<R>.json`` and exits with code 2 (no traceback on the console for a user
-    error)."""
+    report (its first line, whether it is a UserError, its traceback) to ``error_dir/rank<R>.json`` and exits with
+    code 2; the parent turns it into the run's error (:func:`rank_failure`)."""
     rank = int(os.environ.get("RANK", "0"))
     try:
         from .loop import run
 
         return run(cfg, plan, distributed.rank_info())
-    except BaseException as e:  # noqa: BLE001 - every failure must reach the parent as one line
+    except BaseException as e:  # noqa: BLE001 - every failure must reach the parent, which decides what it is
         if isinstance(e, SystemExit) and not e.code:
             raise
-        user = isinstance(e, UserError)
-        message = first_line(e)
-        if not user:
+        from .preempt import Preempted
+
+        user, preempted = isinstance(e, UserError), isinstance(e, Preempted)
+        message = e.line if preempted else first_line(e)
+        if not (user or preempted):
             message = f"{type(e).__name__}: {message}"
-        report = dict(rank=rank, message=message, user_error=user, time=time.time(),
+        report = dict(rank=rank, message=message, user_error=user, preempted=preempted, time=time.time(),
                       traceback="".join(traceback.format_exception(e)))
         path = Path(error_dir) / f"rank{rank}.json"
         tmp = path.with_suffix(".tmp")
@@ -219,9 +251,17 @@ def _elastic_worker(cfg: TrainConfig, plan: RunPlan, error_dir: str) -> Dict[str
         os._exit(2)
 
 
-def _failure_message(error_dir: str, error, output: str) -> str:
-    """One line for a failed launch: the reported cause (a user error first, else the earliest failure), or the
-    exit code / signal of the rank that died without reporting."""
+class RankFailed(RuntimeError):
+    """A rank failed on an exception that is not a :class:`~dali_cutmix.errors.UserError`: a bug. Its message
+    names the rank and holds that rank's traceback, so the CLI's bug report shows and saves it."""
+
+
+def rank_failure(error_dir: str, error) -> Exception:
+    """The run's error for a failed launch, from the ranks' reports in ``error_dir``: a rank's UserError (the
+    earliest) as a one-line :class:`LaunchError`; else the earliest failure that is not a stop on a signal as
+    :class:`RankFailed` with its traceback; else rank 0's :class:`~dali_cutmix.train.preempt.Preempted` (the run
+    stopped on SIGTERM / SIGUSR1 with its checkpoint written); else (a rank that died without reporting: killed, out of memory) a one-line :class:`LaunchError`
+    with its exit code or signal."""
     reports = []
     for path in Path(error_dir).glob("rank*.json"):
         try:
@@ -229,46 +269,20 @@ def _failure_message(error_dir: str, error, output: str) -> str:
         except (OSError, json.JSONDecodeError):
             continue
     if reports:
-        reports.sort(key=lambda r: (not r["user_error"], r["time"]))
+        reports.sort(key=lambda r: (not r["user_error"], r["preempted"], r["time"]))
         first = reports[0]
         if first["user_error"]:
-            return first["message"]
-        from .checkpoint import LAST
+            return LaunchError(first["message"])
+        if first["preempted"]:
+            from .preempt import Preempted
 
-        log = _save_traceback(first, output)
-        kept = "" if (Path(output) / LAST).exists() else f"; no epoch finished, so {output} is not kept"
-        return (f"rank {first['rank']} failed: {first['message']}" + (f" (traceback in {log}{kept})" if log else "")
-                + ("" if log or not kept else f" ({kept[2:]})"))
+            return Preempted(min(reports, key=lambda r: r["rank"])["message"])
+        return RankFailed(f"rank {first['rank']} failed: {first['message']}; its traceback:\n"
+                          + (first.get("traceback") or "").rstrip())
     failures = getattr(error, "failures", {}) or {}
     if failures:
         local, failure = sorted(failures.items())[0]
         code = failure.exitcode
         how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited with code {code}"
-        return f"local rank {local} {how} without reporting an error (out of memory?)"
-    return "a rank failed without reporting an error"
-
-
-def _save_traceback(report: Dict[str, Any], output: str) -> Optional[str]:
-    """Write a failed rank's traceback to ``OUTPUT/error-rank<R>.log`` when the run keeps its folder (it holds a
-    checkpoint), else to a temporary file (the folder of a run that never finished an epoch is removed, see
-    :func:`clean_failed_start`); returns the path."""
-    from .checkpoint import LAST
-
-    text = report.get("traceback") or ""
-    if not text:
-        return None
-    name = f"error-rank{report['rank']}.log"
-    if (Path(output) / LAST).exists():
-        try:
-            path = Path(output) / name
-            path.write_text(text)
-            return str(path)
-        except OSError:
-            pass
-    try:
-        fd, path = tempfile.mkstemp(prefix=f"dali-cutmix-{Path(name).stem}-", suffix=".log")
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        return path
-    except OSError:
-        return None
+        return LaunchError(f"local rank {local} {how} without reporting an error (out of memory?)")
+    return LaunchError("a rank failed without reporting an error")

@@ -11,11 +11,6 @@ from dali_cutmix.helpers.host import usable_cores
 from .config import TrainConfig
 from .distributed import RankInfo
 
-#: The pipeline's ``mix_off_epoch`` when mixing never stops: the epoch gate is always in the graph, so a run can be
-#: resumed with another (or a first) ``--mix-off-epoch``: the DALI checkpoint must fit the graph it restores into.
-MIX_NEVER_OFF = 2**31 - 1
-
-
 def default_workers(local_world_size: int) -> int:
     """DALI threads per rank when ``--workers`` is not given: this node's CPU cores shared by its ranks, 1 to 8."""
     return max(1, min(8, usable_cores() // max(local_world_size, 1)))
@@ -47,10 +42,10 @@ def build_rank_data(cfg: TrainConfig, *, train_dir, val_dir, num_classes: int, i
     ``info.world_size``, ``cfg.batch_size / world_size`` images per step, last incomplete batch dropped (every rank
     takes the same number of steps), continuing from ``dali_checkpoint`` when given. The mixing stage is in the
     graph with ``cfg.mixing`` and mixes as ``cfg.mix`` says (without it, the targets are one-hots smoothed by
-    ``cfg.mix.label_smoothing``). Mixing stops from ``cfg.mix_off_epoch`` on (the user's 1-based epoch E is the
-    pipeline's epoch E - 1, counted by its reader: each ``next_train_epoch()`` is one reader epoch, so the two stay
-    in step, across a resume too). The epoch gate is built even when mixing never stops (:data:`MIX_NEVER_OFF`), so
-    the graph does not depend on the setting.
+    ``cfg.mix.label_smoothing``). With ``cfg.mix_off_epoch`` N, epochs 1..N are mixed and mixing is off from
+    epoch N+1 (the pipeline's reader counts epochs from 0 and closes the gate at index N: each
+    ``next_train_epoch()`` is one reader epoch, so the two stay in step, across a resume too). The gate is in the
+    graph whatever N is (None included), so the graph does not depend on the setting.
     Validation: shard ``info.rank`` of the val split, centre crop ``cfg.eval_crop``, every image exactly once over
     all ranks.
 
@@ -70,7 +65,7 @@ def build_rank_data(cfg: TrainConfig, *, train_dir, val_dir, num_classes: int, i
         resolve_shards(train_dir), batch_size=per_rank, num_classes=num_classes, crop=cfg.crop,
         min_area=cfg.min_area,
         mixing=cfg.mixing, mix_options=cfg.mix,
-        mix_off_epoch=MIX_NEVER_OFF if cfg.mix_off_epoch is None else cfg.pipeline_mix_off_epoch,
+        mix_off_epoch=cfg.mix_off_epoch, decode=cfg.decode,
         checkpoint=dali_checkpoint, **shard)
     try:
         train = CutMixLoader(train_pipe, last_batch="drop")
@@ -81,6 +76,9 @@ def build_rank_data(cfg: TrainConfig, *, train_dir, val_dir, num_classes: int, i
                          f"mixing settings of the run that wrote it; DALI: {first_line(e)})") from None
     meta = dict(train.pipeline.reader_meta("Reader"))
     if len(train) == 0:
+        if info.world_size == 1:
+            raise UserError(f"--batch-size {cfg.batch_size} is too large: a step takes {per_rank} images but "
+                            f"{str(train_dir)!r} holds only {meta['epoch_size']}")
         raise UserError(
             f"--batch-size {cfg.batch_size} is too large: each of the {info.world_size} ranks takes {per_rank} "
             f"images per step but its shard of {str(train_dir)!r} holds only "

@@ -14,7 +14,7 @@ import time
 from contextlib import nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from dali_cutmix.errors import UserError, first_line
 from dali_cutmix.helpers.host import usable_cores
@@ -25,8 +25,8 @@ from dali_cutmix.loss import soft_target_cross_entropy
 
 from . import distributed
 from .accuracy import topk_correct
-from .checkpoint import (BEST, FORMAT, LAST, CheckpointError, check_compatible, copy_checkpoint, decode_dali_state,
-                         encode_dali_state, load_checkpoint, save_checkpoint)
+from .checkpoint import (BEST, DAMAGED, FORMAT, LAST, PREVIOUS, CheckpointError, check_compatible, copy_checkpoint,
+                         decode_dali_state, encode_dali_state, load_checkpoint, save_checkpoint)
 from .config import TrainConfig
 from .datalists import SKIPPED_FILE, record_failure, skipped_records
 from .distributed import RankInfo
@@ -35,7 +35,8 @@ from .metrics import MetricsLog
 from .model import build_model, to_model_input
 from .optim import LRSchedule, build_optimizer
 from .plan import RunPlan
-from .run_record import RANKS_FILE, RUN_FILE, epoch_line, state_digest, write_json
+from .preempt import CheckpointClock, Preempted, StopRequest, agree
+from .run_record import RANKS_FILE, RUN_FILE, epoch_line, gpu_memory, state_digest, write_json
 
 
 def _say(info: RankInfo, text: str) -> None:
@@ -44,13 +45,12 @@ def _say(info: RankInfo, text: str) -> None:
 
 
 def select_device(use_gpu: bool, info: RankInfo):
-    """``cuda:<local_rank>`` (made the current device) or the CPU."""
+    """The rank's CUDA device (:func:`dali_cutmix.train.distributed.gpu_index` of its local rank and the GPUs it
+    sees), made the current device, or the CPU."""
     import torch
 
     if use_gpu:
-        if info.local_rank >= torch.cuda.device_count():
-            raise UserError(f"local rank {info.local_rank} has no GPU: {torch.cuda.device_count()} GPU(s) visible")
-        device = torch.device("cuda", info.local_rank)
+        device = torch.device("cuda", distributed.gpu_index(info.local_rank, torch.cuda.device_count()))
         torch.cuda.set_device(device)
         return device
     return torch.device("cpu")
@@ -123,19 +123,35 @@ def make_train_step(*, model, optimizer, scaler, device, dtype, channels_last: b
     return step
 
 
-def train_one_epoch(*, step, batches, schedule, device, progress: Progress, one_hot_on: float = 1.0
+def train_one_epoch(*, step, batches, schedule, device, progress: Progress, one_hot_on: float = 1.0,
+                    steps: int, done: int = 0, partial: Optional[Dict[str, float]] = None,
+                    after_step: Optional[Callable[[int, Callable[[], Dict[str, float]]], bool]] = None
                     ) -> Dict[str, float]:
     """Train over one epoch's ``batches`` with ``step`` (:func:`make_train_step`), setting the lr from
     ``schedule`` before each step; returns this rank's sums: ``loss_sum`` (sum of per-sample losses),
     ``samples``, ``mixed`` (samples whose target is mixed, see :func:`mixed_count`), ``wait_s`` (time blocked on
-    the next batch), ``time_s`` (the whole epoch), ``lr`` (last)."""
+    the next batch), ``time_s`` (the whole epoch), ``lr`` (last), and ``stopped`` (True when ``after_step`` ended
+    the epoch early).
+
+    ``steps``: the epoch's steps; ``done``: those a resumed run already took (``batches`` yields the rest) and
+    ``partial`` their sums (what ``sums()`` gave then), which the returned sums include. ``after_step(index,
+    sums)``: called after step ``index`` (1-based, counting ``done``) with a function giving the running sums (one
+    sync); returning True ends the epoch there."""
     import torch
 
-    loss_sum = torch.zeros((), device=device)
-    mixed = torch.zeros((), device=device, dtype=torch.int64)
-    samples, wait, lr = 0, 0.0, 0.0
+    partial = partial or dict(loss_sum=0.0, samples=0, mixed=0, wait_s=0.0, time_s=0.0, lr=0.0)
+    loss_sum = torch.full((), partial["loss_sum"], device=device)  # float32: a float round-trips it exactly
+    mixed = torch.full((), int(partial["mixed"]), device=device, dtype=torch.int64)
+    samples, wait, lr = int(partial["samples"]), float(partial["wait_s"]), float(partial["lr"])
     start = tick = time.perf_counter()
-    for index, (images, targets) in enumerate(batches, 1):
+    elapsed = float(partial["time_s"])
+
+    def sums() -> Dict[str, float]:
+        return dict(loss_sum=float(loss_sum.item()), samples=samples, mixed=int(mixed.item()), wait_s=wait,
+                    time_s=elapsed + time.perf_counter() - start, lr=lr)
+
+    index, stopped = done, False
+    for index, (images, targets) in enumerate(batches, done + 1):
         wait += time.perf_counter() - tick
         lr = schedule.apply()
         loss = step(images, targets)
@@ -145,15 +161,21 @@ def train_one_epoch(*, step, batches, schedule, device, progress: Progress, one_
         mixed += mixed_count(targets.detach(), one_hot_on)
         samples += n
         progress.update(index, lambda: f"loss {loss_sum.item() / samples:.4f}  "
-                                       f"{samples / (time.perf_counter() - start):.0f} img/s/rank")
+                                       f"{(samples - partial['samples']) / (time.perf_counter() - start):.0f} "
+                                       f"img/s/rank")
+        if after_step is not None and after_step(index, sums):
+            stopped = True
+            break
         tick = time.perf_counter()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     progress.close()
     if samples == 0:
         raise RuntimeError("the training loader yielded no batch in this epoch")
-    return dict(loss_sum=float(loss_sum.item()), samples=samples, mixed=int(mixed.item()), wait_s=wait,
-                time_s=time.perf_counter() - start, lr=lr)
+    if not stopped and index != steps:
+        raise RuntimeError(f"the training loader yielded {index - done} batches after step {done}, expected "
+                           f"{steps - done}")
+    return dict(sums(), stopped=stopped)
 
 
 def evaluate(*, model, loader, device, dtype, channels_last: bool, progress: Optional[Progress] = None
@@ -225,15 +247,20 @@ def mixing_summary(cfg: TrainConfig) -> str:
     text += "" if mix.correct_lam else ", lam not corrected"
     text += smoothing
     if cfg.mix_off_epoch is not None:
-        text += f", off from epoch {cfg.mix_off_epoch}"
+        text += f", mixed through epoch {cfg.mix_off_epoch}, off from epoch {cfg.mix_off_epoch + 1}"
     return text
 
 
-def start_lines(cfg: TrainConfig, *, start_epoch: int, classes: int, train_images: int, root, world_size: int,
-                device: str, output) -> List[str]:
-    """The run's opening summary: a few short lines (what, on what, how, mixed how, where)."""
-    what = (f"resuming after epoch {start_epoch} of {cfg.epochs}" if start_epoch
-            else f"training {plural(cfg.epochs, 'epoch')}")
+def start_lines(cfg: TrainConfig, *, start_epoch: int, start_step: int = 0, classes: int, train_images: int, root,
+                world_size: int, device: str, output) -> List[str]:
+    """The run's opening summary: a few short lines (what, on what, how, mixed how, where); a resumed run's first
+    line says where it continues (after ``start_epoch`` epochs and ``start_step`` steps of the next)."""
+    if start_step:
+        what = f"resuming epoch {start_epoch + 1} of {cfg.epochs} at step {start_step + 1}"
+    elif start_epoch:
+        what = f"resuming after epoch {start_epoch} of {cfg.epochs}"
+    else:
+        what = f"training {plural(cfg.epochs, 'epoch')}"
     data = "the demo dataset" if cfg.data is None else str(root)
     per_rank = cfg.batch_size // world_size
     split = f" ({per_rank} per rank)" if world_size > 1 else ""
@@ -289,6 +316,131 @@ def run(cfg: TrainConfig, plan: RunPlan, info: Optional[RankInfo] = None) -> Dic
         distributed.shutdown()
 
 
+@dataclasses.dataclass
+class Training:
+    """What one rank trains with: the model (``raw`` unwrapped, ``model`` as trained: DDP / compiled, ``eval_model``
+    for validation), its optimizer, lr schedule and fp16 scaler, the step function and the autocast dtype."""
+
+    raw: Any
+    model: Any
+    eval_model: Any
+    optimizer: Any
+    schedule: LRSchedule
+    scaler: Any
+    step: Callable
+    dtype: Any
+
+
+@dataclasses.dataclass
+class Position:
+    """Where the run stands: ``epoch`` epochs done, ``step`` steps of the next one taken with this rank's running
+    ``partial`` sums (None at an epoch's end), the best val top-1 and its epoch, the last epoch's ``record``."""
+
+    epoch: int = 0
+    step: int = 0
+    partial: Optional[Dict[str, float]] = None
+    best_top1: float = -1.0
+    best_epoch: int = 0
+    record: Optional[Dict[str, Any]] = None
+
+
+def build_training(cfg: TrainConfig, info: RankInfo, device, *, classes: int, steps_per_epoch: int) -> Training:
+    """A fresh model (the same initial weights on every rank: seeded with ``cfg.seed``; then torch's RNG is seeded
+    per rank), its optimizer, schedule, scaler and step function, wrapped in DDP over several ranks."""
+    import torch
+
+    torch.manual_seed(cfg.seed)
+    raw = build_model(cfg.arch, classes, device=device, channels_last=cfg.channels_last,
+                      zero_init_residual=cfg.zero_init_residual, image_size=cfg.crop)
+    torch.manual_seed(cfg.seed + 1 + info.rank)
+    optimizer = build_optimizer(raw, optimizer=cfg.optimizer, lr=cfg.base_lr, momentum=cfg.momentum,
+                                nesterov=cfg.nesterov, weight_decay=cfg.weight_decay,
+                                norm_weight_decay=cfg.norm_weight_decay, bias_weight_decay=cfg.bias_weight_decay,
+                                transformer_embedding_decay=cfg.transformer_embedding_decay)
+    schedule = LRSchedule(optimizer, steps_per_epoch=steps_per_epoch, base_lr=cfg.base_lr, epochs=cfg.epochs,
+                          schedule=cfg.schedule, milestones=cfg.milestones, gamma=cfg.lr_gamma,
+                          warmup_epochs=cfg.warmup_epochs)
+    dtype = amp_dtype(cfg.amp, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    model = raw
+    if info.world_size > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(raw, device_ids=[device.index] if device.type == "cuda" else None,
+                                        gradient_as_bucket_view=True)
+    eval_model = raw
+    if cfg.compile:
+        model, eval_model = torch.compile(model), torch.compile(raw)
+    step = make_train_step(model=model, optimizer=optimizer, scaler=scaler, device=device, dtype=dtype,
+                           channels_last=cfg.channels_last)
+    return Training(raw=raw, model=model, eval_model=eval_model, optimizer=optimizer, schedule=schedule,
+                    scaler=scaler, step=step, dtype=dtype)
+
+
+def restore(training: Training, state: Mapping[str, Any], path, info: RankInfo) -> Position:
+    """Load checkpoint ``state`` (read from ``path``) into ``training`` (weights, optimizer, schedule, scaler,
+    this rank's torch RNG) and return where it stands.
+
+    Raises:
+        CheckpointError: the checkpoint holds another optimizer's parameter groups.
+    """
+    import torch
+
+    training.raw.load_state_dict(state["model"])
+    try:
+        training.optimizer.load_state_dict(state["optimizer"])
+    except ValueError:  # other parameter groups
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} holds another optimizer's state: resume with the same --optimizer, "
+            f"--norm-weight-decay, --bias-weight-decay and --transformer-embedding-decay") from None
+    training.schedule.load_state_dict(state["schedule"])
+    if state["scaler"] and training.scaler.is_enabled():  # --amp fp16 before and now
+        training.scaler.load_state_dict(state["scaler"])
+    torch.set_rng_state(state["torch_rng"][info.rank])
+    step = int(state["step"])
+    return Position(epoch=int(state["epoch"]), step=step, partial=state["partial"][info.rank] if step else None,
+                    best_top1=float(state["best_top1"]), best_epoch=int(state.get("best_epoch", 0)),
+                    record=state.get("metrics"))
+
+
+def write_checkpoint(cfg: TrainConfig, training: Training, data, position: Position, *, info: RankInfo,
+                     output: Path, classes: List[str]) -> Optional[Path]:
+    """Gather every rank's DALI state, torch RNG state and running sums (a collective: every rank calls it at the
+    same step) and, on rank 0, write ``output/last.pt`` for ``position`` (the former one kept as
+    ``previous.pt``). Returns the path on rank 0, None elsewhere.
+
+    Raises:
+        CheckpointError: the file cannot be written (a full disk): one line naming it; last.pt and previous.pt
+            keep what they held.
+    """
+    import torch
+
+    dali_states = distributed.all_gather_objects(encode_dali_state(data.train.checkpoint()))
+    rng_states = distributed.all_gather_objects(torch.get_rng_state())
+    partials = distributed.all_gather_objects(position.partial)
+    if not info.is_main:
+        return None
+    path = output / LAST
+    where = (f"epoch {position.epoch + 1} step {position.step}" if position.step else f"epoch {position.epoch}")
+    try:
+        return save_checkpoint(dict(
+            format=FORMAT, epoch=position.epoch, step=position.step, partial=partials if position.step else None,
+            model=training.raw.state_dict(), optimizer=training.optimizer.state_dict(),
+            scaler=training.scaler.state_dict(), schedule=training.schedule.state_dict(), dali=dali_states,
+            torch_rng=rng_states, best_top1=position.best_top1, best_epoch=position.best_epoch,
+            metrics=position.record, config=cfg.to_dict(), world_size=info.world_size, classes=classes),
+            path, keep_previous=True)
+    except OSError as e:
+        kept = f"{path} still holds the checkpoint before" if path.is_file() else "no checkpoint was kept"
+        raise CheckpointError(f"cannot write the checkpoint of {where} to {path}: {e.strerror or e} ({kept}; "
+                              f"nothing half-written remains)") from None
+
+
+def resume_command(output: Path) -> str:
+    """The command that continues the run in ``output`` (its settings come from its checkpoint)."""
+    return f"dali-cutmix train --output {output} --resume auto"
+
+
 def _train(cfg: TrainConfig, plan: RunPlan, info: RankInfo, device) -> Dict[str, Any]:
     import torch
 
@@ -310,121 +462,130 @@ def _train(cfg: TrainConfig, plan: RunPlan, info: RankInfo, device) -> Dict[str,
                            info=info, device="gpu" if device.type == "cuda" else "cpu",
                            device_id=device.index if device.type == "cuda" else None,
                            dali_checkpoint=decode_dali_state(state["dali"][info.rank]) if state else None)
-
-    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
-    raw = build_model(cfg.arch, len(classes), device=device, channels_last=cfg.channels_last,
-                      zero_init_residual=cfg.zero_init_residual, image_size=cfg.crop)
-    torch.manual_seed(cfg.seed + 1 + info.rank)  # then each rank its own stream
-    optimizer = build_optimizer(raw, optimizer=cfg.optimizer, lr=cfg.base_lr, momentum=cfg.momentum,
-                                nesterov=cfg.nesterov, weight_decay=cfg.weight_decay,
-                                norm_weight_decay=cfg.norm_weight_decay, bias_weight_decay=cfg.bias_weight_decay,
-                                transformer_embedding_decay=cfg.transformer_embedding_decay)
-    schedule = LRSchedule(optimizer, steps_per_epoch=len(data.train), base_lr=cfg.base_lr, epochs=cfg.epochs,
-                          schedule=cfg.schedule, milestones=cfg.milestones, gamma=cfg.lr_gamma,
-                          warmup_epochs=cfg.warmup_epochs)
-    dtype = amp_dtype(cfg.amp, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    start_epoch, best_top1, best_epoch = 0, -1.0, 0
-    if state is not None:
-        raw.load_state_dict(state["model"])
-        try:
-            optimizer.load_state_dict(state["optimizer"])
-        except ValueError:  # other parameter groups
-            raise CheckpointError(
-                f"checkpoint {str(resume_path)!r} holds another optimizer's state: resume with the same "
-                f"--optimizer, --norm-weight-decay, --bias-weight-decay and --transformer-embedding-decay") from None
-        schedule.load_state_dict(state["schedule"])
-        if state["scaler"] and scaler.is_enabled():  # --amp fp16 before and now
-            scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["torch_rng"][info.rank])
-        start_epoch, best_top1 = int(state["epoch"]), float(state["best_top1"])
-        best_epoch = int(state.get("best_epoch", 0))
-
-    model = raw
-    if info.world_size > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        model = DistributedDataParallel(raw, device_ids=[device.index] if device.type == "cuda" else None,
-                                        gradient_as_bucket_view=True)
-    eval_model = raw
-    if cfg.compile:
-        model, eval_model = torch.compile(model), torch.compile(raw)
-
-    step = make_train_step(model=model, optimizer=optimizer, scaler=scaler, device=device, dtype=dtype,
-                           channels_last=cfg.channels_last)
+    memory = distributed.all_gather_objects(gpu_memory(device))  # each rank's, with its pipelines built
+    training = build_training(cfg, info, device, classes=len(classes), steps_per_epoch=len(data.train))
+    position = restore(training, state, resume_path, info) if state is not None else Position()
     metrics = MetricsLog(output)
     if info.is_main:
         output.mkdir(parents=True, exist_ok=True)
-        metrics.rewind(start_epoch, state.get("metrics") if state else None)
+        if Path(resume_path or "").name == PREVIOUS and (output / LAST).is_file():
+            os.replace(output / LAST, output / DAMAGED)  # unreadable: it must not become previous.pt
+        metrics.rewind(position.epoch, position.record)
         plan_record = {k: v for k, v in dataclasses.asdict(plan).items() if k != "skipped"}
         write_json(output / RUN_FILE, dict(
             config=cfg.to_dict(), plan=plan_record, world_size=info.world_size, device=device.type,
             classes=len(classes), train_images=data.reader_meta["epoch_size"],
             val_images=data.val.pipeline.reader_meta("Reader")["epoch_size"], skipped=skipped_records(skipped),
             started=datetime.now(timezone.utc).isoformat(),
-            resumed_from=str(resume_path) if resume_path else None, resumed_epoch=start_epoch))
+            resumed_from=str(resume_path) if resume_path else None, resumed_epoch=position.epoch,
+            resumed_step=position.step, gpu_memory=memory))
     state = None  # free the checkpoint's tensors
 
-    for line in start_lines(cfg, start_epoch=start_epoch, classes=len(classes),
+    for line in start_lines(cfg, start_epoch=position.epoch, start_step=position.step, classes=len(classes),
                             train_images=data.reader_meta["epoch_size"], root=root, world_size=info.world_size,
                             device=device.type, output=output):
         _say(info, line)
-    last_record = None
     one_hot_on = 1.0 - cfg.mix.label_smoothing + cfg.mix.label_smoothing / len(classes)
-    for epoch in range(start_epoch + 1, cfg.epochs + 1):
-        progress = Progress(len(data.train), f"epoch {epoch}/{cfg.epochs}", enabled=info.is_main,
-                            every=cfg.log_every)
-        model.train()
-        try:
-            train_stats = train_one_epoch(step=step, batches=data.next_train_epoch(), schedule=schedule,
-                                          device=device, progress=progress, one_hot_on=one_hot_on)
-        except BadFileError as e:
-            progress.close()
-            raise file_failure(e, output=output, data_root=root, epoch=epoch) from None
-        if not torch.isfinite(torch.tensor(train_stats["loss_sum"])):
-            kept = (f"last.pt holds epoch {epoch - 1}: --resume {output} --lr LOWER continues from it" if epoch > 1
-                    else "no epoch finished, so no run is kept")
-            raise TrainingDiverged(f"training diverged in epoch {epoch} (the loss is not finite): lower --lr (now "
-                                   f"{cfg.base_lr:g}); {kept}")
-        distributed.average_buffers(raw)
-        tick = time.perf_counter()
-        try:
-            val_progress = Progress(len(data.val), f"validation {epoch}/{cfg.epochs}", enabled=info.is_main,
-                                    every=cfg.log_every)
-            val_stats = evaluate(model=eval_model, loader=data.val, device=device, dtype=dtype,
-                                 channels_last=cfg.channels_last, progress=val_progress)
-        except BadFileError as e:
-            raise file_failure(e, output=output, data_root=root, epoch=epoch) from None
-        record = _epoch_record(epoch, train_stats, val_stats, time.perf_counter() - tick, device,
-                               mixing=cfg.mixing_in_epoch(epoch))
-        is_best = record["val_top1"] > best_top1
-        if is_best:
-            best_top1, best_epoch = record["val_top1"], epoch
-        record.update(best_top1=best_top1, best_epoch=best_epoch)
-        dali_states = distributed.all_gather_objects(encode_dali_state(data.train.checkpoint()))
-        rng_states = distributed.all_gather_objects(torch.get_rng_state())
-        if info.is_main:
-            metrics.append(record)  # the line first: a kill before the checkpoint rewinds it on resume
-            save_checkpoint(dict(
-                format=FORMAT, epoch=epoch, model=raw.state_dict(), optimizer=optimizer.state_dict(),
-                scaler=scaler.state_dict(), schedule=schedule.state_dict(), dali=dali_states, torch_rng=rng_states,
-                best_top1=best_top1, best_epoch=best_epoch, metrics=record, config=cfg.to_dict(),
-                world_size=info.world_size, classes=classes), output / LAST)
-            if is_best:
-                copy_checkpoint(output / LAST, output / BEST)
-            if cfg.save_every and epoch % cfg.save_every == 0:
-                copy_checkpoint(output / LAST, output / f"epoch_{epoch:04d}.pt")
-        _say(info, epoch_line(record, cfg.epochs))
-        last_record = record
+    stop, trained = StopRequest().install(), False
+    try:
+        for epoch in range(position.epoch + 1, cfg.epochs + 1):
+            record = run_epoch(cfg, training, data, position, epoch=epoch, info=info, device=device, output=output,
+                               root=root, classes=classes, one_hot_on=one_hot_on, stop=stop)
+            if info.is_main:
+                metrics.append(record)  # the line first: a kill before the checkpoint rewinds it on resume
+            write_checkpoint(cfg, training, data, position, info=info, output=output, classes=classes)
+            if info.is_main:
+                if record["epoch"] == position.best_epoch:
+                    copy_checkpoint(output / LAST, output / BEST)
+                if cfg.save_every and epoch % cfg.save_every == 0:
+                    copy_checkpoint(output / LAST, output / f"epoch_{epoch:04d}.pt")
+            _say(info, epoch_line(record, cfg.epochs, len(classes)))
+            trained = True
+    finally:
+        stop.uninstall()
+    return finish(training, data, position, info=info, device=device, output=output, epochs=cfg.epochs,
+                  trained=trained)
 
+
+def run_epoch(cfg: TrainConfig, training: Training, data, position: Position, *, epoch: int, info: RankInfo,
+              device, output: Path, root: Path, classes: List[str], one_hot_on: float, stop: StopRequest
+              ) -> Dict[str, Any]:
+    """Train and validate epoch ``epoch`` (continuing at ``position.step`` when a mid-epoch checkpoint was
+    resumed), writing mid-epoch checkpoints as ``--checkpoint-steps`` / ``--checkpoint-minutes`` say; updates
+    ``position`` to the epoch's end and returns its metrics record (over the whole epoch, on every rank).
+
+    Raises:
+        Preempted: a stop signal came: the checkpoint at the step all ranks agreed on is written.
+        DataFileFailed / TrainingDiverged: one line (checkpoints intact).
+    """
+    import torch
+
+    steps = len(data.train)
+    clock = CheckpointClock(cfg.checkpoint_steps, cfg.checkpoint_minutes)
+
+    def after_step(index: int, sums) -> bool:
+        write, halt = agree(due=clock.due(index, steps), stop=stop.signal_name is not None, is_main=info.is_main,
+                            world_size=info.world_size, device=device)
+        if not write:
+            return False
+        position.step, position.partial = index, sums()
+        path = write_checkpoint(cfg, training, data, position, info=info, output=output, classes=classes)
+        clock.written()
+        if halt:
+            raise Preempted(f"stopped by {stop.signal_name or 'a stop signal on another rank'} at epoch {epoch} "
+                            f"step {index}/{steps}: checkpoint {path or output / LAST}; continue with: "
+                            f"{resume_command(output)}")
+        return False
+
+    progress = Progress(steps, f"epoch {epoch}/{cfg.epochs}", enabled=info.is_main, every=cfg.log_every)
+    training.model.train()
+    try:
+        stats = train_one_epoch(step=training.step, batches=data.next_train_epoch(), schedule=training.schedule,
+                                device=device, progress=progress, one_hot_on=one_hot_on, steps=steps,
+                                done=position.step, partial=position.partial, after_step=after_step)
+    except BadFileError as e:
+        progress.close()
+        raise file_failure(e, output=output, data_root=root, epoch=epoch) from None
+    except Preempted:
+        progress.close()  # the stop line starts on a line of its own
+        raise
+    if not torch.isfinite(torch.tensor(stats["loss_sum"])):
+        kept = (f"last.pt holds epoch {epoch - 1}: --resume {output} --lr LOWER continues from it" if epoch > 1
+                else "no epoch finished, so no run is kept")
+        raise TrainingDiverged(f"training diverged in epoch {epoch} (the loss is not finite): lower --lr (now "
+                               f"{cfg.base_lr:g}); {kept}")
+    distributed.average_buffers(training.raw)
+    tick = time.perf_counter()
+    try:
+        val_progress = Progress(len(data.val), f"validation {epoch}/{cfg.epochs}", enabled=info.is_main,
+                                every=cfg.log_every)
+        val_stats = evaluate(model=training.eval_model, loader=data.val, device=device, dtype=training.dtype,
+                             channels_last=cfg.channels_last, progress=val_progress)
+    except BadFileError as e:
+        raise file_failure(e, output=output, data_root=root, epoch=epoch) from None
+    record = _epoch_record(epoch, stats, val_stats, time.perf_counter() - tick, device,
+                           mixing=cfg.mixing_in_epoch(epoch))
+    if record["val_top1"] > position.best_top1:
+        position.best_top1, position.best_epoch = record["val_top1"], epoch
+    record.update(best_top1=position.best_top1, best_epoch=position.best_epoch)
+    position.epoch, position.step, position.partial, position.record = epoch, 0, None, record
+    return record
+
+
+def finish(training: Training, data, position: Position, *, info: RankInfo, device, output: Path, epochs: int,
+           trained: bool) -> Dict[str, Any]:
+    """Write ``ranks.json`` (each rank's host, device, reader and weights digest) and the closing line; returns
+    rank 0's summary (``best_top1``, ``best_epoch``, ``last``: the last epoch's record, None when nothing was
+    left to train, ``output``)."""
     ranks = distributed.all_gather_objects(dict(
         rank=info.rank, local_rank=info.local_rank, host=socket.gethostname(), device=str(device),
         reader=data.reader_meta, train_steps_per_epoch=len(data.train), train_samples_per_epoch=data.train_samples,
-        state_digest=state_digest(raw)))
+        state_digest=state_digest(training.raw)))
     if info.is_main:
         write_json(output / RANKS_FILE, ranks)
-        if last_record is None:
-            print(f"nothing to do: the checkpoint already holds all {plural(cfg.epochs, 'epoch')}", file=sys.stderr)
-        print(f"done: best val top-1 {max(best_top1, 0):.2f}% (epoch {best_epoch}); checkpoints and metrics in "
-              f"{output}", flush=True)
-    return dict(best_top1=best_top1, best_epoch=best_epoch, last=last_record, output=str(output))
+        if not trained:
+            print(f"nothing to do: the checkpoint already holds all {plural(epochs, 'epoch')}", file=sys.stderr)
+        print(f"done: best val top-1 {max(position.best_top1, 0):.2f}% (epoch {position.best_epoch}); checkpoints "
+              f"and metrics in {output}", flush=True)
+    return dict(best_top1=position.best_top1, best_epoch=position.best_epoch,
+                last=position.record if trained else None, output=str(output))

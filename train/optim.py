@@ -16,11 +16,17 @@ from dali_cutmix.errors import UserError
 EMBEDDING_NAMES = ("class_token", "pos_embedding", "position_embedding", "relative_position_bias_table")
 
 
-def _norm_classes():
+def norm_classes() -> tuple:
+    """The normalization layers whose parameters ``norm_weight_decay`` covers, by their public torch classes (what
+    torchvision's ``set_weight_decay`` lists, with the lazy variants): BatchNorm 1d/2d/3d and SyncBatchNorm,
+    InstanceNorm 1d/2d/3d, LayerNorm, GroupNorm, LocalResponseNorm."""
     import torch.nn as nn
 
-    return (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm,
-            nn.LocalResponseNorm)
+    return (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm,
+            nn.LazyBatchNorm1d, nn.LazyBatchNorm2d, nn.LazyBatchNorm3d,
+            nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d,
+            nn.LazyInstanceNorm1d, nn.LazyInstanceNorm2d, nn.LazyInstanceNorm3d,
+            nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
 
 
 def parameter_groups(model, *, weight_decay: float, norm_weight_decay: Optional[float] = None,
@@ -33,7 +39,7 @@ def parameter_groups(model, *, weight_decay: float, norm_weight_decay: Optional[
     LocalResponseNorm) takes ``norm_weight_decay``; each of those that is None, and every other parameter, takes
     ``weight_decay``. Returns the non-empty groups (``params``, ``weight_decay``, ``name``) in the order other,
     norm, bias, embedding; within a group, in ``model.parameters()`` order."""
-    norm_classes = _norm_classes()
+    norms = norm_classes()
     groups: Dict[str, List] = {"other": [], "norm": [], "bias": [], "embedding": []}
     decays = {"other": weight_decay, "norm": norm_weight_decay, "bias": bias_weight_decay,
               "embedding": transformer_embedding_decay}
@@ -47,7 +53,7 @@ def parameter_groups(model, *, weight_decay: float, norm_weight_decay: Optional[
                 groups["embedding"].append(param)
             elif bias_weight_decay is not None and (name == "bias" or name.endswith("_bias")):
                 groups["bias"].append(param)
-            elif norm_weight_decay is not None and isinstance(module, norm_classes):
+            elif norm_weight_decay is not None and isinstance(module, norms):
                 groups["norm"].append(param)
             else:
                 groups["other"].append(param)

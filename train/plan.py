@@ -21,6 +21,7 @@ from .config import TrainConfig
 from .datalists import (FAILED_FILE, SKIPPED_FILE, TRAIN_LIST, VAL_LIST, Skipped, data_source, read_failures, say_lines,
                         select_files, shard_selection, write_run_lists)
 from .metrics import METRICS_FILE
+from .recipe import RECIPES
 from .run_record import RANKS_FILE, RUN_FILE
 
 
@@ -94,8 +95,7 @@ def holds_run(output: Path) -> bool:
 
 
 def _is_run_file(name: str) -> bool:
-    return (name in RUN_FILES or (name.startswith("error-rank") and name.endswith(".log"))
-            or (name.startswith(".") and name.endswith(".tmp")))
+    return name in RUN_FILES or (name.startswith(".") and name.endswith(".tmp"))
 
 
 def check_output_path(output: Path) -> None:
@@ -148,45 +148,51 @@ def _same_folder(a: Path, b: Path) -> bool:
         return Path(a).absolute() == Path(b).absolute()
 
 
-def prepare(cfg: TrainConfig, *, launcher: Optional[str] = None, world_size: Optional[int] = None,
-            main: bool = True, say: Callable[[str], None] = _quiet) -> RunPlan:
-    """Check ``cfg`` against the machine, the data and the output folder; return the run's :class:`RunPlan`.
-    ``launcher``, ``world_size``: the external launcher ("torchrun", "slurm") that started this process as one of
-    ``world_size`` ranks; None when this process starts the run. ``main``: this process plans for rank 0 (node 0's
-    launching process, or rank 0 under an external launcher): it scans the data (``cfg.scan``, see
-    :mod:`dali_cutmix.train.datalists`) and writes the run's file lists; ``say`` gets its lines (what the scan
-    found, the files skipped).
-
-    Nothing is written before every check passed; then only the output folder, and by the ``main`` process the
-    run's file lists and ``skipped.txt`` in it.
+def output_and_resume(cfg: TrainConfig) -> Tuple[Path, Optional[Path]]:
+    """The run folder (``--output``, or a fresh default) and the checkpoint the run resumes from (None for a new
+    run), every path the run writes checked before anything is read or written.
 
     Raises:
-        UserError: one line naming the flag or path.
+        UserError: ``--resume auto`` without ``--output``, an output path that cannot hold the run, a folder that
+            holds another run or foreign files, a ``--resume`` path that is not a checkpoint.
     """
-    from dali_cutmix.pipelines.imagenet import check_imagenet_layout
-
-    from .model import check_arch, check_model_input
-
-    # the output folder: every path the run writes is checked before anything is read or written
     if cfg.resume == "auto" and cfg.output is None:
         raise LaunchError("--resume auto needs --output DIR: the run folder to continue")
     output = Path(cfg.output or default_output()).expanduser()
     check_output_path(output)
     resume_path = resolve_resume(cfg.resume, output)
     check_run_folder(output, resume_path, auto=cfg.resume == "auto")
+    return output, resume_path
 
-    # data
-    shards = None
-    if cfg.data is None:
+
+def data_root(data: Optional[str]):
+    """``(root, classes, shards)`` of ``--data``: the demo data set (written once, its progress on stderr) when
+    None, else an ImageNet root or the shard folders ``dali-cutmix shard`` made of one (local or ``s3://``;
+    ``shards`` is None for a root). ``classes``: the class names in label order.
+
+    Raises:
+        UserError: the path does not hold an ImageNet layout or shard folders.
+    """
+    from dali_cutmix.pipelines.imagenet import check_imagenet_layout
+
+    if data is None:
         from dali_cutmix.pipelines.demo import ensure_demo_dataset
 
         root = ensure_demo_dataset(progress=lambda line: print(line, file=sys.stderr, flush=True))
         _, _, classes = check_imagenet_layout(root)
-    else:  # an ImageNet root, or the shard folders `dali-cutmix shard` made of one (local or s3://)
-        root, classes, shards = data_source(cfg.data)
-    check_arch(cfg.arch)
+        return root, classes, None
+    return data_source(data)
 
-    # processes and devices
+
+def processes(cfg: TrainConfig, *, launcher: Optional[str], world_size: Optional[int]) -> Tuple[bool, int, int]:
+    """``(use_gpu, nproc, world)``: whether the ranks use GPUs, the processes this node starts (1 under an
+    external ``launcher`` that started this one as one of ``world_size``), and the ranks in all; the global batch
+    must split evenly over them.
+
+    Raises:
+        LaunchError: more ``--gpus`` than torch sees, ``--cpu-procs`` with GPUs, ``--nnodes`` without
+            ``--master-addr``, ``--nnodes``/``--cpu-procs`` under a launcher, a batch that does not split.
+    """
     present = gpus_present()
     if launcher is None:
         if cfg.gpus is not None and cfg.gpus > present:
@@ -212,23 +218,82 @@ def prepare(cfg: TrainConfig, *, launcher: Optional[str] = None, world_size: Opt
     if cfg.batch_size % world:
         raise LaunchError(f"--batch-size {cfg.batch_size} does not split over {world} ranks ({where}): use a "
                           f"multiple of {world}")
+    return use_gpu, nproc, world
+
+
+def training_files(cfg: TrainConfig, output: Path, root, classes, shards):
+    """Rank 0's selection of the files the run reads: the shard folders' (``shards``), else the scanned
+    ImageNet root's (``cfg.scan``; files that failed in an earlier attempt of this run, listed in ``output``,
+    left out). Writes nothing.
+
+    Raises:
+        UserError: a scan that fails.
+    """
+    if shards is not None:
+        selection = shard_selection(shards)
+    else:
+        failed = read_failures(output, root) if output.is_dir() else []
+        selection = select_files(root, classes, scan=cfg.scan, jobs=cfg.workers, failed=failed)
+    return selection
+
+
+def check_batch_fits(cfg: TrainConfig, train_images: int, world: int) -> None:
+    """Raises LaunchError (naming ``--batch-size``) when a rank's share of the global batch is larger than its
+    shard of the ``train_images`` training images."""
+    per_rank = cfg.batch_size // world
+    if per_rank > train_images // world:
+        if world == 1:
+            raise LaunchError(f"--batch-size {cfg.batch_size} is too large: a step takes {per_rank} images but "
+                              f"there are only {train_images} training images")
+        raise LaunchError(
+            f"--batch-size {cfg.batch_size} is too large: each of the {world} ranks takes {per_rank} images per "
+            f"step but its shard of the {train_images} training images holds only {train_images // world}")
+
+
+#: Fewer training images than this, with no ``--recipe`` given, and the run says which recipe it took.
+SMALL_DATA = 10_000
+
+
+def recipe_line(cfg: TrainConfig, train_images: int) -> str:
+    """The line a run on a small data set (:data:`SMALL_DATA`) without ``--recipe`` prints: the recipe it took
+    and how to pick another."""
+    return (f"note: {train_images} training images and no --recipe: this run takes the {cfg.recipe!r} recipe "
+            f"({cfg.arch}, batch {cfg.batch_size}, crop {cfg.crop}, {cfg.epochs} epochs), made for ImageNet; pick "
+            f"another with --recipe ({', '.join(RECIPES)}) or set --arch / --batch-size / --crop / --epochs")
+
+
+def prepare(cfg: TrainConfig, *, launcher: Optional[str] = None, world_size: Optional[int] = None,
+            main: bool = True, say: Callable[[str], None] = _quiet, recipe_given: bool = True) -> RunPlan:
+    """Check ``cfg`` against the machine, the data and the output folder; return the run's :class:`RunPlan`.
+    ``launcher``, ``world_size``: the external launcher ("torchrun", "slurm") that started this process as one of
+    ``world_size`` ranks; None when this process starts the run. ``main``: this process plans for rank 0 (node 0's
+    launching process, or rank 0 under an external launcher): it scans the data (``cfg.scan``, see
+    :mod:`dali_cutmix.train.datalists`) and writes the run's file lists; ``say`` gets its lines (what the scan
+    found, the files skipped, and :func:`recipe_line` for a new run on a small data set when not
+    ``recipe_given``).
+
+    Nothing is written before every check passed; then only the output folder, and by the ``main`` process the
+    run's file lists and ``skipped.txt`` in it.
+
+    Raises:
+        UserError: one line naming the flag or path.
+    """
+    from .model import check_arch, check_model_input
+
+    output, resume_path = output_and_resume(cfg)
+    root, classes, shards = data_root(cfg.data)
+    check_arch(cfg.arch)
+    use_gpu, nproc, world = processes(cfg, launcher=launcher, world_size=world_size)
     per_rank = cfg.batch_size // world
     check_model_input(cfg.arch, crop=cfg.crop, eval_crop=cfg.eval_crop, batch=per_rank, num_classes=len(classes))
-
     if resume_path is not None:
-        check_compatible(load_checkpoint(resume_path, lazy=True), resume_path, config=cfg, world_size=world, classes=classes)
-    selection = None
-    if main:
-        if shards is not None:
-            selection = shard_selection(shards)
-        else:
-            failed = read_failures(output, root) if output.is_dir() else []
-            selection = select_files(root, classes, scan=cfg.scan, jobs=cfg.workers, failed=failed)
-        train_images = selection.train_images
-        if per_rank > train_images // world:
-            raise LaunchError(
-                f"--batch-size {cfg.batch_size} is too large: each of the {world} ranks takes {per_rank} images per "
-                f"step but its shard of the {train_images} training images holds only {train_images // world}")
+        check_compatible(load_checkpoint(resume_path, lazy=True), resume_path, config=cfg, world_size=world,
+                         classes=classes)
+    selection = training_files(cfg, output, root, classes, shards) if main else None
+    if selection is not None:
+        if not recipe_given and cfg.data is not None and resume_path is None and selection.train_images < SMALL_DATA:
+            say(recipe_line(cfg, selection.train_images))  # before the batch check, which this recipe may fail
+        check_batch_fits(cfg, selection.train_images, world)
     if main or (launcher is None and cfg.node_rank == 0):  # the process that writes the run folder
         try:
             output.mkdir(parents=True, exist_ok=True)

@@ -16,16 +16,17 @@ from dali_cutmix.errors import UserError
 from dali_cutmix.helpers.text import plural
 from dali_cutmix.options import flag_name
 
-from .checkpoint import LAST, CheckpointError, load_checkpoint
+from .checkpoint import DAMAGED, LAST, PREVIOUS, CheckpointError, load_checkpoint
 from .config import SETTINGS, TrainConfig, absolute_data, resolve_config
 from .recipe import MIX_KEYS, recipe_settings
 
 #: Settings a resumed run keeps from its checkpoint: the model, the data and its stream, the optimizer and its
-#: state. Given again with another value, they are refused. (Everything else may change: --epochs, --lr and the
+#: state; ``decode``, which shapes the DALI graph its checkpoint restores into. Given again with another value,
+#: they are refused. (Everything else may change: --epochs, --lr and the
 #: schedule, the mixing options' values and --mix-off-epoch, validation, processes and devices, logging.)
 LOCKED = ("recipe", "data", "arch", "zero_init_residual", "crop", "min_area", "batch_size", "optimizer", "momentum",
           "nesterov", "weight_decay", "norm_weight_decay", "bias_weight_decay", "transformer_embedding_decay",
-          "mixing", "mode", "self_pairs", "seed")
+          "mixing", "mode", "self_pairs", "seed", "decode")
 #: The checkpoint's settings that belong to the start that wrote it, not to the run: never carried over.
 NOT_CARRIED = ("output", "resume", "master_port", "node_rank")
 
@@ -62,8 +63,11 @@ def resume_target(resume: Optional[str], output: Optional[str]) -> Tuple[Optiona
     if resume == "auto":
         if output is None:
             raise UserError("--resume auto needs --output DIR: the run folder to continue")
-        last = Path(output).expanduser() / LAST
-        return (last if last.is_file() else None), output
+        folder = Path(output).expanduser()
+        for name in (LAST, PREVIOUS):  # previous.pt alone: killed between its two renames
+            if (folder / name).is_file():
+                return folder / name, output
+        return None, output
     path = Path(resume).expanduser()
     if path.is_dir():
         if not (path / LAST).is_file():
@@ -111,7 +115,7 @@ def resolve_run(options: Mapping[str, Any]) -> Tuple[TrainConfig, List[str]]:
     if path is None:
         cfg = resolve_config(given)
         return cfg, setting_notes(cfg, given)
-    state = load_checkpoint(path, lazy=True)
+    state, path, fallback = readable_checkpoint(path, auto=given.get("resume") == "auto")
     base = saved_settings(state, path)
     try:
         saved = resolve_config({}, base=base)
@@ -134,7 +138,30 @@ def resolve_run(options: Mapping[str, Any]) -> Tuple[TrainConfig, List[str]]:
     if cfg.epochs < done:
         raise UserError(f"--epochs {cfg.epochs}: {where} has already finished {done} epochs; pass --epochs "
                          f"{done + 1} or more to continue it")
-    return cfg, setting_notes(cfg, given, source="the resumed run's")
+    return cfg, fallback + setting_notes(cfg, given, source="the resumed run's")
+
+
+def readable_checkpoint(path: Path, *, auto: bool) -> Tuple[Mapping[str, Any], Path, List[str]]:
+    """``(state, path, notes)``: the checkpoint at ``path`` read lazily; with ``auto`` (``--resume auto``), a
+    ``last.pt`` that cannot be read (truncated, damaged outside the trainer) gives way to the ``previous.pt``
+    beside it, and ``notes`` holds the one line that says so.
+
+    Raises:
+        CheckpointError: the checkpoint cannot be read (nor, for ``auto``, its previous one).
+    """
+    try:
+        return load_checkpoint(path, lazy=True), path, []
+    except CheckpointError as e:
+        previous, why = path.parent / PREVIOUS, str(e)
+        if not auto or path.name != LAST or not previous.is_file():
+            raise
+        try:
+            state = load_checkpoint(previous, lazy=True)
+        except CheckpointError:
+            raise e from None
+    where = f"epoch {state['epoch'] + 1} step {state['step']}" if state["step"] else f"epoch {state['epoch']}"
+    return state, previous, [f"note: {why}; resuming from {previous} ({where}) instead, and {LAST} is set aside as "
+                             f"{DAMAGED}"]
 
 
 def _value(cfg: TrainConfig, key: str) -> Any:
@@ -155,9 +182,9 @@ def setting_notes(cfg: TrainConfig, given: Mapping[str, Any], source: Optional[s
                          f"this run")
     elif "milestones" in given and cfg.milestones:
         notes.append(f"note: --milestones only count with --schedule step (this run's schedule is {cfg.schedule})")
-    if cfg.mixing and cfg.mix_off_epoch is not None and cfg.mix_off_epoch >= cfg.epochs:  # counted from 0
+    if cfg.mixing and cfg.mix_off_epoch is not None and cfg.mix_off_epoch >= cfg.epochs:
         what = "--mix-off-epoch" if "mix_off_epoch" in given else f"{source} mix-off epoch"
-        notes.append(f"note: {what} {cfg.mix_off_epoch} is not before the end of this run "
-                     f"({plural(cfg.epochs, 'epoch')}, counted from 0): every epoch of it is mixed")
+        notes.append(f"note: {what} {cfg.mix_off_epoch} turns mixing off from epoch {cfg.mix_off_epoch + 1}, "
+                     f"after this run's {plural(cfg.epochs, 'epoch')}: every epoch of it is mixed")
     return notes
 

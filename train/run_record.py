@@ -33,9 +33,26 @@ def state_digest(module) -> str:
     return h.hexdigest()
 
 
-def epoch_line(record: Mapping[str, Any], epochs: int) -> str:
-    """One console line summarising an epoch's metrics record."""
+def epoch_line(record: Mapping[str, Any], epochs: int, classes: int) -> str:
+    """One console line summarising an epoch's metrics record; top-5 only where 5 < ``classes`` (with 5 classes or
+    fewer it is 100% by construction)."""
+    top5 = f"  top-5 {record['val_top5']:.2f}%" if classes > 5 else ""
     return (f"epoch {record['epoch']}/{epochs}  train loss {record['train_loss']:.4f}  "
-            f"val top-1 {record['val_top1']:.2f}%  top-5 {record['val_top5']:.2f}%  "
+            f"val top-1 {record['val_top1']:.2f}%{top5}  "
             f"{record['images_per_s']:.0f} img/s  data wait {100 * record['data_wait']:.0f}%  "
             f"lr {record['lr']:.4g}  {record['epoch_time_s']:.1f}s")
+
+
+def gpu_memory(device, cuda=None):
+    """What the rank holds on its GPU, in bytes, as ``run.json`` records it after the pipelines are built:
+    ``reserved`` (``torch.cuda.memory_reserved``: torch's caching allocator), ``used`` (``total - free`` of
+    ``torch.cuda.mem_get_info``: every allocation on the device, DALI's and nvImageCodec's included, and other
+    processes'), ``total``. None on the CPU. ``cuda``: the ``torch.cuda`` module (a test passes a stand-in)."""
+    if getattr(device, "type", str(device)) != "cuda":
+        return None
+    if cuda is None:
+        import torch
+
+        cuda = torch.cuda
+    free, total = cuda.mem_get_info(device)
+    return dict(reserved=int(cuda.memory_reserved(device)), used=int(total - free), total=int(total))

@@ -1,0 +1,317 @@
+"""Issue 19: mid-epoch checkpoints (--checkpoint-steps), SIGKILL / SIGTERM mid-epoch then --resume auto ending with
+the weights of an uninterrupted run, bit for bit, on the CPU; a full disk while a checkpoint is written; a damaged
+last.pt falling back to previous.pt; the new flags' checks."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+
+from test_train import (TINY, _cli_command, _env, assert_one_line_error, load_state, read_records, run_cli,
+                        tiny_imagenet)  # noqa: F401 - the fixture
+
+ARGS = ["--epochs", "2", "--batch-size", "16", "--log-every", "1", *TINY]  # 8 steps per epoch
+
+
+def stop_at(args, tmp_path, *, line: str, sig) -> subprocess.Popen:
+    """Run ``dali-cutmix ARGS``, send ``sig`` once a progress line matches ``line``; returns the finished process
+    (its stderr read)."""
+    proc = subprocess.Popen(_cli_command() + list(args), cwd=tmp_path, env=_env(tmp_path),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(240, proc.kill)
+    watchdog.start()
+    sent, rest = False, []
+    try:
+        for text in proc.stderr:
+            rest.append(text)
+            if not sent and re.match(line, text):
+                os.kill(proc.pid, sig)
+                sent = True
+        proc.wait(timeout=60)
+    finally:
+        watchdog.cancel()
+    proc.stderr_text, proc.stdout_text = "".join(rest), proc.stdout.read()
+    assert sent, proc.stderr_text
+    return proc
+
+
+def assert_same_run(out, ref):
+    got, want = load_state(out / "last.pt"), load_state(ref / "last.pt")
+    assert got["epoch"] == want["epoch"] == 2 and got["step"] == 0
+    for name, tensor in want["model"].items():
+        assert got["model"][name].equal(tensor), name
+    assert got["dali"] == want["dali"]
+    assert json.loads((out / "ranks.json").read_text())[0]["state_digest"] == \
+        json.loads((ref / "ranks.json").read_text())[0]["state_digest"]
+    assert [r["epoch"] for r in read_records(out)] == [1, 2]
+    for a, b in zip(read_records(out), read_records(ref)):  # whole-epoch metrics, not only the resumed part
+        assert (a["train_loss"], a["train_images"], a["mixed_targets"]) == \
+            (b["train_loss"], b["train_images"], b["mixed_targets"])
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_imagenet, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ref")
+    result = run_cli(["train", "--data", str(tiny_imagenet), "--output", str(tmp / "ref"), *ARGS], tmp)
+    assert result.returncode == 0, result.stderr
+    return tmp / "ref"
+
+
+def test_checkpoint_steps_then_sigkill_resumes_bit_identically(tiny_imagenet, reference, tmp_path):
+    out = tmp_path / "run"
+    args = ["train", "--data", str(tiny_imagenet), "--output", str(out), *ARGS, "--checkpoint-steps", "3"]
+    proc = stop_at(args, tmp_path, line=r"epoch 2/2 step 5/", sig=signal.SIGKILL)
+    assert proc.returncode == -signal.SIGKILL
+    state = load_state(out / "last.pt")
+    assert (state["epoch"], state["step"]) == (1, 3)  # epoch 2's step 3: the last multiple of 3 before the kill
+    assert load_state(out / "previous.pt")["epoch"] == 1  # the one it replaced: epoch 1's end
+
+    result = run_cli(["train", "--data", str(tiny_imagenet), "--output", str(out), "--resume", "auto"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    # the run's first line (after the launcher's CPU-fallback and scan lines) says where it continues
+    assert [line for line in result.stdout.splitlines() if line.startswith("resuming")] == [
+        line for line in result.stdout.splitlines() if line.startswith("resuming epoch 2 of 2 at step 4: ")]
+    assert "resuming epoch 2 of 2 at step 4: " in result.stdout, result.stdout
+    run = json.loads((out / "run.json").read_text())
+    assert (run["resumed_epoch"], run["resumed_step"]) == (1, 3)
+    assert_same_run(out, reference)
+
+
+def test_sigterm_finishes_the_step_checkpoints_and_exits_75(tiny_imagenet, reference, tmp_path):
+    out = tmp_path / "run"
+    args = ["train", "--data", str(tiny_imagenet), "--output", str(out), *ARGS]
+    proc = stop_at(args, tmp_path, line=r"epoch 2/2 step 2/", sig=signal.SIGTERM)
+    assert proc.returncode == 75, proc.stderr_text
+    last = proc.stderr_text.strip().splitlines()[-1]
+    state = load_state(out / "last.pt")
+    assert state["epoch"] == 1 and state["step"] >= 2
+    assert last == (f"stopped by SIGTERM at epoch 2 step {state['step']}/8: checkpoint {out / 'last.pt'}; "
+                    f"continue with: dali-cutmix train --output {out} --resume auto"), last
+    result = run_cli(["train", "--output", str(out), "--resume", "auto"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((out / "run.json").read_text())["resumed_step"] == state["step"] > 0
+    assert_same_run(out, reference)
+
+
+def test_bad_checkpoint_flags_are_one_line_and_write_nothing(tiny_imagenet, tmp_path):
+    for flags, fragment in ((["--checkpoint-steps", "0"], "--checkpoint-steps must be an integer >= 1"),
+                            (["--checkpoint-steps", "-2"], "--checkpoint-steps must be an integer >= 1"),
+                            (["--checkpoint-minutes", "0"], "--checkpoint-minutes must be > 0"),
+                            (["--checkpoint-minutes", "-1.5"], "--checkpoint-minutes must be > 0")):
+        out = tmp_path / "never"
+        result = run_cli(["train", "--data", str(tiny_imagenet), "--output", str(out), *ARGS, *flags], tmp_path)
+        assert result.returncode == 2, result.stderr
+        assert_one_line_error(result.stderr, fragment)
+        assert not out.exists()
+
+
+def fake_full_disk(monkeypatch):
+    """From now on, writing a temporary ``*.tmp`` file writes 100 bytes and fails with ENOSPC (as a full disk)."""
+    import builtins
+
+    real_open = builtins.open
+
+    class FullFile:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            self.f.write(bytes(data)[:100])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def full_open(file, mode="r", *args, **kwargs):
+        f = real_open(file, mode, *args, **kwargs)
+        return FullFile(f) if "w" in mode and str(file).endswith(".tmp") else f
+
+    monkeypatch.setattr(builtins, "open", full_open)
+
+
+def test_a_full_disk_keeps_the_previous_checkpoint_and_leaves_nothing_half_written(tmp_path, monkeypatch):
+    import torch
+
+    from dali_cutmix.train.checkpoint import PREVIOUS, save_checkpoint
+
+    path = tmp_path / "last.pt"
+    save_checkpoint(dict(epoch=1, w=torch.ones(3)), path)
+    before = path.read_bytes()
+    fake_full_disk(monkeypatch)
+    with pytest.raises(OSError) as caught:
+        save_checkpoint(dict(epoch=2, w=torch.zeros(3)), path, keep_previous=True)
+    monkeypatch.undo()
+    assert caught.value.errno == errno.ENOSPC
+    assert path.read_bytes() == before  # intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]  # no temporary file, no previous.pt
+    assert not (tmp_path / PREVIOUS).exists()
+
+
+def test_a_damaged_last_pt_falls_back_to_previous_pt_in_one_line(tmp_path):
+    import torch
+
+    from dali_cutmix.train.checkpoint import DAMAGED, FORMAT, LAST, PREVIOUS, save_checkpoint
+    from dali_cutmix.train.resume import readable_checkpoint
+
+    good = dict(format=FORMAT, epoch=1, step=3, partial=[{}], model={}, optimizer={}, scaler={}, schedule={},
+                dali=["str:x"], torch_rng=[torch.zeros(1, dtype=torch.uint8)], best_top1=1.0, config={},
+                world_size=1, classes=["a"])
+    save_checkpoint(good, tmp_path / LAST)
+    save_checkpoint(dict(good, step=5), tmp_path / LAST, keep_previous=True)
+    data = (tmp_path / LAST).read_bytes()
+    (tmp_path / LAST).write_bytes(data[: len(data) // 2])  # truncated by something outside the trainer
+
+    state, path, notes = readable_checkpoint(tmp_path / LAST, auto=True)
+    assert path == tmp_path / PREVIOUS and (state["epoch"], state["step"]) == (1, 3)
+    assert notes == [f"note: cannot read checkpoint {str(tmp_path / LAST)!r}: the file is truncated or damaged "
+                     f"(not a complete PyTorch zip archive); resuming from {tmp_path / PREVIOUS} (epoch 2 step 3) "
+                     f"instead, and {LAST} is set aside as {DAMAGED}"]
+    from dali_cutmix.train.checkpoint import CheckpointError
+
+    with pytest.raises(CheckpointError, match="truncated or damaged"):  # a named file: no fallback
+        readable_checkpoint(tmp_path / LAST, auto=False)
+
+
+# ------------------------------------------------------------------ several ranks: torchrun restarts, two nodes
+
+def _two_rank_args(data, out):
+    return ["train", "--data", str(data), "--output", str(out), *ARGS, "--gpus", "0"]
+
+
+def _torchrun(tmp_path, args, env, *extra):
+    from test_train import _free_port
+
+    torchrun = Path(sys.executable).parent / "torchrun"
+    cmd = [str(torchrun), "--nproc-per-node", "2", "--master-port", str(_free_port()), *extra, "-m",
+           "dali_cutmix.cli", *args]
+    return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+
+
+def _dying_rank_env(tmp_path):
+    """An environment in which rank 1 of torchrun's first attempt dies (``os._exit(1)``) after step 5 of epoch 2,
+    via sitecustomize; a restarted attempt (``TORCHELASTIC_RESTART_COUNT`` > 0) runs normally."""
+    hook = tmp_path / "hook"
+    hook.mkdir(exist_ok=True)
+    (hook / "sitecustomize.py").write_text(textwrap.dedent("""
+        import os
+        if os.environ.get("TORCHELASTIC_RESTART_COUNT") == "0" and os.environ.get("RANK") == "1":
+            import dali_cutmix.train.loop as loop
+
+            real = loop.train_one_epoch
+
+            def train_one_epoch(**kwargs):
+                after = kwargs["after_step"]
+
+                def after_step(index, sums):
+                    stop = after(index, sums)
+                    if index == 5 and kwargs["progress"].prefix.startswith("epoch 2/"):
+                        os._exit(1)
+                    return stop
+
+                kwargs["after_step"] = after_step
+                return real(**kwargs)
+
+            loop.train_one_epoch = train_one_epoch
+    """))
+    env = _env(tmp_path)
+    env["PYTHONPATH"] = os.pathsep.join([str(hook), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return env
+
+
+@pytest.fixture(scope="module")
+def two_rank_reference(tiny_imagenet, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ref2")
+    result = _torchrun(tmp, _two_rank_args(tiny_imagenet, tmp / "ref"), _env(tmp))
+    assert result.returncode == 0, result.stderr
+    return tmp / "ref"
+
+
+def _digests(out):
+    return [r["state_digest"] for r in json.loads((out / "ranks.json").read_text())]
+
+
+def test_a_rank_killed_under_torchrun_max_restarts_resumes_to_the_same_weights(tiny_imagenet, two_rank_reference,
+                                                                               tmp_path):
+    out = tmp_path / "run"
+    env = _dying_rank_env(tmp_path)
+    result = _torchrun(tmp_path, _two_rank_args(tiny_imagenet, out) + ["--checkpoint-steps", "4", "--resume",
+                                                                      "auto"], env, "--max-restarts", "1")
+    assert result.returncode == 0, result.stderr
+    run = json.loads((out / "run.json").read_text())
+    assert (run["resumed_epoch"], run["resumed_step"]) == (1, 4)  # the restart continued epoch 2 at step 4
+    assert _digests(out) == _digests(two_rank_reference)
+    assert [r["train_loss"] for r in read_records(out)] == [r["train_loss"] for r in read_records(two_rank_reference)]
+
+
+def test_two_nodes_on_one_machine_train_and_checkpoint_as_two_ranks(tiny_imagenet, tmp_path):
+    from test_train import _free_port
+
+    out, port = tmp_path / "nodes", str(_free_port())
+    address = "127.0.1.1"  # this machine (all of 127/8 is), not a name the trainer refuses for several nodes
+    node = _cli_command() + _two_rank_args(tiny_imagenet, out) + [
+        "--nnodes", "2", "--master-addr", address, "--master-port", port, "--cpu-procs", "1"]
+    procs = [subprocess.Popen(node + ["--node-rank", str(rank)], cwd=tmp_path, env=_env(tmp_path),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for rank in (0, 1)]
+    results = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], results
+    ranks = json.loads((out / "ranks.json").read_text())
+    assert [r["reader"]["shard_id"] for r in ranks] == [0, 1]
+    digests = _digests(out)
+    assert digests[0] == digests[1]  # one model (each node's CPU threads differ from torchrun's: not its digest)
+    assert [r["epoch"] for r in read_records(out)] == [1, 2]
+    state = load_state(out / "last.pt")
+    assert (state["epoch"], state["world_size"], len(state["dali"])) == (2, 2, 2)  # node 0 wrote both ranks' state
+
+
+def test_a_full_disk_during_a_mid_epoch_checkpoint_is_one_line_naming_last_pt(tmp_path, monkeypatch):
+    """The trainer's side: write_checkpoint turns the failed write into a CheckpointError (a UserError: one line,
+    exit 2) naming last.pt and the step, and the previous last.pt stays as it was."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from dali_cutmix.train import checkpoint
+    from dali_cutmix.train.checkpoint import CheckpointError
+    from dali_cutmix.train.config import resolve_config
+    from dali_cutmix.train.distributed import RankInfo
+    from dali_cutmix.train.loop import Position, write_checkpoint
+
+    layer = torch.nn.Linear(2, 2)
+    with_state = SimpleNamespace(state_dict=dict)
+    training = SimpleNamespace(raw=layer, optimizer=with_state, scaler=with_state, schedule=with_state)
+    data = SimpleNamespace(train=SimpleNamespace(checkpoint=lambda: b"dali"))
+    cfg = resolve_config({"arch": "resnet18"})
+    (tmp_path / "last.pt").write_bytes(b"the checkpoint before")
+
+    real_save = checkpoint.save_checkpoint
+
+    def save(state, path, **kwargs):
+        fake_full_disk(monkeypatch)
+        try:
+            return real_save(state, path, **kwargs)
+        finally:
+            monkeypatch.undo()
+
+    monkeypatch.setattr("dali_cutmix.train.loop.save_checkpoint", save)
+    position = Position(epoch=1, step=3, partial=dict(loss_sum=0.0, samples=0, mixed=0, wait_s=0.0, time_s=0.0,
+                                                      lr=0.0))
+    with pytest.raises(CheckpointError) as caught:
+        write_checkpoint(cfg, training, data, position, info=RankInfo(), output=tmp_path, classes=["a", "b"])
+    assert str(caught.value) == (
+        f"cannot write the checkpoint of epoch 2 step 3 to {tmp_path / 'last.pt'}: No space left on device "
+        f"({tmp_path / 'last.pt'} still holds the checkpoint before; nothing half-written remains)")
+    assert (tmp_path / "last.pt").read_bytes() == b"the checkpoint before"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
