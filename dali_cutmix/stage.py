@@ -177,7 +177,7 @@ def mix(images, labels, *, num_classes: int, return_params: bool = False, gate=N
             -1 marks padding, not a sample: it is never anyone's partner and is not mixed (partners, pairs and
             the batch's draw are over the other samples). A gate of 0 keeps the random stream of an open one.
             :func:`dali_cutmix.builder.mix_gate` makes the one the training pipeline uses: -1 for the
-            reader's padding of a last batch, 0 from ``mix_off_epoch`` on.
+            reader's padding of a last batch, 0 after the first ``mix_off_epoch`` epochs.
 
     Returns:
         ``(images, soft_labels)``: mixed images (shape, dtype, layout and device of ``images``) and float32

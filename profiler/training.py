@@ -58,7 +58,7 @@ def trainer_step(model_name: str, num_classes: int, settings: ProfileSettings):
     dtype = amp_dtype("auto", device)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     step = make_train_step(model=model, optimizer=optimizer, scaler=scaler, device=device, dtype=dtype,
-                           channels_last=gpu)
+                           nhwc=gpu)
     details = dict(OPTIMIZER, amp=str(dtype).replace("torch.", "") if dtype is not None else "off",
                    channels_last=gpu)
     return step, details
@@ -108,7 +108,8 @@ def train_and_time(settings: ProfileSettings, model_name: str, num_classes: int,
     step, details = trainer_step(model_name, num_classes, settings)
     pipe = build_cutmix_pipeline(settings.data, batch_size=settings.batch_size, num_classes=num_classes,
                                  crop=settings.crop, device=settings.device, device_id=settings.device_id,
-                                 num_threads=settings.threads, seed=settings.seed, mix_options=settings.mix)
+                                 num_threads=settings.threads, seed=settings.seed, mix_options=settings.mix,
+                                 layout="NHWC" if settings.device == "gpu" else "NCHW")
     loader = CutMixLoader(pipe, last_batch="fill")
     iterator = iter(loader)
 

@@ -138,8 +138,8 @@ def test_mixing_turns_off_from_the_off_epoch_and_resumes_gated(jpeg_tree, device
     assert all((batch[5] == 0).all() for batch in resumed), "a resumed run stays gated"
 
 
-def test_mix_off_epoch_must_be_a_non_negative_int(jpeg_tree):
-    with pytest.raises(UserError, match="mix_off_epoch must be an integer >= 0"):
+def test_mix_off_epoch_must_be_an_epoch_from_1(jpeg_tree):
+    with pytest.raises(UserError, match=r"mix_off_epoch must be an integer >= 1 \(epochs 1..N are mixed"):
         build_cutmix_pipeline(jpeg_tree, batch_size=2, device="cpu", mix_off_epoch=-1)
 
 

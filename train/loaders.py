@@ -47,7 +47,8 @@ def build_rank_data(cfg: TrainConfig, *, train_dir, val_dir, num_classes: int, i
     ``next_train_epoch()`` is one reader epoch, so the two stay in step, across a resume too). The gate is in the
     graph whatever N is (None included), so the graph does not depend on the setting.
     Validation: shard ``info.rank`` of the val split, centre crop ``cfg.eval_crop``, every image exactly once over
-    all ranks.
+    all ranks (its labels on the GPU in a GPU pipeline). Both loaders yield images (N, H, W, C) with
+    ``cfg.channels_last``, else (N, C, H, W); float16 under ``--amp fp16``, else float32.
 
     Raises:
         UserError: this rank's shard is smaller than one batch (the message names ``--batch-size``), or
@@ -61,12 +62,15 @@ def build_rank_data(cfg: TrainConfig, *, train_dir, val_dir, num_classes: int, i
     threads = cfg.workers or default_workers(info.local_world_size)
     shard = dict(shard_id=info.rank, num_shards=info.world_size, num_threads=threads, seed=cfg.seed,
                  device=device, device_id=device_id)
+    # The images leave DALI as the model takes them: NHWC for a channels_last model (a view, no copy, in torch),
+    # float16 under --amp fp16 (DALI has no bfloat16: bf16 autocast casts inside the model).
+    image = dict(layout="NHWC" if cfg.channels_last else "NCHW", dtype="float16" if cfg.amp == "fp16" else "float32")
     train_pipe = build_imagenet_train_pipeline(
         resolve_shards(train_dir), batch_size=per_rank, num_classes=num_classes, crop=cfg.crop,
         min_area=cfg.min_area,
         mixing=cfg.mixing, mix_options=cfg.mix,
         mix_off_epoch=cfg.mix_off_epoch, decode=cfg.decode,
-        checkpoint=dali_checkpoint, **shard)
+        checkpoint=dali_checkpoint, **image, **shard)
     try:
         train = CutMixLoader(train_pipe, last_batch="drop")
     except RuntimeError as e:
@@ -84,7 +88,7 @@ def build_rank_data(cfg: TrainConfig, *, train_dir, val_dir, num_classes: int, i
             f"images per step but its shard of {str(train_dir)!r} holds only "
             f"{meta['epoch_size'] // info.world_size}")
     val_pipe = build_imagenet_val_pipeline(resolve_shards(val_dir), batch_size=per_rank, crop=cfg.eval_crop,
-                                           resize=cfg.val_resize, **shard)
+                                           resize=cfg.val_resize, **image, **shard)
     val = CutMixLoader(val_pipe, last_batch="partial")
     return RankData(train=train, val=val, reader_meta={
         k: meta.get(k) for k in ("epoch_size", "epoch_size_padded", "number_of_shards", "shard_id")})

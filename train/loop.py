@@ -101,16 +101,17 @@ def mixed_count(targets, one_hot_on: float):
     return (targets.float().amax(dim=-1) < one_hot_on - 1e-4).sum()
 
 
-def make_train_step(*, model, optimizer, scaler, device, dtype, channels_last: bool):
-    """``step(images, targets) -> loss``: one optimizer step of ``model`` on a batch of NCHW images and soft
-    targets (forward under autocast ``dtype``, :func:`dali_cutmix.soft_target_cross_entropy`, backward through
-    ``scaler``, update). The loss comes back detached, on ``device``, not synchronized."""
+def make_train_step(*, model, optimizer, scaler, device, dtype, nhwc: bool):
+    """``step(images, targets) -> loss``: one optimizer step of ``model`` on a batch of images, (N, H, W, C) when
+    ``nhwc`` else (N, C, H, W), and soft targets (forward under autocast ``dtype``,
+    :func:`dali_cutmix.soft_target_cross_entropy`, backward through ``scaler``, update). The loss comes back
+    detached, on ``device``, not synchronized."""
     import torch
 
     autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
     def step(images, targets):
-        images = to_model_input(images, channels_last=channels_last)
+        images = to_model_input(images, nhwc=nhwc)
         with autocast:
             logits = _logits(model(images))
         loss = soft_target_cross_entropy(logits, targets)
@@ -178,7 +179,7 @@ def train_one_epoch(*, step, batches, schedule, device, progress: Progress, one_
     return dict(sums(), stopped=stopped)
 
 
-def evaluate(*, model, loader, device, dtype, channels_last: bool, progress: Optional[Progress] = None
+def evaluate(*, model, loader, device, dtype, nhwc: bool, progress: Optional[Progress] = None
              ) -> Dict[str, float]:
     """Top-1 / top-5 hits and the sample count of this rank's validation shard (sums, not yet reduced);
     ``progress`` (one step per batch) shows how far it got."""
@@ -189,8 +190,8 @@ def evaluate(*, model, loader, device, dtype, channels_last: bool, progress: Opt
     autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
     with torch.no_grad(), autocast:
         for index, (images, labels) in enumerate(loader, 1):
-            logits = _logits(model(to_model_input(images, channels_last=channels_last)))
-            counts[:2] += topk_correct(logits.float(), labels.to(device), ks=(1, 5))
+            logits = _logits(model(to_model_input(images, nhwc=nhwc)))
+            counts[:2] += topk_correct(logits.float(), labels.to(device, non_blocking=True), ks=(1, 5))
             counts[2] += images.shape[0]
             if progress is not None:
                 progress.update(index)
@@ -372,7 +373,7 @@ def build_training(cfg: TrainConfig, info: RankInfo, device, *, classes: int, st
     if cfg.compile:
         model, eval_model = torch.compile(model), torch.compile(raw)
     step = make_train_step(model=model, optimizer=optimizer, scaler=scaler, device=device, dtype=dtype,
-                           channels_last=cfg.channels_last)
+                           nhwc=cfg.channels_last)
     return Training(raw=raw, model=model, eval_model=eval_model, optimizer=optimizer, schedule=schedule,
                     scaler=scaler, step=step, dtype=dtype)
 
@@ -560,7 +561,7 @@ def run_epoch(cfg: TrainConfig, training: Training, data, position: Position, *,
         val_progress = Progress(len(data.val), f"validation {epoch}/{cfg.epochs}", enabled=info.is_main,
                                 every=cfg.log_every)
         val_stats = evaluate(model=training.eval_model, loader=data.val, device=device, dtype=training.dtype,
-                             channels_last=cfg.channels_last, progress=val_progress)
+                             nhwc=cfg.channels_last, progress=val_progress)
     except BadFileError as e:
         raise file_failure(e, output=output, data_root=root, epoch=epoch) from None
     record = _epoch_record(epoch, stats, val_stats, time.perf_counter() - tick, device,

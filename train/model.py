@@ -147,8 +147,8 @@ def build_model(arch: str, num_classes: int, *, device, channels_last: bool = Tr
     return model
 
 
-def to_model_input(images, *, channels_last: bool):
-    """``images`` (NCHW) in the memory format the model expects (a copy only when the format changes)."""
-    import torch
-
-    return images.contiguous(memory_format=torch.channels_last) if channels_last else images
+def to_model_input(images, *, nhwc: bool):
+    """The (N, C, H, W) batch the model takes, from ``images`` as the pipeline made them: (N, H, W, C) when ``nhwc``
+    (returned as a permuted view, which has channels_last strides: no copy), else (N, C, H, W) as they are. The
+    dtype is left as it is (the pipeline emits the model's input dtype)."""
+    return images.permute(0, 3, 1, 2) if nhwc else images
