@@ -20,14 +20,15 @@ def script(name, *args, timeout=300):
                           cwd=ROOT, env=env, timeout=timeout)
 
 
-def _profile(device="cpu", *, speedup=2.4, share=0.019, full_ips=800.0, batch=64, threads=2, gpu=None):
+def _profile(device="cpu", *, speedup=2.4, share=0.019, full_ips=800.0, batch=64, threads=2, gpu=None, copies=1.2):
     """The parts of a ``dali-cutmix profile`` JSON that the targets read, with made-up figures."""
     def summary(median, spread=0.1):
         return {"median": median, "q1": median * (1 - spread), "q3": median * (1 + spread)}
 
     return {"settings": {"device": device, "batch_size": batch, "threads": threads, "crop": 224},
             "machine": {"gpu": gpu}, "loader_vs_reference": summary(speedup), "cutmix_share": summary(share),
-            "variants": {"full": {"images_per_s": summary(full_ips / 2), "images_per_s_async": summary(full_ips)}}}
+            "variants": {"full": {"images_per_s": summary(full_ips / 2), "images_per_s_async": summary(full_ips)}},
+            "stage": {"methods": {"cutmix": {"copies": summary(copies)}}}}
 
 
 def judge(tmp_path, profile, *flags):
@@ -41,15 +42,18 @@ def judge(tmp_path, profile, *flags):
 
 def test_check_targets_judges_the_profile_of_each_device(tmp_path):
     code, lines = judge(tmp_path, _profile())
-    assert code == 0 and len(lines) == 2
+    assert code == 0 and len(lines) == 3
     assert lines[0].startswith("met     loader >= 2x torchvision reference (CPU, same cores): 2.40 (IQR 2.16 to "
                                "2.64, whole IQR met)")
     assert lines[1].startswith("met     CutMix <= 3% of the full pipeline (CPU): 1.9% (IQR 1.7% to 2.1%, whole IQR "
                                "met)")
+    assert lines[2].startswith("met     CutMix stage alone <= 1.5 copies of its batch (CPU): 1.20")
     assert not any("not under the target's conditions" in line for line in lines)
+    code, lines = judge(tmp_path, _profile(copies=3.3))
+    assert code == 1 and lines[2].startswith("NOT met CutMix stage alone <= 1.5 copies")
 
     code, lines = judge(tmp_path, _profile(speedup=1.5, threads=1))
-    assert code == 1 and [line.split()[0] for line in lines] == ["NOT", "met"]
+    assert code == 1 and [line.split()[0] for line in lines] == ["NOT", "met", "met"]
     assert all("run not under the target's conditions" in line for line in lines)
 
     code, lines = judge(tmp_path, _profile("gpu", share=0.005, full_ips=9000.0, batch=256, gpu="NVIDIA H100 80GB"))
