@@ -27,10 +27,13 @@ if [ "${1:-}" = "--dry-run" ]; then dry=1; shift; fi
 case "$1" in -*) usage ;; esac
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PY=${PYTHON:-python3}
+case $PY in  # a path to the interpreter, made absolute: the steps run from other folders
+  */*) PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")" || exit 2 ;;
+esac
 cd "$root" || exit 2
 mkdir -p "$1/steps" || { echo "gpu_run: cannot create $1" >&2; exit 2; }
 out=$(cd "$1" && pwd)
-PY=${PYTHON:-python3}
 export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
 export DALI_CUTMIX_CACHE=${DALI_CUTMIX_CACHE:-$out/cache}
 export PYTHONUNBUFFERED=1
