@@ -24,27 +24,17 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from statistics import median
 from typing import Dict, List
 
 from dali_cutmix.helpers.atomic import atomic_path
+from dali_cutmix.native import build_command
 
 from .machine import machine_info
 
 #: The stage-alone batch: samples, height, width, channels; the box every sample takes from its partner.
 BATCH, HEIGHT, WIDTH, CHANNELS = 64, 224, 224, 3
 BOX = (37, 41, 187, 191)  # a 150x150 box: lam = 1 - 150*150/224^2 ~ 0.55, the middle of Beta(1, 1)
-
-
-def compile_command(source: Path, output: Path) -> List[str]:
-    """The compiler command that builds ``source`` into ``output`` as :mod:`dali_cutmix.native` builds its
-    library (``-std=c++20 -O3``, DALI's compile and link flags, the CUDA runtime headers)."""
-    import nvidia.dali.sysconfig as sysconfig
-
-    cuda = [os.path.join(c, "include") for c in (os.environ.get("CUDA_HOME"), "/usr/local/cuda") if c]
-    cuda = [d for d in cuda if os.path.isfile(os.path.join(d, "cuda_runtime_api.h"))][:1]
-    compiler = os.environ.get("CXX", "").strip() or "g++"
-    return ([compiler, "-std=c++20", "-O3", "-shared", "-fPIC", "-w"] + [f"-I{d}" for d in cuda]
-            + sysconfig.get_compile_flags() + [str(source), "-o", str(output)] + sysconfig.get_link_flags())
 
 
 def build_library(source: Path, cache: Path) -> Path:
@@ -54,7 +44,7 @@ def build_library(source: Path, cache: Path) -> Path:
     if not output.exists():
         folder.mkdir(parents=True, exist_ok=True)
         partial = folder / "libmix_ops.so.part"
-        subprocess.run(compile_command(source, partial), check=True)
+        subprocess.run(build_command(partial, source), check=True)
         partial.replace(output)
     return output
 
@@ -138,12 +128,6 @@ def worker(library: str) -> None:
             result["copy"].append(time.perf_counter() - start)
             result["copy_cpu"].append(time.process_time() - cpu)
         print(json.dumps(result), flush=True)
-
-
-def median(values: List[float]) -> float:
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
 def compare(libraries: Dict[str, Path], rounds: int, batches: int) -> Dict[str, dict]:

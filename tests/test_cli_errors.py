@@ -334,7 +334,7 @@ def test_demo_and_native_progress_only_when_the_work_happens(tmp_path, monkeypat
     ensure_demo_dataset(tmp_path, progress=heard.append)
     assert len(heard) == 1 and heard[0].startswith("generating the demo dataset once")
 
-    monkeypatch.setattr(native, "_build_command", lambda output: ["cp", "/bin/true", str(output)])
+    monkeypatch.setattr(native, "build_command", lambda output: ["cp", "/bin/true", str(output)])
     with caplog.at_level(logging.INFO, logger="dali_cutmix"):
         native.build(cache=tmp_path)
         native.build(cache=tmp_path)

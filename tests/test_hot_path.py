@@ -168,8 +168,8 @@ def test_the_library_ab_reports_each_cost_against_the_fed_sources_and_one_copy()
 
 
 def test_the_library_ab_compiles_each_source_as_the_native_build_does(tmp_path):
-    from dali_cutmix.profiler.native_ab import compile_command
+    from dali_cutmix.native import build_command
 
-    command = compile_command(tmp_path / "old.cc", tmp_path / "lib.so")
+    command = build_command(tmp_path / "lib.so", tmp_path / "old.cc")
     assert command[1:6] == ["-std=c++20", "-O3", "-shared", "-fPIC", "-w"]
     assert command[command.index(str(tmp_path / "old.cc")) + 1:][:2] == ["-o", str(tmp_path / "lib.so")]

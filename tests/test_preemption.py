@@ -315,3 +315,21 @@ def test_a_full_disk_during_a_mid_epoch_checkpoint_is_one_line_naming_last_pt(tm
         f"({tmp_path / 'last.pt'} still holds the checkpoint before; nothing half-written remains)")
     assert (tmp_path / "last.pt").read_bytes() == b"the checkpoint before"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
+def test_several_ranks_agree_only_on_shared_steps(monkeypatch):
+    """With several ranks the stop/checkpoint agreement (an all-reduce read back on the host) happens every
+    AGREE_EVERY steps and every --checkpoint-steps step, the same steps on every rank; one rank never talks."""
+    from dali_cutmix.train import preempt
+
+    calls = []
+    monkeypatch.setattr(preempt.distributed, "all_reduce_max", lambda flags: calls.append(flags.tolist()))
+    clock = preempt.CheckpointClock(steps=7, minutes=None)
+    assert preempt.AGREE_EVERY == 20
+    assert [s for s in range(1, 50) if clock.shared(s)] == [7, 14, 20, 21, 28, 35, 40, 42, 49]
+    assert preempt.agree(due=True, stop=True, is_main=True, world_size=2, device="cpu", shared=False) == (False, False)
+    assert calls == []
+    assert preempt.agree(due=False, stop=True, is_main=False, world_size=2, device="cpu", shared=True) == (True, True)
+    assert calls == [[0.0, 1.0]]
+    assert preempt.agree(due=True, stop=False, is_main=True, world_size=1, device="cpu", shared=False) == (True, False)
+    assert calls == [[0.0, 1.0]]

@@ -526,7 +526,7 @@ def run_epoch(cfg: TrainConfig, training: Training, data, position: Position, *,
 
     def after_step(index: int, sums) -> bool:
         write, halt = agree(due=clock.due(index, steps), stop=stop.signal_name is not None, is_main=info.is_main,
-                            world_size=info.world_size, device=device)
+                            world_size=info.world_size, device=device, shared=clock.shared(index))
         if not write:
             return False
         position.step, position.partial = index, sums()

@@ -20,6 +20,10 @@ from . import distributed
 PREEMPTED_EXIT = 75
 #: The signals that ask a run to checkpoint and stop (SLURM sends SIGTERM, or the one ``--signal`` names).
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+#: With several ranks, the steps at which they agree (every this many, and every ``--checkpoint-steps`` step):
+#: each agreement is an all-reduce read back on the host, which would stall the GPU's queue if done every step.
+#: A stop signal is acted on within this many steps (seconds on a GPU; SLURM warns 30-120 s ahead).
+AGREE_EVERY = 20
 
 
 class Preempted(Exception):
@@ -81,17 +85,25 @@ class CheckpointClock:
             return True
         return self.minutes is not None and time.monotonic() - self.last >= 60.0 * self.minutes
 
+    def shared(self, step: int) -> bool:
+        """Whether ranks agree after ``step``: every :data:`AGREE_EVERY` steps and every ``steps`` step, the same
+        steps on every rank (a ``minutes`` checkpoint or a signal waits for the next of them)."""
+        return step % AGREE_EVERY == 0 or (self.steps is not None and step % self.steps == 0)
+
     def written(self) -> None:
         """A checkpoint was just written: the minutes count from now."""
         self.last = time.monotonic()
 
 
-def agree(*, due: bool, stop: bool, is_main: bool, world_size: int, device) -> tuple:
+def agree(*, due: bool, stop: bool, is_main: bool, world_size: int, device, shared: bool = True) -> tuple:
     """``(checkpoint, stop)`` as all ranks agree after this step: a checkpoint when rank 0's clock says so (its
     clock alone, so every rank takes the same step) or when any rank must stop; stop when any rank was signalled.
-    One all-reduce of two numbers with several ranks, none with one."""
+    One all-reduce of two numbers with several ranks on a ``shared`` step (:meth:`CheckpointClock.shared`, the
+    same on every rank), none on the others (``(False, False)``) and none with one rank."""
     if world_size == 1:
         return due or stop, stop
+    if not shared:
+        return False, False
     import torch
 
     flags = torch.tensor([float(due and is_main), float(stop)], device=device)

@@ -80,7 +80,14 @@ def _compiler() -> str:
     return os.environ.get("CXX", "").strip() or "g++"
 
 
-def _build_command(output: Path):
+def build_command(output: Path, source: Path = SOURCE) -> list:
+    """The compiler command that builds ``source`` (default: the stage's ``mix_ops.cc``) into the shared library
+    ``output``: ``$CXX`` (else ``g++``) with ``-std=c++20 -O3``, the CUDA runtime headers and DALI's compile and link
+    flags.
+
+    Raises:
+        NativeBuildError: no compiler, or no CUDA runtime headers (``missing`` says which).
+    """
     import nvidia.dali.sysconfig as sysconfig
 
     compiler = _compiler()
@@ -100,7 +107,7 @@ def _build_command(output: Path):
             "install the CUDA toolkit headers or set CUDA_HOME", missing="headers")
     return (shlex.split(compiler) + ["-std=c++20", "-O3", "-shared", "-fPIC", "-w"]
             + [f"-I{d}" for d in cuda] + sysconfig.get_compile_flags()
-            + [str(SOURCE), "-o", str(output)] + sysconfig.get_link_flags())
+            + [str(source), "-o", str(output)] + sysconfig.get_link_flags())
 
 
 def cache_key(machine: str | None = None, libc: tuple[str, str] | None = None, dali_version: str | None = None
@@ -181,7 +188,7 @@ def build(force: bool = False, cache: str | os.PathLike | None = None) -> Path:
         fd, tmp = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=target.parent)
         os.close(fd)
         try:
-            command = _build_command(Path(tmp))
+            command = build_command(Path(tmp))
             log.info(f"compiling dali-cutmix's DALI operators with {_compiler()} (once per machine and DALI "
                      f"version, about 10 s) into {target.parent}")
             try:
