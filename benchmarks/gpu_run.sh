@@ -16,8 +16,8 @@
 #   summary     OUT/summary.json and OUT/summary.txt (a table of a few lines, printed last)
 # Every step has its own timeout (seconds; override with GPU_RUN_TIMEOUT_<STEP>, e.g. GPU_RUN_TIMEOUT_TESTS=300);
 # GPU_RUN_SKIP="sanitizer profile-switch" leaves steps out. The interpreter is $PYTHON (default python3); the
-# tree goes first on PYTHONPATH. If doctor's ROI decoding failed, the training step decodes whole images
-# (--decode full). The exit code is 0 when every step that ran passed, 1 otherwise, 2 for bad usage.
+# tree goes first on PYTHONPATH. If doctor's ROI decoding failed, the profile and training steps decode whole
+# images (--decode full). The exit code is 0 when every step that ran passed, 1 otherwise, 2 for bad usage.
 set -uo pipefail
 
 usage() { echo "usage: bash benchmarks/gpu_run.sh [--dry-run] OUT" >&2; exit 2; }
@@ -228,12 +228,12 @@ limit() {  # limit GROUP STEP: STEP's default limit, else GROUP's; $GPU_RUN_TIME
 }
 
 # 1. doctor: the native operators are built now (into $DALI_CUTMIX_CACHE), then the ROI-decode smoke test.
-run_step doctor "$(limit doctor doctor)" bash -c 'python_=$1; shift; "$python_" -m dali_cutmix.cli doctor --json \
+run_step doctor "$(limit doctor doctor)" bash -c 'python_=$1; shift; exec "$python_" -m dali_cutmix.cli doctor --json \
   > "$0/doctor.json"' "$out" "$PY"
-decode=roi
+decode_flag=()
 if grep -q '"roi_decode": "failed"' "$out/doctor.json" 2>/dev/null; then
-  decode=full
-  echo "gpu_run: doctor's ROI decoding failed: training decodes whole images (--decode full)"
+  decode_flag=(--decode full)
+  echo "gpu_run: doctor's ROI decoding failed: the profile and training decode whole images (--decode full)"
 fi
 
 # 2. The GPU half of the suite (skipped, with its reason, on a machine without a GPU).
@@ -250,12 +250,11 @@ for variant in cutmix mixup switch; do
     switch) mixing=(--mixup-alpha 0.8 --switch-prob 0.5) ;;
   esac
   run_step "profile-$variant" "$(limit profile "profile-$variant")" "$PY" -m dali_cutmix.cli profile "${sizes[@]}" \
-    --model resnet50 "${mixing[@]}" --json "$out/profile-$variant.json" --plot "$out/profile-$variant.png"
+    --model resnet50 "${mixing[@]}" "${decode_flag[@]}" --json "$out/profile-$variant.json" \
+    --plot "$out/profile-$variant.png"
 done
 
 # 4. A short training run on a generated demo set.
-decode_flag=()
-[ $decode = full ] && decode_flag=(--decode full)
 run_step demo "$(limit demo demo)" "$PY" -c 'import sys; from dali_cutmix.pipelines.demo import write_dataset
 write_dataset(sys.argv[1], num_classes=int(sys.argv[2]), train_per_class=int(sys.argv[3]),
               val_per_class=int(sys.argv[4]), size=int(sys.argv[5]))' "$out/demo" "${demo[@]}"

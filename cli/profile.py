@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from dali_cutmix.builder import DECODES
 from dali_cutmix.errors import UserError, first_line
 from dali_cutmix.helpers.host import usable_cores
 from dali_cutmix.options import MixOptions, flag_name
@@ -117,13 +118,17 @@ def _command(params: dict) -> str:
 @click.option("--json", "json_path", type=click.Path(), default="profile.json", show_default=True,
               help="JSON file for every figure and the machine.")
 @click.option("--plot", type=click.Path(), default="profile.png", show_default=True, help="PNG bar chart.")
+@click.option("--decode", type=click.Choice(DECODES), default="roi", show_default=True,
+              help="How the training pipeline's variants decode: 'roi' decodes only the random crop's region, "
+                   "'full' decodes the whole image and then crops it (as train's --decode; a way around a failing "
+                   "ROI decoder).")
 @seed_option()
 @click.option("--async-stages/--no-async-stages", default=None,
               help="Also time each DALI stage variant with prefetching (prefetch queue, pipelined executor) "
                    "[default: on the GPU only].")
 @mixing_options()
 def profile(data, images, device, batch_size, threads, batches, repeats, crop, model, steps, torch_threads,
-            json_path, plot, seed, async_stages, **mixing):
+            json_path, plot, seed, decode, async_stages, **mixing):
     """Measure images/s: read+decode, +random-resized-crop, +CutMix, +flip/normalize, the PyTorch loader, the
     pipeline without the stage then torchvision's v2.CutMix (and timm's Mixup, when timm is installed) on the
     loader's batch, torchvision's ImageFolder+DataLoader+v2.CutMix with its PIL and tensor backends, and timm's
@@ -153,11 +158,12 @@ def profile(data, images, device, batch_size, threads, batches, repeats, crop, m
     source = dict(data=data) if data is not None else dict(images=images or DEFAULT_IMAGES)
     data = _resolve_data(data, images, progress)
     settings = ProfileSettings(data=str(data), device=device, batch_size=batch_size, threads=threads,
-                               batches=batches, repeats=repeats, crop=crop, seed=seed, mix=mix,
+                               batches=batches, repeats=repeats, crop=crop, seed=seed, mix=mix, decode=decode,
                                async_stages=async_stages).check()
     command = _command(dict(**source, device=device, batch_size=batch_size, threads=threads, batches=batches,
                             repeats=repeats, crop=crop, model=model, steps=steps if model else None,
                             torch_threads=torch_threads if model else None, seed=seed or None,
+                            decode=None if decode == "roi" else decode,
                             async_stages=async_stages, **_changed_mix_options(mix), json=str(json_path),
                             plot=str(plot)))
     result = run_profile(settings, model=model, steps=steps, torch_threads=torch_threads, progress=progress,

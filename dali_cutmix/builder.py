@@ -192,6 +192,14 @@ def check_off_epoch(off_epoch, name: str = "mix_off_epoch") -> int:
     return off_epoch
 
 
+def check_decode(decode, name: str = "decode") -> str:
+    """``decode`` if it is one of :data:`DECODES`; raises UserError naming it as ``name``. The one check of the
+    value, for the builder, the trainer and the profiler."""
+    if decode not in DECODES:
+        raise UserError(f"{name} must be one of {', '.join(DECODES)}, got {decode!r}")
+    return decode
+
+
 def mix_gate(off_epoch: Optional[int] = None, reader_name: str = READER_NAME):
     """Inside a ``pipeline_def``: the ``gate`` of :func:`dali_cutmix.mix` for batches of the reader
     ``reader_name`` (a padded, sharded DALI reader such as :func:`reader`'s): a CPU DataNode, one int32 per sample,
@@ -207,17 +215,19 @@ def mix_gate(off_epoch: Optional[int] = None, reader_name: str = READER_NAME):
 
 
 def decoder_args(device: str) -> dict:
-    """Arguments of DALI's image decoders for ``device`` ("gpu": the "mixed" decoder, tuned; "cpu")."""
+    """Arguments of DALI's image decoders for ``device`` ("gpu": the "mixed" decoder; "cpu").
+
+    The decoders' memory is left to DALI: no preallocation hints and no padding. A hint sized for the largest image
+    of a data set is reserved by the hardware decoder for every sample of the batch (``preallocate_batch_size`` is
+    the pipeline's batch size) in each pipeline a rank holds, while DALI grows its buffers to the images it meets
+    once and keeps them.
+    """
     import nvidia.dali.types as types
 
     args = dict(device="mixed" if device == "gpu" else "cpu", output_type=types.RGB)
     if device == "gpu":
-        args.update(
-            # Share of images sent to the A100/H100 hardware JPEG decoder; nvJPEG's CUDA path takes the rest.
-            hw_decoder_load=0.65,
-            # Preallocate nvJPEG's buffers for ImageNet's largest image so no epoch stalls on a reallocation.
-            device_memory_padding=211025920, host_memory_padding=140544512,
-            preallocate_width_hint=5980, preallocate_height_hint=6430)
+        # Share of images sent to the A100/H100 hardware JPEG decoder; nvJPEG's CUDA path takes the rest.
+        args.update(hw_decoder_load=0.65)
     return args
 
 
@@ -397,8 +407,7 @@ def build_cutmix_pipeline(
     check_pipeline_kwargs(pipeline_kwargs)
     if stop_after not in STAGES:
         raise UserError(f"stop_after must be one of {STAGES}, got {stop_after!r}")
-    if decode not in DECODES:
-        raise UserError(f"decode must be one of {DECODES}, got {decode!r}")
+    check_decode(decode)
     options = MixOptions.coerce(mix_options)
     if num_classes is not None:
         check_num_classes(num_classes)

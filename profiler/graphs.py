@@ -73,7 +73,7 @@ def build_stage_pipeline(stage: str, settings: ProfileSettings, num_classes: int
         pipe = build_cutmix_pipeline(
             settings.data, batch_size=settings.batch_size, num_classes=num_classes, crop=settings.crop,
             device=settings.device, device_id=_device_id(settings), mixing=mixing, mix_options=settings.mix,
-            num_threads=settings.threads, seed=settings.seed, stop_after=STOP_AFTER[stage],
+            num_threads=settings.threads, seed=settings.seed, stop_after=STOP_AFTER[stage], decode=settings.decode,
             return_params=return_params, **mode)
     pipe.build()
     return pipe
@@ -92,20 +92,21 @@ def fixed_batch(settings: ProfileSettings, num_classes: int):
     return images, labels
 
 
-def build_isolated_stage_pipeline(settings: ProfileSettings, num_classes: int, *, with_mixing: bool,
-                                  options=None):
-    """The pipeline's tail on one fixed batch: crops -> [mixing stage ->] flip/normalize, built, synchronous.
+def build_stage_alone_pipeline(settings: ProfileSettings, num_classes: int, *, with_mixing: bool, options=None):
+    """The mixing stage alone on the fixed batch (:func:`fixed_batch`), built, synchronous: ``with_mixing`` the fed
+    images and class ids through the stage, else the same sources alone, the baseline the stage's cost is taken
+    against.
 
-    The batch (:func:`fixed_batch`) is handed to DALI without a copy (on the GPU for "gpu"). With and without the
-    stage, the images reach ``crop_mirror_normalize`` as in the full pipeline, so the pair's time difference is
-    what the stage adds there, free of decoding's noise. ``options``: the stage's :class:`dali_cutmix.MixOptions`
-    (default ``settings.mix``).
+    The batch is handed to DALI without a copy (on the GPU for "gpu"). Outputs: the images' shapes (on the CPU) and
+    the labels (class ids, or the stage's soft labels): nothing in either pipeline copies the images but the stage
+    itself, so the pair's difference is what the stage costs. ``options``: the stage's
+    :class:`dali_cutmix.MixOptions` (default ``settings.mix``).
     """
     import nvidia.dali.fn as fn
     import nvidia.dali.types as types
     from nvidia.dali import pipeline_def
 
-    from dali_cutmix.builder import flip_normalize, rank_seed
+    from dali_cutmix.builder import rank_seed
     from dali_cutmix.stage import mix_stage
 
     images, labels = fixed_batch(settings, num_classes)
@@ -113,18 +114,17 @@ def build_isolated_stage_pipeline(settings: ProfileSettings, num_classes: int, *
     options = settings.mix if options is None else options
 
     @pipeline_def(enable_conditionals=False)
-    def isolated_stage():
+    def stage_alone():
         pixels = fn.external_source(source=lambda: images, batch=True, no_copy=True, layout="HWC",
                                     device="gpu" if gpu else "cpu")
         ids = fn.external_source(source=lambda: labels, batch=True, no_copy=True)
         if with_mixing:
             pixels, ids, _ = mix_stage(pixels, ids, num_classes=num_classes, options=options,
                                        image_type=types.UINT8)
-        return flip_normalize(pixels), ids
+        return pixels.shape(device="cpu"), ids
 
-    pipe = isolated_stage(batch_size=settings.batch_size, num_threads=settings.threads,
-                          device_id=_device_id(settings), seed=rank_seed(settings.seed), exec_dynamic=True,
-                          **SYNCHRONOUS)
+    pipe = stage_alone(batch_size=settings.batch_size, num_threads=settings.threads, device_id=_device_id(settings),
+                       seed=rank_seed(settings.seed), exec_dynamic=True, **SYNCHRONOUS)
     pipe.build()
     return pipe
 

@@ -22,7 +22,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from statistics import median
 from typing import Dict, List
@@ -31,6 +30,8 @@ from dali_cutmix.helpers.atomic import atomic_path
 from dali_cutmix.native import build_command
 
 from .machine import machine_info
+from .stats import quiet_figure
+from .timing import interleaved_times
 
 #: The stage-alone batch: samples, height, width, channels; the box every sample takes from its partner.
 BATCH, HEIGHT, WIDTH, CHANNELS = 64, 224, 224, 3
@@ -52,8 +53,9 @@ def build_library(source: Path, cache: Path) -> Path:
 def worker(library: str) -> None:
     """The worker: loads ``library``, builds both pipelines, then answers each ``batches`` line on stdin with one
     JSON line ``{"source": [s, ...], "apply": [...], "stage": [...], "copy": [...]}`` and the same with ``_cpu``
-    (process CPU time): the seconds of each of that many batches, one of each pipeline in turn ("stage" is the
-    whole CPU stage: seeds, ``dali_cutmix_params`` and ``dali_cutmix_apply``)."""
+    (process CPU time): the seconds of each of that many batches, one of each pipeline and one copy of the batch
+    in turn (:func:`~.timing.interleaved_times`; "stage" is the whole CPU stage: seeds, ``dali_cutmix_params`` and
+    ``dali_cutmix_apply``)."""
     import numpy as np
     import nvidia.dali.fn as fn
     import nvidia.dali.plugin_manager as plugin_manager
@@ -114,20 +116,10 @@ def worker(library: str) -> None:
         pipe.run()
     batch = np.stack(images)
     target = np.empty_like(batch)
+    steps = {name: pipe.run for name, pipe in pipes.items()}
+    steps["copy"] = lambda: np.copyto(target, batch)
     for line in sys.stdin:
-        batches = int(line)
-        result = {key: [] for name in list(pipes) + ["copy"] for key in (name, f"{name}_cpu")}
-        for _ in range(batches):  # one batch of each in turn, each timed on its own
-            for name, pipe in pipes.items():
-                start, cpu = time.perf_counter(), time.process_time()
-                pipe.run()
-                result[name].append(time.perf_counter() - start)
-                result[f"{name}_cpu"].append(time.process_time() - cpu)
-            start, cpu = time.perf_counter(), time.process_time()
-            np.copyto(target, batch)
-            result["copy"].append(time.perf_counter() - start)
-            result["copy_cpu"].append(time.process_time() - cpu)
-        print(json.dumps(result), flush=True)
+        print(json.dumps(interleaved_times(steps, int(line))), flush=True)
 
 
 def compare(libraries: Dict[str, Path], rounds: int, batches: int) -> Dict[str, dict]:
@@ -156,21 +148,17 @@ def compare(libraries: Dict[str, Path], rounds: int, batches: int) -> Dict[str, 
     return {name: summarize(s) for name, s in samples.items()}
 
 
-def percentile(values: List[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def summarize(s: Dict[str, List[float]]) -> dict:
     """From the per-batch ms ``s`` of each pipeline: the operator's (``apply``) and the whole stage's (``stage``)
     cost as the difference to the fed sources alone, of the medians and of the 10th percentiles (``*_quiet_ms``:
     what the code costs when the machine leaves it alone: a shared machine only ever slows a batch down); one
-    copy of the batch likewise; and each cost in copies of the batch (``*_copies``, of the quiet figures)."""
+    copy of the batch likewise; and each cost in copies of the batch (``*_copies``, of the quiet figures). The quiet
+    figure is :func:`~.stats.quiet_figure`, as the profiler's stage-alone figures."""
     out = {f"{key}_batches": len(values) for key, values in s.items()}
     for clock in ("", "_cpu"):
         for key in ("source", "copy", "apply", "stage"):
             values = s[f"{key}{clock}_ms"]
-            out[f"{key}{clock}_median_ms"], out[f"{key}{clock}_quiet_ms"] = median(values), percentile(values, 0.1)
+            out[f"{key}{clock}_median_ms"], out[f"{key}{clock}_quiet_ms"] = median(values), quiet_figure(values)
         for key in ("apply", "stage"):
             for figure in ("median", "quiet"):
                 out[f"{key}{clock}_cost_{figure}_ms"] = (out[f"{key}{clock}_{figure}_ms"]

@@ -24,8 +24,8 @@ Eleven variants, measured in one run, interleaved so that machine drift hits all
 Variants 2-4 are :func:`dali_cutmix.build_cutmix_pipeline` cut after a named stage (:mod:`.graphs`); every
 variant has its :mod:`.runners` runner. With ``async_stages`` (default: on the GPU) each of variants 1-4 is also
 timed with the builder's prefetching (``images_per_s_async``). A round times every runner once, plus the mixing
-stage alone on a fixed batch (with the settings' options and with CutMix, MixUp and switching) and one copy of
-that batch; rounds alternate forward and reversed order (A B C ... C B A), which cancels linear
+stage alone on a fixed batch (with the settings' options and with CutMix, MixUp and switching), each batch timed
+in turn with the fed batch alone and one copy of the batch; rounds alternate forward and reversed order (A B C ... C B A), which cancels linear
 drift; figures are medians over the rounds with their interquartile range. Paired figures (CutMix's share, our
 loader's speed-up over the reference and over mixing after the loader) are computed within each round, then
 summarized (:mod:`.stats`). ``benchmarks/README.md`` says more.
@@ -46,7 +46,7 @@ from .settings import ProfileSettings
 from .stats import cutmix_shares, describe_round, figures, in_copies, isolated_shares, speedups, summarize
 from .timing import Timing
 from .training import check_model, measure_training
-from .variants import (BATCH_COPY, ISOLATED, LOAD, SKIPPED, STAGE_METHODS, VARIANT_KEYS, VARIANTS, async_key,
+from .variants import (ISOLATED, LOAD, SKIPPED, STAGE_METHODS, VARIANT_KEYS, VARIANTS, async_key, copy_key,
                        stage_key)
 
 #: The variants our loader is compared with, per round: the JSON key of each ratio (ours / theirs).
@@ -81,10 +81,12 @@ METHOD = dict(
     cutmix_share="per round: the isolated stage's ms/batch over the full pipeline's ms/batch; "
                  "by_stage_difference: per round (1/ips_cutmix - 1/ips_crop) / (1/ips_full); then median "
                  "and quartiles over rounds",
-    stage="each method's stage alone on the fixed uint8 batch (with minus without the stage, both timed in "
-          "turn, 3x the batches, every round), and one copy of that batch (np.copyto into a preallocated array; "
-          "Tensor.copy_ on the GPU) in the same rounds; copies: per round the stage's ms over the copy's ms; "
-          "operators: the stage's DALI operators per device, from its graph (uint8 images, class ids, gate)")
+    stage="each method's stage alone on the fixed uint8 batch, 3x the batches every round, each batch in turn: "
+          "the fed batch alone (external sources, outputs the images' shape and the labels), the fed batch "
+          "through the stage (the same outputs), and one copy of the batch (np.copyto into a preallocated "
+          "array; Tensor.copy_ on the GPU), each timed on its own; per round the quiet figure (10th percentile) "
+          "of each, the stage's ms = stage - fed batch alone; copies: per round the stage's ms over the copy's "
+          "ms; operators: the stage's DALI operators per device, from its graph (uint8 images, class ids, gate)")
 
 
 def round_order(round_index: int, keys: Sequence[str] = VARIANT_KEYS + EXTRA_KEYS) -> Tuple[str, ...]:
@@ -161,27 +163,30 @@ def round_warnings(settings: ProfileSettings) -> List[str]:
 
 def stage_report(settings: ProfileSettings, samples: Dict[str, object]) -> dict:
     """The mixing stage per method of :data:`~.variants.STAGE_METHODS`: its options, its DALI operators on each
-    device (and their count), its ms per batch alone, and that in copies of the batch (one copy of the same batch
-    timed in the same rounds); plus the batch and the copy's ms per batch."""
-    copy = samples.get(BATCH_COPY)
+    device (and their count), its ms per batch alone, and that in copies of the batch (per round, over the copies
+    timed between its batches); plus the batch, and the copy's ms per batch (the CutMix runner's rounds)."""
     methods = {}
     for method in STAGE_METHODS:
         options = method_options(settings, method)
         operators = {device: stage_operators(options, device) for device in ("cpu", "gpu")}
         entry = dict(options=options.as_dict(), operators=operators,
                      operator_count={device: len(ops) for device, ops in operators.items()})
-        ms = samples.get(stage_key(method))
-        if ms is not None:
-            entry["ms_per_batch"] = dict(summarize(ms), samples=[round(x, 4) for x in ms])
-            if copy is not None:
-                ratios = in_copies(samples, stage_key(method), BATCH_COPY)
-                entry["copies"] = dict(summarize(ratios), samples=[round(x, 4) for x in ratios])
+        key = stage_key(method)
+        if key in samples:
+            entry["ms_per_batch"] = _summary(samples[key])
+            entry["copies"] = _summary(in_copies(samples, key, copy_key(key)))
         methods[method] = entry
+    copy = samples.get(copy_key(stage_key("cutmix")))
     return dict(
         batch=dict(shape=[settings.batch_size, settings.crop, settings.crop, 3], dtype="uint8",
                    bytes=settings.batch_size * settings.crop * settings.crop * 3, device=settings.device),
-        copy_ms_per_batch=None if copy is None else dict(summarize(copy), samples=[round(x, 4) for x in copy]),
+        copy_ms_per_batch=None if copy is None else _summary(copy),
         methods=methods)
+
+
+def _summary(values: Sequence[float]) -> dict:
+    """:func:`~.stats.summarize` of ``values`` with the values themselves (rounded) as ``samples``."""
+    return dict(summarize(values), samples=[round(x, 4) for x in values])
 
 
 def build_result(settings: ProfileSettings, samples: Dict[str, object], *, dataset: dict,

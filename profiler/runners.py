@@ -12,12 +12,13 @@ from typing import Callable, Dict, Tuple
 from dali_cutmix.errors import UserError
 from dali_cutmix.pipelines.profile_data import quiet
 
-from .graphs import build_isolated_stage_pipeline, build_stage_pipeline, fixed_batch
+from .graphs import build_stage_alone_pipeline, build_stage_pipeline, fixed_batch
 from .mixers import Mixer, timm_mixer, torchvision_mixer
 from .settings import ProfileSettings
-from .timing import Runner, Timing, VariantUnavailable, synchronize, wait_until_idle
+from .stats import quiet_figure
+from .timing import Runner, Timing, VariantUnavailable, interleaved_times, synchronize, wait_until_idle
 from .timm_loader import TimmLoaderRunner
-from .variants import (ASYNC_SUFFIX, BATCH_COPY, ISOLATED, REFERENCE_BACKENDS, STAGE_METHODS, STAGES, TIMM_LOADERS,
+from .variants import (ASYNC_SUFFIX, ISOLATED, REFERENCE_BACKENDS, STAGE_METHODS, STAGES, TIMM_LOADERS,
                        VARIANT_KEYS, async_key, stage_key)
 
 
@@ -90,65 +91,52 @@ class DaliAsyncStageRunner:
         self.pipe = None
 
 
-class IsolatedStageRunner:
-    """Times what the mixing stage adds: the same fixed batch through the pipeline's tail with and without it
-    (:func:`~.graphs.build_isolated_stage_pipeline`), on ``factor`` times the batches asked for (it is cheap)."""
+class StageAloneRunner:
+    """Times what the mixing stage costs on the fixed batch, against one copy of that batch.
+
+    Per batch, in turn: the fed batch alone, the fed batch through the stage (both
+    :func:`~.graphs.build_stage_alone_pipeline`), and one copy of the batch (``np.copyto`` into a preallocated
+    array on the CPU, ``Tensor.copy_`` on the GPU), each timed on its own (:func:`~.timing.interleaved_times`), on
+    ``factor`` times the batches asked for (they are cheap). A run's figures are the quiet ones
+    (:func:`~.stats.quiet_figure`): the stage's cost is the quiet stage batch less the quiet baseline, the copy's
+    the quiet copy.
+    """
 
     def __init__(self, settings: ProfileSettings, num_classes: int, factor: int = 3, options=None):
-        self.device = settings.device
-        self.batch_size = settings.batch_size
-        self.factor = factor
-        self.pipes = [build_isolated_stage_pipeline(settings, num_classes, with_mixing=w, options=options)
-                      for w in (False, True)]
-        for pipe in self.pipes:
-            pipe.run()
-        synchronize(self.device)
-        self.flip = False
-
-    def measure(self, batches: int) -> Timing:
-        """Run ``factor * batches`` batches each way, alternating which way goes first; the timing is the
-        difference (with - without) over the images mixed."""
-        total = self.factor * batches
-        self.flip = not self.flip
-        order = (0, 1) if self.flip else (1, 0)
-        seconds = {i: _run_batches(self.pipes[i], total, self.device) for i in order}
-        return Timing(seconds[1] - seconds[0], total * self.batch_size)
-
-    def close(self) -> None:
-        """Free the pipelines."""
-        self.pipes = []
-
-
-class BatchCopyRunner:
-    """Times one copy of the fixed batch (:func:`~.graphs.fixed_batch`: ``np.copyto`` into a preallocated array on
-    the CPU, ``Tensor.copy_`` on the GPU), ``factor`` times the batches asked for, as the isolated stage: the unit
-    the stage's cost is reported in, measured in the same rounds."""
-
-    def __init__(self, settings: ProfileSettings, num_classes: int, factor: int = 3):
         import numpy as np
 
         self.device = settings.device
         self.batch_size = settings.batch_size
         self.factor = factor
-        self.source, _ = fixed_batch(settings, num_classes)
+        self.pipes = {name: build_stage_alone_pipeline(settings, num_classes, with_mixing=with_mixing,
+                                                       options=options)
+                      for name, with_mixing in (("source", False), ("stage", True))}
+        source, _ = fixed_batch(settings, num_classes)
         gpu = self.device == "gpu"
-        self.target = self.source.clone() if gpu else np.empty_like(self.source)
-        self.copy = self.target.copy_ if gpu else (lambda source: np.copyto(self.target, source))
-        self.copy(self.source)  # first touch of the target's pages
-        synchronize(self.device)
+        target = source.clone() if gpu else np.empty_like(source)
+        copy = (lambda: target.copy_(source)) if gpu else (lambda: np.copyto(target, source))
+        self.steps = {name: self._synchronized(pipe.run) for name, pipe in self.pipes.items()}
+        self.steps["copy"] = self._synchronized(copy)
+        for step in self.steps.values():  # first batch: allocations, the copy's first touch of its pages
+            step()
+
+    def _synchronized(self, work: Callable[[], object]) -> Callable[[], None]:
+        """``work``, then wait for the GPU's queued work (a batch's time includes its kernels)."""
+        def step():
+            work()
+            synchronize(self.device)
+        return step
 
     def measure(self, batches: int) -> Timing:
-        """Copy the batch ``factor * batches`` times."""
+        """Time ``factor * batches`` batches of each step, in turn."""
         total = self.factor * batches
-        start = time.perf_counter()
-        for _ in range(total):
-            self.copy(self.source)
-        synchronize(self.device)
-        return Timing(time.perf_counter() - start, total * self.batch_size)
+        times = interleaved_times(self.steps, total)
+        cost = quiet_figure(times["stage"]) - quiet_figure(times["source"])
+        return Timing(cost * total, total * self.batch_size, copy_seconds=quiet_figure(times["copy"]) * total)
 
     def close(self) -> None:
-        """Free the arrays."""
-        self.source = self.target = self.copy = None
+        """Free the pipelines and the batch."""
+        self.pipes, self.steps = {}, {}
 
 
 class DaliLoaderRunner:
@@ -290,8 +278,8 @@ class ReferenceRunner:
         self.loader = None
 
 
-#: The runners after the variants: the settings' stage alone, each method's, and the batch copy.
-EXTRA_KEYS = (ISOLATED,) + tuple(stage_key(m) for m in STAGE_METHODS) + (BATCH_COPY,)
+#: The runners after the variants: the settings' stage alone and each method's (each with its batch copies).
+EXTRA_KEYS = (ISOLATED,) + tuple(stage_key(m) for m in STAGE_METHODS)
 
 
 def make_runner(key: str, settings: ProfileSettings, num_classes: int) -> Runner:
@@ -317,19 +305,17 @@ def make_runner(key: str, settings: ProfileSettings, num_classes: int) -> Runner
     if key in TIMM_LOADERS:
         return TimmLoaderRunner(settings, num_classes, TIMM_LOADERS[key])
     if key == ISOLATED:
-        return IsolatedStageRunner(settings, num_classes)
+        return StageAloneRunner(settings, num_classes)
     for method in STAGE_METHODS:
         if key == stage_key(method):
-            return IsolatedStageRunner(settings, num_classes, options=method_options(settings, method))
-    if key == BATCH_COPY:
-        return BatchCopyRunner(settings, num_classes)
+            return StageAloneRunner(settings, num_classes, options=method_options(settings, method))
     raise UserError(f"variant must be one of {VARIANT_KEYS + EXTRA_KEYS} or a stage's async key, got {key!r}")
 
 
 def runner_keys(settings: ProfileSettings) -> Tuple[str, ...]:
     """The runners a run times, in forward order: :data:`~.variants.VARIANT_KEYS`, each stage of
     :data:`~.variants.STAGES` followed by its asynchronous twin when ``settings.times_async_stages``, then
-    :data:`EXTRA_KEYS` (the stage alone, with the settings' options and with each method, and one batch copy)."""
+    :data:`EXTRA_KEYS` (the stage alone, with the settings' options and with each method)."""
     keys = []
     for key in VARIANT_KEYS:
         keys.append(key)

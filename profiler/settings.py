@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Optional
 
+from dali_cutmix.builder import check_decode
 from dali_cutmix.errors import UserError
 from dali_cutmix.options import MixOptions
 
@@ -24,6 +25,9 @@ class ProfileSettings:
         crop: output size. seed: base seed. device_id: the CUDA device for "gpu".
         mix: the mixing stage's options (:class:`dali_cutmix.MixOptions`, checked there); its defaults are
             CutMix alone, one draw per batch (the paper's). The variants that mix after the loader take them too.
+        decode: how the training pipeline's variants decode (:data:`dali_cutmix.builder.DECODES`): "roi" (only the
+            random crop's region, the default) or "full" (the whole image, then the crop), as the trainer's
+            ``--decode``.
         async_stages: also time each DALI stage variant with the builder's prefetching (``prefetch_queue_depth``
             2, ``exec_pipelined=True``) besides one batch at a time; None (default): on the GPU only (see
             :attr:`times_async_stages`).
@@ -39,6 +43,7 @@ class ProfileSettings:
     seed: int = 0
     device_id: int = 0
     mix: MixOptions = field(default_factory=MixOptions)
+    decode: str = "roi"
     async_stages: Optional[bool] = None
 
     @property
@@ -55,6 +60,7 @@ class ProfileSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise UserError(f"{name} must be an integer >= 1, got {value!r}")
+        check_decode(self.decode)
         if not isinstance(self.mix, MixOptions):
             raise UserError(f"mix must be dali_cutmix.MixOptions, got {type(self.mix).__name__}")
         if self.async_stages is not None and not isinstance(self.async_stages, bool):

@@ -7,24 +7,39 @@ from typing import Dict, List, Mapping, Sequence
 import numpy as np
 
 from .timing import Timing
-from .variants import ISOLATED, MS_KEYS
+from .variants import ISOLATED, MS_KEYS, copy_key
+
+#: The percentile that is a run's quiet figure (:func:`quiet_figure`).
+QUIET_PERCENTILE = 0.1
 
 
 def figures(timings: Mapping[str, Sequence[Timing]], batch_size: int) -> Dict[str, List[float]]:
     """Per round: images/s of every runner timed (the variants of :data:`~.variants.VARIANT_KEYS`, the stages'
     asynchronous twins), and for the runners of :data:`~.variants.MS_KEYS` ms per batch of ``batch_size`` (what
-    the isolated mixing stage adds, what a batch copy takes)."""
+    the mixing stage adds to its fed batch) with, under :func:`~.variants.copy_key`, what one copy of the batch
+    took in the same round."""
     values = {key: [t.images / t.seconds for t in ts] for key, ts in timings.items() if key not in MS_KEYS}
     for key in MS_KEYS:
         if key in timings:
             values[key] = [1000 * t.seconds * batch_size / t.images for t in timings[key]]
+            if all(t.copy_seconds is not None for t in timings[key]):
+                values[copy_key(key)] = [1000 * t.copy_seconds * batch_size / t.images for t in timings[key]]
     return values
+
+
+def quiet_figure(values: Sequence[float]) -> float:
+    """The :data:`QUIET_PERCENTILE` of ``values`` (the nearest rank at or below it): what a piece of work costs
+    when the machine leaves it alone. A shared machine only ever slows a batch down, so the low end of many short
+    timings is the work's own cost, where their median carries the machine's noise."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(QUIET_PERCENTILE * len(ordered)))]
 
 
 def describe_round(timings: Mapping[str, Timing], batch_size: int) -> str:
     """One round's figures in one line (progress)."""
     values = figures({key: [t] for key, t in timings.items()}, batch_size)
-    line = ", ".join(f"{key} {v[0]:,.0f}" for key, v in values.items() if key not in MS_KEYS) + " images/s"
+    rates = {key: v for key, v in values.items() if key not in MS_KEYS and key not in map(copy_key, MS_KEYS)}
+    line = ", ".join(f"{key} {v[0]:,.0f}" for key, v in rates.items()) + " images/s"
     if ISOLATED in values:
         line += f"; CutMix stage {values[ISOLATED][0]:.2f} ms/batch"
     return line

@@ -1,23 +1,25 @@
 """What every runner promises (:class:`Runner`, :class:`Timing`), how a variant says it cannot be measured here
-(:class:`VariantUnavailable`), and waiting until the device is idle."""
+(:class:`VariantUnavailable`), waiting until the device is idle, and timing short steps in turn."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Dict, List, Mapping, Optional, Protocol
 
 
 @dataclass(frozen=True)
 class Timing:
     """One timed run: ``seconds`` spent on ``images`` images.
 
-    For a variant, the wall time of its timed batches. For the isolated mixing stage, the time the stage adds
-    (with it minus without it, over the same batches: may be negative within noise) to the images it mixed.
+    For a variant, the wall time of its timed batches. For the mixing stage alone, the time the stage adds to
+    its fed batch, over the batches it mixed (may be negative within noise), and ``copy_seconds``: what as many
+    copies of the batch took, timed between those batches (None for the other runners).
     """
 
     seconds: float
     images: int
+    copy_seconds: Optional[float] = None
 
 
 class VariantUnavailable(Exception):
@@ -59,3 +61,18 @@ def wait_until_idle(device: str, window_s: float = 0.02, timeout_s: float = 10.0
         time.sleep(window_s)
         quiet = quiet + 1 if time.process_time() - cpu < 0.1 * window_s else 0
     synchronize(device)
+
+
+def interleaved_times(steps: Mapping[str, Callable[[], object]], batches: int) -> Dict[str, List[float]]:
+    """Run every step of ``steps`` once per batch, in their order, ``batches`` times, each timed on its own:
+    ``{name: [wall seconds per batch], f"{name}_cpu": [this process's CPU seconds per batch]}``. Taking the steps in
+    turn batch by batch lets machine drift hit them alike; a step must finish its work (GPU included) before it
+    returns."""
+    times: Dict[str, List[float]] = {key: [] for name in steps for key in (name, f"{name}_cpu")}
+    for _ in range(batches):
+        for name, step in steps.items():
+            start, cpu = time.perf_counter(), time.process_time()
+            step()
+            times[name].append(time.perf_counter() - start)
+            times[f"{name}_cpu"].append(time.process_time() - cpu)
+    return times

@@ -51,7 +51,8 @@ AFTER_LOADER = ("after_loader", "after_loader_timm")
 TIMM_LOADERS = dict(timm_loader="batch", timm_loader_elem="elem")
 #: The torchvision reference loaders and their transform's backend (``pipelines.reference.reference_transform``).
 REFERENCE_BACKENDS = dict(reference="pil", reference_tensor="tensor")
-#: The mixing stage alone, on a fixed batch, with and without the stage (see ``runners.IsolatedStageRunner``).
+#: The mixing stage alone with the settings' options, on a fixed batch: what it adds to the fed batch (see
+#: ``runners.StageAloneRunner``).
 ISOLATED = "cutmix_stage"
 #: The mixing methods whose stage is also timed alone on the fixed batch, each with the MixOptions fields it sets
 #: over the settings' options (mode, smoothing, prob kept): CutMix, MixUp, and switching between them (timm's
@@ -59,9 +60,6 @@ ISOLATED = "cutmix_stage"
 STAGE_METHODS = dict(cutmix=dict(cutmix_alpha=1.0, mixup_alpha=0.0, cutmix_minmax=None),
                      mixup=dict(cutmix_alpha=0.0, mixup_alpha=0.8, cutmix_minmax=None),
                      switch=dict(cutmix_alpha=1.0, mixup_alpha=0.8, cutmix_minmax=None, switch_prob=0.5))
-#: One copy of the stage's batch (NumPy on the CPU, torch on the GPU), timed in the same rounds: the unit the
-#: stage's cost is reported in (see ``runners.BatchCopyRunner``).
-BATCH_COPY = "batch_copy"
 #: The key of the record of other processes' CPU use during the variants (see ``machine.CpuLoadMeter``).
 LOAD = "machine_load"
 #: The key of the variants not measured, each with the reason (see ``timing.VariantUnavailable``).
@@ -75,8 +73,14 @@ def stage_key(method: str) -> str:
     return f"stage_{method}"
 
 
-#: The runners whose figures are ms per batch (what they add, or cost), not images/s.
-MS_KEYS = (ISOLATED,) + tuple(stage_key(m) for m in STAGE_METHODS) + (BATCH_COPY,)
+#: The runners whose figures are ms per batch (what the stage adds to its fed batch), not images/s.
+MS_KEYS = (ISOLATED,) + tuple(stage_key(m) for m in STAGE_METHODS)
+
+
+def copy_key(key: str) -> str:
+    """The figures' key of the batch copies timed between the batches of stage-alone runner ``key`` (one of
+    :data:`MS_KEYS`): the unit that stage's cost is reported in."""
+    return f"{key}_copy"
 
 
 def async_key(stage: str) -> str:

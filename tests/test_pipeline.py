@@ -220,3 +220,17 @@ def test_the_gpu_pipeline_puts_every_pixel_operator_on_the_gpu(jpeg_tree, mixup_
             "ExternalSource"} <= used
     assert "DaliCutmixApply" not in used
     assert [o.device for o in pipe._graph_outputs] == ["gpu", "gpu"], "images and soft labels on the GPU"
+
+
+@pytest.mark.parametrize("decode, decoder", [("roi", "decoders__ImageRandomCrop"), ("full", "decoders__Image")])
+def test_the_gpu_decoder_leaves_its_memory_to_dali(jpeg_tree, decode, decoder):
+    """No preallocation hint or padding reaches the "mixed" decoder: its hardware decoder would reserve a hint
+    for every sample of the batch, in each pipeline a rank holds."""
+    pipe = build_cutmix_pipeline(jpeg_tree, batch_size=4, device="gpu", decode=decode)
+    pipe._build_graph()  # the Python graph only; building the backend would need a GPU
+    decoders = [op._op for op in pipe._ops if getattr(op._op, "schema_name", "") == decoder]
+    assert len(decoders) == 1 and decoders[0].device == "mixed"
+    memory = {"preallocate_width_hint", "preallocate_height_hint", "device_memory_padding",
+              "host_memory_padding", "device_memory_padding_jpeg2k", "host_memory_padding_jpeg2k"}
+    assert not memory & set(decoders[0]._init_args), decoders[0]._init_args
+    assert decoders[0]._init_args["hw_decoder_load"] == pytest.approx(0.65)

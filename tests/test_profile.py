@@ -23,6 +23,8 @@ from dali_cutmix.profiler.stats import cutmix_shares, figures, isolated_shares, 
 from dali_cutmix.profiler.timing import Timing, VariantUnavailable
 from dali_cutmix.profiler.variants import ISOLATED, STAGES, VARIANT_KEYS, VARIANTS, async_key
 
+from conftest import device_id, host, to_numpy
+
 TINY_RUN = ["--batch-size", "4", "--threads", "1", "--batches", "2", "--repeats", "2", "--crop", "32"]
 HAS_TIMM = importlib.util.find_spec("timm") is not None
 #: The variants a run measures on this machine (timm's only where timm is installed).
@@ -108,7 +110,7 @@ def test_stages_are_also_timed_asynchronously_when_asked(profile_run, tmp_path, 
     cpu, gpu = ProfileSettings(data="d"), ProfileSettings(data="d", device="gpu")
     assert not cpu.times_async_stages and gpu.times_async_stages
     assert ProfileSettings(data="d", async_stages=True).times_async_stages
-    extra = (ISOLATED, "stage_cutmix", "stage_mixup", "stage_switch", "batch_copy")
+    extra = (ISOLATED, "stage_cutmix", "stage_mixup", "stage_switch")
     assert runner_keys(cpu) == VARIANT_KEYS + extra
     keys = runner_keys(gpu)
     assert keys.index(async_key("full")) == keys.index("full") + 1
@@ -279,17 +281,53 @@ def test_generated_jpegs_are_imagenet_like(tmp_path):
     assert make_profile_dataset(root, images=99) == root and len(list(root.rglob("*.jpg"))) == 4  # reused
 
 
-def test_full_variant_is_the_builders_pipeline(tiny_data):
-    """The profiler's full variant (synchronous) yields exactly the builder's batches (asynchronous, prefetching)."""
+@pytest.mark.parametrize("decode", ["roi", "full"])
+def test_full_variant_is_the_builders_pipeline(tiny_data, device, decode):
+    """The profiler's full variant (synchronous) yields exactly the builder's batches (asynchronous, prefetching),
+    with the settings' decode."""
     from dali_cutmix import build_cutmix_pipeline
 
-    settings = ProfileSettings(data=str(tiny_data), batch_size=4, threads=1, crop=32, seed=3)
+    settings = ProfileSettings(data=str(tiny_data), device=device, batch_size=4, threads=1, crop=32, seed=3,
+                               decode=decode)
     ours = build_stage_pipeline("full", settings, num_classes=2)
-    builder = build_cutmix_pipeline(tiny_data, batch_size=4, crop=32, device="cpu", num_threads=1, seed=3)
+    builder = build_cutmix_pipeline(tiny_data, batch_size=4, crop=32, device=device, device_id=device_id(device),
+                                    num_threads=1, seed=3, decode=decode)
     builder.build()
     for _ in range(2):
         for a, b in zip(ours.run(), builder.run()):
-            np.testing.assert_array_equal(np.stack([np.array(t) for t in a]), np.stack([np.array(t) for t in b]))
+            np.testing.assert_array_equal(to_numpy(a), to_numpy(b))
+
+
+@pytest.mark.gpu
+def test_a_gpu_profile_times_every_variant_on_the_gpu(tiny_data, gpu_only, tmp_path):
+    """The GPU run's profile, small: every variant measured on the GPU (the stages also with prefetching, the GPU
+    default), the stage alone against a copy of its batch on the GPU, and the training step."""
+    code, stdout, stderr = run_cli(["profile", "--data", str(tiny_data), *TINY_RUN, "--device", "gpu",
+                                    "--model", "resnet18", "--steps", "1", "--json", str(tmp_path / "p.json"),
+                                    "--plot", str(tmp_path / "p.png")])
+    assert code == 0, stderr
+    result = json.loads((tmp_path / "p.json").read_text())
+    assert result["settings"]["device"] == "gpu" and result["machine"]["gpu"]
+    assert set(result["variants"]) == MEASURED
+    for key in STAGES:
+        assert result["variants"][key]["images_per_s_async"]["median"] > 0
+    stage = result["stage"]
+    assert stage["batch"]["device"] == "gpu" and stage["copy_ms_per_batch"]["median"] > 0
+    assert all(len(entry["copies"]["samples"]) == 2 for entry in stage["methods"].values())
+    assert result["training"]["images_per_s"] > 0
+
+
+def test_the_profile_decodes_as_asked_and_says_so(tiny_data, tmp_path):
+    code, stdout, stderr = run_cli(["profile", "--data", str(tiny_data), *TINY_RUN, "--repeats", "1",
+                                    "--decode", "full", "--json", str(tmp_path / "p.json"),
+                                    "--plot", str(tmp_path / "p.png")])
+    assert code == 0, stderr
+    result = json.loads((tmp_path / "p.json").read_text())
+    assert result["settings"]["decode"] == "full" and "--decode full" in result["command"]
+    code, _, stderr = run_cli(["profile", "--data", str(tiny_data), "--decode", "crop"])
+    assert code == 2 and "--decode" in stderr and "'crop'" in stderr
+    with pytest.raises(UserError, match="decode must be one of roi, full, got 'crop'"):
+        ProfileSettings(data=str(tiny_data), decode="crop").check()
 
 
 def test_statistics():
@@ -469,19 +507,20 @@ def _check_soft_batch(images, targets, batch_size, crop, num_classes):
     assert tuple(images.shape) == (batch_size, 3, crop, crop) and images.dtype == torch.float32
     assert tuple(targets.shape) == (batch_size, num_classes) and targets.dtype.is_floating_point
     assert bool(((targets >= 0) & (targets <= 1)).all())
-    np.testing.assert_allclose(targets.sum(1).numpy(), 1.0, atol=1e-5)
+    np.testing.assert_allclose(host(targets.sum(1)), 1.0, atol=1e-5)
 
 
-def test_after_loader_mixes_the_unmixed_loaders_batches_with_v2_cutmix(tiny_data):
+def test_after_loader_mixes_the_unmixed_loaders_batches_with_v2_cutmix(tiny_data, device):
     import torch
     from torchvision.transforms import v2
 
-    settings = ProfileSettings(data=str(tiny_data), batch_size=4, threads=1, crop=32, seed=1)
+    settings = ProfileSettings(data=str(tiny_data), device=device, batch_size=4, threads=1, crop=32, seed=1)
     runner = AfterLoaderRunner(settings, 2, torchvision_mixer(settings.mix, 2))
     try:
         images, one_hot, class_ids = runner.next_batch()  # the pipeline without the stage, class ids last
-        assert set(np.unique(one_hot.numpy())) <= {0.0, 1.0}, "no stage: one-hot labels"
-        np.testing.assert_array_equal(one_hot.argmax(1).numpy(), class_ids.reshape(-1).numpy())
+        assert images.device.type == ("cuda" if device == "gpu" else "cpu")
+        assert set(np.unique(host(one_hot))) <= {0.0, 1.0}, "no stage: one-hot labels"
+        np.testing.assert_array_equal(host(one_hot.argmax(1)), host(class_ids.reshape(-1)))
         mixed = 0
         for _ in range(4):
             images, targets = runner.batch()
@@ -520,12 +559,12 @@ class FakeMixup:
         return x, lam * one_hot + (1 - lam) * one_hot.flip(0)
 
 
-def test_after_loader_timm_gives_timm_every_mixing_option(tiny_data):
+def test_after_loader_timm_gives_timm_every_mixing_option(tiny_data, device):
     import torch
 
     options = MixOptions(cutmix_alpha=0.7, mixup_alpha=0.3, cutmix_minmax=(0.2, 0.9), prob=0.9, switch_prob=0.4,
                          mode="elem", correct_lam=False, label_smoothing=0.1)
-    settings = ProfileSettings(data=str(tiny_data), batch_size=4, threads=1, crop=32, mix=options)
+    settings = ProfileSettings(data=str(tiny_data), device=device, batch_size=4, threads=1, crop=32, mix=options)
     FakeMixup.made.clear()
     runner = AfterLoaderRunner(settings, 2, timm_mixer(settings.mix, 2, settings.batch_size, mixup_class=FakeMixup))
     try:
@@ -541,7 +580,8 @@ def test_after_loader_timm_gives_timm_every_mixing_option(tiny_data):
     # every batch trained on reaches it as timm expects it: the warm-up, ours, the 2 timed ones (the untimed
     # look-ahead batch is not mixed)
     assert len(fake.calls) == 1 + 1 + 2
-    assert set(fake.calls) == {((4, 3, 32, 32), torch.int64, (4,), torch.device("cpu"))}
+    on = torch.device("cuda", 0) if device == "gpu" else torch.device("cpu")
+    assert set(fake.calls) == {((4, 3, 32, 32), torch.int64, (4,), on)}
     with pytest.raises(VariantUnavailable, match="even batch size"):
         timm_mixer(options, 2, 5, mixup_class=FakeMixup)
 
@@ -615,11 +655,78 @@ def test_the_stage_alone_per_method_against_one_copy_of_its_batch(profile_run):
 def test_the_stage_in_copies_is_paired_per_round():
     from dali_cutmix.profiler.stats import in_copies
 
-    samples = dict(stage_cutmix=[3.0, 1.0, 2.0], batch_copy=[1.5, 2.0, 1.0])
-    assert in_copies(samples, "stage_cutmix", "batch_copy") == [2.0, 0.5, 2.0]
-    timings = dict(stage_cutmix=[Timing(0.006, 30)], batch_copy=[Timing(0.003, 30)], full=[Timing(1.0, 10)])
+    samples = dict(stage_cutmix=[3.0, 1.0, 2.0], stage_cutmix_copy=[1.5, 2.0, 1.0])
+    assert in_copies(samples, "stage_cutmix", "stage_cutmix_copy") == [2.0, 0.5, 2.0]
+    timings = dict(stage_cutmix=[Timing(0.006, 30, copy_seconds=0.003)], full=[Timing(1.0, 10)])
     assert figures(timings, batch_size=10) == dict(full=[10.0], stage_cutmix=[pytest.approx(2.0)],
-                                                   batch_copy=[pytest.approx(1.0)])
+                                                   stage_cutmix_copy=[pytest.approx(1.0)])
+
+
+def test_interleaved_times_take_the_steps_in_turn_batch_by_batch():
+    from dali_cutmix.profiler.timing import interleaved_times
+
+    calls = []
+    times = interleaved_times(dict(a=lambda: calls.append("a"), b=lambda: calls.append("b")), 3)
+    assert calls == ["a", "b"] * 3
+    assert list(times) == ["a", "a_cpu", "b", "b_cpu"] and all(len(v) == 3 for v in times.values())
+    assert all(t >= 0 for v in times.values() for t in v)
+
+
+def test_the_quiet_figure_is_the_10th_percentile():
+    from dali_cutmix.profiler.stats import quiet_figure
+
+    assert quiet_figure([5.0, 1.0, 3.0]) == 1.0
+    assert quiet_figure([float(x) for x in range(100, 0, -1)]) == 11.0  # the 11th smallest of 100
+    assert quiet_figure([float(x) for x in range(1, 21)]) == 3.0
+
+
+def test_the_stage_alone_costs_its_quiet_batch_less_the_fed_batch_alone(monkeypatch):
+    from dali_cutmix.profiler import runners
+
+    runner = runners.StageAloneRunner.__new__(runners.StageAloneRunner)
+    runner.device, runner.batch_size, runner.factor, runner.steps = "cpu", 8, 3, {}
+    seen = []
+
+    def fake_times(steps, batches):
+        seen.append(batches)
+        ten = [float(x) for x in range(10, 20)]
+        return dict(source=[x / 1000 for x in ten], stage=[(x + 5) / 1000 for x in ten],
+                    copy=[(x - 8) / 1000 for x in ten])
+
+    monkeypatch.setattr(runners, "interleaved_times", fake_times)
+    timing = runner.measure(4)
+    assert seen == [12] and timing.images == 12 * 8
+    # quiet stage 16 ms - quiet source 11 ms = 5 ms per batch; quiet copy 3 ms per batch
+    assert timing.seconds == pytest.approx(0.005 * 12) and timing.copy_seconds == pytest.approx(0.003 * 12)
+    assert figures({ISOLATED: [timing]}, batch_size=8) == {ISOLATED: [pytest.approx(5.0)],
+                                                            f"{ISOLATED}_copy": [pytest.approx(3.0)]}
+
+
+def test_the_stage_alone_pipelines_differ_by_the_stage_only(tiny_data, device):
+    """The baseline hands the fed batch's shape and class ids out; the stage's pipeline the same shape and the
+    stage's soft labels, exactly those of the mixing stage on the same batch."""
+    from dali_cutmix.profiler.graphs import build_stage_alone_pipeline, fixed_batch
+
+    settings = ProfileSettings(data=str(tiny_data), device=device, batch_size=4, crop=32, threads=1, seed=5)
+    images, labels = fixed_batch(settings, 3)
+    source = build_stage_alone_pipeline(settings, 3, with_mixing=False)
+    stage = build_stage_alone_pipeline(settings, 3, with_mixing=True)
+    for _ in range(2):
+        (shape, ids), (mixed_shape, targets) = source.run(), stage.run()
+        assert np.array(shape.as_tensor()).tolist() == [[32, 32, 3]] * 4 == np.array(mixed_shape.as_tensor()).tolist()
+        np.testing.assert_array_equal(np.array(ids.as_tensor()), labels)
+        soft = np.array(targets.as_tensor())
+        assert soft.shape == (4, 3) and soft.dtype == np.float32
+        np.testing.assert_allclose(soft.sum(axis=1), 1.0, rtol=1e-6)
+        # one CutMix draw per batch (the default options): every row is lam on its own class plus 1 - lam on
+        # its partner's, a class of the batch
+        own = soft[np.arange(4), labels[:, 0]]
+        lam = own.min()
+        for row, label in zip(soft, labels[:, 0]):
+            rest = row.copy()
+            rest[label] -= lam
+            assert np.all(rest >= -1e-6) and np.count_nonzero(rest > 1e-6) <= 1
+            assert set(np.flatnonzero(rest > 1e-6)) <= set(labels[:, 0])
 
 
 class FakeTimmData:

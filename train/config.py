@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-from dali_cutmix.builder import DECODES, check_off_epoch, check_seed
+from dali_cutmix.builder import check_decode, check_off_epoch, check_seed
 from dali_cutmix.errors import UserError
 from dali_cutmix.options import MixOptionError, MixOptions, flag_name
 
@@ -199,8 +199,7 @@ def check_data_settings(cfg: TrainConfig) -> None:
     check_seed(cfg.seed, "--seed")
     if cfg.scan not in SCAN_MODES:
         raise UserError(f"--scan must be one of {', '.join(SCAN_MODES)}, got {cfg.scan!r}")
-    if cfg.decode not in DECODES:
-        raise UserError(f"--decode must be one of {', '.join(DECODES)}, got {cfg.decode!r}")
+    check_decode(cfg.decode, "--decode")
 
 
 def check_run_settings(cfg: TrainConfig) -> None:
