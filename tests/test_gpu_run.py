@@ -63,3 +63,25 @@ def test_a_step_past_its_limit_leaves_the_later_steps_and_the_summary(tmp_path):
     assert result.stdout.endswith((out / "summary.txt").read_text()), "the table is printed last"
     for name in HEAVY.split():
         assert f"gpu_run: {name} skipped (GPU_RUN_SKIP)" in result.stdout
+
+
+def test_a_failed_roi_decode_makes_the_profile_and_training_decode_whole_images(tmp_path):
+    """doctor's ROI-decode smoke test failing (nvImageCodec issue #55) switches the later steps to --decode full."""
+    doctor = {"verdict": "the GPU path can run", "checks": [{"name": "roi decode", "status": "warn"}],
+              "facts": {"gpus": [{"name": "a GPU"}], "roi_decode": "failed", "roi_decode_detail": "died"}}
+    python = tmp_path / "python"  # doctor answers as on a GPU whose ROI decoding died; the rest runs for real
+    python.write_text(f'#!/bin/sh\nif [ "$1 $2 $3" = "-m dali_cutmix.cli doctor" ]; then\n'
+                      f"  echo '{json.dumps(doctor)}'; exit 0\nfi\nexec {sys.executable} \"$@\"\n")
+    python.chmod(0o755)
+    out = tmp_path / "out"
+    result = gpu_run("--dry-run", out, python=python, GPU_RUN_SKIP="tests sanitizer profile-mixup profile-switch",
+                     DALI_CUTMIX_CACHE=str(tmp_path / "cache"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "doctor's ROI decoding failed: the profile and training decode whole images" in result.stdout
+    steps = {p.stem: json.loads(p.read_text()) for p in (out / "steps").glob("*.json")}
+    assert set(steps) == {"doctor", "profile-cutmix", "demo", "train"}
+    for name in ("profile-cutmix", "train"):
+        command = steps[name]["command"]
+        assert steps[name]["status"] == "passed" and command[command.index("--decode") + 1] == "full", command
+    assert json.loads((out / "profile-cutmix.json").read_text())["settings"]["decode"] == "full"
+    assert json.loads((out / "summary.json").read_text())["doctor"]["roi_decode"] == "warn"
