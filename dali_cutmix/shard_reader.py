@@ -54,14 +54,14 @@ S3_HINT = ("DALI reads s3:// with the AWS SDK's settings: AWS_ENDPOINT_URL (for 
 #: ``curlCode: 28, Timeout was reached; Details: ...`` for one that accepts connections and stops answering. DALI
 #: raises it from a read (``fn.readers.webdataset`` mid-epoch) and from the ``HEAD`` of an object when a reader is
 #: built. ``tests/test_dali_messages.py`` pins both texts by making DALI raise them.
-S3_NO_ANSWER = re.compile(r"curlCode: (?P<code>\d+), (?P<what>[^;\n]+?)\s*(?:;|$)", re.M)
+S3_NO_ANSWER = re.compile(r"curlCode: (?P<code>\d+), (?P<what>[^;\n]+?)[ \t]*(?:;|$)", re.M)
 
 
 class S3Unreachable(UserError):
     """DALI's S3 client got no answer from the endpoint while it read ``uri`` (a shard folder or a manifest).
 
     Attributes: ``uri``; ``endpoint``, what ``AWS_ENDPOINT_URL`` says (None: AWS's own); ``reason``, curl's words
-    ("Could not connect to server", "Timeout was reached"); ``dali``, the line of DALI's error that says it."""
+    ("Could not connect to server", "Timeout was reached"); ``dali``, DALI's line from ``curlCode`` on."""
 
     def __init__(self, message: str, *, uri: str, endpoint: Optional[str], reason: str, dali: str):
         super().__init__(message)
@@ -72,7 +72,7 @@ def s3_unreachable(error: BaseException, uri: str) -> Optional[S3Unreachable]:
     """An :class:`S3Unreachable` for a DALI error (a RuntimeError) that says the S3 endpoint did not answer
     (:data:`S3_NO_ANSWER`) while DALI read ``uri``; None for any other error.
 
-    Its message, one line, names the endpoint (``AWS_ENDPOINT_URL`` as DALI read it) and ``uri``, gives curl's
+    Its message, one line, names the endpoint (``AWS_ENDPOINT_URL``, DALI's setting) and ``uri``, gives curl's
     reason and says what to do: check the endpoint, then run again (a training run continues from its last
     checkpoint with ``--resume auto``; nothing the reader does writes a file)."""
     text = str(error)
@@ -81,11 +81,11 @@ def s3_unreachable(error: BaseException, uri: str) -> Optional[S3Unreachable]:
         return None
     endpoint = os.environ.get("AWS_ENDPOINT_URL") or None
     where = f"the S3 endpoint {endpoint}" if endpoint else "AWS's S3 endpoint"
-    line = next(ln.strip() for ln in text.splitlines() if match.group(0) in ln)
     return S3Unreachable(
         f"{where} does not answer (curl: {match.group('what')}) while DALI reads {uri}: check that it is up and that "
         f"AWS_ENDPOINT_URL names it, then run again (`dali-cutmix train` continues from its last checkpoint with "
-        f"--resume auto)", uri=uri, endpoint=endpoint, reason=match.group("what"), dali=line.lstrip(": "))
+        f"--resume auto)", uri=uri, endpoint=endpoint, reason=match.group("what"),
+        dali=text[match.start():].splitlines()[0].strip())
 
 
 def is_s3(data) -> bool:

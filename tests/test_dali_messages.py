@@ -227,3 +227,6 @@ def test_an_s3_endpoint_that_stopped_answering_is_curls_timeout(files, tmp_path,
     assert str(error).startswith("AWS's S3 endpoint does not answer (curl: Timeout was reached) while DALI reads "
                                  "s3://msg: check that it is up")
     assert error.endpoint is None and error.reason == "Timeout was reached"
+    # An object that is not there is no outage (DALI's get_stats text; the endpoint answered).
+    assert s3_unreachable(RuntimeError("S3 Object not found. bucket=msg object=gone.tar:\nNoSuchKey: The specified "
+                                       "key does not exist."), "s3://msg") is None
