@@ -11,7 +11,7 @@ from .builder import OUTPUT_NAMES, READER_NAME, reader_source
 from .errors import UserError
 from .folder_reader import image_list
 from .imagecheck import BAD, BadFileError, check_image_file
-from .shard_reader import ShardSet
+from .shard_reader import ShardSet, is_s3, s3_unreachable
 
 LAST_BATCH_POLICIES = ("partial", "drop", "fill")
 #: DALI's errors that name the file they failed on: the decoder's (the path as the reader's list gives it) and the
@@ -103,6 +103,18 @@ def bad_file_error(error: BaseException, source=None) -> Optional[BadFileError]:
         dali=dali)
 
 
+def source_error(error: BaseException, source=None) -> Optional[UserError]:
+    """The one-line UserError for a DALI error that a user's input or data caused, None for any other (a bug, to
+    be re-raised as it is). In order: the mixing stage refused its input (:func:`stage_error`); the S3 endpoint of
+    the shards ``source`` (a :class:`~dali_cutmix.shard_reader.ShardSet` under ``s3://``) does not answer
+    (:func:`~dali_cutmix.shard_reader.s3_unreachable`); a data file failed (:func:`bad_file_error`). ``source``
+    is what :func:`~dali_cutmix.builder.reader_source` returns for the pipeline's reader."""
+    found = stage_error(error)
+    if found is None and isinstance(source, ShardSet) and is_s3(source.location):
+        found = s3_unreachable(error, source.location)
+    return found or bad_file_error(error, source)
+
+
 def stage_error(error: BaseException) -> Optional[UserError]:
     """A one-line UserError for a DALI error that the mixing stage raised over a user's input (its message, which
     starts with :data:`STAGE_ERROR_MARK` in DALI's text, without the mark), None for any other."""
@@ -140,6 +152,10 @@ class CutMixLoader:
         UserError: the mixing stage refused its input (labels outside ``[0, num_classes)`` or not integers,
             images not HWC, e.g. channels-first, or of different sizes): one line, the stage's message
             (:func:`stage_error`); DALI's error is its ``__cause__``. The pipeline cannot go on either.
+        dali_cutmix.shard_reader.S3Unreachable: the S3 endpoint of ``s3://`` shards stopped answering (after the
+            AWS SDK's retries): one line naming the endpoint and the shard folder, and what to do
+            (:func:`~dali_cutmix.shard_reader.s3_unreachable`); also from the constructor, when it builds the
+            pipeline. The pipeline cannot go on: build a new one (from a checkpoint) once the endpoint answers.
     """
 
     def __init__(self, pipeline, *, reader_name: str = READER_NAME, last_batch: str = "partial",
@@ -151,14 +167,14 @@ class CutMixLoader:
             raise UserError(f"last_batch must be one of {LAST_BATCH_POLICIES}, got {last_batch!r}")
         policy = {"partial": LastBatchPolicy.PARTIAL, "drop": LastBatchPolicy.DROP,
                   "fill": LastBatchPolicy.FILL}[last_batch]
+        self.pipeline = pipeline
+        self.reader_name = reader_name
         if not pipeline._built:
-            pipeline.build()
+            self._data_errors(pipeline.build)
         n_out = pipeline.num_outputs
         names = tuple(output_names) if output_names else OUTPUT_NAMES + tuple(f"out{i}" for i in range(2, n_out))
         if len(names) != n_out:
             raise UserError(f"output_names has {len(names)} names, the pipeline has {n_out} outputs")
-        self.pipeline = pipeline
-        self.reader_name = reader_name
         self.output_names = names
         self.last_batch = last_batch
         self.batch_size = pipeline.max_batch_size
@@ -191,13 +207,14 @@ class CutMixLoader:
         return self._data_errors(next, batches, None)
 
     def _data_errors(self, call, *args):
-        """``call(*args)``, with a DALI error that a data file caused re-raised as a
-        :class:`~dali_cutmix.imagecheck.BadFileError` whose first line names the file (:func:`bad_file_error`),
-        and one the mixing stage raised over its input as a one-line UserError (:func:`stage_error`)."""
+        """``call(*args)``, with a DALI error that the user's input or data caused re-raised as a one-line
+        UserError (:func:`source_error`): a :class:`~dali_cutmix.imagecheck.BadFileError` naming a data file,
+        :class:`~dali_cutmix.shard_reader.S3Unreachable` naming the S3 endpoint, the stage's refusal of its
+        input. Any other DALI error is re-raised as it is."""
         try:
             return call(*args)
         except RuntimeError as e:
-            error = stage_error(e) or bad_file_error(e, reader_source(self.pipeline, self.reader_name))
+            error = source_error(e, reader_source(self.pipeline, self.reader_name))
             if error is None:
                 raise
             raise error from e

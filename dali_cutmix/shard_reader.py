@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -48,6 +49,43 @@ S3_PREFIX = "s3://"
 #: What to say when an ``s3://`` read fails: where DALI's S3 client takes its settings from.
 S3_HINT = ("DALI reads s3:// with the AWS SDK's settings: AWS_ENDPOINT_URL (for a non-AWS server), AWS_ACCESS_KEY_ID, "
            "AWS_SECRET_ACCESS_KEY, AWS_REGION")
+#: How DALI 2.4's S3 client says a request got no answer: the AWS SDK's curl error, after its retries (3 attempts,
+#: ``AWS_MAX_ATTEMPTS``): ``curlCode: 7, Could not connect to server; Details: ...`` for an endpoint that is down,
+#: ``curlCode: 28, Timeout was reached; Details: ...`` for one that accepts connections and stops answering. DALI
+#: raises it from a read (``fn.readers.webdataset`` mid-epoch) and from the ``HEAD`` of an object when a reader is
+#: built. ``tests/test_dali_messages.py`` pins both texts by making DALI raise them.
+S3_NO_ANSWER = re.compile(r"curlCode: (?P<code>\d+), (?P<what>[^;\n]+?)[ \t]*(?:;|$)", re.M)
+
+
+class S3Unreachable(UserError):
+    """DALI's S3 client got no answer from the endpoint while it read ``uri`` (a shard folder or a manifest).
+
+    Attributes: ``uri``; ``endpoint``, what ``AWS_ENDPOINT_URL`` says (None: AWS's own); ``reason``, curl's words
+    ("Could not connect to server", "Timeout was reached"); ``dali``, DALI's line from ``curlCode`` on."""
+
+    def __init__(self, message: str, *, uri: str, endpoint: Optional[str], reason: str, dali: str):
+        super().__init__(message)
+        self.uri, self.endpoint, self.reason, self.dali = uri, endpoint, reason, dali
+
+
+def s3_unreachable(error: BaseException, uri: str) -> Optional[S3Unreachable]:
+    """An :class:`S3Unreachable` for a DALI error (a RuntimeError) that says the S3 endpoint did not answer
+    (:data:`S3_NO_ANSWER`) while DALI read ``uri``; None for any other error.
+
+    Its message, one line, names the endpoint (``AWS_ENDPOINT_URL``, DALI's setting) and ``uri``, gives curl's
+    reason and says what to do: check the endpoint, then run again (a training run continues from its last
+    checkpoint with ``--resume auto``; nothing the reader does writes a file)."""
+    text = str(error)
+    match = S3_NO_ANSWER.search(text)
+    if match is None:
+        return None
+    endpoint = os.environ.get("AWS_ENDPOINT_URL") or None
+    where = f"the S3 endpoint {endpoint}" if endpoint else "AWS's S3 endpoint"
+    return S3Unreachable(
+        f"{where} does not answer (curl: {match.group('what')}) while DALI reads {uri}: check that it is up and that "
+        f"AWS_ENDPOINT_URL names it, then run again (`dali-cutmix train` continues from its last checkpoint with "
+        f"--resume auto)", uri=uri, endpoint=endpoint, reason=match.group("what"),
+        dali=text[match.start():].splitlines()[0].strip())
 
 
 def is_s3(data) -> bool:
@@ -141,6 +179,9 @@ def _read_s3_bytes(uri: str) -> bytes:
     except RuntimeError as e:
         from .errors import first_line
 
+        unreachable = s3_unreachable(e, uri)
+        if unreachable is not None:
+            raise unreachable from None
         text = str(e)
         lines = [ln.strip() for ln in text.split("encountered:", 1)[-1].splitlines() if ln.strip()]
         reason = (lines[0] if lines else first_line(e)).rstrip(": ")
@@ -154,7 +195,8 @@ _S3_MANIFESTS: Dict[str, str] = {}
 
 def read_manifest_text(location: str) -> Optional[str]:
     """The text of ``location``'s manifest, None when a local folder has none. For ``s3://``, a failed read
-    raises UserError (one line: DALI's reason and where DALI takes its S3 settings)."""
+    raises UserError (one line: DALI's reason and where DALI takes its S3 settings), :class:`S3Unreachable` when
+    the endpoint does not answer."""
     if is_s3(location):
         uri = join(location, MANIFEST)
         if uri not in _S3_MANIFESTS:  # read once per process: a manifest is written last and never changed

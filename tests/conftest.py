@@ -1,10 +1,16 @@
-"""Shared fixtures: small JPEG trees made by the tests themselves (nothing is downloaded), and the ``device``
+"""Shared fixtures: small JPEG trees made by the tests themselves (nothing is downloaded), the ``device``
 every test that builds a pipeline or runs the stage is parametrized over: "cpu" always, "gpu" (marker ``gpu``,
-``pytest -m gpu`` selects it) where DALI sees a CUDA GPU, skipped with its reason elsewhere."""
+``pytest -m gpu`` selects it) where DALI sees a CUDA GPU, skipped with its reason elsewhere; and a local
+S3-compatible server (moto) for the ``s3://`` tests."""
 
 from __future__ import annotations
 
 import functools
+import signal
+import socket
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -113,3 +119,86 @@ def scan_cache_in_tmp(tmp_path_factory):
     patch.setattr(scan, "cache_path", lambda root: folder / original(root).name)
     yield folder
     patch.undo()
+
+
+# ------------------------------------------------------------------------------------------ a local S3 server
+
+
+class MotoServer:
+    """moto's S3-compatible server on ``127.0.0.1:port`` (a free port unless given), run as a subprocess that a
+    test can stop and start again on the same port. moto keeps its buckets in memory: each start is empty."""
+
+    def __init__(self, port: int | None = None):
+        if port is None:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+        self.port = port
+        self.proc = None
+
+    @property
+    def env(self) -> dict:
+        """The AWS environment variables that point DALI (and boto3) at this server."""
+        return dict(AWS_ENDPOINT_URL=f"http://127.0.0.1:{self.port}", AWS_ACCESS_KEY_ID="testing",
+                    AWS_SECRET_ACCESS_KEY="testing", AWS_REGION="us-east-1", AWS_DEFAULT_REGION="us-east-1")
+
+    def client(self):
+        """A boto3 S3 client of this server."""
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    def start(self) -> "MotoServer":
+        """Start the server and wait until it answers (fails the test when it does not start)."""
+        self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = self.client()
+        for _ in range(150):
+            try:
+                client.list_buckets()
+                return self
+            except Exception:  # noqa: BLE001 - not answering yet, whatever boto3 says
+                if self.proc.poll() is not None:
+                    break
+                time.sleep(0.1)
+        self.stop()
+        pytest.fail(f"moto's server did not start on port {self.port}")
+
+    def freeze(self) -> None:
+        """Stop the server's process (SIGSTOP): it keeps accepting connections and answers none."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def stop(self) -> None:
+        """Kill the server (an endpoint that went away: connections are refused); its buckets are gone."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+            self.proc = None
+
+
+def skip_without_moto() -> None:
+    """Skip the running test, with the reason, when moto's server (the ``test`` extra) or boto3 is missing."""
+    pytest.importorskip("moto.server", reason="moto[server] (the test extra) is not installed")
+    pytest.importorskip("boto3")
+
+
+def upload(client, folder, bucket: str, prefix: str) -> None:
+    """Upload every file under ``folder`` to ``s3://bucket/prefix/`` (the same relative paths)."""
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            client.upload_file(str(path), bucket, f"{prefix}/{path.relative_to(folder).as_posix()}")
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A :class:`MotoServer` started for the whole session and stopped at its end; yields its AWS environment
+    variables and a boto3 client. One for the session: DALI makes its S3 client once per process, with the
+    ``AWS_ENDPOINT_URL`` of that moment, so every ``s3://`` read of this process must go to the same server
+    (tests that stop a server run DALI in subprocesses, on a server of their own)."""
+    skip_without_moto()
+    server = MotoServer().start()
+    try:
+        yield server.env, server.client()
+    finally:
+        server.stop()

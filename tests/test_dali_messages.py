@@ -127,3 +127,106 @@ def test_the_webdataset_reader_names_a_sample_by_tar_offset_and_key(files, tmp_p
     bad = bad_file_error(info.value)
     assert bad.shard and str(bad) == f"cannot decode sample '001.jpg' of {str(tar)!r} (byte {offset}): {SHARD_FIX}"
     assert not os.path.exists(str(tar) + ".idx")
+
+
+#: A child process that reads ``count`` one-sample batches of a tar on S3 with DALI's webdataset reader: it reads
+#: one, says so, waits for a line on stdin (the test stops the server meanwhile), reads on and prints DALI's error
+#: as JSON (null when none came). A child: DALI makes its S3 client once per process, for one endpoint.
+_S3_READ_AFTER_A_STOP = r"""
+import json, sys
+import nvidia.dali.fn as fn
+from nvidia.dali import pipeline_def
+
+@pipeline_def(batch_size=1, num_threads=1, device_id=None, exec_pipelined=False, exec_async=False,
+              prefetch_queue_depth=1)
+def pipe():
+    return tuple(fn.readers.webdataset(paths=[sys.argv[1]], ext=["jpg", "cls"], name="Reader"))
+
+p = pipe()
+p.build()
+p.run()
+print("read", flush=True)
+sys.stdin.readline()
+try:
+    for _ in range(int(sys.argv[2])):
+        p.run()
+except RuntimeError as e:
+    print(json.dumps(str(e)), flush=True)
+else:
+    print(json.dumps(None), flush=True)
+"""
+
+
+def _s3_error_after(files, tmp_path, stop, **env):
+    """DALI's error text when the S3 endpoint stops (``stop(server)``) in the middle of a webdataset read, and
+    the server's endpoint URL."""
+    import json
+    import subprocess
+    import sys
+
+    from conftest import MotoServer, skip_without_moto
+
+    skip_without_moto()
+    samples = 40
+    tar = tmp_path / "s.tar"
+    with tarfile.open(tar, "w", format=tarfile.USTAR_FORMAT) as t:
+        for i in range(samples):
+            for ext, payload in (("jpg", (files / "good.jpg").read_bytes()), ("cls", b"0")):
+                info = tarfile.TarInfo(f"{i:03d}.{ext}")
+                info.size = len(payload)
+                t.addfile(info, io.BytesIO(payload))
+    server = MotoServer().start()
+    try:
+        client = server.client()
+        client.create_bucket(Bucket="msg")
+        client.upload_file(str(tar), "msg", "s.tar")
+        child = subprocess.Popen([sys.executable, "-c", _S3_READ_AFTER_A_STOP, "s3://msg/s.tar", str(samples)],
+                                 env={**os.environ, **server.env, **env}, stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, text=True)
+        try:
+            assert child.stdout.readline() == "read\n"
+            stop(server)
+            child.stdin.write("go\n")
+            child.stdin.flush()
+            text = json.loads(child.stdout.readline())
+        finally:
+            child.kill()
+            child.wait(timeout=30)
+    finally:
+        server.stop()
+    assert text is not None, "DALI read on after the S3 server stopped"
+    return text, server.env["AWS_ENDPOINT_URL"]
+
+
+def test_an_s3_endpoint_that_went_away_is_curls_could_not_connect(files, tmp_path, monkeypatch):
+    from dali_cutmix.shard_reader import s3_unreachable
+
+    text, endpoint = _s3_error_after(files, tmp_path, lambda server: server.stop())
+    port = endpoint.rsplit(":", 1)[1]
+    line = _encountered(RuntimeError(text))
+    assert line.startswith(f": curlCode: 7, Could not connect to server; Details: Failed to connect to "
+                           f"127.0.0.1:{port} after "), line
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    error = s3_unreachable(RuntimeError(text), "s3://msg")
+    assert str(error) == (f"the S3 endpoint {endpoint} does not answer (curl: Could not connect to server) while "
+                          f"DALI reads s3://msg: check that it is up and that AWS_ENDPOINT_URL names it, then run "
+                          f"again (`dali-cutmix train` continues from its last checkpoint with --resume auto)")
+    assert (error.endpoint, error.reason, error.uri) == (endpoint, "Could not connect to server", "s3://msg")
+    assert error.dali == line.lstrip(": ")
+
+
+def test_an_s3_endpoint_that_stopped_answering_is_curls_timeout(files, tmp_path, monkeypatch):
+    from dali_cutmix.shard_reader import s3_unreachable
+
+    # One attempt (the AWS SDK's AWS_MAX_ATTEMPTS; 3 by default): DALI gives up after the SDK's 3 s request timeout.
+    text, endpoint = _s3_error_after(files, tmp_path, lambda server: server.freeze(), AWS_MAX_ATTEMPTS="1")
+    line = _encountered(RuntimeError(text))
+    assert line.startswith(": curlCode: 28, Timeout was reached; Details: "), line
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    error = s3_unreachable(RuntimeError(text), "s3://msg")
+    assert str(error).startswith("AWS's S3 endpoint does not answer (curl: Timeout was reached) while DALI reads "
+                                 "s3://msg: check that it is up")
+    assert error.endpoint is None and error.reason == "Timeout was reached"
+    # An object that is not there is no outage (DALI's get_stats text; the endpoint answered).
+    assert s3_unreachable(RuntimeError("S3 Object not found. bucket=msg object=gone.tar:\nNoSuchKey: The specified "
+                                       "key does not exist."), "s3://msg") is None

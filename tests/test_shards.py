@@ -7,16 +7,14 @@ import hashlib
 import json
 import math
 import os
-import socket
 import subprocess
-import sys
 import tarfile
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import upload
 from zoo import BAD, CLASSES, good_files, write_zoo
 
 from dali_cutmix.errors import UserError
@@ -446,49 +444,6 @@ def test_two_cpu_ranks_train_from_shards_on_disjoint_parts(colour_shards, tmp_pa
 
 
 # ------------------------------------------------------------------------------------------ S3
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def s3_server():
-    """moto's S3-compatible server on 127.0.0.1 (a free port), started here and stopped at the end; yields the
-    AWS environment variables that point DALI (and boto3) at it."""
-    pytest.importorskip("moto.server", reason="moto[server] (the test extra) is not installed")
-    boto3 = pytest.importorskip("boto3")
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    env = dict(AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}", AWS_ACCESS_KEY_ID="testing",
-               AWS_SECRET_ACCESS_KEY="testing", AWS_REGION="us-east-1", AWS_DEFAULT_REGION="us-east-1")
-    try:
-        client = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
-                              aws_access_key_id="testing", aws_secret_access_key="testing")
-        for _ in range(150):
-            try:
-                client.list_buckets()
-                break
-            except Exception:
-                if proc.poll() is not None:
-                    pytest.fail("moto's server did not start")
-                time.sleep(0.1)
-        yield env, client
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-def upload(client, folder: Path, bucket: str, prefix: str) -> None:
-    for path in sorted(folder.rglob("*")):
-        if path.is_file():
-            client.upload_file(str(path), bucket, f"{prefix}/{path.relative_to(folder).as_posix()}")
 
 
 def test_shards_on_s3_read_like_local_ones_and_train(colour_shards, s3_server, tmp_path, monkeypatch):
