@@ -13,6 +13,13 @@ import pytest
 DEVICES = ["cpu", pytest.param("gpu", marks=pytest.mark.gpu)]
 
 
+def pytest_configure(config):
+    """The check that every CPU test that builds a DALI pipeline has its GPU twin (tests/pipeline_builds.py)."""
+    from pipeline_builds import TwinCheck
+
+    config.pluginmanager.register(TwinCheck(DEVICES), "pipeline-twins")
+
+
 @functools.cache
 def gpu_missing() -> str | None:
     """Why this machine runs no GPU test (a sentence naming the GPU), or None when DALI sees a CUDA GPU."""
