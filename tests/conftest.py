@@ -55,6 +55,24 @@ def gpu_only():
     return "gpu"
 
 
+def gpu_count() -> int:
+    """CUDA GPUs DALI sees here (0 without a GPU or a driver it can talk to)."""
+    from nvidia.dali import backend
+
+    return 0 if gpu_missing() is not None else int(backend.GetCUDADeviceCount())
+
+
+def trainer_flags(device: str, ranks: int = 1) -> list[str]:
+    """The ``dali-cutmix train`` flags that run ``ranks`` ranks on ``device``: ``--gpus RANKS`` on the GPU (the
+    test skipped, with the reason, where DALI sees fewer GPUs), ``--gpus 0 --cpu-procs RANKS`` on the CPU."""
+    if device == "gpu":
+        skip_without_gpu(device)
+        if gpu_count() < ranks:
+            pytest.skip(f"needs {ranks} GPUs (one per rank): DALI sees {gpu_count()} on this machine")
+        return ["--gpus", str(ranks)]
+    return ["--gpus", "0", "--cpu-procs", str(ranks)]
+
+
 def device_id(device: str) -> int | None:
     """The ``device_id`` of a pipeline on ``device``: 0 on the GPU, None (no CUDA at all) on the CPU."""
     return 0 if device == "gpu" else None
