@@ -62,12 +62,13 @@ class PipelineModuleWatcher:
     module is found and loaded by the other finders, as it would be without this one)."""
 
     name = "nvidia.dali.pipeline"
+    watches_dali_builds = True  # how watchers know each other, from another copy of this module too
 
     def find_spec(self, fullname, path, target=None):
         if fullname != self.name:
             return None
         for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
+            if getattr(finder, "watches_dali_builds", False) or not hasattr(finder, "find_spec"):
                 continue
             spec = finder.find_spec(fullname, path, target)
             if spec is not None:
@@ -85,9 +86,10 @@ class PipelineModuleWatcher:
 
 
 def watch_imports() -> None:
-    """Wrap ``Pipeline.build`` now if DALI's pipeline module is imported, else as soon as it is."""
+    """Wrap ``Pipeline.build`` now if DALI's pipeline module is imported, else as soon as it is (one watcher per
+    process: a pytest started by a test loads this module twice, from its sitecustomize and from its conftest)."""
     module = sys.modules.get(PipelineModuleWatcher.name)
     if module is not None:
         wrap_build(module.Pipeline)
-    elif not any(isinstance(f, PipelineModuleWatcher) for f in sys.meta_path):
+    elif not any(getattr(f, "watches_dali_builds", False) for f in sys.meta_path):
         sys.meta_path.insert(0, PipelineModuleWatcher())

@@ -8,11 +8,11 @@ while fixtures are set up are not the test's: data made for many tests (scans of
 counted.
 
 The check, at the end of every run: a test on the CPU side (neither marked ``gpu`` nor parametrized with
-``device="gpu"``) that built a pipeline must be parametrized over ``device`` with "gpu" among its values (its GPU
-twin, collected or not in this run: ``-k``, ``-m`` and single files cannot trip the check), or be listed in
-:data:`EXEMPT` (with the reason it means nothing on a GPU) or in :data:`NOT_YET` (a file parametrized in its own
-change). Anything else fails the run, naming each test. An exemption that no longer holds (the test has a twin,
-or passed without building a pipeline) fails it too, so the list stays true.
+``device="gpu"``) that built a CPU-only pipeline (``device_id`` None) must be parametrized over ``device`` with
+"gpu" among its values (its GPU twin, collected or not in this run: ``-k``, ``-m`` and single files cannot trip
+the check), or be listed in :data:`EXEMPT` (with the reason it means nothing on a GPU) or in :data:`NOT_YET` (a
+file parametrized in its own change). Anything else fails the run, naming each test. An exemption that no longer
+holds (the test has a GPU twin, or passed without building a CPU pipeline) fails it too, so the list stays true.
 """
 
 from __future__ import annotations
@@ -78,16 +78,21 @@ class TwinCheck:
     """The pytest plugin: notes each test's pipeline builds and checks, at the end, that each CPU test that built
     one has its GPU twin (see the module's docstring)."""
 
-    def __init__(self, fixture_devices):
-        self.fixture_devices = [p.values[0] if hasattr(p, "values") else p for p in fixture_devices]
+    def __init__(self, fixture_devices, exempt=EXEMPT, not_yet=NOT_YET):
+        """``fixture_devices``: the ``device`` fixture's params; ``exempt``, ``not_yet``: as :data:`EXEMPT`,
+        :data:`NOT_YET` (a test of the check passes its own)."""
+        self.fixture_devices = [p.values[0] if isinstance(p, PARAMETER_SET) else p for p in fixture_devices]
+        self.exempt, self.not_yet = exempt, not_yet
         self.folder = Path(tempfile.mkdtemp(prefix="pipeline-builds-"))
-        self.built: dict[str, list[str]] = {}  # nodeid -> device ids of the pipelines it built
+        self.built: set[str] = set()  # nodeids of the tests that built a CPU-only pipeline (device_id None)
         self.outcomes: dict[str, str] = {}
         self.items: dict[str, object] = {}
-        self.problems: list[str] = []
+        self.problems: dict[str, None] = {}  # ordered, each once
+        self.counts = dict(cpu_built=0, twinned=0, exempt=0, not_yet=0)
 
     # ------------------------------------------------------------------ noting
     def pytest_configure(self, config):
+        os.environ.pop(build_notes.LOG_VARIABLE, None)  # a pytest a test started notes its own tests, not that one
         (self.folder / "sitecustomize.py").write_text(build_notes.sitecustomize())
         os.environ["PYTHONPATH"] = os.pathsep.join(
             [str(self.folder)] + [p for p in [os.environ.get("PYTHONPATH")] if p])
@@ -102,8 +107,8 @@ class TwinCheck:
             return (yield)
         finally:
             del os.environ[build_notes.LOG_VARIABLE]
-            if log.exists():
-                self.built[item.nodeid] = [line.split()[1] for line in log.read_text().splitlines()]
+            if log.exists() and any(line.split()[1] == "None" for line in log.read_text().splitlines()):
+                self.built.add(item.nodeid)
 
     def pytest_runtest_logreport(self, report):
         if report.when == "call" or report.outcome != "passed":
@@ -117,37 +122,36 @@ class TwinCheck:
         return item.get_closest_marker("gpu") is None and (callspec is None or callspec.params.get("device") != "gpu")
 
     def judge(self) -> None:
-        """Fill :attr:`problems`: CPU tests that built a pipeline with no GPU twin, and exemptions that no longer
-        hold."""
-        self.counts = dict(cpu_built=0, twinned=0, exempt=0, not_yet=0)
+        """Fill :attr:`problems` and :attr:`counts`: CPU tests that built a CPU pipeline with no GPU twin, and
+        exemptions that no longer hold."""
         exempt_seen: dict[str, list[bool]] = {}
         for nodeid, item in self.items.items():
             key = function_key(item)
             built = nodeid in self.built
             values = device_values(item, self.fixture_devices)
             twinned = values is not None and "gpu" in values
-            if key in EXEMPT:
+            if key in self.exempt:
                 exempt_seen.setdefault(key, []).append(built)
                 if twinned:
-                    self.problems.append(f"{key} is exempt ({EXEMPT[key]}) but has a GPU twin: drop it from EXEMPT")
+                    self.problems[f"{key} is exempt but has a GPU twin: drop it from EXEMPT"] = None
             if not built or not self.cpu_side(item):
                 continue
             self.counts["cpu_built"] += 1
             if twinned:
                 self.counts["twinned"] += 1
-            elif key in EXEMPT:
+            elif key in self.exempt:
                 self.counts["exempt"] += 1
-            elif key.split("::")[0] in NOT_YET:
+            elif key.split("::")[0] in self.not_yet:
                 self.counts["not_yet"] += 1
             else:
-                self.problems.append(f"{nodeid} built a DALI pipeline on the CPU and has no GPU twin: parametrize "
-                                     f"it over the `device` fixture, or list it in EXEMPT "
-                                     f"(tests/pipeline_builds.py) with the reason it means nothing on a GPU")
+                self.problems[f"{nodeid} built a DALI pipeline on the CPU and has no GPU twin: parametrize it over "
+                              f"the `device` fixture, or list it in EXEMPT (tests/pipeline_builds.py) with the "
+                              f"reason it means nothing on a GPU"] = None
         for key, builds in exempt_seen.items():
             nodeids = [n for n, i in self.items.items() if function_key(i) == key]
             if not any(builds) and all(self.outcomes.get(n) == "passed" for n in nodeids):
-                self.problems.append(f"{key} is exempt ({EXEMPT[key]}) but passed without building a DALI "
-                                     f"pipeline: drop it from EXEMPT")
+                self.problems[f"{key} is exempt but passed without building a DALI pipeline on the CPU: drop it "
+                              f"from EXEMPT"] = None
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session):
@@ -163,7 +167,7 @@ class TwinCheck:
         terminalreporter.write_line(
             f"{counts['cpu_built']} CPU tests built a pipeline: {counts['twinned']} with a GPU twin, "
             f"{counts['exempt']} exempt with a reason, {counts['not_yet']} in files parametrized in their own change "
-            f"({', '.join(NOT_YET)})")
+            f"({', '.join(self.not_yet)})")
         for problem in self.problems:
             terminalreporter.write_line(f"FAILED {problem}", red=True)
 
