@@ -28,7 +28,12 @@ import pytest
 #: mean nothing.
 SCAN_IS_CPU = ("`dali-cutmix scan --mode full` decodes on the CPU on every machine (pipelines/scan.py builds its "
                "pipeline with device_id=None and a CPU decoder): a GPU twin would run the same CPU pipeline")
+READER_ONLY = ("reads the shards with DALI's reader alone (no decoder, no pixel operator: the images' bytes and "
+               "labels): a reader runs on the CPU on every machine, so a GPU twin would run the same CPU pipeline; "
+               "the shards decoded on the GPU are test_shards' pipeline and training tests")
 EXEMPT: dict[str, str] = {
+    "tests/test_shards.py::test_round_trip_every_usable_image_once_with_its_bytes_and_label": READER_ONLY,
+    "tests/test_shards.py::test_two_ranks_read_disjoint_shards_that_cover_the_data": READER_ONLY,
     "tests/test_scan.py::test_scan_finds_exactly_the_bad_files_in_both_modes": SCAN_IS_CPU,
     "tests/test_scan.py::test_full_mode_finds_what_only_decoding_shows": SCAN_IS_CPU,
     "tests/test_readme.py::test_the_command_line_block_runs_and_writes_what_it_says":
