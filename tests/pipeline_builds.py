@@ -106,6 +106,7 @@ class TwinCheck:
         self.items: dict[str, object] = {}
         self.problems: dict[str, None] = {}  # ordered, each once
         self.counts = dict(cpu_built=0, twinned=0, exempt=0, not_yet=0)
+        self.waiting: list[str] = []  # the CPU tests that built a pipeline in NOT_YET's files, shown with -v
 
     # ------------------------------------------------------------------ noting
     def pytest_configure(self, config):
@@ -160,6 +161,7 @@ class TwinCheck:
                 self.counts["exempt"] += 1
             elif key in self.not_yet or key.split("::")[0] in self.not_yet:
                 self.counts["not_yet"] += 1
+                self.waiting.append(nodeid)
             else:
                 self.problems[f"{nodeid} built a DALI pipeline on the CPU and has no GPU twin: parametrize it over "
                               f"the `device` fixture, or list it in EXEMPT (tests/pipeline_builds.py) with the "
@@ -185,6 +187,9 @@ class TwinCheck:
             f"{counts['cpu_built']} CPU tests built a pipeline: {counts['twinned']} with a GPU twin, "
             f"{counts['exempt']} exempt with a reason, {counts['not_yet']} in files parametrized in their own change "
             f"({', '.join(sorted({k.split('::')[0] for k in self.not_yet}))})")
+        if terminalreporter.verbosity > 0:
+            for nodeid in self.waiting:
+                terminalreporter.write_line(f"not yet: {nodeid} (no GPU twin yet)")
         for problem in self.problems:
             terminalreporter.write_line(f"FAILED {problem}", red=True)
 
