@@ -1,6 +1,7 @@
 """Shared fixtures: small JPEG trees made by the tests themselves (nothing is downloaded), and the ``device``
 every test that builds a pipeline or runs the stage is parametrized over: "cpu" always, "gpu" (marker ``gpu``,
-``pytest -m gpu`` selects it) where DALI sees a CUDA GPU, skipped with its reason elsewhere."""
+``pytest -m gpu`` selects it) where DALI sees a CUDA GPU, skipped with its reason elsewhere. Every run checks that
+each CPU test that built a pipeline has that GPU twin (tests/pipeline_builds.py)."""
 
 from __future__ import annotations
 
