@@ -1,7 +1,8 @@
 """Shared fixtures: small JPEG trees made by the tests themselves (nothing is downloaded), the ``device``
 every test that builds a pipeline or runs the stage is parametrized over: "cpu" always, "gpu" (marker ``gpu``,
-``pytest -m gpu`` selects it) where DALI sees a CUDA GPU, skipped with its reason elsewhere; and a local
-S3-compatible server (moto) for the ``s3://`` tests."""
+``pytest -m gpu`` selects it) where DALI sees a CUDA GPU, skipped with its reason elsewhere; a local
+S3-compatible server (moto) for the ``s3://`` tests. Every run checks that each CPU test that built a pipeline has
+that GPU twin (tests/pipeline_builds.py)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,13 @@ import pytest
 
 #: The two halves of the suite: the GPU half carries the ``gpu`` marker (registered in pyproject.toml).
 DEVICES = ["cpu", pytest.param("gpu", marks=pytest.mark.gpu)]
+
+
+def pytest_configure(config):
+    """The check that every CPU test that builds a DALI pipeline has its GPU twin (tests/pipeline_builds.py)."""
+    from pipeline_builds import TwinCheck
+
+    config.pluginmanager.register(TwinCheck(DEVICES), "pipeline-twins")
 
 
 @functools.cache
@@ -52,6 +60,24 @@ def gpu_only():
     DALI sees no GPU."""
     skip_without_gpu("gpu")
     return "gpu"
+
+
+def gpu_count() -> int:
+    """CUDA GPUs DALI sees here (0 without a GPU or a driver it can talk to)."""
+    from nvidia.dali import backend
+
+    return 0 if gpu_missing() is not None else int(backend.GetCUDADeviceCount())
+
+
+def trainer_flags(device: str, ranks: int = 1) -> list[str]:
+    """The ``dali-cutmix train`` flags that run ``ranks`` ranks on ``device``: ``--gpus RANKS`` on the GPU (the
+    test skipped, with the reason, where DALI sees fewer GPUs), ``--gpus 0 --cpu-procs RANKS`` on the CPU."""
+    if device == "gpu":
+        skip_without_gpu(device)
+        if gpu_count() < ranks:
+            pytest.skip(f"needs {ranks} GPUs (one per rank): DALI sees {gpu_count()} on this machine")
+        return ["--gpus", str(ranks)]
+    return ["--gpus", "0", "--cpu-procs", str(ranks)]
 
 
 def device_id(device: str) -> int | None:

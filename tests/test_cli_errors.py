@@ -184,10 +184,10 @@ def test_a_seed_that_is_not_an_integer_is_one_line(command, cache):
     assert_one_error_line(code, stderr, "--seed", "'1.5'")
 
 
-def test_the_largest_seed_is_taken(small_tree, tmp_path):
+def test_the_largest_seed_is_taken(small_tree, tmp_path, device):
     out = tmp_path / "grid.png"
     code, _, stderr = run_cli(["preview", "--data", str(small_tree), "--out", str(out), "--crop", "32",
-                               "--seed", "4294967295"])
+                               "--seed", "4294967295", "--device", device])
     assert code == 0 and out.exists(), stderr
 
 
@@ -309,16 +309,17 @@ def test_the_skipped_torchvision_mixer_names_the_flags():
 
 # -- item 15: a cold first use says what it does, a warm one says nothing -------------------------------------------
 
-def test_a_cold_first_use_says_what_it_does_and_a_warm_one_is_silent(tmp_path):
+def test_a_cold_first_use_says_what_it_does_and_a_warm_one_is_silent(tmp_path, device):
+    """On the GPU too: neither DALI nor nvImageCodec adds a line of its own."""
     cache = tmp_path / "cache"
     out = tmp_path / "grid.png"
-    cold = run_process(["preview", "--out", str(out), "--crop", "32"], cache)
+    cold = run_process(["preview", "--out", str(out), "--crop", "32", "--device", device], cache)
     assert cold.returncode == 0, cold.stderr
     lines = cold.stderr.strip().splitlines()
     assert len(lines) == 2, cold.stderr
     assert lines[0].startswith("generating the demo dataset once") and str(cache) in lines[0]
     assert lines[1].startswith("compiling dali-cutmix's DALI operators") and str(cache) in lines[1]
-    warm = run_process(["preview", "--out", str(out), "--crop", "32"], cache)
+    warm = run_process(["preview", "--out", str(out), "--crop", "32", "--device", device], cache)
     assert warm.returncode == 0 and warm.stderr == "", warm.stderr
     assert warm.stdout.strip() == f"wrote {out}"
 

@@ -208,11 +208,13 @@ def test_roi_decode_runs_only_where_dali_sees_a_gpu():
         "roi_decode_detail": "not run: DALI cannot be imported (ImportError: no nvidia.dali)"}
 
 
-def test_the_roi_decode_smoke_process_runs_its_graph_on_the_cpu():
-    """The subprocess's own code works (it imports only numpy, PIL and DALI): the same graph on CPU operators."""
-    status, detail = doctor.smoke_roi_decode("cpu")
+def test_the_roi_decode_smoke_process_runs_its_graph(device):
+    """The subprocess's own code works (it imports only numpy, PIL and DALI): on the GPU it is the smoke test itself
+    (nvImageCodec issue #55: the "mixed" ROI decoder on GPU 0), on the CPU the same graph on CPU operators."""
+    status, detail = doctor.smoke_roi_decode(device)
     assert status == "ok", detail
-    assert re.fullmatch(r"decoders\.image_random_crop on cpu: 3 batches of 16 decoded and resized to "
+    decoder = "mixed" if device == "gpu" else "cpu"
+    assert re.fullmatch(rf"decoders\.image_random_crop on {decoder}: 3 batches of 16 decoded and resized to "
                         r"\(16, 224, 224, 3\) in \d+\.\d s", detail)
 
 
@@ -225,13 +227,6 @@ def test_a_crashing_or_hanging_smoke_process_is_named(monkeypatch):
     assert doctor.smoke_roi_decode("gpu") == ("failed", "the decoding process exited with code 1: no GPU for you")
     monkeypatch.setattr(doctor, "ROI_SMOKE_CODE", "import time; time.sleep(30)")
     assert doctor.smoke_roi_decode("gpu", timeout=0.5) == ("failed", "no answer in 0.5 s (killed)")
-
-
-@pytest.mark.gpu
-def test_roi_decoding_on_this_gpu(gpu_only):
-    """Where DALI sees a GPU: the smoke test itself, on it (nvImageCodec issue #55)."""
-    status, detail = doctor.smoke_roi_decode("gpu")
-    assert status == "ok", detail
 
 
 def test_the_reports_hold_every_check():

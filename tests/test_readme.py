@@ -91,10 +91,15 @@ def block_cache(tmp_path_factory):
     return folder
 
 
-def run_block(code: str, language: str, cwd: Path, data: Path, cache: Path) -> subprocess.CompletedProcess:
+def run_block(code: str, language: str, cwd: Path, data: Path, cache: Path,
+              device: str = "cpu") -> subprocess.CompletedProcess:
     """Run one README block as a user would: a fresh process in an empty folder, ``$DATA`` set; ``dali-cutmix``
-    is the command line of the Python running the tests (its environment, its PYTHONPATH)."""
+    is the command line of the Python running the tests (its environment, its PYTHONPATH). The snippets pick
+    their device themselves (``torch.cuda.is_available()``): on ``device="cpu"`` the block sees no GPU
+    (``CUDA_VISIBLE_DEVICES`` empty), so it takes its CPU path on any machine; on "gpu" it sees this machine's."""
     env = dict(os.environ, DATA=str(data), DALI_CUTMIX_CACHE=str(cache))
+    if device == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""
     if language == "python":
         command = [sys.executable, "-c", code]
     else:
@@ -103,9 +108,10 @@ def run_block(code: str, language: str, cwd: Path, data: Path, cache: Path) -> s
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
-def test_the_loader_snippet_trains_three_batches_of_32_at_224(data224, block_cache, tmp_path):
+def test_the_loader_snippet_trains_three_batches_of_32_at_224(data224, block_cache, tmp_path, device):
+    """On the CPU: ResNet-18, 3 batches of 32; on the GPU: ResNet-50 under bf16 autocast, one batch of the 96."""
     code = next(c for c in runnable("python") if "CutMixLoader" in c)
-    done = run_block(code, "python", tmp_path, data224 / "train", block_cache)
+    done = run_block(code, "python", tmp_path, data224 / "train", block_cache, device)
     assert done.returncode == 0, done.stderr[-3000:]
     found = re.fullmatch(r"epoch 1: loss (\d+\.\d{3})\n", done.stdout)
     assert found, done.stdout
@@ -119,19 +125,19 @@ def test_the_loader_snippet_reads_torchruns_environment():
     assert "enabled=gpu" in code and "torch.bfloat16" in code  # no autocast on the CPU, bf16 on the GPU
 
 
-def test_the_dali_iterator_snippet_runs(data224, block_cache, tmp_path):
+def test_the_dali_iterator_snippet_runs(data224, block_cache, tmp_path, device):
     code = next(c for c in runnable("python") if "DALIGenericIterator" in c)
     # the snippet's own assert checks the label width; one more line checks what it iterated
     check = textwrap.dedent("""
         print(images.shape[0], tuple(images.shape[1:]), tuple(targets.shape), images.dtype, targets.dtype)
         print(round(float(targets.sum(1).min()), 4), round(float(targets.sum(1).max()), 4))
     """)
-    done = run_block(code + check, "python", tmp_path, data224 / "train", block_cache)
+    done = run_block(code + check, "python", tmp_path, data224 / "train", block_cache, device)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.splitlines() == ["32 (3, 224, 224) (32, 3) torch.float32 torch.float32", "1.0 1.0"]
 
 
-def test_the_own_pipeline_snippet_keeps_the_hidden_folder_out(data224, block_cache, tmp_path):
+def test_the_own_pipeline_snippet_keeps_the_hidden_folder_out(data224, block_cache, tmp_path, device):
     code = next(c for c in runnable("python") if "pipeline_def" in c)
     assert "file_root=data, files=files, labels=labels" in code
     check = textwrap.dedent("""
@@ -139,7 +145,7 @@ def test_the_own_pipeline_snippet_keeps_the_hidden_folder_out(data224, block_cac
         print(sorted({f.split("/")[0] for f in files}), len(files))
         print(np.asarray(soft_labels.as_cpu().as_tensor()).sum(1).round(4).tolist() == [1.0] * 32)
     """)
-    done = run_block(code + check, "python", tmp_path, data224 / "train", block_cache)
+    done = run_block(code + check, "python", tmp_path, data224 / "train", block_cache, device)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.splitlines() == ["[32, 3, 224, 224] [32, 3]", "['class0', 'class1', 'class2'] 96", "True"]
 

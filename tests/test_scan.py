@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import trainer_flags
 from test_train import TINY, run_cli
 from zoo import BAD, CLASSES, HIDDEN_FOLDER, NOT_IMAGES, ODD, good_files, write_zoo
 
@@ -217,7 +218,7 @@ def _reader_labels(data, **kw):
     return seen
 
 
-def test_hidden_folder_never_shifts_labels_and_val_lines_up(zoo, tmp_path):
+def test_hidden_folder_never_shifts_labels_and_val_lines_up(zoo, tmp_path, device):
     """An empty train/.ipynb_checkpoints sorts before every class: DALI's folder reader would make it class 0.
     Ours is what DALI reads, in the builder, the validation pipeline and the trainer's lists."""
     from dali_cutmix import CutMixLoader, build_cutmix_pipeline
@@ -233,20 +234,20 @@ def test_hidden_folder_never_shifts_labels_and_val_lines_up(zoo, tmp_path):
         labels = _reader_labels(data / split)
         assert len(labels) == len(good_files(zoo, split))
         assert all(label == _labels_of(path) for path, label in labels.items()), labels
-    pipe = build_cutmix_pipeline(data / "train", batch_size=10, crop=24, device="cpu", num_threads=1,
+    pipe = build_cutmix_pipeline(data / "train", batch_size=10, crop=24, device=device, num_threads=1,
                                  mixing=False)
     seen = 0
     for _, targets in CutMixLoader(pipe):
         assert targets.shape[1] == 4
         seen += len(targets)
     assert seen == len(good_files(zoo, "train"))
-    val = build_imagenet_val_pipeline(data / "val", batch_size=8, crop=24, resize=28, device="cpu",
+    val = build_imagenet_val_pipeline(data / "val", batch_size=8, crop=24, resize=28, device=device,
                                       num_threads=1)
     got = [int(label) for _, labels in CutMixLoader(val) for label in labels.reshape(-1)]
     assert sorted(got) == sorted(_labels_of(p) for p in good_files(zoo, "val"))
 
 
-def test_builder_reads_the_list_scan_writes(zoo, tmp_path, capsys):
+def test_builder_reads_the_list_scan_writes(zoo, tmp_path, capsys, device):
     from dali_cutmix import CutMixLoader, build_cutmix_pipeline
     from dali_cutmix.cli import main
     from dali_cutmix.folder_reader import count_classes, read_file_list
@@ -255,14 +256,15 @@ def test_builder_reads_the_list_scan_writes(zoo, tmp_path, capsys):
     assert main(["scan", str(zoo / "train"), "--write-list", str(listed)]) == 1
     capsys.readouterr()
     assert count_classes(listed) == 4
-    pipe = build_cutmix_pipeline(listed, batch_size=16, crop=24, device="cpu", num_threads=1)
+    pipe = build_cutmix_pipeline(listed, batch_size=16, crop=24, device=device, num_threads=1)
     seen = sum(len(images) for images, _ in CutMixLoader(pipe))
     assert seen == len(read_file_list(listed)[0]) == len(good_files(zoo, "train"))
 
 
-def test_loader_names_the_file_dali_fails_on(zoo, tmp_path):
+def test_loader_names_the_file_dali_fails_on(zoo, tmp_path, device):
     """DALI's decoder error names the file (as its list gives it); nvImageCodec's "bad code stream" names none:
-    the loader finds it among the reader's files. Either way the first line names the full path."""
+    the loader finds it among the reader's files. Either way the first line names the full path, on either
+    device's decoder (on the GPU, nvImageCodec's "mixed" one)."""
     from dali_cutmix import CutMixLoader, build_cutmix_pipeline
     from dali_cutmix.folder_reader import ImageList
     from dali_cutmix.imagecheck import BadFileError
@@ -272,7 +274,7 @@ def test_loader_names_the_file_dali_fails_on(zoo, tmp_path):
                      ("train/class0/zero.jpg", "empty file")):
         files = tuple(good + [bad])
         images = ImageList(root=zoo, files=files, labels=tuple(_labels_of(f) for f in files), classes=CLASSES)
-        pipe = build_cutmix_pipeline(images, batch_size=len(files), crop=24, device="cpu", num_threads=1)
+        pipe = build_cutmix_pipeline(images, batch_size=len(files), crop=24, device=device, num_threads=1)
         with pytest.raises(BadFileError) as info:
             for _ in CutMixLoader(pipe):
                 pass
@@ -284,16 +286,17 @@ def test_loader_names_the_file_dali_fails_on(zoo, tmp_path):
 # ------------------------------------------------------------------------------------------------ the trainer
 
 
-def _train(data, out, tmp_path, *extra, epochs=1):
+def _train(data, out, tmp_path, device, *extra, epochs=1):
+    """``dali-cutmix train`` for ``epochs`` on ``device`` (one rank: ``--gpus 1``, or ``--gpus 0`` on the CPU)."""
     return run_cli(["train", "--data", str(data), "--output", str(out), "--epochs", str(epochs), "--batch-size", "16",
-                    "--gpus", "0", *TINY, *extra], tmp_path)
+                    *trainer_flags(device), *TINY, *extra], tmp_path)
 
 
-def test_train_on_the_zoo_skips_and_names_every_bad_file(zoo, tmp_path):
+def test_train_on_the_zoo_skips_and_names_every_bad_file(zoo, tmp_path, device):
     from dali_cutmix.folder_reader import read_file_list
 
     out = tmp_path / "run"
-    result = _train(zoo, out, tmp_path)
+    result = _train(zoo, out, tmp_path, device)
     assert result.returncode == 0, result.stderr
     line = next(line for line in result.stdout.splitlines() if line.startswith("skipping "))
     assert line.startswith(f"skipping {len(BAD)} files that DALI cannot read: train/class0/half.jpg: truncated")
@@ -313,20 +316,20 @@ def test_train_on_the_zoo_skips_and_names_every_bad_file(zoo, tmp_path):
     assert records[0]["val_images"] == run["val_images"]
     assert "from the cache" not in result.stdout and "checked before (cache)" not in result.stdout
     # a second run on the same data reads its scan from the cache
-    again = _train(zoo, tmp_path / "again", tmp_path, "--scan", "quick")
+    again = _train(zoo, tmp_path / "again", tmp_path, device, "--scan", "quick")
     assert again.returncode == 0, again.stderr
     assert f"{101:,} of them checked before (cache)" in again.stdout
 
 
-def test_a_file_corrupted_after_the_scan_stops_the_run_then_resume_skips_it(zoo, tmp_path):
+def test_a_file_corrupted_after_the_scan_stops_the_run_then_resume_skips_it(zoo, tmp_path, device):
     """The scan passed the file and cached that; then its second half turns to zeros, size and time unchanged
     (as bit rot does). Epoch 2 stops on it: one line naming it, exit 2, last.pt intact; --resume auto goes on
-    without it."""
+    without it. On the GPU it is nvImageCodec's "mixed" decoder that meets the file."""
     import torch
 
     data = _copy(zoo, tmp_path)
     out = tmp_path / "run"
-    result = _train(data, out, tmp_path)
+    result = _train(data, out, tmp_path, device)
     assert result.returncode == 0, result.stderr
     victim = data / "train" / "class2" / "005.jpg"
     st = victim.stat()
@@ -335,7 +338,7 @@ def test_a_file_corrupted_after_the_scan_stops_the_run_then_resume_skips_it(zoo,
     os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
     before = (out / "last.pt").read_bytes()
 
-    result = _train(data, out, tmp_path, "--resume", "auto", epochs=2)
+    result = _train(data, out, tmp_path, device, "--resume", "auto", epochs=2)
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
@@ -345,7 +348,7 @@ def test_a_file_corrupted_after_the_scan_stops_the_run_then_resume_skips_it(zoo,
     assert (out / "last.pt").read_bytes() == before  # checkpoints intact
     assert "train/class2/005.jpg\tepoch 2\t" in (out / "skipped.txt").read_text()
 
-    result = _train(data, out, tmp_path, "--resume", "auto", epochs=2)
+    result = _train(data, out, tmp_path, device, "--resume", "auto", epochs=2)
     assert result.returncode == 0, result.stderr
     assert "resuming after epoch 1" in result.stdout and "train/class2/005.jpg" in (out / "skipped.txt").read_text()
     run = json.loads((out / "run.json").read_text())
@@ -374,11 +377,12 @@ def test_scan_off_still_reads_our_class_list(zoo, tmp_path):
 # ------------------------------------------------------------------------------------- preview and profile
 
 
-def test_preview_skips_bad_files_and_names_them(zoo, tmp_path, capsys):
+def test_preview_skips_bad_files_and_names_them(zoo, tmp_path, capsys, device):
     from dali_cutmix.cli import main
 
     out = tmp_path / "grid.png"
-    assert main(["preview", "--data", str(zoo / "train"), "--out", str(out), "--count", "16", "--crop", "32"]) == 0
+    assert main(["preview", "--data", str(zoo / "train"), "--out", str(out), "--count", "16", "--crop", "32",
+                 "--device", device]) == 0
     err = capsys.readouterr().err
     assert "skipping 6 files that DALI cannot read: class0/half.jpg: truncated" in err
     assert out.stat().st_size > 0

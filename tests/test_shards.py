@@ -14,12 +14,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import upload
+from conftest import trainer_flags, upload
 from zoo import BAD, CLASSES, good_files, write_zoo
 
 from dali_cutmix.errors import UserError
 
 CPU = dict(device="cpu", num_threads=2, crop=32)
+
+
+@pytest.fixture
+def on(device):
+    """The builder's arguments for this test's device (the GPU case skipped with its reason without one)."""
+    return dict(device=device, num_threads=2, crop=32)
 
 
 def sha(data: bytes) -> str:
@@ -281,7 +287,7 @@ def test_cli_refuses_bad_flags_and_folders_in_one_line(zoo, zoo_shards, tmp_path
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
-def test_cli_writes_a_class_per_folder_tree(tmp_path, capsys):
+def test_cli_writes_a_class_per_folder_tree(tmp_path, capsys, on):
     from conftest import write_jpeg_tree
 
     from dali_cutmix import CutMixLoader, build_cutmix_pipeline
@@ -291,7 +297,7 @@ def test_cli_writes_a_class_per_folder_tree(tmp_path, capsys):
     assert main(["shard", str(tree), "--out", str(tmp_path / "s"), "--shard-size", "10KB", "--jobs", "1"]) == 0
     stdout = capsys.readouterr().out
     assert "15 samples" in stdout and (tmp_path / "s" / "manifest.json").is_file()
-    loader = CutMixLoader(build_cutmix_pipeline(tmp_path / "s", batch_size=4, **CPU))
+    loader = CutMixLoader(build_cutmix_pipeline(tmp_path / "s", batch_size=4, **on))
     images, targets = next(iter(loader))
     assert images.shape == (4, 3, 32, 32) and targets.shape == (4, 3)
     assert len(loader) == 4
@@ -316,12 +322,12 @@ def test_two_ranks_read_disjoint_shards_that_cover_the_data(zoo, zoo_shards):
     assert sorted(one) == sorted(two) == sorted(want.items()) and one != two
 
 
-def test_a_restored_pipeline_continues_exactly(zoo_shards):
+def test_a_restored_pipeline_continues_exactly(zoo_shards, on):
     from dali_cutmix import CutMixLoader, build_cutmix_pipeline
 
     out, _, _ = zoo_shards
     options = dict(batch_size=6, mix_options=dict(mode="elem"), enable_checkpointing=True, return_params=True,
-                   **CPU)
+                   **on)
     loader = CutMixLoader(build_cutmix_pipeline(out / "train", **options))
     it = iter(loader)
     for _ in range(3):
@@ -350,7 +356,7 @@ def test_a_folder_without_a_manifest_and_a_bad_manifest_are_named(zoo_shards, tm
         build_cutmix_pipeline(bad, batch_size=2, **CPU)
 
 
-def test_preview_and_the_profiler_take_a_shard_folder(zoo, zoo_shards, tmp_path, capsys):
+def test_preview_and_the_profiler_take_a_shard_folder(zoo, zoo_shards, tmp_path, capsys, device):
     from dali_cutmix.cli import main
     from dali_cutmix.pipelines.profile_data import dataset_summary
     from dali_cutmix.profiler.runners import ReferenceRunner
@@ -358,7 +364,8 @@ def test_preview_and_the_profiler_take_a_shard_folder(zoo, zoo_shards, tmp_path,
     from dali_cutmix.profiler.timing import VariantUnavailable
 
     out, _, _ = zoo_shards
-    assert main(["preview", "--data", str(out / "train"), "--out", str(tmp_path / "p.png"), "--crop", "32"]) == 0
+    assert main(["preview", "--data", str(out / "train"), "--out", str(tmp_path / "p.png"), "--crop", "32",
+                 "--device", device]) == 0
     assert (tmp_path / "p.png").stat().st_size > 0
     summary = dataset_summary(out / "train", sample=8)
     assert summary["images"] == len(folder_samples(zoo, "train")) and summary["classes"] == 4
@@ -389,11 +396,13 @@ def colour_shards(tmp_path_factory):
     return data, root / "shards"
 
 
-def test_training_from_shards_learns_and_a_sigkill_resume_is_exact(colour_shards, tmp_path):
+def test_training_from_shards_learns_and_a_sigkill_resume_is_exact(colour_shards, tmp_path, device):
+    """On the GPU with ``--deterministic`` (deterministic cuDNN and torch kernels, no autotuning): the resumed
+    run's weights equal the uninterrupted run's bit for bit there too."""
     helpers = _train_helpers()
     data, shards = colour_shards
     args = ["train", "--data", str(shards), "--epochs", "3", "--batch-size", "16", "--log-every", "1",
-            *helpers.TINY]
+            *trainer_flags(device), *(["--deterministic"] if device == "gpu" else []), *helpers.TINY]
     ref = tmp_path / "ref"
     result = helpers.run_cli(args + ["--output", str(ref)], tmp_path)
     assert result.returncode == 0, result.stderr
@@ -428,12 +437,13 @@ def test_training_on_one_shard_folder_is_refused_in_one_line(zoo_shards, tmp_pat
     assert not (tmp_path / "run").exists()
 
 
-def test_two_cpu_ranks_train_from_shards_on_disjoint_parts(colour_shards, tmp_path):
+def test_two_ranks_train_from_shards_on_disjoint_parts(colour_shards, tmp_path, device):
+    """Two CPU ranks (gloo), or two GPUs (NCCL; skipped where DALI sees fewer)."""
     helpers = _train_helpers()
     _, shards = colour_shards
     out = tmp_path / "ddp"
     result = helpers.run_cli(["train", "--data", str(shards), "--output", str(out), "--epochs", "1",
-                              "--batch-size", "16", "--cpu-procs", "2", "--gpus", "0", *helpers.TINY], tmp_path)
+                              "--batch-size", "16", *trainer_flags(device, ranks=2), *helpers.TINY], tmp_path)
     assert result.returncode == 0, result.stderr
     ranks = json.loads((out / "ranks.json").read_text())
     assert sorted(r["reader"]["shard_id"] for r in ranks) == [0, 1]
@@ -446,7 +456,9 @@ def test_two_cpu_ranks_train_from_shards_on_disjoint_parts(colour_shards, tmp_pa
 # ------------------------------------------------------------------------------------------ S3
 
 
-def test_shards_on_s3_read_like_local_ones_and_train(colour_shards, s3_server, tmp_path, monkeypatch):
+def test_shards_on_s3_read_like_local_ones_and_train(colour_shards, s3_server, tmp_path, monkeypatch, on):
+    """DALI's reader (on the CPU on every machine) reads s3:// as it reads the folder; the pipeline and the trainer
+    read it on this test's device."""
     from dali_cutmix import CutMixLoader, build_cutmix_pipeline
     from dali_cutmix.shard_reader import as_shards
 
@@ -464,14 +476,15 @@ def test_shards_on_s3_read_like_local_ones_and_train(colour_shards, s3_server, t
     (epoch,), meta = read_with_dali(uri)
     (local,), _ = read_with_dali(shards / "train")
     assert epoch == local and meta["epoch_size"] == 128
-    loader = CutMixLoader(build_cutmix_pipeline(uri, batch_size=8, **CPU))
+    loader = CutMixLoader(build_cutmix_pipeline(uri, batch_size=8, **on))
     assert sum(len(x) for x, _ in loader) == 128
 
     # The trainer: one epoch from s3://bucket/prefix (train/ and val/), the endpoint from the environment.
     out = tmp_path / "s3run"
     run_env = {**helpers._env(tmp_path), **env}
     result = subprocess.run(helpers._cli_command() + ["train", "--data", "s3://data/colour", "--output", str(out),
-                                                      "--epochs", "1", "--batch-size", "16", *helpers.TINY],
+                                                      "--epochs", "1", "--batch-size", "16",
+                                                      *trainer_flags(on["device"]), *helpers.TINY],
                             cwd=tmp_path, env=run_env, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr
     (record,) = helpers.read_records(out)

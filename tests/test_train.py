@@ -19,6 +19,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from conftest import device_id, trainer_flags
 
 from dali_cutmix.errors import UserError
 
@@ -488,10 +489,11 @@ def test_progress_redraws_on_a_terminal_and_prints_lines_elsewhere():
 # ------------------------------------------------------------------------------------------------ training runs
 
 
-def test_short_run_lowers_loss_and_beats_chance(tiny_imagenet, tmp_path):
+def test_short_run_lowers_loss_and_beats_chance(tiny_imagenet, tmp_path, device):
     out = tmp_path / "run"
     result = run_cli(["train", "--data", str(tiny_imagenet), "--output", str(out), "--epochs", "4",
-                      "--batch-size", "16", "--prob", "0.5", "--mode", "elem", *TINY], tmp_path)
+                      "--batch-size", "16", "--prob", "0.5", "--mode", "elem", *trainer_flags(device), *TINY],
+                     tmp_path)
     assert result.returncode == 0, result.stderr
     records = read_records(out)
     assert [r["epoch"] for r in records] == [1, 2, 3, 4]
@@ -508,10 +510,11 @@ def test_short_run_lowers_loss_and_beats_chance(tiny_imagenet, tmp_path):
     assert (out / "best.pt").exists() and "val top-1" in result.stdout
 
 
-def test_two_cpu_ranks_have_disjoint_shards_and_identical_weights(tiny_imagenet, tmp_path):
+def test_two_ranks_have_disjoint_shards_and_identical_weights(tiny_imagenet, tmp_path, device):
+    """Two CPU ranks (gloo), or two GPUs (NCCL; skipped where DALI sees fewer)."""
     out = tmp_path / "ddp"
     result = run_cli(["train", "--data", str(tiny_imagenet), "--output", str(out), "--epochs", "2",
-                      "--batch-size", "16", "--cpu-procs", "2", "--gpus", "0", *TINY], tmp_path)
+                      "--batch-size", "16", *trainer_flags(device, ranks=2), *TINY], tmp_path)
     assert result.returncode == 0, result.stderr
     ranks = json.loads((out / "ranks.json").read_text())
     assert [r["rank"] for r in ranks] == [0, 1]
@@ -558,14 +561,16 @@ def _shard_sample_hashes(train_dir, shard_id, num_shards, *, epochs):
     return out
 
 
-def test_runs_unchanged_under_torchrun(tiny_imagenet, tmp_path):
-    """torchrun starts the 2 processes; each reads RANK / WORLD_SIZE / LOCAL_RANK and starts none itself. (SLURM's
-    variables are mapped onto the same ones: see test_rank_discovery_from_torchrun_and_slurm.)"""
+def test_runs_unchanged_under_torchrun(tiny_imagenet, tmp_path, device):
+    """torchrun starts the 2 processes; each reads RANK / WORLD_SIZE / LOCAL_RANK and starts none itself (on the
+    GPU, each drives the GPU of its local rank: skipped where DALI sees fewer than 2). (SLURM's variables are
+    mapped onto the same ones: see test_rank_discovery_from_torchrun_and_slurm.)"""
+    trainer_flags(device, ranks=2)  # only to skip the GPU case without 2 GPUs: under torchrun, --gpus says on/off
     out = tmp_path / "torchrun"
     torchrun = Path(sys.executable).parent / "torchrun"
     cmd = [str(torchrun), "--nproc-per-node", "2", "--master-port", str(_free_port()), "-m", "dali_cutmix.cli",
            "train", "--data", str(tiny_imagenet), "--output", str(out), "--epochs", "1", "--batch-size", "16",
-           "--gpus", "0", *TINY]
+           "--gpus", "1" if device == "gpu" else "0", *TINY]
     result = subprocess.run(cmd, cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr
     ranks = json.loads((out / "ranks.json").read_text())
@@ -600,9 +605,11 @@ def kill_in_epoch_2(args, tmp_path):
     assert killed and proc.returncode == -signal.SIGKILL
 
 
-def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tiny_imagenet, tmp_path):
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tiny_imagenet, tmp_path, device):
+    """On the GPU with ``--deterministic`` (deterministic cuDNN, cuBLAS and torch kernels, no autotuning, no TF32):
+    bit-identical weights there too."""
     args = ["train", "--data", str(tiny_imagenet), "--epochs", "3", "--batch-size", "16", "--log-every", "1",
-            *TINY]
+            *trainer_flags(device), *(["--deterministic"] if device == "gpu" else []), *TINY]
     # Reference: the same seed, never interrupted.
     ref = tmp_path / "ref"
     result = run_cli(args + ["--output", str(ref)], tmp_path)
@@ -621,19 +628,20 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tiny_imagenet, 
     got, want = load_state(out / "last.pt"), load_state(ref / "last.pt")
     assert got["epoch"] == want["epoch"] == 3
     for name, tensor in want["model"].items():
-        assert got["model"][name].equal(tensor), name  # bit-identical weights (deterministic CPU kernels)
+        assert got["model"][name].equal(tensor), name  # bit-identical weights (deterministic kernels)
     for i, s in want["optimizer"]["state"].items():
         assert got["optimizer"]["state"][i]["momentum_buffer"].equal(s["momentum_buffer"])
     assert got["dali"] == want["dali"]  # and the data stream is at the same place
     assert [r["train_loss"] for r in read_records(out)] == [r["train_loss"] for r in read_records(ref)]
 
 
-def test_failure_inside_a_worker_is_one_line_and_exit_2(tiny_imagenet, tmp_path):
+def test_failure_inside_a_worker_is_one_line_and_exit_2(tiny_imagenet, tmp_path, device):
     """Each of 2 ranks gets 64 images per step but its shard holds 64: fine; 160 per rank is not (checked by
-    the worker, which knows its shard): the parent prints the worker's one line."""
+    the worker, which knows its shard): the parent prints the worker's one line. On the GPU: two GPUs (skipped
+    where DALI sees fewer)."""
     out = tmp_path / "big"
     result = run_cli(["train", "--data", str(tiny_imagenet), "--output", str(out), "--epochs", "1",
-                      "--batch-size", "320", "--cpu-procs", "2", "--gpus", "0", *TINY], tmp_path)
+                      "--batch-size", "320", *trainer_flags(device, ranks=2), *TINY], tmp_path)
     assert result.returncode == 2, result.stderr
     assert_one_line_error(result.stderr, "--batch-size 320", "shard")
 
@@ -650,7 +658,7 @@ def _target_kinds(loader, on_value, epochs):
         batches = mixed = plain = 0
         for _, targets in loader:
             batches += 1
-            assert torch.allclose(targets.sum(dim=1), torch.ones(len(targets)), atol=1e-5)
+            assert torch.allclose(targets.sum(dim=1), torch.ones(len(targets), device=targets.device), atol=1e-5)
             top = targets.max(dim=1).values
             mixed += int((top < on_value - 1e-4).sum())
             plain += int(((top - on_value).abs() < 1e-6).sum())
@@ -658,7 +666,7 @@ def _target_kinds(loader, on_value, epochs):
     return out
 
 
-def test_decode_full_reaches_the_training_pipeline_and_is_kept_on_resume(tiny_imagenet):
+def test_decode_full_reaches_the_training_pipeline_and_is_kept_on_resume(tiny_imagenet, device):
     """--decode full: the trainer's training pipeline decodes whole images (decoders.image + random_resized_crop,
     no ROI decoder); the default is ROI. A resumed run keeps it: its DALI checkpoint only fits that graph."""
     from dali_cutmix.train.config import resolve_config
@@ -667,7 +675,7 @@ def test_decode_full_reaches_the_training_pipeline_and_is_kept_on_resume(tiny_im
     from dali_cutmix.train.resume import LOCKED
 
     kw = dict(train_dir=tiny_imagenet / "train", val_dir=tiny_imagenet / "val", num_classes=4, info=RankInfo(),
-              device="cpu", device_id=None)
+              device=device, device_id=device_id(device))
 
     def decoders(decode):
         options = {"data": str(tiny_imagenet), "arch": "resnet18", "crop": 32, "batch_size": 16, "workers": 1}
@@ -683,7 +691,7 @@ def test_decode_full_reaches_the_training_pipeline_and_is_kept_on_resume(tiny_im
         resolve_config({"decode": "crop"})
 
 
-def test_mix_off_epoch_makes_the_loader_targets_one_hot_from_that_epoch(tiny_imagenet):
+def test_mix_off_epoch_makes_the_loader_targets_one_hot_from_that_epoch(tiny_imagenet, device):
     """The trainer's own loader (train.loaders.build_rank_data): with --mix-off-epoch 2, the user's epochs 1 and 2
     (the reader's 0 and 1) are mixed and epoch 3 on are smoothed one-hots; a loader rebuilt from the DALI
     checkpoint after epoch 1 (a resume) keeps that schedule. 24 images per step on 128: the reader's last, partial
@@ -700,7 +708,7 @@ def test_mix_off_epoch_makes_the_loader_targets_one_hot_from_that_epoch(tiny_ima
     assert [cfg.mixing_in_epoch(e) for e in (1, 2, 3, 4)] == [True, True, False, False]
     on = 1 - 0.1 + 0.1 / 4
     kw = dict(train_dir=tiny_imagenet / "train", val_dir=tiny_imagenet / "val", num_classes=4, info=RankInfo(),
-              device="cpu", device_id=None)
+              device=device, device_id=device_id(device))
     data = build_rank_data(cfg, **kw)
     steps = 4 * TRAIN_PER_CLASS // 24
     assert len(data.train) == steps
@@ -723,19 +731,19 @@ def test_mix_off_epoch_makes_the_loader_targets_one_hot_from_that_epoch(tiny_ima
     assert later_kinds[0] == kinds[1] and later_kinds[1][1] > steps * 24 // 2 and later_kinds[2] == kinds[3]
     # the pipeline builder takes the same number: mix_off_epoch=1 mixes epoch 1 only
     pipe = build_imagenet_train_pipeline(tiny_imagenet / "train", batch_size=24, num_classes=4, crop=32,
-                                         device="cpu", num_threads=1, mix_options=dict(mixup_alpha=0.4),
+                                         device=device, num_threads=1, mix_options=dict(mixup_alpha=0.4),
                                          mix_off_epoch=1)
     first, second = _target_kinds(CutMixLoader(pipe, last_batch="drop"), 1.0, epochs=2)
     assert first[1] > steps * 24 // 2 and second == (steps, 0, steps * 24)
 
 
-def test_mixup_pair_flags_and_mix_off_epoch_through_the_cli_and_a_resume(tiny_imagenet, tmp_path):
+def test_mixup_pair_flags_and_mix_off_epoch_through_the_cli_and_a_resume(tiny_imagenet, tmp_path, device):
     """MixUp only, per pair, smoothed, --mix-off-epoch 1 (epoch 1 mixed, off from epoch 2): epoch 1 runs, then
     --resume auto runs epochs 2-3 from the DALI checkpoint; metrics.jsonl reports the schedule (mixing) and what the targets were (mixed_targets)."""
     out = tmp_path / "mix"
     args = ["train", "--data", str(tiny_imagenet), "--output", str(out), "--batch-size", "16", "--mixup-alpha", "0.4",
             "--cutmix-alpha", "0", "--mode", "pair", "--switch-prob", "0.5", "--label-smoothing", "0.1",
-            "--mix-off-epoch", "1", *TINY]
+            "--mix-off-epoch", "1", *trainer_flags(device), *TINY]
     result = run_cli(args + ["--epochs", "1"], tmp_path)
     assert result.returncode == 0, result.stderr
     assert "MixUp 0.4, prob 1 per pair, label smoothing 0.1, mixed through epoch 1, off from epoch 2" in result.stdout
@@ -751,10 +759,15 @@ def test_mixup_pair_flags_and_mix_off_epoch_through_the_cli_and_a_resume(tiny_im
     assert config["mix"] == dict(cutmix_alpha=0.0, mixup_alpha=0.4, cutmix_minmax=None, prob=1.0, switch_prob=0.5,
                                  mode="pair", correct_lam=True, label_smoothing=0.1, self_pairs=True)
     assert (config["mixing"], config["mix_off_epoch"]) == (True, 1)
-    assert run["gpu_memory"] == [None]  # one CPU rank
+    if device == "gpu":  # one GPU rank: what it holds once its pipelines are built
+        (memory,) = run["gpu_memory"]
+        assert set(memory) == {"reserved", "used", "total"} and 0 < memory["used"] <= memory["total"]
+    else:
+        assert run["gpu_memory"] == [None]  # one CPU rank
     assert (plan["data_root"], plan["output"], plan["classes"]) == (str(tiny_imagenet), str(out),
                                                                    [f"class{c}" for c in range(4)])
-    assert (plan["world_size"], plan["nproc"], plan["launcher"], plan["use_gpu"]) == (1, 1, "local", False)
+    assert (plan["world_size"], plan["nproc"], plan["launcher"], plan["use_gpu"]) == (1, 1, "local",
+                                                                                       device == "gpu")
     assert plan["resume_path"] == str(out / "last.pt")  # run.json is rewritten by the resumed run
 
 

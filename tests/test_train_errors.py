@@ -15,7 +15,9 @@ import subprocess
 import textwrap
 from pathlib import Path
 
+import build_notes
 import pytest
+from conftest import trainer_flags
 from test_train import TINY, _cli_command, _env, assert_one_line_error, run_cli, tiny_imagenet  # noqa: F401
 
 
@@ -177,19 +179,20 @@ def test_resume_auto_starts_afresh_a_run_that_never_wrote_a_checkpoint(tmp_path)
 # ----------------------------------------------------------------------------------------------- runs that train
 
 
-def test_resume_continues_the_run_as_it_was(tiny_imagenet, tmp_path):
+def test_resume_continues_the_run_as_it_was(tiny_imagenet, tmp_path, device):
     """A run trained for 1 epoch; ``--resume RUN --epochs 2`` (no other flag) continues it with its own settings;
     a locked setting given again differently, a decay changed, the run resumed into a folder of another run, or
     fewer --epochs than done are refused in one line, touching nothing. The run speaks in short lines, counts
     "1 epoch", and shows validation's progress."""
     run = tmp_path / "run"
     first = run_cli(["train", "--data", str(tiny_imagenet), "--output", str(run), "--epochs", "1",
-                     "--batch-size", "16", "--log-every", "1", *TINY, "--schedule", "step", "--milestones", "3",
-                     "--mix-off-epoch", "3"], tmp_path)
+                     "--batch-size", "16", "--log-every", "1", *trainer_flags(device), *TINY, "--schedule", "step",
+                     "--milestones", "3", "--mix-off-epoch", "3"], tmp_path)
     assert first.returncode == 0, first.stderr
     lines = first.stdout.splitlines()
     start = lines.index("training 1 epoch: resnet18, 4 classes, 128 train images from " + str(tiny_imagenet))
-    assert lines[start + 1:start + 4] == ["  1 rank on cpu, batch 16, sgd lr 0.02, step at 3, seed 3",
+    where = "cuda" if device == "gpu" else "cpu"  # torch's name of the rank's device
+    assert lines[start + 1:start + 4] == [f"  1 rank on {where}, batch 16, sgd lr 0.02, step at 3, seed 3",
                                           "  mixing: CutMix 1, prob 1 per batch, mixed through epoch 3, off from epoch 4",
                                           f"  output: {run}"], lines
     assert "note: --milestones 3 lie at or past the last epoch (1): the lr does not drop there in this run" in lines
@@ -235,10 +238,10 @@ def test_resume_continues_the_run_as_it_was(tiny_imagenet, tmp_path):
                           "pass --epochs 3 or more")
 
 
-def test_a_diverging_run_is_one_line_and_leaves_no_folder(tiny_imagenet, tmp_path):
+def test_a_diverging_run_is_one_line_and_leaves_no_folder(tiny_imagenet, tmp_path, device):
     out = tmp_path / "runs" / "hot"
     result = run_cli(["train", "--data", str(tiny_imagenet), "--output", str(out), "--epochs", "1",
-                      "--batch-size", "16", *TINY, "--lr", "1e12"], tmp_path)
+                      "--batch-size", "16", *trainer_flags(device), *TINY, "--lr", "1e12"], tmp_path)
     assert result.returncode == 2, result.stderr
     assert_one_line_error(result.stderr, "training diverged in epoch 1", "lower --lr (now 1e+12)",
                           "no epoch finished")
@@ -262,7 +265,7 @@ def _crashing_env(tmp_path, rank):
                 return real(**kwargs)
 
             loop.train_one_epoch = train_one_epoch
-    """))
+    """) + build_notes.sitecustomize())  # the suite's own, which this one shadows: the pipeline builds are noted
     env = _env(tmp_path)
     env["PYTHONPATH"] = os.pathsep.join([str(hook), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env["DALI_CUTMIX_TEST_CRASH"] = "1"
@@ -271,13 +274,11 @@ def _crashing_env(tmp_path, rank):
     return env
 
 
-def test_a_crash_in_epoch_1_leaves_no_debris(tiny_imagenet, tmp_path):
-    """A crash (a bug, not the user's) keeps its traceback and exits 1, and the run folder it made goes: in one
-    process, and with two ranks, rank 1 crashing, where the launcher does not turn it into a one-line error: the
-    CLI's bug report shows rank 1's own traceback, saves it, and the folder goes (no run.json, no log left in it)."""
+def test_a_crash_in_epoch_1_leaves_no_debris(tiny_imagenet, tmp_path, device):
+    """A crash (a bug, not the user's) keeps its traceback and exits 1, and the run folder it made goes."""
     out = tmp_path / "crash"
     args = ["train", "--data", str(tiny_imagenet), "--output", str(out), "--epochs", "1", "--batch-size", "16",
-            "--gpus", "0", *TINY]
+            *trainer_flags(device), *TINY]
     env = _crashing_env(tmp_path, 0)
     result = subprocess.run(_cli_command() + args, cwd=tmp_path, env=env, capture_output=True, text=True,
                             timeout=240)
@@ -285,8 +286,16 @@ def test_a_crash_in_epoch_1_leaves_no_debris(tiny_imagenet, tmp_path):
     assert "Traceback" in result.stderr and "bug: dali-cutmix stopped on an unexpected RuntimeError" in result.stderr
     assert not out.exists()
 
-    result = subprocess.run(_cli_command() + args + ["--cpu-procs", "2"], cwd=tmp_path,
-                            env=_crashing_env(tmp_path, 1), capture_output=True, text=True, timeout=240)
+
+def test_a_crash_in_one_of_two_ranks_leaves_no_debris(tiny_imagenet, tmp_path, device):
+    """Two ranks (two GPUs on the GPU: skipped where DALI sees fewer), rank 1 crashing, where the launcher does not
+    turn it into a one-line error: the CLI's bug report shows rank 1's own traceback, saves it, and the folder goes
+    (no run.json, no log left in it)."""
+    out = tmp_path / "crash"
+    args = ["train", "--data", str(tiny_imagenet), "--output", str(out), "--epochs", "1", "--batch-size", "16",
+            *trainer_flags(device, ranks=2), *TINY]
+    result = subprocess.run(_cli_command() + args, cwd=tmp_path, env=_crashing_env(tmp_path, 1),
+                            capture_output=True, text=True, timeout=240)
     assert result.returncode == 1, result.stderr
     lines = result.stderr.strip().splitlines()
     assert "RankFailed: rank 1 failed: RuntimeError: boom in the test; its traceback:" in result.stderr
