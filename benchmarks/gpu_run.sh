@@ -8,11 +8,14 @@
 # its own files), and OUT/summary.json is rewritten after every step, so a step that dies leaves the earlier ones:
 #   source      which dali_cutmix python imports: it must be this tree's (never an installed stale copy)
 #   doctor      dali-cutmix doctor --json (the native operators are built here; the ROI-decode smoke test)
-#   tests       pytest -m "gpu and not sanitizer", JUnit XML in OUT/pytest-gpu.xml
+#   tests       pytest -m "gpu and not sanitizer" over the in-process files (the stage in every mode, the
+#               graphs, the loader, checkpoints, the trainer's GPU tests), JUnit XML in OUT/pytest-tests.xml
 #   sanitizer   pytest -m sanitizer: the stage at crop 176 under compute-sanitizer (issue 18.5)
 #   profile-cutmix, profile-mixup, profile-switch
 #               dali-cutmix profile --device gpu, batch 256, prefetching, --model resnet50
 #   demo, train a generated demo set (ImageNet layout), then a short dali-cutmix train --gpus 1 on it
+#   tests-cli   the rest of the GPU half (trainer and CLI runs in subprocesses), with the time that is left of
+#               GPU_RUN_BUDGET (default 590 s on a GPU), JUnit XML in OUT/pytest-tests-cli.xml
 #   summary     OUT/summary.json and OUT/summary.txt (a table of a few lines, printed last)
 # Every step has its own timeout (seconds; override with GPU_RUN_TIMEOUT_<STEP>, e.g. GPU_RUN_TIMEOUT_TESTS=300);
 # GPU_RUN_SKIP="sanitizer profile-switch" leaves steps out. The interpreter is $PYTHON (default python3); the
@@ -80,7 +83,7 @@ if doctor:
                          "roi_decode": checks.get("roi decode", {}).get("status"),
                          "roi_decode_detail": facts.get("roi_decode_detail"),
                          "failed": [n for n, c in checks.items() if c.get("status") == "fail"]}
-for name in ("tests", "sanitizer"):
+for name in ("tests", "sanitizer", "tests-cli"):
     path = os.path.join(out, f"pytest-{name}.xml")
     if os.path.exists(path):
         try:
@@ -136,7 +139,7 @@ for name, s in steps.items():
 if doctor:
     d = summary["doctor"]
     lines.append(f"  doctor: {d['verdict']}; GPUs {', '.join(d['gpus']) or 'none'}; roi decode {d['roi_decode']}")
-for name in ("tests", "sanitizer"):
+for name in ("tests", "sanitizer", "tests-cli"):
     t = summary.get(name)
     if t and "tests" in t:
         lines.append(f"  {name}: {t['passed']} passed, {t['failures'] + t['errors']} failed, {t['skipped']} skipped"
@@ -210,13 +213,16 @@ if [ $dry = 1 ]; then
          --no-async-stages)
   train_sizes=(--gpus 0 --cpu-procs 1 --batch-size 8 --arch resnet18 --crop 32 --workers 1)
   demo=(4 8 4 64)  # classes, train per class, val per class, size
-  defaults=(doctor 240 tests 300 sanitizer 180 profile 240 demo 60 train 240)  # room for a busy CI machine
+  defaults=(doctor 240 tests 300 sanitizer 180 profile 240 demo 60 train 240 tests-cli 300)  # a busy CI machine
+  budget=${GPU_RUN_BUDGET:-100000}
 else
   sizes=(--device gpu --batch-size 256 --images 1024 --batches 4 --repeats 3 --steps 5 --async-stages)
   train_sizes=(--gpus 1 --batch-size 128 --arch resnet50 --workers 4)
   demo=(8 128 16 256)
-  # 600 s in all, one command's limit on the lent machine (benchmarks/GPU_RUN.md); most steps end sooner
-  defaults=(doctor 75 tests 210 sanitizer 75 profile-cutmix 75 profile 50 demo 15 train 50)
+  # 600 s in all, one command's limit on the lent machine (benchmarks/GPU_RUN.md); most steps end sooner, and
+  # tests-cli, last, takes what is left of the budget
+  defaults=(doctor 75 tests 210 sanitizer 75 profile-cutmix 75 profile 50 demo 15 train 50 tests-cli 590)
+  budget=${GPU_RUN_BUDGET:-590}
 fi
 limit() {  # limit GROUP STEP: STEP's default limit, else GROUP's; $GPU_RUN_TIMEOUT_<STEP> overrides it
   local i key
@@ -236,9 +242,14 @@ if grep -q '"roi_decode": "failed"' "$out/doctor.json" 2>/dev/null; then
   echo "gpu_run: doctor's ROI decoding failed: the profile and training decode whole images (--decode full)"
 fi
 
-# 2. The GPU half of the suite (skipped, with its reason, on a machine without a GPU).
+# 2. The GPU half of the suite (skipped, with its reason, on a machine without a GPU): first the files that check
+# in this process (the stage, the graphs, the loader, the trainer's own GPU tests); the rest (trainer and CLI runs
+# in subprocesses) comes last, in tests-cli.
+in_process=(tests/test_stage.py tests/test_mix.py tests/test_padding.py tests/test_pipeline.py tests/test_gpu_graph.py
+            tests/test_gpu_training.py tests/test_hot_path.py tests/test_gpu_native_cache.py tests/test_dali_messages.py
+            tests/test_doctor.py tests/test_profile.py)
 run_step tests "$(limit tests tests)" "$PY" -m pytest -m "gpu and not sanitizer" -q -p no:cacheprovider \
-  --junitxml "$out/pytest-tests.xml" tests
+  --junitxml "$out/pytest-tests.xml" "${in_process[@]}"
 run_step sanitizer "$(limit sanitizer sanitizer)" "$PY" -m pytest -m sanitizer -q -p no:cacheprovider \
   --junitxml "$out/pytest-sanitizer.xml" tests/test_gpu_training.py
 
@@ -261,7 +272,20 @@ write_dataset(sys.argv[1], num_classes=int(sys.argv[2]), train_per_class=int(sys
 [ -d "$out/demo/train" ] && run_step train "$(limit train train)" "$PY" -m dali_cutmix.cli train --data "$out/demo" \
   --output "$out/train" --epochs 1 --seed 3 --warmup-epochs 0 "${train_sizes[@]}" "${decode_flag[@]}"
 
-# 5. The summary, last.
+# 5. The rest of the GPU half, with what is left of the budget (none left: skipped, and the summary says so).
+left=$((budget - SECONDS - 10))
+cli_limit=$(limit tests-cli tests-cli)
+[ "$left" -lt "$cli_limit" ] && cli_limit=$left
+ignored=()
+for file in "${in_process[@]}"; do ignored+=(--ignore "$file"); done
+if [ "$cli_limit" -ge 30 ]; then
+  run_step tests-cli "$cli_limit" "$PY" -m pytest -m "gpu and not sanitizer" -q -p no:cacheprovider \
+    --junitxml "$out/pytest-tests-cli.xml" "${ignored[@]}" tests
+else
+  echo "gpu_run: tests-cli skipped: ${left} s left of the ${budget} s budget"
+fi
+
+# 6. The summary, last.
 summarize
 cat "$out/summary.txt"
 exit $failed

@@ -45,6 +45,9 @@ EXEMPT: dict[str, str] = {
         "the README's data-tools block runs scan, preview and shard with their defaults, which are the CPU on every "
         "machine (preview's --device defaults to cpu): on a GPU machine it runs the same CPU pipelines; the GPU "
         "preview is test_cli_preview's",
+    "tests/test_gpu_run.py::test_a_failed_roi_decode_makes_the_profile_and_training_decode_whole_images":
+        "runs benchmarks/gpu_run.sh --dry-run, the script's CPU mode by definition; its GPU mode is the GPU run "
+        "itself, which runs this test's GPU half (the profile and the trainer on the GPU) as its own steps",
 }
 
 #: Test files (``tests/test_x.py``) or tests (``file::function``) that get their GPU half in another change (each

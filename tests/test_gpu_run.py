@@ -12,7 +12,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu_run.sh"
-HEAVY = "tests sanitizer profile-cutmix profile-mixup profile-switch train"
+HEAVY = "tests sanitizer profile-cutmix profile-mixup profile-switch train tests-cli"
 
 
 def gpu_run(*args, python=sys.executable, timeout=240, **env):
@@ -74,7 +74,7 @@ def test_a_failed_roi_decode_makes_the_profile_and_training_decode_whole_images(
                       f"  echo '{json.dumps(doctor)}'; exit 0\nfi\nexec {sys.executable} \"$@\"\n")
     python.chmod(0o755)
     out = tmp_path / "out"
-    result = gpu_run("--dry-run", out, python=python, GPU_RUN_SKIP="tests sanitizer profile-mixup profile-switch",
+    result = gpu_run("--dry-run", out, python=python, GPU_RUN_SKIP="tests sanitizer profile-mixup profile-switch tests-cli",
                      DALI_CUTMIX_CACHE=str(tmp_path / "cache"))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "doctor's ROI decoding failed: the profile and training decode whole images" in result.stdout
