@@ -265,9 +265,10 @@ class Scale:
 
 
 def summary(runs) -> dict:
-    """Medians of the timed starts ``runs`` (their keys ending in ``_s``), with the repeats' totals."""
+    """Medians of the timed starts ``runs`` (their keys ending in ``_s``), with each repeat's build and total."""
     keys = [k for k in runs[0] if k.endswith("_s")]
     out = {k: statistics.median(r[k] for r in runs) for k in keys}
+    out["builds_s"] = [round(r["build_s"], 4) for r in runs]
     out["totals_s"] = [round(r["total_s"], 4) for r in runs]
     return out
 
@@ -356,14 +357,13 @@ def build_over_missing(file_list: Path, scale: Scale) -> dict:
 
 
 def write_result(path: Path, key: str, value: dict) -> dict:
-    """``path``'s JSON with ``key`` set to ``value`` (the other keys kept), written to a temporary file and
-    renamed."""
+    """``path``'s JSON with ``key`` set to ``value`` (the other parts' keys kept, anything else dropped),
+    written to a temporary file and renamed."""
     try:
         result = json.loads(path.read_text())
-        if not isinstance(result, dict):
-            result = {}
     except (FileNotFoundError, ValueError):
         result = {}
+    result = {k: v for k, v in result.items() if k in PARTS} if isinstance(result, dict) else {}
     result[key] = value
     temp = path.with_name(path.name + ".tmp")
     temp.write_text(json.dumps(result, indent=2) + "\n")
