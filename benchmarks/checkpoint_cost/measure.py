@@ -19,11 +19,13 @@ ImageNet's 1,281,167, made of the demo dataset's 720 JPEGs repeated: a DALI file
 becomes (``image-list``: DALI's ``files``/``labels`` arguments), or tar shards of ``--shard-samples`` samples
 whose index files point at one real tar (``shards``: DALI's webdataset reader with its shuffle buffer). One
 uninterrupted epoch runs up to the late step and takes the pipeline's checkpoint at an early, a middle and a
-late step (1, half the epoch, the last full step); then, ``--repeats`` times each, a fresh pipeline and one
-restored from each checkpoint are defined (our Python: the list read, the graph), built (DALI: the reader's
-metadata, its shuffle and, restored, its fast-forward to the checkpoint's position) and asked for their first
-batch, which must equal the uninterrupted epoch's next batch. ``file-list`` also builds the pipeline over a
-list whose paths do not exist: DALI opens or stats no file when it builds.
+late step (after step 1, half the epoch's full steps, and all of them but one, so that a batch follows each);
+then, ``--repeats`` times each, a fresh pipeline and one restored from each checkpoint are defined (our Python:
+the list read, the graph), built (DALI: the reader's metadata, its shuffle and, restored, its fast-forward to
+the checkpoint's position) and asked for their first batch, whose digest is compared with the uninterrupted
+epoch's next batch (``first_batch_matches_uninterrupted``). ``file-list`` also builds the pipeline over a list
+whose paths do not exist (``build_over_missing_files``), which shows whether DALI opens or stats the files
+when it builds.
 """
 
 from __future__ import annotations
