@@ -1,4 +1,4 @@
-"""What a mid-epoch checkpoint costs (issue 19): on the demo dataset, and the DALI restore at ImageNet size.
+"""What a mid-epoch checkpoint costs: on the demo dataset, and the DALI restore at ImageNet size.
 
     PYTHONPATH=. python benchmarks/checkpoint_cost/measure.py --part demo [--steps-before 6]
     PYTHONPATH=. python benchmarks/checkpoint_cost/measure.py --part file-list [--samples 1281167] [--batch-size 256]
