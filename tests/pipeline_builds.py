@@ -45,6 +45,9 @@ EXEMPT: dict[str, str] = {
         "the README's data-tools block runs scan, preview and shard with their defaults, which are the CPU on every "
         "machine (preview's --device defaults to cpu): on a GPU machine it runs the same CPU pipelines; the GPU "
         "preview is test_cli_preview's",
+    "tests/test_checkpoint_cost.py::test_part_writes_its_key_and_restores_exactly":
+        "runs benchmarks/checkpoint_cost/measure.py, which measures DALI's reader restore (a reader and its "
+        "checkpoint are the CPU's on every machine) on the CPU pipeline by design",
     "tests/test_gpu_run.py::test_a_failed_roi_decode_makes_the_profile_and_training_decode_whole_images":
         "runs benchmarks/gpu_run.sh --dry-run, the script's CPU mode by definition; its GPU mode is the GPU run "
         "itself, which runs this test's GPU half (the profile and the trainer on the GPU) as its own steps",
