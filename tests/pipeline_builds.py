@@ -62,7 +62,6 @@ NOT_YET: dict[str, str] = {
         "the GPU decoder's message (a MIXED operator's) needs its twin; parametrized in its owner's change",
     "tests/test_dali_messages.py::test_the_webdataset_reader_names_a_sample_by_tar_offset_and_key":
         "the GPU decoder's message (a MIXED operator's) needs its twin; parametrized in its owner's change",
-    "tests/test_profile.py": "parametrized in its own change (the profiler's GPU half, the lead's)",
     "tests/test_preemption.py": "parametrized in its own change (preemption, another engineer's)",
     "tests/test_s3_outage.py": "parametrized in its own change (S3 outages, another engineer's)",
 }

@@ -52,7 +52,8 @@ def profile_run(tiny_data, tmp_path_factory):
     dict, PNG path)."""
     out = tmp_path_factory.mktemp("profile_out")
     json_path, png_path = out / "p.json", out / "p.png"
-    code, stdout, stderr = run_cli(["profile", "--data", str(tiny_data), *TINY_RUN, "--model", "resnet50",
+    code, stdout, stderr = run_cli(["profile", "--data", str(tiny_data), *TINY_RUN, "--device", "cpu",
+                                    "--model", "resnet50",
                                     "--steps", "1", "--torch-threads", "1", "--async-stages",
                                     "--json", str(json_path), "--plot", str(png_path)])
     assert code == 0, stderr
@@ -167,9 +168,10 @@ def test_png_chart_is_a_valid_image(profile_run):
         assert len(np.unique(np.asarray(image.convert("L")))) > 2  # bars and text were drawn
 
 
-def test_profile_runs_on_a_generated_data_set(tmp_path, monkeypatch):
+def test_profile_runs_on_a_generated_data_set(tmp_path, monkeypatch, device):
     monkeypatch.setenv("DALI_CUTMIX_CACHE", str(tmp_path / "cache"))
-    code, stdout, stderr = run_cli(["profile", "--images", "6", "--batch-size", "2", "--threads", "1",
+    code, stdout, stderr = run_cli(["profile", "--images", "6", "--device", device, "--batch-size", "2",
+                                    "--threads", "1",
                                     "--batches", "4", "--repeats", "1", "--crop", "16",
                                     "--json", str(tmp_path / "p.json"), "--plot", str(tmp_path / "p.png")])
     assert code == 0, stderr
@@ -183,7 +185,8 @@ def test_profile_runs_on_a_generated_data_set(tmp_path, monkeypatch):
     result = json.loads((tmp_path / "p.json").read_text())
     assert result["warnings"] == [w.removeprefix("warning: ") for w in warnings] and warnings[0] in stdout
     assert set(result["variants"]) == MEASURED
-    assert not any("images_per_s_async" in v for v in result["variants"].values())  # CPU default: no async
+    # the default: the stages also timed with prefetching on the GPU only
+    assert any("images_per_s_async" in v for v in result["variants"].values()) == (device == "gpu")
     assert result["settings"]["async_stages"] is None and "async" not in result["command"]
     assert result["dataset"]["images"] == 6 and result["dataset"]["mean_width"] == 500
     assert "--images 6" in result["command"]
@@ -317,8 +320,9 @@ def test_a_gpu_profile_times_every_variant_on_the_gpu(tiny_data, gpu_only, tmp_p
     assert result["training"]["images_per_s"] > 0
 
 
-def test_the_profile_decodes_as_asked_and_says_so(tiny_data, tmp_path):
-    code, stdout, stderr = run_cli(["profile", "--data", str(tiny_data), *TINY_RUN, "--repeats", "1",
+def test_the_profile_decodes_as_asked_and_says_so(tiny_data, tmp_path, device):
+    code, stdout, stderr = run_cli(["profile", "--data", str(tiny_data), *TINY_RUN, "--device", device,
+                                    "--repeats", "1",
                                     "--decode", "full", "--json", str(tmp_path / "p.json"),
                                     "--plot", str(tmp_path / "p.png")])
     assert code == 0, stderr
@@ -448,9 +452,10 @@ def test_library_checks_its_settings(tiny_data):
         make_profile_dataset(tiny_data.parent / "never", images=0)
 
 
-def test_mixing_options_reach_the_stage_and_the_json(tiny_data, tmp_path):
+def test_mixing_options_reach_the_stage_and_the_json(tiny_data, tmp_path, device):
     json_path = tmp_path / "mix.json"
-    code, stdout, stderr = run_cli(["profile", "--data", str(tiny_data), *TINY_RUN, "--mixup-alpha", "0.8",
+    code, stdout, stderr = run_cli(["profile", "--data", str(tiny_data), *TINY_RUN, "--device", device,
+                                    "--repeats", "1", "--mixup-alpha", "0.8",
                                     "--cutmix-alpha", "1.0", "--switch-prob", "0.3", "--mode", "elem",
                                     "--label-smoothing", "0.1", "--no-correct-lam", "--cutmix-minmax", "0.2,0.8",
                                     "--json", str(json_path), "--plot", str(tmp_path / "mix.png")])
@@ -464,9 +469,9 @@ def test_mixing_options_reach_the_stage_and_the_json(tiny_data, tmp_path):
         assert flag in result["command"]
     assert "--cutmix-alpha" not in result["command"] and "--prob" not in result["command"]  # the defaults
     pipe = build_stage_pipeline("cutmix", ProfileSettings(
-        data=str(tiny_data), batch_size=8, threads=1, crop=32,
+        data=str(tiny_data), device=device, batch_size=8, threads=1, crop=32,
         mix=MixOptions(mixup_alpha=0.8, switch_prob=0.0, mode="elem")), num_classes=2)
-    targets = np.array(pipe.run()[1].as_tensor())
+    targets = to_numpy(pipe.run()[1])
     assert ((targets > 0) & (targets < 1)).any(), "MixUp (switch_prob 0) mixes labels"
 
 
