@@ -13,6 +13,7 @@ import tarfile
 
 import numpy as np
 import pytest
+from conftest import decoder_device, device_id
 
 
 @pytest.fixture(scope="module")
@@ -30,16 +31,17 @@ def files(tmp_path_factory):
     return root
 
 
-def _dali_error(paths, *, decode=True, dont_use_mmap=False):
-    """The RuntimeError DALI raises for a CPU pipeline reading ``paths`` (and decoding them)."""
+def _dali_error(paths, *, decode=True, dont_use_mmap=False, device="cpu"):
+    """The RuntimeError DALI raises for a pipeline on ``device`` reading ``paths`` (and decoding them: on the CPU,
+    or with the "mixed" decoder on the GPU)."""
     import nvidia.dali.fn as fn
     from nvidia.dali import pipeline_def
 
-    @pipeline_def(batch_size=len(paths), num_threads=1, device_id=None)
+    @pipeline_def(batch_size=len(paths), num_threads=1, device_id=device_id(device))
     def pipe():
         jpegs, labels = fn.readers.file(files=[str(p) for p in paths], labels=list(range(len(paths))), name="Reader",
                                         dont_use_mmap=dont_use_mmap)
-        return (fn.decoders.image(jpegs) if decode else jpegs), labels
+        return (fn.decoders.image(jpegs, device=decoder_device(device)) if decode else jpegs), labels
 
     p = pipe()
     p.build()
@@ -53,23 +55,32 @@ def _encountered(error) -> str:
     return str(error).split("encountered:", 1)[1].strip().splitlines()[0]
 
 
-def test_a_truncated_jpeg_is_named_by_the_decoder(files):
+def test_a_truncated_jpeg_is_named_by_the_decoder(files, device):
+    """The CPU decoder's text is pinned; on the GPU (nvJPEG, another text) the loader must still name the file,
+    from DALI's text or by checking the reader's files."""
+    from dali_cutmix.folder_reader import ImageList
     from dali_cutmix.loader import bad_file_error
 
-    error = _dali_error([files / "good.jpg", files / "truncated.jpg"])
-    assert _encountered(error) == f"Failed to decode sample #1 : {files / 'truncated.jpg'}"
-    bad = bad_file_error(error)
+    error = _dali_error([files / "good.jpg", files / "truncated.jpg"], device=device)
+    if device == "cpu":
+        assert _encountered(error) == f"Failed to decode sample #1 : {files / 'truncated.jpg'}"
+        bad = bad_file_error(error)
+    else:
+        bad = bad_file_error(error, ImageList(root=files, files=("good.jpg", "truncated.jpg"), labels=(0, 1)))
+    assert bad is not None, f"the loader cannot name the file from DALI's text: {error}"
     assert bad.path == files / "truncated.jpg" and "no JPEG end marker" in bad.reason
 
 
 @pytest.mark.parametrize("name, status, what", [("garbage.jpg", 3, "a bad code stream"),
                                                 ("text.jpg", 4, "a format it does not support")])
-def test_nvimagecodec_names_a_status_not_the_file(files, name, status, what):
+def test_nvimagecodec_names_a_status_not_the_file(files, name, status, what, device):
+    """The CPU text is pinned; on the GPU the loader must still find the file among the reader's."""
     from dali_cutmix.folder_reader import ImageList
     from dali_cutmix.loader import CODEC_DATA_STATUSES, bad_file_error
 
-    error = _dali_error([files / "good.jpg", files / name])
-    assert _encountered(error) == f"nvImageCodec failure: '#{status}'"
+    error = _dali_error([files / "good.jpg", files / name], device=device)
+    if device == "cpu":
+        assert _encountered(error) == f"nvImageCodec failure: '#{status}'"
     assert CODEC_DATA_STATUSES[status] == what
     source = ImageList(root=files, files=("good.jpg", name), labels=(0, 1))
     bad = bad_file_error(error, source)  # the loader finds the file among the reader's
@@ -97,7 +108,8 @@ def test_without_mmap_the_file_reader_says_could_not_open(files):
     assert bad.path == files / "missing.jpg" and "it is missing" in bad.reason
 
 
-def test_the_webdataset_reader_names_a_sample_by_tar_offset_and_key(files, tmp_path):
+def test_the_webdataset_reader_names_a_sample_by_tar_offset_and_key(files, tmp_path, device):
+    """The CPU decoder's text is pinned; on the GPU ("mixed" decoder) the loader must name the same sample."""
     import nvidia.dali.fn as fn
     from nvidia.dali import pipeline_def
 
@@ -112,10 +124,10 @@ def test_the_webdataset_reader_names_a_sample_by_tar_offset_and_key(files, tmp_p
                 info.size = len(payload)
                 t.addfile(info, io.BytesIO(payload))
 
-    @pipeline_def(batch_size=2, num_threads=1, device_id=None)
+    @pipeline_def(batch_size=2, num_threads=1, device_id=device_id(device))
     def pipe():
         jpegs, labels = fn.readers.webdataset(paths=[str(tar)], ext=["jpg", "cls"], name="Reader")
-        return fn.decoders.image(jpegs), labels
+        return fn.decoders.image(jpegs, device=decoder_device(device)), labels
 
     p = pipe()
     p.build()
@@ -123,8 +135,10 @@ def test_the_webdataset_reader_names_a_sample_by_tar_offset_and_key(files, tmp_p
         p.run()
     with tarfile.open(tar) as t:
         offset = t.getmember("001.jpg").offset_data  # DALI names the sample by where its image's bytes start
-    assert _encountered(info.value) == f"Failed to decode sample #1 : {tar}:{offset}:001.jpg"
+    if device == "cpu":
+        assert _encountered(info.value) == f"Failed to decode sample #1 : {tar}:{offset}:001.jpg"
     bad = bad_file_error(info.value)
+    assert bad is not None, f"the loader cannot name the sample from DALI's text: {info.value}"
     assert bad.shard and str(bad) == f"cannot decode sample '001.jpg' of {str(tar)!r} (byte {offset}): {SHARD_FIX}"
     assert not os.path.exists(str(tar) + ".idx")
 

@@ -73,7 +73,8 @@ def _run_until_the_server_stops(command, cwd, env, server: MotoServer, at_step: 
     return proc.returncode, lines, "".join(out)
 
 
-def test_an_endpoint_that_stops_mid_epoch_ends_the_run_in_one_line_and_resume_continues(small_shards, tmp_path):
+def test_an_endpoint_that_stops_mid_epoch_ends_the_run_in_one_line_and_resume_continues(small_shards, tmp_path,
+                                                                                       device):
     from dali_cutmix.train.checkpoint import LAST
 
     skip_without_moto()
@@ -84,7 +85,8 @@ def test_an_endpoint_that_stops_mid_epoch_ends_the_run_in_one_line_and_resume_co
     out = tmp_path / "run"
     command = helpers._cli_command() + [
         "train", "--data", "s3://data/colour", "--output", str(out), "--epochs", "1", "--batch-size", "4",
-        "--checkpoint-steps", str(EVERY), "--log-every", "1", "--gpus", "0", *helpers.TINY]
+        "--checkpoint-steps", str(EVERY), "--log-every", "1", "--gpus", "1" if device == "gpu" else "0",
+        *helpers.TINY]
     fix = ("check that it is up and that AWS_ENDPOINT_URL names it, then run again (`dali-cutmix train` continues "
            "from its last checkpoint with --resume auto)")
     _serve(server, small_shards)
