@@ -268,21 +268,25 @@ def test_a_rank_killed_under_torchrun_max_restarts_resumes_to_the_same_weights(t
     assert [r["train_loss"] for r in read_records(out)] == [r["train_loss"] for r in read_records(two_rank_reference)]
 
 
-def test_two_nodes_on_one_machine_train_and_checkpoint_as_two_ranks(tiny_imagenet, tmp_path):
+def test_two_nodes_on_one_machine_train_and_checkpoint_as_two_ranks(tiny_imagenet, two_rank_reference, tmp_path):
+    """Two nodes of one rank each: the same weights as torchrun's two ranks on one node, bit for bit, given the
+    same CPU threads per rank (torchrun sets OMP_NUM_THREADS=1; a node of one rank would take all its cores)."""
     from test_train import _free_port
 
     out, port = tmp_path / "nodes", str(_free_port())
     address = "127.0.1.1"  # this machine (all of 127/8 is), not a name the trainer refuses for several nodes
     node = _cli_command() + _two_rank_args(tiny_imagenet, out) + [
         "--nnodes", "2", "--master-addr", address, "--master-port", port, "--cpu-procs", "1"]
-    procs = [subprocess.Popen(node + ["--node-rank", str(rank)], cwd=tmp_path, env=_env(tmp_path),
+    env = dict(_env(tmp_path), OMP_NUM_THREADS="1")
+    procs = [subprocess.Popen(node + ["--node-rank", str(rank)], cwd=tmp_path, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for rank in (0, 1)]
     results = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], results
     ranks = json.loads((out / "ranks.json").read_text())
     assert [r["reader"]["shard_id"] for r in ranks] == [0, 1]
-    digests = _digests(out)
-    assert digests[0] == digests[1]  # one model (each node's CPU threads differ from torchrun's: not its digest)
+    assert [r["cpu_threads"] for r in ranks] == [1, 1]
+    assert [r["cpu_threads"] for r in json.loads((two_rank_reference / "ranks.json").read_text())] == [1, 1]
+    assert _digests(out) == _digests(two_rank_reference)  # one model, the one torchrun's two ranks train
     assert [r["epoch"] for r in read_records(out)] == [1, 2]
     state = load_state(out / "last.pt")
     assert (state["epoch"], state["world_size"], len(state["dali"])) == (2, 2, 2)  # node 0 wrote both ranks' state
@@ -497,3 +501,20 @@ def test_a_full_disk_with_two_ranks_stops_both_at_once_with_one_line(tiny_imagen
     assert load_state(out / "previous.pt")["step"] == 4
     assert not list(out.glob(".*.tmp")), sorted(os.listdir(out))
     assert [r["epoch"] for r in read_records(out)] == [1]
+
+
+def test_cpu_threads_are_omp_num_threads_when_set_else_the_cores_split_over_the_node_ranks():
+    from dali_cutmix.errors import UserError
+    from dali_cutmix.helpers.host import usable_cores
+    from dali_cutmix.train.distributed import RankInfo
+    from dali_cutmix.train.loop import cpu_threads
+
+    two_local = RankInfo(rank=1, world_size=2, local_rank=1, local_world_size=2)
+    assert cpu_threads(two_local, {}) == max(1, usable_cores() // 2)
+    assert cpu_threads(RankInfo(), {"OMP_NUM_THREADS": " "}) == usable_cores()
+    assert cpu_threads(two_local, {"OMP_NUM_THREADS": "3"}) == 3
+    for bad in ("0", "-1", "two", "1.5"):
+        with pytest.raises(UserError) as caught:
+            cpu_threads(two_local, {"OMP_NUM_THREADS": bad})
+        assert str(caught.value) == (f"the environment variable OMP_NUM_THREADS must be a positive integer (the CPU "
+                                     f"threads of each rank), got {bad!r}")

@@ -56,15 +56,34 @@ def select_device(use_gpu: bool, info: RankInfo):
     return torch.device("cpu")
 
 
+def cpu_threads(info: RankInfo, env: Mapping[str, str] = os.environ) -> int:
+    """The torch threads of a rank on the CPU: ``OMP_NUM_THREADS`` when set (``torchrun`` sets 1 when it starts
+    several processes and the variable is not set), else the node's usable cores split over its ranks (at least 1).
+
+    The count shapes how the CPU kernels split their sums, so the weights are bit-identical only between runs whose
+    ranks have the same count (``ranks.json`` records it as ``cpu_threads``).
+
+    Raises:
+        UserError: ``OMP_NUM_THREADS`` is not a positive integer.
+    """
+    value = env.get("OMP_NUM_THREADS", "").strip()
+    if not value:
+        return max(1, usable_cores() // info.local_world_size)
+    if not value.isdigit() or int(value) < 1:
+        raise UserError(f"the environment variable OMP_NUM_THREADS must be a positive integer (the CPU threads of "
+                        f"each rank), got {value!r}")
+    return int(value)
+
+
 def configure_torch(cfg: TrainConfig, info: RankInfo, device) -> None:
-    """Threads and determinism. CPU: cores split over this node's ranks, deterministic algorithms (so runs with
-    one seed give identical weights). GPU: cuDNN autotuning and TF32 unless ``--deterministic``, which asks for
-    deterministic kernels and no TF32. Ops that have no deterministic kernel (e.g. the backward of a non-1x1
-    adaptive pooling in VGG and AlexNet) run anyway, with PyTorch's warning naming them, on both devices."""
+    """Threads and determinism. CPU: :func:`cpu_threads` threads, deterministic algorithms (so runs with one seed
+    and one thread count give identical weights). GPU: cuDNN autotuning and TF32 unless ``--deterministic``, which
+    asks for deterministic kernels and no TF32. Ops that have no deterministic kernel (e.g. the backward of a
+    non-1x1 adaptive pooling in VGG and AlexNet) run anyway, with PyTorch's warning naming them, on both devices."""
     import torch
 
     if device.type == "cpu":
-        torch.set_num_threads(max(1, usable_cores() // info.local_world_size))
+        torch.set_num_threads(cpu_threads(info))
         torch.use_deterministic_algorithms(True, warn_only=True)
         return
     if cfg.deterministic:
@@ -621,12 +640,15 @@ def run_epoch(cfg: TrainConfig, training: Training, data, position: Position, *,
 
 def finish(training: Training, data, position: Position, *, info: RankInfo, device, output: Path, epochs: int,
            trained: bool) -> Dict[str, Any]:
-    """Write ``ranks.json`` (each rank's host, device, reader and weights digest) and the closing line; returns
-    rank 0's summary (``best_top1``, ``best_epoch``, ``last``: the last epoch's record, None when nothing was
-    left to train, ``output``)."""
+    """Write ``ranks.json`` (each rank's host, device, torch's CPU threads, reader and weights digest) and the
+    closing line; returns rank 0's summary (``best_top1``, ``best_epoch``, ``last``: the last epoch's record, None
+    when nothing was left to train, ``output``)."""
+    import torch
+
     ranks = distributed.all_gather_objects(dict(
         rank=info.rank, local_rank=info.local_rank, host=socket.gethostname(), device=str(device),
-        reader=data.reader_meta, train_steps_per_epoch=len(data.train), train_samples_per_epoch=data.train_samples,
+        cpu_threads=torch.get_num_threads(), reader=data.reader_meta, train_steps_per_epoch=len(data.train),
+        train_samples_per_epoch=data.train_samples,
         state_digest=state_digest(training.raw)))
     if info.is_main:
         write_json(output / RANKS_FILE, ranks)
