@@ -1,6 +1,7 @@
 """Issue 19: mid-epoch checkpoints (--checkpoint-steps), SIGKILL / SIGTERM mid-epoch then --resume auto ending with
-the weights of an uninterrupted run, bit for bit, on the CPU; a full disk while a checkpoint is written; a damaged
-last.pt falling back to previous.pt; the new flags' checks."""
+the weights of an uninterrupted run, bit for bit, on the CPU; signals sent to the launcher of --cpu-procs 2 (once:
+checkpoint and exit 75; twice: every rank killed at once); a full disk while a checkpoint is written, with one rank
+and with two; a damaged last.pt falling back to previous.pt; the new flags' checks."""
 
 from __future__ import annotations
 
@@ -518,3 +519,59 @@ def test_cpu_threads_are_omp_num_threads_when_set_else_the_cores_split_over_the_
             cpu_threads(two_local, {"OMP_NUM_THREADS": bad})
         assert str(caught.value) == (f"the environment variable OMP_NUM_THREADS must be a positive integer (the CPU "
                                      f"threads of each rank), got {bad!r}")
+
+
+def test_a_full_disk_at_an_epoch_end_names_the_metrics_line_and_cuts_it_back(tmp_path):
+    """At an epoch's end rank 0 writes the epoch's line in metrics.jsonl before last.pt: when that line cannot be
+    written, the error names metrics.jsonl, the file is cut back to the lines it held (no torn line) and last.pt is
+    not touched."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from dali_cutmix.train.checkpoint import CheckpointError
+    from dali_cutmix.train.config import resolve_config
+    from dali_cutmix.train.distributed import RankInfo
+    from dali_cutmix.train.loop import Position, write_checkpoint
+
+    with_state = SimpleNamespace(state_dict=dict)
+    training = SimpleNamespace(raw=torch.nn.Linear(2, 2), optimizer=with_state, scaler=with_state,
+                               schedule=with_state)
+    data = SimpleNamespace(train=SimpleNamespace(checkpoint=lambda: b"dali"))
+    (tmp_path / "last.pt").write_bytes(b"the checkpoint before")
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"epoch": 1}\n')
+
+    def append(record):
+        with open(path, "a") as f:
+            f.write('{"epoch": 2, "train_lo')
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    metrics = SimpleNamespace(path=path, append=append)
+    position = Position(epoch=2, record=dict(epoch=2))
+    with pytest.raises(CheckpointError) as caught:
+        write_checkpoint(resolve_config({"arch": "resnet18"}), training, data, position, info=RankInfo(),
+                         output=tmp_path, classes=["a", "b"], metrics=metrics, copies=[tmp_path / "best.pt"])
+    assert str(caught.value) == (
+        f"cannot write the metrics of epoch 2 to {path}: No space left on device ({tmp_path / 'last.pt'} still "
+        f"holds the checkpoint before; nothing half-written remains)")
+    assert path.read_text() == '{"epoch": 1}\n'
+    assert (tmp_path / "last.pt").read_bytes() == b"the checkpoint before"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "metrics.jsonl"]
+
+
+def test_a_rank_reads_the_launchers_notice_as_its_own_first_signal(tmp_path):
+    """The notice file stands for a signal the rank did not get: a signal that comes after it is the rank's first
+    (noted, not the second that ends it at once)."""
+    from dali_cutmix.train.preempt import NOTICE, StopRequest
+
+    stop = StopRequest(tmp_path / NOTICE)
+    assert stop.requested() is None
+    (tmp_path / NOTICE).write_text("SIGUSR1")
+    assert stop.requested() == "SIGUSR1" and stop.signal_name is None
+    stop.install()
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)  # the rank's own: noted (the process lives on)
+        assert stop.signal_name == "SIGTERM" and stop.requested() == "SIGTERM"
+    finally:
+        stop.uninstall()

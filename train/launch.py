@@ -275,8 +275,9 @@ def rank_failure(error_dir: str, error) -> Exception:
     """The run's error for a failed launch, from the ranks' reports in ``error_dir``: a rank's UserError (the
     earliest) as a one-line :class:`LaunchError`; else the earliest failure that is not a stop on a signal as
     :class:`RankFailed` with its traceback; else rank 0's :class:`~dali_cutmix.train.preempt.Preempted` (the run
-    stopped on SIGTERM / SIGUSR1 with its checkpoint written); else (a rank that died without reporting: killed, out of memory) a one-line :class:`LaunchError`
-    with its exit code or signal."""
+    stopped on SIGTERM / SIGUSR1 with its checkpoint written; the lowest rank's, when rank 0 left no report);
+    else (a rank that died without reporting: killed, out of memory) a one-line :class:`LaunchError` with its exit
+    code or signal."""
     reports = []
     for path in Path(error_dir).glob("rank*.json"):
         try:
