@@ -1,6 +1,7 @@
 """Issue 19: mid-epoch checkpoints (--checkpoint-steps), SIGKILL / SIGTERM mid-epoch then --resume auto ending with
-the weights of an uninterrupted run, bit for bit, on the CPU; a full disk while a checkpoint is written; a damaged
-last.pt falling back to previous.pt; the new flags' checks."""
+the weights of an uninterrupted run, bit for bit, on the CPU; signals sent to the launcher of --cpu-procs 2 (once:
+checkpoint and exit 75; twice: every rank killed at once); a full disk while a checkpoint is written, with one rank
+and with two; a damaged last.pt falling back to previous.pt; the new flags' checks."""
 
 from __future__ import annotations
 
@@ -23,25 +24,32 @@ from test_train import (TINY, _cli_command, _env, assert_one_line_error, load_st
 ARGS = ["--epochs", "2", "--batch-size", "16", "--log-every", "1", *TINY]  # 8 steps per epoch
 
 
-def stop_at(args, tmp_path, *, line: str, sig) -> subprocess.Popen:
+def stop_at(args, tmp_path, *, line: str, sig, env=None) -> subprocess.Popen:
     """Run ``dali-cutmix ARGS``, send ``sig`` once a progress line matches ``line``; returns the finished process
     (its stderr read)."""
-    proc = subprocess.Popen(_cli_command() + list(args), cwd=tmp_path, env=_env(tmp_path),
+    return signal_at(args, tmp_path, [(line, sig)], env=env)
+
+
+def signal_at(args, tmp_path, events, *, env=None) -> subprocess.Popen:
+    """Run ``dali-cutmix ARGS`` (in ``env``, default :func:`_env`) and send it each of ``events`` (``(line,
+    sig)``: ``sig`` once a line of its stderr matches the regex ``line``, in order; ``sig`` may be a function of
+    the process that acts instead); returns the finished process (its stderr and stdout read)."""
+    proc = subprocess.Popen(_cli_command() + list(args), cwd=tmp_path, env=env or _env(tmp_path),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     watchdog = threading.Timer(240, proc.kill)
     watchdog.start()
-    sent, rest = False, []
+    pending, rest = list(events), []
     try:
         for text in proc.stderr:
             rest.append(text)
-            if not sent and re.match(line, text):
-                os.kill(proc.pid, sig)
-                sent = True
+            if pending and re.match(pending[0][0], text):
+                action = pending.pop(0)[1]
+                action(proc) if callable(action) else os.kill(proc.pid, action)
         proc.wait(timeout=60)
     finally:
         watchdog.cancel()
     proc.stderr_text, proc.stdout_text = "".join(rest), proc.stdout.read()
-    assert sent, proc.stderr_text
+    assert not pending, proc.stderr_text
     return proc
 
 
@@ -200,12 +208,20 @@ def _torchrun(tmp_path, args, env, *extra):
     return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
 
 
+def _hooked_env(tmp_path, source: str):
+    """The test environment (:func:`_env`) with ``source`` as the ``sitecustomize`` every process runs first."""
+    hook = tmp_path / "hook"
+    hook.mkdir(exist_ok=True)
+    (hook / "sitecustomize.py").write_text(textwrap.dedent(source))
+    env = _env(tmp_path)
+    env["PYTHONPATH"] = os.pathsep.join([str(hook), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return env
+
+
 def _dying_rank_env(tmp_path):
     """An environment in which rank 1 of torchrun's first attempt dies (``os._exit(1)``) after step 5 of epoch 2,
     via sitecustomize; a restarted attempt (``TORCHELASTIC_RESTART_COUNT`` > 0) runs normally."""
-    hook = tmp_path / "hook"
-    hook.mkdir(exist_ok=True)
-    (hook / "sitecustomize.py").write_text(textwrap.dedent("""
+    return _hooked_env(tmp_path, """
         import os
         if os.environ.get("TORCHELASTIC_RESTART_COUNT") == "0" and os.environ.get("RANK") == "1":
             import dali_cutmix.train.loop as loop
@@ -225,10 +241,7 @@ def _dying_rank_env(tmp_path):
                 return real(**kwargs)
 
             loop.train_one_epoch = train_one_epoch
-    """))
-    env = _env(tmp_path)
-    env["PYTHONPATH"] = os.pathsep.join([str(hook), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    return env
+    """)
 
 
 @pytest.fixture(scope="module")
@@ -256,21 +269,25 @@ def test_a_rank_killed_under_torchrun_max_restarts_resumes_to_the_same_weights(t
     assert [r["train_loss"] for r in read_records(out)] == [r["train_loss"] for r in read_records(two_rank_reference)]
 
 
-def test_two_nodes_on_one_machine_train_and_checkpoint_as_two_ranks(tiny_imagenet, tmp_path):
+def test_two_nodes_on_one_machine_train_and_checkpoint_as_two_ranks(tiny_imagenet, two_rank_reference, tmp_path):
+    """Two nodes of one rank each: the same weights as torchrun's two ranks on one node, bit for bit, given the
+    same CPU threads per rank (torchrun sets OMP_NUM_THREADS=1; a node of one rank would take all its cores)."""
     from test_train import _free_port
 
     out, port = tmp_path / "nodes", str(_free_port())
     address = "127.0.1.1"  # this machine (all of 127/8 is), not a name the trainer refuses for several nodes
     node = _cli_command() + _two_rank_args(tiny_imagenet, out) + [
         "--nnodes", "2", "--master-addr", address, "--master-port", port, "--cpu-procs", "1"]
-    procs = [subprocess.Popen(node + ["--node-rank", str(rank)], cwd=tmp_path, env=_env(tmp_path),
+    env = dict(_env(tmp_path), OMP_NUM_THREADS="1")
+    procs = [subprocess.Popen(node + ["--node-rank", str(rank)], cwd=tmp_path, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for rank in (0, 1)]
     results = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], results
     ranks = json.loads((out / "ranks.json").read_text())
     assert [r["reader"]["shard_id"] for r in ranks] == [0, 1]
-    digests = _digests(out)
-    assert digests[0] == digests[1]  # one model (each node's CPU threads differ from torchrun's: not its digest)
+    assert [r["cpu_threads"] for r in ranks] == [1, 1]
+    assert [r["cpu_threads"] for r in json.loads((two_rank_reference / "ranks.json").read_text())] == [1, 1]
+    assert _digests(out) == _digests(two_rank_reference)  # one model, the one torchrun's two ranks train
     assert [r["epoch"] for r in read_records(out)] == [1, 2]
     state = load_state(out / "last.pt")
     assert (state["epoch"], state["world_size"], len(state["dali"])) == (2, 2, 2)  # node 0 wrote both ranks' state
@@ -333,3 +350,228 @@ def test_several_ranks_agree_only_on_shared_steps(monkeypatch):
     assert calls == [[0.0, 1.0]]
     assert preempt.agree(due=True, stop=False, is_main=True, world_size=1, device="cpu", shared=False) == (True, False)
     assert calls == [[0.0, 1.0]]
+
+
+# ------------------------------------------------ several ranks started by this command (--cpu-procs 2): signals
+# sent to the launcher itself (as sbatch --signal=B:... does) and a full disk
+
+LAUNCHED = ["--cpu-procs", "2", "--gpus", "0"]
+
+#: sitecustomize: in rank 0, the ``N``-th write of a temporary ``.last.pt.*.tmp`` file writes 100 bytes, then
+#: ``ACTION`` (a statement: ``raise OSError(...)`` or a hang).
+CHECKPOINT_WRITE_HOOK = """
+    import builtins, errno, os, sys, time
+    from pathlib import Path
+
+    real_open, writes = builtins.open, []
+
+    class Stuck:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            self.f.write(bytes(data)[:100])
+            self.f.flush()
+            ACTION
+
+    def hooked_open(file, mode="r", *args, **kwargs):
+        f = real_open(file, mode, *args, **kwargs)
+        name = Path(str(file)).name
+        if os.environ.get("RANK") == "0" and "w" in mode and name.startswith(".last.pt.") and name.endswith(".tmp"):
+            writes.append(name)
+            if len(writes) == N:
+                return Stuck(f)
+        return f
+
+    builtins.open = hooked_open
+"""
+
+
+def _checkpoint_write_env(tmp_path, n: int, action: str, extra: str = ""):
+    source = textwrap.dedent(CHECKPOINT_WRITE_HOOK).replace("ACTION", action).replace("N:", f"{n}:")
+    return _hooked_env(tmp_path, source + textwrap.dedent(extra))
+
+
+@pytest.fixture(scope="module")
+def launched_reference(tiny_imagenet, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ref-procs")
+    result = run_cli(["train", "--data", str(tiny_imagenet), "--output", str(tmp / "ref"), *ARGS, *LAUNCHED], tmp)
+    assert result.returncode == 0, result.stderr
+    return tmp / "ref"
+
+
+def test_sigterm_to_the_launcher_stops_its_ranks_at_one_step_and_resumes_bit_identically(
+        tiny_imagenet, launched_reference, tmp_path):
+    """SIGTERM to the process that started the ranks (not to the ranks): they agree on a step, rank 0 writes both
+    ranks' checkpoint, the launcher prints one line and exits 75; --resume auto ends on the uninterrupted run's
+    weights, on both ranks."""
+    out = tmp_path / "run"
+    args = ["train", "--data", str(tiny_imagenet), "--output", str(out), *ARGS, *LAUNCHED, "--checkpoint-steps", "3"]
+    proc = stop_at(args, tmp_path, line=r"epoch 2/2 step 1/", sig=signal.SIGTERM)
+    assert proc.returncode == 75, proc.stderr_text
+    state = load_state(out / "last.pt")
+    # the agreement after the signal: with two ranks every --checkpoint-steps step (3, 6), the epoch's end else
+    assert (state["epoch"], state["world_size"], len(state["dali"])) == (1, 2, 2) and state["step"] in (3, 6)
+    last = proc.stderr_text.strip().splitlines()[-1]
+    assert last == (f"stopped by SIGTERM at epoch 2 step {state['step']}/8: checkpoint {out / 'last.pt'}; "
+                    f"continue with: dali-cutmix train --output {out} --resume auto"), proc.stderr_text
+    assert "Traceback" not in proc.stderr_text and not list(out.glob(".*.tmp"))
+
+    result = run_cli(["train", "--output", str(out), "--resume", "auto"], tmp_path)  # its settings: 2 processes
+    assert result.returncode == 0, result.stderr
+    run = json.loads((out / "run.json").read_text())
+    assert (run["world_size"], run["resumed_epoch"], run["resumed_step"]) == (2, 1, state["step"])
+    assert_same_run(out, launched_reference)
+    assert _digests(out) == _digests(launched_reference)
+
+
+def test_a_second_signal_to_the_launcher_kills_every_rank_at_once_leaving_nothing_half_written(
+        tiny_imagenet, tmp_path):
+    """SIGUSR1 to the launcher, then another one while rank 0 is writing the stop's checkpoint (held there by the
+    test): every rank is killed, the launcher dies of the signal, the half-written temporary file is gone and
+    last.pt is the checkpoint before, whole."""
+    out, temp = tmp_path / "run", tmp_path / "temp"
+    temp.mkdir()
+    env = _checkpoint_write_env(tmp_path, 4, 'print("test hook: writing", file=sys.stderr, flush=True); '
+                                             'time.sleep(600)')
+    env["TMPDIR"] = str(temp)  # where the launcher's folder shared with its ranks is
+    pids = []
+
+    def second_signal(proc):
+        folder, = temp.glob("dali-cutmix-errors-*")
+        pids.extend(int(p.read_text()) for p in sorted(folder.glob("rank*.pid")))
+        os.kill(proc.pid, signal.SIGUSR1)
+
+    args = ["train", "--data", str(tiny_imagenet), "--output", str(out), *ARGS, *LAUNCHED, "--checkpoint-steps", "3"]
+    # writes of last.pt: epoch 1 steps 3 and 6, epoch 1's end, then the stop's, in epoch 2 (the 4th: held)
+    proc = signal_at(args, tmp_path, [(r"epoch 2/2 step 1/", signal.SIGUSR1), (r"test hook: writing", second_signal)],
+                     env=env)
+    assert proc.returncode == -signal.SIGUSR1, proc.stderr_text
+    assert len(pids) == 2
+    for pid in pids:  # killed and reaped by the launcher
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    state = load_state(out / "last.pt")
+    assert (state["epoch"], state["step"]) == (1, 0)  # epoch 1's end, whole
+    assert load_state(out / "previous.pt")["step"] == 6
+    assert not list(out.glob(".*.tmp")), sorted(os.listdir(out))
+    assert not list(temp.glob("dali-cutmix-errors-*"))
+
+
+def test_a_full_disk_with_two_ranks_stops_both_at_once_with_one_line(tiny_imagenet, tmp_path):
+    """ENOSPC while rank 0 writes a mid-epoch checkpoint: both ranks learn of it from rank 0 and raise the same
+    one-line error at once (neither waits at a collective for the other), the run exits 2 with that line, last.pt
+    keeps the checkpoint before and nothing half-written remains."""
+    out, log = tmp_path / "run", tmp_path / "errors.txt"
+    # the ranks' own errors, as each rank raised them (not as the launcher reports them)
+    record_errors = f"""
+        import dali_cutmix.train.loop as loop
+
+        real_write = loop.write_checkpoint
+
+        def write_checkpoint(*args, **kwargs):
+            try:
+                return real_write(*args, **kwargs)
+            except Exception as e:
+                with real_open({str(log)!r}, "a") as f:
+                    f.write(f"rank {{os.environ['RANK']}}: {{type(e).__name__}}: {{e}}\\n")
+                raise
+
+        loop.write_checkpoint = write_checkpoint
+    """
+    env = _checkpoint_write_env(tmp_path, 3, 'raise OSError(errno.ENOSPC, "No space left on device")',
+                                record_errors)
+    # writes of last.pt: epoch 1 step 4, epoch 1's end, then epoch 2 step 4 (the 3rd: the disk is full)
+    args = ["train", "--data", str(tiny_imagenet), "--output", str(out), *ARGS, *LAUNCHED, "--checkpoint-steps", "4"]
+    result = subprocess.run(_cli_command() + args, cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=200)  # far below the collectives' timeout (30 minutes)
+    line = (f"cannot write the checkpoint of epoch 2 step 4 to {out / 'last.pt'}: No space left on device "
+            f"({out / 'last.pt'} still holds the checkpoint before; nothing half-written remains)")
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.strip().splitlines()[-1] == f"error: {line}"
+    assert sorted(log.read_text().splitlines()) == [f"rank 0: CheckpointError: {line}",
+                                                    f"rank 1: CheckpointError: {line}"]
+    state = load_state(out / "last.pt")
+    assert (state["epoch"], state["step"]) == (1, 0)
+    assert load_state(out / "previous.pt")["step"] == 4
+    assert not list(out.glob(".*.tmp")), sorted(os.listdir(out))
+    assert [r["epoch"] for r in read_records(out)] == [1]
+
+
+def test_cpu_threads_are_omp_num_threads_when_set_else_the_cores_split_over_the_node_ranks():
+    from dali_cutmix.errors import UserError
+    from dali_cutmix.helpers.host import usable_cores
+    from dali_cutmix.train.distributed import RankInfo
+    from dali_cutmix.train.loop import cpu_threads
+
+    two_local = RankInfo(rank=1, world_size=2, local_rank=1, local_world_size=2)
+    assert cpu_threads(two_local, {}) == max(1, usable_cores() // 2)
+    assert cpu_threads(RankInfo(), {"OMP_NUM_THREADS": " "}) == usable_cores()
+    assert cpu_threads(two_local, {"OMP_NUM_THREADS": "3"}) == 3
+    for bad in ("0", "-1", "two", "1.5"):
+        with pytest.raises(UserError) as caught:
+            cpu_threads(two_local, {"OMP_NUM_THREADS": bad})
+        assert str(caught.value) == (f"the environment variable OMP_NUM_THREADS must be a positive integer (the CPU "
+                                     f"threads of each rank), got {bad!r}")
+
+
+def test_a_full_disk_at_an_epoch_end_names_the_metrics_line_and_cuts_it_back(tmp_path):
+    """At an epoch's end rank 0 writes the epoch's line in metrics.jsonl before last.pt: when that line cannot be
+    written, the error names metrics.jsonl, the file is cut back to the lines it held (no torn line) and last.pt is
+    not touched."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from dali_cutmix.train.checkpoint import CheckpointError
+    from dali_cutmix.train.config import resolve_config
+    from dali_cutmix.train.distributed import RankInfo
+    from dali_cutmix.train.loop import Position, write_checkpoint
+
+    with_state = SimpleNamespace(state_dict=dict)
+    training = SimpleNamespace(raw=torch.nn.Linear(2, 2), optimizer=with_state, scaler=with_state,
+                               schedule=with_state)
+    data = SimpleNamespace(train=SimpleNamespace(checkpoint=lambda: b"dali"))
+    (tmp_path / "last.pt").write_bytes(b"the checkpoint before")
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"epoch": 1}\n')
+
+    def append(record):
+        with open(path, "a") as f:
+            f.write('{"epoch": 2, "train_lo')
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    metrics = SimpleNamespace(path=path, append=append)
+    position = Position(epoch=2, record=dict(epoch=2))
+    with pytest.raises(CheckpointError) as caught:
+        write_checkpoint(resolve_config({"arch": "resnet18"}), training, data, position, info=RankInfo(),
+                         output=tmp_path, classes=["a", "b"], metrics=metrics, copies=[tmp_path / "best.pt"])
+    assert str(caught.value) == (
+        f"cannot write the metrics of epoch 2 to {path}: No space left on device ({tmp_path / 'last.pt'} still "
+        f"holds the checkpoint before; nothing half-written remains)")
+    assert path.read_text() == '{"epoch": 1}\n'
+    assert (tmp_path / "last.pt").read_bytes() == b"the checkpoint before"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "metrics.jsonl"]
+
+
+def test_a_rank_reads_the_launchers_notice_as_its_own_first_signal(tmp_path):
+    """The notice file stands for a signal the rank did not get: a signal that comes after it is the rank's first
+    (noted, not the second that ends it at once)."""
+    from dali_cutmix.train.preempt import NOTICE, StopRequest
+
+    stop = StopRequest(tmp_path / NOTICE)
+    assert stop.requested() is None
+    (tmp_path / NOTICE).write_text("SIGUSR1")
+    assert stop.requested() == "SIGUSR1" and stop.signal_name is None
+    stop.install()
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)  # the rank's own: noted (the process lives on)
+        assert stop.signal_name == "SIGTERM" and stop.requested() == "SIGTERM"
+    finally:
+        stop.uninstall()

@@ -8,6 +8,10 @@
   (``torch.distributed.launcher``, the engine of ``torchrun``) starts one process per GPU (or CPU rank) on this
   node, with a static rendezvous at ``--master-addr:--master-port`` for several nodes.
 
+SIGTERM / SIGUSR1 sent to this process while its ranks run do what they do sent to each rank (see
+:class:`~dali_cutmix.train.preempt.LauncherStop`): the ranks checkpoint at the step they agree on and this process
+exits like them (:class:`~dali_cutmix.train.preempt.Preempted`); a second signal kills every rank at once.
+
 Workers report a failure (written to a shared folder) and exit; the parent raises a rank's
 :class:`~dali_cutmix.errors.UserError` as a one-line :class:`~dali_cutmix.train.plan.LaunchError` (the CLI exits 2)
 and any other failure as :class:`RankFailed`, a bug that keeps the rank's traceback (the CLI shows and saves it and
@@ -186,17 +190,24 @@ def _say(line: str) -> None:
 
 
 def _launch_elastic(cfg: TrainConfig, plan: RunPlan) -> Dict[str, Any]:
-    """Start ``plan.nproc`` ranks on this node with ``torch.distributed.launcher`` and wait for them."""
+    """Start ``plan.nproc`` ranks on this node with ``torch.distributed.launcher`` and wait for them; SIGTERM /
+    SIGUSR1 meanwhile are :class:`~dali_cutmix.train.preempt.LauncherStop`'s (the launcher's own handlers are
+    left to SIGINT, SIGHUP and SIGQUIT)."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
+    from .preempt import STOP_SIGNALS, LauncherStop
+
+    handled = [name for name in LaunchConfig.signals_to_handle.split(",")
+               if name.strip() not in {sig.name for sig in STOP_SIGNALS}]
     config = LaunchConfig(
         min_nodes=cfg.nnodes, max_nodes=cfg.nnodes, nproc_per_node=plan.nproc, run_id="dali-cutmix-train",
         rdzv_backend="static", rdzv_endpoint=f"{cfg.master_addr}:{plan.master_port}",
         rdzv_configs={"rank": cfg.node_rank, "timeout": 900}, max_restarts=0, start_method="spawn",
-        monitor_interval=0.2)
+        monitor_interval=0.2, signals_to_handle=",".join(handled))
     quiet = _QuietLogs("torch.distributed.elastic", "torch.distributed.launcher", "torch.multiprocessing")
-    with tempfile.TemporaryDirectory(prefix="dali-cutmix-errors-") as error_dir, quiet:
+    with tempfile.TemporaryDirectory(prefix="dali-cutmix-errors-") as error_dir, quiet, \
+            LauncherStop(error_dir, Path(plan.output)):
         try:
             results = elastic_launch(config, _elastic_worker)(cfg, plan, error_dir)
         except ChildFailedError as e:
@@ -224,14 +235,18 @@ class _QuietLogs:
 
 
 def _elastic_worker(cfg: TrainConfig, plan: RunPlan, error_dir: str) -> Dict[str, Any]:
-    """A rank's entry point under the launcher: runs :func:`dali_cutmix.train.loop.run`; on failure writes a
-    report (its first line, whether it is a UserError, its traceback) to ``error_dir/rank<R>.json`` and exits with
-    code 2; the parent turns it into the run's error (:func:`rank_failure`)."""
+    """A rank's entry point under the launcher: records its process id in ``error_dir``
+    (:func:`~dali_cutmix.train.preempt.record_pid`) and runs :func:`dali_cutmix.train.loop.run`, which stops as
+    signalled when the parent writes its notice there; on failure writes a report (its first line, whether it is a
+    UserError, its traceback) to ``error_dir/rank<R>.json`` and exits with code 2; the parent turns it into the
+    run's error (:func:`rank_failure`)."""
     rank = int(os.environ.get("RANK", "0"))
     try:
         from .loop import run
+        from .preempt import NOTICE, record_pid
 
-        return run(cfg, plan, distributed.rank_info())
+        record_pid(error_dir, rank)
+        return run(cfg, plan, distributed.rank_info(), notice=Path(error_dir) / NOTICE)
     except BaseException as e:  # noqa: BLE001 - every failure must reach the parent, which decides what it is
         if isinstance(e, SystemExit) and not e.code:
             raise
@@ -260,8 +275,9 @@ def rank_failure(error_dir: str, error) -> Exception:
     """The run's error for a failed launch, from the ranks' reports in ``error_dir``: a rank's UserError (the
     earliest) as a one-line :class:`LaunchError`; else the earliest failure that is not a stop on a signal as
     :class:`RankFailed` with its traceback; else rank 0's :class:`~dali_cutmix.train.preempt.Preempted` (the run
-    stopped on SIGTERM / SIGUSR1 with its checkpoint written); else (a rank that died without reporting: killed, out of memory) a one-line :class:`LaunchError`
-    with its exit code or signal."""
+    stopped on SIGTERM / SIGUSR1 with its checkpoint written; the lowest rank's, when rank 0 left no report);
+    else (a rank that died without reporting: killed, out of memory) a one-line :class:`LaunchError` with its exit
+    code or signal."""
     reports = []
     for path in Path(error_dir).glob("rank*.json"):
         try:

@@ -14,7 +14,7 @@ import time
 from contextlib import nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from dali_cutmix.errors import UserError, first_line
 from dali_cutmix.helpers.host import usable_cores
@@ -56,15 +56,34 @@ def select_device(use_gpu: bool, info: RankInfo):
     return torch.device("cpu")
 
 
+def cpu_threads(info: RankInfo, env: Mapping[str, str] = os.environ) -> int:
+    """The torch threads of a rank on the CPU: ``OMP_NUM_THREADS`` when set (``torchrun`` sets 1 when it starts
+    several processes and the variable is not set), else the node's usable cores split over its ranks (at least 1).
+
+    The count shapes how the CPU kernels split their sums, so the weights are bit-identical only between runs whose
+    ranks have the same count (``ranks.json`` records it as ``cpu_threads``).
+
+    Raises:
+        UserError: ``OMP_NUM_THREADS`` is not a positive integer.
+    """
+    value = env.get("OMP_NUM_THREADS", "").strip()
+    if not value:
+        return max(1, usable_cores() // info.local_world_size)
+    if not value.isdigit() or int(value) < 1:
+        raise UserError(f"the environment variable OMP_NUM_THREADS must be a positive integer (the CPU threads of "
+                        f"each rank), got {value!r}")
+    return int(value)
+
+
 def configure_torch(cfg: TrainConfig, info: RankInfo, device) -> None:
-    """Threads and determinism. CPU: cores split over this node's ranks, deterministic algorithms (so runs with
-    one seed give identical weights). GPU: cuDNN autotuning and TF32 unless ``--deterministic``, which asks for
-    deterministic kernels and no TF32. Ops that have no deterministic kernel (e.g. the backward of a non-1x1
-    adaptive pooling in VGG and AlexNet) run anyway, with PyTorch's warning naming them, on both devices."""
+    """Threads and determinism. CPU: :func:`cpu_threads` threads, deterministic algorithms (so runs with one seed
+    and one thread count give identical weights). GPU: cuDNN autotuning and TF32 unless ``--deterministic``, which
+    asks for deterministic kernels and no TF32. Ops that have no deterministic kernel (e.g. the backward of a
+    non-1x1 adaptive pooling in VGG and AlexNet) run anyway, with PyTorch's warning naming them, on both devices."""
     import torch
 
     if device.type == "cpu":
-        torch.set_num_threads(max(1, usable_cores() // info.local_world_size))
+        torch.set_num_threads(cpu_threads(info))
         torch.use_deterministic_algorithms(True, warn_only=True)
         return
     if cfg.deterministic:
@@ -301,8 +320,11 @@ def file_failure(error: BadFileError, *, output: Path, data_root: Path, epoch: i
         f"({output / SKIPPED_FILE}): continue without it with --resume auto (checkpoints intact: {kept})")
 
 
-def run(cfg: TrainConfig, plan: RunPlan, info: Optional[RankInfo] = None) -> Dict[str, Any]:
+def run(cfg: TrainConfig, plan: RunPlan, info: Optional[RankInfo] = None, *, notice: Optional[Path] = None
+        ) -> Dict[str, Any]:
     """Train on this rank as ``cfg`` says, where ``plan`` (:func:`dali_cutmix.train.plan.prepare`'s) says.
+    ``notice``: a file whose appearance asks the run to stop as a SIGTERM would (the launcher's, see
+    :class:`~dali_cutmix.train.preempt.LauncherStop`).
 
     Promises: rank 0 appends one line per finished epoch to ``OUTPUT/metrics.jsonl`` and writes ``OUTPUT/last.pt``
     after it (and ``best.pt`` when val top-1 improves), so a kill at any moment leaves a consistent run that
@@ -312,7 +334,7 @@ def run(cfg: TrainConfig, plan: RunPlan, info: Optional[RankInfo] = None) -> Dic
     device = select_device(plan.use_gpu, info)
     distributed.init(info, device)
     try:
-        return _train(cfg, plan, info, device)
+        return _train(cfg, plan, info, device, notice=notice)
     finally:
         distributed.shutdown()
 
@@ -405,36 +427,73 @@ def restore(training: Training, state: Mapping[str, Any], path, info: RankInfo) 
 
 
 def write_checkpoint(cfg: TrainConfig, training: Training, data, position: Position, *, info: RankInfo,
-                     output: Path, classes: List[str]) -> Optional[Path]:
+                     output: Path, classes: List[str], metrics: Optional[MetricsLog] = None,
+                     copies: Sequence[Path] = ()) -> Path:
     """Gather every rank's DALI state, torch RNG state and running sums (a collective: every rank calls it at the
     same step) and, on rank 0, write ``output/last.pt`` for ``position`` (the former one kept as
-    ``previous.pt``). Returns the path on rank 0, None elsewhere.
+    ``previous.pt``): first, with ``metrics``, the epoch's line (``position.record``) in ``metrics.jsonl``, and
+    after it a copy of the new ``last.pt`` to each of ``copies`` (``best.pt``, ``epoch_NNNN.pt``). Rank 0 then
+    tells every rank how it went (one broadcast), so all of them return, or raise the same error, together.
+    Returns the path of ``last.pt`` on every rank.
 
     Raises:
-        CheckpointError: the file cannot be written (a full disk): one line naming it; last.pt and previous.pt
-            keep what they held.
+        CheckpointError: on every rank, when rank 0 cannot write one of these files (a full disk): one line naming
+            it and what was written; last.pt and previous.pt keep what they held, and no temporary file (nor a
+            torn line in metrics.jsonl) remains.
     """
     import torch
 
     dali_states = distributed.all_gather_objects(encode_dali_state(data.train.checkpoint()))
     rng_states = distributed.all_gather_objects(torch.get_rng_state())
     partials = distributed.all_gather_objects(position.partial)
-    if not info.is_main:
-        return None
     path = output / LAST
-    where = (f"epoch {position.epoch + 1} step {position.step}" if position.step else f"epoch {position.epoch}")
-    try:
-        return save_checkpoint(dict(
+    failure = None
+    if info.is_main:
+        where = f"epoch {position.epoch + 1} step {position.step}" if position.step else f"epoch {position.epoch}"
+        before = (f"{path} still holds the checkpoint before" if path.is_file() else "no checkpoint was kept")
+        state = dict(
             format=FORMAT, epoch=position.epoch, step=position.step, partial=partials if position.step else None,
             model=training.raw.state_dict(), optimizer=training.optimizer.state_dict(),
             scaler=training.scaler.state_dict(), schedule=training.schedule.state_dict(), dali=dali_states,
             torch_rng=rng_states, best_top1=position.best_top1, best_epoch=position.best_epoch,
-            metrics=position.record, config=cfg.to_dict(), world_size=info.world_size, classes=classes),
-            path, keep_previous=True)
-    except OSError as e:
-        kept = f"{path} still holds the checkpoint before" if path.is_file() else "no checkpoint was kept"
-        raise CheckpointError(f"cannot write the checkpoint of {where} to {path}: {e.strerror or e} ({kept}; "
-                              f"nothing half-written remains)") from None
+            metrics=position.record, config=cfg.to_dict(), world_size=info.world_size, classes=classes)
+        writes = [] if metrics is None else [(f"the metrics of {where}", metrics.path, before,
+                                              lambda: _append_whole(metrics, position.record))]
+        writes.append((f"the checkpoint of {where}", path, before,
+                       lambda: save_checkpoint(state, path, keep_previous=True)))
+        writes += [(f"a copy of the checkpoint of {where}", copy, f"{path} holds {where}",
+                    lambda copy=copy: copy_checkpoint(path, copy)) for copy in copies]
+        failure = _first_failure(writes)
+        state = None
+    failure = distributed.broadcast_object(failure)
+    if failure is not None:
+        raise CheckpointError(failure)
+    return path
+
+
+def _first_failure(writes) -> Optional[str]:
+    """Run ``writes`` (``(what, path, kept, write)`` each) in order until one fails with an OSError; returns its
+    one line (what could not be written where, why, and ``kept``: what the run folder still holds), or None."""
+    for what, path, kept, write in writes:
+        try:
+            write()
+        except OSError as e:
+            return (f"cannot write {what} to {path}: {e.strerror or e} ({kept}; nothing half-written remains)")
+    return None
+
+
+def _append_whole(metrics: MetricsLog, record: Mapping[str, Any]) -> None:
+    """Append ``record``'s line to ``metrics``; a write that fails (a full disk) cuts the file back to what it held,
+    so no torn line remains, and raises."""
+    size = metrics.path.stat().st_size if metrics.path.is_file() else None
+    try:
+        metrics.append(record)
+    except OSError:
+        if size is None:
+            metrics.path.unlink(missing_ok=True)
+        else:
+            os.truncate(metrics.path, size)
+        raise
 
 
 def resume_command(output: Path) -> str:
@@ -442,7 +501,8 @@ def resume_command(output: Path) -> str:
     return f"dali-cutmix train --output {output} --resume auto"
 
 
-def _train(cfg: TrainConfig, plan: RunPlan, info: RankInfo, device) -> Dict[str, Any]:
+def _train(cfg: TrainConfig, plan: RunPlan, info: RankInfo, device, *, notice: Optional[Path] = None
+           ) -> Dict[str, Any]:
     import torch
 
     configure_torch(cfg, info, device)
@@ -487,21 +547,25 @@ def _train(cfg: TrainConfig, plan: RunPlan, info: RankInfo, device) -> Dict[str,
                             device=device.type, output=output):
         _say(info, line)
     one_hot_on = 1.0 - cfg.mix.label_smoothing + cfg.mix.label_smoothing / len(classes)
-    stop, trained = StopRequest().install(), False
+    stop, trained = StopRequest(notice).install(), False
     try:
         for epoch in range(position.epoch + 1, cfg.epochs + 1):
             record = run_epoch(cfg, training, data, position, epoch=epoch, info=info, device=device, output=output,
                                root=root, classes=classes, one_hot_on=one_hot_on, stop=stop)
-            if info.is_main:
-                metrics.append(record)  # the line first: a kill before the checkpoint rewinds it on resume
-            write_checkpoint(cfg, training, data, position, info=info, output=output, classes=classes)
-            if info.is_main:
-                if record["epoch"] == position.best_epoch:
-                    copy_checkpoint(output / LAST, output / BEST)
-                if cfg.save_every and epoch % cfg.save_every == 0:
-                    copy_checkpoint(output / LAST, output / f"epoch_{epoch:04d}.pt")
+            copies = ([output / BEST] if record["epoch"] == position.best_epoch else []) + (
+                [output / f"epoch_{epoch:04d}.pt"] if cfg.save_every and epoch % cfg.save_every == 0 else [])
+            # the metrics line first: a kill before the checkpoint rewinds it on resume
+            path = write_checkpoint(cfg, training, data, position, info=info, output=output, classes=classes,
+                                    metrics=metrics, copies=copies)
             _say(info, epoch_line(record, cfg.epochs, len(classes)))
             trained = True
+            if epoch < cfg.epochs:  # a signal during the epoch's last steps or its validation stops it here
+                _, halt = agree(due=False, stop=stop.requested() is not None, is_main=info.is_main,
+                                world_size=info.world_size, device=device)
+                if halt:
+                    raise Preempted(f"stopped by {stop.requested() or 'a stop signal on another rank'} after epoch "
+                                    f"{epoch} of {cfg.epochs}: checkpoint {path}; continue with: "
+                                    f"{resume_command(output)}")
     finally:
         stop.uninstall()
     return finish(training, data, position, info=info, device=device, output=output, epochs=cfg.epochs,
@@ -525,17 +589,18 @@ def run_epoch(cfg: TrainConfig, training: Training, data, position: Position, *,
     clock = CheckpointClock(cfg.checkpoint_steps, cfg.checkpoint_minutes)
 
     def after_step(index: int, sums) -> bool:
-        write, halt = agree(due=clock.due(index, steps), stop=stop.signal_name is not None, is_main=info.is_main,
-                            world_size=info.world_size, device=device, shared=clock.shared(index))
+        shared = clock.shared(index)
+        asked = stop.requested() is not None if shared or info.world_size == 1 else False
+        write, halt = agree(due=clock.due(index, steps), stop=asked, is_main=info.is_main,
+                            world_size=info.world_size, device=device, shared=shared)
         if not write:
             return False
         position.step, position.partial = index, sums()
         path = write_checkpoint(cfg, training, data, position, info=info, output=output, classes=classes)
         clock.written()
         if halt:
-            raise Preempted(f"stopped by {stop.signal_name or 'a stop signal on another rank'} at epoch {epoch} "
-                            f"step {index}/{steps}: checkpoint {path or output / LAST}; continue with: "
-                            f"{resume_command(output)}")
+            raise Preempted(f"stopped by {stop.requested() or 'a stop signal on another rank'} at epoch {epoch} "
+                            f"step {index}/{steps}: checkpoint {path}; continue with: {resume_command(output)}")
         return False
 
     progress = Progress(steps, f"epoch {epoch}/{cfg.epochs}", enabled=info.is_main, every=cfg.log_every)
@@ -575,12 +640,15 @@ def run_epoch(cfg: TrainConfig, training: Training, data, position: Position, *,
 
 def finish(training: Training, data, position: Position, *, info: RankInfo, device, output: Path, epochs: int,
            trained: bool) -> Dict[str, Any]:
-    """Write ``ranks.json`` (each rank's host, device, reader and weights digest) and the closing line; returns
-    rank 0's summary (``best_top1``, ``best_epoch``, ``last``: the last epoch's record, None when nothing was
-    left to train, ``output``)."""
+    """Write ``ranks.json`` (each rank's host, device, torch's CPU threads, reader and weights digest) and the
+    closing line; returns rank 0's summary (``best_top1``, ``best_epoch``, ``last``: the last epoch's record, None
+    when nothing was left to train, ``output``)."""
+    import torch
+
     ranks = distributed.all_gather_objects(dict(
         rank=info.rank, local_rank=info.local_rank, host=socket.gethostname(), device=str(device),
-        reader=data.reader_meta, train_steps_per_epoch=len(data.train), train_samples_per_epoch=data.train_samples,
+        cpu_threads=torch.get_num_threads(), reader=data.reader_meta, train_steps_per_epoch=len(data.train),
+        train_samples_per_epoch=data.train_samples,
         state_digest=state_digest(training.raw)))
     if info.is_main:
         write_json(output / RANKS_FILE, ranks)

@@ -4,14 +4,21 @@
 A signal is noted, not acted on: the step in flight finishes, all ranks agree on the step through one collective
 (:func:`agree`), write the checkpoint and the run exits with :data:`PREEMPTED_EXIT`. A second signal ends the
 process at once (the signal's default action).
+
+Ranks started by this command (``--gpus N`` / ``--cpu-procs N``) share the signals of the process that started
+them (:class:`LauncherStop`): a first signal to it reaches every rank as a notice file, read at their next
+agreement as if each had been signalled itself (a file, not a signal, so that a rank that gets the signal too, as
+from SLURM's ``scancel`` or a terminal, still counts one); a second one kills every rank at once.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import time
-from typing import Optional
+from pathlib import Path
+from typing import Iterable, List, Optional
 
 from . import distributed
 
@@ -38,10 +45,13 @@ class Preempted(Exception):
 class StopRequest:
     """Notes SIGTERM / SIGUSR1 while installed (main thread only; elsewhere it installs nothing). ``signal_name``:
     the first signal's name, None until one came. A second signal restores the default action and re-sends
-    itself, so the process ends at once."""
+    itself, so the process ends at once. ``notice``: a file whose appearance asks this rank to stop too (written
+    by :class:`LauncherStop` in the process that started the ranks; it holds the signal's name)."""
 
-    def __init__(self):
+    def __init__(self, notice: Optional[Path] = None):
         self.signal_name: Optional[str] = None
+        self.notice = None if notice is None else Path(notice)
+        self._forwarded: Optional[str] = None
         self._previous = {}
 
     def _handle(self, signum, frame) -> None:
@@ -51,6 +61,18 @@ class StopRequest:
             os.kill(os.getpid(), signum)
             return
         self.signal_name = signal.Signals(signum).name
+
+    def requested(self) -> Optional[str]:
+        """The name of the signal that asks this rank to stop: its own (``signal_name``), else the one the
+        ``notice`` file names (one ``stat`` while none came); None while nothing asks it."""
+        if self.signal_name is not None or self.notice is None:
+            return self.signal_name
+        if self._forwarded is None:
+            try:
+                self._forwarded = self.notice.read_text().strip() or None
+            except FileNotFoundError:
+                return None
+        return self._forwarded
 
     def install(self) -> "StopRequest":
         """Install the handlers (a no-op outside the main thread)."""
@@ -66,6 +88,111 @@ class StopRequest:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous = {}
+
+
+#: In the launcher's folder shared with its ranks (:class:`LauncherStop`): the notice file that asks them to stop.
+NOTICE = "stop"
+
+
+def pid_file(folder, rank: int) -> Path:
+    """Where rank ``rank`` started by the launcher records its process id, in the folder it shares with it."""
+    return Path(folder) / f"rank{rank}.pid"
+
+
+def record_pid(folder, rank: int) -> None:
+    """Record this process as rank ``rank`` in the launcher's ``folder`` (written whole, then renamed)."""
+    path = pid_file(folder, rank)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(str(os.getpid()))
+    os.replace(tmp, path)
+
+
+class LauncherStop:
+    """SIGTERM / SIGUSR1 in the process that started the ranks (``--gpus N`` / ``--cpu-procs N``), while entered
+    (main thread only; elsewhere a no-op), so that a signal to it does what a signal to each rank does:
+
+    - the first one writes ``folder/NOTICE`` (the signal's name, written whole then renamed); each rank's
+      :class:`StopRequest` reads it at its next agreement, and the ranks checkpoint and stop there as if they had
+      been signalled (the launcher then exits :data:`PREEMPTED_EXIT` on their reports);
+    - a second one ends the run at once: every rank recorded in ``folder`` (:func:`record_pid`) is killed
+      (SIGKILL) and reaped, the temporary files they were writing in ``output`` (``.NAME.*.tmp``: the checkpoint,
+      ``run.json``, ...) are removed, so no file is left half-written and ``last.pt`` keeps the checkpoint before,
+      ``folder`` is removed, and this process ends with the signal's default action.
+
+    ``signal_name``: the first signal's name, None until one came."""
+
+    def __init__(self, folder, output):
+        self.folder, self.output = Path(folder), Path(output)
+        self.signal_name: Optional[str] = None
+        self._previous = {}
+
+    def __enter__(self) -> "LauncherStop":
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in STOP_SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
+        return False
+
+    def _handle(self, signum, frame) -> None:
+        if self.signal_name is None:
+            self.signal_name = signal.Signals(signum).name
+            notice = self.folder / NOTICE
+            tmp = notice.with_name(NOTICE + ".tmp")
+            tmp.write_text(self.signal_name)
+            os.replace(tmp, notice)
+            return
+        self.__exit__()
+        kill_ranks(self.rank_pids())
+        remove_temporary_files(self.output)
+        shutil.rmtree(self.folder, ignore_errors=True)
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    def rank_pids(self) -> List[int]:
+        """The process ids the ranks recorded in the folder (:func:`record_pid`)."""
+        pids = []
+        for path in sorted(self.folder.glob("rank*.pid")):
+            try:
+                pids.append(int(path.read_text()))
+            except (OSError, ValueError):
+                continue
+        return pids
+
+
+def kill_ranks(pids: Iterable[int]) -> None:
+    """SIGKILL each of ``pids`` and, for those that are children of this process, wait until each is gone."""
+    pids = list(pids)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for pid in pids:
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:  # not our child (or already reaped)
+            pass
+
+
+def remove_temporary_files(folder) -> List[Path]:
+    """Remove the temporary files of unfinished atomic writes in ``folder`` (``.NAME.XXXXXXXX.tmp``, as
+    :func:`dali_cutmix.helpers.atomic.atomic_path` names them); returns those removed."""
+    removed = []
+    for path in Path(folder).glob(".*.tmp"):
+        try:
+            if path.is_file() and not path.is_symlink():
+                path.unlink()
+                removed.append(path)
+        except FileNotFoundError:
+            continue
+    return removed
 
 
 class CheckpointClock:
