@@ -18,10 +18,34 @@ from pathlib import Path
 
 import pytest
 
+import build_notes
+from conftest import trainer_flags
 from test_train import (TINY, _cli_command, _env, assert_one_line_error, load_state, read_records, run_cli,
                         tiny_imagenet)  # noqa: F401 - the fixture
 
 ARGS = ["--epochs", "2", "--batch-size", "16", "--log-every", "1", *TINY]  # 8 steps per epoch
+
+
+def on(device: str, ranks: int = 1) -> list:
+    """The flags that run ``ranks`` ranks on ``device`` (:func:`conftest.trainer_flags`: skipped on a GPU machine
+    with fewer GPUs), with deterministic kernels on the GPU, where the tests compare weights bit for bit."""
+    return trainer_flags(device, ranks) + (["--deterministic"] if device == "gpu" else [])
+
+
+_REFERENCES: dict = {}
+
+
+def uninterrupted(tiny_imagenet, tmp_path_factory, device: str, ranks: int = 1):
+    """The output folder of an uninterrupted run of ``ARGS`` with ``ranks`` ranks on ``device``, run once per
+    module and kept (the runs the interrupted ones must match)."""
+    key = (device, ranks)
+    if key not in _REFERENCES:
+        tmp = tmp_path_factory.mktemp(f"ref-{device}-{ranks}")
+        result = run_cli(["train", "--data", str(tiny_imagenet), "--output", str(tmp / "ref"), *ARGS,
+                          *on(device, ranks)], tmp)
+        assert result.returncode == 0, result.stderr
+        _REFERENCES[key] = tmp / "ref"
+    return _REFERENCES[key]
 
 
 def stop_at(args, tmp_path, *, line: str, sig, env=None) -> subprocess.Popen:
@@ -67,17 +91,16 @@ def assert_same_run(out, ref):
             (b["train_loss"], b["train_images"], b["mixed_targets"])
 
 
-@pytest.fixture(scope="module")
-def reference(tiny_imagenet, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("ref")
-    result = run_cli(["train", "--data", str(tiny_imagenet), "--output", str(tmp / "ref"), *ARGS], tmp)
-    assert result.returncode == 0, result.stderr
-    return tmp / "ref"
+@pytest.fixture
+def reference(tiny_imagenet, tmp_path_factory, device):
+    """The uninterrupted one-rank run on the test's device."""
+    return uninterrupted(tiny_imagenet, tmp_path_factory, device)
 
 
-def test_checkpoint_steps_then_sigkill_resumes_bit_identically(tiny_imagenet, reference, tmp_path):
+def test_checkpoint_steps_then_sigkill_resumes_bit_identically(tiny_imagenet, reference, tmp_path, device):
     out = tmp_path / "run"
-    args = ["train", "--data", str(tiny_imagenet), "--output", str(out), *ARGS, "--checkpoint-steps", "3"]
+    args = ["train", "--data", str(tiny_imagenet), "--output", str(out), *ARGS, *on(device), "--checkpoint-steps",
+            "3"]
     proc = stop_at(args, tmp_path, line=r"epoch 2/2 step 5/", sig=signal.SIGKILL)
     assert proc.returncode == -signal.SIGKILL
     state = load_state(out / "last.pt")
@@ -95,9 +118,9 @@ def test_checkpoint_steps_then_sigkill_resumes_bit_identically(tiny_imagenet, re
     assert_same_run(out, reference)
 
 
-def test_sigterm_finishes_the_step_checkpoints_and_exits_75(tiny_imagenet, reference, tmp_path):
+def test_sigterm_finishes_the_step_checkpoints_and_exits_75(tiny_imagenet, reference, tmp_path, device):
     out = tmp_path / "run"
-    args = ["train", "--data", str(tiny_imagenet), "--output", str(out), *ARGS]
+    args = ["train", "--data", str(tiny_imagenet), "--output", str(out), *ARGS, *on(device)]
     proc = stop_at(args, tmp_path, line=r"epoch 2/2 step 2/", sig=signal.SIGTERM)
     assert proc.returncode == 75, proc.stderr_text
     last = proc.stderr_text.strip().splitlines()[-1]
@@ -212,7 +235,8 @@ def _hooked_env(tmp_path, source: str):
     """The test environment (:func:`_env`) with ``source`` as the ``sitecustomize`` every process runs first."""
     hook = tmp_path / "hook"
     hook.mkdir(exist_ok=True)
-    (hook / "sitecustomize.py").write_text(textwrap.dedent(source))
+    # the suite's own sitecustomize, which this one shadows, goes on: the pipeline builds are noted
+    (hook / "sitecustomize.py").write_text(textwrap.dedent(source) + build_notes.sitecustomize())
     env = _env(tmp_path)
     env["PYTHONPATH"] = os.pathsep.join([str(hook), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     return env
@@ -355,7 +379,6 @@ def test_several_ranks_agree_only_on_shared_steps(monkeypatch):
 # ------------------------------------------------ several ranks started by this command (--cpu-procs 2): signals
 # sent to the launcher itself (as sbatch --signal=B:... does) and a full disk
 
-LAUNCHED = ["--cpu-procs", "2", "--gpus", "0"]
 
 #: sitecustomize: in rank 0, the ``N``-th write of a temporary ``.last.pt.*.tmp`` file writes 100 bytes, then
 #: ``ACTION`` (a statement: ``raise OSError(...)`` or a hang).
@@ -398,21 +421,20 @@ def _checkpoint_write_env(tmp_path, n: int, action: str, extra: str = ""):
     return _hooked_env(tmp_path, source + textwrap.dedent(extra))
 
 
-@pytest.fixture(scope="module")
-def launched_reference(tiny_imagenet, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("ref-procs")
-    result = run_cli(["train", "--data", str(tiny_imagenet), "--output", str(tmp / "ref"), *ARGS, *LAUNCHED], tmp)
-    assert result.returncode == 0, result.stderr
-    return tmp / "ref"
+@pytest.fixture
+def launched_reference(tiny_imagenet, tmp_path_factory, device):
+    """The uninterrupted run of two ranks started by this command (--cpu-procs 2, or --gpus 2) on the test's
+    device."""
+    return uninterrupted(tiny_imagenet, tmp_path_factory, device, ranks=2)
 
 
 def test_sigterm_to_the_launcher_stops_its_ranks_at_one_step_and_resumes_bit_identically(
-        tiny_imagenet, launched_reference, tmp_path):
+        tiny_imagenet, launched_reference, tmp_path, device):
     """SIGTERM to the process that started the ranks (not to the ranks): they agree on a step, rank 0 writes both
     ranks' checkpoint, the launcher prints one line and exits 75; --resume auto ends on the uninterrupted run's
     weights, on both ranks."""
     out = tmp_path / "run"
-    args = ["train", "--data", str(tiny_imagenet), "--output", str(out), *ARGS, *LAUNCHED, "--checkpoint-steps", "3"]
+    args = ["train", "--data", str(tiny_imagenet), "--output", str(out), *ARGS, *on(device, 2), "--checkpoint-steps", "3"]
     proc = stop_at(args, tmp_path, line=r"epoch 2/2 step 1/", sig=signal.SIGTERM)
     assert proc.returncode == 75, proc.stderr_text
     state = load_state(out / "last.pt")
@@ -432,7 +454,7 @@ def test_sigterm_to_the_launcher_stops_its_ranks_at_one_step_and_resumes_bit_ide
 
 
 def test_a_second_signal_to_the_launcher_kills_every_rank_at_once_leaving_nothing_half_written(
-        tiny_imagenet, tmp_path):
+        tiny_imagenet, tmp_path, device):
     """SIGUSR1 to the launcher, then another one while rank 0 is writing the stop's checkpoint (held there by the
     test): every rank is killed, the launcher dies of the signal, the half-written temporary file is gone and
     last.pt is the checkpoint before, whole."""
@@ -448,7 +470,7 @@ def test_a_second_signal_to_the_launcher_kills_every_rank_at_once_leaving_nothin
         pids.extend(int(p.read_text()) for p in sorted(folder.glob("rank*.pid")))
         os.kill(proc.pid, signal.SIGUSR1)
 
-    args = ["train", "--data", str(tiny_imagenet), "--output", str(out), *ARGS, *LAUNCHED, "--checkpoint-steps", "3"]
+    args = ["train", "--data", str(tiny_imagenet), "--output", str(out), *ARGS, *on(device, 2), "--checkpoint-steps", "3"]
     # writes of last.pt: epoch 1 steps 3 and 6, epoch 1's end, then the stop's, in epoch 2 (the 4th: held)
     proc = signal_at(args, tmp_path, [(r"epoch 2/2 step 1/", signal.SIGUSR1), (r"test hook: writing", second_signal)],
                      env=env)
@@ -464,7 +486,7 @@ def test_a_second_signal_to_the_launcher_kills_every_rank_at_once_leaving_nothin
     assert not list(temp.glob("dali-cutmix-errors-*"))
 
 
-def test_a_full_disk_with_two_ranks_stops_both_at_once_with_one_line(tiny_imagenet, tmp_path):
+def test_a_full_disk_with_two_ranks_stops_both_at_once_with_one_line(tiny_imagenet, tmp_path, device):
     """ENOSPC while rank 0 writes a mid-epoch checkpoint: both ranks learn of it from rank 0 and raise the same
     one-line error at once (neither waits at a collective for the other), the run exits 2 with that line, last.pt
     keeps the checkpoint before and nothing half-written remains."""
@@ -488,7 +510,7 @@ def test_a_full_disk_with_two_ranks_stops_both_at_once_with_one_line(tiny_imagen
     env = _checkpoint_write_env(tmp_path, 3, 'raise OSError(errno.ENOSPC, "No space left on device")',
                                 record_errors)
     # writes of last.pt: epoch 1 step 4, epoch 1's end, then epoch 2 step 4 (the 3rd: the disk is full)
-    args = ["train", "--data", str(tiny_imagenet), "--output", str(out), *ARGS, *LAUNCHED, "--checkpoint-steps", "4"]
+    args = ["train", "--data", str(tiny_imagenet), "--output", str(out), *ARGS, *on(device, 2), "--checkpoint-steps", "4"]
     result = subprocess.run(_cli_command() + args, cwd=tmp_path, env=env, capture_output=True, text=True,
                             timeout=200)  # far below the collectives' timeout (30 minutes)
     line = (f"cannot write the checkpoint of epoch 2 step 4 to {out / 'last.pt'}: No space left on device "
