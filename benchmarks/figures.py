@@ -39,7 +39,8 @@ VARIANT_LABELS = {
     "timm_loader": "10 timm's `create_loader` + `FastCollateMixup` (CutMix in the collate), batch mode",
     "timm_loader_elem": "11 the same, elem mode",
 }
-STAGE_METHODS = {"cutmix": "CutMix", "mixup": "MixUp", "switch": "CutMix/MixUp switching"}
+STAGE_METHODS = {"cutmix": "CutMix", "mixup": "MixUp",
+                 "switch": "CutMix/MixUp switching, whose quiet batches are its CutMix ones"}
 SCAN_SPEED_COMMAND = ("python benchmarks/scan_speed.py --root /tmp/scan-bench --files 100000 --rounds 5 "
                       "--json benchmarks/scan_speed_cpu.json")
 

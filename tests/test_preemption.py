@@ -218,8 +218,13 @@ def test_a_damaged_last_pt_falls_back_to_previous_pt_in_one_line(tmp_path):
 
 # ------------------------------------------------------------------ several ranks: torchrun restarts, two nodes
 
-def _two_rank_args(data, out):
-    return ["train", "--data", str(data), "--output", str(out), *ARGS, "--gpus", "0"]
+def _two_rank_args(data, out, device):
+    """The trainer's arguments for each of two ranks started by torchrun (or as two nodes) on ``device``: under
+    torchrun ``--gpus`` only says on or off, each rank drives the GPU of its local rank (the GPU case is skipped
+    where DALI sees fewer than 2)."""
+    trainer_flags(device, ranks=2)  # only to skip the GPU case without 2 GPUs
+    gpu = ["--gpus", "1", "--deterministic"] if device == "gpu" else ["--gpus", "0"]
+    return ["train", "--data", str(data), "--output", str(out), *ARGS, *gpu]
 
 
 def _torchrun(tmp_path, args, env, *extra):
@@ -268,12 +273,18 @@ def _dying_rank_env(tmp_path):
     """)
 
 
-@pytest.fixture(scope="module")
-def two_rank_reference(tiny_imagenet, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("ref2")
-    result = _torchrun(tmp, _two_rank_args(tiny_imagenet, tmp / "ref"), _env(tmp))
-    assert result.returncode == 0, result.stderr
-    return tmp / "ref"
+_TORCHRUN_REFERENCES: dict = {}
+
+
+@pytest.fixture
+def two_rank_reference(tiny_imagenet, tmp_path_factory, device):
+    """torchrun's uninterrupted two-rank run on the test's device, run once per module."""
+    if device not in _TORCHRUN_REFERENCES:
+        tmp = tmp_path_factory.mktemp(f"ref2-{device}")
+        result = _torchrun(tmp, _two_rank_args(tiny_imagenet, tmp / "ref", device), _env(tmp))
+        assert result.returncode == 0, result.stderr
+        _TORCHRUN_REFERENCES[device] = tmp / "ref"
+    return _TORCHRUN_REFERENCES[device]
 
 
 def _digests(out):
@@ -281,10 +292,10 @@ def _digests(out):
 
 
 def test_a_rank_killed_under_torchrun_max_restarts_resumes_to_the_same_weights(tiny_imagenet, two_rank_reference,
-                                                                               tmp_path):
+                                                                               tmp_path, device):
     out = tmp_path / "run"
     env = _dying_rank_env(tmp_path)
-    result = _torchrun(tmp_path, _two_rank_args(tiny_imagenet, out) + ["--checkpoint-steps", "4", "--resume",
+    result = _torchrun(tmp_path, _two_rank_args(tiny_imagenet, out, device) + ["--checkpoint-steps", "4", "--resume",
                                                                       "auto"], env, "--max-restarts", "1")
     assert result.returncode == 0, result.stderr
     run = json.loads((out / "run.json").read_text())
@@ -293,17 +304,21 @@ def test_a_rank_killed_under_torchrun_max_restarts_resumes_to_the_same_weights(t
     assert [r["train_loss"] for r in read_records(out)] == [r["train_loss"] for r in read_records(two_rank_reference)]
 
 
-def test_two_nodes_on_one_machine_train_and_checkpoint_as_two_ranks(tiny_imagenet, two_rank_reference, tmp_path):
+def test_two_nodes_on_one_machine_train_and_checkpoint_as_two_ranks(tiny_imagenet, two_rank_reference, tmp_path,
+                                                                    device):
     """Two nodes of one rank each: the same weights as torchrun's two ranks on one node, bit for bit, given the
-    same CPU threads per rank (torchrun sets OMP_NUM_THREADS=1; a node of one rank would take all its cores)."""
+    same CPU threads per rank (torchrun sets OMP_NUM_THREADS=1; a node of one rank would take all its cores). On
+    the GPU each node sees one GPU of its own (CUDA_VISIBLE_DEVICES), as a node of a cluster does."""
     from test_train import _free_port
 
     out, port = tmp_path / "nodes", str(_free_port())
     address = "127.0.1.1"  # this machine (all of 127/8 is), not a name the trainer refuses for several nodes
-    node = _cli_command() + _two_rank_args(tiny_imagenet, out) + [
-        "--nnodes", "2", "--master-addr", address, "--master-port", port, "--cpu-procs", "1"]
+    ranks_per_node = ["--gpus", "1"] if device == "gpu" else ["--cpu-procs", "1"]
+    node = _cli_command() + _two_rank_args(tiny_imagenet, out, device) + [
+        "--nnodes", "2", "--master-addr", address, "--master-port", port, *ranks_per_node]
     env = dict(_env(tmp_path), OMP_NUM_THREADS="1")
-    procs = [subprocess.Popen(node + ["--node-rank", str(rank)], cwd=tmp_path, env=env,
+    own_gpu = (lambda rank: dict(CUDA_VISIBLE_DEVICES=str(rank))) if device == "gpu" else (lambda rank: {})
+    procs = [subprocess.Popen(node + ["--node-rank", str(rank)], cwd=tmp_path, env={**env, **own_gpu(rank)},
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for rank in (0, 1)]
     results = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], results
@@ -434,7 +449,8 @@ def test_sigterm_to_the_launcher_stops_its_ranks_at_one_step_and_resumes_bit_ide
     ranks' checkpoint, the launcher prints one line and exits 75; --resume auto ends on the uninterrupted run's
     weights, on both ranks."""
     out = tmp_path / "run"
-    args = ["train", "--data", str(tiny_imagenet), "--output", str(out), *ARGS, *on(device, 2), "--checkpoint-steps", "3"]
+    args = ["train", "--data", str(tiny_imagenet), "--output", str(out), *ARGS, *on(device, 2),
+            "--checkpoint-steps", "3"]
     proc = stop_at(args, tmp_path, line=r"epoch 2/2 step 1/", sig=signal.SIGTERM)
     assert proc.returncode == 75, proc.stderr_text
     state = load_state(out / "last.pt")
@@ -470,7 +486,8 @@ def test_a_second_signal_to_the_launcher_kills_every_rank_at_once_leaving_nothin
         pids.extend(int(p.read_text()) for p in sorted(folder.glob("rank*.pid")))
         os.kill(proc.pid, signal.SIGUSR1)
 
-    args = ["train", "--data", str(tiny_imagenet), "--output", str(out), *ARGS, *on(device, 2), "--checkpoint-steps", "3"]
+    args = ["train", "--data", str(tiny_imagenet), "--output", str(out), *ARGS, *on(device, 2),
+            "--checkpoint-steps", "3"]
     # writes of last.pt: epoch 1 steps 3 and 6, epoch 1's end, then the stop's, in epoch 2 (the 4th: held)
     proc = signal_at(args, tmp_path, [(r"epoch 2/2 step 1/", signal.SIGUSR1), (r"test hook: writing", second_signal)],
                      env=env)
@@ -510,7 +527,8 @@ def test_a_full_disk_with_two_ranks_stops_both_at_once_with_one_line(tiny_imagen
     env = _checkpoint_write_env(tmp_path, 3, 'raise OSError(errno.ENOSPC, "No space left on device")',
                                 record_errors)
     # writes of last.pt: epoch 1 step 4, epoch 1's end, then epoch 2 step 4 (the 3rd: the disk is full)
-    args = ["train", "--data", str(tiny_imagenet), "--output", str(out), *ARGS, *on(device, 2), "--checkpoint-steps", "4"]
+    args = ["train", "--data", str(tiny_imagenet), "--output", str(out), *ARGS, *on(device, 2),
+            "--checkpoint-steps", "4"]
     result = subprocess.run(_cli_command() + args, cwd=tmp_path, env=env, capture_output=True, text=True,
                             timeout=200)  # far below the collectives' timeout (30 minutes)
     line = (f"cannot write the checkpoint of epoch 2 step 4 to {out / 'last.pt'}: No space left on device "
