@@ -92,7 +92,8 @@ def test_an_endpoint_that_stops_mid_epoch_ends_the_run_in_one_line_and_resume_co
     _serve(server, small_shards)
     try:
         # The endpoint goes away after step 3 (the checkpoint of step 2 is written).
-        code, lines, _ = _run_until_the_server_stops(command, tmp_path, env, server, at_step=EVERY + 1)
+        code, lines, stdout = _run_until_the_server_stops(command, tmp_path, env, server, at_step=EVERY + 1)
+        assert " train images from s3://data/colour\n" in stdout, stdout  # the URI as given
         assert server.proc is None, "\n".join(lines)  # the server was stopped mid-epoch...
         assert code == 2, "\n".join(lines)
         assert not any("Traceback" in line for line in lines), "\n".join(lines)

@@ -22,6 +22,7 @@ from dali_cutmix.helpers.progress import Progress
 from dali_cutmix.helpers.text import plural
 from dali_cutmix.imagecheck import BadFileError
 from dali_cutmix.loss import soft_target_cross_entropy
+from dali_cutmix.shard_reader import is_s3
 
 from . import distributed
 from .accuracy import topk_correct
@@ -281,7 +282,7 @@ def start_lines(cfg: TrainConfig, *, start_epoch: int, start_step: int = 0, clas
         what = f"resuming after epoch {start_epoch} of {cfg.epochs}"
     else:
         what = f"training {plural(cfg.epochs, 'epoch')}"
-    data = "the demo dataset" if cfg.data is None else str(root)
+    data = "the demo dataset" if cfg.data is None else str(cfg.data) if is_s3(cfg.data) else str(root)
     per_rank = cfg.batch_size // world_size
     split = f" ({per_rank} per rank)" if world_size > 1 else ""
     schedule = cfg.schedule if cfg.schedule == "cosine" else f"step at {','.join(map(str, cfg.milestones)) or '-'}"
@@ -612,8 +613,8 @@ def run_epoch(cfg: TrainConfig, training: Training, data, position: Position, *,
     except BadFileError as e:
         progress.close()
         raise file_failure(e, output=output, data_root=root, epoch=epoch) from None
-    except Preempted:
-        progress.close()  # the stop line starts on a line of its own
+    except BaseException:
+        progress.close()  # whatever ends the epoch (a stop signal, the data source, a bug) starts on its own line
         raise
     if not torch.isfinite(torch.tensor(stats["loss_sum"])):
         kept = (f"last.pt holds epoch {epoch - 1}: --resume {output} --lr LOWER continues from it" if epoch > 1
