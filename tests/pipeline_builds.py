@@ -10,8 +10,7 @@ counted.
 The check, at the end of every run: a test on the CPU side (neither marked ``gpu`` nor parametrized with
 ``device="gpu"``) that built a CPU-only pipeline (``device_id`` None) must be parametrized over ``device`` with
 "gpu" among its values (its GPU twin, collected or not in this run: ``-k``, ``-m`` and single files cannot trip
-the check), or be listed in :data:`EXEMPT` (with the reason it means nothing on a GPU) or in :data:`NOT_YET` (a
-file parametrized in its own change). Anything else fails the run, naming each test. An exemption that no longer
+the check), or be listed in :data:`EXEMPT` (with the reason it means nothing on a GPU). Anything else fails the run, naming each test. An exemption that no longer
 holds (the test has a GPU twin, or passed without building a CPU pipeline) fails it too, so the list stays true.
 """
 
@@ -55,12 +54,6 @@ EXEMPT: dict[str, str] = {
         "itself, which runs this test's GPU half (the profile and the trainer on the GPU) as its own steps",
 }
 
-#: Test files (``tests/test_x.py``) or tests (``file::function``) that get their GPU half in another change (each
-#: names whose), so not checked yet.
-NOT_YET: dict[str, str] = {
-}
-
-
 PARAMETER_SET = type(pytest.param(None))  # what pytest.param returns (its class is not public API)
 
 
@@ -94,18 +87,17 @@ class TwinCheck:
     """The pytest plugin: notes each test's pipeline builds and checks, at the end, that each CPU test that built
     one has its GPU twin (see the module's docstring)."""
 
-    def __init__(self, fixture_devices, exempt=EXEMPT, not_yet=NOT_YET):
-        """``fixture_devices``: the ``device`` fixture's params; ``exempt``, ``not_yet``: as :data:`EXEMPT`,
-        :data:`NOT_YET` (a test of the check passes its own)."""
+    def __init__(self, fixture_devices, exempt=EXEMPT):
+        """``fixture_devices``: the ``device`` fixture's params; ``exempt``: as :data:`EXEMPT` (a test of the
+        check passes its own)."""
         self.fixture_devices = [p.values[0] if isinstance(p, PARAMETER_SET) else p for p in fixture_devices]
-        self.exempt, self.not_yet = exempt, not_yet
+        self.exempt = exempt
         self.folder = Path(tempfile.mkdtemp(prefix="pipeline-builds-"))
         self.built: set[str] = set()  # nodeids of the tests that built a CPU-only pipeline (device_id None)
         self.outcomes: dict[str, str] = {}
         self.items: dict[str, object] = {}
         self.problems: dict[str, None] = {}  # ordered, each once
-        self.counts = dict(cpu_built=0, twinned=0, exempt=0, not_yet=0)
-        self.waiting: list[str] = []  # the CPU tests that built a pipeline in NOT_YET's files, shown with -v
+        self.counts = dict(cpu_built=0, twinned=0, exempt=0)
 
     # ------------------------------------------------------------------ noting
     def pytest_configure(self, config):
@@ -158,9 +150,6 @@ class TwinCheck:
                 self.counts["twinned"] += 1
             elif key in self.exempt:
                 self.counts["exempt"] += 1
-            elif key in self.not_yet or key.split("::")[0] in self.not_yet:
-                self.counts["not_yet"] += 1
-                self.waiting.append(nodeid)
             else:
                 self.problems[f"{nodeid} built a DALI pipeline on the CPU and has no GPU twin: parametrize it over "
                               f"the `device` fixture, or list it in EXEMPT (tests/pipeline_builds.py) with the "
@@ -184,11 +173,7 @@ class TwinCheck:
         terminalreporter.section("GPU twins of the tests that build a DALI pipeline")
         terminalreporter.write_line(
             f"{counts['cpu_built']} CPU tests built a pipeline: {counts['twinned']} with a GPU twin, "
-            f"{counts['exempt']} exempt with a reason, {counts['not_yet']} in files parametrized in their own change "
-            f"({', '.join(sorted({k.split('::')[0] for k in self.not_yet}))})")
-        if terminalreporter.verbosity > 0:
-            for nodeid in self.waiting:
-                terminalreporter.write_line(f"not yet: {nodeid} (no GPU twin yet)")
+            f"{counts['exempt']} exempt with a reason")
         for problem in self.problems:
             terminalreporter.write_line(f"FAILED {problem}", red=True)
 
