@@ -92,12 +92,13 @@ def fixed_batch(settings: ProfileSettings, num_classes: int):
     return images, labels
 
 
-def build_stage_alone_pipeline(settings: ProfileSettings, num_classes: int, *, with_mixing: bool, options=None):
-    """The mixing stage alone on the fixed batch (:func:`fixed_batch`), built, synchronous: ``with_mixing`` the fed
-    images and class ids through the stage, else the same sources alone, the baseline the stage's cost is taken
-    against.
+def build_stage_alone_pipeline(settings: ProfileSettings, num_classes: int, batch, *, with_mixing: bool,
+                               options=None):
+    """The mixing stage alone on ``batch`` (:func:`fixed_batch`'s ``(images, labels)``), built, synchronous:
+    ``with_mixing`` the fed images and class ids through the stage, else the same sources alone, the baseline the
+    stage's cost is taken against.
 
-    The batch is handed to DALI without a copy (on the GPU for "gpu"). Outputs: the images' shapes (on the CPU) and
+    The batch is handed to DALI without a copy (on the GPU for "gpu"), so pipelines built on one batch share it. Outputs: the images' shapes (on the CPU) and
     the labels (class ids, or the stage's soft labels): nothing in either pipeline copies the images but the stage
     itself, so the pair's difference is what the stage costs. ``options``: the stage's
     :class:`dali_cutmix.MixOptions` (default ``settings.mix``).
@@ -109,7 +110,7 @@ def build_stage_alone_pipeline(settings: ProfileSettings, num_classes: int, *, w
     from dali_cutmix.builder import rank_seed
     from dali_cutmix.stage import mix_stage
 
-    images, labels = fixed_batch(settings, num_classes)
+    images, labels = batch
     gpu = settings.device == "gpu"
     options = settings.mix if options is None else options
 

@@ -108,10 +108,11 @@ class StageAloneRunner:
         self.device = settings.device
         self.batch_size = settings.batch_size
         self.factor = factor
-        self.pipes = {name: build_stage_alone_pipeline(settings, num_classes, with_mixing=with_mixing,
+        batch = fixed_batch(settings, num_classes)  # one batch: the pipelines read it, the copy copies it
+        self.pipes = {name: build_stage_alone_pipeline(settings, num_classes, batch, with_mixing=with_mixing,
                                                        options=options)
                       for name, with_mixing in (("source", False), ("stage", True))}
-        source, _ = fixed_batch(settings, num_classes)
+        source = batch[0]
         gpu = self.device == "gpu"
         target = source.clone() if gpu else np.empty_like(source)
         copy = (lambda: target.copy_(source)) if gpu else (lambda: np.copyto(target, source))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -156,9 +155,9 @@ class MotoServer:
 
     def __init__(self, port: int | None = None):
         if port is None:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                port = s.getsockname()[1]
+            from dali_cutmix.train.plan import free_port
+
+            port = free_port()
         self.port = port
         self.proc = None
 

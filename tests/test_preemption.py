@@ -20,8 +20,11 @@ import pytest
 
 import build_notes
 from conftest import trainer_flags
+from short_writes import no_space, short_open
 from test_train import (TINY, _cli_command, _env, assert_one_line_error, load_state, read_records, run_cli,
                         tiny_imagenet)  # noqa: F401 - the fixture
+
+from dali_cutmix.train.plan import free_port
 
 ARGS = ["--epochs", "2", "--batch-size", "16", "--log-every", "1", *TINY]  # 8 steps per epoch
 
@@ -150,27 +153,8 @@ def fake_full_disk(monkeypatch):
     """From now on, writing a temporary ``*.tmp`` file writes 100 bytes and fails with ENOSPC (as a full disk)."""
     import builtins
 
-    real_open = builtins.open
-
-    class FullFile:
-        def __init__(self, f):
-            self.f = f
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.f.close()
-
-        def write(self, data):
-            self.f.write(bytes(data)[:100])
-            raise OSError(errno.ENOSPC, "No space left on device")
-
-    def full_open(file, mode="r", *args, **kwargs):
-        f = real_open(file, mode, *args, **kwargs)
-        return FullFile(f) if "w" in mode and str(file).endswith(".tmp") else f
-
-    monkeypatch.setattr(builtins, "open", full_open)
+    monkeypatch.setattr(builtins, "open", short_open(
+        builtins.open, lambda file, mode: "w" in mode and str(file).endswith(".tmp"), no_space))
 
 
 def test_a_full_disk_keeps_the_previous_checkpoint_and_leaves_nothing_half_written(tmp_path, monkeypatch):
@@ -228,10 +212,8 @@ def _two_rank_args(data, out, device):
 
 
 def _torchrun(tmp_path, args, env, *extra):
-    from test_train import _free_port
-
     torchrun = Path(sys.executable).parent / "torchrun"
-    cmd = [str(torchrun), "--nproc-per-node", "2", "--master-port", str(_free_port()), *extra, "-m",
+    cmd = [str(torchrun), "--nproc-per-node", "2", "--master-port", str(free_port()), *extra, "-m",
            "dali_cutmix.cli", *args]
     return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
 
@@ -309,9 +291,7 @@ def test_two_nodes_on_one_machine_train_and_checkpoint_as_two_ranks(tiny_imagene
     """Two nodes of one rank each: the same weights as torchrun's two ranks on one node, bit for bit, given the
     same CPU threads per rank (torchrun sets OMP_NUM_THREADS=1; a node of one rank would take all its cores). On
     the GPU each node sees one GPU of its own (CUDA_VISIBLE_DEVICES), as a node of a cluster does."""
-    from test_train import _free_port
-
-    out, port = tmp_path / "nodes", str(_free_port())
+    out, port = tmp_path / "nodes", str(free_port())
     address = "127.0.1.1"  # this machine (all of 127/8 is), not a name the trainer refuses for several nodes
     ranks_per_node = ["--gpus", "1"] if device == "gpu" else ["--cpu-procs", "1"]
     node = _cli_command() + _two_rank_args(tiny_imagenet, out, device) + [
@@ -395,44 +375,34 @@ def test_several_ranks_agree_only_on_shared_steps(monkeypatch):
 # sent to the launcher itself (as sbatch --signal=B:... does) and a full disk
 
 
-#: sitecustomize: in rank 0, the ``N``-th write of a temporary ``.last.pt.*.tmp`` file writes 100 bytes, then
-#: ``ACTION`` (a statement: ``raise OSError(...)`` or a hang).
+#: sitecustomize: in rank 0, the ``N_WRITE``-th write of a temporary ``.last.pt.*.tmp`` file writes 100 bytes, then
+#: ``ACTION`` (a statement: ``raise OSError(...)`` or a hang); ``real_open`` stays the real one.
 CHECKPOINT_WRITE_HOOK = """
     import builtins, errno, os, sys, time
     from pathlib import Path
 
+    sys.path.append(TESTS)
+    from short_writes import short_open
+
     real_open, writes = builtins.open, []
 
-    class Stuck:
-        def __init__(self, f):
-            self.f = f
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.f.close()
-
-        def write(self, data):
-            self.f.write(bytes(data)[:100])
-            self.f.flush()
-            ACTION
-
-    def hooked_open(file, mode="r", *args, **kwargs):
-        f = real_open(file, mode, *args, **kwargs)
+    def cut(file, mode):
         name = Path(str(file)).name
         if os.environ.get("RANK") == "0" and "w" in mode and name.startswith(".last.pt.") and name.endswith(".tmp"):
             writes.append(name)
-            if len(writes) == N:
-                return Stuck(f)
-        return f
+            return len(writes) == N_WRITE
+        return False
 
-    builtins.open = hooked_open
+    def then():
+        ACTION
+
+    builtins.open = short_open(real_open, cut, then)
 """
 
 
 def _checkpoint_write_env(tmp_path, n: int, action: str, extra: str = ""):
-    source = textwrap.dedent(CHECKPOINT_WRITE_HOOK).replace("ACTION", action).replace("N:", f"{n}:")
+    source = (textwrap.dedent(CHECKPOINT_WRITE_HOOK).replace("ACTION", action).replace("N_WRITE", str(n))
+              .replace("TESTS", repr(str(Path(__file__).resolve().parent))))
     return _hooked_env(tmp_path, source + textwrap.dedent(extra))
 
 

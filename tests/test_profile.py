@@ -708,14 +708,15 @@ def test_the_stage_alone_costs_its_quiet_batch_less_the_fed_batch_alone(monkeypa
 
 
 def test_the_stage_alone_pipelines_differ_by_the_stage_only(tiny_data, device):
-    """The baseline hands the fed batch's shape and class ids out; the stage's pipeline the same shape and the
-    stage's soft labels, exactly those of the mixing stage on the same batch."""
+    """The baseline hands the fed batch's shape and class ids out; the stage's pipeline the same shape and soft
+    labels of one CutMix draw over the batch's own classes."""
     from dali_cutmix.profiler.graphs import build_stage_alone_pipeline, fixed_batch
 
     settings = ProfileSettings(data=str(tiny_data), device=device, batch_size=4, crop=32, threads=1, seed=5)
-    images, labels = fixed_batch(settings, 3)
-    source = build_stage_alone_pipeline(settings, 3, with_mixing=False)
-    stage = build_stage_alone_pipeline(settings, 3, with_mixing=True)
+    batch = fixed_batch(settings, 3)
+    labels = batch[1]
+    source = build_stage_alone_pipeline(settings, 3, batch, with_mixing=False)
+    stage = build_stage_alone_pipeline(settings, 3, batch, with_mixing=True)
     for _ in range(2):
         (shape, ids), (mixed_shape, targets) = source.run(), stage.run()
         assert np.array(shape.as_tensor()).tolist() == [[32, 32, 3]] * 4 == np.array(mixed_shape.as_tensor()).tolist()

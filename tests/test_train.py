@@ -22,6 +22,7 @@ import pytest
 from conftest import device_id, trainer_flags
 
 from dali_cutmix.errors import UserError
+from dali_cutmix.train.plan import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -568,7 +569,7 @@ def test_runs_unchanged_under_torchrun(tiny_imagenet, tmp_path, device):
     trainer_flags(device, ranks=2)  # only to skip the GPU case without 2 GPUs: under torchrun, --gpus says on/off
     out = tmp_path / "torchrun"
     torchrun = Path(sys.executable).parent / "torchrun"
-    cmd = [str(torchrun), "--nproc-per-node", "2", "--master-port", str(_free_port()), "-m", "dali_cutmix.cli",
+    cmd = [str(torchrun), "--nproc-per-node", "2", "--master-port", str(free_port()), "-m", "dali_cutmix.cli",
            "train", "--data", str(tiny_imagenet), "--output", str(out), "--epochs", "1", "--batch-size", "16",
            "--gpus", "1" if device == "gpu" else "0", *TINY]
     result = subprocess.run(cmd, cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=240)
@@ -577,12 +578,6 @@ def test_runs_unchanged_under_torchrun(tiny_imagenet, tmp_path, device):
     assert [r["reader"]["shard_id"] for r in ranks] == [0, 1]
     assert ranks[0]["state_digest"] == ranks[1]["state_digest"]
     assert [r["epoch"] for r in read_records(out)] == [1]
-
-
-def _free_port():
-    from dali_cutmix.train.plan import free_port
-
-    return free_port()
 
 
 def kill_in_epoch_2(args, tmp_path):

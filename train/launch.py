@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Set
 
 from dali_cutmix.errors import UserError, first_line
+from dali_cutmix.helpers.atomic import atomic_path
 
 from . import distributed
 from .config import TrainConfig
@@ -258,10 +259,8 @@ def _elastic_worker(cfg: TrainConfig, plan: RunPlan, error_dir: str) -> Dict[str
             message = f"{type(e).__name__}: {message}"
         report = dict(rank=rank, message=message, user_error=user, preempted=preempted, time=time.time(),
                       traceback="".join(traceback.format_exception(e)))
-        path = Path(error_dir) / f"rank{rank}.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(report))
-        os.replace(tmp, path)
+        with atomic_path(Path(error_dir) / f"rank{rank}.json") as tmp:
+            tmp.write_text(json.dumps(report))
         sys.stderr.flush()
         os._exit(2)
 

@@ -497,6 +497,14 @@ def _append_whole(metrics: MetricsLog, record: Mapping[str, Any]) -> None:
         raise
 
 
+def stopped(stop: StopRequest, where: str, path: Path, output: Path) -> Preempted:
+    """The :class:`~dali_cutmix.train.preempt.Preempted` of a run that stopped ``where`` (e.g. "at epoch 2 step
+    3/8") with its checkpoint written to ``path``: one line naming the signal (this rank's, or another rank's),
+    the checkpoint and the command that continues the run in ``output``."""
+    return Preempted(f"stopped by {stop.requested() or 'a stop signal on another rank'} {where}: checkpoint {path}; "
+                     f"continue with: {resume_command(output)}")
+
+
 def resume_command(output: Path) -> str:
     """The command that continues the run in ``output`` (its settings come from its checkpoint)."""
     return f"dali-cutmix train --output {output} --resume auto"
@@ -564,9 +572,7 @@ def _train(cfg: TrainConfig, plan: RunPlan, info: RankInfo, device, *, notice: O
                 _, halt = agree(due=False, stop=stop.requested() is not None, is_main=info.is_main,
                                 world_size=info.world_size, device=device)
                 if halt:
-                    raise Preempted(f"stopped by {stop.requested() or 'a stop signal on another rank'} after epoch "
-                                    f"{epoch} of {cfg.epochs}: checkpoint {path}; continue with: "
-                                    f"{resume_command(output)}")
+                    raise stopped(stop, f"after epoch {epoch} of {cfg.epochs}", path, output)
     finally:
         stop.uninstall()
     return finish(training, data, position, info=info, device=device, output=output, epochs=cfg.epochs,
@@ -600,8 +606,7 @@ def run_epoch(cfg: TrainConfig, training: Training, data, position: Position, *,
         path = write_checkpoint(cfg, training, data, position, info=info, output=output, classes=classes)
         clock.written()
         if halt:
-            raise Preempted(f"stopped by {stop.requested() or 'a stop signal on another rank'} at epoch {epoch} "
-                            f"step {index}/{steps}: checkpoint {path}; continue with: {resume_command(output)}")
+            raise stopped(stop, f"at epoch {epoch} step {index}/{steps}", path, output)
         return False
 
     progress = Progress(steps, f"epoch {epoch}/{cfg.epochs}", enabled=info.is_main, every=cfg.log_every)

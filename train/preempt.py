@@ -18,7 +18,9 @@ import shutil
 import signal
 import time
 from pathlib import Path
-from typing import Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional
+
+from dali_cutmix.helpers.atomic import atomic_path
 
 from . import distributed
 
@@ -40,6 +42,22 @@ class Preempted(Exception):
     def __init__(self, line: str):
         super().__init__(line)
         self.line = line
+
+
+def install_stop_handler(handler) -> Dict[signal.Signals, Any]:
+    """``handler`` for every signal of :data:`STOP_SIGNALS`, in the main thread (elsewhere signals cannot be
+    handled, and nothing is installed); returns the handlers it replaced, for :func:`restore_handlers`."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+
+
+def restore_handlers(previous: Dict[signal.Signals, Any]) -> None:
+    """Put back the handlers :func:`install_stop_handler` replaced."""
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
 
 
 class StopRequest:
@@ -76,17 +94,12 @@ class StopRequest:
 
     def install(self) -> "StopRequest":
         """Install the handlers (a no-op outside the main thread)."""
-        import threading
-
-        if threading.current_thread() is threading.main_thread():
-            for sig in STOP_SIGNALS:
-                self._previous[sig] = signal.signal(sig, self._handle)
+        self._previous = install_stop_handler(self._handle)
         return self
 
     def uninstall(self) -> None:
         """Put back the handlers that were there before :meth:`install`."""
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+        restore_handlers(self._previous)
         self._previous = {}
 
 
@@ -101,10 +114,8 @@ def pid_file(folder, rank: int) -> Path:
 
 def record_pid(folder, rank: int) -> None:
     """Record this process as rank ``rank`` in the launcher's ``folder`` (written whole, then renamed)."""
-    path = pid_file(folder, rank)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(str(os.getpid()))
-    os.replace(tmp, path)
+    with atomic_path(pid_file(folder, rank)) as tmp:
+        tmp.write_text(str(os.getpid()))
 
 
 class LauncherStop:
@@ -127,26 +138,19 @@ class LauncherStop:
         self._previous = {}
 
     def __enter__(self) -> "LauncherStop":
-        import threading
-
-        if threading.current_thread() is threading.main_thread():
-            for sig in STOP_SIGNALS:
-                self._previous[sig] = signal.signal(sig, self._handle)
+        self._previous = install_stop_handler(self._handle)
         return self
 
     def __exit__(self, *exc) -> bool:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+        restore_handlers(self._previous)
         self._previous = {}
         return False
 
     def _handle(self, signum, frame) -> None:
         if self.signal_name is None:
             self.signal_name = signal.Signals(signum).name
-            notice = self.folder / NOTICE
-            tmp = notice.with_name(NOTICE + ".tmp")
-            tmp.write_text(self.signal_name)
-            os.replace(tmp, notice)
+            with atomic_path(self.folder / NOTICE) as tmp:
+                tmp.write_text(self.signal_name)
             return
         self.__exit__()
         kill_ranks(self.rank_pids())

@@ -35,13 +35,14 @@ import gc
 import hashlib
 import json
 import os
-import platform
 import shutil
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from dali_cutmix.helpers.atomic import atomic_path
 
 #: ImageNet-1k's training images.
 IMAGENET_TRAIN = 1_281_167
@@ -50,9 +51,11 @@ RESULT = "checkpoint_cost.json"
 
 
 def machine() -> dict:
-    """The machine a part ran on, and its load (1-minute average) when the part started."""
-    return dict(platform=platform.platform(), python=platform.python_version(), cpus=os.cpu_count(),
-                load_1min=round(os.getloadavg()[0], 2))
+    """The machine a part ran on (the profiler's :func:`~dali_cutmix.profiler.machine.machine_info`), and its load
+    (1-minute average) when the part started."""
+    from dali_cutmix.profiler.machine import machine_info
+
+    return dict(machine_info(), load_1min=round(os.getloadavg()[0], 2))
 
 
 def command(argv) -> str:
@@ -367,9 +370,8 @@ def write_result(path: Path, key: str, value: dict) -> dict:
         result = {}
     result = {k: v for k, v in result.items() if k in PARTS} if isinstance(result, dict) else {}
     result[key] = value
-    temp = path.with_name(path.name + ".tmp")
-    temp.write_text(json.dumps(result, indent=2) + "\n")
-    temp.replace(path)
+    with atomic_path(path) as temp:
+        temp.write_text(json.dumps(result, indent=2) + "\n")
     return result
 
 
