@@ -74,7 +74,7 @@ def build_stage_pipeline(stage: str, settings: ProfileSettings, num_classes: int
             settings.data, batch_size=settings.batch_size, num_classes=num_classes, crop=settings.crop,
             device=settings.device, device_id=_device_id(settings), mixing=mixing, mix_options=settings.mix,
             num_threads=settings.threads, seed=settings.seed, stop_after=STOP_AFTER[stage], decode=settings.decode,
-            return_params=return_params, **mode)
+            return_params=return_params, augment=settings.augment, **mode)
     pipe.build()
     return pipe
 

@@ -387,3 +387,38 @@ def test_the_builder_refuses_an_unknown_preset_naming_it(jpeg_tree):
 
     with pytest.raises(UserError, match="unknown augmentation preset 'paperr'"):
         build_cutmix_pipeline(jpeg_tree, batch_size=2, device="cpu", augment="paperr")
+
+
+# ---------------------------------------------------------------------------------------------- command line
+
+
+@pytest.mark.parametrize("preset", ["paper", "torchvision-v2"])
+def test_preview_takes_the_augment_flags(jpeg_tree, tmp_path, capsys, device, preset):
+    from PIL import Image
+
+    from dali_cutmix.cli import main
+
+    out = tmp_path / "grid.png"
+    assert main(["preview", "--data", str(jpeg_tree), "--out", str(out), "--count", "4", "--crop", "48",
+                 "--device", device, "--augment", preset, "--erase-prob", "0.5"]) == 0
+    image = np.asarray(Image.open(out))
+    assert image.ndim == 3 and image.shape[0] > 48 and "wrote" in capsys.readouterr().out
+
+
+def test_an_augment_flag_out_of_range_is_one_line_naming_it(capsys):
+    from dali_cutmix.cli import main
+
+    for args, fragment in ((["--augment", "paper", "--color-jitter", "1.5"], "--color-jitter must be in [0, 1], got 1.5"),
+                           (["--erase-mode", "rand"], "--erase-mode must be one of ('const', 'pixel'), got 'rand'"),
+                           (["--augment", "imagenet"], "Invalid value for '--augment'")):
+        assert main(["preview", "--count", "2"] + args) == 2, args
+        lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert len(lines) == 1 and fragment in lines[0], (args, lines)
+
+
+def test_the_flags_override_the_preset():
+    from dali_cutmix.cli.augmenting import build_augment_options
+
+    assert build_augment_options({"augment": "deit", "erase_prob": 0.0}) == PRESETS["deit"].replace(erase_prob=0.0)
+    assert build_augment_options({}) == PRESETS["none"]
+    assert build_augment_options({"lighting": 0.1}, preset="paper") == PRESETS["paper"]
