@@ -368,8 +368,8 @@ def augment_images(images, options: AugmentOptions, *, mean: Sequence[float], st
                                              magnitude=options.rand_augment_magnitude,
                                              magnitude_std=options.rand_augment_magnitude_std)
     params["policy_op"], params["policy_magnitude"] = op, magnitude
-    images, params["jitter"], params["lighting"] = do_not_convert(color_jitter_lighting_normalize)(images, options, mean=mean,
-                                                                                   std=std)
+    colour = do_not_convert(color_jitter_lighting_normalize)  # no conditionals inside: plain Python, fast to trace
+    images, params["jitter"], params["lighting"] = colour(images, options, mean=mean, std=std)
     params["erase"] = types.Constant(np.zeros(4, np.int32), device="cpu")
     if options.erase_prob:
         images, params["erase"] = random_erase(images, options)

@@ -408,7 +408,8 @@ def test_preview_takes_the_augment_flags(jpeg_tree, tmp_path, capsys, device, pr
 def test_an_augment_flag_out_of_range_is_one_line_naming_it(capsys):
     from dali_cutmix.cli import main
 
-    for args, fragment in ((["--augment", "paper", "--color-jitter", "1.5"], "--color-jitter must be in [0, 1], got 1.5"),
+    for args, fragment in ((["--augment", "paper", "--color-jitter", "1.5"],
+                            "--color-jitter must be in [0, 1], got 1.5"),
                            (["--erase-mode", "rand"], "--erase-mode must be one of ('const', 'pixel'), got 'rand'"),
                            (["--augment", "imagenet"], "Invalid value for '--augment'")):
         assert main(["preview", "--count", "2"] + args) == 2, args

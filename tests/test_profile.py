@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from dali_cutmix import MixOptions
+from dali_cutmix.augment_options import PRESETS
 from dali_cutmix.cli import main
 from dali_cutmix.errors import UserError
 from dali_cutmix.pipelines.profile_data import dataset_summary, make_profile_dataset
@@ -792,3 +793,14 @@ def test_timm_loader_variant_is_wired_as_timm_users_call_it(tiny_data):
                           num_workers=2, pin_memory=False, persistent_workers=True)
     with pytest.raises(VariantUnavailable, match="even batch size, got 5"):
         TimmLoaderRunner(ProfileSettings(data=str(tiny_data), batch_size=5), 3, "batch", timm_data=fake)
+
+
+def test_augment_flags_reach_the_pipeline_and_the_json(tiny_data, tmp_path, device):
+    json_path = tmp_path / "aug.json"
+    code, stdout, stderr = run_cli(["profile", "--data", str(tiny_data), *TINY_RUN, "--device", device,
+                                    "--repeats", "1", "--augment", "paper", "--lighting", "0.2",
+                                    "--json", str(json_path), "--plot", str(tmp_path / "aug.png")])
+    assert code == 0, stderr
+    result = json.loads(json_path.read_text())
+    assert result["settings"]["augment"] == dict(PRESETS["paper"].as_dict(), lighting=0.2)
+    assert "--augment paper --lighting 0.2" in result["command"]
