@@ -423,3 +423,29 @@ def test_the_flags_override_the_preset():
     assert build_augment_options({"augment": "deit", "erase_prob": 0.0}) == PRESETS["deit"].replace(erase_prob=0.0)
     assert build_augment_options({}) == PRESETS["none"]
     assert build_augment_options({"lighting": 0.1}, preset="paper") == PRESETS["paper"]
+
+
+@pytest.mark.parametrize("preset", ["paper", "deit", "torchvision-v2"])
+def test_the_loader_reads_an_augmented_pipeline_and_its_checkpoint_resumes_the_same_stream(jpeg_tree, device,
+                                                                                          preset):
+    """CutMixLoader over each preset's pipeline (conditionals on for deit and torchvision-v2): batches of the
+    right shape, and a checkpoint taken mid-epoch resumes the same images and labels, every draw included."""
+    import torch
+
+    from dali_cutmix.builder import build_cutmix_pipeline
+    from dali_cutmix.loader import CutMixLoader
+
+    skip_without_gpu(device)
+    options = dict(batch_size=5, crop=32, device=device, num_threads=1, enable_checkpointing=True, augment=preset,
+                   mix_options=dict(mode="elem", mixup_alpha=0.5))
+    loader = CutMixLoader(build_cutmix_pipeline(jpeg_tree, **options))
+    it = iter(loader)
+    images, labels = next(it)
+    assert images.shape == (5, 3, 32, 32) and images.dtype == torch.float32 and labels.shape == (5, 4)
+    state = loader.checkpoint()
+    expected = list(it)
+    resumed = CutMixLoader(build_cutmix_pipeline(jpeg_tree, checkpoint=state, **options))
+    got = list(iter(resumed))
+    assert len(got) == len(expected) > 0
+    for (xa, ya), (xb, yb) in zip(expected, got):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
