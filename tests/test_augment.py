@@ -170,6 +170,39 @@ def test_the_paper_jitter_and_lighting_match_the_official_code_for_the_drawn_fac
             np.testing.assert_allclose(y.transpose(2, 0, 1), reference, atol=2e-5, rtol=1e-5)
 
 
+def test_the_gpu_path_and_the_native_cpu_path_give_the_same_colour_map(device):
+    """DALI's operators (the GPU path: flip, reductions.mean, coord_transform; on ``device``) and the native CPU
+    operator (flip and map in one pass) give the official code's pixels for the same draws."""
+    import nvidia.dali.fn as fn
+    import nvidia.dali.types as types
+    from nvidia.dali import pipeline_def
+
+    from dali_cutmix.augment import color_map_dali, color_map_native, color_map_params
+
+    skip_without_gpu(device)
+    arrays = random_images(8, h=9, w=7, seed=9)
+
+    @pipeline_def(batch_size=len(arrays), num_threads=1, device_id=device_id(device), seed=4, exec_dynamic=True)
+    def pipe():
+        cpu = fn.external_source(source=lambda: arrays, batch=True, layout="HWC")
+        on_device = cpu.gpu() if device == "gpu" else cpu
+        jitter, alpha, matrix, offset, weight = color_map_params(PRESETS["paper"], mean=IMAGENET_MEAN,
+                                                                 std=IMAGENET_STD)
+        flip = fn.random.coin_flip(probability=0.5, dtype=types.INT32)
+        dali = color_map_dali(fn.flip(on_device, horizontal=flip, vertical=0), matrix, offset, weight)
+        return dali, color_map_native(cpu, matrix, offset, weight, flip), jitter, alpha, flip
+
+    p = pipe()
+    p.build()
+    dali, native, jitter, alpha, flip = [to_numpy(o) for o in p.run()]
+    assert 0 < flip.sum() < len(arrays)
+    for x, a, b, factors, al, f in zip(arrays, dali, native, jitter, alpha, flip):
+        x = x[:, ::-1] if f else x
+        reference = official_jitter_lighting_normalize(x.transpose(2, 0, 1) / np.float32(255), factors, "bcs", al)
+        np.testing.assert_allclose(a.transpose(2, 0, 1), reference, atol=2e-5, rtol=1e-5)
+        np.testing.assert_allclose(b.transpose(2, 0, 1), reference, atol=2e-5, rtol=1e-5)
+
+
 def test_the_colour_map_reference_is_the_official_code():
     """color_matrix (the map the graph builds) equals the official code for every order, without clamping
     (factors that push values outside [0, 1])."""
