@@ -10,8 +10,10 @@ one pass from uint8 to float32): the official ``utils.ColorJitter`` applies brig
 ``x -> (1-c) x + c * mean(gray(x))`` and saturation ``x -> (1-s) x + s * gray(x)`` in a random order, and these three
 maps commute exactly: their linear parts are ``a I + b P`` with ``P = 1 g^T`` (``g`` the grayscale weights,
 ``g . 1 = 1``, so ``P^2 = P``), saturation keeps the mean gray value and the all-ones direction, brightness scales
-both. Every order gives ``(1-b)(1-c)[(1-s) x + s gray(x)] + c (1-b) mean(gray(x))``; only rounding differs. The
-image's mean gray value is a reduction on the images' device (moved to the CPU, 3 floats per image, for ``T``).
+both. Every order gives ``(1-b)(1-c)[(1-s) x + s gray(x)] + c (1-b) mean(gray(x))``; only rounding differs. On
+the GPU the image's mean is a reduction on the device (moved to the CPU, 3 floats per image, for ``T``) and the map
+DALI's ``coord_transform``; on the CPU one native operator flips, takes the mean and maps in one pass
+(:func:`color_map_native`).
 """
 
 from __future__ import annotations
