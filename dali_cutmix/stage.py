@@ -114,10 +114,10 @@ def mix_pixels_dali(images, params, options: MixOptions, image_type=None, ops=No
     DALI 2.4's arithmetic operators take one function node each (``ArithmeticGenericOp`` refuses expression
     trees: "Complex expression trees are not yet supported"), so the blend written as arithmetic is two ``mul``,
     a ``sub``, an ``add`` and a ``cast_like`` after ``permute_batch``, with float32 intermediates."""
-    import nvidia.dali.fn as fn
     import nvidia.dali.types as types
 
-    mixed = paste_boxes(images, params) if options.cutmix_on else images
+    fn = operator_namespace(ops)
+    mixed = paste_boxes(images, params, ops) if options.cutmix_on else images
     if not options.mixup_on:
         return mixed
     partner = fn.permute_batch(images, indices=params["perm"])
