@@ -22,6 +22,7 @@ from typing import Mapping, Optional, Sequence, Tuple, Union
 from .builder import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    check_decode,
     check_off_epoch,
     check_pipeline_args,
     check_seed,
@@ -71,6 +72,7 @@ class DynamicInput:
         self.crop = check_pipeline_args(batch_size=batch_size, crop=crop, device=device, num_shards=num_shards,
                                         shard_id=shard_id, num_threads=num_threads, dtype=dtype, layout=layout)
         check_seed(seed)
+        check_decode(decode)
         self.options = MixOptions.coerce(mix_options)
         if num_classes is not None:
             check_num_classes(num_classes)
@@ -79,7 +81,7 @@ class DynamicInput:
         found = count_classes(self.data)  # also checks that the path exists and holds images
         self.num_classes = found if num_classes is None else num_classes
         self.batch_size, self.device, self.shard_id, self.num_shards = batch_size, device, shard_id, num_shards
-        self.mixing, self.seed, self.shuffle, self.decode = mixing, seed, shuffle, decode
+        self.mixing, self.seed, self.shuffle = mixing, seed, shuffle
         self.augment = dict(random_area=random_area, random_aspect_ratio=random_aspect_ratio, decode=decode)
         self.normalize = dict(mirror=mirror, mean=mean, std=std, dtype=dtype, layout=layout)
         self.context = None
