@@ -89,6 +89,8 @@ class DynamicInput:
         self.num_threads = num_threads
         self.epoch, self.batch = 0, 0
         self.reader = self.rng = None
+        self.ahead = None  # the next batch of the epoch, read and being decoded (see next_batch)
+        self.saved = None  # the state after the last batch returned, taken before reading ahead
         self.start(None)
 
     # ------------------------------------------------------------------------------------------------ state
@@ -125,11 +127,15 @@ class DynamicInput:
         with self.context:
             self.meta = reader.get_metadata(self.batch_size)  # starts the reader (at the saved position)
         self.reader, self.rng, self.epoch, self.batch = reader, rng, epoch, batch
+        self.ahead = self.saved = None
 
     def state_dict(self) -> dict:
-        """The position in the stream (:data:`STATE_KEYS`): ``epoch`` and ``batch`` (batches done in it), the
+        """The position in the stream (:data:`STATE_KEYS`): ``epoch`` and ``batch`` (batches returned in it), the
         reader's DALI checkpoint and the RNG's state, as strings: JSON-safe. :meth:`load_state_dict` of it goes on
-        with exactly the batches that would have come next."""
+        with exactly the batches that would have come next. (With a batch read ahead, the state is the one taken
+        before reading it.)"""
+        if self.saved is not None:
+            return dict(self.saved)
         return dict(epoch=self.epoch, batch=self.batch, reader=str(self.reader.get_state()),
                     rng=str(self.rng.get_state()))
 
@@ -163,15 +169,38 @@ class DynamicInput:
 
     def next_epoch(self) -> None:
         """Skip what is left of the current epoch (the reader reads it, nothing is decoded) and start the next."""
+        if self.ahead is not None:  # read already
+            self.ahead, self.batch = None, self.batch + 1
+        self.saved = None
         with self.context:
             while self.batch < len(self):
                 self.reader(batch_size=self.batch_size)
                 self.batch += 1
         self.epoch, self.batch = self.epoch + 1, 0
 
+    def read_decode(self):
+        """Read this epoch's next batch and start decoding it (random crop, resize): DALI Dynamic evaluates
+        eagerly and asynchronously, so the work goes on while the caller does other things. Returns ``(labels,
+        images, real)``: ``real`` of the batch's samples are the shard's (the rest is the reader's padding)."""
+        ndd = self.ndd()
+        n = self.batch_size
+        real = min(n, self.shard_samples() - self.batch * n)
+        with self.context:
+            jpegs, labels = self.reader(batch_size=n)
+            if is_shard_folder(self.data):
+                labels = parse_label(labels, as_shards(self.data).label_digits, ops=ndd)
+            images = decode_random_crop(jpegs, device=self.device, crop=self.crop, **self.augment, ops=ndd,
+                                        random_args=dict(rng=self.rng, batch_size=n))
+        return labels, images, real
+
     def next_batch(self):
         """The next batch of the current epoch, ``(images, targets)`` torch tensors on the device; raises
-        StopIteration after its last one (then :meth:`next_epoch` starts the next)."""
+        StopIteration after its last one (then :meth:`next_epoch` starts the next).
+
+        Like the pipeline's loader, it reads one batch ahead: after a batch is finished (mixed, flipped,
+        normalized), the next one of the epoch is read and its decoding started, after the state was saved
+        (:meth:`state_dict` returns that state, so the batch read ahead is read again on resume, with the same
+        draws)."""
         import numpy as np
 
         from .builder import one_hot_labels
@@ -180,15 +209,10 @@ class DynamicInput:
         if self.batch >= len(self):
             raise StopIteration
         ndd = self.ndd()
+        labels, images, real = self.ahead if self.ahead is not None else self.read_decode()
+        self.ahead = None
         n = self.batch_size
-        real = min(n, self.shard_samples() - self.batch * n)
-        random_args = dict(rng=self.rng, batch_size=n)
         with self.context:
-            jpegs, labels = self.reader(batch_size=n)
-            if is_shard_folder(self.data):
-                labels = parse_label(labels, as_shards(self.data).label_digits, ops=ndd)
-            images = decode_random_crop(jpegs, device=self.device, crop=self.crop, **self.augment, ops=ndd,
-                                        random_args=random_args)
             if self.mixing:
                 # The gate, as the pipeline's mix_gate: -1 for the reader's padding, 0 once mixing is off.
                 on = 0 if self.mix_off_epoch is not None and self.epoch >= self.mix_off_epoch else 1
@@ -198,7 +222,11 @@ class DynamicInput:
             else:
                 targets = one_hot_labels(labels, self.num_classes, label_smoothing=self.options.label_smoothing,
                                          device=self.device, ops=ndd)
-            images = flip_normalize(images, **self.normalize, ops=ndd, random_args=random_args)
+            images = flip_normalize(images, **self.normalize, ops=ndd, random_args=dict(rng=self.rng, batch_size=n))
             images, targets = images.torch(), targets.torch()
         self.batch += 1
+        self.saved = None
+        self.saved = self.state_dict()
+        if self.batch < len(self):
+            self.ahead = self.read_decode()
         return (images, targets) if real == n else (images[:real], targets[:real])
