@@ -136,3 +136,11 @@ def test_without_torchdata_the_message_says_what_to_install(tmp_path):
                             cwd=Path(__file__).resolve().parents[1], env={"PYTHONPATH": f"{tmp_path}:."})
     assert result.stdout.strip() == ("the DALI Dynamic training input's torchdata.nodes graph needs torchdata, which "
                                      "is not installed: pip install 'dali-cutmix[dynamic]'"), result.stderr
+
+
+def test_mixing_turns_off_from_the_off_epoch(sources, device):
+    """``mix_off_epoch=1``: epoch 1 is mixed, epoch 2 has one-hot labels (the gate's 0), as the pipeline's."""
+    it = loader(sources["folder"], device, mix_off_epoch=1)
+    first, second = (np.concatenate([t for _, t in batches(it)]) for _ in range(2))
+    assert (first.max(1) < 1).any()
+    np.testing.assert_array_equal(np.sort(second, 1)[:, -1], 1.0)
