@@ -32,6 +32,7 @@ VARIANT_LABELS = {
     "cutmix": "3 + CutMix",
     "full": "4 + flip/normalize (full pipeline)",
     "loader": "5 full pipeline -> torch (`CutMixLoader`)",
+    "dynamic": "5d the same input in DALI Dynamic mode -> torch (`dali_cutmix.dynamic_nodes`)",
     "after_loader": "6 pipeline without the stage -> torch, then `v2.CutMix` on the batch (`after_loader`)",
     "after_loader_timm": "7 the same with `timm.data.Mixup` (`after_loader_timm`)",
     "reference": "8 torchvision reference, PIL backend (ImageFolder + DataLoader + v2 transforms + v2.CutMix)",

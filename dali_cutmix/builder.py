@@ -13,7 +13,7 @@ from .folder_reader import ImageList, count_classes, image_list
 from .augment import augment_images, needs_conditionals
 from .options import MixOptions, check_num_classes
 from .shard_reader import ShardSet, as_shards, is_shard_folder, resolve_shards, shard_reader
-from .stage import PARAM_NAMES, mix_stage
+from .stage import PARAM_NAMES, mix_stage, operator_namespace
 
 #: ImageNet's per-channel mean and std for images in [0, 1] (torchvision's), and in pixel units (0-255, DALI's).
 IMAGENET_MEAN_01 = (0.485, 0.456, 0.406)
@@ -107,6 +107,14 @@ def reader_source(pipeline, name: str = READER_NAME) -> Optional[Union[ImageList
     return _SOURCES.get(pipeline, {}).get(name)
 
 
+def file_reader_args(source_args: dict, *, shard_id=0, num_shards=1, shuffle=True, seed=0) -> dict:
+    """The arguments of DALI's file reader (``fn.readers.file``, ``ndd.readers.File``) over ``source_args``
+    (:func:`reader_args`' first value) for one rank: its shard, ``pad_last_batch``, and the shuffling
+    :func:`reader` describes."""
+    shuffling = dict(shuffle_after_epoch=True, shuffle_after_epoch_seed=seed) if shuffle else {}
+    return dict(**source_args, shard_id=shard_id, num_shards=num_shards, pad_last_batch=True, **shuffling)
+
+
 def reader(data, *, shard_id=0, num_shards=1, shuffle=True, seed=0, name=READER_NAME):
     """DALI file reader over ``data`` (see :func:`reader_args`): returns ``(jpegs, labels)``.
 
@@ -131,9 +139,8 @@ def reader(data, *, shard_id=0, num_shards=1, shuffle=True, seed=0, name=READER_
     source_args, source = reader_args(data)
     if pipeline is not None:
         _SOURCES.setdefault(pipeline, {})[name] = source
-    shuffling = dict(shuffle_after_epoch=True, shuffle_after_epoch_seed=seed) if shuffle else {}
-    return fn.readers.file(**source_args, shard_id=shard_id, num_shards=num_shards, pad_last_batch=True, name=name,
-                           **shuffling)
+    return fn.readers.file(**file_reader_args(source_args, shard_id=shard_id, num_shards=num_shards, shuffle=shuffle,
+                                              seed=seed), name=name)
 
 
 def shard_size(epoch_size: int, num_shards: int, shard: int) -> int:
@@ -216,8 +223,9 @@ def mix_gate(off_epoch: Optional[int] = None, reader_name: str = READER_NAME):
     return fn.external_source(source=source, batch=True, batch_info=True)
 
 
-def decoder_args(device: str) -> dict:
-    """Arguments of DALI's image decoders for ``device`` ("gpu": the "mixed" decoder; "cpu").
+def decoder_args(device: str, ops=None) -> dict:
+    """Arguments of DALI's image decoders for ``device`` ("gpu": the "mixed" decoder; "cpu"); ``ops`` as
+    :func:`dali_cutmix.stage.operator_namespace` (DALI Dynamic names the "mixed" decoder's device "gpu").
 
     The decoders' memory is left to DALI: no preallocation hints and no padding. A hint sized for the largest image
     of a data set is reserved by the hardware decoder for every sample of the batch (``preallocate_batch_size`` is
@@ -226,7 +234,7 @@ def decoder_args(device: str) -> dict:
     """
     import nvidia.dali.types as types
 
-    args = dict(device="mixed" if device == "gpu" else "cpu", output_type=types.RGB)
+    args = dict(device="mixed" if device == "gpu" and ops is None else device, output_type=types.RGB)
     if device == "gpu":
         # Share of images sent to the A100/H100 hardware JPEG decoder; nvJPEG's CUDA path takes the rest.
         args.update(hw_decoder_load=0.65)
@@ -234,7 +242,7 @@ def decoder_args(device: str) -> dict:
 
 
 def decode_random_crop(jpegs, *, device: str, crop, random_area=(0.08, 1.0), random_aspect_ratio=(3 / 4, 4 / 3),
-                       decode: str = "roi"):
+                       decode: str = "roi", ops=None, random_args=None):
     """Random-resized-crop of encoded images, resized to ``crop`` (``(height, width)``): HWC uint8 RGB images of
     one size.
 
@@ -242,24 +250,29 @@ def decode_random_crop(jpegs, *, device: str, crop, random_area=(0.08, 1.0), ran
     ``decode="full"`` decodes the whole image (``decoders.image``), then crops and resizes it
     (``random_resized_crop``): more decoding work, a way around a failing ROI decoder. On "gpu" the decoder is
     "mixed" (nvJPEG, the hardware decoder) and the rest runs on the GPU; on "cpu" everything runs on the CPU.
+    ``ops`` as :func:`dali_cutmix.stage.operator_namespace`; ``random_args``: added to the random operators'
+    arguments (DALI Dynamic: its ``rng`` and the batch size).
     """
-    import nvidia.dali.fn as fn
     import nvidia.dali.types as types
 
-    crop_args = dict(random_area=list(random_area), random_aspect_ratio=list(random_aspect_ratio), num_attempts=100)
+    fn = operator_namespace(ops)
+    crop_args = dict(random_area=list(random_area), random_aspect_ratio=list(random_aspect_ratio), num_attempts=100,
+                     **(random_args or {}))
     if decode == "full":
-        images = fn.decoders.image(jpegs, **decoder_args(device))
+        images = fn.decoders.image(jpegs, **decoder_args(device, ops))
         return fn.random_resized_crop(images, size=list(crop), interp_type=types.INTERP_TRIANGULAR, antialias=False,
                                       **crop_args)
-    images = fn.decoders.image_random_crop(jpegs, **decoder_args(device), **crop_args)
+    images = fn.decoders.image_random_crop(jpegs, **decoder_args(device, ops), **crop_args)
     return fn.resize(images, resize_x=crop[1], resize_y=crop[0], interp_type=types.INTERP_TRIANGULAR,
                      antialias=False)
 
 
-def one_hot_labels(labels, num_classes: int, *, label_smoothing: float = 0.0, device: str = "cpu"):
-    """Smoothed one-hot float32 ``[num_classes]`` labels (timm's smoothing), on ``device``: the no-mix targets."""
-    import nvidia.dali.fn as fn
+def one_hot_labels(labels, num_classes: int, *, label_smoothing: float = 0.0, device: str = "cpu", ops=None):
+    """Smoothed one-hot float32 ``[num_classes]`` labels (timm's smoothing), on ``device``: the no-mix targets.
+    ``ops`` as :func:`dali_cutmix.stage.operator_namespace`."""
     import nvidia.dali.types as types
+
+    fn = operator_namespace(ops)
 
     check_num_classes(num_classes)
     off = label_smoothing / num_classes
@@ -279,15 +292,16 @@ def image_output_args(dtype: str = "float32", layout: str = "NCHW") -> dict:
 
 
 def flip_normalize(images, *, mirror: bool = True, mean=IMAGENET_MEAN, std=IMAGENET_STD, dtype: str = "float32",
-                   layout: str = "NCHW"):
+                   layout: str = "NCHW", ops=None, random_args=None):
     """Random horizontal flip (p = 0.5) and ``(x - mean) / std`` per channel of HWC images, in one operator:
     ``dtype`` ("float32" or "float16") samples, CHW for ``layout="NCHW"`` and HWC for "NHWC"
-    (:func:`image_output_args`), on the images' device."""
-    import nvidia.dali.fn as fn
-
+    (:func:`image_output_args`), on the images' device. ``ops`` and ``random_args`` as
+    :func:`decode_random_crop`."""
+    fn = operator_namespace(ops)
     return fn.crop_mirror_normalize(
         images, **image_output_args(dtype, layout),
-        mirror=fn.random.coin_flip(probability=0.5) if mirror else 0, mean=list(mean), std=list(std))
+        mirror=fn.random.coin_flip(probability=0.5, **(random_args or {})) if mirror else 0, mean=list(mean),
+        std=list(std))
 
 
 #: ``nvidia.dali.Pipeline`` arguments that :func:`build_cutmix_pipeline` sets itself.

@@ -287,17 +287,21 @@ def shard_root_splits(data) -> Optional[Tuple[ShardSet, ShardSet]]:
 # ------------------------------------------------------------------------------------------------ reading
 
 
-def parse_label(cls, digits: int):
+def parse_label(cls, digits: int, ops=None):
     """Inside a ``pipeline_def``: the int32 class id (shape ``[1]``, as the file reader's labels) of a ``.cls``
     component read as uint8 bytes: ``digits`` zero-padded ASCII digits. Done in the graph with arithmetic on the
-    bytes (``sum((byte[i] - 48) * 10**(digits-1-i))``): no Python in the loop, checkpoint-safe."""
-    import nvidia.dali.fn as fn
+    bytes (``sum((byte[i] - 48) * 10**(digits-1-i))``): no Python in the loop, checkpoint-safe. ``ops``: DALI
+    Dynamic's module for ``ndd.Batch``es (default ``nvidia.dali.fn``)."""
     import nvidia.dali.types as types
 
+    from .stage import operator_namespace
+
+    fn = operator_namespace(ops)
     codes = fn.cast(cls, dtype=types.INT32)
+    byte = (lambda i: codes.slice[i]) if ops is not None else (lambda i: codes[i])  # ndd: per-sample slicing
     value = None
     for i in range(digits):
-        term = (codes[i] - 48) * (10 ** (digits - 1 - i))
+        term = (byte(i) - 48) * (10 ** (digits - 1 - i))
         value = term if value is None else value + term
     return fn.reshape(fn.cast(value, dtype=types.INT32), shape=[1])
 
@@ -323,14 +327,22 @@ def shard_reader(data, *, shard_id: int = 0, num_shards: int = 1, shuffle: bool 
     import nvidia.dali.fn as fn
 
     shards = as_shards(data)
+    images, cls = fn.readers.webdataset(**shard_reader_args(shards, shard_id=shard_id, num_shards=num_shards,
+                                                            shuffle=shuffle, seed=seed, initial_fill=initial_fill),
+                                        name=name)
+    return images, parse_label(cls, shards.label_digits)
+
+
+def shard_reader_args(shards: ShardSet, *, shard_id: int = 0, num_shards: int = 1, shuffle: bool = True,
+                      seed: int = 0, initial_fill: int = DEFAULT_INITIAL_FILL) -> dict:
+    """The arguments of DALI's webdataset reader (``fn.readers.webdataset``, ``ndd.readers.Webdataset``) over
+    ``shards`` for one rank, as :func:`shard_reader` describes them."""
     # A buffer larger than this rank's part makes DALI read (and on S3, fetch) far more than the part before the
     # first batch; the whole part is the most a buffer can shuffle anyway.
     initial_fill = max(1, min(initial_fill, -(-shards.samples // num_shards)))
     shuffling = dict(random_shuffle=True, initial_fill=initial_fill, shuffle_after_epoch=True,
                      shuffle_after_epoch_seed=seed) if shuffle else {}
-    images, cls = fn.readers.webdataset(**webdataset_args(shards), shard_id=shard_id, num_shards=num_shards,
-                                        pad_last_batch=True, name=name, **shuffling)
-    return images, parse_label(cls, shards.label_digits)
+    return dict(**webdataset_args(shards), shard_id=shard_id, num_shards=num_shards, pad_last_batch=True, **shuffling)
 
 
 def first_images(data, count: int) -> List[bytes]:

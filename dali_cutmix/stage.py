@@ -34,8 +34,16 @@ NATIVE_INPUTS = ("perm", "box", "method", "lam")
 DALI_INPUTS = ("in_ids", "anchors", "regions", "perm", "blend")
 
 
+def param_args(*, num_classes: int, options: MixOptions, outputs: Sequence[str]) -> dict:
+    """The arguments of the native ``dali_cutmix_params`` operator for ``options``, ``num_classes`` and the
+    ``outputs`` wanted: the same in a pipeline (``fn``) and in DALI Dynamic (:mod:`dali_cutmix.dynamic`)."""
+    args = options.as_dict()
+    args["cutmix_minmax"] = args["cutmix_minmax"] or []  # the operator's "not set"
+    return dict(num_classes=num_classes, outputs=list(outputs), **args)
+
+
 def draw_params(images, labels, *, num_classes: int, options: MixOptions, outputs: Sequence[str],
-                gate=None) -> Dict[str, object]:
+                gate=None, seeds=None) -> Dict[str, object]:
     """The per-sample mixing parameters of a batch, as named CPU DataNodes.
 
     Args:
@@ -46,6 +54,9 @@ def draw_params(images, labels, *, num_classes: int, options: MixOptions, output
             ``method``, ``in_ids``, ``anchors``, ``regions``, ``weight``; see its schema in ``mix_ops.cc``).
         gate: optional CPU DataNode, one integer scalar per sample: 1 mix, 0 a sample left unmixed, -1 padding
             (not a sample: never a partner, never mixed; partners are drawn among the other samples).
+        seeds: optional CPU DataNode, one int32 seed per sample, that every draw derives from; default
+            ``random.uniform`` over ``[0, SEED_HIGH]`` from the pipeline's RNG. (Given the same seeds, DALI
+            Dynamic's :func:`dali_cutmix.dynamic.mix_with_seeds` draws exactly the same parameters.)
 
     Returns:
         ``{name: DataNode}`` for every name in ``outputs``.
@@ -56,32 +67,40 @@ def draw_params(images, labels, *, num_classes: int, options: MixOptions, output
     from .native import load
 
     load()
-    seeds = fn.random.uniform(range=[0, SEED_HIGH], dtype=types.INT32)
+    if seeds is None:
+        seeds = fn.random.uniform(range=[0, SEED_HIGH], dtype=types.INT32)
     inputs = (seeds, labels, images.shape(device="cpu")) + (() if gate is None else (gate,))
-    args = options.as_dict()
-    args["cutmix_minmax"] = args["cutmix_minmax"] or []  # the operator's "not set"
-    nodes = fn.dali_cutmix_params(*inputs, num_classes=num_classes, outputs=list(outputs), **args)
+    nodes = fn.dali_cutmix_params(*inputs, **param_args(num_classes=num_classes, options=options, outputs=outputs))
     return dict(zip(outputs, nodes if len(outputs) > 1 else [nodes]))
 
 
-def mix_pixels_native(images, params):
-    """Mixed CPU images from :data:`NATIVE_INPUTS` params, in one pass (``dali_cutmix_apply``)."""
+def operator_namespace(ops=None):
+    """Where the stage's operators are called from: ``ops`` when given (DALI Dynamic's module,
+    ``nvidia.dali.experimental.dynamic``, with the same function names), else ``nvidia.dali.fn`` (a pipeline)."""
+    if ops is not None:
+        return ops
     import nvidia.dali.fn as fn
 
+    return fn
+
+
+def mix_pixels_native(images, params, ops=None):
+    """Mixed CPU images from :data:`NATIVE_INPUTS` params, in one pass (``dali_cutmix_apply``); ``ops`` as
+    :func:`operator_namespace`."""
+    fn = operator_namespace(ops)
     return fn.dali_cutmix_apply(images, *(params[name] for name in NATIVE_INPUTS))
 
 
-def paste_boxes(images, params):
+def paste_boxes(images, params, ops=None):
     """``multi_paste`` of :data:`DALI_INPUTS`' regions: each sample's own image with its partner's box on top (the
     own image again where nothing is pasted). Every region has a non-zero size, so DALI's GPU and CPU kernels
-    give the same pixels (``tests/gpu_paste_model.py`` models the GPU one)."""
-    import nvidia.dali.fn as fn
-
+    give the same pixels (``tests/gpu_paste_model.py`` models the GPU one). ``ops`` as :func:`operator_namespace`."""
+    fn = operator_namespace(ops)
     return fn.multi_paste(images, in_ids=params["in_ids"], in_anchors=params["anchors"], shapes=params["regions"],
                           out_anchors=params["anchors"])
 
 
-def mix_pixels_dali(images, params, options: MixOptions, image_type=None):
+def mix_pixels_dali(images, params, options: MixOptions, image_type=None, ops=None):
     """Mixed images from :data:`DALI_INPUTS` params with DALI's own operators (on the images' device): the GPU
     path, which also runs on the CPU. CutMix: :func:`paste_boxes`; MixUp: ``permute_batch`` of the images, ``cat``
     of the (pasted) images and their partners along the channels (HW, 2C, the images' type) and one
@@ -89,15 +108,16 @@ def mix_pixels_dali(images, params, options: MixOptions, image_type=None):
     per pixel in float32, rounded and saturated into ``image_type``, where ``w`` is 1 for samples MixUp did not
     draw (exact: their pixels pass unchanged). ``image_type`` (a ``nvidia.dali.types.DALIDataType``): the images'
     type when the caller knows it (the training pipeline: uint8 from the decoder), so the blend writes it directly:
-    3 operators, no float32 batch; None: float32, then ``cast_like`` the images (4 operators).
+    3 operators, no float32 batch; None: float32, then ``cast_like`` the images (4 operators). ``ops`` as
+    :func:`operator_namespace` (DALI Dynamic passes its module and the images' own type).
 
     DALI 2.4's arithmetic operators take one function node each (``ArithmeticGenericOp`` refuses expression
     trees: "Complex expression trees are not yet supported"), so the blend written as arithmetic is two ``mul``,
     a ``sub``, an ``add`` and a ``cast_like`` after ``permute_batch``, with float32 intermediates."""
-    import nvidia.dali.fn as fn
     import nvidia.dali.types as types
 
-    mixed = paste_boxes(images, params) if options.cutmix_on else images
+    fn = operator_namespace(ops)
+    mixed = paste_boxes(images, params, ops) if options.cutmix_on else images
     if not options.mixup_on:
         return mixed
     partner = fn.permute_batch(images, indices=params["perm"])
@@ -106,6 +126,13 @@ def mix_pixels_dali(images, params, options: MixOptions, image_type=None):
     blended = fn.coord_transform(fn.cat(mixed, partner, axis=2), M=params["blend"],
                                  dtype=types.FLOAT if image_type is None else image_type)
     return fn.cast_like(blended, images) if image_type is None else blended
+
+
+def stage_outputs(gpu: bool) -> Tuple[str, ...]:
+    """The outputs of ``dali_cutmix_params`` the stage uses: ``targets``, :data:`PARAM_NAMES` and what the pixel
+    path of the images' device reads (:data:`DALI_INPUTS` on the GPU, :data:`NATIVE_INPUTS` on the CPU)."""
+    pixel_inputs = DALI_INPUTS if gpu else NATIVE_INPUTS
+    return ("targets",) + PARAM_NAMES + tuple(n for n in pixel_inputs if n not in PARAM_NAMES)
 
 
 def check_nodes(function: str, **nodes) -> None:
@@ -128,25 +155,26 @@ def check_nodes(function: str, **nodes) -> None:
 
 
 def mix_stage(images, labels, *, num_classes: int, options: MixOptions, gate=None,
-              function: str = "mix", image_type=None) -> Tuple[object, object, dict]:
+              function: str = "mix", image_type=None, seeds=None) -> Tuple[object, object, dict]:
     """The stage with checked options: ``(mixed images, soft labels, {PARAM_NAMES: CPU DataNodes})``.
 
     The pixels take the native path for CPU images and DALI's operators for GPU images; the soft labels are on
     the images' device. :func:`mix` documents the arguments; ``function`` names the caller in errors;
-    ``image_type``: the images' DALI type when the caller knows it (see :func:`mix_pixels_dali`).
+    ``image_type``: the images' DALI type when the caller knows it (see :func:`mix_pixels_dali`); ``seeds``: the
+    per-sample seeds of :func:`draw_params` (default: drawn from the pipeline's RNG).
     """
     check_nodes(function, images=images, labels=labels, gate=gate)
     check_num_classes(num_classes)
     gpu = images.device == "gpu"
-    pixel_inputs = DALI_INPUTS if gpu else NATIVE_INPUTS
-    wanted = ("targets",) + PARAM_NAMES + tuple(n for n in pixel_inputs if n not in PARAM_NAMES)
-    params = draw_params(images, labels, num_classes=num_classes, options=options, outputs=wanted, gate=gate)
+    wanted = stage_outputs(gpu)
+    params = draw_params(images, labels, num_classes=num_classes, options=options, outputs=wanted, gate=gate,
+                         seeds=seeds)
     mixed = mix_pixels_dali(images, params, options, image_type) if gpu else mix_pixels_native(images, params)
     targets = params["targets"].gpu() if gpu else params["targets"]
     return mixed, targets, {name: params[name] for name in PARAM_NAMES}
 
 
-def _checked(fields: dict, names: Dict[str, str]) -> MixOptions:
+def checked_options(fields: dict, names: Dict[str, str]) -> MixOptions:
     """MixOptions of ``fields``; an error names the options as ``names`` maps them (a caller's argument names)."""
     try:
         return MixOptions.coerce(fields)
@@ -191,8 +219,8 @@ def mix(images, labels, *, num_classes: int, return_params: bool = False, gate=N
             ``[0, num_classes)`` as a pipeline error whose message starts with ``[dali-cutmix]``
             (:class:`dali_cutmix.CutMixLoader` re-raises it as a one-line ValueError).
     """
-    mixed, targets, params = mix_stage(images, labels, num_classes=num_classes, options=_checked(options, {}),
-                                       gate=gate)
+    mixed, targets, params = mix_stage(images, labels, num_classes=num_classes,
+                                       options=checked_options(options, {}), gate=gate)
     return (mixed, targets, params) if return_params else (mixed, targets)
 
 
@@ -235,7 +263,7 @@ def cutmix(
         ``(images, soft_labels)`` (plus the params dict with ``return_params``), as :func:`mix`, which also lists
         the errors.
     """
-    options = _checked(dict(cutmix_alpha=alpha, mixup_alpha=0.0, cutmix_minmax=minmax, prob=prob, mode=mode,
+    options = checked_options(dict(cutmix_alpha=alpha, mixup_alpha=0.0, cutmix_minmax=minmax, prob=prob, mode=mode,
                             label_smoothing=label_smoothing, correct_lam=correct_lam),
                        {"cutmix_alpha": "alpha", "cutmix_minmax": "minmax"})
     mixed, targets, params = mix_stage(images, labels, num_classes=num_classes, options=options, function="cutmix")
@@ -260,7 +288,7 @@ def mixup(
 
     Args and returns as :func:`mix` with ``mixup_alpha=alpha`` (> 0) and CutMix off.
     """
-    options = _checked(dict(cutmix_alpha=0.0, mixup_alpha=alpha, prob=prob, mode=mode,
+    options = checked_options(dict(cutmix_alpha=0.0, mixup_alpha=alpha, prob=prob, mode=mode,
                             label_smoothing=label_smoothing), {"mixup_alpha": "alpha"})
     mixed, targets, params = mix_stage(images, labels, num_classes=num_classes, options=options, function="mixup")
     return (mixed, targets, params) if return_params else (mixed, targets)

@@ -212,6 +212,11 @@ def build_result(settings: ProfileSettings, samples: Dict[str, object], *, datas
     for name, other in COMPARED.items():
         ratios = speedups(samples, other) if other in samples else None
         paired[name] = None if ratios is None else dict(summarize(ratios), samples=[round(x, 4) for x in ratios])
+    # The DALI Dynamic input against the pipeline's loader: its images/s over the loader's, per round.
+    dynamic = ([d / l for d, l in zip(samples["dynamic"], samples["loader"])]
+               if "dynamic" in samples and "loader" in samples else None)
+    paired["dynamic_vs_loader"] = None if dynamic is None else dict(summarize(dynamic),
+                                                                    samples=[round(x, 4) for x in dynamic])
     stage_ms = samples[ISOLATED]
     return dict(
         schema=SCHEMA,

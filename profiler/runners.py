@@ -12,6 +12,7 @@ from typing import Callable, Dict, Tuple
 from dali_cutmix.errors import UserError
 from dali_cutmix.pipelines.profile_data import quiet
 
+from .dynamic_runner import DynamicRunner
 from .graphs import build_stage_alone_pipeline, build_stage_pipeline, fixed_batch
 from .mixers import Mixer, timm_mixer, torchvision_mixer
 from .settings import ProfileSettings
@@ -297,6 +298,8 @@ def make_runner(key: str, settings: ProfileSettings, num_classes: int) -> Runner
         return DaliAsyncStageRunner(key[:-len(ASYNC_SUFFIX)], settings, num_classes)
     if key == "loader":
         return DaliLoaderRunner(settings, num_classes)
+    if key == "dynamic":
+        return DynamicRunner(settings, num_classes)
     if key == "after_loader":
         return AfterLoaderRunner(settings, num_classes, torchvision_mixer(settings.mix, num_classes))
     if key == "after_loader_timm":

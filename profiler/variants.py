@@ -23,6 +23,10 @@ VARIANTS: Tuple[Variant, ...] = (
     Variant("full", "4 + flip/normalize (full)",
             "stage 3 + crop_mirror_normalize: the whole build_cutmix_pipeline graph"),
     Variant("loader", "5 full -> torch (CutMixLoader)", "the full pipeline through CutMixLoader to torch tensors"),
+    Variant("dynamic", "5d full -> torch (DALI Dynamic)",
+            "the same input in DALI Dynamic mode: dali_cutmix.dynamic_nodes.training_loader (a torchdata.nodes "
+            "graph: read, decode + random crop, resize, mix, flip/normalize) to torch tensors; needs torchdata: the "
+            "'dynamic' extra"),
     Variant("after_loader", "6 no stage -> torch, v2.CutMix",
             "the full pipeline without the mixing stage (mixing=False) through CutMixLoader, then torchvision's "
             "v2.CutMix (v2.RandomChoice of v2.CutMix and v2.MixUp with MixUp on) on the loader's batch, on its "

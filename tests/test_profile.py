@@ -30,7 +30,9 @@ TINY_RUN = ["--batch-size", "4", "--threads", "1", "--batches", "2", "--repeats"
 HAS_TIMM = importlib.util.find_spec("timm") is not None
 #: The variants a run measures on this machine (timm's only where timm is installed).
 TIMM_VARIANTS = {"after_loader_timm", "timm_loader", "timm_loader_elem"}
-MEASURED = set(VARIANT_KEYS) - (set() if HAS_TIMM else TIMM_VARIANTS)
+HAS_TORCHDATA = importlib.util.find_spec("torchdata") is not None
+MEASURED = (set(VARIANT_KEYS) - (set() if HAS_TIMM else TIMM_VARIANTS)
+            - (set() if HAS_TORCHDATA else {"dynamic"}))
 
 
 def run_cli(argv):
@@ -64,8 +66,9 @@ def profile_run(tiny_data, tmp_path_factory):
 def test_json_holds_every_variant_with_its_figures(profile_run):
     result = profile_run[3]
     assert result["schema"] == SCHEMA
-    assert set(VARIANT_KEYS) == {"decode", "crop", "cutmix", "full", "loader", "after_loader", "after_loader_timm",
-                                 "reference", "reference_tensor", "timm_loader", "timm_loader_elem"}
+    assert set(VARIANT_KEYS) == {"decode", "crop", "cutmix", "full", "loader", "dynamic", "after_loader",
+                                 "after_loader_timm", "reference", "reference_tensor", "timm_loader",
+                                 "timm_loader_elem"}
     assert set(result["variants"]) == MEASURED
     for key in MEASURED:
         variant = result["variants"][key]
@@ -76,21 +79,25 @@ def test_json_holds_every_variant_with_its_figures(profile_run):
     share = result["cutmix_share"]
     assert {"median", "q1", "q3", "samples", "stage_ms_per_batch", "by_stage_difference"} <= set(share)
     assert len(share["by_stage_difference"]["samples"]) == 2
-    for paired in ("loader_vs_reference", "loader_vs_reference_tensor", "loader_vs_after_loader"):
+    for paired in ("loader_vs_reference", "loader_vs_reference_tensor", "loader_vs_after_loader",
+                   "dynamic_vs_loader"):
         assert {"median", "q1", "q3", "samples"} <= set(result[paired]) and len(result[paired]["samples"]) == 2
         assert result[paired]["median"] > 0
 
 
 def test_timm_variant_is_skipped_with_its_reason_without_timm(profile_run):
     result = profile_run[3]
+    skipped = dict(result["skipped"])
+    if not HAS_TORCHDATA:  # the dynamic variant's reason says what to install
+        assert "pip install 'dali-cutmix[dynamic]'" in skipped.pop("dynamic")
     if HAS_TIMM:
-        assert result["skipped"] == {} and result["loader_vs_after_loader_timm"]["median"] > 0
+        assert skipped == {} and result["loader_vs_after_loader_timm"]["median"] > 0
         assert result["machine"]["timm"]
         return
     assert not TIMM_VARIANTS & set(result["variants"])
-    assert set(result["skipped"]) == TIMM_VARIANTS
+    assert set(skipped) == TIMM_VARIANTS
     for key in TIMM_VARIANTS:
-        assert "timm is not installed" in result["skipped"][key] and "dali-cutmix[bench]" in result["skipped"][key]
+        assert "timm is not installed" in skipped[key] and "dali-cutmix[bench]" in skipped[key]
         assert f"skipping variant {key}" in profile_run[2]
     assert result["loader_vs_after_loader_timm"] is None and result["machine"]["timm"] is None
     assert result["loader_vs_timm_loader"] is None and result["loader_vs_timm_loader_elem"] is None

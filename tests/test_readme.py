@@ -49,7 +49,7 @@ def test_every_block_has_a_language_and_the_skipped_ones_are_the_known_ones():
     assert skipped == EXPECTED_NOT_RUN
     run = [(lang, code) for lang, code, reason in blocks if not reason]
     assert {lang for lang, _ in run} == {"python", "bash"}
-    assert [lang for lang, _ in run].count("python") == 3 and [lang for lang, _ in run].count("bash") == 1
+    assert [lang for lang, _ in run].count("python") == 4 and [lang for lang, _ in run].count("bash") == 1
 
 
 def runnable(language: str):
@@ -148,6 +148,17 @@ def test_the_own_pipeline_snippet_keeps_the_hidden_folder_out(data224, block_cac
     done = run_block(code + check, "python", tmp_path, data224 / "train", block_cache, device)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.splitlines() == ["[32, 3, 224, 224] [32, 3]", "['class0', 'class1', 'class2'] 96", "True"]
+
+
+def test_the_dynamic_mode_snippet_mixes_and_resumes(data224, block_cache, tmp_path, device):
+    pytest.importorskip("torchdata", reason="the dynamic extra (pip install 'dali-cutmix[dynamic]') is not installed")
+    code = next(c for c in runnable("python") if "dali_cutmix.dynamic_nodes" in c)
+    done = run_block(code, "python", tmp_path, data224 / "train", block_cache, device)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    methods = r"\[[012](?:, [012]){7}\]"  # per sample: 0 none, 1 CutMix, 2 MixUp
+    assert re.fullmatch(rf"torch\.Size\(\[8, 224, 224, 3\]\) torch\.Size\(\[8, 4\]\) {methods}", lines[0]), lines
+    assert lines[1:] == ["32 images left in the epoch"]  # 96 images: 2 batches of 32 taken, 1 left
 
 
 def test_the_command_line_block_runs_and_writes_what_it_says(data224, block_cache, tmp_path):
