@@ -211,7 +211,8 @@ if os.path.exists(metrics):
                                                      "data_wait", "train_images")}
 run = load(os.path.join(work, "train", "run.json"))
 if run is not None and "train" in summary:
-    summary["train"]["run_json"] = {k: run[k] for k in ("gpu_memory", "decode", "device") if k in run}
+    summary["train"]["run_json"] = {**{k: run[k] for k in ("gpu_memory", "device") if k in run},
+                                    "decode": (run.get("config") or {}).get("decode")}
 summary["passed"] = bool(ran) and all(s["status"] == "passed" for s in ran.values())
 with open(os.path.join(work, ".summary.json.tmp"), "w") as f:
     json.dump(summary, f, indent=2)
@@ -336,7 +337,7 @@ finish() {  # the last act, whatever ended the run: the running step stopped, th
   check_out || rc=1
   [ -f "$work/summary.txt" ] && cat "$work/summary.txt"
   echo "gpu_run: results in $out ($(ls "$out" | tr '\n' ' ')); the work folder is $work"
-  [ $rc = 0 ] && [ $failed = 1 ] && rc=1
+  [ $rc = 0 ] && { [ $failed = 1 ] || ! grep -q '^  "passed": true' "$work/summary.json" 2>/dev/null; } && rc=1
   exit $rc
 }
 trap finish EXIT
@@ -353,15 +354,16 @@ open(path + ".tmp", "w").write(json.dumps(step) + "\n")
 os.replace(path + ".tmp", path)' "$1" "$2" "$3" "$4" "$5" "$6" "${DALI_CUTMIX_DECODE:-roi}" "$work/steps/$1.json" "${@:7}"
 }
 
-limit_of() {  # limit_of STEP: "LIMIT MINIMUM", LIMIT its default (or $GPU_RUN_TIMEOUT_<STEP>) cut to what is left
-  local i var left lim
+limit_of() {  # limit_of STEP: "LIMIT MINIMUM": its default limit (or $GPU_RUN_TIMEOUT_<STEP>) cut to what is left
+  local i var left lim minimum
   for ((i = 0; i < ${#steps[@]}; i += 3)); do
     if [ "${steps[i]}" = "$1" ]; then
       var="GPU_RUN_TIMEOUT_$(echo "$1" | tr 'a-z-' 'A-Z_')"
-      lim=${!var:-${steps[i+1]}}
+      lim=${!var:-${steps[i+1]}} minimum=1
       left=$((budget - SECONDS - reserve))
-      [ "$left" -lt "$lim" ] && lim=$left
-      echo "$lim ${steps[i+2]}"
+      # the step's minimum bounds what the budget leaves it, not a limit asked for
+      [ "$left" -lt "$lim" ] && lim=$left minimum=${steps[i+2]}
+      echo "$lim $minimum"
       return
     fi
   done

@@ -56,6 +56,7 @@ def check_train(flags, demo):
 def check_profile(flags):
     from dali_cutmix.cli.mixing import build_mix_options, pop_mix_options
     from dali_cutmix.cli.profile import profile
+    from dali_cutmix.errors import UserError, first_line
     from dali_cutmix.profiler.settings import ProfileSettings
     from dali_cutmix.profiler.training import check_model
 
@@ -63,7 +64,10 @@ def check_profile(flags):
         params = dict(ctx.params)
     mix = build_mix_options(pop_mix_options(params))
     if params["model"] is not None:
-        check_model(params["model"], params["crop"])
+        try:
+            check_model(params["model"], params["crop"])
+        except UserError as e:  # as `dali-cutmix profile` says it: the trainer's checks name --arch
+            raise UserError(first_line(e).replace("--arch", "--model")) from None
     if params["device"] is None:
         raise click.UsageError("gpu_run.sh names the profile's --device")
     settings = ProfileSettings(data=params["data"] or "(generated)", device=params["device"],
