@@ -5,11 +5,14 @@ verdict reaching every step. (CI runs the whole ``--dry-run``; most of these run
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -70,6 +73,15 @@ def test_check_args_checks_both_plans_through_the_commands_checkers():
     assert lines[2].startswith("ok  gpu      profile  gpu, batch 256, 4 batches x 3, model resnet50, ")
 
 
+@pytest.fixture(scope="module")
+def checker():
+    """``benchmarks/gpu_run_args.py`` as a module (it is a script, not part of the package)."""
+    spec = importlib.util.spec_from_file_location("gpu_run_args", CHECKER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.mark.parametrize("group, message", [
     (["demo", "8", "128", "16", "256"], "gpu mode's demo arguments are invalid: num_classes must be in [1, 6], got 8"),
     (["demo", "6", "128", "16", "0"], "gpu mode's demo arguments are invalid: size must be an integer >= 1, got 0"),
@@ -92,13 +104,12 @@ def test_check_args_checks_both_plans_through_the_commands_checkers():
     (["profile", "--device", "gpu", "--mixup-alpha", "-1"],
      "gpu mode's profile arguments are invalid: --mixup-alpha must be"),
 ])
-def test_a_bad_size_or_flag_of_a_plan_fails_the_check_naming_it(group, message):
+def test_a_bad_size_or_flag_of_a_plan_fails_the_check_naming_it(group, message, checker, capsys):
     """What the args step (and --check-args, and so CI's dry run) says when GPU mode's sizes are wrong, e.g. the 8
     classes the demo set does not have."""
-    result = subprocess.run([sys.executable, str(CHECKER), "plan", "gpu", "--", *group], capture_output=True,
-                            text=True, cwd=ROOT, timeout=120)
-    assert result.returncode == 1 and result.stderr.startswith("gpu_run_args: " + message), result.stderr
-    assert len(result.stderr.splitlines()) == 1
+    assert checker.main(["plan", "gpu", "--", *group]) == 1
+    stderr = capsys.readouterr().err
+    assert stderr.startswith("gpu_run_args: " + message) and len(stderr.splitlines()) == 1, stderr
 
 
 def test_a_stale_dali_cutmix_stops_the_run_before_any_step(tmp_path):
@@ -154,16 +165,19 @@ def test_a_step_past_its_limit_leaves_the_later_steps_the_summary_and_the_archiv
 
 
 def test_the_budget_cuts_each_step_to_what_is_left_and_skips_what_cannot_fit(tmp_path):
-    """A ROI smoke test that hangs is cut at what is left of a 40 s budget less the time kept for packing; then
-    nothing fits, every later step says so, and the run ends inside its budget with its summary and archive."""
+    """A ROI smoke test that hangs is cut at what is left of a 40 s budget less the time kept for packing (status
+    "cut": stopped by the budget, not at its own limit); then nothing fits, every later step says so (decoding
+    whole images: the smoke test gave no verdict), and the run ends inside its budget with its summary and
+    archive."""
     out = tmp_path / "out"
     result = gpu_run("--dry-run", "--sanitizer", out, GPU_RUN_SKIP="args env", GPU_RUN_BUDGET="40",
                      GPU_RUN_ROI_SMOKE="sleep 300", GPU_RUN_WORK=tmp_path / "work", timeout=120)
-    assert result.returncode == 1
+    assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["elapsed_s"] <= 40 and summary["budget_s"] == 40
     steps = summary["steps"]
-    assert steps["roi-smoke"]["status"] == "timed-out" and 10 <= steps["roi-smoke"]["timeout"] <= 15
+    assert steps["roi-smoke"]["status"] == "cut" and 10 <= steps["roi-smoke"]["timeout"] <= 15
+    assert steps["roi-smoke"]["rc"] == 124 and summary["cut"] == ["roi-smoke"]
     later = ["doctor", "tests", "sanitizer", "demo", "train", "profile-cutmix", "profile-mixup", "profile-switch",
              "tests-cli"]
     assert list(steps) == ["roi-smoke", *later] and summary["skipped"] == later
@@ -171,6 +185,38 @@ def test_the_budget_cuts_each_step_to_what_is_left_and_skips_what_cannot_fit(tmp
         assert steps[name]["reason"].startswith("budget: ") and steps[name]["decode"] == "full"
     assert within_return_limits(out) == ["gpu_run.tar.gz", "summary.json", "summary.txt"]
     assert "steps/tests-cli.json" in archived(out)
+
+
+def test_a_signal_stops_the_running_step_and_still_packs_the_results(tmp_path):
+    """The command's own limit (SIGTERM from outside): the running step goes too, and OUT gets the summary and the
+    archive before the script exits 143."""
+    out, work = tmp_path / "out", tmp_path / "work"
+    process = subprocess.Popen(["bash", str(SCRIPT), "--dry-run", str(out)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, cwd="/",
+                               env={**os.environ, "PYTHON": sys.executable, "GPU_RUN_SKIP": "args env",
+                                    "GPU_RUN_ROI_SMOKE": f"echo $$ > {tmp_path / 'pid'}; exec sleep 300",
+                                    "GPU_RUN_WORK": str(work)})
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "pid").exists() or not (tmp_path / "pid").read_text().strip():
+            assert time.monotonic() < deadline and process.poll() is None, "the smoke step never started"
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 143 and "gpu_run: stopped by a signal" in stderr
+    pid = int((tmp_path / "pid").read_text())
+    assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+    assert within_return_limits(out) == ["gpu_run.tar.gz", "summary.json", "summary.txt"]
+    assert "steps/roi-smoke.json" not in archived(out), "the step did not end: it has no record"
+    assert (out / "summary.txt").read_text() in stdout
+
+
+def test_the_work_folder_and_out_stay_apart(tmp_path):
+    for out, work in ((tmp_path / "w" / "out", tmp_path / "w"), (tmp_path / "o", tmp_path / "o" / "work")):
+        result = gpu_run("--dry-run", out, GPU_RUN_WORK=work)
+        assert result.returncode == 2 and "must not be inside" in result.stderr
 
 
 def recording_python(tmp_path: Path) -> Path:
