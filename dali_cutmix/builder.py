@@ -209,6 +209,21 @@ def check_decode(decode, name: str = "decode") -> str:
     return decode
 
 
+#: The environment variable that sets the process-wide default of ``decode`` (one of :data:`DECODES`): what
+#: :func:`build_cutmix_pipeline` uses when its ``decode`` is not given (``DALI_CUTMIX_DECODE=full`` where the ROI
+#: decoder fails).
+DECODE_ENV = "DALI_CUTMIX_DECODE"
+
+
+def default_decode() -> str:
+    """The decode mode a pipeline built without ``decode`` uses: ``$DALI_CUTMIX_DECODE`` if set (checked: a value
+    not in :data:`DECODES` raises UserError naming the variable), else "roi"."""
+    import os
+
+    value = os.environ.get(DECODE_ENV)
+    return "roi" if value is None else check_decode(value, f"the environment variable {DECODE_ENV}")
+
+
 def mix_gate(off_epoch: Optional[int] = None, reader_name: str = READER_NAME):
     """Inside a ``pipeline_def``: the ``gate`` of :func:`dali_cutmix.mix` for batches of the reader
     ``reader_name`` (a padded, sharded DALI reader such as :func:`reader`'s): a CPU DataNode, one int32 per sample,
@@ -350,7 +365,7 @@ def build_cutmix_pipeline(
     checkpoint: Optional[str] = None,
     return_params: bool = False,
     stop_after: str = "normalize",
-    decode: str = "roi",
+    decode: Optional[str] = None,
     augment: Union[str, AugmentOptions, Mapping, None] = "none",
     **pipeline_kwargs,
 ):
@@ -400,7 +415,8 @@ def build_cutmix_pipeline(
         stop_after: the last stage of :data:`STAGES` in the graph ("normalize": all of it); the profiler times
             the pipeline cut after each stage.
         decode: "roi" (decode only the random crop's region) or "full" (decode the whole image, then crop): see
-            :func:`decode_random_crop`.
+            :func:`decode_random_crop`; None (default): :func:`default_decode` (``$DALI_CUTMIX_DECODE``, else
+            "roi").
         augment: the per-image augmentation: a preset name of :data:`dali_cutmix.augment_options.PRESETS`
             ("none", "paper", "deit", "torchvision-v2"), :class:`dali_cutmix.AugmentOptions` or a mapping of some
             of its fields. "none" (the default): the graph above. Otherwise each image is flipped, augmented and
@@ -430,7 +446,7 @@ def build_cutmix_pipeline(
     check_pipeline_kwargs(pipeline_kwargs)
     if stop_after not in STAGES:
         raise UserError(f"stop_after must be one of {STAGES}, got {stop_after!r}")
-    check_decode(decode)
+    decode = default_decode() if decode is None else check_decode(decode)
     augmenting = AugmentOptions.coerce(augment)
     options = MixOptions.coerce(mix_options)
     if num_classes is not None:

@@ -49,23 +49,32 @@ def _quiet(_message: str) -> None:
     """A progress sink that says nothing (the default)."""
 
 
+def check_sizes(*, num_classes: int, train_per_class: int, val_per_class: int, size: int) -> None:
+    """Raise UserError naming the first of :func:`write_dataset`'s sizes out of range: ``num_classes`` in
+    [1, len(CLASSES)], ``train_per_class``, ``val_per_class`` and ``size`` (pixels) integers >= 1."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or not 1 <= num_classes <= len(CLASSES):
+        raise UserError(f"num_classes must be in [1, {len(CLASSES)}], got {num_classes!r}")
+    for name, value in (("train_per_class", train_per_class), ("val_per_class", val_per_class), ("size", size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise UserError(f"{name} must be an integer >= 1, got {value!r}")
+
+
 def write_dataset(root, *, train_per_class: int = 120, val_per_class: int = 30, size: int = 96,
                   num_classes: int = len(CLASSES), seed: int = 0,
                   progress: Callable[[str], None] = _quiet) -> Path:
     """Write the demo tree under ``root`` (created whole, atomically: a partial tree never appears).
 
     Returns ``root``. An existing complete ``root`` is left as it is (and ``progress`` hears nothing); else
-    ``progress`` gets one line before the images are written.
+    ``progress`` gets one line before the images are written. Sizes out of range: UserError (:func:`check_sizes`).
     """
     from PIL import Image
 
     from dali_cutmix.helpers.atomic import atomic_directory
 
+    check_sizes(num_classes=num_classes, train_per_class=train_per_class, val_per_class=val_per_class, size=size)
     root = Path(root)
     if (root / "train").is_dir() and (root / "val").is_dir():
         return root
-    if not 1 <= num_classes <= len(CLASSES):
-        raise UserError(f"num_classes must be in [1, {len(CLASSES)}], got {num_classes}")
     total = (train_per_class + val_per_class) * num_classes
     progress(f"generating the demo dataset once: {total} {size}x{size} JPEGs in {num_classes} classes, into {root}")
     with atomic_directory(root) as tmp:
