@@ -27,6 +27,7 @@ from .builder import (
     check_pipeline_args,
     check_seed,
     decode_random_crop,
+    default_decode,
     file_reader_args,
     flip_normalize,
     rank_seed,
@@ -68,11 +69,11 @@ class DynamicInput:
                  random_area: Tuple[float, float] = (0.08, 1.0),
                  random_aspect_ratio: Tuple[float, float] = (3 / 4, 4 / 3), mirror: bool = True,
                  mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD, dtype: str = "float32",
-                 layout: str = "NCHW", decode: str = "roi"):
+                 layout: str = "NCHW", decode: Optional[str] = None):
         self.crop = check_pipeline_args(batch_size=batch_size, crop=crop, device=device, num_shards=num_shards,
                                         shard_id=shard_id, num_threads=num_threads, dtype=dtype, layout=layout)
         check_seed(seed)
-        check_decode(decode)
+        decode = default_decode() if decode is None else check_decode(decode)
         self.options = MixOptions.coerce(mix_options)
         if num_classes is not None:
             check_num_classes(num_classes)
@@ -82,7 +83,7 @@ class DynamicInput:
         self.num_classes = found if num_classes is None else num_classes
         self.batch_size, self.device, self.shard_id, self.num_shards = batch_size, device, shard_id, num_shards
         self.mixing, self.seed, self.shuffle = mixing, seed, shuffle
-        self.augment = dict(random_area=random_area, random_aspect_ratio=random_aspect_ratio, decode=decode)
+        self.cropping = dict(random_area=random_area, random_aspect_ratio=random_aspect_ratio, decode=decode)
         self.normalize = dict(mirror=mirror, mean=mean, std=std, dtype=dtype, layout=layout)
         self.context = None
         self.device_id = (device_id or 0) if device == "gpu" else None
@@ -189,7 +190,7 @@ class DynamicInput:
             jpegs, labels = self.reader(batch_size=n)
             if is_shard_folder(self.data):
                 labels = parse_label(labels, as_shards(self.data).label_digits, ops=ndd)
-            images = decode_random_crop(jpegs, device=self.device, crop=self.crop, **self.augment, ops=ndd,
+            images = decode_random_crop(jpegs, device=self.device, crop=self.crop, **self.cropping, ops=ndd,
                                         random_args=dict(rng=self.rng, batch_size=n))
         return labels, images, real
 

@@ -46,6 +46,18 @@ def skip_without_gpu(device: str) -> None:
         pytest.skip(gpu_missing())
 
 
+def skip_where_roi_decoding_is_off(device: str) -> None:
+    """Skip the running test, with the reason, when it would decode crop regions on the GPU in a process that keeps
+    off the GPU's ROI decoding (``DALI_CUTMIX_DECODE=full``: benchmarks/gpu_run.sh sets it when its ROI-decode
+    smoke test fails)."""
+    import os
+
+    from dali_cutmix.builder import DECODE_ENV
+
+    if device == "gpu" and os.environ.get(DECODE_ENV) == "full":
+        pytest.skip(f"{DECODE_ENV}=full: this process keeps off the GPU's ROI decoding")
+
+
 @pytest.fixture(params=DEVICES)
 def device(request):
     """"cpu", then "gpu" (skipped with its reason where DALI sees no GPU): where the test's pipeline runs."""

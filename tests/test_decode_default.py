@@ -4,10 +4,9 @@ it when its ROI-decode smoke test fails)."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
+from conftest import skip_where_roi_decoding_is_off
 
 from dali_cutmix import CutMixLoader, build_cutmix_pipeline
 from dali_cutmix.builder import DECODE_ENV, default_decode
@@ -22,9 +21,7 @@ def first_crops(jpeg_tree, device, **decode):
 
 
 def test_the_environment_sets_the_decode_of_a_pipeline_built_without_one(jpeg_tree, device, monkeypatch):
-    if device == "gpu" and os.environ.get(DECODE_ENV) == "full":
-        pytest.skip(f"{DECODE_ENV}=full: this process keeps off the GPU's ROI decoding (benchmarks/gpu_run.sh sets "
-                    f"it when its ROI-decode smoke test fails)")
+    skip_where_roi_decoding_is_off(device)
     monkeypatch.delenv(DECODE_ENV, raising=False)
     roi, full = first_crops(jpeg_tree, device, decode="roi")[0], first_crops(jpeg_tree, device, decode="full")[0]
     assert not torch.equal(roi, full), "the two decodes draw their crops with different operators"
