@@ -116,7 +116,8 @@ def _command(params: dict) -> str:
 @click.option("--torch-threads", type=click.IntRange(min=1), default=None,
               help="PyTorch intra-op threads for the --model steps [default: PyTorch's choice].")
 @click.option("--json", "json_path", type=click.Path(), default="profile.json", show_default=True,
-              help="JSON file for every figure and the machine.")
+              help="JSON file for every figure and the machine, written again as each variant is measured "
+                   "('complete': false until the run ends).")
 @click.option("--plot", type=click.Path(), default="profile.png", show_default=True, help="PNG bar chart.")
 @click.option("--decode", type=click.Choice(DECODES), default="roi", show_default=True,
               help="How the training pipeline's variants decode: 'roi' decodes only the random crop's region, "
@@ -132,9 +133,11 @@ def profile(data, images, device, batch_size, threads, batches, repeats, crop, m
     """Measure images/s: read+decode, +random-resized-crop, +CutMix, +flip/normalize, the PyTorch loader, the
     pipeline without the stage then torchvision's v2.CutMix (and timm's Mixup, when timm is installed) on the
     loader's batch, torchvision's ImageFolder+DataLoader+v2.CutMix with its PIL and tensor backends, and timm's
-    own create_loader with FastCollateMixup (batch and elem modes, when timm is installed), interleaved; each
-    round also times the mixing stage alone (CutMix, MixUp, switching) against one copy of its batch; print a
-    table, write JSON and a PNG chart.
+    own create_loader with FastCollateMixup (batch and elem modes, when timm is installed), and the paper's
+    augmentation on both sides (our pipeline's augment="paper" against torchvision's reference with the official
+    CutMix ColorJitter and Lighting), interleaved; every peer applies the augmentation of ours it is paired with;
+    each round also times the mixing stage alone (CutMix, MixUp, switching) against one copy of its batch; print
+    a table, write JSON and a PNG chart.
 
     The mixing flags (dali_cutmix.MixOptions' fields) change our stage (variants 3-5 and --model), the mixers
     after the loader (variants 6-7; torchvision's takes the alphas and --switch-prob only) and timm's collate
@@ -167,6 +170,6 @@ def profile(data, images, device, batch_size, threads, batches, repeats, crop, m
                             async_stages=async_stages, **_changed_mix_options(mix), json=str(json_path),
                             plot=str(plot)))
     result = run_profile(settings, model=model, steps=steps, torch_threads=torch_threads, progress=progress,
-                         command=command)
+                         command=command, save=lambda partial: write_json(partial, json_path))
     click.echo(format_table(result))
-    click.echo(f"wrote {write_json(result, json_path)} and {write_chart(result, plot)}")
+    click.echo(f"wrote {json_path} and {write_chart(result, plot)}")

@@ -1,25 +1,42 @@
-"""What the profiler measures: the variants' keys, labels and descriptions (the JSON's, the table's, the chart's)."""
+"""What the profiler measures: the variants' keys, labels, descriptions and augmentation (the JSON's, the table's,
+the chart's)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Tuple
 
+#: The per-sample transforms the variants apply, named as their sources name them (the JSON's ``augmentation``).
+CROP = "RandomResizedCrop(scale (0.08, 1), ratio (3/4, 4/3))"
+FLIP = "RandomHorizontalFlip(0.5)"
+NORMALIZE = "Normalize(ImageNet mean, std)"
+JITTER = "ColorJitter(brightness 0.4, contrast 0.4, saturation 0.4) (official CutMix utils)"
+LIGHTING = "Lighting(alphastd 0.1, ImageNet PCA) (official CutMix utils)"
+#: What the training pipeline applies to each image with ``augment="none"`` (its default), in its order.
+OURS = (CROP, FLIP, NORMALIZE)
+#: The paper's augmentation (``augment="paper"``; the official ``train.py``): crop, flip, jitter, lighting, normalize.
+PAPER = (CROP, FLIP, JITTER, LIGHTING, NORMALIZE)
+
 
 @dataclass(frozen=True)
 class Variant:
-    """One measured variant: ``key`` (JSON), ``label`` (table, chart) and what it does."""
+    """One measured variant: ``key`` (JSON), ``label`` (table, chart), what it does, and its augmentation:
+    ``augment``, the training pipeline's preset it runs or matches (:func:`dali_cutmix.build_cutmix_pipeline`'s
+    ``augment``), and ``augmentation``, the per-sample transforms it applies, by name (mixing aside)."""
 
     key: str
     label: str
     description: str
+    augment: str = "none"
+    augmentation: Tuple[str, ...] = OURS
 
 
 VARIANTS: Tuple[Variant, ...] = (
-    Variant("decode", "1 read + decode", "file reader + full-image JPEG decode (decoders.image)"),
+    Variant("decode", "1 read + decode", "file reader + full-image JPEG decode (decoders.image)", augmentation=()),
     Variant("crop", "2 + random-resized-crop",
-            "file reader + decoders.image_random_crop (ROI decode) + resize to the crop"),
-    Variant("cutmix", "3 + CutMix", "stage 2 + dali_cutmix.cutmix (mixed images, soft labels)"),
+            "file reader + decoders.image_random_crop (ROI decode) + resize to the crop", augmentation=(CROP,)),
+    Variant("cutmix", "3 + CutMix", "stage 2 + dali_cutmix.cutmix (mixed images, soft labels)",
+            augmentation=(CROP,)),
     Variant("full", "4 + flip/normalize (full)",
             "stage 3 + crop_mirror_normalize: the whole build_cutmix_pipeline graph"),
     Variant("loader", "5 full -> torch (CutMixLoader)", "the full pipeline through CutMixLoader to torch tensors"),
@@ -37,10 +54,19 @@ VARIANTS: Tuple[Variant, ...] = (
             "as 8 with the recipe's --backend tensor: PILToTensor first, then v2 RandomResizedCrop/flip on the "
             "uint8 tensor, ToDtype/normalize + v2.CutMix in collate_fn"),
     Variant("timm_loader", "10 timm create_loader (batch)",
-            "timm's own loader: create_loader over ImageDataset (workers = threads, timm's train transforms) with "
-            "FastCollateMixup (the settings' mixing options, mode batch: CutMix/MixUp in the collate, on uint8) "
-            "and its PrefetchLoader (normalize on the device); needs timm: the 'bench' extra"),
+            "timm's own loader: create_loader over ImageDataset (workers = threads; timm's train transform with "
+            "our augmentation: color_jitter=None, no auto_augment, re_prob 0) with FastCollateMixup (the "
+            "settings' mixing options, mode batch: CutMix/MixUp in the collate, on uint8) and its PrefetchLoader "
+            "(normalize on the device); needs timm: the 'bench' extra"),
     Variant("timm_loader_elem", "11 timm create_loader (elem)", "as 10 with FastCollateMixup in mode elem"),
+    Variant("loader_paper", "12 paper augmentation -> torch (CutMixLoader)",
+            "as 5 with the paper's augmentation in the pipeline (build_cutmix_pipeline(augment='paper'): the "
+            "official ColorJitter(0.4, 0.4, 0.4) and Lighting(0.1) on each image)", augment="paper",
+            augmentation=PAPER),
+    Variant("reference_paper", "13 torchvision reference + paper augmentation",
+            "as 8 with the official CutMix train.py's transform: RandomResizedCrop, flip, ToTensor, its "
+            "utils.ColorJitter(0.4, 0.4, 0.4) and utils.Lighting(0.1) on the float tensor, Normalize "
+            "(pipelines.reference)", augment="paper", augmentation=PAPER),
 )
 VARIANT_KEYS = tuple(v.key for v in VARIANTS)
 #: The variants that are one DALI pipeline run directly (the others wrap the full one, or are torchvision's).
@@ -50,7 +76,9 @@ AFTER_LOADER = ("after_loader", "after_loader_timm")
 #: timm's own loaders and their FastCollateMixup mode (see ``timm_loader.TimmLoaderRunner``).
 TIMM_LOADERS = dict(timm_loader="batch", timm_loader_elem="elem")
 #: The torchvision reference loaders and their transform's backend (``pipelines.reference.reference_transform``).
-REFERENCE_BACKENDS = dict(reference="pil", reference_tensor="tensor")
+REFERENCE_BACKENDS = dict(reference="pil", reference_tensor="tensor", reference_paper="pil")
+#: Each variant's augmentation preset (:attr:`Variant.augment`), by key.
+AUGMENTS = {v.key: v.augment for v in VARIANTS}
 #: The mixing stage alone with the settings' options, on a fixed batch: what it adds to the fed batch (see
 #: ``runners.StageAloneRunner``).
 ISOLATED = "cutmix_stage"
