@@ -58,7 +58,8 @@ from .variants import (ISOLATED, LOAD, SKIPPED, STAGE_METHODS, VARIANT_KEYS, VAR
 #: The paired figures, per round: the JSON key of each ratio and its two variants ``(ours, theirs)``, ours over
 #: theirs in images/s. Each peer is paired with our loader running the same augmentation; ``loader_vs_crop`` is
 #: our loader against its own pipeline's decode + random-resized-crop + resize: what the rest costs (the mixing
-#: stage, flip/normalize, the hand-off to torch).
+#: stage, flip/normalize, the hand-off to torch); ``loader_vs_full`` against its own pipeline run directly: what
+#: the hand-off to torch costs.
 COMPARED = dict(loader_vs_reference=("loader", "reference"),
                 loader_vs_reference_tensor=("loader", "reference_tensor"),
                 loader_vs_after_loader=("loader", "after_loader"),
@@ -66,7 +67,8 @@ COMPARED = dict(loader_vs_reference=("loader", "reference"),
                 loader_vs_timm_loader=("loader", "timm_loader"),
                 loader_vs_timm_loader_elem=("loader", "timm_loader_elem"),
                 loader_paper_vs_reference_paper=("loader_paper", "reference_paper"),
-                loader_vs_crop=("loader", "crop"))
+                loader_vs_crop=("loader", "crop"),
+                loader_vs_full=("loader", "full"))
 
 SCHEMA = "dali-cutmix-profile/1"
 METHOD = dict(
@@ -271,6 +273,7 @@ def build_result(settings: ProfileSettings, samples: Dict[str, object], *, datas
         method=dict(METHOD),
         machine_load=samples.get(LOAD),
         variants=variants,
+        pairs={name: dict(ours=ours, theirs=theirs) for name, (ours, theirs) in COMPARED.items()},
         skipped=dict(samples.get(SKIPPED) or {}),
         cutmix_share=_cutmix_share(settings, samples),
         stage=stage_report(settings, samples),
