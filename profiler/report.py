@@ -12,7 +12,7 @@ PAIRED = (("loader_vs_reference", "torchvision reference (PIL)"),
           ("loader_vs_reference_tensor", "torchvision reference (tensor)"),
           ("loader_vs_after_loader", "v2.CutMix after the loader"),
           ("loader_vs_after_loader_timm", "timm Mixup after the loader"),
-          ("loader_paper_vs_reference_paper", "reference, paper augmentation on both sides"),
+          ("loader_paper_vs_reference_paper", "reference, both paper-augmented"),
           ("loader_vs_crop", "its own decode + crop + resize"),
           ("loader_vs_full", "its own pipeline run directly"))
 

@@ -70,8 +70,6 @@ class TimmLoaderRunner:
             (FastCollateMixup asks for an even batch).
     """
 
-    PREFETCH_FACTOR = 2
-
     def __init__(self, settings: ProfileSettings, num_classes: int, mode: str, timm_data=None):
         import torch
 

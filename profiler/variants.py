@@ -59,11 +59,11 @@ VARIANTS: Tuple[Variant, ...] = (
             "settings' mixing options, mode batch: CutMix/MixUp in the collate, on uint8) and its PrefetchLoader "
             "(normalize on the device); needs timm: the 'bench' extra"),
     Variant("timm_loader_elem", "11 timm create_loader (elem)", "as 10 with FastCollateMixup in mode elem"),
-    Variant("loader_paper", "12 paper augmentation -> torch (CutMixLoader)",
+    Variant("loader_paper", "12 loader, paper augmentation",
             "as 5 with the paper's augmentation in the pipeline (build_cutmix_pipeline(augment='paper'): the "
             "official ColorJitter(0.4, 0.4, 0.4) and Lighting(0.1) on each image)", augment="paper",
             augmentation=PAPER),
-    Variant("reference_paper", "13 torchvision reference + paper augmentation",
+    Variant("reference_paper", "13 reference, paper augmentation",
             "as 8 with the official CutMix train.py's transform: RandomResizedCrop, flip, ToTensor, its "
             "utils.ColorJitter(0.4, 0.4, 0.4) and utils.Lighting(0.1) on the float tensor, Normalize "
             "(pipelines.reference)", augment="paper", augmentation=PAPER),
