@@ -64,8 +64,9 @@ def test_json_holds_every_variant_with_its_figures(profile_run):
     result = profile_run[3]
     assert result["schema"] == SCHEMA
     assert set(VARIANT_KEYS) == {"decode", "crop", "cutmix", "full", "loader", "after_loader", "after_loader_timm",
-                                 "reference", "reference_tensor", "timm_loader", "timm_loader_elem"}
-    assert set(result["variants"]) == MEASURED
+                                 "reference", "reference_tensor", "timm_loader", "timm_loader_elem", "loader_paper",
+                                 "reference_paper"}
+    assert set(result["variants"]) == MEASURED and result["complete"] is True
     for key in MEASURED:
         variant = result["variants"][key]
         assert set(variant["images_per_s"]) >= {"median", "q1", "q3", "min", "max", "n", "iqr_pct"}
@@ -75,9 +76,33 @@ def test_json_holds_every_variant_with_its_figures(profile_run):
     share = result["cutmix_share"]
     assert {"median", "q1", "q3", "samples", "stage_ms_per_batch", "by_stage_difference"} <= set(share)
     assert len(share["by_stage_difference"]["samples"]) == 2
-    for paired in ("loader_vs_reference", "loader_vs_reference_tensor", "loader_vs_after_loader"):
+    for paired in ("loader_vs_reference", "loader_vs_reference_tensor", "loader_vs_after_loader",
+                   "loader_paper_vs_reference_paper", "loader_vs_crop", "loader_vs_full"):
         assert {"median", "q1", "q3", "samples"} <= set(result[paired]) and len(result[paired]["samples"]) == 2
         assert result[paired]["median"] > 0
+    assert result["pairs"]["loader_paper_vs_reference_paper"] == dict(ours="loader_paper", theirs="reference_paper")
+    assert result["pairs"]["loader_vs_crop"] == dict(ours="loader", theirs="crop")
+
+
+def test_every_peer_runs_the_augmentation_of_ours_it_is_paired_with(profile_run):
+    """The JSON names each variant's augmentation; each pair's two sides apply the same transforms (the loader's
+    rate over its own crop stage aside: that pair measures what the rest of the pipeline costs)."""
+    result = profile_run[3]
+    variants = result["variants"]
+    crop, flip, normalize = ("RandomResizedCrop(scale (0.08, 1), ratio (3/4, 4/3))", "RandomHorizontalFlip(0.5)",
+                             "Normalize(ImageNet mean, std)")
+    jitter = "ColorJitter(brightness 0.4, contrast 0.4, saturation 0.4) (official CutMix utils)"
+    lighting = "Lighting(alphastd 0.1, ImageNet PCA) (official CutMix utils)"
+    assert variants["loader"]["augmentation"] == [crop, flip, normalize] and variants["loader"]["augment"] == "none"
+    assert variants["loader_paper"]["augmentation"] == [crop, flip, jitter, lighting, normalize]
+    assert variants["loader_paper"]["augment"] == variants["reference_paper"]["augment"] == "paper"
+    assert variants["decode"]["augmentation"] == [] and variants["crop"]["augmentation"] == [crop]
+    for name, pair in result["pairs"].items():
+        if name in ("loader_vs_crop", "loader_vs_full") or pair["theirs"] not in variants:
+            continue
+        ours, theirs = variants[pair["ours"]], variants[pair["theirs"]]
+        assert (ours["augment"], ours["augmentation"]) == (theirs["augment"], theirs["augmentation"]), name
+    assert "color_jitter=None" in result["method"]["timm_loader"]
 
 
 def test_timm_variant_is_skipped_with_its_reason_without_timm(profile_run):
