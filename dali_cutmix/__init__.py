@@ -2,7 +2,7 @@
 
 Public API::
 
-    from dali_cutmix import cutmix, mixup, mix, MixOptions, build_cutmix_pipeline, CutMixLoader
+    from dali_cutmix import cutmix, mixup, mix, MixOptions, AugmentOptions, build_cutmix_pipeline, CutMixLoader
 
 Importing this package imports nothing heavy; DALI and PyTorch load when the functions are used.
 """
@@ -11,11 +11,14 @@ from .options import MixOptions
 from .stage import cutmix, mix, mixup
 
 __version__ = "0.1.0"
-__all__ = ["cutmix", "mixup", "mix", "MixOptions", "build_cutmix_pipeline", "CutMixLoader",
+__all__ = ["cutmix", "mixup", "mix", "MixOptions", "AugmentOptions", "build_cutmix_pipeline", "CutMixLoader",
            "soft_target_cross_entropy"]
 
 
 def __getattr__(name):
+    if name == "AugmentOptions":
+        from .augment_options import AugmentOptions
+        return AugmentOptions
     if name == "build_cutmix_pipeline":
         from .builder import build_cutmix_pipeline
         return build_cutmix_pipeline

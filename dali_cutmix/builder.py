@@ -7,8 +7,10 @@ import weakref
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Tuple, Union
 
+from .augment_options import AugmentOptions
 from .errors import UserError
 from .folder_reader import ImageList, count_classes, image_list
+from .augment import augment_images, needs_conditionals
 from .options import MixOptions, check_num_classes
 from .shard_reader import ShardSet, as_shards, is_shard_folder, resolve_shards, shard_reader
 from .stage import PARAM_NAMES, mix_stage
@@ -335,6 +337,7 @@ def build_cutmix_pipeline(
     return_params: bool = False,
     stop_after: str = "normalize",
     decode: str = "roi",
+    augment: Union[str, AugmentOptions, Mapping, None] = "none",
     **pipeline_kwargs,
 ):
     """Build (not build()) the DALI training pipeline with the mixing stage.
@@ -384,6 +387,12 @@ def build_cutmix_pipeline(
             the pipeline cut after each stage.
         decode: "roi" (decode only the random crop's region) or "full" (decode the whole image, then crop): see
             :func:`decode_random_crop`.
+        augment: the per-image augmentation: a preset name of :data:`dali_cutmix.augment_options.PRESETS`
+            ("none", "paper", "deit", "torchvision-v2"), :class:`dali_cutmix.AugmentOptions` or a mapping of some
+            of its fields. "none" (the default): the graph above. Otherwise each image is flipped, augmented and
+            normalized before the stage, in the sources' order (:func:`dali_cutmix.augment.augment_images`), the
+            stage mixes the normalized float32 images, and ``crop_mirror_normalize`` only lays them out in
+            ``dtype`` and ``layout``; cut at "mix", the images are the mixed float32 HWC normalized ones.
         pipeline_kwargs: passed to ``nvidia.dali.Pipeline`` (a name it does not take is a TypeError), e.g.
             ``prefetch_queue_depth`` (default 2), ``enable_checkpointing`` (let ``Pipeline.checkpoint()`` or
             ``CutMixLoader.checkpoint()`` capture the reader position and every RNG state, the stage's included),
@@ -408,6 +417,7 @@ def build_cutmix_pipeline(
     if stop_after not in STAGES:
         raise UserError(f"stop_after must be one of {STAGES}, got {stop_after!r}")
     check_decode(decode)
+    augmenting = AugmentOptions.coerce(augment)
     options = MixOptions.coerce(mix_options)
     if num_classes is not None:
         check_num_classes(num_classes)
@@ -420,21 +430,28 @@ def build_cutmix_pipeline(
     pipeline_kwargs.setdefault("prefetch_queue_depth", 2)
     checkpointing = pipeline_kwargs.pop("enable_checkpointing", False) or checkpoint is not None
 
-    @pipeline_def(enable_conditionals=False)
+    @pipeline_def(enable_conditionals=needs_conditionals(augmenting))
     def training_pipeline():
         jpegs, labels = reader(data, shard_id=shard_id, num_shards=num_shards, shuffle=shuffle, seed=seed)
         images = decode_random_crop(jpegs, device=device, crop=(crop_h, crop_w), random_area=random_area,
                                     random_aspect_ratio=random_aspect_ratio, decode=decode)
         if stop_after == "crop":
             return images, labels
+        image_type = types.UINT8
+        if augmenting.active:  # flip, augment and normalize each image before the stage (the sources' order)
+            images = augment_images(images, augmenting, mean=mean, std=std, mirror=mirror)
+            image_type = types.FLOAT
         params = {}
         if mixing:
             # The gate: the reader's padding is nobody's partner and is not mixed; mix_off_epoch closes it.
             images, targets, params = mix_stage(images, labels, num_classes=num_classes, options=options,
-                                                gate=mix_gate(mix_off_epoch), image_type=types.UINT8)
+                                                gate=mix_gate(mix_off_epoch), image_type=image_type)
         else:
             targets = one_hot_labels(labels, num_classes, label_smoothing=options.label_smoothing, device=device)
-        if stop_after == "normalize":
+        if stop_after == "normalize" and augmenting.active:  # flipped and normalized already: the layout only
+            images = flip_normalize(images, mirror=False, mean=(0.0,) * 3, std=(1.0,) * 3, dtype=dtype,
+                                    layout=layout)
+        elif stop_after == "normalize":
             images = flip_normalize(images, mirror=mirror, mean=mean, std=std, dtype=dtype, layout=layout)
         outputs = [images, targets]
         if return_params:

@@ -22,7 +22,7 @@ ROOMS_LINKED = ("pipelines", "train", "profiler", "cli")
 ROOMS = ("base", "core", "pipelines", "train", "profiler", "cli")
 #: The plugin: what a DALI user puts into their own pipeline (the top level of dali_cutmix/).
 PLUGIN = {"__init__", "options", "stage", "native", "builder", "folder_reader", "shard_reader", "imagecheck",
-          "loader", "loss", "errors", "helpers"}
+          "loader", "loss", "errors", "helpers", "augment", "augment_options"}
 
 
 def modules():
