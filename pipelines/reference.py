@@ -25,6 +25,7 @@ import random
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
+from dali_cutmix.augment_options import AugmentOptions
 from dali_cutmix.builder import IMAGENET_MEAN_01, IMAGENET_STD_01
 from dali_cutmix.errors import UserError
 
@@ -40,8 +41,9 @@ def check_backend(backend) -> str:
     return backend
 
 
-#: The augmentation the reference can apply: none beyond crop and flip (torchvision's recipe without
-#: auto-augment), or the official CutMix recipe's colour jitter and lighting ("paper").
+#: The augmentation presets of :func:`dali_cutmix.build_cutmix_pipeline` the reference can apply: none beyond crop
+#: and flip (torchvision's recipe without auto-augment), or the official CutMix recipe's colour jitter and lighting
+#: ("paper", with the preset's values).
 AUGMENTS = ("none", "paper")
 #: The official CutMix ``train.py``'s ``Lighting``: AlexNet's PCA of ImageNet's RGB pixels (in [0, 1]), eigenvalues
 #: and eigenvectors (one per column).
@@ -152,7 +154,10 @@ def reference_transform(crop: int = 224, backend: str = "pil", augment: str = "n
 
     to_tensor = [v2.PILToTensor()]
     tensor_first = check_backend(backend) == "tensor"
-    colour = [OfficialColorJitter(0.4, 0.4, 0.4), OfficialLighting(0.1)] if check_augment(augment) == "paper" else []
+    colour = []
+    if check_augment(augment) == "paper":  # our pipeline's preset's values: the official train.py's
+        paper = AugmentOptions.coerce("paper")
+        colour = [OfficialColorJitter(*(paper.color_jitter,) * 3), OfficialLighting(paper.lighting)]
     return v2.Compose([
         *(to_tensor if tensor_first else []),
         v2.RandomResizedCrop(crop, antialias=True),
