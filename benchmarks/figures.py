@@ -93,9 +93,20 @@ def pairs_of(profile: dict) -> Dict[str, dict]:
 UNRECORDED = "not recorded (a profile made before the peers' augmentation was matched to ours)"
 
 
+ASYNC = "_async"
+
+
+def label_of(variant: str) -> str:
+    """A variant's label in the tables: :data:`VARIANT_LABELS`'s, "..., prefetching" for its asynchronous twin."""
+    if variant.endswith(ASYNC):
+        return f"{label_of(variant[:-len(ASYNC)])}, prefetching"
+    return VARIANT_LABELS.get(variant, variant)
+
+
 def augmentation_of(profile: dict, variant: str) -> Optional[str]:
-    """The per-sample transforms the JSON records for ``variant``, comma-separated; None where it records none (a
-    profile made before it recorded them)."""
+    """The per-sample transforms the JSON records for ``variant`` (or the variant its asynchronous twin times),
+    comma-separated; None where it records none (a profile made before it recorded them)."""
+    variant = variant[:-len(ASYNC)] if variant.endswith(ASYNC) else variant
     names = profile["variants"].get(variant, {}).get("augmentation")
     return None if names is None else ", ".join(names) or "none (decode only)"
 
@@ -269,8 +280,7 @@ def paired_rows(folder: Path = HERE) -> List[str]:
         if not summary:
             continue
         ours, theirs = (augmentation_of(profile, pair[side]) or UNRECORDED for side in ("ours", "theirs"))
-        rows.append(row(*(VARIANT_LABELS.get(pair[side], pair[side]) for side in ("ours", "theirs")), ours, theirs,
-                        ratio(summary)))
+        rows.append(row(label_of(pair["ours"]), label_of(pair["theirs"]), ours, theirs, ratio(summary)))
     return rows
 
 

@@ -59,7 +59,8 @@ from .variants import (ISOLATED, LOAD, SKIPPED, STAGE_METHODS, VARIANT_KEYS, VAR
 #: theirs in images/s. Each peer is paired with our loader running the same augmentation; ``loader_vs_crop`` is
 #: our loader against its own pipeline's decode + random-resized-crop + resize: what the rest costs (the mixing
 #: stage, flip/normalize, the hand-off to torch); ``loader_vs_full`` against its own pipeline run directly: what
-#: the hand-off to torch costs.
+#: the hand-off to torch costs; ``loader_async_vs_crop_async`` (with ``async_stages``) the same as training runs
+#: it, both with the builder's prefetching.
 COMPARED = dict(loader_vs_reference=("loader", "reference"),
                 loader_vs_reference_tensor=("loader", "reference_tensor"),
                 loader_vs_after_loader=("loader", "after_loader"),
@@ -68,15 +69,17 @@ COMPARED = dict(loader_vs_reference=("loader", "reference"),
                 loader_vs_timm_loader_elem=("loader", "timm_loader_elem"),
                 loader_paper_vs_reference_paper=("loader_paper", "reference_paper"),
                 loader_vs_crop=("loader", "crop"),
-                loader_vs_full=("loader", "full"))
+                loader_vs_full=("loader", "full"),
+                loader_async_vs_crop_async=("loader_async", "crop_async"))
 
 SCHEMA = "dali-cutmix-profile/1"
 METHOD = dict(
     dali="one batch at a time (exec_pipelined=False, prefetch_queue_depth=1, dynamic executor): nothing "
          "runs in the background between timed runs; the loader's batch scheduled ahead is awaited "
          "untimed after each run and taken untimed before the next",
-    dali_async="with async_stages (default: on the GPU), each stage variant is also timed with the builder's "
-               "prefetching (prefetch_queue_depth 2, exec_pipelined=True): per run as many batches as the queue "
+    dali_async="with async_stages (default: on the GPU), each stage variant and the loader (as training runs it) "
+               "are also timed with the builder's prefetching (prefetch_queue_depth 2, exec_pipelined=True): per "
+               "run as many batches as the queue "
                "holds taken untimed, the timed batches, then the batches scheduled ahead awaited untimed "
                "(images_per_s_async)",
     after_loader="the full pipeline without the stage (mixing=False; class ids from return_params) through "

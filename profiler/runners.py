@@ -19,7 +19,7 @@ from .stats import quiet_figure
 from .timing import (Runner, Timing, VariantUnavailable, interleaved_times, synchronize, time_epoch,
                      wait_until_idle)
 from .timm_loader import TimmLoaderRunner
-from .variants import (ASYNC_SUFFIX, AUGMENTS, ISOLATED, REFERENCE_BACKENDS, STAGE_METHODS, STAGES, TIMM_LOADERS,
+from .variants import (ASYNC_SUFFIX, ASYNC_TWINS, AUGMENTS, ISOLATED, REFERENCE_BACKENDS, STAGE_METHODS, STAGES, TIMM_LOADERS,
                        VARIANT_KEYS, async_key, stage_key)
 
 
@@ -151,6 +151,9 @@ class DaliLoaderRunner:
     ``augment``: the builder's augmentation preset (None: its default, none).
     """
 
+    #: Batches made ahead of the one handed over, taken untimed before each run.
+    ahead = 1
+
     def __init__(self, settings: ProfileSettings, num_classes: int, augment: Optional[str] = None):
         from dali_cutmix.loader import CutMixLoader
 
@@ -181,7 +184,8 @@ class DaliLoaderRunner:
 
     def measure(self, batches: int) -> Timing:
         """Take ``batches`` batches of torch tensors (:meth:`batch`)."""
-        self.next_batch()  # made ahead while nothing was timed: not counted
+        for _ in range(self.ahead):  # made ahead while nothing was timed: not counted
+            self.next_batch()
         images = 0
         start = time.perf_counter()
         for _ in range(batches):
@@ -194,6 +198,21 @@ class DaliLoaderRunner:
     def close(self) -> None:
         """Free the loader and its pipeline."""
         self.iterator = self.loader = None
+
+
+class DaliAsyncLoaderRunner(DaliLoaderRunner):
+    """Times the full pipeline through :class:`dali_cutmix.CutMixLoader` as training runs it: with the builder's
+    prefetching (``build_stage_pipeline(synchronous=False)``: ``prefetch_queue_depth`` 2, ``exec_pipelined=True``),
+    DALI makes batches ahead while the caller takes one. Timed as :class:`DaliAsyncStageRunner`: per run, as many
+    batches as the queue holds taken untimed, ``batches`` timed, then the batches scheduled ahead awaited
+    untimed."""
+
+    def build_pipeline(self, settings: ProfileSettings, num_classes: int):
+        """The full pipeline with the builder's prefetching."""
+        pipe = build_stage_pipeline("full", settings, num_classes, synchronous=False, augment=self.augment)
+        depth = pipe.prefetch_queue_depth
+        self.ahead = max(depth.values()) if isinstance(depth, dict) else int(depth)
+        return pipe
 
 
 class AfterLoaderRunner(DaliLoaderRunner):
@@ -287,7 +306,8 @@ EXTRA_KEYS = (ISOLATED,) + tuple(stage_key(m) for m in STAGE_METHODS)
 
 
 def make_runner(key: str, settings: ProfileSettings, num_classes: int) -> Runner:
-    """The runner of ``key`` (one of :data:`~.variants.VARIANT_KEYS`, a stage's :func:`~.variants.async_key`, or
+    """The runner of ``key`` (one of :data:`~.variants.VARIANT_KEYS`, the :func:`~.variants.async_key` of one of
+    :data:`~.variants.ASYNC_TWINS`, or
     :data:`~.variants.ISOLATED`), warmed up.
 
     Raises:
@@ -298,6 +318,8 @@ def make_runner(key: str, settings: ProfileSettings, num_classes: int) -> Runner
         return DaliStageRunner(key, settings, num_classes)
     if key.endswith(ASYNC_SUFFIX) and key[:-len(ASYNC_SUFFIX)] in STAGES:
         return DaliAsyncStageRunner(key[:-len(ASYNC_SUFFIX)], settings, num_classes)
+    if key == async_key("loader"):
+        return DaliAsyncLoaderRunner(settings, num_classes)
     if key in ("loader", "loader_paper"):
         return DaliLoaderRunner(settings, num_classes, None if AUGMENTS[key] == "none" else AUGMENTS[key])
     if key == "after_loader":
@@ -317,13 +339,13 @@ def make_runner(key: str, settings: ProfileSettings, num_classes: int) -> Runner
 
 
 def runner_keys(settings: ProfileSettings) -> Tuple[str, ...]:
-    """The runners a run times, in forward order: :data:`~.variants.VARIANT_KEYS`, each stage of
-    :data:`~.variants.STAGES` followed by its asynchronous twin when ``settings.times_async_stages``, then
+    """The runners a run times, in forward order: :data:`~.variants.VARIANT_KEYS`, each of
+    :data:`~.variants.ASYNC_TWINS` followed by its asynchronous twin when ``settings.times_async_stages``, then
     :data:`EXTRA_KEYS` (the stage alone, with the settings' options and with each method)."""
     keys = []
     for key in VARIANT_KEYS:
         keys.append(key)
-        if key in STAGES and settings.times_async_stages:
+        if key in ASYNC_TWINS and settings.times_async_stages:
             keys.append(async_key(key))
     return tuple(keys) + EXTRA_KEYS
 

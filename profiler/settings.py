@@ -28,8 +28,9 @@ class ProfileSettings:
         decode: how the training pipeline's variants decode (:data:`dali_cutmix.builder.DECODES`): "roi" (only the
             random crop's region, the default) or "full" (the whole image, then the crop), as the trainer's
             ``--decode``.
-        async_stages: also time each DALI stage variant with the builder's prefetching (``prefetch_queue_depth``
-            2, ``exec_pipelined=True``) besides one batch at a time; None (default): on the GPU only (see
+        async_stages: also time each DALI stage variant and the loader with the builder's prefetching
+            (``prefetch_queue_depth`` 2, ``exec_pipelined=True``) besides one batch at a time; None (default): on
+            the GPU only (see
             :attr:`times_async_stages`).
     """
 

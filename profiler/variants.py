@@ -71,6 +71,9 @@ VARIANTS: Tuple[Variant, ...] = (
 VARIANT_KEYS = tuple(v.key for v in VARIANTS)
 #: The variants that are one DALI pipeline run directly (the others wrap the full one, or are torchvision's).
 STAGES = ("decode", "crop", "cutmix", "full")
+#: The variants also timed with the builder's prefetching when the settings ask for it (``async_stages``): the
+#: stages, and our loader as training runs it.
+ASYNC_TWINS = STAGES + ("loader",)
 #: The variants that mix after the loader, each with its batch mixer (see ``runners.AfterLoaderRunner``).
 AFTER_LOADER = ("after_loader", "after_loader_timm")
 #: timm's own loaders and their FastCollateMixup mode (see ``timm_loader.TimmLoaderRunner``).

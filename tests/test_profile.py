@@ -21,7 +21,7 @@ from dali_cutmix.profiler.runners import AfterLoaderRunner, runner_keys
 from dali_cutmix.profiler.settings import ProfileSettings
 from dali_cutmix.profiler.stats import cutmix_shares, figures, isolated_shares, speedups, summarize
 from dali_cutmix.profiler.timing import Timing, VariantUnavailable
-from dali_cutmix.profiler.variants import ISOLATED, STAGES, VARIANT_KEYS, VARIANTS, async_key
+from dali_cutmix.profiler.variants import ASYNC_TWINS, ISOLATED, STAGES, VARIANT_KEYS, VARIANTS, async_key
 
 from conftest import device_id, host, to_numpy
 
@@ -124,14 +124,15 @@ def test_timm_variant_is_skipped_with_its_reason_without_timm(profile_run):
 def test_stages_are_also_timed_asynchronously_when_asked(profile_run, tmp_path, monkeypatch):
     result = profile_run[3]
     assert result["settings"]["async_stages"] is True and "--async-stages" in result["command"]
-    for key in STAGES:
+    for key in ASYNC_TWINS:  # the stages, and the loader as training runs it
         variant = result["variants"][key]
         assert variant["images_per_s_async"]["median"] > 0 and variant["ms_per_batch_async"] > 0
         assert len(variant["samples_async"]) == variant["images_per_s_async"]["n"] == 2
-    for key in MEASURED - set(STAGES):
+    for key in MEASURED - set(ASYNC_TWINS):
         assert "images_per_s_async" not in result["variants"][key]
-    assert profile_run[1].count("same, prefetching (async)") == len(STAGES)
+    assert profile_run[1].count("same, prefetching (async)") == len(ASYNC_TWINS) == len(STAGES) + 1
     assert "dali_async" in result["method"]
+    assert len(result["loader_async_vs_crop_async"]["samples"]) == 2
     # the default: asynchronous figures on the GPU only
     cpu, gpu = ProfileSettings(data="d"), ProfileSettings(data="d", device="gpu")
     assert not cpu.times_async_stages and gpu.times_async_stages
@@ -140,7 +141,9 @@ def test_stages_are_also_timed_asynchronously_when_asked(profile_run, tmp_path, 
     assert runner_keys(cpu) == VARIANT_KEYS + extra
     keys = runner_keys(gpu)
     assert keys.index(async_key("full")) == keys.index("full") + 1
-    assert keys == tuple(k for key in VARIANT_KEYS for k in (key, async_key(key))[:2 if key in STAGES else 1]) + extra
+    assert keys.index(async_key("loader")) == keys.index("loader") + 1
+    assert keys == tuple(k for key in VARIANT_KEYS for k in (key, async_key(key))[:2 if key in ASYNC_TWINS else 1]
+                         ) + extra
 
 
 def test_json_names_the_machine_settings_and_data(profile_run):
@@ -337,7 +340,7 @@ def test_a_gpu_profile_times_every_variant_on_the_gpu(tiny_data, gpu_only, tmp_p
     result = json.loads((tmp_path / "p.json").read_text())
     assert result["settings"]["device"] == "gpu" and result["machine"]["gpu"]
     assert set(result["variants"]) == MEASURED
-    for key in STAGES:
+    for key in ASYNC_TWINS:
         assert result["variants"][key]["images_per_s_async"]["median"] > 0
     stage = result["stage"]
     assert stage["batch"]["device"] == "gpu" and stage["copy_ms_per_batch"]["median"] > 0
