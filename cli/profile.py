@@ -139,7 +139,7 @@ def profile(data, images, device, batch_size, threads, batches, repeats, crop, m
     each round also times the mixing stage alone (CutMix, MixUp, switching) against one copy of its batch; print
     a table, write JSON and a PNG chart.
 
-    The mixing flags (dali_cutmix.MixOptions' fields) change our stage (variants 3-5 and --model), the mixers
+    The mixing flags (dali_cutmix.MixOptions' fields) change our stage (variants 3-5, 12 and --model), the mixers
     after the loader (variants 6-7; torchvision's takes the alphas and --switch-prob only) and timm's collate
     (variants 10-11, whose mode is their own); the torchvision references stay CutMix with alpha 1. Fewer than
     4 --repeats warn that the IQR means nothing."""

@@ -148,9 +148,9 @@ def measure_variants(settings: ProfileSettings, progress: Callable[[str], None] 
     runners, skipped = make_runners(settings, count_classes(settings.data), progress)
     timings: Dict[str, List[Timing]] = {key: [] for key in runners}
 
-    def samples() -> Dict[str, object]:
+    def samples(final: bool = True) -> Dict[str, object]:
         found: Dict[str, object] = dict(figures({k: t for k, t in timings.items() if t}, settings.batch_size))
-        found[LOAD] = meter.stop()
+        found[LOAD] = meter.stop(reap=final)
         found[SKIPPED] = dict(skipped)
         return found
 
@@ -159,7 +159,7 @@ def measure_variants(settings: ProfileSettings, progress: Callable[[str], None] 
             for key in round_order(r, tuple(runners)):
                 timings[key].append(runners[key].measure(settings.batches))
                 if measured is not None:
-                    measured(samples())
+                    measured(samples(final=False))
             progress(f"round {r + 1}/{settings.repeats}: "
                      + describe_round({key: t[-1] for key, t in timings.items()}, settings.batch_size))
     finally:
