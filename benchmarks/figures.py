@@ -280,7 +280,8 @@ def paired_rows(folder: Path = HERE) -> List[str]:
         if not summary:
             continue
         ours, theirs = (augmentation_of(profile, pair[side]) or UNRECORDED for side in ("ours", "theirs"))
-        rows.append(row(label_of(pair["ours"]), label_of(pair["theirs"]), ours, theirs, ratio(summary)))
+        rows.append(row(label_of(pair["ours"]), label_of(pair["theirs"]), ours,
+                        "the same" if theirs == ours and ours != UNRECORDED else theirs, ratio(summary)))
     return rows
 
 

@@ -126,6 +126,7 @@ def test_a_profile_with_matched_peers_gets_its_pairs_rows(tmp_path):
     paper = ours[:2] + ["ColorJitter(0.4)", "Lighting(0.1)"] + ours[2:]
     for key, variant in p["variants"].items():
         variant["augmentation"] = ours
+    p["variants"]["crop"]["augmentation"] = ours[:1]
     for key, ips in (("loader_paper", 700.0), ("reference_paper", 280.0)):
         p["variants"][key] = dict(p["variants"]["loader"], augmentation=paper,
                                   images_per_s=dict(p["variants"]["loader"]["images_per_s"], median=ips))
@@ -148,7 +149,8 @@ def test_a_profile_with_matched_peers_gets_its_pairs_rows(tmp_path):
     assert len(paired) == 2 + 3  # the profile's pairs only
     assert paired[3] == ("| 12 full pipeline with the paper's augmentation (`augment=\"paper\"`) -> torch "
                          "(`CutMixLoader`) | 13 torchvision reference (PIL) with the official CutMix `ColorJitter` + "
-                         f"`Lighting` | {', '.join(paper)} | {', '.join(paper)} | **2.50x** (IQR 2.40-2.60x) |")
+                         f"`Lighting` | {', '.join(paper)} | the same | **2.50x** (IQR 2.40-2.60x) |")
+    assert paired[4].endswith(f"| 2 + random-resized-crop | {', '.join(ours)} | {ours[0]} | **0.91x** (IQR 0.90-0.93x) |")
     # a profile made before the peers' augmentation was recorded: no timm row (its peer did more work), and the
     # paired table says so
     for variant in p["variants"].values():
