@@ -8,6 +8,7 @@ import click
 
 from dali_cutmix.errors import UserError, first_line
 
+from .augmenting import augment_options, build_augment_options, pop_augment_options
 from .mixing import build_mix_options, mixing_options, pop_mix_options
 from .params import cache_error, check_output, resolve_device, seed_option, show_progress
 
@@ -22,6 +23,7 @@ from .params import cache_error, check_output, resolve_device, seed_option, show
 @click.option("--count", type=click.IntRange(1, 64), default=8, show_default=True, help="Images in the grid.")
 @click.option("--crop", type=click.IntRange(16, 1024), default=160, show_default=True, help="Crop size.")
 @mixing_options(defaults=dict(mode="elem", self_pairs=False))
+@augment_options()
 @seed_option()
 @click.option("--device", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True,
               help="Where the pipeline runs.")
@@ -39,6 +41,7 @@ def preview(data, out, count, crop, seed, device, **params):
     out = check_output("--out", out)  # before any work: a missing or unwritable folder is one line now
     check_count(count, "--count")
     options = build_mix_options(pop_mix_options(params))
+    augment = build_augment_options(pop_augment_options(params))
     device = resolve_device(device)
     show_progress()  # the native operators' first build says so
     if data is None:
@@ -59,5 +62,6 @@ def preview(data, out, count, crop, seed, device, **params):
                 data = image_list(data)
         except UserError as e:
             raise UserError(f"--data: {first_line(e)}") from None
-    path = write_preview(data, out, count=count, crop=crop, mix_options=options, seed=seed, device=device)
+    path = write_preview(data, out, count=count, crop=crop, mix_options=options, seed=seed, device=device,
+                         augment=augment)
     click.echo(f"wrote {path}")

@@ -13,6 +13,7 @@ from dali_cutmix.errors import UserError, first_line
 from dali_cutmix.helpers.host import usable_cores
 from dali_cutmix.options import MixOptions, flag_name
 
+from .augmenting import augment_options, build_augment_options, pop_augment_options
 from .mixing import build_mix_options, mixing_options, pop_mix_options
 from .params import cache_error, check_outputs, resolve_device, seed_option, show_progress
 
@@ -128,6 +129,7 @@ def _command(params: dict) -> str:
               help="Also time each DALI stage variant with prefetching (prefetch queue, pipelined executor) "
                    "[default: on the GPU only].")
 @mixing_options()
+@augment_options()
 def profile(data, images, device, batch_size, threads, batches, repeats, crop, model, steps, torch_threads,
             json_path, plot, seed, decode, async_stages, **mixing):
     """Measure images/s: read+decode, +random-resized-crop, +CutMix, +flip/normalize, the PyTorch loader, the
@@ -142,7 +144,10 @@ def profile(data, images, device, batch_size, threads, batches, repeats, crop, m
     The mixing flags (dali_cutmix.MixOptions' fields) change our stage (variants 3-5, 12 and --model), the mixers
     after the loader (variants 6-7; torchvision's takes the alphas and --switch-prob only) and timm's collate
     (variants 10-11, whose mode is their own); the torchvision references stay CutMix with alpha 1. Fewer than
-    4 --repeats warn that the IQR means nothing."""
+    4 --repeats warn that the IQR means nothing. The augmentation flags (--augment PRESET and
+    dali_cutmix.AugmentOptions' fields) change the training pipeline's variants (3-7 and --model) and the
+    torchvision references (8-9: its ColorJitter and Lighting; a policy or random erasing skips them, saying
+    why); timm's loader (10-11) runs only without augmentation; the paper pair (12-13) keeps the paper's."""
     from dali_cutmix.profiler.report import format_table, write_chart, write_json
     from dali_cutmix.profiler.run import run_profile
     from dali_cutmix.profiler.settings import ProfileSettings
@@ -153,6 +158,8 @@ def profile(data, images, device, batch_size, threads, batches, repeats, crop, m
     outputs = check_outputs(json=json_path, plot=plot)  # before minutes of measuring
     json_path, plot = outputs["--json"], outputs["--plot"]
     mix = build_mix_options(pop_mix_options(mixing))
+    augment_given = pop_augment_options(mixing)
+    augment = build_augment_options(augment_given)
     if model is not None:
         _check_model(model, crop)
     device = resolve_device(device)
@@ -162,12 +169,14 @@ def profile(data, images, device, batch_size, threads, batches, repeats, crop, m
     data = _resolve_data(data, images, progress)
     settings = ProfileSettings(data=str(data), device=device, batch_size=batch_size, threads=threads,
                                batches=batches, repeats=repeats, crop=crop, seed=seed, mix=mix, decode=decode,
-                               async_stages=async_stages).check()
+                               async_stages=async_stages, augment=augment).check()
     command = _command(dict(**source, device=device, batch_size=batch_size, threads=threads, batches=batches,
                             repeats=repeats, crop=crop, model=model, steps=steps if model else None,
                             torch_threads=torch_threads if model else None, seed=seed or None,
                             decode=None if decode == "roi" else decode,
-                            async_stages=async_stages, **_changed_mix_options(mix), json=str(json_path),
+                            async_stages=async_stages, **_changed_mix_options(mix),
+                            **{k: v for k, v in augment_given.items() if k != "augment" or v != "none"},
+                            json=str(json_path),
                             plot=str(plot)))
     result = run_profile(settings, model=model, steps=steps, torch_threads=torch_threads, progress=progress,
                          command=command, save=lambda partial: write_json(partial, json_path))

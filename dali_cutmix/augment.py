@@ -10,8 +10,10 @@ one pass from uint8 to float32): the official ``utils.ColorJitter`` applies brig
 ``x -> (1-c) x + c * mean(gray(x))`` and saturation ``x -> (1-s) x + s * gray(x)`` in a random order, and these three
 maps commute exactly: their linear parts are ``a I + b P`` with ``P = 1 g^T`` (``g`` the grayscale weights,
 ``g . 1 = 1``, so ``P^2 = P``), saturation keeps the mean gray value and the all-ones direction, brightness scales
-both. Every order gives ``(1-b)(1-c)[(1-s) x + s gray(x)] + c (1-b) mean(gray(x))``; only rounding differs. The
-image's mean gray value is a reduction on the images' device (moved to the CPU, 3 floats per image, for ``T``).
+both. Every order gives ``(1-b)(1-c)[(1-s) x + s gray(x)] + c (1-b) mean(gray(x))``; only rounding differs. On
+the GPU the image's mean is a reduction on the device (moved to the CPU, 3 floats per image, for ``T``) and the map
+DALI's ``coord_transform``; on the CPU one native operator flips, takes the mean and maps in one pass
+(:func:`color_map_native`).
 """
 
 from __future__ import annotations
@@ -54,11 +56,11 @@ def color_matrix(jitter, alpha, mean: Sequence[float], std: Sequence[float]) -> 
     return (inv_std[:, None] * linear, (255 * light - np.asarray(mean)) * inv_std, c * (1 - b) * inv_std)
 
 
-def color_jitter_lighting_normalize(images, options: AugmentOptions, *, mean, std):
-    """ColorJitter (strength ``options.color_jitter``), Lighting (``options.lighting``) and normalize of uint8 HWC
-    ``images`` (CPU or GPU) as one ``coord_transform``: float32 HWC, ``(jitter(x/255) + lighting - mean/255) /
-    (std/255)``, no clamping (the official code clamps nowhere). Returns ``(images, jitter, alpha)``: the drawn
-    factors ``(b, c, s) ~ U(-v, v)^3`` and ``alpha ~ N(0, s)^3`` (CPU float32 [3]; zeros when off)."""
+def color_map_params(options: AugmentOptions, *, mean, std):
+    """The draws and the per-image colour map of ColorJitter (strength ``options.color_jitter``), Lighting
+    (``options.lighting``) and normalize, as CPU DataNodes: ``(jitter, alpha, matrix, offset, mean_weight)``, the
+    factors ``(b, c, s) ~ U(-v, v)^3`` and ``alpha ~ N(0, s)^3`` (float32 [3]; zeros when off) and the map
+    ``y = matrix x + offset + mean_weight * (g . mean(x))`` on pixel values (:func:`color_matrix`'s, in float32)."""
     import nvidia.dali.fn as fn
     import nvidia.dali.types as types
 
@@ -79,15 +81,57 @@ def color_jitter_lighting_normalize(images, options: AugmentOptions, *, mean, st
                                   * inv_std[:, None]).astype(np.float32).ravel().tolist(),
                                T=(-np.asarray(mean) * inv_std).astype(np.float32).tolist())
     offset = fn.reshape(light, shape=[3])
-    if v:
-        # Contrast's target: the mean gray value of the image it is applied to, c (1 - b) g . mean(x).
-        channel_mean = fn.reductions.mean(images, axes=[0, 1], dtype=types.FLOAT)
-        if channel_mean.device == "gpu":
-            channel_mean = channel_mean.cpu()
-        mean_gray = fn.coord_transform(fn.reshape(channel_mean, shape=[1, 3]),
-                                       M=np.outer(inv_std, g).astype(np.float32).ravel().tolist())
-        offset = offset + c * (1 - b) * fn.reshape(mean_gray, shape=[3])
-    return fn.coord_transform(images, M=matrix, T=offset, dtype=types.FLOAT), jitter, alpha
+    mean_weight = c * (1 - b) * inv_std.astype(np.float32)  # contrast's target, c (1 - b) mean gray, over std
+    return jitter, alpha, matrix, offset, mean_weight
+
+
+def color_map_dali(images, matrix, offset, mean_weight):
+    """The colour map of :func:`color_map_params` on uint8 HWC ``images`` with DALI's operators, on the images'
+    device (the GPU path; it runs on the CPU too): the per-channel mean by ``reductions.mean`` (moved to the CPU,
+    3 floats per image, for the offset), then one ``coord_transform`` into float32."""
+    import nvidia.dali.fn as fn
+    import nvidia.dali.types as types
+
+    channel_mean = fn.reductions.mean(images, axes=[0, 1], dtype=types.FLOAT)
+    if channel_mean.device == "gpu":
+        channel_mean = channel_mean.cpu()
+    mean_gray = fn.coord_transform(fn.reshape(channel_mean, shape=[1, 3]),
+                                   M=np.outer(np.ones(3), GRAY_WEIGHTS).astype(np.float32).ravel().tolist())
+    offset = offset + mean_weight * fn.reshape(mean_gray, shape=[3])
+    return fn.coord_transform(images, M=matrix, T=offset, dtype=types.FLOAT)
+
+
+def color_map_native(images, matrix, offset, mean_weight, mirror):
+    """The colour map of :func:`color_map_params` on uint8 HWC CPU ``images``, each flipped first where ``mirror``
+    (int32 per sample) is 1, by the native ``dali_cutmix_color_map`` (:mod:`dali_cutmix.native`): the CPU path, a
+    read pass for the mean and one pass into float32 (DALI's CPU ``coord_transform`` costs about three times
+    ``crop_mirror_normalize``)."""
+    import nvidia.dali.fn as fn
+
+    from .native import load
+
+    load()
+    return fn.dali_cutmix_color_map(images, matrix, offset, mean_weight, mirror, gray_weights=list(GRAY_WEIGHTS))
+
+
+def color_jitter_lighting_normalize(images, options: AugmentOptions, *, mean, std, mirror=None,
+                                    path: Optional[str] = None):
+    """ColorJitter (strength ``options.color_jitter``), Lighting (``options.lighting``) and normalize of uint8 HWC
+    ``images`` (CPU or GPU) as one colour map per image: float32 HWC, ``(jitter(x/255) + lighting - mean/255) /
+    (std/255)``, no clamping (the official code clamps nowhere). ``mirror``: an int32 CPU DataNode, 1 to flip an
+    image horizontally first (None: no flip). ``path``: "native" (CPU images only) or "dali"; None: native for
+    CPU images, DALI's operators for GPU ones. Returns ``(images, jitter, alpha)``: the drawn factors (CPU)."""
+    import nvidia.dali.fn as fn
+    import nvidia.dali.types as types
+
+    jitter, alpha, matrix, offset, mean_weight = color_map_params(options, mean=mean, std=std)
+    path = path or ("dali" if images.device == "gpu" else "native")
+    if path == "native":
+        flip = mirror if mirror is not None else fn.random.coin_flip(probability=0.0, dtype=types.INT32)
+        return color_map_native(images, matrix, offset, mean_weight, flip), jitter, alpha
+    if mirror is not None:
+        images = fn.flip(images, horizontal=mirror, vertical=0)
+    return color_map_dali(images, matrix, offset, mean_weight), jitter, alpha
 
 
 def _on_device(param, data):
@@ -356,7 +400,9 @@ def augment_images(images, options: AugmentOptions, *, mean: Sequence[float], st
     params: Dict[str, object] = {}
     flip = fn.random.coin_flip(probability=0.5 if mirror else 0.0, dtype=types.INT32)
     params["mirror"] = flip
-    if mirror:
+    policy = options.auto_augment != "none" and not (options.auto_augment == "rand-augment"
+                                                     and options.rand_augment_ops == 0)
+    if mirror and policy:  # the policy sees the flipped image; otherwise the colour map flips as it reads
         images = fn.flip(images, horizontal=flip, vertical=0)
     op = types.Constant(np.zeros(1, np.int32), device="cpu")
     magnitude = types.Constant(np.zeros(1, np.float32), device="cpu")
@@ -368,8 +414,9 @@ def augment_images(images, options: AugmentOptions, *, mean: Sequence[float], st
                                              magnitude=options.rand_augment_magnitude,
                                              magnitude_std=options.rand_augment_magnitude_std)
     params["policy_op"], params["policy_magnitude"] = op, magnitude
-    images, params["jitter"], params["lighting"] = do_not_convert(color_jitter_lighting_normalize)(images, options, mean=mean,
-                                                                                   std=std)
+    colour = do_not_convert(color_jitter_lighting_normalize)  # no conditionals inside: plain Python, fast to trace
+    images, params["jitter"], params["lighting"] = colour(images, options, mean=mean, std=std,
+                                                          mirror=flip if mirror and not policy else None)
     params["erase"] = types.Constant(np.zeros(4, np.int32), device="cpu")
     if options.erase_prob:
         images, params["erase"] = random_erase(images, options)

@@ -449,8 +449,9 @@ def build_cutmix_pipeline(
         else:
             targets = one_hot_labels(labels, num_classes, label_smoothing=options.label_smoothing, device=device)
         if stop_after == "normalize" and augmenting.active:  # flipped and normalized already: the layout only
-            images = flip_normalize(images, mirror=False, mean=(0.0,) * 3, std=(1.0,) * 3, dtype=dtype,
-                                    layout=layout)
+            if (dtype, layout) != ("float32", "NHWC"):
+                images = flip_normalize(images, mirror=False, mean=(0.0,) * 3, std=(1.0,) * 3, dtype=dtype,
+                                        layout=layout)
         elif stop_after == "normalize":
             images = flip_normalize(images, mirror=mirror, mean=mean, std=std, dtype=dtype, layout=layout)
         outputs = [images, targets]

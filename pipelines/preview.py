@@ -80,16 +80,18 @@ def check_count(count, name: str = "count") -> int:
 
 
 def preview_batch(data, *, count: int = 8, crop: int = 160, mix_options=None, seed: int = 0,
-                  device: str = "cpu") -> Dict[str, np.ndarray]:
+                  device: str = "cpu", augment="none") -> Dict[str, np.ndarray]:
     """The first batch of the training pipeline cut after the mixing stage, as NumPy arrays named by
     :data:`PREVIEW_OUTPUTS` (images uint8 [N, crop, crop, 3]; ``class_id`` int [N]; the rest as
     :func:`dali_cutmix.mix`'s params).
 
     Partners are drawn with ``self_pairs=False`` whatever ``mix_options`` says: every mixed tile shows another
     image. ``N`` is ``count``, or every image of ``data`` when it holds fewer (the partial batch: they are mixed
-    among themselves). ``data``, ``mix_options``: as :func:`write_preview`.
+    among themselves). ``data``, ``mix_options``, ``augment``: as :func:`write_preview`; augmented images (mixed
+    after normalization) are shown de-normalized, rounded and clipped to uint8.
     """
-    from dali_cutmix.builder import build_cutmix_pipeline
+    from dali_cutmix.augment_options import AugmentOptions
+    from dali_cutmix.builder import IMAGENET_MEAN, IMAGENET_STD, build_cutmix_pipeline
     from dali_cutmix.folder_reader import image_list
     from dali_cutmix.loader import CutMixLoader
     from dali_cutmix.options import MixOptions
@@ -97,18 +99,22 @@ def preview_batch(data, *, count: int = 8, crop: int = 160, mix_options=None, se
 
     check_count(count)
     options = MixOptions.coerce(mix_options).replace(self_pairs=False)
+    augmenting = AugmentOptions.coerce(augment)
     images = as_shards(data) if is_shard_folder(data) else image_list(data)
     pipe = build_cutmix_pipeline(
         images, batch_size=count, crop=crop, device=device, mix_options=options, seed=seed, stop_after="mix",
-        num_threads=2, return_params=True, prefetch_queue_depth=1, shuffle=True)
+        num_threads=2, return_params=True, prefetch_queue_depth=1, shuffle=True, augment=augmenting)
     loader = CutMixLoader(pipe, output_names=("images", "labels", "perm", "box", "lam", "method", "class_id"))
     arrays = [t.cpu().numpy() for t in next(iter(loader))]
     arrays[-1] = arrays[-1].reshape(-1)
+    if augmenting.active:  # normalized floats: back to pixels for display
+        pixels = arrays[0] * np.float32(IMAGENET_STD) + np.float32(IMAGENET_MEAN)
+        arrays[0] = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
     return dict(zip(PREVIEW_OUTPUTS, arrays))
 
 
 def write_preview(data, out, *, count: int = 8, crop: int = 160, mix_options=None, seed: int = 0,
-                  device: str = "cpu", columns: int = 4) -> Path:
+                  device: str = "cpu", columns: int = 4, augment="none") -> Path:
     """Run the training pipeline up to the mixing stage on ``data`` and write the grid to ``out``.
 
     ``data``: a class-per-folder tree, a DALI file list, an :class:`~dali_cutmix.folder_reader.ImageList` (say, the
@@ -116,7 +122,9 @@ def write_preview(data, out, *, count: int = 8, crop: int = 160, mix_options=Non
     :class:`dali_cutmix.MixOptions` or a mapping of its fields (default ``MixOptions()``); its ``self_pairs`` is
     ignored: every tile is mixed with another image (:func:`preview_batch`), unless the options leave it unmixed
     (``prob`` < 1, the odd one out in pair mode), which its caption says ("not mixed"). ``count`` (>= 2) tiles;
-    when ``data`` holds fewer images, all of them, and a line above the grid says so.
+    when ``data`` holds fewer images, all of them, and a line above the grid says so. ``augment``: the per-image
+    augmentation before mixing, as :func:`dali_cutmix.build_cutmix_pipeline` takes it (a preset name or
+    :class:`dali_cutmix.AugmentOptions`).
 
     Returns the PNG's path. Raises UserError for a bad ``data`` or argument (``count`` < 2),
     :class:`~dali_cutmix.imagecheck.BadFileError` naming a file DALI cannot read.
@@ -127,7 +135,8 @@ def write_preview(data, out, *, count: int = 8, crop: int = 160, mix_options=Non
     check_count(count)
     source = as_shards(data) if is_shard_folder(data) else image_list(data)  # both know their classes
     class_names = list(source.classes) or [str(i) for i in range(source.num_classes)]
-    batch = preview_batch(source, count=count, crop=crop, mix_options=mix_options, seed=seed, device=device)
+    batch = preview_batch(source, count=count, crop=crop, mix_options=mix_options, seed=seed, device=device,
+                          augment=augment)
     shown = len(batch["images"])
     title = None if shown == count else f"all {shown} images of the data (fewer than count={count})"
     grid = render_grid(batch["images"], batch["box"], batch["targets"], batch["class_id"], batch["perm"],

@@ -13,7 +13,8 @@ This is the loader most PyTorch training scripts use (torchvision's classificati
 
 With ``augment="paper"``, the transform is the official CutMix ImageNet recipe's (clovaai/CutMix-PyTorch,
 ``train.py``): its ``utils.ColorJitter(0.4, 0.4, 0.4)`` and ``utils.Lighting(0.1)`` (:class:`OfficialColorJitter`,
-:class:`OfficialLighting`) on the float tensor in [0, 1], before ``Normalize``.
+:class:`OfficialLighting`) on the float tensor in [0, 1], before ``Normalize``; other strengths as our
+pipeline's :class:`dali_cutmix.AugmentOptions` give them.
 
 The loader yields ``(images, targets)``: float32 ``[N, 3, crop, crop]`` and float32 ``[N, num_classes]`` CPU
 tensors, the same shapes and meaning as :class:`dali_cutmix.CutMixLoader` on a CPU pipeline.
@@ -41,10 +42,6 @@ def check_backend(backend) -> str:
     return backend
 
 
-#: The augmentation presets of :func:`dali_cutmix.build_cutmix_pipeline` the reference can apply: none beyond crop
-#: and flip (torchvision's recipe without auto-augment), or the official CutMix recipe's colour jitter and lighting
-#: ("paper", with the preset's values).
-AUGMENTS = ("none", "paper")
 #: The official CutMix ``train.py``'s ``Lighting``: AlexNet's PCA of ImageNet's RGB pixels (in [0, 1]), eigenvalues
 #: and eigenvectors (one per column).
 LIGHTING_EIGVAL = (0.2175, 0.0188, 0.0045)
@@ -55,11 +52,20 @@ LIGHTING_EIGVEC = ((-0.5675, 0.7192, 0.4009),
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 
 
-def check_augment(augment) -> str:
-    """``augment`` if it is one of :data:`AUGMENTS`; raises UserError naming it otherwise."""
-    if augment not in AUGMENTS:
-        raise UserError(f"augment must be one of {AUGMENTS}, got {augment!r}")
-    return augment
+def reference_augment(augment) -> AugmentOptions:
+    """``augment`` (a preset name of :data:`dali_cutmix.augment_options.PRESETS`, :class:`AugmentOptions` or a
+    mapping of its fields) as AugmentOptions, if the reference applies it: the official ColorJitter and Lighting
+    with any strengths, no per-image policy and no random erasing.
+
+    Raises:
+        UserError: an unknown preset or a bad option (``AugmentOptions``' own error); a policy or random erasing,
+            naming them.
+    """
+    options = AugmentOptions.coerce(augment)
+    if options.auto_augment != "none" or options.erase_prob:
+        raise UserError(f"the torchvision reference applies the official ColorJitter and Lighting only, not "
+                        f"auto_augment {options.auto_augment!r} or random erasing (erase_prob {options.erase_prob:g})")
+    return options
 
 
 class OfficialColorJitter:
@@ -140,24 +146,25 @@ class OfficialLighting:
         return self.apply(img, self.draw())
 
 
-def reference_transform(crop: int = 224, backend: str = "pil", augment: str = "none"):
+def reference_transform(crop: int = 224, backend: str = "pil", augment="none"):
     """The per-sample torchvision v2 transform of a PIL image: random-resized-crop (bilinear, antialiased) and
     a random horizontal flip, on the PIL image (``backend="pil"``) or on its uint8 tensor (``"tensor"``, as the
-    recipe's ``--backend tensor``), then a float32 tensor in [0, 1] (``augment="paper"``: the official
-    :class:`OfficialColorJitter` and :class:`OfficialLighting` on it), normalized: float32 ``[3, crop, crop]``.
+    recipe's ``--backend tensor``), then a float32 tensor in [0, 1] (with ``augment``'s ``color_jitter`` and
+    ``lighting``, e.g. ``"paper"``: the official :class:`OfficialColorJitter` and :class:`OfficialLighting` on
+    it, in that order), normalized: float32 ``[3, crop, crop]``.
 
     Raises:
-        UserError: ``backend`` is not one of :data:`BACKENDS`, ``augment`` not one of :data:`AUGMENTS`.
+        UserError: ``backend`` is not one of :data:`BACKENDS`; an ``augment`` the reference does not apply
+            (:func:`reference_augment`).
     """
     import torch
     from torchvision.transforms import v2
 
     to_tensor = [v2.PILToTensor()]
     tensor_first = check_backend(backend) == "tensor"
-    colour = []
-    if check_augment(augment) == "paper":  # our pipeline's preset's values: the official train.py's
-        paper = AugmentOptions.coerce("paper")
-        colour = [OfficialColorJitter(*(paper.color_jitter,) * 3), OfficialLighting(paper.lighting)]
+    options = reference_augment(augment)
+    colour = [OfficialColorJitter(*(options.color_jitter,) * 3)] if options.color_jitter else []
+    colour += [OfficialLighting(options.lighting)] if options.lighting else []
     return v2.Compose([
         *(to_tensor if tensor_first else []),
         v2.RandomResizedCrop(crop, antialias=True),
@@ -227,7 +234,7 @@ class VisibleImage:
         return is_image_file(path) and not any(is_hidden(part) for part in Path(rel).parts)
 
 
-def reference_dataset(data, crop: int = 224, backend: str = "pil", augment: str = "none"):
+def reference_dataset(data, crop: int = 224, backend: str = "pil", augment="none"):
     """torchvision's ``ImageFolder`` over the class-per-folder tree ``data``, or a :class:`ListDataset` over a
     DALI file list ``data``, with :func:`reference_transform` (``backend``, ``augment``). The folder's classes are
     ours (:func:`dali_cutmix.folder_reader.list_classes`: a hidden folder is no class) and hidden files are no
@@ -258,7 +265,7 @@ def reference_dataset(data, crop: int = 224, backend: str = "pil", augment: str 
 def build_reference_loader(data, *, batch_size: int, num_workers: int, crop: int = 224,
                            num_classes: Optional[int] = None, alpha: float = 1.0, sampler=None,
                            persistent_workers: bool = True, prefetch_factor: int = 2, pin_memory: bool = False,
-                           seed: int = 0, backend: str = "pil", augment: str = "none"):
+                           seed: int = 0, backend: str = "pil", augment="none"):
     """A ``torch.utils.data.DataLoader`` yielding CutMix-ed ``(images, targets)`` batches from ``data``.
 
     Args:
@@ -271,8 +278,8 @@ def build_reference_loader(data, *, batch_size: int, num_workers: int, crop: int
         prefetch_factor: batches each worker prepares ahead (PyTorch's default 2).
         pin_memory: pin the batches (for a fast copy to a GPU). seed: seeds the shuffle.
         backend: where the transform makes the tensor, "pil" (after the crop) or "tensor" (before it): see
-            :func:`reference_transform`. augment: "none" or "paper" (the official CutMix recipe's colour jitter and
-            lighting), see :func:`reference_transform`.
+            :func:`reference_transform`. augment: our pipeline's augmentation to apply (a preset name or
+            :class:`dali_cutmix.AugmentOptions`: its colour jitter and lighting), see :func:`reference_transform`.
 
     Raises:
         UserError: a bad argument, naming it; ``data`` does not exist.

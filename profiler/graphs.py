@@ -55,8 +55,8 @@ def build_stage_pipeline(stage: str, settings: ProfileSettings, num_classes: int
 
     ``mixing`` and ``return_params`` are the builder's (not for "decode"): ``mixing=False`` builds the same
     graph without the mixing stage (smoothed one-hot labels); ``return_params`` adds the builder's extra outputs,
-    the integer class ids last. ``augment``: the builder's augmentation preset (e.g. "paper"); None: its default,
-    none.
+    the integer class ids last. ``augment``: the builder's augmentation (a preset name such as "paper", or
+    :class:`dali_cutmix.AugmentOptions`); None: the settings' (``settings.augment``).
 
     Raises:
         UserError: an unknown ``stage``; ``mixing=False``, ``return_params`` or ``augment`` with "decode".
@@ -72,12 +72,11 @@ def build_stage_pipeline(stage: str, settings: ProfileSettings, num_classes: int
                             "stage's")
         pipe = build_decode_pipeline(settings, **mode)
     else:
-        preset = {} if augment is None else dict(augment=augment)
         pipe = build_cutmix_pipeline(
             settings.data, batch_size=settings.batch_size, num_classes=num_classes, crop=settings.crop,
             device=settings.device, device_id=_device_id(settings), mixing=mixing, mix_options=settings.mix,
             num_threads=settings.threads, seed=settings.seed, stop_after=STOP_AFTER[stage], decode=settings.decode,
-            return_params=return_params, **preset, **mode)
+            return_params=return_params, augment=settings.augment if augment is None else augment, **mode)
     pipe.build()
     return pipe
 

@@ -32,9 +32,9 @@ variant has its :mod:`.runners` runner. With ``async_stages`` (default: on the G
 timed with the builder's prefetching (``images_per_s_async``). A round times every runner once, plus the mixing
 stage alone on a fixed batch (with the settings' options and with CutMix, MixUp and switching), each batch timed
 in turn with the fed batch alone and one copy of the batch; rounds alternate forward and reversed order
-(A B C ... C B A), which cancels linear drift; figures are medians over the rounds with their interquartile range. Paired figures (CutMix's share, our
-loader's speed-up over each peer, our loader over its own pipeline's crop stage) are computed within each round,
-then summarized (:mod:`.stats`). ``benchmarks/README.md`` says more.
+(A B C ... C B A), which cancels linear drift; figures are medians over the rounds with their interquartile range.
+Paired figures (CutMix's share, our loader's speed-up over each peer, our loader over its own pipeline's crop
+stage) are computed within each round, then summarized (:mod:`.stats`). ``benchmarks/README.md`` says more.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ from .stats import cutmix_shares, describe_round, figures, in_copies, isolated_s
 from .timing import Timing
 from .training import check_model, measure_training
 from .variants import (ISOLATED, LOAD, SKIPPED, STAGE_METHODS, VARIANT_KEYS, VARIANTS, async_key, copy_key,
-                       stage_key)
+                       stage_key, variant_augmentation, variant_options)
 
 #: The paired figures, per round: the JSON key of each ratio and its two variants ``(ours, theirs)``, ours over
 #: theirs in images/s. Each peer is paired with our loader running the same augmentation; ``loader_vs_crop`` is
@@ -257,8 +257,10 @@ def build_result(settings: ProfileSettings, samples: Dict[str, object], *, datas
     for v in VARIANTS:
         if v.key not in samples:
             continue
-        variants[v.key] = dict(label=v.label, description=v.description, augment=v.augment,
-                               augmentation=list(v.augmentation), **_throughput(samples[v.key], settings.batch_size))
+        variants[v.key] = dict(label=v.label, description=v.description,
+                               augment=variant_options(v.key, settings.augment).as_dict(),
+                               augmentation=list(variant_augmentation(v.key, settings.augment)),
+                               **_throughput(samples[v.key], settings.batch_size))
         if async_key(v.key) in samples:
             variants[v.key].update({f"{name}_async": value for name, value in
                                     _throughput(samples[async_key(v.key)], settings.batch_size).items()})

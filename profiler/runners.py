@@ -19,8 +19,8 @@ from .stats import quiet_figure
 from .timing import (Runner, Timing, VariantUnavailable, interleaved_times, synchronize, time_epoch,
                      wait_until_idle)
 from .timm_loader import TimmLoaderRunner
-from .variants import (ASYNC_SUFFIX, ASYNC_TWINS, AUGMENTS, ISOLATED, REFERENCE_BACKENDS, STAGE_METHODS, STAGES, TIMM_LOADERS,
-                       VARIANT_KEYS, async_key, stage_key)
+from .variants import (ASYNC_SUFFIX, ASYNC_TWINS, AUGMENTS, ISOLATED, REFERENCE_BACKENDS, STAGE_METHODS, STAGES,
+                       TIMM_LOADERS, VARIANT_KEYS, async_key, stage_key, variant_options)
 
 
 def method_options(settings: ProfileSettings, method: str):
@@ -148,7 +148,7 @@ class DaliLoaderRunner:
     over (one batch of look-ahead, as in training). So each :meth:`measure` first takes the batch made ahead
     after the previous run (untimed), times ``batches`` batches, then waits, untimed, for the batch scheduled
     ahead to finish (:func:`~.timing.wait_until_idle`): no work spills into the next variant's timing.
-    ``augment``: the builder's augmentation preset (None: its default, none).
+    ``augment``: the builder's augmentation preset (None: the settings').
     """
 
     #: Batches made ahead of the one handed over, taken untimed before each run.
@@ -260,20 +260,27 @@ class RandomIndices:
 class ReferenceRunner:
     """Times the torchvision reference loader (persistent workers = threads), one epoch of exactly the batches
     asked for per :meth:`measure`, from idle to idle (:func:`~.timing.time_epoch`): nothing is made ahead of the
-    epoch or left in flight after it, whatever the worker count. ``backend`` and ``augment`` are the transform's
-    (see :func:`dali_cutmix.pipelines.reference.reference_transform`).
+    epoch or left in flight after it, whatever the worker count. ``backend`` and ``augment`` (the augmentation of
+    ours it is paired with) are the transform's (see :func:`dali_cutmix.pipelines.reference.reference_transform`).
+
+    Raises:
+        VariantUnavailable: tar shards; an augmentation the reference does not apply (a policy, random erasing).
     """
 
     PREFETCH_FACTOR = 2
 
-    def __init__(self, settings: ProfileSettings, num_classes: int, backend: str = "pil", augment: str = "none"):
+    def __init__(self, settings: ProfileSettings, num_classes: int, backend: str = "pil", augment="none"):
         import torch
 
-        from dali_cutmix.pipelines.reference import build_reference_loader, reference_dataset
+        from dali_cutmix.pipelines.reference import build_reference_loader, reference_augment, reference_dataset
         from dali_cutmix.shard_reader import is_shard_folder
 
         if is_shard_folder(settings.data):
             raise VariantUnavailable("torchvision's ImageFolder reads class folders, not tar shards")
+        try:
+            augment = reference_augment(augment)
+        except UserError as e:  # ours would run an augmentation the peer does not: no like-for-like figure
+            raise VariantUnavailable(str(e)) from None
         self.device = settings.device
         self.batch_size = settings.batch_size
         dataset = reference_dataset(settings.data, settings.crop, backend, augment)
@@ -321,13 +328,13 @@ def make_runner(key: str, settings: ProfileSettings, num_classes: int) -> Runner
     if key == async_key("loader"):
         return DaliAsyncLoaderRunner(settings, num_classes)
     if key in ("loader", "loader_paper"):
-        return DaliLoaderRunner(settings, num_classes, None if AUGMENTS[key] == "none" else AUGMENTS[key])
+        return DaliLoaderRunner(settings, num_classes, AUGMENTS[key])
     if key == "after_loader":
         return AfterLoaderRunner(settings, num_classes, torchvision_mixer(settings.mix, num_classes))
     if key == "after_loader_timm":
         return AfterLoaderRunner(settings, num_classes, timm_mixer(settings.mix, num_classes, settings.batch_size))
     if key in REFERENCE_BACKENDS:
-        return ReferenceRunner(settings, num_classes, REFERENCE_BACKENDS[key], AUGMENTS[key])
+        return ReferenceRunner(settings, num_classes, REFERENCE_BACKENDS[key], variant_options(key, settings.augment))
     if key in TIMM_LOADERS:
         return TimmLoaderRunner(settings, num_classes, TIMM_LOADERS[key])
     if key == ISOLATED:

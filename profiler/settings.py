@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Optional
 
+from dali_cutmix.augment_options import AugmentOptions
 from dali_cutmix.builder import check_decode
 from dali_cutmix.errors import UserError
 from dali_cutmix.options import MixOptions
@@ -28,6 +29,9 @@ class ProfileSettings:
         decode: how the training pipeline's variants decode (:data:`dali_cutmix.builder.DECODES`): "roi" (only the
             random crop's region, the default) or "full" (the whole image, then the crop), as the trainer's
             ``--decode``.
+        augment: the per-image augmentation of the training pipeline's variants
+            (:class:`dali_cutmix.AugmentOptions`, checked there; default: none), as ``build_cutmix_pipeline``'s;
+            each peer applies the same or is skipped, saying why.
         async_stages: also time each DALI stage variant and the loader with the builder's prefetching
             (``prefetch_queue_depth`` 2, ``exec_pipelined=True``) besides one batch at a time; None (default): on
             the GPU only (see
@@ -46,6 +50,7 @@ class ProfileSettings:
     mix: MixOptions = field(default_factory=MixOptions)
     decode: str = "roi"
     async_stages: Optional[bool] = None
+    augment: AugmentOptions = field(default_factory=AugmentOptions)
 
     @property
     def times_async_stages(self) -> bool:
@@ -64,6 +69,8 @@ class ProfileSettings:
         check_decode(self.decode)
         if not isinstance(self.mix, MixOptions):
             raise UserError(f"mix must be dali_cutmix.MixOptions, got {type(self.mix).__name__}")
+        if not isinstance(self.augment, AugmentOptions):
+            raise UserError(f"augment must be dali_cutmix.AugmentOptions, got {type(self.augment).__name__}")
         if self.async_stages is not None and not isinstance(self.async_stages, bool):
             raise UserError(f"async_stages must be None, True or False, got {self.async_stages!r}")
         return self
@@ -72,4 +79,5 @@ class ProfileSettings:
         """The settings as plain values (the mixing options under ``mix``), for the JSON."""
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         values["mix"] = self.mix.as_dict()
+        values["augment"] = self.augment.as_dict()
         return values

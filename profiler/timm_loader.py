@@ -66,7 +66,8 @@ class TimmLoaderRunner:
     ``num_classes``. ``timm_data`` stands in for ``timm.data`` (the tests' fake); default: timm's.
 
     Raises:
-        VariantUnavailable: timm is not installed, the data are tar shards, or the batch size is odd
+        VariantUnavailable: timm is not installed, the settings' augmentation is on (``settings.augment``: no
+            timm arguments are matched to it here), the data are tar shards, or the batch size is odd
             (FastCollateMixup asks for an even batch).
     """
 
@@ -76,6 +77,9 @@ class TimmLoaderRunner:
         from dali_cutmix.shard_reader import is_shard_folder
 
         data = timm_data_module() if timm_data is None else timm_data
+        if settings.augment.active:
+            raise VariantUnavailable("timm's loader is matched to our pipeline without augmentation only (crop, "
+                                     "flip, normalize); the settings' augmentation has no timm equivalent here")
         if is_shard_folder(settings.data):
             raise VariantUnavailable("timm's ImageDataset reads class folders here, not tar shards")
         if settings.batch_size % 2:

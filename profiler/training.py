@@ -109,7 +109,8 @@ def train_and_time(settings: ProfileSettings, model_name: str, num_classes: int,
     pipe = build_cutmix_pipeline(settings.data, batch_size=settings.batch_size, num_classes=num_classes,
                                  crop=settings.crop, device=settings.device, device_id=settings.device_id,
                                  num_threads=settings.threads, seed=settings.seed, mix_options=settings.mix,
-                                 decode=settings.decode, layout="NHWC" if settings.device == "gpu" else "NCHW")
+                                 decode=settings.decode, layout="NHWC" if settings.device == "gpu" else "NCHW",
+                                 augment=settings.augment)
     loader = CutMixLoader(pipe, last_batch="fill")
     iterator = iter(loader)
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from dali_cutmix import MixOptions
+from dali_cutmix.augment_options import PRESETS
 from dali_cutmix.cli import main
 from dali_cutmix.errors import UserError
 from dali_cutmix.pipelines.profile_data import dataset_summary, make_profile_dataset
@@ -93,9 +94,10 @@ def test_every_peer_runs_the_augmentation_of_ours_it_is_paired_with(profile_run)
                              "Normalize(ImageNet mean, std)")
     jitter = "ColorJitter(brightness 0.4, contrast 0.4, saturation 0.4) (official CutMix utils)"
     lighting = "Lighting(alphastd 0.1, ImageNet PCA) (official CutMix utils)"
-    assert variants["loader"]["augmentation"] == [crop, flip, normalize] and variants["loader"]["augment"] == "none"
+    assert variants["loader"]["augmentation"] == [crop, flip, normalize]
+    assert variants["loader"]["augment"] == PRESETS["none"].as_dict()
     assert variants["loader_paper"]["augmentation"] == [crop, flip, jitter, lighting, normalize]
-    assert variants["loader_paper"]["augment"] == variants["reference_paper"]["augment"] == "paper"
+    assert variants["loader_paper"]["augment"] == variants["reference_paper"]["augment"] == PRESETS["paper"].as_dict()
     assert variants["decode"]["augmentation"] == [] and variants["crop"]["augmentation"] == [crop]
     for name, pair in result["pairs"].items():
         if name in ("loader_vs_crop", "loader_vs_full") or pair["theirs"] not in variants:
@@ -944,7 +946,7 @@ def test_each_measured_variant_is_saved_at_once_and_a_run_cut_short_leaves_them(
     assert [len(saved[i]["variants"]) for i in range(len(VARIANTS))] == list(range(1, len(VARIANTS) + 1))
     assert saved[len(keys) - 1]["cutmix_share"]["median"] > 0  # the first round is whole
     assert result["loader_vs_crop"]["samples"] == [1.0, 1.0]
-    assert result["variants"]["loader"]["augment"] == "none"
+    assert result["variants"]["loader"]["augment"] == PRESETS["none"].as_dict()
 
     path = tmp_path / "cut.json"
     fail_at = keys.index("reference")
@@ -1062,5 +1064,28 @@ def test_the_paper_reference_transform_is_the_official_recipes(tiny_data):
     loader = build_reference_loader(tiny_data, batch_size=4, num_workers=1, crop=32, augment="paper",
                                     persistent_workers=False)
     _check_soft_batch(*next(iter(loader)), 4, 32, 2)
-    with pytest.raises(UserError, match="augment must be one of"):
+    with pytest.raises(UserError, match="the torchvision reference applies the official ColorJitter and Lighting "
+                                        "only, not auto_augment 'rand-augment' or random erasing"):
         reference_transform(32, "pil", "deit")
+    lighter = reference_transform(32, "pil", dict(lighting=0.2)).transforms
+    assert [type(t).__name__ for t in lighter][4] == "OfficialLighting" and lighter[4].alphastd == 0.2
+
+
+def test_augment_flags_reach_the_pipeline_and_the_json(tiny_data, tmp_path, device):
+    json_path = tmp_path / "aug.json"
+    code, stdout, stderr = run_cli(["profile", "--data", str(tiny_data), *TINY_RUN, "--device", device,
+                                    "--repeats", "1", "--augment", "paper", "--lighting", "0.2",
+                                    "--json", str(json_path), "--plot", str(tmp_path / "aug.png")])
+    assert code == 0, stderr
+    result = json.loads(json_path.read_text())
+    assert result["settings"]["augment"] == dict(PRESETS["paper"].as_dict(), lighting=0.2)
+    assert "--augment paper --lighting 0.2" in result["command"]
+    # every peer runs the same augmentation, or is skipped, saying why
+    variants = result["variants"]
+    assert "Lighting(alphastd 0.2, ImageNet PCA) (official CutMix utils)" in variants["loader"]["augmentation"]
+    for peer in ("reference", "reference_tensor", "after_loader"):
+        assert variants[peer]["augmentation"] == variants["loader"]["augmentation"], peer
+        assert variants[peer]["augment"] == result["settings"]["augment"], peer
+    for peer in ("timm_loader", "timm_loader_elem"):
+        assert peer not in variants and "no timm equivalent" in result["skipped"][peer] if HAS_TIMM else True
+    assert variants["loader_paper"]["augment"] == PRESETS["paper"].as_dict()  # the pair keeps the paper's

@@ -231,9 +231,9 @@ def _compiler_failed(result: subprocess.CompletedProcess, log_path: Path) -> Nat
 
 
 def load(cache: str | os.PathLike | None = None) -> Path:
-    """Build if needed and load the operators into DALI (once per process): ``fn.dali_cutmix_params`` and
-    ``fn.dali_cutmix_apply`` exist afterwards. Returns the path of the library that was loaded: the one in
-    ``cache`` (default: :func:`dali_cutmix.helpers.host.cache_dir`), or the one an earlier call of this process loaded.
+    """Build if needed and load the operators into DALI (once per process): ``fn.dali_cutmix_params``,
+    ``fn.dali_cutmix_apply`` and ``fn.dali_cutmix_color_map`` exist afterwards. Returns the path of the library
+    that was loaded: the one in ``cache`` (default: :func:`dali_cutmix.helpers.host.cache_dir`), or the one an earlier call of this process loaded.
 
     Raises:
         NativeBuildError: :func:`build`'s; the cache folder cannot be written (``missing`` "cache"); the cached

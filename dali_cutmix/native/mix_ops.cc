@@ -525,6 +525,87 @@ class DaliCutmixApply : public dali::StatelessOperator<CPUBackend> {
   }
 };
 
+// One output image of DaliCutmixColorMap: out = M x + T + K * (g . mean(x)) per pixel, x the (mirrored) uint8
+// pixel, in float32; mean(x) the image's per-channel mean (a first pass, skipped when K is zero).
+inline void ColorMapSample(const uint8_t *in, float *out, int64_t h, int64_t w, const float *m, const float *t,
+                           const float *k, const std::array<float, 3> &g, bool mirror) {
+  float offset[3] = {t[0], t[1], t[2]};
+  if (k[0] != 0.f || k[1] != 0.f || k[2] != 0.f) {
+    double sum[3] = {0, 0, 0};
+    for (int64_t y = 0; y < h; y++) {
+      uint64_t row[3] = {0, 0, 0};  // exact integer sums per row
+      const uint8_t *px = in + y * w * 3;
+      for (int64_t x = 0; x < w; x++) {
+        row[0] += px[3 * x];
+        row[1] += px[3 * x + 1];
+        row[2] += px[3 * x + 2];
+      }
+      for (int c = 0; c < 3; c++) sum[c] += static_cast<double>(row[c]);
+    }
+    const double n = static_cast<double>(h * w);
+    const double gray = (g[0] * sum[0] + g[1] * sum[1] + g[2] * sum[2]) / n;
+    for (int c = 0; c < 3; c++) offset[c] += static_cast<float>(k[c] * gray);
+  }
+  const float m00 = m[0], m01 = m[1], m02 = m[2], m10 = m[3], m11 = m[4], m12 = m[5], m20 = m[6], m21 = m[7],
+              m22 = m[8], t0 = offset[0], t1 = offset[1], t2 = offset[2];
+  for (int64_t y = 0; y < h; y++) {
+    const uint8_t *src = in + y * w * 3;
+    float *dst = out + y * w * 3;
+    for (int64_t x = 0; x < w; x++) {
+      const uint8_t *p = src + 3 * (mirror ? w - 1 - x : x);
+      const float r = p[0], gg = p[1], b = p[2];
+      dst[3 * x] = m00 * r + m01 * gg + m02 * b + t0;
+      dst[3 * x + 1] = m10 * r + m11 * gg + m12 * b + t1;
+      dst[3 * x + 2] = m20 * r + m21 * gg + m22 * b + t2;
+    }
+  }
+}
+
+class DaliCutmixColorMap : public dali::StatelessOperator<CPUBackend> {
+ public:
+  explicit DaliCutmixColorMap(const OpSpec &spec) : dali::StatelessOperator<CPUBackend>(spec) {
+    auto g = spec.GetRepeatedArgument<float>("gray_weights");
+    DALI_ENFORCE(g.size() == 3, "gray_weights must hold 3 values");
+    std::copy(g.begin(), g.end(), g_.begin());
+  }
+
+ protected:
+  bool SetupImpl(std::vector<OutputDesc> &out, const Workspace &ws) override {
+    const auto &images = ws.Input<CPUBackend>(0);
+    DALI_ENFORCE(images.type() == DALI_UINT8, "the colour map takes uint8 images");
+    for (int i = 0; i < images.num_samples(); i++) {
+      auto s = images.tensor_shape(i);
+      DALI_ENFORCE(s.size() == 3 && s[2] == 3, "the colour map takes HWC images with 3 channels");
+    }
+    out.resize(1);
+    out[0] = {images.shape(), DALI_FLOAT};
+    return true;
+  }
+
+  void RunImpl(Workspace &ws) override {
+    const auto &images = ws.Input<CPUBackend>(0);
+    const auto &matrix = ws.Input<CPUBackend>(1);
+    const auto &offset = ws.Input<CPUBackend>(2);
+    const auto &mean_weight = ws.Input<CPUBackend>(3);
+    const auto &mirror = ws.Input<CPUBackend>(4);
+    auto &out = ws.Output<CPUBackend>(0);
+    out.SetLayout(images.GetLayout());
+    auto &tp = ws.GetThreadPool();
+    for (int i = 0; i < images.num_samples(); i++) {
+      tp.AddWork([&, i](int) {
+        auto s = images.tensor_shape(i);
+        ColorMapSample(images.tensor<uint8_t>(i), out.mutable_tensor<float>(i), s[0], s[1],
+                       matrix.tensor<float>(i), offset.tensor<float>(i), mean_weight.tensor<float>(i), g_,
+                       *mirror.tensor<int32_t>(i) != 0);
+      }, images.tensor_shape(i).num_elements());
+    }
+    tp.RunAll();
+  }
+
+ private:
+  std::array<float, 3> g_{};
+};
+
 }  // namespace dali_cutmix
 
 namespace dali {
@@ -582,5 +663,23 @@ DALI_SCHEMA(DaliCutmixApply)
     .InputDox(3, "method", "TensorList of int32 scalars", "0 none, 1 CutMix, 2 MixUp.")
     .InputDox(4, "lam", "TensorList of float32 scalars", "MixUp: the own image's blend weight.")
     .NumOutput(1);
+
+}  // namespace dali
+
+namespace dali {
+
+DALI_REGISTER_OPERATOR(DaliCutmixColorMap, ::dali_cutmix::DaliCutmixColorMap, CPU);
+
+DALI_SCHEMA(DaliCutmixColorMap)
+    .DocStr(R"(dali-cutmix: a per-image affine colour map of uint8 RGB HWC images into float32, with an optional
+horizontal flip: ``out = M x + T + K * (g . mean(x))`` per pixel, ``mean(x)`` the image's per-channel mean.)")
+    .NumInput(5)
+    .InputDox(0, "images", "TensorList of uint8, HWC, 3 channels", "The batch.")
+    .InputDox(1, "matrix", "TensorList of float32 [3, 3]", "M, per sample.")
+    .InputDox(2, "offset", "TensorList of float32 [3]", "T, per sample.")
+    .InputDox(3, "mean_weight", "TensorList of float32 [3]", "K, per sample: the weight of the mean gray value.")
+    .InputDox(4, "mirror", "TensorList of int32 scalars", "1: the image is flipped horizontally first.")
+    .NumOutput(1)
+    .AddArg("gray_weights", "g, the weights of the gray value of the mean colour.", DALI_FLOAT_VEC);
 
 }  // namespace dali
