@@ -4,6 +4,7 @@
     python benchmarks/figures.py targets    # benchmarks/README.md's Targets table
     python benchmarks/figures.py variants   # benchmarks/README.md's table of the profile's variants
     python benchmarks/figures.py stage      # benchmarks/README.md's table of the stage alone against a copy
+    python benchmarks/figures.py paired     # benchmarks/README.md's table of our loader against each peer
     python benchmarks/figures.py --write    # both, written into the two files between their figures markers
     python benchmarks/figures.py readme --json-dir DIR   # the table from the JSON files in DIR instead
 
@@ -24,7 +25,7 @@ from typing import Dict, List, Optional
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PAGES = {"readme": ROOT / "README.md", "targets": HERE / "README.md", "variants": HERE / "README.md",
-         "stage": HERE / "README.md"}
+         "stage": HERE / "README.md", "paired": HERE / "README.md"}
 #: The profile's variants as benchmarks/README.md names them, in the profiler's numbering.
 VARIANT_LABELS = {
     "decode": "1 read + decode",
@@ -39,6 +40,8 @@ VARIANT_LABELS = {
     "reference_tensor": "9 torchvision reference, tensor backend (`PILToTensor` before the crop)",
     "timm_loader": "10 timm's `create_loader` + `FastCollateMixup` (CutMix in the collate), batch mode",
     "timm_loader_elem": "11 the same, elem mode",
+    "loader_paper": "12 full pipeline with the paper's augmentation (`augment=\"paper\"`) -> torch (`CutMixLoader`)",
+    "reference_paper": "13 torchvision reference (PIL) with the official CutMix `ColorJitter` + `Lighting`",
 }
 STAGE_METHODS = {"cutmix": "CutMix", "mixup": "MixUp",
                  "switch": "CutMix/MixUp switching, whose quiet batches are its CutMix ones"}
@@ -75,6 +78,40 @@ def row(*cells: str) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def ratio(summary: dict) -> str:
+    return f"**{summary['median']:.2f}x** (IQR {summary['q1']:.2f}-{summary['q3']:.2f}x)"
+
+
+def pairs_of(profile: dict) -> Dict[str, dict]:
+    """The profile's paired figures: ``{key: {"ours": variant, "theirs": variant}}``, as its ``pairs`` records them
+    (a profile made before it recorded them: every ``loader_vs_<variant>`` key, our loader over that variant)."""
+    if "pairs" in profile:
+        return profile["pairs"]
+    return {k: dict(ours="loader", theirs=k[len("loader_vs_"):]) for k in profile if k.startswith("loader_vs_")}
+
+
+#: What the paired table says of a side whose augmentation the JSON does not record.
+UNRECORDED = "not recorded (a profile made before the peers' augmentation was matched to ours)"
+
+
+ASYNC = "_async"
+
+
+def label_of(variant: str) -> str:
+    """A variant's label in the tables: :data:`VARIANT_LABELS`'s, "..., prefetching" for its asynchronous twin."""
+    if variant.endswith(ASYNC):
+        return f"{label_of(variant[:-len(ASYNC)])}, prefetching"
+    return VARIANT_LABELS.get(variant, variant)
+
+
+def augmentation_of(profile: dict, variant: str) -> Optional[str]:
+    """The per-sample transforms the JSON records for ``variant`` (or the variant its asynchronous twin times),
+    comma-separated; None where it records none (a profile made before it recorded them)."""
+    variant = variant[:-len(ASYNC)] if variant.endswith(ASYNC) else variant
+    names = profile["variants"].get(variant, {}).get("augmentation")
+    return None if names is None else ", ".join(names) or "none (decode only)"
+
+
 def readme_rows(folder: Path = HERE) -> List[str]:
     """The README's rows: ``| figure | value | command |``."""
     rows = [row("figure", "value", "command"), "|---|---|---|"]
@@ -93,6 +130,30 @@ def readme_rows(folder: Path = HERE) -> List[str]:
             "Our pipeline vs the same pipeline without the stage and `v2.CutMix` applied to the loader's batch",
             f"{images_per_s(profile, 'loader'):.0f} vs {images_per_s(profile, 'after_loader'):.0f} images/s: "
             f"**{profile['loader_vs_after_loader']['median']:.2f}x**", "the same"))
+        if augmentation_of(profile, "timm_loader") and profile.get("loader_vs_timm_loader"):
+            elem = profile.get("loader_vs_timm_loader_elem")
+            rows.append(row(
+                "Our pipeline vs timm's `create_loader` + `FastCollateMixup` (CutMix in the collate, batch mode), "
+                "the same augmentation on both sides (timm's `color_jitter=None`)",
+                f"{images_per_s(profile, 'loader'):.0f} vs {images_per_s(profile, 'timm_loader'):.0f} images/s: "
+                f"**{profile['loader_vs_timm_loader']['median']:.2f}x**"
+                + (f"; {elem['median']:.2f}x against its elem mode" if elem else ""), "the same"))
+        paper = profile.get("loader_paper_vs_reference_paper")
+        if paper:
+            rows.append(row(
+                "The paper's augmentation on both sides (the official CutMix `ColorJitter(0.4, 0.4, 0.4)` + "
+                "`Lighting(0.1)`): our pipeline with `augment=\"paper\"` vs torchvision's reference with the "
+                "official transforms",
+                f"{images_per_s(profile, 'loader_paper'):.0f} vs {images_per_s(profile, 'reference_paper'):.0f} "
+                f"images/s: **{paper['median']:.2f}x**", "the same"))
+        overhead = profile.get("loader_vs_crop")
+        if overhead:
+            full = profile.get("loader_vs_full")
+            rows.append(row(
+                "`CutMixLoader` (mixing, flip/normalize, the hand-off to torch) against its own pipeline's decode + "
+                "random-resized-crop + resize (`stop_after=\"crop\"`), paired per round",
+                f"**{pct(overhead['median'])}** of its rate (IQR {pct(overhead['q1'])} to {pct(overhead['q3'])})"
+                + (f"; {pct(full['median'])} of the full pipeline run directly" if full else ""), "the same"))
         share = profile["cutmix_share"]
         rows.append(row(
             "The mixing stage's share of the whole CPU pipeline, as the profiler times it",
@@ -206,7 +267,27 @@ def stage_rows(folder: Path = HERE) -> List[str]:
     return rows
 
 
-TABLES = {"readme": readme_rows, "targets": targets_rows, "variants": variants_rows, "stage": stage_rows}
+def paired_rows(folder: Path = HERE) -> List[str]:
+    """benchmarks/README.md's table of the paired figures: each of our variants against each peer (or against its
+    own stages), the augmentation each side applies as the JSON records it, and the ratio of their images/s,
+    paired per round (median, IQR)."""
+    rows = [row("ours", "against", "augmentation, ours", "augmentation, theirs", "ours / theirs (median, IQR)"),
+            "|---|---|---|---|---:|"]
+    profile = load("profile_cpu.json", folder)
+    if not profile:
+        return rows
+    for key, pair in pairs_of(profile).items():
+        summary = profile.get(key)
+        if not summary:
+            continue
+        ours, theirs = (augmentation_of(profile, pair[side]) or UNRECORDED for side in ("ours", "theirs"))
+        rows.append(row(label_of(pair["ours"]), label_of(pair["theirs"]), ours,
+                        "the same" if theirs == ours and ours != UNRECORDED else theirs, ratio(summary)))
+    return rows
+
+
+TABLES = {"readme": readme_rows, "targets": targets_rows, "variants": variants_rows, "stage": stage_rows,
+          "paired": paired_rows}
 
 
 def table(name: str, folder: Path = HERE) -> str:

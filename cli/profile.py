@@ -117,7 +117,8 @@ def _command(params: dict) -> str:
 @click.option("--torch-threads", type=click.IntRange(min=1), default=None,
               help="PyTorch intra-op threads for the --model steps [default: PyTorch's choice].")
 @click.option("--json", "json_path", type=click.Path(), default="profile.json", show_default=True,
-              help="JSON file for every figure and the machine.")
+              help="JSON file for every figure and the machine, written again as each variant is measured "
+                   "('complete': false until the run ends).")
 @click.option("--plot", type=click.Path(), default="profile.png", show_default=True, help="PNG bar chart.")
 @click.option("--decode", type=click.Choice(DECODES), default="roi", show_default=True,
               help="How the training pipeline's variants decode: 'roi' decodes only the random crop's region, "
@@ -134,15 +135,19 @@ def profile(data, images, device, batch_size, threads, batches, repeats, crop, m
     """Measure images/s: read+decode, +random-resized-crop, +CutMix, +flip/normalize, the PyTorch loader, the
     pipeline without the stage then torchvision's v2.CutMix (and timm's Mixup, when timm is installed) on the
     loader's batch, torchvision's ImageFolder+DataLoader+v2.CutMix with its PIL and tensor backends, and timm's
-    own create_loader with FastCollateMixup (batch and elem modes, when timm is installed), interleaved; each
-    round also times the mixing stage alone (CutMix, MixUp, switching) against one copy of its batch; print a
-    table, write JSON and a PNG chart.
+    own create_loader with FastCollateMixup (batch and elem modes, when timm is installed), and the paper's
+    augmentation on both sides (our pipeline's augment="paper" against torchvision's reference with the official
+    CutMix ColorJitter and Lighting), interleaved; every peer applies the augmentation of ours it is paired with;
+    each round also times the mixing stage alone (CutMix, MixUp, switching) against one copy of its batch; print
+    a table, write JSON and a PNG chart.
 
-    The mixing flags (dali_cutmix.MixOptions' fields) change our stage (variants 3-5 and --model), the mixers
+    The mixing flags (dali_cutmix.MixOptions' fields) change our stage (variants 3-5, 12 and --model), the mixers
     after the loader (variants 6-7; torchvision's takes the alphas and --switch-prob only) and timm's collate
     (variants 10-11, whose mode is their own); the torchvision references stay CutMix with alpha 1. Fewer than
     4 --repeats warn that the IQR means nothing. The augmentation flags (--augment PRESET and
-    dali_cutmix.AugmentOptions' fields) change the training pipeline's variants (4-5 and --model)."""
+    dali_cutmix.AugmentOptions' fields) change the training pipeline's variants (3-7 and --model) and the
+    torchvision references (8-9: its ColorJitter and Lighting; a policy or random erasing skips them, saying
+    why); timm's loader (10-11) runs only without augmentation; the paper pair (12-13) keeps the paper's."""
     from dali_cutmix.profiler.report import format_table, write_chart, write_json
     from dali_cutmix.profiler.run import run_profile
     from dali_cutmix.profiler.settings import ProfileSettings
@@ -174,6 +179,6 @@ def profile(data, images, device, batch_size, threads, batches, repeats, crop, m
                             json=str(json_path),
                             plot=str(plot)))
     result = run_profile(settings, model=model, steps=steps, torch_threads=torch_threads, progress=progress,
-                         command=command)
+                         command=command, save=lambda partial: write_json(partial, json_path))
     click.echo(format_table(result))
-    click.echo(f"wrote {write_json(result, json_path)} and {write_chart(result, plot)}")
+    click.echo(f"wrote {json_path} and {write_chart(result, plot)}")

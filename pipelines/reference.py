@@ -11,15 +11,22 @@ This is the loader most PyTorch training scripts use (torchvision's classificati
 * per batch, in the collate function (so also in the workers): ``default_collate`` then ``v2.CutMix``,
   which turns the integer labels into float soft labels ``[N, num_classes]``.
 
+With ``augment="paper"``, the transform is the official CutMix ImageNet recipe's (clovaai/CutMix-PyTorch,
+``train.py``): its ``utils.ColorJitter(0.4, 0.4, 0.4)`` and ``utils.Lighting(0.1)`` (:class:`OfficialColorJitter`,
+:class:`OfficialLighting`) on the float tensor in [0, 1], before ``Normalize``; other strengths as our
+pipeline's :class:`dali_cutmix.AugmentOptions` give them.
+
 The loader yields ``(images, targets)``: float32 ``[N, 3, crop, crop]`` and float32 ``[N, num_classes]`` CPU
 tensors, the same shapes and meaning as :class:`dali_cutmix.CutMixLoader` on a CPU pipeline.
 """
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional, Sequence, Tuple
 
+from dali_cutmix.augment_options import AugmentOptions
 from dali_cutmix.builder import IMAGENET_MEAN_01, IMAGENET_STD_01
 from dali_cutmix.errors import UserError
 
@@ -35,25 +42,136 @@ def check_backend(backend) -> str:
     return backend
 
 
-def reference_transform(crop: int = 224, backend: str = "pil"):
-    """The per-sample torchvision v2 transform of a PIL image: random-resized-crop (bilinear, antialiased) and
-    a random horizontal flip, on the PIL image (``backend="pil"``) or on its uint8 tensor (``"tensor"``, as the
-    recipe's ``--backend tensor``), then a float32 tensor in [0, 1], normalized: float32 ``[3, crop, crop]``.
+#: The official CutMix ``train.py``'s ``Lighting``: AlexNet's PCA of ImageNet's RGB pixels (in [0, 1]), eigenvalues
+#: and eigenvectors (one per column).
+LIGHTING_EIGVAL = (0.2175, 0.0188, 0.0045)
+LIGHTING_EIGVEC = ((-0.5675, 0.7192, 0.4009),
+                   (-0.5808, -0.0045, -0.8140),
+                   (-0.5836, -0.6948, 0.4203))
+#: The official ``utils.Grayscale`` weights of R, G and B.
+GRAY_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+def reference_augment(augment) -> AugmentOptions:
+    """``augment`` (a preset name of :data:`dali_cutmix.augment_options.PRESETS`, :class:`AugmentOptions` or a
+    mapping of its fields) as AugmentOptions, if the reference applies it: the official ColorJitter and Lighting
+    with any strengths, no per-image policy and no random erasing.
 
     Raises:
-        UserError: ``backend`` is not one of :data:`BACKENDS`.
+        UserError: an unknown preset or a bad option (``AugmentOptions``' own error); a policy or random erasing,
+            naming them.
+    """
+    options = AugmentOptions.coerce(augment)
+    if options.auto_augment != "none" or options.erase_prob:
+        raise UserError(f"the torchvision reference applies the official ColorJitter and Lighting only, not "
+                        f"auto_augment {options.auto_augment!r} or random erasing (erase_prob {options.erase_prob:g})")
+    return options
+
+
+class OfficialColorJitter:
+    """clovaai/CutMix-PyTorch's ``utils.ColorJitter(brightness, contrast, saturation)`` on a float32 ``[3, H, W]``
+    RGB tensor in [0, 1] (returned new, same shape and dtype; values may leave [0, 1], as the official ones do).
+
+    Per image, the non-zero ones of brightness, contrast and saturation in a random order (Python's ``random``,
+    as the official ``random.shuffle``), each ``img.lerp(target, a)`` = ``img + a * (target - img)`` with
+    ``a ~ U(-var, var)`` drawn as it is applied: brightness's target is black, contrast's the mean of the image's
+    grayscale (0.299 R + 0.587 G + 0.114 B), saturation's the grayscale of each pixel. :meth:`draw` draws the
+    factors, :meth:`apply` applies given ones."""
+
+    def __init__(self, brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.4):
+        self.variances = dict(brightness=brightness, contrast=contrast, saturation=saturation)
+
+    def draw(self, rng=random) -> List[Tuple[str, float]]:
+        """The factors of one image, in the order they apply: ``[(name, a), ...]`` (the official draws: one
+        shuffle of the non-zero ones, then one uniform each)."""
+        order = [name for name, var in self.variances.items() if var != 0]
+        rng.shuffle(order)
+        return [(name, rng.uniform(-self.variances[name], self.variances[name])) for name in order]
+
+    @staticmethod
+    def gray(img):
+        """The official grayscale of ``img`` as one ``[H, W]`` channel: ``0.299 R + 0.587 G + 0.114 B``, in the
+        official order of operations."""
+        r, g, b = GRAY_WEIGHTS
+        return (img[0] * r).add_(img[1], alpha=g).add_(img[2], alpha=b)
+
+    def apply(self, img, factors: Sequence[Tuple[str, float]]):
+        """``img`` with the ``(name, a)`` factors applied in order."""
+        for name, a in factors:
+            if name == "brightness":
+                target = img.new_zeros(())
+            elif name == "contrast":
+                target = self.gray(img).mean()
+            else:
+                target = self.gray(img)
+            img = img.lerp(target.expand_as(img), a)
+        return img
+
+    def __call__(self, img):
+        return self.apply(img, self.draw())
+
+
+class OfficialLighting:
+    """clovaai/CutMix-PyTorch's ``utils.Lighting(alphastd, eigval, eigvec)`` (AlexNet's PCA noise) on a float32
+    ``[3, H, W]`` RGB tensor in [0, 1]: ``alpha ~ N(0, alphastd)`` per component (torch's generator, as the
+    official ``normal_``), and ``eigvec @ (alpha * eigval)`` added to each pixel. :meth:`draw` draws ``alpha``,
+    :meth:`apply` applies a given one."""
+
+    def __init__(self, alphastd: float = 0.1, eigval: Sequence[float] = LIGHTING_EIGVAL,
+                 eigvec: Sequence[Sequence[float]] = LIGHTING_EIGVEC):
+        import torch
+
+        self.alphastd = alphastd
+        self.eigval = torch.tensor(eigval, dtype=torch.float32)
+        self.eigvec = torch.tensor(eigvec, dtype=torch.float32)
+
+    def draw(self):
+        """One image's ``alpha``: float32 ``[3]``."""
+        import torch
+
+        return torch.empty(3).normal_(0, self.alphastd)
+
+    def offset(self, alpha):
+        """The RGB offset of ``alpha``: ``eigvec @ (alpha * eigval)``, float32 ``[3]``, as the official code
+        computes it."""
+        return (self.eigvec * alpha.view(1, 3) * self.eigval.view(1, 3)).sum(1)
+
+    def apply(self, img, alpha):
+        """``img`` plus :meth:`offset` of ``alpha`` on each pixel."""
+        return img.add(self.offset(alpha).view(3, 1, 1))
+
+    def __call__(self, img):
+        if self.alphastd == 0:
+            return img
+        return self.apply(img, self.draw())
+
+
+def reference_transform(crop: int = 224, backend: str = "pil", augment="none"):
+    """The per-sample torchvision v2 transform of a PIL image: random-resized-crop (bilinear, antialiased) and
+    a random horizontal flip, on the PIL image (``backend="pil"``) or on its uint8 tensor (``"tensor"``, as the
+    recipe's ``--backend tensor``), then a float32 tensor in [0, 1] (with ``augment``'s ``color_jitter`` and
+    ``lighting``, e.g. ``"paper"``: the official :class:`OfficialColorJitter` and :class:`OfficialLighting` on
+    it, in that order), normalized: float32 ``[3, crop, crop]``.
+
+    Raises:
+        UserError: ``backend`` is not one of :data:`BACKENDS`; an ``augment`` the reference does not apply
+            (:func:`reference_augment`).
     """
     import torch
     from torchvision.transforms import v2
 
     to_tensor = [v2.PILToTensor()]
     tensor_first = check_backend(backend) == "tensor"
+    options = reference_augment(augment)
+    colour = [OfficialColorJitter(*(options.color_jitter,) * 3)] if options.color_jitter else []
+    colour += [OfficialLighting(options.lighting)] if options.lighting else []
     return v2.Compose([
         *(to_tensor if tensor_first else []),
         v2.RandomResizedCrop(crop, antialias=True),
         v2.RandomHorizontalFlip(),
         *([] if tensor_first else to_tensor),
         v2.ToDtype(torch.float32, scale=True),
+        *colour,
         v2.Normalize(mean=list(IMAGENET_MEAN_01), std=list(IMAGENET_STD_01)),
     ])
 
@@ -116,21 +234,21 @@ class VisibleImage:
         return is_image_file(path) and not any(is_hidden(part) for part in Path(rel).parts)
 
 
-def reference_dataset(data, crop: int = 224, backend: str = "pil"):
+def reference_dataset(data, crop: int = 224, backend: str = "pil", augment="none"):
     """torchvision's ``ImageFolder`` over the class-per-folder tree ``data``, or a :class:`ListDataset` over a
-    DALI file list ``data``, with :func:`reference_transform` (``backend``). The folder's classes are ours
-    (:func:`dali_cutmix.folder_reader.list_classes`: a hidden folder is no class) and hidden files are no samples, so its
-    labels are the DALI pipeline's.
+    DALI file list ``data``, with :func:`reference_transform` (``backend``, ``augment``). The folder's classes are
+    ours (:func:`dali_cutmix.folder_reader.list_classes`: a hidden folder is no class) and hidden files are no
+    samples, so its labels are the DALI pipeline's.
 
     Raises:
         UserError: ``data`` is missing or holds no class folder with images; a bad
-            ``backend``.
+            ``backend`` or ``augment``.
     """
     from torchvision.datasets import ImageFolder
 
     from dali_cutmix.folder_reader import list_classes
 
-    transform = reference_transform(crop, backend)
+    transform = reference_transform(crop, backend, augment)
     if Path(data).is_file():
         return ListDataset(data, transform)
     classes = list_classes(data)  # a clear error naming the path before torchvision's own
@@ -147,7 +265,7 @@ def reference_dataset(data, crop: int = 224, backend: str = "pil"):
 def build_reference_loader(data, *, batch_size: int, num_workers: int, crop: int = 224,
                            num_classes: Optional[int] = None, alpha: float = 1.0, sampler=None,
                            persistent_workers: bool = True, prefetch_factor: int = 2, pin_memory: bool = False,
-                           seed: int = 0, backend: str = "pil"):
+                           seed: int = 0, backend: str = "pil", augment="none"):
     """A ``torch.utils.data.DataLoader`` yielding CutMix-ed ``(images, targets)`` batches from ``data``.
 
     Args:
@@ -160,7 +278,8 @@ def build_reference_loader(data, *, batch_size: int, num_workers: int, crop: int
         prefetch_factor: batches each worker prepares ahead (PyTorch's default 2).
         pin_memory: pin the batches (for a fast copy to a GPU). seed: seeds the shuffle.
         backend: where the transform makes the tensor, "pil" (after the crop) or "tensor" (before it): see
-            :func:`reference_transform`.
+            :func:`reference_transform`. augment: our pipeline's augmentation to apply (a preset name or
+            :class:`dali_cutmix.AugmentOptions`: its colour jitter and lighting), see :func:`reference_transform`.
 
     Raises:
         UserError: a bad argument, naming it; ``data`` does not exist.
@@ -171,7 +290,7 @@ def build_reference_loader(data, *, batch_size: int, num_workers: int, crop: int
     for name, value in (("batch_size", batch_size), ("num_workers", num_workers), ("crop", crop)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise UserError(f"{name} must be an integer >= 1, got {value!r}")
-    dataset = reference_dataset(data, crop, backend)
+    dataset = reference_dataset(data, crop, backend, augment)
     num_classes = len(dataset.classes) if num_classes is None else num_classes
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(

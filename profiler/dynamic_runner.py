@@ -18,6 +18,9 @@ class DynamicRunner:
     images), then waits, untimed, until nothing runs."""
 
     def __init__(self, settings: ProfileSettings, num_classes: int):
+        if settings.augment.active:
+            raise VariantUnavailable("the DALI Dynamic input applies no augmentation beyond crop, flip and "
+                                     "normalize: it runs with --augment none only")
         try:
             from dali_cutmix.dynamic_nodes import training_loader
         except UserError as e:  # torchdata is not installed: the message says what to install

@@ -5,7 +5,7 @@ prefetched, unless asked for the builder's prefetching."""
 from __future__ import annotations
 
 import re
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -45,7 +45,7 @@ def build_decode_pipeline(settings: ProfileSettings, **pipeline_kwargs):
 
 
 def build_stage_pipeline(stage: str, settings: ProfileSettings, num_classes: int, *, synchronous: bool = True,
-                         mixing: bool = True, return_params: bool = False):
+                         mixing: bool = True, return_params: bool = False, augment: Optional[str] = None):
     """The pipeline of variant ``stage`` (one of :data:`~.variants.STAGES`), built and ready to ``run()``.
 
     "crop", "cutmix" and "full" are :func:`dali_cutmix.build_cutmix_pipeline` with the settings (mixing options
@@ -55,10 +55,11 @@ def build_stage_pipeline(stage: str, settings: ProfileSettings, num_classes: int
 
     ``mixing`` and ``return_params`` are the builder's (not for "decode"): ``mixing=False`` builds the same
     graph without the mixing stage (smoothed one-hot labels); ``return_params`` adds the builder's extra outputs,
-    the integer class ids last.
+    the integer class ids last. ``augment``: the builder's augmentation (a preset name such as "paper", or
+    :class:`dali_cutmix.AugmentOptions`); None: the settings' (``settings.augment``).
 
     Raises:
-        UserError: an unknown ``stage``; ``mixing=False`` or ``return_params`` with "decode".
+        UserError: an unknown ``stage``; ``mixing=False``, ``return_params`` or ``augment`` with "decode".
     """
     from dali_cutmix.builder import build_cutmix_pipeline
 
@@ -66,15 +67,16 @@ def build_stage_pipeline(stage: str, settings: ProfileSettings, num_classes: int
         raise UserError(f"stage must be one of {STAGES}, got {stage!r}")
     mode = SYNCHRONOUS if synchronous else {}
     if stage == "decode":
-        if not mixing or return_params:
-            raise UserError("mixing=False and return_params are the training pipeline's, not the decode stage's")
+        if not mixing or return_params or augment is not None:
+            raise UserError("mixing=False, return_params and augment are the training pipeline's, not the decode "
+                            "stage's")
         pipe = build_decode_pipeline(settings, **mode)
     else:
         pipe = build_cutmix_pipeline(
             settings.data, batch_size=settings.batch_size, num_classes=num_classes, crop=settings.crop,
             device=settings.device, device_id=_device_id(settings), mixing=mixing, mix_options=settings.mix,
             num_threads=settings.threads, seed=settings.seed, stop_after=STOP_AFTER[stage], decode=settings.decode,
-            return_params=return_params, augment=settings.augment, **mode)
+            return_params=return_params, augment=settings.augment if augment is None else augment, **mode)
     pipe.build()
     return pipe
 

@@ -75,12 +75,15 @@ class CpuLoadMeter:
         return (time.perf_counter(), _busy_seconds(), t.user + t.system + t.children_user + t.children_system,
                 os.getloadavg()[0])
 
-    def stop(self) -> Dict[str, Optional[float]]:
+    def stop(self, reap: bool = True) -> Dict[str, Optional[float]]:
         """Figures since construction: ``other_cpu_share``, ``own_cpu_s``, ``wall_s``, ``loadavg_1min_start``,
-        ``loadavg_1min_end``."""
+        ``loadavg_1min_end``. ``reap``: first collect garbage, so that finished DataLoader workers are reaped and
+        their CPU time counts as ours (False for a figure taken while the run goes on: quicker, and workers that
+        are still running count as other processes')."""
         import gc
 
-        gc.collect()  # reap finished DataLoader workers so their CPU time counts as ours
+        if reap:
+            gc.collect()
         end = self.sample()
         wall, own = end[0] - self.start[0], end[2] - self.start[2]
         other = None

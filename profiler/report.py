@@ -11,7 +11,10 @@ from .variants import ASYNC_SUFFIX, VARIANTS, async_key
 PAIRED = (("loader_vs_reference", "torchvision reference (PIL)"),
           ("loader_vs_reference_tensor", "torchvision reference (tensor)"),
           ("loader_vs_after_loader", "v2.CutMix after the loader"),
-          ("loader_vs_after_loader_timm", "timm Mixup after the loader"))
+          ("loader_vs_after_loader_timm", "timm Mixup after the loader"),
+          ("loader_paper_vs_reference_paper", "reference, both paper-augmented"),
+          ("loader_vs_crop", "its own decode + crop + resize"),
+          ("loader_vs_full", "its own pipeline run directly"))
 
 
 def write_json(result: dict, path) -> Path:
@@ -161,7 +164,8 @@ def render_chart(result: dict, width: int = 1000):
 
     colours = dict(decode=(158, 202, 225), crop=(107, 174, 214), cutmix=(49, 130, 189), full=(8, 81, 156),
                    loader=(49, 163, 84), after_loader=(116, 196, 118), after_loader_timm=(161, 217, 155),
-                   reference=(150, 150, 150), reference_tensor=(189, 189, 189))
+                   reference=(150, 150, 150), reference_tensor=(189, 189, 189), loader_paper=(0, 109, 44),
+                   reference_paper=(115, 115, 115))
     rows = _rows(result)
     paired = _paired(result)
     warnings = list(result.get("warnings") or ())

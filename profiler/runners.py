@@ -7,7 +7,7 @@ running, so one variant never steals cores from the next one being timed; ``clos
 from __future__ import annotations
 
 import time
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 from dali_cutmix.errors import UserError
 from dali_cutmix.pipelines.profile_data import quiet
@@ -17,10 +17,11 @@ from .graphs import build_stage_alone_pipeline, build_stage_pipeline, fixed_batc
 from .mixers import Mixer, timm_mixer, torchvision_mixer
 from .settings import ProfileSettings
 from .stats import quiet_figure
-from .timing import Runner, Timing, VariantUnavailable, interleaved_times, synchronize, wait_until_idle
+from .timing import (Runner, Timing, VariantUnavailable, interleaved_times, synchronize, time_epoch,
+                     wait_until_idle)
 from .timm_loader import TimmLoaderRunner
-from .variants import (ASYNC_SUFFIX, ISOLATED, REFERENCE_BACKENDS, STAGE_METHODS, STAGES, TIMM_LOADERS,
-                       VARIANT_KEYS, async_key, stage_key)
+from .variants import (ASYNC_SUFFIX, ASYNC_TWINS, AUGMENTS, ISOLATED, REFERENCE_BACKENDS, STAGE_METHODS, STAGES,
+                       TIMM_LOADERS, VARIANT_KEYS, async_key, stage_key, variant_options)
 
 
 def method_options(settings: ProfileSettings, method: str):
@@ -148,20 +149,26 @@ class DaliLoaderRunner:
     over (one batch of look-ahead, as in training). So each :meth:`measure` first takes the batch made ahead
     after the previous run (untimed), times ``batches`` batches, then waits, untimed, for the batch scheduled
     ahead to finish (:func:`~.timing.wait_until_idle`): no work spills into the next variant's timing.
+    ``augment``: the builder's augmentation preset (None: the settings').
     """
 
-    def __init__(self, settings: ProfileSettings, num_classes: int):
+    #: Batches made ahead of the one handed over, taken untimed before each run.
+    ahead = 1
+
+    def __init__(self, settings: ProfileSettings, num_classes: int, augment: Optional[str] = None):
         from dali_cutmix.loader import CutMixLoader
 
         self.device = settings.device
+        self.augment = augment
         self.loader = CutMixLoader(self.build_pipeline(settings, num_classes), last_batch="fill")
         self.iterator = iter(self.loader)
         self.batch()  # first batch: allocations
         wait_until_idle(self.device)
 
     def build_pipeline(self, settings: ProfileSettings, num_classes: int):
-        """The loader's pipeline: the full one, one batch per ``run()``."""
-        return build_stage_pipeline("full", settings, num_classes)
+        """The loader's pipeline: the full one (with the builder's ``augment`` preset given), one batch per
+        ``run()``."""
+        return build_stage_pipeline("full", settings, num_classes, augment=self.augment)
 
     def next_batch(self):
         """The next batch, starting a new epoch when one ends."""
@@ -178,7 +185,8 @@ class DaliLoaderRunner:
 
     def measure(self, batches: int) -> Timing:
         """Take ``batches`` batches of torch tensors (:meth:`batch`)."""
-        self.next_batch()  # made ahead while nothing was timed: not counted
+        for _ in range(self.ahead):  # made ahead while nothing was timed: not counted
+            self.next_batch()
         images = 0
         start = time.perf_counter()
         for _ in range(batches):
@@ -191,6 +199,21 @@ class DaliLoaderRunner:
     def close(self) -> None:
         """Free the loader and its pipeline."""
         self.iterator = self.loader = None
+
+
+class DaliAsyncLoaderRunner(DaliLoaderRunner):
+    """Times the full pipeline through :class:`dali_cutmix.CutMixLoader` as training runs it: with the builder's
+    prefetching (``build_stage_pipeline(synchronous=False)``: ``prefetch_queue_depth`` 2, ``exec_pipelined=True``),
+    DALI makes batches ahead while the caller takes one. Timed as :class:`DaliAsyncStageRunner`: per run, as many
+    batches as the queue holds taken untimed, ``batches`` timed, then the batches scheduled ahead awaited
+    untimed."""
+
+    def build_pipeline(self, settings: ProfileSettings, num_classes: int):
+        """The full pipeline with the builder's prefetching."""
+        pipe = build_stage_pipeline("full", settings, num_classes, synchronous=False, augment=self.augment)
+        depth = pipe.prefetch_queue_depth
+        self.ahead = max(depth.values()) if isinstance(depth, dict) else int(depth)
+        return pipe
 
 
 class AfterLoaderRunner(DaliLoaderRunner):
@@ -217,39 +240,58 @@ class AfterLoaderRunner(DaliLoaderRunner):
         return self.mixer(images, class_ids.reshape(-1).long().to(images.device, non_blocking=True))
 
 
-class ReferenceRunner:
-    """Times the torchvision reference loader in steady state, leaving its workers idle after each run.
+class RandomIndices:
+    """A sampler of ``count`` random indices into a data set of ``size`` samples (random permutations, one after
+    another, cut to ``count``), drawn from ``generator``; ``count`` may change between epochs."""
 
-    Each :meth:`measure` is one epoch: 1 untimed batch, ``timed`` batches (``batches`` rounded up to a multiple
-    of the workers, so that a run starts and ends on the same phase of the workers' round), then the batches
-    already in flight (``prefetch_factor * workers``) drained untimed. The epoch's length is fixed when the
-    runner is made, for ``settings.batches``. ``backend`` is the transform's (``"pil"`` or ``"tensor"``, see
-    :func:`dali_cutmix.pipelines.reference.reference_transform`).
+    def __init__(self, size: int, count: int, generator):
+        self.size, self.count, self.generator = size, count, generator
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self):
+        import torch
+
+        rounds = -(-self.count // self.size)
+        order = torch.cat([torch.randperm(self.size, generator=self.generator) for _ in range(rounds)])
+        return iter(order[:self.count].tolist())
+
+
+class ReferenceRunner:
+    """Times the torchvision reference loader (persistent workers = threads), one epoch of exactly the batches
+    asked for per :meth:`measure`, from idle to idle (:func:`~.timing.time_epoch`): nothing is made ahead of the
+    epoch or left in flight after it, whatever the worker count. ``backend`` and ``augment`` (the augmentation of
+    ours it is paired with) are the transform's (see :func:`dali_cutmix.pipelines.reference.reference_transform`).
+
+    Raises:
+        VariantUnavailable: tar shards; an augmentation the reference does not apply (a policy, random erasing).
     """
 
     PREFETCH_FACTOR = 2
 
-    def __init__(self, settings: ProfileSettings, num_classes: int, backend: str = "pil"):
+    def __init__(self, settings: ProfileSettings, num_classes: int, backend: str = "pil", augment="none"):
         import torch
-        from torch.utils.data import RandomSampler
 
-        from dali_cutmix.pipelines.reference import build_reference_loader, reference_dataset
+        from dali_cutmix.pipelines.reference import build_reference_loader, reference_augment, reference_dataset
         from dali_cutmix.shard_reader import is_shard_folder
 
         if is_shard_folder(settings.data):
             raise VariantUnavailable("torchvision's ImageFolder reads class folders, not tar shards")
-        workers = settings.threads
+        try:
+            augment = reference_augment(augment)
+        except UserError as e:  # ours would run an augmentation the peer does not: no like-for-like figure
+            raise VariantUnavailable(str(e)) from None
         self.device = settings.device
-        self.timed = -(-settings.batches // workers) * workers
-        self.epoch = 1 + self.timed + self.PREFETCH_FACTOR * workers
-        dataset = reference_dataset(settings.data, settings.crop, backend)
-        sampler = RandomSampler(dataset, num_samples=self.epoch * settings.batch_size,
-                                generator=torch.Generator().manual_seed(settings.seed))
+        self.batch_size = settings.batch_size
+        dataset = reference_dataset(settings.data, settings.crop, backend, augment)
+        self.sampler = RandomIndices(len(dataset), settings.batches * settings.batch_size,
+                                     torch.Generator().manual_seed(settings.seed))
         self.loader = build_reference_loader(
-            settings.data, batch_size=settings.batch_size, num_workers=workers, crop=settings.crop,
-            num_classes=num_classes, sampler=sampler, prefetch_factor=self.PREFETCH_FACTOR,
-            pin_memory=self.device == "gpu", seed=settings.seed, backend=backend)
-        self.run_epoch()  # start the workers (not timed)
+            settings.data, batch_size=settings.batch_size, num_workers=settings.threads, crop=settings.crop,
+            num_classes=num_classes, sampler=self.sampler, prefetch_factor=self.PREFETCH_FACTOR,
+            pin_memory=self.device == "gpu", seed=settings.seed, backend=backend, augment=augment)
+        self.measure(settings.batches)  # start the workers (not timed)
 
     def to_device(self, batch) -> int:
         """Move a batch to the GPU for "gpu" (what a training loop does with it); returns its size."""
@@ -257,23 +299,10 @@ class ReferenceRunner:
             batch = [t.cuda(non_blocking=True) for t in batch]
         return int(batch[0].shape[0])
 
-    def run_epoch(self) -> Timing:
-        """One epoch; the timing of its ``timed`` batches."""
-        iterator = iter(self.loader)
-        self.to_device(next(iterator))
-        images = 0
-        start = time.perf_counter()
-        for _ in range(self.timed):
-            images += self.to_device(next(iterator))
-        synchronize(self.device)
-        seconds = time.perf_counter() - start
-        for batch in iterator:  # drain the batches in flight: the workers end idle
-            self.to_device(batch)
-        return Timing(seconds, images)
-
     def measure(self, batches: int) -> Timing:
-        """One epoch: the timing of ``self.timed`` batches (``settings.batches`` rounded up), not ``batches``."""
-        return self.run_epoch()
+        """One epoch of ``batches`` batches, timed from its start to its last batch."""
+        self.sampler.count = batches * self.batch_size
+        return time_epoch(self.loader, self.to_device, self.device)
 
     def close(self) -> None:
         """Stop the workers."""
@@ -285,7 +314,8 @@ EXTRA_KEYS = (ISOLATED,) + tuple(stage_key(m) for m in STAGE_METHODS)
 
 
 def make_runner(key: str, settings: ProfileSettings, num_classes: int) -> Runner:
-    """The runner of ``key`` (one of :data:`~.variants.VARIANT_KEYS`, a stage's :func:`~.variants.async_key`, or
+    """The runner of ``key`` (one of :data:`~.variants.VARIANT_KEYS`, the :func:`~.variants.async_key` of one of
+    :data:`~.variants.ASYNC_TWINS`, or
     :data:`~.variants.ISOLATED`), warmed up.
 
     Raises:
@@ -296,8 +326,10 @@ def make_runner(key: str, settings: ProfileSettings, num_classes: int) -> Runner
         return DaliStageRunner(key, settings, num_classes)
     if key.endswith(ASYNC_SUFFIX) and key[:-len(ASYNC_SUFFIX)] in STAGES:
         return DaliAsyncStageRunner(key[:-len(ASYNC_SUFFIX)], settings, num_classes)
-    if key == "loader":
-        return DaliLoaderRunner(settings, num_classes)
+    if key == async_key("loader"):
+        return DaliAsyncLoaderRunner(settings, num_classes)
+    if key in ("loader", "loader_paper"):
+        return DaliLoaderRunner(settings, num_classes, AUGMENTS[key])
     if key == "dynamic":
         return DynamicRunner(settings, num_classes)
     if key == "after_loader":
@@ -305,7 +337,7 @@ def make_runner(key: str, settings: ProfileSettings, num_classes: int) -> Runner
     if key == "after_loader_timm":
         return AfterLoaderRunner(settings, num_classes, timm_mixer(settings.mix, num_classes, settings.batch_size))
     if key in REFERENCE_BACKENDS:
-        return ReferenceRunner(settings, num_classes, REFERENCE_BACKENDS[key])
+        return ReferenceRunner(settings, num_classes, REFERENCE_BACKENDS[key], variant_options(key, settings.augment))
     if key in TIMM_LOADERS:
         return TimmLoaderRunner(settings, num_classes, TIMM_LOADERS[key])
     if key == ISOLATED:
@@ -317,13 +349,13 @@ def make_runner(key: str, settings: ProfileSettings, num_classes: int) -> Runner
 
 
 def runner_keys(settings: ProfileSettings) -> Tuple[str, ...]:
-    """The runners a run times, in forward order: :data:`~.variants.VARIANT_KEYS`, each stage of
-    :data:`~.variants.STAGES` followed by its asynchronous twin when ``settings.times_async_stages``, then
+    """The runners a run times, in forward order: :data:`~.variants.VARIANT_KEYS`, each of
+    :data:`~.variants.ASYNC_TWINS` followed by its asynchronous twin when ``settings.times_async_stages``, then
     :data:`EXTRA_KEYS` (the stage alone, with the settings' options and with each method)."""
     keys = []
     for key in VARIANT_KEYS:
         keys.append(key)
-        if key in STAGES and settings.times_async_stages:
+        if key in ASYNC_TWINS and settings.times_async_stages:
             keys.append(async_key(key))
     return tuple(keys) + EXTRA_KEYS
 

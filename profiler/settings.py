@@ -30,9 +30,11 @@ class ProfileSettings:
             random crop's region, the default) or "full" (the whole image, then the crop), as the trainer's
             ``--decode``.
         augment: the per-image augmentation of the training pipeline's variants
-            (:class:`dali_cutmix.AugmentOptions`, checked there; default: none), as ``build_cutmix_pipeline``'s.
-        async_stages: also time each DALI stage variant with the builder's prefetching (``prefetch_queue_depth``
-            2, ``exec_pipelined=True``) besides one batch at a time; None (default): on the GPU only (see
+            (:class:`dali_cutmix.AugmentOptions`, checked there; default: none), as ``build_cutmix_pipeline``'s;
+            each peer applies the same or is skipped, saying why.
+        async_stages: also time each DALI stage variant and the loader with the builder's prefetching
+            (``prefetch_queue_depth`` 2, ``exec_pipelined=True``) besides one batch at a time; None (default): on
+            the GPU only (see
             :attr:`times_async_stages`).
     """
 

@@ -70,6 +70,7 @@ def in_copies(samples: Mapping[str, Sequence[float]], key: str, copy_key: str) -
     return [ms / copy for ms, copy in zip(samples[key], samples[copy_key])]
 
 
-def speedups(samples: Mapping[str, Sequence[float]], other: str = "reference") -> List[float]:
-    """Our loader's images/s over variant ``other``'s (default: the torchvision reference), per round."""
-    return [ours / theirs for ours, theirs in zip(samples["loader"], samples[other])]
+def speedups(samples: Mapping[str, Sequence[float]], other: str = "reference", ours: str = "loader") -> List[float]:
+    """Variant ``ours``'s images/s (default: our loader's) over variant ``other``'s (default: the torchvision
+    reference), per round (the rounds both were timed in)."""
+    return [a / b for a, b in zip(samples[ours], samples[other])]

@@ -31,8 +31,7 @@ class Runner(Protocol):
     """A variant ready to be timed: built and warmed up, nothing running in the background between calls."""
 
     def measure(self, batches: int) -> Timing:
-        """Time about ``batches`` batches (a runner may round the count, and says so); nothing of this run is
-        left running when it returns."""
+        """Time ``batches`` batches; nothing of this run is left running when it returns."""
 
     def close(self) -> None:
         """Free what the runner holds (pipelines, workers)."""
@@ -61,6 +60,22 @@ def wait_until_idle(device: str, window_s: float = 0.02, timeout_s: float = 10.0
         time.sleep(window_s)
         quiet = quiet + 1 if time.process_time() - cpu < 0.1 * window_s else 0
     synchronize(device)
+
+
+def time_epoch(loader, to_device: Callable[[object], int], device: str) -> Timing:
+    """One epoch of ``loader`` (an iterable whose workers are idle when it starts and when it ends, such as a
+    DataLoader with persistent workers and a fixed-length epoch), timed from ``iter()`` to its last batch, the
+    GPU's work included: ``to_device`` takes each batch as a training loop does and returns its size.
+
+    Timed from idle to idle, an epoch of ``k x workers`` batches keeps every worker busy for ``k`` batches, the
+    rate of its steady state; another count leaves workers idle in its last round (the profiler warns of it:
+    ``run.worker_warnings``)."""
+    images = 0
+    start = time.perf_counter()
+    for batch in loader:
+        images += to_device(batch)
+    synchronize(device)
+    return Timing(time.perf_counter() - start, images)
 
 
 def interleaved_times(steps: Mapping[str, Callable[[], object]], batches: int) -> Dict[str, List[float]]:

@@ -4,11 +4,21 @@
 
 from __future__ import annotations
 
-import time
-
 from .mixers import TIMM_INSTALL
 from .settings import ProfileSettings
-from .timing import Timing, VariantUnavailable, synchronize
+from .timing import Timing, VariantUnavailable, time_epoch
+
+
+#: ``create_loader``'s augmentation arguments that make timm's train transform ours (random-resized-crop with
+#: timm's default scale and ratio, bilinear; a horizontal flip with probability 0.5; normalize): each of timm's
+#: defaults that adds work ours does not do, set off. timm's ``color_jitter`` default 0.4 adds torchvision's
+#: ColorJitter on the PIL image; RandAugment (``auto_augment``), random erasing (``re_prob``), vertical flips,
+#: grayscale and blur are off by default and stay off.
+AUGMENTATION = dict(color_jitter=None, auto_augment=None, re_prob=0.0, vflip=0.0, hflip=0.5,
+                    grayscale_prob=0.0, gaussian_blur_prob=0.0, interpolation="bilinear")
+#: The transforms timm's loader applies with :data:`AUGMENTATION`, per sample then per batch (the JSON's).
+TRANSFORMS = ("RandomResizedCropAndInterpolation(bilinear)", "RandomHorizontalFlip(0.5)", "MaybePILToTensor (uint8)",
+              "FastCollateMixup (on uint8)", "PrefetchLoader: float, normalize")
 
 
 def timm_data_module():
@@ -43,22 +53,23 @@ class RepeatedDataset:
 
 
 class TimmLoaderRunner:
-    """Times timm's loader in steady state, leaving its workers idle after each run, as
-    :class:`~.runners.ReferenceRunner` does: each :meth:`measure` is one epoch of 1 untimed batch, ``timed``
-    batches (``settings.batches`` rounded up to a multiple of the workers) and the batches in flight drained
-    untimed.
+    """Times timm's loader (persistent workers = threads), one epoch of exactly the batches asked for per
+    :meth:`measure`, from idle to idle (:func:`~.timing.time_epoch`), as :class:`~.runners.ReferenceRunner` does:
+    the data set's length is set to the epoch's samples before each epoch (timm's training sampler draws that many
+    indices).
 
     The loader is ``create_loader(ImageDataset(data), input_size=(3, crop, crop), batch_size, is_training=True,
-    use_prefetcher=True, num_workers=threads, collate_fn=FastCollateMixup(...), device=...)``; the collate takes
-    every mixing option of the settings with ``mode`` (timm's "batch" or "elem"), ``label_smoothing`` and
+    use_prefetcher=True, num_workers=threads, collate_fn=FastCollateMixup(...), device=..., **augmentation)``,
+    with ``augmentation`` the arguments of our pipeline's augmentation (:data:`AUGMENTATION`): timm's defaults
+    add work ours does not do (``color_jitter=0.4``), so each is set to what ours does. The collate takes every
+    mixing option of the settings with ``mode`` (timm's "batch" or "elem"), ``label_smoothing`` and
     ``num_classes``. ``timm_data`` stands in for ``timm.data`` (the tests' fake); default: timm's.
 
     Raises:
-        VariantUnavailable: timm is not installed, the data are tar shards, or the batch size is odd
+        VariantUnavailable: timm is not installed, the settings' augmentation is on (``settings.augment``: no
+            timm arguments are matched to it here), the data are tar shards, or the batch size is odd
             (FastCollateMixup asks for an even batch).
     """
-
-    PREFETCH_FACTOR = 2
 
     def __init__(self, settings: ProfileSettings, num_classes: int, mode: str, timm_data=None):
         import torch
@@ -66,46 +77,40 @@ class TimmLoaderRunner:
         from dali_cutmix.shard_reader import is_shard_folder
 
         data = timm_data_module() if timm_data is None else timm_data
+        if settings.augment.active:
+            raise VariantUnavailable("timm's loader is matched to our pipeline without augmentation only (crop, "
+                                     "flip, normalize); the settings' augmentation has no timm equivalent here")
         if is_shard_folder(settings.data):
             raise VariantUnavailable("timm's ImageDataset reads class folders here, not tar shards")
         if settings.batch_size % 2:
             raise VariantUnavailable(f"timm's FastCollateMixup needs an even batch size, got {settings.batch_size}")
         mix = settings.mix
-        workers = settings.threads
         self.device = settings.device
-        self.timed = -(-settings.batches // workers) * workers
-        epoch = 1 + self.timed + self.PREFETCH_FACTOR * workers
+        self.batch_size = settings.batch_size
         collate = data.FastCollateMixup(
             mixup_alpha=mix.mixup_alpha, cutmix_alpha=mix.cutmix_alpha,
             cutmix_minmax=None if mix.cutmix_minmax is None else list(mix.cutmix_minmax), prob=mix.prob,
             switch_prob=mix.switch_prob, mode=mode, correct_lam=mix.correct_lam,
             label_smoothing=mix.label_smoothing, num_classes=num_classes)
-        dataset = RepeatedDataset(data.ImageDataset(str(settings.data)), epoch * settings.batch_size)
+        self.dataset = RepeatedDataset(data.ImageDataset(str(settings.data)), settings.batches * settings.batch_size)
         torch.manual_seed(settings.seed)
         self.loader = data.create_loader(
-            dataset, input_size=(3, settings.crop, settings.crop), batch_size=settings.batch_size,
-            is_training=True, use_prefetcher=True, num_workers=workers, collate_fn=collate,
+            self.dataset, input_size=(3, settings.crop, settings.crop), batch_size=settings.batch_size,
+            is_training=True, use_prefetcher=True, num_workers=settings.threads, collate_fn=collate,
             pin_memory=self.device == "gpu", persistent_workers=True,
-            device=torch.device("cuda", settings.device_id) if self.device == "gpu" else torch.device("cpu"))
-        self.run_epoch()  # start the workers (not timed)
+            device=torch.device("cuda", settings.device_id) if self.device == "gpu" else torch.device("cpu"),
+            **AUGMENTATION)
+        self.measure(settings.batches)  # start the workers (not timed)
 
-    def run_epoch(self) -> Timing:
-        """One epoch; the timing of its ``timed`` batches (images and targets on the loader's device)."""
-        iterator = iter(self.loader)
-        next(iterator)
-        images = 0
-        start = time.perf_counter()
-        for _ in range(self.timed):
-            images += int(next(iterator)[0].shape[0])
-        synchronize(self.device)
-        seconds = time.perf_counter() - start
-        for _ in iterator:  # drain the batches in flight: the workers end idle
-            pass
-        return Timing(seconds, images)
+    @staticmethod
+    def to_device(batch) -> int:
+        """A batch as the loader hands it over (images and targets already on its device); returns its size."""
+        return int(batch[0].shape[0])
 
     def measure(self, batches: int) -> Timing:
-        """One epoch: the timing of ``self.timed`` batches (``settings.batches`` rounded up), not ``batches``."""
-        return self.run_epoch()
+        """One epoch of ``batches`` batches, timed from its start to its last batch."""
+        self.dataset.length = batches * self.batch_size
+        return time_epoch(self.loader, self.to_device, self.device)
 
     def close(self) -> None:
         """Stop the workers."""

@@ -75,3 +75,17 @@ def test_check_targets_judges_the_profile_of_each_device(tmp_path):
     assert any(line.startswith("met     CutMix <= 3%") for line in lines)
     missing = script("check_targets.py", tmp_path / "missing.json")
     assert missing.returncode == 2 and "missing.json" in missing.stderr
+
+
+def test_the_loader_is_judged_against_its_own_crop_stage_where_the_profile_has_it(tmp_path):
+    profile = _profile()
+    profile["loader_vs_crop"] = {"median": 0.92, "q1": 0.9, "q3": 0.95}
+    code, lines = judge(tmp_path, profile)
+    assert code == 0 and len(lines) == 4
+    assert lines[3].startswith("met     CutMixLoader >= 90% of its pipeline's decode + crop + resize rate (CPU): "
+                               "92.0% (IQR 90.0% to 95.0%, whole IQR met)")
+    profile["loader_vs_crop"] = {"median": 0.86, "q1": 0.84, "q3": 0.87}
+    code, lines = judge(tmp_path, profile)
+    assert code == 1 and lines[3].startswith("NOT met CutMixLoader >= 90%")
+    profile["loader_vs_crop"] = None  # a variant it is taken from was not measured: no verdict
+    assert judge(tmp_path, profile)[1] == judge(tmp_path, _profile())[1]

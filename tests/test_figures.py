@@ -19,7 +19,7 @@ BENCH = ROOT / "benchmarks"
 PAGE = (BENCH / "README.md").read_text()
 FLAT = " ".join(PAGE.split())  # the page's prose with its line breaks as spaces
 PAGES = {"readme": ROOT / "README.md", "targets": BENCH / "README.md", "variants": BENCH / "README.md",
-         "stage": BENCH / "README.md"}
+         "stage": BENCH / "README.md", "paired": BENCH / "README.md"}
 END = "<!-- figures: end -->"
 
 
@@ -113,3 +113,50 @@ def test_the_shard_table_holds_the_jsons_loader_figures():
             want = [round(p["variants"][k]["images_per_s"]["median"]) for k in ("decode", "crop", "cutmix", "full",
                                                                                 "loader")]
             assert cells == want, (source, pair)
+
+
+def test_a_profile_with_matched_peers_gets_its_pairs_rows(tmp_path):
+    """A profile that records each variant's augmentation, the paper pair and the loader's rate over its crop
+    stage: the README gets a row for each, and the paired table names both sides' transforms."""
+    folder = tmp_path / "benchmarks"
+    shutil.copytree(BENCH, folder, ignore=shutil.ignore_patterns("*.png", "__pycache__"))
+    p = profile()
+    ours = ["RandomResizedCrop(scale (0.08, 1), ratio (3/4, 4/3))", "RandomHorizontalFlip(0.5)",
+            "Normalize(ImageNet mean, std)"]
+    paper = ours[:2] + ["ColorJitter(0.4)", "Lighting(0.1)"] + ours[2:]
+    for key, variant in p["variants"].items():
+        variant["augmentation"] = ours
+    p["variants"]["crop"]["augmentation"] = ours[:1]
+    for key, ips in (("loader_paper", 700.0), ("reference_paper", 280.0)):
+        p["variants"][key] = dict(p["variants"]["loader"], augmentation=paper,
+                                  images_per_s=dict(p["variants"]["loader"]["images_per_s"], median=ips))
+    summary = dict(median=2.5, q1=2.4, q3=2.6, min=2.3, max=2.7, n=15, iqr_pct=8.0)
+    p["loader_paper_vs_reference_paper"] = summary
+    p["loader_vs_crop"] = dict(summary, median=0.912, q1=0.9, q3=0.93)
+    p["loader_vs_full"] = dict(summary, median=0.99, q1=0.98, q3=1.0)
+    p["pairs"] = {"loader_vs_reference": dict(ours="loader", theirs="reference"),
+                  "loader_paper_vs_reference_paper": dict(ours="loader_paper", theirs="reference_paper"),
+                  "loader_vs_crop": dict(ours="loader", theirs="crop")}
+    (folder / "profile_cpu.json").write_text(json.dumps(p))
+    readme = figures("readme", folder)
+    t = p["loader_vs_timm_loader"]["median"]
+    assert (f"| {p['variants']['loader']['images_per_s']['median']:.0f} vs "
+            f"{p['variants']['timm_loader']['images_per_s']['median']:.0f} images/s: **{t:.2f}x**") in readme
+    assert "the same augmentation on both sides (timm's `color_jitter=None`)" in readme
+    assert "| 700 vs 280 images/s: **2.50x** |" in readme
+    assert "| **91.2%** of its rate (IQR 90.0% to 93.0%); 99.0% of the full pipeline run directly |" in readme
+    paired = figures("paired", folder).splitlines()
+    assert len(paired) == 2 + 3  # the profile's pairs only
+    assert paired[3] == ("| 12 full pipeline with the paper's augmentation (`augment=\"paper\"`) -> torch "
+                         "(`CutMixLoader`) | 13 torchvision reference (PIL) with the official CutMix `ColorJitter` + "
+                         f"`Lighting` | {', '.join(paper)} | the same | **2.50x** (IQR 2.40-2.60x) |")
+    assert paired[4].endswith(f"| 2 + random-resized-crop | {', '.join(ours)} | {ours[0]} | **0.91x** (IQR 0.90-0.93x) |")
+    # a profile made before the peers' augmentation was recorded: no timm row (its peer did more work), and the
+    # paired table says so
+    for variant in p["variants"].values():
+        variant.pop("augmentation")
+    del p["pairs"]
+    (folder / "profile_cpu.json").write_text(json.dumps(p))
+    assert "color_jitter=None" not in figures("readme", folder)
+    assert figures("paired", folder).count("| not recorded (a profile made before the peers' augmentation was "
+                                           "matched to ours) |") >= 2

@@ -22,7 +22,7 @@ from dali_cutmix.profiler.runners import AfterLoaderRunner, runner_keys
 from dali_cutmix.profiler.settings import ProfileSettings
 from dali_cutmix.profiler.stats import cutmix_shares, figures, isolated_shares, speedups, summarize
 from dali_cutmix.profiler.timing import Timing, VariantUnavailable
-from dali_cutmix.profiler.variants import ISOLATED, STAGES, VARIANT_KEYS, VARIANTS, async_key
+from dali_cutmix.profiler.variants import ASYNC_TWINS, ISOLATED, STAGES, VARIANT_KEYS, VARIANTS, async_key
 
 from conftest import device_id, host, to_numpy
 
@@ -68,8 +68,8 @@ def test_json_holds_every_variant_with_its_figures(profile_run):
     assert result["schema"] == SCHEMA
     assert set(VARIANT_KEYS) == {"decode", "crop", "cutmix", "full", "loader", "dynamic", "after_loader",
                                  "after_loader_timm", "reference", "reference_tensor", "timm_loader",
-                                 "timm_loader_elem"}
-    assert set(result["variants"]) == MEASURED
+                                 "timm_loader_elem", "loader_paper", "reference_paper"}
+    assert set(result["variants"]) == MEASURED and result["complete"] is True
     for key in MEASURED:
         variant = result["variants"][key]
         assert set(variant["images_per_s"]) >= {"median", "q1", "q3", "min", "max", "n", "iqr_pct"}
@@ -80,9 +80,33 @@ def test_json_holds_every_variant_with_its_figures(profile_run):
     assert {"median", "q1", "q3", "samples", "stage_ms_per_batch", "by_stage_difference"} <= set(share)
     assert len(share["by_stage_difference"]["samples"]) == 2
     for paired in ("loader_vs_reference", "loader_vs_reference_tensor", "loader_vs_after_loader",
-                   "dynamic_vs_loader"):
+                   "loader_paper_vs_reference_paper", "loader_vs_crop", "loader_vs_full", "dynamic_vs_loader"):
         assert {"median", "q1", "q3", "samples"} <= set(result[paired]) and len(result[paired]["samples"]) == 2
         assert result[paired]["median"] > 0
+    assert result["pairs"]["loader_paper_vs_reference_paper"] == dict(ours="loader_paper", theirs="reference_paper")
+    assert result["pairs"]["loader_vs_crop"] == dict(ours="loader", theirs="crop")
+
+
+def test_every_peer_runs_the_augmentation_of_ours_it_is_paired_with(profile_run):
+    """The JSON names each variant's augmentation; each pair's two sides apply the same transforms (the loader's
+    rate over its own crop stage aside: that pair measures what the rest of the pipeline costs)."""
+    result = profile_run[3]
+    variants = result["variants"]
+    crop, flip, normalize = ("RandomResizedCrop(scale (0.08, 1), ratio (3/4, 4/3))", "RandomHorizontalFlip(0.5)",
+                             "Normalize(ImageNet mean, std)")
+    jitter = "ColorJitter(brightness 0.4, contrast 0.4, saturation 0.4) (official CutMix utils)"
+    lighting = "Lighting(alphastd 0.1, ImageNet PCA) (official CutMix utils)"
+    assert variants["loader"]["augmentation"] == [crop, flip, normalize]
+    assert variants["loader"]["augment"] == PRESETS["none"].as_dict()
+    assert variants["loader_paper"]["augmentation"] == [crop, flip, jitter, lighting, normalize]
+    assert variants["loader_paper"]["augment"] == variants["reference_paper"]["augment"] == PRESETS["paper"].as_dict()
+    assert variants["decode"]["augmentation"] == [] and variants["crop"]["augmentation"] == [crop]
+    for name, pair in result["pairs"].items():
+        if name in ("loader_vs_crop", "loader_vs_full") or pair["theirs"] not in variants:
+            continue
+        ours, theirs = variants[pair["ours"]], variants[pair["theirs"]]
+        assert (ours["augment"], ours["augmentation"]) == (theirs["augment"], theirs["augmentation"]), name
+    assert "color_jitter=None" in result["method"]["timm_loader"]
 
 
 def test_timm_variant_is_skipped_with_its_reason_without_timm(profile_run):
@@ -107,14 +131,15 @@ def test_timm_variant_is_skipped_with_its_reason_without_timm(profile_run):
 def test_stages_are_also_timed_asynchronously_when_asked(profile_run, tmp_path, monkeypatch):
     result = profile_run[3]
     assert result["settings"]["async_stages"] is True and "--async-stages" in result["command"]
-    for key in STAGES:
+    for key in ASYNC_TWINS:  # the stages, and the loader as training runs it
         variant = result["variants"][key]
         assert variant["images_per_s_async"]["median"] > 0 and variant["ms_per_batch_async"] > 0
         assert len(variant["samples_async"]) == variant["images_per_s_async"]["n"] == 2
-    for key in MEASURED - set(STAGES):
+    for key in MEASURED - set(ASYNC_TWINS):
         assert "images_per_s_async" not in result["variants"][key]
-    assert profile_run[1].count("same, prefetching (async)") == len(STAGES)
+    assert profile_run[1].count("same, prefetching (async)") == len(ASYNC_TWINS) == len(STAGES) + 1
     assert "dali_async" in result["method"]
+    assert len(result["loader_async_vs_crop_async"]["samples"]) == 2
     # the default: asynchronous figures on the GPU only
     cpu, gpu = ProfileSettings(data="d"), ProfileSettings(data="d", device="gpu")
     assert not cpu.times_async_stages and gpu.times_async_stages
@@ -123,7 +148,9 @@ def test_stages_are_also_timed_asynchronously_when_asked(profile_run, tmp_path, 
     assert runner_keys(cpu) == VARIANT_KEYS + extra
     keys = runner_keys(gpu)
     assert keys.index(async_key("full")) == keys.index("full") + 1
-    assert keys == tuple(k for key in VARIANT_KEYS for k in (key, async_key(key))[:2 if key in STAGES else 1]) + extra
+    assert keys.index(async_key("loader")) == keys.index("loader") + 1
+    assert keys == tuple(k for key in VARIANT_KEYS for k in (key, async_key(key))[:2 if key in ASYNC_TWINS else 1]
+                         ) + extra
 
 
 def test_json_names_the_machine_settings_and_data(profile_run):
@@ -320,7 +347,7 @@ def test_a_gpu_profile_times_every_variant_on_the_gpu(tiny_data, gpu_only, tmp_p
     result = json.loads((tmp_path / "p.json").read_text())
     assert result["settings"]["device"] == "gpu" and result["machine"]["gpu"]
     assert set(result["variants"]) == MEASURED
-    for key in STAGES:
+    for key in ASYNC_TWINS:
         assert result["variants"][key]["images_per_s_async"]["median"] > 0
     stage = result["stage"]
     assert stage["batch"]["device"] == "gpu" and stage["copy_ms_per_batch"]["median"] > 0
@@ -769,13 +796,23 @@ class FakeTimmData:
         self.ImageDataset, self.FastCollateMixup = ImageDataset, FastCollateMixup
 
     def create_loader(self, dataset, **kwargs):
-        import torch
-
         self.calls["create_loader"] = dict(kwargs, dataset=dataset)
         dataset.transform = "timm's train transform"
-        size, batch = kwargs["input_size"], kwargs["batch_size"]
-        batches = len(dataset) // batch
-        return [(torch.zeros(batch, *size), torch.zeros(batch, 3)) for _ in range(batches)]
+        return FakeTimmLoader(dataset, kwargs["input_size"], kwargs["batch_size"])
+
+
+class FakeTimmLoader:
+    """Each epoch: as many batches of zeros as the data set's length holds (its length when the epoch starts, as
+    timm's training sampler reads it); counts the epochs' batches in ``epochs``."""
+
+    def __init__(self, dataset, size, batch):
+        self.dataset, self.size, self.batch, self.epochs = dataset, size, batch, []
+
+    def __iter__(self):
+        import torch
+
+        self.epochs.append(len(self.dataset) // self.batch)
+        return iter([(torch.zeros(self.batch, *self.size), torch.zeros(self.batch, 3))] * self.epochs[-1])
 
 
 def test_timm_loader_variant_is_wired_as_timm_users_call_it(tiny_data):
@@ -786,7 +823,9 @@ def test_timm_loader_variant_is_wired_as_timm_users_call_it(tiny_data):
     fake = FakeTimmData()
     runner = TimmLoaderRunner(settings, num_classes=3, mode="elem", timm_data=fake)
     timing = runner.measure(3)
-    assert timing.images == 4 * 4 and runner.timed == 4  # 3 batches rounded up to the 2 workers
+    assert timing.images == 3 * 4 and timing.seconds > 0
+    assert runner.measure(5).images == 5 * 4
+    assert runner.loader.epochs == [3, 3, 5]  # the warm-up epoch, then each run's: the batches asked for
     assert fake.calls["ImageDataset"] == str(tiny_data)
     assert fake.calls["FastCollateMixup"] == dict(mixup_alpha=0.8, cutmix_alpha=1.0, cutmix_minmax=None, prob=1.0,
                                                   switch_prob=0.5, mode="elem", correct_lam=True,
@@ -794,12 +833,247 @@ def test_timm_loader_variant_is_wired_as_timm_users_call_it(tiny_data):
     loader = fake.calls["create_loader"]
     assert isinstance(loader.pop("collate_fn"), fake.FastCollateMixup)
     dataset = loader.pop("dataset")
-    assert len(dataset) == (1 + 4 + 2 * 2) * 4 and dataset[7] == ("timm's train transform", 2)
+    assert len(dataset) == 5 * 4 and dataset[7] == ("timm's train transform", 2)
     assert loader.pop("device").type == "cpu"
+    # every augmentation default of timm's that adds work ours does not do, off: ColorJitter(0.4) above all
     assert loader == dict(input_size=(3, 32, 32), batch_size=4, is_training=True, use_prefetcher=True,
-                          num_workers=2, pin_memory=False, persistent_workers=True)
+                          num_workers=2, pin_memory=False, persistent_workers=True, color_jitter=None,
+                          auto_augment=None, re_prob=0.0, vflip=0.0, hflip=0.5, grayscale_prob=0.0,
+                          gaussian_blur_prob=0.0, interpolation="bilinear")
     with pytest.raises(VariantUnavailable, match="even batch size, got 5"):
         TimmLoaderRunner(ProfileSettings(data=str(tiny_data), batch_size=5), 3, "batch", timm_data=fake)
+
+
+class CountingDataset:
+    """``dataset`` with a count, shared by the DataLoader's forked worker processes, of the samples they load; the
+    rest of the data set's interface (``classes``, ``transform``) is the wrapped one's."""
+
+    def __init__(self, dataset):
+        import multiprocessing
+
+        self.dataset, self.loaded = dataset, multiprocessing.get_context("fork").Value("i", 0)
+
+    def __getattr__(self, name):
+        return getattr(self.__dict__["dataset"], name)
+
+    def __setattr__(self, name, value):
+        if name == "transform":
+            self.dataset.transform = value
+        else:
+            super().__setattr__(name, value)
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        with self.loaded.get_lock():
+            self.loaded.value += 1
+        return self.dataset[index]
+
+
+@pytest.mark.filterwarnings("ignore:This DataLoader will create 16 worker processes:UserWarning")
+def test_the_cpu_peers_do_the_batches_asked_for_whatever_the_worker_count(tiny_data, monkeypatch):
+    """16 workers, 3 batches: each run of torchvision's reference and of timm's loader loads 3 batches' samples,
+    no more (no rounding up to the workers, no batches made ahead or drained), and times them all."""
+    from dali_cutmix.pipelines import reference
+    from dali_cutmix.profiler.runners import ReferenceRunner
+    from dali_cutmix.profiler.timm_loader import TimmLoaderRunner
+
+    settings = ProfileSettings(data=str(tiny_data), batch_size=2, threads=16, batches=3, crop=16)
+    made = []
+    monkeypatch.setattr(reference, "reference_dataset",
+                        lambda *args, make=reference.reference_dataset: made.append(CountingDataset(make(*args)))
+                        or made[-1])
+    runner = ReferenceRunner(settings, num_classes=2)
+    try:
+        loader, counted = runner.loader, made[-1]
+        assert loader.num_workers == 16 and loader.dataset is counted
+        assert counted.loaded.value == 3 * 2  # the warm-up epoch
+        loaded = counted.loaded.value
+        for batches in (3, 5):
+            timing = runner.measure(batches)
+            assert timing.images == batches * 2 and timing.seconds > 0
+            assert counted.loaded.value - loaded == batches * 2  # the run's samples, none made ahead or drained
+            loaded = counted.loaded.value
+    finally:
+        runner.close()
+
+    timm_data = None
+    if HAS_TIMM:
+        import timm.data as timm_data
+    fake = FakeTimmData()
+    data = timm_data or fake
+    counting = type("CountingTimmData", (), dict(
+        ImageDataset=staticmethod(lambda root: made.append(CountingDataset(data.ImageDataset(root))) or made[-1]),
+        FastCollateMixup=data.FastCollateMixup, create_loader=staticmethod(data.create_loader)))
+    runner = TimmLoaderRunner(settings, num_classes=2, mode="batch", timm_data=counting)
+    try:
+        counted = made[-1]
+        for batches in (3, 5):
+            assert runner.measure(batches).images == batches * 2
+        if timm_data is not None:  # timm's own loader: its workers loaded exactly those samples
+            assert counted.loaded.value == (3 + 3 + 5) * 2
+            names = [type(t).__name__ for t in counted.transform.transforms]
+            assert names == ["RandomResizedCropAndInterpolation", "RandomHorizontalFlip", "MaybePILToTensor"]
+        else:
+            assert runner.loader.epochs == [3, 3, 5]
+    finally:
+        runner.close()
+
+
+def test_each_measured_variant_is_saved_at_once_and_a_run_cut_short_leaves_them(tiny_data, tmp_path, monkeypatch):
+    """run_profile hands ``save`` the result so far after every measurement ('complete' false), then the final
+    one; with write_json as ``save``, a run that fails mid-round leaves the JSON of what it measured."""
+    from dali_cutmix.profiler import run
+    from dali_cutmix.profiler.report import write_json
+
+    class FakeRunner:
+        def __init__(self, key, fail=False):
+            self.key, self.fail = key, fail
+
+        def measure(self, batches):
+            if self.fail:
+                raise RuntimeError("cut short")
+            return Timing(1.0, 4 * batches, copy_seconds=0.5)
+
+        def close(self):
+            pass
+
+    settings = ProfileSettings(data=str(tiny_data), batch_size=4, batches=2, repeats=2)
+    keys = runner_keys(settings)
+    monkeypatch.setattr(run, "make_runners", lambda settings, n, progress: ({k: FakeRunner(k) for k in keys}, {}))
+    saved = []
+    result = run.run_profile(settings, save=saved.append)
+    assert len(saved) == 2 * len(keys) + 1 and saved[-1] is result and result["complete"] is True
+    assert all(r["complete"] is False for r in saved[:-1])
+    assert list(saved[0]["variants"]) == ["decode"] and saved[0]["cutmix_share"] is None
+    assert saved[0]["loader_vs_reference"] is None
+    assert [len(saved[i]["variants"]) for i in range(len(VARIANTS))] == list(range(1, len(VARIANTS) + 1))
+    assert saved[len(keys) - 1]["cutmix_share"]["median"] > 0  # the first round is whole
+    assert result["loader_vs_crop"]["samples"] == [1.0, 1.0]
+    assert result["variants"]["loader"]["augment"] == PRESETS["none"].as_dict()
+
+    path = tmp_path / "cut.json"
+    fail_at = keys.index("reference")
+    monkeypatch.setattr(run, "make_runners", lambda settings, n, progress: (
+        {k: FakeRunner(k, fail=i == fail_at) for i, k in enumerate(keys)}, {}))
+    with pytest.raises(RuntimeError, match="cut short"):
+        run.run_profile(settings, save=lambda r: write_json(r, path))
+    left = json.loads(path.read_text())
+    assert left["complete"] is False and list(left["variants"]) == list(keys[:fail_at])
+    assert [p.name for p in tmp_path.iterdir()] == ["cut.json"]  # written atomically: no temporary file left
+
+
+def test_peers_that_do_not_divide_among_their_workers_are_warned_about():
+    from dali_cutmix.profiler.run import worker_warnings
+
+    assert worker_warnings(ProfileSettings(data="d", batches=8, threads=2)) == []
+    (warning,) = worker_warnings(ProfileSettings(data="d", batches=4, threads=16))
+    assert warning.startswith("--batches 4 is not a multiple of the 16 workers of the CPU peers")
+    assert "keep 25% of the worker time busy" in warning and "understate their steady state by up to 75%" in warning
+
+
+def official_color_jitter(img, order, alphas):
+    """clovaai/CutMix-PyTorch utils.py's Brightness, Contrast, Saturation and Grayscale, transcribed (the deprecated
+    ``add_(value, tensor)`` as ``add_(tensor, alpha=value)``), applied in ``order`` with the factors ``alphas``
+    (what its ``random.shuffle`` and ``random.uniform`` draw)."""
+    def grayscale(img):
+        gs = img.clone()
+        gs[0].mul_(0.299).add_(gs[1], alpha=0.587).add_(gs[2], alpha=0.114)
+        gs[1].copy_(gs[0])
+        gs[2].copy_(gs[0])
+        return gs
+
+    for name, alpha in zip(order, alphas):
+        if name == "brightness":
+            gs = img.new().resize_as_(img).zero_()
+        elif name == "contrast":
+            gs = grayscale(img)
+            gs.fill_(gs.mean())
+        else:
+            gs = grayscale(img)
+        img = img.lerp(gs, alpha)
+    return img
+
+
+def official_lighting(img, alpha, eigval, eigvec):
+    """clovaai/CutMix-PyTorch utils.py's Lighting.__call__ with its ``normal_`` draw given as ``alpha``."""
+    import torch
+
+    eigval, eigvec = torch.Tensor(eigval), torch.Tensor(eigvec)
+    rgb = eigvec.type_as(img).clone().mul(alpha.view(1, 3).expand(3, 3)).mul(eigval.view(1, 3).expand(3, 3)) \
+        .sum(1).squeeze()
+    return img.add(rgb.view(3, 1, 1).expand_as(img))
+
+
+def test_the_reference_jitter_and_lighting_are_the_official_ones():
+    import random
+
+    import torch
+
+    from dali_cutmix.pipelines.reference import (LIGHTING_EIGVAL, LIGHTING_EIGVEC, OfficialColorJitter,
+                                                 OfficialLighting)
+
+    # the official train.py's constants
+    assert LIGHTING_EIGVAL == (0.2175, 0.0188, 0.0045)
+    assert LIGHTING_EIGVEC == ((-0.5675, 0.7192, 0.4009), (-0.5808, -0.0045, -0.8140), (-0.5836, -0.6948, 0.4203))
+    img = torch.rand(3, 20, 24, generator=torch.Generator().manual_seed(0))
+    jitter = OfficialColorJitter(0.4, 0.4, 0.4)
+    for seed in range(12):
+        factors = jitter.draw(random.Random(seed))
+        names, alphas = [n for n, _ in factors], [a for _, a in factors]
+        assert sorted(names) == ["brightness", "contrast", "saturation"] and all(-0.4 <= a <= 0.4 for a in alphas)
+        # the official draws, in its order: one shuffle, then one uniform per transform as it applies
+        rng = random.Random(seed)
+        order = ["brightness", "contrast", "saturation"]
+        rng.shuffle(order)
+        assert names == order and alphas == [rng.uniform(-0.4, 0.4) for _ in order]
+        torch.testing.assert_close(jitter.apply(img, factors), official_color_jitter(img, names, alphas),
+                                   rtol=0, atol=1e-6)
+    # each transform alone, on known values: brightness scales toward black, saturation toward the pixel's gray
+    flat = torch.tensor([0.2, 0.6, 1.0]).view(3, 1, 1).expand(3, 2, 2).clone()
+    torch.testing.assert_close(jitter.apply(flat, [("brightness", 0.25)]), 0.75 * flat)
+    gray = 0.299 * 0.2 + 0.587 * 0.6 + 0.114 * 1.0
+    torch.testing.assert_close(jitter.apply(flat, [("saturation", 0.4)]), flat + 0.4 * (gray - flat))
+    torch.testing.assert_close(jitter.apply(flat, [("contrast", -0.4)]), flat - 0.4 * (gray - flat))
+    assert OfficialColorJitter(0.4, 0, 0.4).draw(random.Random(1))[0][0] in ("brightness", "saturation")
+
+    lighting = OfficialLighting(0.1)
+    torch.manual_seed(3)
+    alpha = lighting.draw()
+    torch.manual_seed(3)
+    assert torch.equal(alpha, torch.Tensor(3).normal_(0, 0.1))  # the official draw
+    torch.testing.assert_close(lighting.apply(img, alpha),
+                               official_lighting(img, alpha, LIGHTING_EIGVAL, LIGHTING_EIGVEC), rtol=0, atol=0)
+    expected = np.array(LIGHTING_EIGVEC) @ (alpha.numpy().astype(np.float64) * np.array(LIGHTING_EIGVAL))
+    np.testing.assert_allclose(lighting.offset(alpha).numpy(), expected, atol=1e-7)
+    assert OfficialLighting(0.0)(img) is img
+
+
+def test_the_paper_reference_transform_is_the_official_recipes(tiny_data):
+    from PIL import Image
+
+    from dali_cutmix.pipelines.reference import (OfficialColorJitter, OfficialLighting, build_reference_loader,
+                                                 reference_transform)
+
+    transform = reference_transform(32, "pil", "paper")
+    names = [type(t).__name__ for t in transform.transforms]
+    # official train.py: RandomResizedCrop, RandomHorizontalFlip, ToTensor, jittering, lighting, normalize
+    assert names == ["RandomResizedCrop", "RandomHorizontalFlip", "PILToTensor", "ToDtype", "OfficialColorJitter",
+                     "OfficialLighting", "Normalize"]
+    jitter, lighting = transform.transforms[4], transform.transforms[5]
+    assert isinstance(jitter, OfficialColorJitter) and isinstance(lighting, OfficialLighting)
+    assert jitter.variances == dict(brightness=0.4, contrast=0.4, saturation=0.4) and lighting.alphastd == 0.1
+    assert "OfficialColorJitter" not in [type(t).__name__ for t in reference_transform(32, "pil").transforms]
+    assert tuple(transform(Image.new("RGB", (56, 40), (200, 100, 50))).shape) == (3, 32, 32)
+    loader = build_reference_loader(tiny_data, batch_size=4, num_workers=1, crop=32, augment="paper",
+                                    persistent_workers=False)
+    _check_soft_batch(*next(iter(loader)), 4, 32, 2)
+    with pytest.raises(UserError, match="the torchvision reference applies the official ColorJitter and Lighting "
+                                        "only, not auto_augment 'rand-augment' or random erasing"):
+        reference_transform(32, "pil", "deit")
+    lighter = reference_transform(32, "pil", dict(lighting=0.2)).transforms
+    assert [type(t).__name__ for t in lighter][4] == "OfficialLighting" and lighter[4].alphastd == 0.2
 
 
 def test_augment_flags_reach_the_pipeline_and_the_json(tiny_data, tmp_path, device):
@@ -811,3 +1085,12 @@ def test_augment_flags_reach_the_pipeline_and_the_json(tiny_data, tmp_path, devi
     result = json.loads(json_path.read_text())
     assert result["settings"]["augment"] == dict(PRESETS["paper"].as_dict(), lighting=0.2)
     assert "--augment paper --lighting 0.2" in result["command"]
+    # every peer runs the same augmentation, or is skipped, saying why
+    variants = result["variants"]
+    assert "Lighting(alphastd 0.2, ImageNet PCA) (official CutMix utils)" in variants["loader"]["augmentation"]
+    for peer in ("reference", "reference_tensor", "after_loader"):
+        assert variants[peer]["augmentation"] == variants["loader"]["augmentation"], peer
+        assert variants[peer]["augment"] == result["settings"]["augment"], peer
+    for peer in ("timm_loader", "timm_loader_elem"):
+        assert peer not in variants and "no timm equivalent" in result["skipped"][peer] if HAS_TIMM else True
+    assert variants["loader_paper"]["augment"] == PRESETS["paper"].as_dict()  # the pair keeps the paper's
