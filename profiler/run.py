@@ -269,7 +269,6 @@ def build_result(settings: ProfileSettings, samples: Dict[str, object], *, datas
     for name, (ours, theirs) in COMPARED.items():
         ratios = speedups(samples, theirs, ours) if ours in samples and theirs in samples else None
         paired[name] = dict(summarize(ratios), samples=[round(x, 4) for x in ratios]) if ratios else None
-    stage_ms = samples[ISOLATED]
     return dict(
         schema=SCHEMA,
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
