@@ -5,7 +5,7 @@ and builds on that device, so that it is collected once for "cpu" and once for "
 own tests parametrize over ``['cpu', 'gpu']``. Helpers that build pipelines take the device as an argument.
 
 What "builds a pipeline" means here is read from the test's source, not from running it: its body (nested
-functions included) refers to one of :data:`BUILDERS` (``@pipeline_def``, ``Pipeline(...)``, our builders) or
+functions included) names one of :data:`BUILDERS` (``@pipeline_def``, ``Pipeline(...)``, our builders) or
 calls ``.build()`` on something, or calls a function of the test suite (its own module or a helper module under
 ``tests/``) that does, followed call by call. A test that builds only in a started process (the CLI, torchrun,
 ``python -c``) is not seen: it chooses its device through its command line (``trainer_flags(device)``,
@@ -27,14 +27,15 @@ from __future__ import annotations
 import ast
 import functools
 import inspect
+import re
 import textwrap
 from pathlib import Path
 
 import pytest
 
-#: Names whose use builds a DALI pipeline: DALI's, and the builders of dali_cutmix that return one.
-BUILDERS = frozenset({"pipeline_def", "Pipeline", "build_cutmix_pipeline", "build_imagenet_train_pipeline",
-                      "build_imagenet_val_pipeline"})
+#: Names whose use builds a DALI pipeline: DALI's, and ours, which are named ``build_..._pipeline``
+#: (``build_cutmix_pipeline``, ``build_imagenet_train_pipeline``, the profiler's ``build_stage_pipeline``, ...).
+BUILDERS = re.compile(r"pipeline_def|Pipeline|build_\w+_pipeline")
 #: Objects whose ``.build()`` is no pipeline's: the native operators' library (``dali_cutmix.native``).
 NOT_PIPELINES = frozenset({"native"})
 
@@ -72,9 +73,9 @@ def direct_build(function, folder: Path):
     definition = ast.parse(textwrap.dedent(inspect.getsource(function))).body[0]
     used, called = [], []
     for node in ast.walk(ast.Module(body=definition.body, type_ignores=[])):
-        if isinstance(node, ast.Name) and node.id in BUILDERS:
+        if isinstance(node, ast.Name) and BUILDERS.fullmatch(node.id):
             used.append(node.id)
-        if isinstance(node, ast.Attribute) and node.attr in BUILDERS:
+        if isinstance(node, ast.Attribute) and BUILDERS.fullmatch(node.attr):
             used.append(node.attr)
         if not isinstance(node, ast.Call):
             continue
