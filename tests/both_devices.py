@@ -28,7 +28,6 @@ import ast
 import functools
 import inspect
 import re
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -66,11 +65,20 @@ def builds(function, folder: Path, following=()) -> str | None:
 
 
 @functools.cache
+def definitions(filename: str) -> dict:
+    """The functions defined in the file ``filename`` (at any depth), by the line their code starts on (their
+    first decorator's, as ``__code__.co_firstlineno``): ``{line: ast.FunctionDef}``. Each file is parsed once."""
+    tree = ast.parse(Path(filename).read_text(), filename)
+    return {min([node.lineno] + [d.lineno for d in node.decorator_list]): node for node in ast.walk(tree)
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
+
+
+@functools.cache
 def direct_build(function, folder: Path):
     """What :func:`builds` needs of ``function``'s own source: the builder it uses (or None), and the functions
     of the test suite (files in ``folder``) it calls by name (``helper(...)`` or ``module.helper(...)``), each with
     the name it is called by: ``(how, [(name, function)])``."""
-    definition = ast.parse(textwrap.dedent(inspect.getsource(function))).body[0]
+    definition = definitions(function.__code__.co_filename)[function.__code__.co_firstlineno]
     used, called = [], []
     for node in ast.walk(ast.Module(body=definition.body, type_ignores=[])):
         if isinstance(node, ast.Name) and BUILDERS.fullmatch(node.id):

@@ -145,7 +145,8 @@ def test_mix_off_epoch_must_be_an_epoch_from_1(jpeg_tree, device):
 
 def gated_pipeline(gate, *, stage=mix, batch_size=8, num_classes=4, seed=1, device="cpu", **options):
     """A built pipeline on ``device`` over fixed random images (H, W, 3) and labels ``i % num_classes``, with the
-    per-sample ``gate``; outputs (source, mixed, targets, labels, perm, box, lam, method) like :func:`test_stage.run`."""
+    per-sample ``gate``; outputs (source, mixed, targets, labels, perm, box, lam, method) like
+    :func:`stage_pipelines.run`."""
     import nvidia.dali.fn as fn
     from nvidia.dali import pipeline_def
 
