@@ -4,8 +4,11 @@ read back, and the trainer tests' tiny colour data set: shared by the tests of t
 from __future__ import annotations
 
 import os
+import re
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 # Small and fast: ResNet-18 at 32x32 on 4 colour-coded classes, SGD that learns them in a few dozen steps.
@@ -49,6 +52,26 @@ def run_cli(args, tmp_path, timeout=240):
     """Run ``dali-cutmix ARGS`` in a subprocess; returns the CompletedProcess (text)."""
     return subprocess.run(cli_command() + list(args), cwd=tmp_path, env=cli_env(tmp_path), capture_output=True,
                           text=True, timeout=timeout)
+
+
+def kill_in_epoch_2(args, tmp_path):
+    """Run ``dali-cutmix ARGS`` (with ``--log-every 1``, 3 epochs) and SIGKILL it two steps into epoch 2, after
+    epoch 1's checkpoint."""
+    proc = subprocess.Popen(cli_command() + list(args), cwd=tmp_path, env=cli_env(tmp_path),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(180, proc.kill)
+    watchdog.start()
+    killed = False
+    try:
+        for line in proc.stderr:
+            if re.match(r"epoch 2/3 step 2/", line):
+                os.kill(proc.pid, signal.SIGKILL)
+                killed = True
+                break
+    finally:
+        watchdog.cancel()
+        proc.wait(timeout=60)
+    assert killed and proc.returncode == -signal.SIGKILL
 
 
 def read_records(output):

@@ -10,16 +10,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import re
-import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
-from cli_runs import (TINY, TRAIN_PER_CLASS, VAL_PER_CLASS, assert_one_line_error, cli_command, cli_env, load_state,
+from cli_runs import (TINY, TRAIN_PER_CLASS, VAL_PER_CLASS, assert_one_line_error, cli_env, kill_in_epoch_2, load_state,
                       read_records, run_cli)
 from conftest import device_id, trainer_flags
 
@@ -490,26 +487,6 @@ def test_runs_unchanged_under_torchrun(tiny_imagenet, tmp_path, device):
     assert [r["reader"]["shard_id"] for r in ranks] == [0, 1]
     assert ranks[0]["state_digest"] == ranks[1]["state_digest"]
     assert [r["epoch"] for r in read_records(out)] == [1]
-
-
-def kill_in_epoch_2(args, tmp_path):
-    """Run ``dali-cutmix ARGS`` (with ``--log-every 1``, 3 epochs) and SIGKILL it two steps into epoch 2, after
-    epoch 1's checkpoint."""
-    proc = subprocess.Popen(cli_command() + list(args), cwd=tmp_path, env=cli_env(tmp_path),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    watchdog = threading.Timer(180, proc.kill)
-    watchdog.start()
-    killed = False
-    try:
-        for line in proc.stderr:
-            if re.match(r"epoch 2/3 step 2/", line):
-                os.kill(proc.pid, signal.SIGKILL)
-                killed = True
-                break
-    finally:
-        watchdog.cancel()
-        proc.wait(timeout=60)
-    assert killed and proc.returncode == -signal.SIGKILL
 
 
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tiny_imagenet, tmp_path, device):
