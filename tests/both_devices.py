@@ -7,9 +7,10 @@ own tests parametrize over ``['cpu', 'gpu']``. Helpers that build pipelines take
 What "builds a pipeline" means here is read from the test's source, not from running it: its body (nested
 functions included) names one of :data:`BUILDERS` (``@pipeline_def``, ``Pipeline(...)``, our builders) or
 calls ``.build()`` on something, or calls a function of the test suite (its own module or a helper module under
-``tests/``) that does, followed call by call. A test that builds only in a started process (the CLI, torchrun,
-``python -c``) is not seen: it chooses its device through its command line (``trainer_flags(device)``,
-``--device``), which needs the ``device`` fixture anyway.
+``tests/``, by a name the module imports or defines) that does, followed call by call. A test that builds only
+inside another function of the package (the profiler's runs, the preview) or in a started process (the CLI,
+torchrun, ``python -c``) is not seen: it chooses its device through that function's ``device`` argument or its
+command line (``trainer_flags(device)``, ``--device``), which needs the ``device`` fixture anyway.
 
 A test the check sees building must then
 - take the ``device`` fixture as it is (not re-parametrize ``device`` with values of its own), or
