@@ -1,8 +1,8 @@
 """Shared fixtures: small JPEG trees made by the tests themselves (nothing is downloaded), the ``device``
 every test that builds a pipeline or runs the stage is parametrized over: "cpu" always, "gpu" (marker ``gpu``,
 ``pytest -m gpu`` selects it) where DALI sees a CUDA GPU, skipped with its reason elsewhere; a local
-S3-compatible server (moto) for the ``s3://`` tests. Every run checks that each CPU test that built a pipeline has
-that GPU twin (tests/pipeline_builds.py)."""
+S3-compatible server (moto) for the ``s3://`` tests. Collection checks that every test that builds a DALI
+pipeline takes ``device`` (tests/both_devices.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,10 +21,11 @@ DEVICES = ["cpu", pytest.param("gpu", marks=pytest.mark.gpu)]
 
 
 def pytest_configure(config):
-    """The check that every CPU test that builds a DALI pipeline has its GPU twin (tests/pipeline_builds.py)."""
-    from pipeline_builds import TwinCheck
+    """The check, at collection, that every test that builds a DALI pipeline runs on both devices
+    (tests/both_devices.py)."""
+    from both_devices import BothDevices
 
-    config.pluginmanager.register(TwinCheck(DEVICES), "pipeline-twins")
+    config.pluginmanager.register(BothDevices(Path(__file__).parent), "both-devices")
 
 
 @functools.cache
@@ -133,6 +135,16 @@ def write_jpeg_tree(root, *, classes=4, per_class=6, sizes=((48, 64), (60, 40), 
 def jpeg_tree(tmp_path_factory):
     """4 classes x 6 noise JPEGs (24 images) of three sizes."""
     return write_jpeg_tree(tmp_path_factory.mktemp("jpegs") / "train")
+
+
+@pytest.fixture(scope="module")
+def tiny_imagenet(tmp_path_factory):
+    """The trainer tests' data set (tests/cli_runs.py): 4 colour-coded classes, 32 train / 12 val images per class,
+    40x40 JPEGs."""
+    from cli_runs import TRAIN_PER_CLASS, VAL_PER_CLASS, write_colour_dataset
+
+    return write_colour_dataset(tmp_path_factory.mktemp("tiny") / "tiny", train_per_class=TRAIN_PER_CLASS,
+                                val_per_class=VAL_PER_CLASS)
 
 
 @pytest.fixture(scope="session")

@@ -87,6 +87,7 @@ def test_nvimagecodec_names_a_status_not_the_file(files, name, status, what, dev
     assert bad.path == files / name and str(bad).startswith(f"cannot read image file {str(files / name)!r}: ")
 
 
+@pytest.mark.one_device("DALI's file reader alone (no decoder): a reader runs on the CPU on every machine")
 @pytest.mark.parametrize("name", ["missing.jpg", "empty.jpg"])
 def test_the_file_reader_names_a_missing_or_empty_file(files, name):
     from dali_cutmix.loader import bad_file_error
@@ -99,6 +100,7 @@ def test_the_file_reader_names_a_missing_or_empty_file(files, name):
                           else "empty file (0 bytes)")
 
 
+@pytest.mark.one_device("DALI's file reader alone (no decoder): a reader runs on the CPU on every machine")
 def test_without_mmap_the_file_reader_says_could_not_open(files):
     from dali_cutmix.loader import bad_file_error
 

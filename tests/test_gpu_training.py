@@ -108,7 +108,7 @@ def test_the_stage_at_crop_176_is_clean_under_compute_sanitizer(jpeg_tree, gpu_o
     code = f"""
 import sys
 sys.path.insert(0, {str(ROOT / 'tests')!r})
-from test_stage import run, stage_pipeline
+from stage_pipelines import run, stage_pipeline
 from dali_cutmix import mix
 for options in (dict(cutmix_alpha=1.0, mixup_alpha=0.0), dict(cutmix_alpha=1.0, mixup_alpha=0.8, switch_prob=0.5)):
     pipe = stage_pipeline({str(jpeg_tree)!r}, device="gpu", stage=mix, batch_size=8, mode="elem",

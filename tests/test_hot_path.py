@@ -12,9 +12,6 @@ from dali_cutmix import CutMixLoader, build_cutmix_pipeline
 from dali_cutmix.errors import UserError
 from dali_cutmix.pipelines.imagenet import build_imagenet_val_pipeline
 
-CPU = dict(device="cpu", num_threads=2, crop=32)
-
-
 @pytest.fixture
 def on(device):
     """The builders' arguments for this test's device (the GPU case skipped with its reason without one)."""
@@ -60,10 +57,10 @@ def test_validation_images_in_each_layout_and_dtype(demo_imagenet, on):
 
 @pytest.mark.parametrize("argument, value", [("dtype", "bfloat16"), ("dtype", "float"), ("layout", "CHW"),
                                              ("layout", "nhwc")])
-def test_a_bad_dtype_or_layout_names_the_argument(jpeg_tree, demo_imagenet, argument, value):
+def test_a_bad_dtype_or_layout_names_the_argument(jpeg_tree, demo_imagenet, argument, value, on):
     for build, data in ((build_cutmix_pipeline, jpeg_tree), (build_imagenet_val_pipeline, demo_imagenet / "val")):
         with pytest.raises(UserError) as error:
-            build(data, batch_size=4, **CPU, **{argument: value})
+            build(data, batch_size=4, **on, **{argument: value})
         choices = "('float32', 'float16')" if argument == "dtype" else "('NCHW', 'NHWC')"
         assert str(error.value) == f"{argument} must be one of {choices}, got {value!r}"
 

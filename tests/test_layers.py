@@ -1,6 +1,6 @@
 """The house rules, checked on the source: one import name, a source tree that imports as the wheel does, rooms
 that import one way, unique module names, no cycles, no private names across modules, the mixing options checked
-in one place."""
+in one place, test modules that share code through helper modules, not through each other."""
 
 from __future__ import annotations
 
@@ -197,3 +197,24 @@ def test_each_mixing_option_is_range_checked_once():
     sources = [p for p in MODULES.values()] + [ROOT / "dali_cutmix" / "native" / "mix_ops.cc"]
     places = {str(p.relative_to(ROOT)) for p in sources if checks.search(p.read_text())}
     assert places == {"dali_cutmix/options.py"}
+
+
+def test_test_modules_import_helper_modules_never_each_other():
+    """Shared test code lives in helper modules of tests/ (reference.py, stage_pipelines.py, cli_runs.py, ...):
+    a test module imports none of the others (nor a private name of a helper), function-local imports included."""
+    tests = ROOT / "tests"
+    found = []
+    for path in sorted(tests.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                taken = [(alias.name, ()) for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                taken = [(node.module, tuple(alias.name for alias in node.names))]
+            else:
+                continue
+            for module, names in taken:
+                if module.startswith("test_") and (tests / f"{module}.py").exists():
+                    found.append(f"{path.name} imports {module}")
+                elif (tests / f"{module}.py").exists():
+                    found += [f"{path.name} imports {n} from {module}" for n in names if n.startswith("_")]
+    assert found == []

@@ -8,7 +8,7 @@ import pytest
 import reference as ref
 from conftest import device_id, host, skip_without_gpu
 from scipy import stats
-from test_stage import H, W, gpu_graph_stage, run, stage_pipeline
+from stage_pipelines import H, W, gpu_graph_stage, run, stage_pipeline
 
 from dali_cutmix import CutMixLoader, MixOptions, build_cutmix_pipeline, mix, mixup
 from dali_cutmix.errors import UserError
@@ -138,14 +138,15 @@ def test_mixing_turns_off_from_the_off_epoch_and_resumes_gated(jpeg_tree, device
     assert all((batch[5] == 0).all() for batch in resumed), "a resumed run stays gated"
 
 
-def test_mix_off_epoch_must_be_an_epoch_from_1(jpeg_tree):
+def test_mix_off_epoch_must_be_an_epoch_from_1(jpeg_tree, device):
     with pytest.raises(UserError, match=r"mix_off_epoch must be an integer >= 1 \(epochs 1..N are mixed"):
-        build_cutmix_pipeline(jpeg_tree, batch_size=2, device="cpu", mix_off_epoch=-1)
+        build_cutmix_pipeline(jpeg_tree, batch_size=2, device=device, mix_off_epoch=-1)
 
 
 def gated_pipeline(gate, *, stage=mix, batch_size=8, num_classes=4, seed=1, device="cpu", **options):
     """A built pipeline on ``device`` over fixed random images (H, W, 3) and labels ``i % num_classes``, with the
-    per-sample ``gate``; outputs (source, mixed, targets, labels, perm, box, lam, method) like :func:`test_stage.run`."""
+    per-sample ``gate``; outputs (source, mixed, targets, labels, perm, box, lam, method) like
+    :func:`stage_pipelines.run`."""
     import nvidia.dali.fn as fn
     from nvidia.dali import pipeline_def
 

@@ -196,6 +196,7 @@ def test_pipeline_arguments_reach_the_pipeline(jpeg_tree, on):
     assert pipe.prefetch_queue_depth == 3
 
 
+@pytest.mark.one_device("the GPU graph, inspected unbuilt (no GPU needed): the same on every machine")
 @pytest.mark.parametrize("mixup_alpha", [0.0, 0.4])
 def test_the_gpu_pipeline_puts_every_pixel_operator_on_the_gpu(jpeg_tree, mixup_alpha):
     """CI has no GPU: check the GPU variant's graph, built by the same builder, operator by operator."""
@@ -223,6 +224,7 @@ def test_the_gpu_pipeline_puts_every_pixel_operator_on_the_gpu(jpeg_tree, mixup_
     assert [o.device for o in pipe._graph_outputs] == ["gpu", "gpu"], "images and soft labels on the GPU"
 
 
+@pytest.mark.one_device("the GPU graph, inspected unbuilt (no GPU needed): the same on every machine")
 @pytest.mark.parametrize("decode, decoder", [("roi", "decoders__ImageRandomCrop"), ("full", "decoders__Image")])
 def test_the_gpu_decoder_leaves_its_memory_to_dali(jpeg_tree, decode, decoder):
     """No preallocation hint or padding reaches the "mixed" decoder: its hardware decoder would reserve a hint

@@ -18,11 +18,9 @@ from pathlib import Path
 
 import pytest
 
-import build_notes
+from cli_runs import TINY, assert_one_line_error, cli_command, cli_env, load_state, read_records, run_cli
 from conftest import trainer_flags
 from short_writes import no_space, short_open
-from test_train import (TINY, _cli_command, _env, assert_one_line_error, load_state, read_records, run_cli,
-                        tiny_imagenet)  # noqa: F401 - the fixture
 
 from dali_cutmix.train.plan import free_port
 
@@ -58,10 +56,10 @@ def stop_at(args, tmp_path, *, line: str, sig, env=None) -> subprocess.Popen:
 
 
 def signal_at(args, tmp_path, events, *, env=None) -> subprocess.Popen:
-    """Run ``dali-cutmix ARGS`` (in ``env``, default :func:`_env`) and send it each of ``events`` (``(line,
+    """Run ``dali-cutmix ARGS`` (in ``env``, default :func:`cli_env`) and send it each of ``events`` (``(line,
     sig)``: ``sig`` once a line of its stderr matches the regex ``line``, in order; ``sig`` may be a function of
     the process that acts instead); returns the finished process (its stderr and stdout read)."""
-    proc = subprocess.Popen(_cli_command() + list(args), cwd=tmp_path, env=env or _env(tmp_path),
+    proc = subprocess.Popen(cli_command() + list(args), cwd=tmp_path, env=env or cli_env(tmp_path),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     watchdog = threading.Timer(240, proc.kill)
     watchdog.start()
@@ -219,12 +217,11 @@ def _torchrun(tmp_path, args, env, *extra):
 
 
 def _hooked_env(tmp_path, source: str):
-    """The test environment (:func:`_env`) with ``source`` as the ``sitecustomize`` every process runs first."""
+    """The test environment (:func:`cli_env`) with ``source`` as the ``sitecustomize`` every process runs first."""
     hook = tmp_path / "hook"
     hook.mkdir(exist_ok=True)
-    # the suite's own sitecustomize, which this one shadows, goes on: the pipeline builds are noted
-    (hook / "sitecustomize.py").write_text(textwrap.dedent(source) + build_notes.sitecustomize())
-    env = _env(tmp_path)
+    (hook / "sitecustomize.py").write_text(textwrap.dedent(source))
+    env = cli_env(tmp_path)
     env["PYTHONPATH"] = os.pathsep.join([str(hook), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     return env
 
@@ -263,7 +260,7 @@ def two_rank_reference(tiny_imagenet, tmp_path_factory, device):
     """torchrun's uninterrupted two-rank run on the test's device, run once per module."""
     if device not in _TORCHRUN_REFERENCES:
         tmp = tmp_path_factory.mktemp(f"ref2-{device}")
-        result = _torchrun(tmp, _two_rank_args(tiny_imagenet, tmp / "ref", device), _env(tmp))
+        result = _torchrun(tmp, _two_rank_args(tiny_imagenet, tmp / "ref", device), cli_env(tmp))
         assert result.returncode == 0, result.stderr
         _TORCHRUN_REFERENCES[device] = tmp / "ref"
     return _TORCHRUN_REFERENCES[device]
@@ -294,9 +291,9 @@ def test_two_nodes_on_one_machine_train_and_checkpoint_as_two_ranks(tiny_imagene
     out, port = tmp_path / "nodes", str(free_port())
     address = "127.0.1.1"  # this machine (all of 127/8 is), not a name the trainer refuses for several nodes
     ranks_per_node = ["--gpus", "1"] if device == "gpu" else ["--cpu-procs", "1"]
-    node = _cli_command() + _two_rank_args(tiny_imagenet, out, device) + [
+    node = cli_command() + _two_rank_args(tiny_imagenet, out, device) + [
         "--nnodes", "2", "--master-addr", address, "--master-port", port, *ranks_per_node]
-    env = dict(_env(tmp_path), OMP_NUM_THREADS="1")
+    env = dict(cli_env(tmp_path), OMP_NUM_THREADS="1")
     own_gpu = (lambda rank: dict(CUDA_VISIBLE_DEVICES=str(rank))) if device == "gpu" else (lambda rank: {})
     procs = [subprocess.Popen(node + ["--node-rank", str(rank)], cwd=tmp_path, env={**env, **own_gpu(rank)},
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for rank in (0, 1)]
@@ -499,7 +496,7 @@ def test_a_full_disk_with_two_ranks_stops_both_at_once_with_one_line(tiny_imagen
     # writes of last.pt: epoch 1 step 4, epoch 1's end, then epoch 2 step 4 (the 3rd: the disk is full)
     args = ["train", "--data", str(tiny_imagenet), "--output", str(out), *ARGS, *on(device, 2),
             "--checkpoint-steps", "4"]
-    result = subprocess.run(_cli_command() + args, cwd=tmp_path, env=env, capture_output=True, text=True,
+    result = subprocess.run(cli_command() + args, cwd=tmp_path, env=env, capture_output=True, text=True,
                             timeout=200)  # far below the collectives' timeout (30 minutes)
     line = (f"cannot write the checkpoint of epoch 2 step 4 to {out / 'last.pt'}: No space left on device "
             f"({out / 'last.pt'} still holds the checkpoint before; nothing half-written remains)")

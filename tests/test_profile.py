@@ -470,6 +470,7 @@ def test_gpu_is_refused_without_cuda(tiny_data):
     assert code == 2 and stderr.startswith("error: --device gpu") and "CUDA" in stderr
 
 
+@pytest.mark.one_device("the profiler's builder refuses a stage it cannot time before any pipeline exists")
 def test_library_checks_its_settings(tiny_data):
     with pytest.raises(UserError, match="batch_size"):
         ProfileSettings(data=str(tiny_data), batch_size=0).check()

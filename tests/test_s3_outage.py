@@ -14,17 +14,12 @@ import re
 import subprocess
 import threading
 
+import cli_runs as helpers
 import pytest
 from conftest import MotoServer, skip_without_moto, upload
 
 STEPS = 8  # 32 training samples, 4 a step
 EVERY = 2  # --checkpoint-steps
-
-
-def _train_helpers():
-    import test_train
-
-    return test_train
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +28,6 @@ def small_shards(tmp_path_factory):
     tar file."""
     from dali_cutmix.pipelines.shard_writer import shard_data
 
-    helpers = _train_helpers()
     root = tmp_path_factory.mktemp("small-colour")
     data = helpers.write_colour_dataset(root / "data", train_per_class=8, val_per_class=2)
     shard_data(data, root / "shards", shard_size="2KB", jobs=1, show_progress=False)
@@ -78,12 +72,11 @@ def test_an_endpoint_that_stops_mid_epoch_ends_the_run_in_one_line_and_resume_co
     from dali_cutmix.train.checkpoint import LAST
 
     skip_without_moto()
-    helpers = _train_helpers()
     server = MotoServer()
     endpoint = server.env["AWS_ENDPOINT_URL"]
-    env = {**helpers._env(tmp_path), **server.env}
+    env = {**helpers.cli_env(tmp_path), **server.env}
     out = tmp_path / "run"
-    command = helpers._cli_command() + [
+    command = helpers.cli_command() + [
         "train", "--data", "s3://data/colour", "--output", str(out), "--epochs", "1", "--batch-size", "4",
         "--checkpoint-steps", str(EVERY), "--log-every", "1", "--gpus", "1" if device == "gpu" else "0",
         *helpers.TINY]

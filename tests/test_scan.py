@@ -2,7 +2,7 @@
 what DALI reads, the trainer skips bad files and names them, a file that fails mid-run stops the run in one line
 and is skipped on resume, the builder reads the scan's list, and preview and profile skip bad files too.
 
-Training runs go through the real command line in a subprocess, with the tiny sizes of test_train.py.
+Training runs go through the real command line in a subprocess, with the tiny sizes of tests/cli_runs.py.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from cli_runs import TINY, run_cli
 from conftest import trainer_flags
-from test_train import TINY, run_cli
 from zoo import BAD, CLASSES, HIDDEN_FOLDER, NOT_IMAGES, ODD, good_files, write_zoo
 
 from dali_cutmix.errors import UserError

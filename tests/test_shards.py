@@ -11,6 +11,7 @@ import subprocess
 import tarfile
 from pathlib import Path
 
+import cli_runs as helpers
 import numpy as np
 import pytest
 import torch
@@ -115,6 +116,7 @@ def read_with_dali(data, *, shard_id=0, num_shards=1, shuffle=False, seed=0, epo
 # ------------------------------------------------------------------------------------------ the round trip
 
 
+@pytest.mark.one_device("our shard reader alone (no decoder): a reader runs on the CPU on every machine")
 def test_round_trip_every_usable_image_once_with_its_bytes_and_label(zoo, zoo_shards):
     from dali_cutmix.shard_reader import FORMAT, FORMAT_VERSION, MANIFEST, as_shards
 
@@ -183,6 +185,8 @@ def test_same_seed_writes_the_same_shards(zoo, zoo_shards, tmp_path):
 # ------------------------------------------------------------------------------------------ an interrupted run
 
 
+@pytest.mark.one_device("the shard writer's test: the builder refuses the unfinished folder before any pipeline "
+                        "exists, on every device")
 def test_an_interrupted_run_leaves_no_complete_looking_output_and_a_rerun_finishes(zoo, zoo_shards, tmp_path,
                                                                                    monkeypatch):
     from dali_cutmix import build_cutmix_pipeline
@@ -306,6 +310,7 @@ def test_cli_writes_a_class_per_folder_tree(tmp_path, capsys, on):
 # ------------------------------------------------------------------------------------------ reading
 
 
+@pytest.mark.one_device("our shard reader alone (no decoder): a reader runs on the CPU on every machine")
 def test_two_ranks_read_disjoint_shards_that_cover_the_data(zoo, zoo_shards):
     out, _, _ = zoo_shards
     want = folder_samples(zoo, "train")
@@ -342,7 +347,7 @@ def test_a_restored_pipeline_continues_exactly(zoo_shards, on):
             assert torch.equal(x, y)
 
 
-def test_a_folder_without_a_manifest_and_a_bad_manifest_are_named(zoo_shards, tmp_path):
+def test_a_folder_without_a_manifest_and_a_bad_manifest_are_named(zoo_shards, tmp_path, on):
     from dali_cutmix import build_cutmix_pipeline
 
     out, _, _ = zoo_shards
@@ -350,10 +355,10 @@ def test_a_folder_without_a_manifest_and_a_bad_manifest_are_named(zoo_shards, tm
     bad.mkdir()
     (bad / "manifest.json").write_text(json.dumps(dict(format="dali-cutmix-shards", version=99)))
     with pytest.raises(UserError, match="version 99"):
-        build_cutmix_pipeline(bad, batch_size=2, **CPU)
+        build_cutmix_pipeline(bad, batch_size=2, **on)
     (bad / "manifest.json").write_text("{not json")
     with pytest.raises(UserError, match="not valid JSON"):
-        build_cutmix_pipeline(bad, batch_size=2, **CPU)
+        build_cutmix_pipeline(bad, batch_size=2, **on)
 
 
 def test_preview_and_the_profiler_take_a_shard_folder(zoo, zoo_shards, tmp_path, capsys, device):
@@ -377,18 +382,11 @@ def test_preview_and_the_profiler_take_a_shard_folder(zoo, zoo_shards, tmp_path,
 # ------------------------------------------------------------------------------------------ training
 
 
-def _train_helpers():
-    import test_train
-
-    return test_train
-
-
 @pytest.fixture(scope="module")
 def colour_shards(tmp_path_factory):
-    """The trainer tests' colour data set (tests/test_train.py) and its shards."""
+    """The trainer tests' colour data set (tests/cli_runs.py) and its shards."""
     from dali_cutmix.pipelines.shard_writer import shard_data
 
-    helpers = _train_helpers()
     root = tmp_path_factory.mktemp("colour")
     data = helpers.write_colour_dataset(root / "data", train_per_class=helpers.TRAIN_PER_CLASS,
                                         val_per_class=helpers.VAL_PER_CLASS)
@@ -399,7 +397,6 @@ def colour_shards(tmp_path_factory):
 def test_training_from_shards_learns_and_a_sigkill_resume_is_exact(colour_shards, tmp_path, device):
     """On the GPU with ``--deterministic`` (deterministic cuDNN and torch kernels, no autotuning): the resumed
     run's weights equal the uninterrupted run's bit for bit there too."""
-    helpers = _train_helpers()
     data, shards = colour_shards
     args = ["train", "--data", str(shards), "--epochs", "3", "--batch-size", "16", "--log-every", "1",
             *trainer_flags(device), *(["--deterministic"] if device == "gpu" else []), *helpers.TINY]
@@ -439,7 +436,6 @@ def test_training_on_one_shard_folder_is_refused_in_one_line(zoo_shards, tmp_pat
 
 def test_two_ranks_train_from_shards_on_disjoint_parts(colour_shards, tmp_path, device):
     """Two CPU ranks (gloo), or two GPUs (NCCL; skipped where DALI sees fewer)."""
-    helpers = _train_helpers()
     _, shards = colour_shards
     out = tmp_path / "ddp"
     result = helpers.run_cli(["train", "--data", str(shards), "--output", str(out), "--epochs", "1",
@@ -462,7 +458,6 @@ def test_shards_on_s3_read_like_local_ones_and_train(colour_shards, s3_server, t
     from dali_cutmix import CutMixLoader, build_cutmix_pipeline
     from dali_cutmix.shard_reader import as_shards
 
-    helpers = _train_helpers()
     env, client = s3_server
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -481,8 +476,8 @@ def test_shards_on_s3_read_like_local_ones_and_train(colour_shards, s3_server, t
 
     # The trainer: one epoch from s3://bucket/prefix (train/ and val/), the endpoint from the environment.
     out = tmp_path / "s3run"
-    run_env = {**helpers._env(tmp_path), **env}
-    result = subprocess.run(helpers._cli_command() + ["train", "--data", "s3://data/colour", "--output", str(out),
+    run_env = {**helpers.cli_env(tmp_path), **env}
+    result = subprocess.run(helpers.cli_command() + ["train", "--data", "s3://data/colour", "--output", str(out),
                                                       "--epochs", "1", "--batch-size", "16",
                                                       *trainer_flags(on["device"]), *helpers.TINY],
                             cwd=tmp_path, env=run_env, capture_output=True, text=True, timeout=240)
@@ -491,7 +486,7 @@ def test_shards_on_s3_read_like_local_ones_and_train(colour_shards, s3_server, t
     assert record["val_images"] == 4 * helpers.VAL_PER_CLASS
 
     # A prefix that holds nothing: one line naming it and DALI's reason, exit 2.
-    result = subprocess.run(helpers._cli_command() + ["train", "--data", "s3://data/nothing", "--output",
+    result = subprocess.run(helpers.cli_command() + ["train", "--data", "s3://data/nothing", "--output",
                                                       str(tmp_path / "none")],
                             cwd=tmp_path, env=run_env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2

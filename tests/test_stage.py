@@ -8,62 +8,18 @@ import re
 import numpy as np
 import pytest
 import reference as ref
-from conftest import decoder_device, device_id, skip_without_gpu, to_numpy
+from conftest import decoder_device, device_id, skip_without_gpu
 from scipy import stats
+from stage_pipelines import H, W, gpu_graph_stage, run, stage_pipeline
 
-from dali_cutmix import MixOptions, cutmix, mix
+from dali_cutmix import cutmix, mix
 from dali_cutmix.errors import UserError
-from dali_cutmix.stage import DALI_INPUTS, PARAM_NAMES, draw_params, mix_pixels_dali
-
-H, W = 40, 56  # not square, so that a swapped height/width would show
-
-
-def gpu_graph_stage(images, labels, *, num_classes, return_params=True, gate=None, **options):
-    """The GPU path's pixel work (DALI's own operators: multi_paste, permute_batch, a blend), run on CPU
-    operators: the same parameters as :func:`dali_cutmix.mix`, the same return values (with params)."""
-    opts = MixOptions(**options)
-    names = ("targets",) + PARAM_NAMES + tuple(n for n in DALI_INPUTS if n not in PARAM_NAMES)
-    params = draw_params(images, labels, num_classes=num_classes, options=opts, outputs=names, gate=gate)
-    return mix_pixels_dali(images, params, opts), params["targets"], {n: params[n] for n in PARAM_NAMES}
 
 
 def gpu_graph_cutmix(images, labels, *, num_classes, return_params=True, **options):
     """:func:`gpu_graph_stage` with CutMix only; returns perm, box and lam like :func:`dali_cutmix.cutmix`."""
     mixed, targets, params = gpu_graph_stage(images, labels, num_classes=num_classes, **options)
     return mixed, targets, {n: params[n] for n in ("perm", "box", "lam")}
-
-
-def stage_pipeline(data, *, batch_size=8, size=(H, W), seed=1, stage=cutmix, resize=True, device="cpu",
-                   dtype=None, **options):
-    """A built pipeline on ``device``: read, decode, resize, cast to ``dtype`` (a DALI type; None keeps uint8),
-    stage; outputs (source, mixed, targets, labels, *params)."""
-    import nvidia.dali.fn as fn
-    from nvidia.dali import pipeline_def
-
-    skip_without_gpu(device)
-
-    @pipeline_def(batch_size=batch_size, num_threads=2, device_id=device_id(device), seed=seed)
-    def pipe():
-        jpegs, labels = fn.readers.file(file_root=str(data), random_shuffle=True, seed=seed)
-        images = fn.decoders.image(jpegs, device=decoder_device(device))
-        if resize:
-            images = fn.resize(images, resize_y=size[0], resize_x=size[1])
-        if dtype is not None:
-            images = fn.cast(images, dtype=dtype)
-        mixed, targets, params = stage(images, labels, return_params=True, **options)
-        return (images, mixed, targets, labels, *params.values())
-
-    p = pipe()
-    p.build()
-    return p
-
-
-def run(pipe):
-    """One iteration as host NumPy arrays (from either device): source, mixed, targets, labels (flat), perm, box,
-    lam[, method]."""
-    out = [to_numpy(o) for o in pipe.run()]
-    out[3] = out[3].reshape(-1)
-    return out
 
 
 def check_batch(source, mixed, targets, labels, perm, box, lam, *, num_classes=4, smoothing=0.0):
@@ -266,6 +222,8 @@ def test_channels_first_images_are_refused(device):
     assert "[dali-cutmix] " + CHANNELS_FIRST in str(err.value)
 
 
+@pytest.mark.one_device("the layout is read by the CPU stage's own pixel operator (DaliCutmixApply), which the GPU "
+                        "path does not have; the refusal both devices share is test_channels_first_images_are_refused")
 def test_a_channels_first_layout_is_refused_on_the_cpu():
     """Images whose layout says CHW, whatever their shape: the CPU operator reads the layout."""
     import nvidia.dali.fn as fn
@@ -298,7 +256,7 @@ def test_a_gate_value_other_than_1_0_or_minus_1_is_refused(device):
         pipe.run()
 
 
-def test_the_stage_outside_a_pipeline_definition_is_a_clear_type_error():
+def test_the_stage_outside_a_pipeline_definition_is_a_clear_type_error(device):
     """Issue 10.4: cutmix() on arrays used to fail with "'tuple' object is not callable"."""
     images = np.zeros((2, 8, 8, 3), np.uint8)
     with pytest.raises(TypeError) as err:
@@ -306,16 +264,16 @@ def test_the_stage_outside_a_pipeline_definition_is_a_clear_type_error():
     assert str(err.value) == ("cutmix() must be called inside a DALI pipeline definition (@pipeline_def) on "
                               "DataNodes; got images of type ndarray")
     with pytest.raises(TypeError, match=r"^mix\(\) must be called inside .* got labels of type list$"):
-        labelled_pipeline(stage=lambda x, y, **kw: mix(x, [0, 1], **kw))
+        labelled_pipeline(stage=lambda x, y, **kw: mix(x, [0, 1], **kw), device=device)
 
 
-def test_a_data_node_outside_a_pipeline_definition_is_refused():
+def test_a_data_node_outside_a_pipeline_definition_is_refused(device):
     import nvidia.dali.fn as fn
     from nvidia.dali import pipeline_def
 
     kept = {}
 
-    @pipeline_def(batch_size=1, num_threads=1, device_id=None)
+    @pipeline_def(batch_size=1, num_threads=1, device_id=device_id(device))
     def pipe():
         kept["x"] = fn.external_source(source=lambda: [np.zeros((4, 4, 3), np.uint8)], batch=True)
         return kept["x"]
@@ -326,9 +284,9 @@ def test_a_data_node_outside_a_pipeline_definition_is_refused():
         cutmix(kept["x"], kept["x"], num_classes=2)
 
 
-def test_labels_on_the_gpu_are_refused():
+def test_labels_on_the_gpu_are_refused(device):
     with pytest.raises(UserError, match="^labels must be a CPU DataNode"):
-        labelled_pipeline(stage=lambda x, y, **kw: cutmix(x, y.gpu(), **kw))
+        labelled_pipeline(stage=lambda x, y, **kw: cutmix(x, y.gpu(), **kw), device=device)
 
 
 def test_the_loader_reraises_stage_errors_as_one_line(jpeg_tree, device):

@@ -3,7 +3,7 @@ naming the flag as typed, exit code 2, no traceback, and nothing written or left
 the run as it was; the run says what it does in short lines.
 
 Refusals run in this process (``dali_cutmix.cli.main``, no training); runs that train go through a subprocess, on
-the tiny data set of test_train.py.
+the tiny data set of tests/cli_runs.py.
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ import subprocess
 import textwrap
 from pathlib import Path
 
-import build_notes
 import pytest
+from cli_runs import TINY, assert_one_line_error, cli_command, cli_env, run_cli
 from conftest import trainer_flags
-from test_train import TINY, _cli_command, _env, assert_one_line_error, run_cli, tiny_imagenet  # noqa: F401
 
 
 def _main(args, capsys):
@@ -265,8 +264,8 @@ def _crashing_env(tmp_path, rank):
                 return real(**kwargs)
 
             loop.train_one_epoch = train_one_epoch
-    """) + build_notes.sitecustomize())  # the suite's own, which this one shadows: the pipeline builds are noted
-    env = _env(tmp_path)
+    """))
+    env = cli_env(tmp_path)
     env["PYTHONPATH"] = os.pathsep.join([str(hook), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env["DALI_CUTMIX_TEST_CRASH"] = "1"
     env["TMPDIR"] = str(tmp_path / "tmp")
@@ -280,7 +279,7 @@ def test_a_crash_in_epoch_1_leaves_no_debris(tiny_imagenet, tmp_path, device):
     args = ["train", "--data", str(tiny_imagenet), "--output", str(out), "--epochs", "1", "--batch-size", "16",
             *trainer_flags(device), *TINY]
     env = _crashing_env(tmp_path, 0)
-    result = subprocess.run(_cli_command() + args, cwd=tmp_path, env=env, capture_output=True, text=True,
+    result = subprocess.run(cli_command() + args, cwd=tmp_path, env=env, capture_output=True, text=True,
                             timeout=240)
     assert result.returncode == 1 and "RuntimeError: boom in the test" in result.stderr
     assert "Traceback" in result.stderr and "bug: dali-cutmix stopped on an unexpected RuntimeError" in result.stderr
@@ -294,7 +293,7 @@ def test_a_crash_in_one_of_two_ranks_leaves_no_debris(tiny_imagenet, tmp_path, d
     out = tmp_path / "crash"
     args = ["train", "--data", str(tiny_imagenet), "--output", str(out), "--epochs", "1", "--batch-size", "16",
             *trainer_flags(device, ranks=2), *TINY]
-    result = subprocess.run(_cli_command() + args, cwd=tmp_path, env=_crashing_env(tmp_path, 1),
+    result = subprocess.run(cli_command() + args, cwd=tmp_path, env=_crashing_env(tmp_path, 1),
                             capture_output=True, text=True, timeout=240)
     assert result.returncode == 1, result.stderr
     lines = result.stderr.strip().splitlines()
