@@ -415,6 +415,7 @@ def test_the_builder_takes_augment_and_none_is_todays_pipeline(device, jpeg_tree
     np.testing.assert_allclose(labels.sum(1), 1.0, atol=1e-6)
 
 
+@pytest.mark.one_device("the builder refuses the preset before any pipeline exists")
 def test_the_builder_refuses_an_unknown_preset_naming_it(jpeg_tree):
     from dali_cutmix.builder import build_cutmix_pipeline
 

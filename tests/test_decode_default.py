@@ -33,6 +33,8 @@ def test_the_environment_sets_the_decode_of_a_pipeline_built_without_one(jpeg_tr
     assert torch.equal(first_crops(jpeg_tree, device)[0], roi)
 
 
+@pytest.mark.one_device("the builder refuses the variable before any pipeline exists; the last, CPU, build reads "
+                        "no variable")
 @pytest.mark.parametrize("value", ["FULL", "", "whole"])
 def test_a_bad_value_is_refused_naming_the_variable(jpeg_tree, value, monkeypatch):
     monkeypatch.setenv(DECODE_ENV, value)
