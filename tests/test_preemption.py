@@ -178,8 +178,7 @@ def test_a_full_disk_keeps_the_previous_checkpoint_and_leaves_nothing_half_writt
 def test_a_damaged_last_pt_falls_back_to_previous_pt_in_one_line(tmp_path):
     import torch
 
-    from dali_cutmix.train.checkpoint import DAMAGED, FORMAT, LAST, PREVIOUS, save_checkpoint
-    from dali_cutmix.train.resume import readable_checkpoint
+    from dali_cutmix.train.checkpoint import DAMAGED, FORMAT, LAST, PREVIOUS, read_checkpoint, save_checkpoint
 
     good = dict(format=FORMAT, epoch=1, step=3, partial=[{}], model={}, optimizer={}, scaler={}, schedule={},
                 dali=["str:x"], torch_rng=[torch.zeros(1, dtype=torch.uint8)], best_top1=1.0, config={},
@@ -189,7 +188,8 @@ def test_a_damaged_last_pt_falls_back_to_previous_pt_in_one_line(tmp_path):
     data = (tmp_path / LAST).read_bytes()
     (tmp_path / LAST).write_bytes(data[: len(data) // 2])  # truncated by something outside the trainer
 
-    state, path, notes = readable_checkpoint(tmp_path / LAST, auto=True)
+    checkpoint = read_checkpoint(tmp_path / LAST, auto=True)
+    state, path, notes = checkpoint.state, checkpoint.path, checkpoint.notes
     assert path == tmp_path / PREVIOUS and (state["epoch"], state["step"]) == (1, 3)
     assert notes == [f"note: cannot read checkpoint {str(tmp_path / LAST)!r}: the file is truncated or damaged "
                      f"(not a complete PyTorch zip archive); resuming from {tmp_path / PREVIOUS} (epoch 2 step 3) "
@@ -197,7 +197,7 @@ def test_a_damaged_last_pt_falls_back_to_previous_pt_in_one_line(tmp_path):
     from dali_cutmix.train.checkpoint import CheckpointError
 
     with pytest.raises(CheckpointError, match="truncated or damaged"):  # a named file: no fallback
-        readable_checkpoint(tmp_path / LAST, auto=False)
+        read_checkpoint(tmp_path / LAST, auto=False)
 
 
 # ------------------------------------------------------------------ several ranks: torchrun restarts, two nodes
@@ -320,10 +320,10 @@ def test_a_full_disk_during_a_mid_epoch_checkpoint_is_one_line_naming_last_pt(tm
     import torch
 
     from dali_cutmix.train import checkpoint
-    from dali_cutmix.train.checkpoint import CheckpointError
+    from dali_cutmix.train.checkpoint import CheckpointError, write_checkpoint
     from dali_cutmix.train.config import resolve_config
     from dali_cutmix.train.distributed import RankInfo
-    from dali_cutmix.train.loop import Position, write_checkpoint
+    from dali_cutmix.train.runstate import Position, RunState
 
     layer = torch.nn.Linear(2, 2)
     with_state = SimpleNamespace(state_dict=dict)
@@ -341,11 +341,12 @@ def test_a_full_disk_during_a_mid_epoch_checkpoint_is_one_line_naming_last_pt(tm
         finally:
             monkeypatch.undo()
 
-    monkeypatch.setattr("dali_cutmix.train.loop.save_checkpoint", save)
+    monkeypatch.setattr("dali_cutmix.train.checkpoint.save_checkpoint", save)
     position = Position(epoch=1, step=3, partial=dict(loss_sum=0.0, samples=0, mixed=0, wait_s=0.0, time_s=0.0,
                                                       lr=0.0))
     with pytest.raises(CheckpointError) as caught:
-        write_checkpoint(cfg, training, data, position, info=RankInfo(), output=tmp_path, classes=["a", "b"])
+        write_checkpoint(RunState(cfg=cfg, training=training, data=data, position=position, info=RankInfo(),
+                                  classes=["a", "b"]), output=tmp_path)
     assert str(caught.value) == (
         f"cannot write the checkpoint of epoch 2 step 3 to {tmp_path / 'last.pt'}: No space left on device "
         f"({tmp_path / 'last.pt'} still holds the checkpoint before; nothing half-written remains)")
@@ -480,9 +481,9 @@ def test_a_full_disk_with_two_ranks_stops_both_at_once_with_one_line(tiny_imagen
     out, log = tmp_path / "run", tmp_path / "errors.txt"
     # the ranks' own errors, as each rank raised them (not as the launcher reports them)
     record_errors = f"""
-        import dali_cutmix.train.loop as loop
+        import dali_cutmix.train.checkpoint as checkpoint
 
-        real_write = loop.write_checkpoint
+        real_write = checkpoint.write_checkpoint
 
         def write_checkpoint(*args, **kwargs):
             try:
@@ -492,7 +493,7 @@ def test_a_full_disk_with_two_ranks_stops_both_at_once_with_one_line(tiny_imagen
                     f.write(f"rank {{os.environ['RANK']}}: {{type(e).__name__}}: {{e}}\\n")
                 raise
 
-        loop.write_checkpoint = write_checkpoint
+        checkpoint.write_checkpoint = write_checkpoint
     """
     env = _checkpoint_write_env(tmp_path, 3, 'raise OSError(errno.ENOSPC, "No space left on device")',
                                 record_errors)
@@ -539,10 +540,10 @@ def test_a_full_disk_at_an_epoch_end_names_the_metrics_line_and_cuts_it_back(tmp
 
     import torch
 
-    from dali_cutmix.train.checkpoint import CheckpointError
+    from dali_cutmix.train.checkpoint import CheckpointError, write_checkpoint
     from dali_cutmix.train.config import resolve_config
     from dali_cutmix.train.distributed import RankInfo
-    from dali_cutmix.train.loop import Position, write_checkpoint
+    from dali_cutmix.train.runstate import Position, RunState
 
     with_state = SimpleNamespace(state_dict=dict)
     training = SimpleNamespace(raw=torch.nn.Linear(2, 2), optimizer=with_state, scaler=with_state,
@@ -560,8 +561,9 @@ def test_a_full_disk_at_an_epoch_end_names_the_metrics_line_and_cuts_it_back(tmp
     metrics = SimpleNamespace(path=path, append=append)
     position = Position(epoch=2, record=dict(epoch=2))
     with pytest.raises(CheckpointError) as caught:
-        write_checkpoint(resolve_config({"arch": "resnet18"}), training, data, position, info=RankInfo(),
-                         output=tmp_path, classes=["a", "b"], metrics=metrics, copies=[tmp_path / "best.pt"])
+        write_checkpoint(RunState(cfg=resolve_config({"arch": "resnet18"}), training=training, data=data,
+                                  position=position, info=RankInfo(), classes=["a", "b"]),
+                         output=tmp_path, metrics=metrics, copies=[tmp_path / "best.pt"])
     assert str(caught.value) == (
         f"cannot write the metrics of epoch 2 to {path}: No space left on device ({tmp_path / 'last.pt'} still "
         f"holds the checkpoint before; nothing half-written remains)")

@@ -190,8 +190,8 @@ def test_mixing_options_come_from_mix_options():
     """The trainer's mixing options are one MixOptions, named, defaulted and checked there: resolve_config builds it
     from the recipe's values and the user's, and reports its errors with the flags' names."""
     from dali_cutmix import MixOptions
-    from dali_cutmix.train.config import SETTINGS, TrainConfig, resolve_config
-    from dali_cutmix.train.recipe import MIX_KEYS, RECIPES
+    from dali_cutmix.train.config import MIX_KEYS, SETTINGS, TrainConfig, resolve_config
+    from dali_cutmix.train.recipe import RECIPES
 
     assert MIX_KEYS == tuple(f.name for f in dataclasses.fields(MixOptions))
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
@@ -315,8 +315,9 @@ def test_one_weight_decay_is_one_group_that_trains_as_sgd_over_all_parameters():
 
 def test_resume_keeps_mixing_methods_on_or_off():
     """A checkpoint holds the DALI pipeline's state: CutMix or MixUp may not be switched on or off on resume (their
-    alphas may change); the stage, the mode and the optimizer are locked."""
-    from dali_cutmix.train.checkpoint import CheckpointError, check_compatible
+    alphas may change); the stage, the mode and the optimizer are locked (the one lock list, checked when the
+    resumed run's settings are resolved)."""
+    from dali_cutmix.train.checkpoint import CheckpointError, check_compatible, check_locked
     from dali_cutmix.train.config import resolve_config
 
     def check(saved, **now):
@@ -328,6 +329,11 @@ def test_resume_keeps_mixing_methods_on_or_off():
             check(saved, **now)
         return str(info.value)
 
+    def locked(saved, **now):
+        with pytest.raises(UserError) as info:
+            check_locked(resolve_config(saved), resolve_config(now), "checkpoint 'last.pt'")
+        return str(info.value)
+
     deit = resolve_config({"recipe": "deit"}).to_dict()
     check(deit, recipe="deit", mixup_alpha=0.2, cutmix_alpha=0.5, mix_off_epoch=200)  # values may change
     check(deit, recipe="deit", cutmix_alpha=0.0, cutmix_minmax=(0.3, 0.7))  # CutMix on by its boxes
@@ -337,12 +343,13 @@ def test_resume_keeps_mixing_methods_on_or_off():
         "change)")
     assert "was written with CutMix on (--cutmix-alpha 1, --cutmix-minmax none), this run has it off" in refused(
         deit, recipe="deit", cutmix_alpha=0.0)
-    assert refused(deit, recipe="deit", optimizer="sgd") == (
-        "checkpoint 'last.pt' was written with --optimizer 'adamw', this run has 'sgd'; resume with the same "
-        "--optimizer")
-    assert refused(deit, recipe="deit", mode="elem") == (
-        "checkpoint 'last.pt' was written with --mode 'batch', this run has 'elem'; resume with the same --mode")
-    assert "written with --mixing on, this run has off" in refused(deit, recipe="deit", mixing=False)
+    assert locked({"recipe": "deit"}, recipe="deit", optimizer="sgd") == (
+        "--optimizer sgd: checkpoint 'last.pt' was trained with --optimizer adamw, which a resumed run keeps (leave "
+        "--optimizer out, or start a new run in another --output)")
+    assert locked({"recipe": "deit"}, recipe="deit", mode="elem").startswith(
+        "--mode elem: checkpoint 'last.pt' was trained with --mode batch, which a resumed run keeps")
+    assert locked({"recipe": "deit"}, recipe="deit", mixing=False).startswith(
+        "--no-mixing: checkpoint 'last.pt' was trained with --mixing, which a resumed run keeps")
     baseline = resolve_config({"recipe": "deit", "mixing": False}).to_dict()
     check(baseline, recipe="deit", mixing=False, mixup_alpha=0.0)  # no stage in the graph: nothing to keep
     # a config of another layout (the trainer's before MixOptions) is refused in one line, not with a KeyError
@@ -358,7 +365,8 @@ def test_help_shows_each_recipe_value():
     from click.testing import CliRunner
 
     from dali_cutmix.cli.train import train
-    from dali_cutmix.train.recipe import MIX_KEYS, RECIPE_KEYS, RECIPES
+    from dali_cutmix.train.config import MIX_KEYS, RECIPE_KEYS
+    from dali_cutmix.train.recipe import RECIPES
 
     assert all(set(r) == set(RECIPE_KEYS) for r in RECIPES.values())
     assert list(RECIPES) == ["paper", "deit", "torchvision-v2", "demo"]
@@ -667,7 +675,7 @@ def test_decode_full_reaches_the_training_pipeline_and_is_kept_on_resume(tiny_im
     from dali_cutmix.train.config import resolve_config
     from dali_cutmix.train.distributed import RankInfo
     from dali_cutmix.train.loaders import build_rank_data
-    from dali_cutmix.train.resume import LOCKED
+    from dali_cutmix.train.config import LOCKED
 
     kw = dict(train_dir=tiny_imagenet / "train", val_dir=tiny_imagenet / "val", num_classes=4, info=RankInfo(),
               device=device, device_id=device_id(device))

@@ -14,7 +14,7 @@ import time
 from contextlib import nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from dali_cutmix.errors import UserError, first_line
 from dali_cutmix.helpers.host import usable_cores
@@ -24,10 +24,10 @@ from dali_cutmix.imagecheck import BadFileError
 from dali_cutmix.loss import soft_target_cross_entropy
 from dali_cutmix.shard_reader import is_s3
 
+from . import checkpoint as checkpoints
 from . import distributed
 from .accuracy import topk_correct
-from .checkpoint import (BEST, DAMAGED, FORMAT, LAST, PREVIOUS, CheckpointError, check_compatible, copy_checkpoint,
-                         decode_dali_state, encode_dali_state, load_checkpoint, save_checkpoint)
+from .checkpoint import BEST, Checkpoint, read_checkpoint
 from .config import TrainConfig
 from .datalists import SKIPPED_FILE, record_failure, skipped_records
 from .distributed import RankInfo
@@ -38,6 +38,7 @@ from .optim import LRSchedule, build_optimizer
 from .plan import RunPlan
 from .preempt import CheckpointClock, Preempted, StopRequest, agree
 from .run_record import RANKS_FILE, RUN_FILE, epoch_line, gpu_memory, state_digest, write_json
+from .runstate import Position, RunState
 
 
 def _say(info: RankInfo, text: str) -> None:
@@ -321,9 +322,11 @@ def file_failure(error: BadFileError, *, output: Path, data_root: Path, epoch: i
         f"({output / SKIPPED_FILE}): continue without it with --resume auto (checkpoints intact: {kept})")
 
 
-def run(cfg: TrainConfig, plan: RunPlan, info: Optional[RankInfo] = None, *, notice: Optional[Path] = None
-        ) -> Dict[str, Any]:
-    """Train on this rank as ``cfg`` says, where ``plan`` (:func:`dali_cutmix.train.plan.prepare`'s) says.
+def run(cfg: TrainConfig, plan: RunPlan, info: Optional[RankInfo] = None, *, checkpoint: Optional[Checkpoint] = None,
+        notice: Optional[Path] = None) -> Dict[str, Any]:
+    """Train on this rank as ``cfg`` says, where ``plan`` (:func:`dali_cutmix.train.plan.prepare`'s) says,
+    continuing from ``checkpoint`` (the one ``plan.resume_path`` names, read by
+    :func:`dali_cutmix.train.checkpoint.resolve_run`; None for a fresh run).
     ``notice``: a file whose appearance asks the run to stop as a SIGTERM would (the launcher's, see
     :class:`~dali_cutmix.train.preempt.LauncherStop`).
 
@@ -335,7 +338,7 @@ def run(cfg: TrainConfig, plan: RunPlan, info: Optional[RankInfo] = None, *, not
     device = select_device(plan.use_gpu, info)
     distributed.init(info, device)
     try:
-        return _train(cfg, plan, info, device, notice=notice)
+        return _train(cfg, plan, info, device, checkpoint=checkpoint, notice=notice)
     finally:
         distributed.shutdown()
 
@@ -353,19 +356,7 @@ class Training:
     scaler: Any
     step: Callable
     dtype: Any
-
-
-@dataclasses.dataclass
-class Position:
-    """Where the run stands: ``epoch`` epochs done, ``step`` steps of the next one taken with this rank's running
-    ``partial`` sums (None at an epoch's end), the best val top-1 and its epoch, the last epoch's ``record``."""
-
-    epoch: int = 0
-    step: int = 0
-    partial: Optional[Dict[str, float]] = None
-    best_top1: float = -1.0
-    best_epoch: int = 0
-    record: Optional[Dict[str, Any]] = None
+    ema: Any = None
 
 
 def build_training(cfg: TrainConfig, info: RankInfo, device, *, classes: int, steps_per_epoch: int) -> Training:
@@ -401,102 +392,6 @@ def build_training(cfg: TrainConfig, info: RankInfo, device, *, classes: int, st
                     scaler=scaler, step=step, dtype=dtype)
 
 
-def restore(training: Training, state: Mapping[str, Any], path, info: RankInfo) -> Position:
-    """Load checkpoint ``state`` (read from ``path``) into ``training`` (weights, optimizer, schedule, scaler,
-    this rank's torch RNG) and return where it stands.
-
-    Raises:
-        CheckpointError: the checkpoint holds another optimizer's parameter groups.
-    """
-    import torch
-
-    training.raw.load_state_dict(state["model"])
-    try:
-        training.optimizer.load_state_dict(state["optimizer"])
-    except ValueError:  # other parameter groups
-        raise CheckpointError(
-            f"checkpoint {str(path)!r} holds another optimizer's state: resume with the same --optimizer, "
-            f"--norm-weight-decay, --bias-weight-decay and --transformer-embedding-decay") from None
-    training.schedule.load_state_dict(state["schedule"])
-    if state["scaler"] and training.scaler.is_enabled():  # --amp fp16 before and now
-        training.scaler.load_state_dict(state["scaler"])
-    torch.set_rng_state(state["torch_rng"][info.rank])
-    step = int(state["step"])
-    return Position(epoch=int(state["epoch"]), step=step, partial=state["partial"][info.rank] if step else None,
-                    best_top1=float(state["best_top1"]), best_epoch=int(state.get("best_epoch", 0)),
-                    record=state.get("metrics"))
-
-
-def write_checkpoint(cfg: TrainConfig, training: Training, data, position: Position, *, info: RankInfo,
-                     output: Path, classes: List[str], metrics: Optional[MetricsLog] = None,
-                     copies: Sequence[Path] = ()) -> Path:
-    """Gather every rank's DALI state, torch RNG state and running sums (a collective: every rank calls it at the
-    same step) and, on rank 0, write ``output/last.pt`` for ``position`` (the former one kept as
-    ``previous.pt``): first, with ``metrics``, the epoch's line (``position.record``) in ``metrics.jsonl``, and
-    after it a copy of the new ``last.pt`` to each of ``copies`` (``best.pt``, ``epoch_NNNN.pt``). Rank 0 then
-    tells every rank how it went (one broadcast), so all of them return, or raise the same error, together.
-    Returns the path of ``last.pt`` on every rank.
-
-    Raises:
-        CheckpointError: on every rank, when rank 0 cannot write one of these files (a full disk): one line naming
-            it and what was written; last.pt and previous.pt keep what they held, and no temporary file (nor a
-            torn line in metrics.jsonl) remains.
-    """
-    import torch
-
-    dali_states = distributed.all_gather_objects(encode_dali_state(data.train.checkpoint()))
-    rng_states = distributed.all_gather_objects(torch.get_rng_state())
-    partials = distributed.all_gather_objects(position.partial)
-    path = output / LAST
-    failure = None
-    if info.is_main:
-        where = f"epoch {position.epoch + 1} step {position.step}" if position.step else f"epoch {position.epoch}"
-        before = (f"{path} still holds the checkpoint before" if path.is_file() else "no checkpoint was kept")
-        state = dict(
-            format=FORMAT, epoch=position.epoch, step=position.step, partial=partials if position.step else None,
-            model=training.raw.state_dict(), optimizer=training.optimizer.state_dict(),
-            scaler=training.scaler.state_dict(), schedule=training.schedule.state_dict(), dali=dali_states,
-            torch_rng=rng_states, best_top1=position.best_top1, best_epoch=position.best_epoch,
-            metrics=position.record, config=cfg.to_dict(), world_size=info.world_size, classes=classes)
-        writes = [] if metrics is None else [(f"the metrics of {where}", metrics.path, before,
-                                              lambda: _append_whole(metrics, position.record))]
-        writes.append((f"the checkpoint of {where}", path, before,
-                       lambda: save_checkpoint(state, path, keep_previous=True)))
-        writes += [(f"a copy of the checkpoint of {where}", copy, f"{path} holds {where}",
-                    lambda copy=copy: copy_checkpoint(path, copy)) for copy in copies]
-        failure = _first_failure(writes)
-        state = None
-    failure = distributed.broadcast_object(failure)
-    if failure is not None:
-        raise CheckpointError(failure)
-    return path
-
-
-def _first_failure(writes) -> Optional[str]:
-    """Run ``writes`` (``(what, path, kept, write)`` each) in order until one fails with an OSError; returns its
-    one line (what could not be written where, why, and ``kept``: what the run folder still holds), or None."""
-    for what, path, kept, write in writes:
-        try:
-            write()
-        except OSError as e:
-            return (f"cannot write {what} to {path}: {e.strerror or e} ({kept}; nothing half-written remains)")
-    return None
-
-
-def _append_whole(metrics: MetricsLog, record: Mapping[str, Any]) -> None:
-    """Append ``record``'s line to ``metrics``; a write that fails (a full disk) cuts the file back to what it held,
-    so no torn line remains, and raises."""
-    size = metrics.path.stat().st_size if metrics.path.is_file() else None
-    try:
-        metrics.append(record)
-    except OSError:
-        if size is None:
-            metrics.path.unlink(missing_ok=True)
-        else:
-            os.truncate(metrics.path, size)
-        raise
-
-
 def stopped(stop: StopRequest, where: str, path: Path, output: Path) -> Preempted:
     """The :class:`~dali_cutmix.train.preempt.Preempted` of a run that stopped ``where`` (e.g. "at epoch 2 step
     3/8") with its checkpoint written to ``path``: one line naming the signal (this rank's, or another rank's),
@@ -510,10 +405,8 @@ def resume_command(output: Path) -> str:
     return f"dali-cutmix train --output {output} --resume auto"
 
 
-def _train(cfg: TrainConfig, plan: RunPlan, info: RankInfo, device, *, notice: Optional[Path] = None
-           ) -> Dict[str, Any]:
-    import torch
-
+def _train(cfg: TrainConfig, plan: RunPlan, info: RankInfo, device, *, checkpoint: Optional[Checkpoint] = None,
+           notice: Optional[Path] = None) -> Dict[str, Any]:
     configure_torch(cfg, info, device)
     # Rank 0's view decides where the run lives, what it resumes (ranks may have computed other defaults) and what
     # it reads (the file lists rank 0's plan wrote).
@@ -522,25 +415,25 @@ def _train(cfg: TrainConfig, plan: RunPlan, info: RankInfo, device, *, notice: O
     output = Path(output)
     root = Path(plan.data_root)
     classes = list(plan.classes)
-    state = None
-    if resume_path is not None:
-        state = load_checkpoint(resume_path)
-        check_compatible(state, resume_path, config=cfg, world_size=info.world_size, classes=classes)
+    if resume_path is None:
+        checkpoint = None
+    elif checkpoint is None or str(checkpoint.path) != resume_path:  # this rank resolved another one
+        checkpoint = read_checkpoint(Path(resume_path), auto=False)
 
     data = build_rank_data(cfg, train_dir=lists[0] or root / "train", val_dir=lists[1] or root / "val",
                            num_classes=len(classes),
                            info=info, device="gpu" if device.type == "cuda" else "cpu",
                            device_id=device.index if device.type == "cuda" else None,
-                           dali_checkpoint=decode_dali_state(state["dali"][info.rank]) if state else None)
+                           dali_checkpoint=RunState.dali_checkpoint(checkpoint and checkpoint.state, info.rank))
     memory = distributed.all_gather_objects(gpu_memory(device))  # each rank's, with its pipelines built
     training = build_training(cfg, info, device, classes=len(classes), steps_per_epoch=len(data.train))
-    position = restore(training, state, resume_path, info) if state is not None else Position()
+    state = RunState(cfg=cfg, training=training, data=data, position=Position(), info=info, classes=classes)
+    if checkpoint is not None:
+        checkpoints.restore(state, checkpoint)
+    position = state.position
     metrics = MetricsLog(output)
     if info.is_main:
-        output.mkdir(parents=True, exist_ok=True)
-        if Path(resume_path or "").name == PREVIOUS and (output / LAST).is_file():
-            os.replace(output / LAST, output / DAMAGED)  # unreadable: it must not become previous.pt
-        metrics.rewind(position.epoch, position.record)
+        checkpoints.open_run_folder(output, checkpoint, metrics, position)
         plan_record = {k: v for k, v in dataclasses.asdict(plan).items() if k != "skipped"}
         write_json(output / RUN_FILE, dict(
             config=cfg.to_dict(), plan=plan_record, world_size=info.world_size, device=device.type,
@@ -549,7 +442,6 @@ def _train(cfg: TrainConfig, plan: RunPlan, info: RankInfo, device, *, notice: O
             started=datetime.now(timezone.utc).isoformat(),
             resumed_from=str(resume_path) if resume_path else None, resumed_epoch=position.epoch,
             resumed_step=position.step, gpu_memory=memory))
-    state = None  # free the checkpoint's tensors
 
     for line in start_lines(cfg, start_epoch=position.epoch, start_step=position.step, classes=len(classes),
                             train_images=data.reader_meta["epoch_size"], root=root, world_size=info.world_size,
@@ -559,13 +451,12 @@ def _train(cfg: TrainConfig, plan: RunPlan, info: RankInfo, device, *, notice: O
     stop, trained = StopRequest(notice).install(), False
     try:
         for epoch in range(position.epoch + 1, cfg.epochs + 1):
-            record = run_epoch(cfg, training, data, position, epoch=epoch, info=info, device=device, output=output,
-                               root=root, classes=classes, one_hot_on=one_hot_on, stop=stop)
+            record = run_epoch(state, epoch=epoch, device=device, output=output, root=root, one_hot_on=one_hot_on,
+                               stop=stop)
             copies = ([output / BEST] if record["epoch"] == position.best_epoch else []) + (
                 [output / f"epoch_{epoch:04d}.pt"] if cfg.save_every and epoch % cfg.save_every == 0 else [])
             # the metrics line first: a kill before the checkpoint rewinds it on resume
-            path = write_checkpoint(cfg, training, data, position, info=info, output=output, classes=classes,
-                                    metrics=metrics, copies=copies)
+            path = checkpoints.write_checkpoint(state, output=output, metrics=metrics, copies=copies)
             _say(info, epoch_line(record, cfg.epochs, len(classes)))
             trained = True
             if epoch < cfg.epochs:  # a signal during the epoch's last steps or its validation stops it here
@@ -575,16 +466,15 @@ def _train(cfg: TrainConfig, plan: RunPlan, info: RankInfo, device, *, notice: O
                     raise stopped(stop, f"after epoch {epoch} of {cfg.epochs}", path, output)
     finally:
         stop.uninstall()
-    return finish(training, data, position, info=info, device=device, output=output, epochs=cfg.epochs,
-                  trained=trained)
+    return finish(state, device=device, output=output, trained=trained)
 
 
-def run_epoch(cfg: TrainConfig, training: Training, data, position: Position, *, epoch: int, info: RankInfo,
-              device, output: Path, root: Path, classes: List[str], one_hot_on: float, stop: StopRequest
-              ) -> Dict[str, Any]:
-    """Train and validate epoch ``epoch`` (continuing at ``position.step`` when a mid-epoch checkpoint was
-    resumed), writing mid-epoch checkpoints as ``--checkpoint-steps`` / ``--checkpoint-minutes`` say; updates
-    ``position`` to the epoch's end and returns its metrics record (over the whole epoch, on every rank).
+def run_epoch(state: RunState, *, epoch: int, device, output: Path, root: Path, one_hot_on: float,
+              stop: StopRequest) -> Dict[str, Any]:
+    """Train and validate epoch ``epoch`` of the run ``state`` (continuing at ``state.position.step`` when a
+    mid-epoch checkpoint was resumed), writing mid-epoch checkpoints as ``--checkpoint-steps`` /
+    ``--checkpoint-minutes`` say; updates the position to the epoch's end and returns its metrics record (over the
+    whole epoch, on every rank).
 
     Raises:
         Preempted: a stop signal came: the checkpoint at the step all ranks agreed on is written.
@@ -592,6 +482,7 @@ def run_epoch(cfg: TrainConfig, training: Training, data, position: Position, *,
     """
     import torch
 
+    cfg, training, data, position, info = state.cfg, state.training, state.data, state.position, state.info
     steps = len(data.train)
     clock = CheckpointClock(cfg.checkpoint_steps, cfg.checkpoint_minutes)
 
@@ -603,7 +494,7 @@ def run_epoch(cfg: TrainConfig, training: Training, data, position: Position, *,
         if not write:
             return False
         position.step, position.partial = index, sums()
-        path = write_checkpoint(cfg, training, data, position, info=info, output=output, classes=classes)
+        path = checkpoints.write_checkpoint(state, output=output)
         clock.written()
         if halt:
             raise stopped(stop, f"at epoch {epoch} step {index}/{steps}", path, output)
@@ -644,18 +535,18 @@ def run_epoch(cfg: TrainConfig, training: Training, data, position: Position, *,
     return record
 
 
-def finish(training: Training, data, position: Position, *, info: RankInfo, device, output: Path, epochs: int,
-           trained: bool) -> Dict[str, Any]:
+def finish(state: RunState, *, device, output: Path, trained: bool) -> Dict[str, Any]:
     """Write ``ranks.json`` (each rank's host, device, torch's CPU threads, reader and weights digest) and the
     closing line; returns rank 0's summary (``best_top1``, ``best_epoch``, ``last``: the last epoch's record, None
     when nothing was left to train, ``output``)."""
     import torch
 
+    info, data, position, epochs = state.info, state.data, state.position, state.cfg.epochs
     ranks = distributed.all_gather_objects(dict(
         rank=info.rank, local_rank=info.local_rank, host=socket.gethostname(), device=str(device),
         cpu_threads=torch.get_num_threads(), reader=data.reader_meta, train_steps_per_epoch=len(data.train),
         train_samples_per_epoch=data.train_samples,
-        state_digest=state_digest(training.raw)))
+        state_digest=state_digest(state.training.raw)))
     if info.is_main:
         write_json(output / RANKS_FILE, ranks)
         if not trained:

@@ -22,30 +22,19 @@ momentum 0.9 at lr 0.5, weight decay 2e-5 (0 on norm layers), cosine after 5 lin
 steps), CutMix on half the samples, one draw per sample.
 
 What these projects use and this trainer does not reproduce (RandAugment / TrivialAugment, random erasing,
-repeated augmentation, EMA, stochastic depth, ...) is listed in the README's Training section.
+repeated augmentation, EMA, stochastic depth, ...) is listed in the README's Training section. The settings
+themselves are declared (help, check, locked on resume) in :mod:`dali_cutmix.train.config`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from types import MappingProxyType
-from typing import Any, Dict, Mapping
+from typing import Any, Mapping
 
-from dali_cutmix.errors import UserError
-from dali_cutmix.options import MixOptions
-
-#: The mixing options a recipe sets: :class:`dali_cutmix.MixOptions`' fields, under its names (the trainer holds
-#: them as ``TrainConfig.mix``).
-MIX_KEYS = tuple(f.name for f in dataclasses.fields(MixOptions))
-#: Every setting a recipe must define; the flag that overrides each is ``--`` + the name with ``_`` -> ``-``
-#: (``lr_per_256`` is set through ``--lr``). ``None`` means: ``val_crop`` = ``crop``; the three extra weight decays
-#: = ``weight_decay``; ``cutmix_minmax``: boxes drawn from lam; ``mix_off_epoch`` = never.
-RECIPE_KEYS = (
-    "arch", "zero_init_residual", "crop", "val_crop", "val_resize", "min_area", "epochs", "batch_size", "lr_per_256",
-    "optimizer", "momentum", "nesterov", "weight_decay", "norm_weight_decay", "bias_weight_decay",
-    "transformer_embedding_decay", "schedule", "milestones", "lr_gamma", "warmup_epochs", "mixing", *MIX_KEYS,
-    "mix_off_epoch",
-)
+# Each table sets every setting :class:`dali_cutmix.train.config.TrainConfig` declares with ``recipe=True`` (and the
+# mixing options, under MixOptions' names); ``config.recipe_settings`` checks that. A new recipe setting is a
+# TrainConfig field plus one line per table. ``None`` means: ``val_crop`` = ``crop``; the three extra weight decays
+# = ``weight_decay``; ``cutmix_minmax``: boxes drawn from lam; ``mix_off_epoch`` = never.
 
 PAPER: Mapping[str, Any] = MappingProxyType(dict(
     arch="resnet50",                  # paper 4.1.1: ResNet-50
@@ -185,17 +174,6 @@ DEMO: Mapping[str, Any] = MappingProxyType(dict(
 
 RECIPES: Mapping[str, Mapping[str, Any]] = MappingProxyType(
     {"paper": PAPER, "deit": DEIT, "torchvision-v2": TORCHVISION_V2, "demo": DEMO})
-
-
-def recipe_settings(name: str) -> Dict[str, Any]:
-    """A fresh dict of recipe ``name``'s settings (every key of :data:`RECIPE_KEYS`).
-
-    Raises:
-        UserError: unknown recipe name (the message lists the known ones).
-    """
-    if name not in RECIPES:
-        raise UserError(f"--recipe must be one of {', '.join(RECIPES)}, got {name!r}")
-    return dict(RECIPES[name])
 
 
 def default_recipe(data) -> str:
