@@ -121,6 +121,48 @@ def test_checkpoint_steps_then_sigkill_resumes_bit_identically(tiny_imagenet, re
     assert_same_run(out, reference)
 
 
+def test_the_model_ema_resumes_bit_identically_after_a_mid_epoch_kill(tiny_imagenet, tmp_path, device):
+    """--model-ema (torchvision's rule: the adjusted decay, a copy through the warmup epoch, every 3rd step): killed
+    in epoch 2 after the checkpoint of step 3, --resume auto ends with the uninterrupted run's model AND EMA
+    weights, bit for bit; each epoch's metrics line holds the EMA's accuracy, and best.pt says which weights
+    scored best."""
+    ema = ["--model-ema", "0.9999", "--model-ema-steps", "3", "--model-ema-adjust", "--warmup-epochs", "1"]
+    ref = tmp_path / "ref"
+    result = run_cli(["train", "--data", str(tiny_imagenet), "--output", str(ref), *ARGS, *on(device), *ema],
+                     tmp_path)
+    assert result.returncode == 0, result.stderr
+    decay = 1.0 - min(1.0, (1.0 - 0.9999) * 16 * 3 / 2)  # torchvision: alpha = (1 - decay) x batch x steps / epochs
+    assert f"EMA decay {decay:.6g} every 3 steps" in result.stdout
+
+    out = tmp_path / "run"
+    args = ["train", "--data", str(tiny_imagenet), "--output", str(out), *ARGS, *on(device), *ema,
+            "--checkpoint-steps", "3"]
+    proc = stop_at(args, tmp_path, line=r"epoch 2/2 step 5/", sig=signal.SIGKILL)
+    assert proc.returncode == -signal.SIGKILL
+    assert (load_state(out / "last.pt")["epoch"], load_state(out / "last.pt")["step"]) == (1, 3)
+    result = run_cli(["train", "--output", str(out), "--resume", "auto"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "resuming epoch 2 of 2 at step 4: " in result.stdout
+
+    got, want = load_state(out / "last.pt"), load_state(ref / "last.pt")
+    for name, tensor in want["model"].items():
+        assert got["model"][name].equal(tensor), name
+    assert want["ema"]["updates"] == got["ema"]["updates"] == 3  # epoch 2: steps 1, 4, 7
+    for name, tensor in want["ema"]["weights"].items():
+        assert got["ema"]["weights"][name].equal(tensor), name
+    assert any(not tensor.equal(want["model"][name]) for name, tensor in want["ema"]["weights"].items()
+               if tensor.is_floating_point())  # an average, not a copy of the model
+    run = json.loads((out / "run.json").read_text())
+    assert run["model_ema"] == dict(decay=decay, every=3, copy_through=1.0)
+    records, reference = read_records(out), read_records(ref)
+    assert [r["ema_val_top1"] for r in records] == [r["ema_val_top1"] for r in reference]
+    assert all(0 <= r["ema_val_top1"] <= 100 and r["best_weights"] in ("model", "ema") for r in records)
+    best = load_state(out / "best.pt")
+    top = max((r for r in records), key=lambda r: max(r["val_top1"], r["ema_val_top1"]))
+    assert best["best_weights"] == ("ema" if top["ema_val_top1"] > top["val_top1"] else "model")
+    assert best["best_top1"] == max(top["val_top1"], top["ema_val_top1"])
+
+
 def test_sigterm_finishes_the_step_checkpoints_and_exits_75(tiny_imagenet, reference, tmp_path, device):
     out = tmp_path / "run"
     args = ["train", "--data", str(tiny_imagenet), "--output", str(out), *ARGS, *on(device)]

@@ -251,6 +251,19 @@ class TrainConfig:
         "Mix epochs 1..N only (epochs count from 1, as in metrics.jsonl): from epoch N+1 on the targets are plain, "
         "smoothed one-hots, in the same run and data stream (a resumed run keeps the schedule). The same N as "
         "timm's --mixup-off-epoch N.", check=_mix_off_epoch, recipe=True, nullable=True, metavar="N")
+    model_ema: Optional[float] = setting(
+        "Model EMA: the decay of an exponential moving average of the weights, evaluated each epoch beside the "
+        "model and checkpointed with it (none: no EMA). With --model-ema-adjust the decay is adjusted to the run "
+        "as torchvision's reference does.", check=within(0, 1, open_lo=True, open_hi=True), recipe=True,
+        locked=True, nullable=True, metavar="DECAY|none")
+    model_ema_steps: int = setting("Model EMA: update the average after every N-th optimizer step (steps 1, N+1, "
+                                   "2N+1, ... of each epoch).", check=integer(1), recipe=True, locked=True,
+                                   metavar="N")
+    model_ema_adjust: bool = setting(
+        "Model EMA as torchvision's reference: 1 - decay scaled by the global batch x --model-ema-steps / --epochs "
+        "(at most 1), the average a copy of the model at its first update and through the warmup epochs; off: as "
+        "timm's ModelEma (DeiT), the decay as given, the average starting from the initial weights.",
+        recipe=True, locked=True)
     # ------------------------------------------------------------------------------ the run's own settings
     lr: Optional[float] = setting(
         "Peak learning rate for the global batch.", check=finite(above=0),

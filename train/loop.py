@@ -31,6 +31,7 @@ from .checkpoint import BEST, Checkpoint, read_checkpoint
 from .config import TrainConfig
 from .datalists import SKIPPED_FILE, record_failure, skipped_records
 from .distributed import RankInfo
+from .ema import build_ema
 from .loaders import build_rank_data
 from .metrics import MetricsLog
 from .model import build_model, to_model_input
@@ -147,8 +148,8 @@ def make_train_step(*, model, optimizer, scaler, device, dtype, nhwc: bool):
 
 def train_one_epoch(*, step, batches, schedule, device, progress: Progress, one_hot_on: float = 1.0,
                     steps: int, done: int = 0, partial: Optional[Dict[str, float]] = None,
-                    after_step: Optional[Callable[[int, Callable[[], Dict[str, float]]], bool]] = None
-                    ) -> Dict[str, float]:
+                    after_step: Optional[Callable[[int, Callable[[], Dict[str, float]]], bool]] = None,
+                    updated: Optional[Callable[[int], None]] = None) -> Dict[str, float]:
     """Train over one epoch's ``batches`` with ``step`` (:func:`make_train_step`), setting the lr from
     ``schedule`` before each step; returns this rank's sums: ``loss_sum`` (sum of per-sample losses),
     ``samples``, ``mixed`` (samples whose target is mixed, see :func:`mixed_count`), ``wait_s`` (time blocked on
@@ -158,7 +159,8 @@ def train_one_epoch(*, step, batches, schedule, device, progress: Progress, one_
     ``steps``: the epoch's steps; ``done``: those a resumed run already took (``batches`` yields the rest) and
     ``partial`` their sums (what ``sums()`` gave then), which the returned sums include. ``after_step(index,
     sums)``: called after step ``index`` (1-based, counting ``done``) with a function giving the running sums (one
-    sync); returning True ends the epoch there."""
+    sync); returning True ends the epoch there. ``updated(index)``: called after the optimizer step ``index``,
+    before ``after_step`` (the model EMA's update)."""
     import torch
 
     partial = partial or dict(loss_sum=0.0, samples=0, mixed=0, wait_s=0.0, time_s=0.0, lr=0.0)
@@ -178,6 +180,8 @@ def train_one_epoch(*, step, batches, schedule, device, progress: Progress, one_
         lr = schedule.apply()
         loss = step(images, targets)
         schedule.advance()
+        if updated is not None:
+            updated(index)
         n = images.shape[0]
         loss_sum += loss * n
         mixed += mixed_count(targets.detach(), one_hot_on)
@@ -222,20 +226,22 @@ def evaluate(*, model, loader, device, dtype, nhwc: bool, progress: Optional[Pro
 
 
 def _epoch_record(epoch: int, train: Dict[str, float], val: Dict[str, Any], val_time: float, device, *,
-                  mixing: bool = True) -> Dict[str, Any]:
+                  mixing: bool = True, ema_val: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Reduce this rank's sums over all ranks into the epoch's metrics record; ``mixing``: whether the mixing
-    schedule had mixing on in this epoch (see :meth:`dali_cutmix.train.config.TrainConfig.mixing_in_epoch`)."""
+    schedule had mixing on in this epoch (see :meth:`dali_cutmix.train.config.TrainConfig.mixing_in_epoch`);
+    ``ema_val``: the model EMA's validation sums (the record then holds ``ema_val_top1``, ``ema_val_top5``)."""
     import torch
 
+    ema = ema_val or dict(top1=0.0, top5=0.0)
     sums = torch.tensor([train["loss_sum"], train["samples"], train["wait_s"] / max(train["time_s"], 1e-9), 1.0,
-                         float(val["top1"]), float(val["top5"]), float(val["samples"]), float(train["mixed"])],
-                        dtype=torch.float64, device=device)
+                         float(val["top1"]), float(val["top5"]), float(val["samples"]), float(train["mixed"]),
+                         float(ema["top1"]), float(ema["top5"])], dtype=torch.float64, device=device)
     distributed.all_reduce_sum(sums)
     times = torch.tensor([train["time_s"], val_time], dtype=torch.float64, device=device)
     distributed.all_reduce_max(times)
-    loss_sum, samples, wait_share_sum, ranks, top1, top5, val_samples, mixed = sums.tolist()
+    loss_sum, samples, wait_share_sum, ranks, top1, top5, val_samples, mixed, ema_top1, ema_top5 = sums.tolist()
     train_time, val_time = times.tolist()
-    return dict(
+    record = dict(
         epoch=epoch,
         train_loss=loss_sum / max(samples, 1),
         mixing=bool(mixing),
@@ -251,6 +257,10 @@ def _epoch_record(epoch: int, train: Dict[str, float], val: Dict[str, Any], val_
         val_images=int(val_samples),
         time=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
+    if ema_val is not None:
+        record.update(ema_val_top1=100.0 * ema_top1 / max(val_samples, 1),
+                      ema_val_top5=100.0 * ema_top5 / max(val_samples, 1))
+    return record
 
 
 def mixing_summary(cfg: TrainConfig) -> str:
@@ -273,6 +283,19 @@ def mixing_summary(cfg: TrainConfig) -> str:
     return text
 
 
+def ema_phrase(cfg: TrainConfig) -> str:
+    """The start line's words on the model EMA: its decay (as the run uses it) and how often it updates; "" when
+    off."""
+    if cfg.model_ema is None:
+        return ""
+    from .ema import effective_decay
+
+    decay = effective_decay(cfg.model_ema, adjust=cfg.model_ema_adjust, global_batch=cfg.batch_size,
+                            every=cfg.model_ema_steps, epochs=cfg.epochs)
+    every = "every step" if cfg.model_ema_steps == 1 else f"every {cfg.model_ema_steps} steps"
+    return f", EMA decay {decay:.6g} {every}"
+
+
 def start_lines(cfg: TrainConfig, *, start_epoch: int, start_step: int = 0, classes: int, train_images: int, root,
                 world_size: int, device: str, output) -> List[str]:
     """The run's opening summary: a few short lines (what, on what, how, mixed how, where); a resumed run's first
@@ -291,7 +314,7 @@ def start_lines(cfg: TrainConfig, *, start_epoch: int, start_step: int = 0, clas
     return [f"{what}: {cfg.arch}, {plural(classes, 'class', 'classes')}, "
             f"{plural(train_images, 'train image')} from {data}",
             f"  {plural(world_size, 'rank')} on {device}, batch {cfg.batch_size}{split}, {cfg.optimizer} lr "
-            f"{cfg.base_lr:g}, {schedule}{warmup}, seed {cfg.seed}",
+            f"{cfg.base_lr:g}, {schedule}{warmup}, seed {cfg.seed}{ema_phrase(cfg)}",
             f"  mixing: {mixing_summary(cfg)}",
             f"  output: {output}"]
 
@@ -346,7 +369,8 @@ def run(cfg: TrainConfig, plan: RunPlan, info: Optional[RankInfo] = None, *, che
 @dataclasses.dataclass
 class Training:
     """What one rank trains with: the model (``raw`` unwrapped, ``model`` as trained: DDP / compiled, ``eval_model``
-    for validation), its optimizer, lr schedule and fp16 scaler, the step function and the autocast dtype."""
+    for validation), its optimizer, lr schedule and fp16 scaler, the step function, the autocast dtype and the
+    model EMA (:class:`~dali_cutmix.train.ema.ModelEma`, None without ``--model-ema``)."""
 
     raw: Any
     model: Any
@@ -367,6 +391,7 @@ def build_training(cfg: TrainConfig, info: RankInfo, device, *, classes: int, st
     torch.manual_seed(cfg.seed)
     raw = build_model(cfg.arch, classes, device=device, channels_last=cfg.channels_last,
                       zero_init_residual=cfg.zero_init_residual, image_size=cfg.crop)
+    ema = build_ema(cfg, raw)  # a copy of the initial weights, before DDP and torch.compile
     torch.manual_seed(cfg.seed + 1 + info.rank)
     optimizer = build_optimizer(raw, optimizer=cfg.optimizer, lr=cfg.base_lr, momentum=cfg.momentum,
                                 nesterov=cfg.nesterov, weight_decay=cfg.weight_decay,
@@ -389,7 +414,7 @@ def build_training(cfg: TrainConfig, info: RankInfo, device, *, classes: int, st
     step = make_train_step(model=model, optimizer=optimizer, scaler=scaler, device=device, dtype=dtype,
                            nhwc=cfg.channels_last)
     return Training(raw=raw, model=model, eval_model=eval_model, optimizer=optimizer, schedule=schedule,
-                    scaler=scaler, step=step, dtype=dtype)
+                    scaler=scaler, step=step, dtype=dtype, ema=ema)
 
 
 def stopped(stop: StopRequest, where: str, path: Path, output: Path) -> Preempted:
@@ -441,7 +466,9 @@ def _train(cfg: TrainConfig, plan: RunPlan, info: RankInfo, device, *, checkpoin
             val_images=data.val.pipeline.reader_meta("Reader")["epoch_size"], skipped=skipped_records(skipped),
             started=datetime.now(timezone.utc).isoformat(),
             resumed_from=str(resume_path) if resume_path else None, resumed_epoch=position.epoch,
-            resumed_step=position.step, gpu_memory=memory))
+            resumed_step=position.step, gpu_memory=memory,
+            model_ema=None if training.ema is None else dict(decay=training.ema.decay, every=training.ema.every,
+                                                             copy_through=training.ema.copy_through)))
 
     for line in start_lines(cfg, start_epoch=position.epoch, start_step=position.step, classes=len(classes),
                             train_images=data.reader_meta["epoch_size"], root=root, world_size=info.world_size,
@@ -503,9 +530,13 @@ def run_epoch(state: RunState, *, epoch: int, device, output: Path, root: Path, 
     progress = Progress(steps, f"epoch {epoch}/{cfg.epochs}", enabled=info.is_main, every=cfg.log_every)
     training.model.train()
     try:
+        ema = training.ema
+        updated = None if ema is None else (
+            lambda index: ema.update(training.raw, epoch) if ema.due(index) else None)
         stats = train_one_epoch(step=training.step, batches=data.next_train_epoch(), schedule=training.schedule,
                                 device=device, progress=progress, one_hot_on=one_hot_on, steps=steps,
-                                done=position.step, partial=position.partial, after_step=after_step)
+                                done=position.step, partial=position.partial, after_step=after_step,
+                                updated=updated)
     except BadFileError as e:
         progress.close()
         raise file_failure(e, output=output, data_root=root, epoch=epoch) from None
@@ -518,19 +549,29 @@ def run_epoch(state: RunState, *, epoch: int, device, output: Path, root: Path, 
         raise TrainingDiverged(f"training diverged in epoch {epoch} (the loss is not finite): lower --lr (now "
                                f"{cfg.base_lr:g}); {kept}")
     distributed.average_buffers(training.raw)
+    if training.ema is not None:
+        distributed.average_buffers(training.ema.module)  # every rank evaluates, and saves, the same EMA
     tick = time.perf_counter()
+    models = [("validation", training.eval_model)] + ([] if training.ema is None else [("EMA", training.ema.module)])
+    val_stats = []
     try:
-        val_progress = Progress(len(data.val), f"validation {epoch}/{cfg.epochs}", enabled=info.is_main,
-                                every=cfg.log_every)
-        val_stats = evaluate(model=training.eval_model, loader=data.val, device=device, dtype=training.dtype,
-                             nhwc=cfg.channels_last, progress=val_progress)
+        for what, model in models:
+            val_progress = Progress(len(data.val), f"{what} {epoch}/{cfg.epochs}", enabled=info.is_main,
+                                    every=cfg.log_every)
+            val_stats.append(evaluate(model=model, loader=data.val, device=device, dtype=training.dtype,
+                                      nhwc=cfg.channels_last, progress=val_progress))
     except BadFileError as e:
         raise file_failure(e, output=output, data_root=root, epoch=epoch) from None
-    record = _epoch_record(epoch, stats, val_stats, time.perf_counter() - tick, device,
-                           mixing=cfg.mixing_in_epoch(epoch))
-    if record["val_top1"] > position.best_top1:
-        position.best_top1, position.best_epoch = record["val_top1"], epoch
+    record = _epoch_record(epoch, stats, val_stats[0], time.perf_counter() - tick, device,
+                           mixing=cfg.mixing_in_epoch(epoch), ema_val=val_stats[1] if len(val_stats) > 1 else None)
+    top1, weights = record["val_top1"], "model"
+    if record.get("ema_val_top1") is not None and record["ema_val_top1"] > top1:
+        top1, weights = record["ema_val_top1"], "ema"
+    if top1 > position.best_top1:
+        position.best_top1, position.best_epoch, position.best_weights = top1, epoch, weights
     record.update(best_top1=position.best_top1, best_epoch=position.best_epoch)
+    if training.ema is not None:
+        record.update(best_weights=position.best_weights)
     position.epoch, position.step, position.partial, position.record = epoch, 0, None, record
     return record
 
@@ -551,7 +592,8 @@ def finish(state: RunState, *, device, output: Path, trained: bool) -> Dict[str,
         write_json(output / RANKS_FILE, ranks)
         if not trained:
             print(f"nothing to do: the checkpoint already holds all {plural(epochs, 'epoch')}", file=sys.stderr)
-        print(f"done: best val top-1 {max(position.best_top1, 0):.2f}% (epoch {position.best_epoch}); checkpoints "
-              f"and metrics in {output}", flush=True)
+        weights = ", EMA weights" if position.best_weights == "ema" else ""
+        print(f"done: best val top-1 {max(position.best_top1, 0):.2f}% (epoch {position.best_epoch}{weights}); "
+              f"checkpoints and metrics in {output}", flush=True)
     return dict(best_top1=position.best_top1, best_epoch=position.best_epoch,
                 last=position.record if trained else None, output=str(output))

@@ -12,7 +12,10 @@ The dict it gives (plain types and tensors, so the safe loader reads it)::
     partial     one dict per rank: its running sums of epoch + 1 so far (loss_sum, samples, mixed, wait_s, time_s,
                 lr; see ``loop.train_one_epoch``), None at an epoch's end
     model       the model's state_dict (unwrapped from DDP / torch.compile)
-    ema         the model EMA's state_dict (its weights and its update count), None without --model-ema
+    ema         the model EMA's state (``weights``: rank 0's EMA model state_dict, ``updates``: the averages
+                taken), None without --model-ema
+    ema_buffers one dict per rank: its EMA's buffers (BatchNorm statistics differ between ranks inside an epoch),
+                None without --model-ema
     optimizer   the optimizer's state_dict
     scaler      the fp16 GradScaler's state_dict ({} when unused)
     schedule    {"step": optimizer steps so far}
@@ -102,9 +105,14 @@ class RunState:
         rng = distributed.all_gather_objects(torch.get_rng_state())
         partials = distributed.all_gather_objects(position.partial)
         ema = getattr(training, "ema", None)
+        ema_buffers = None
+        if ema is not None:
+            ema_buffers = distributed.all_gather_objects(
+                {name: buffer.detach().cpu() for name, buffer in ema.module.named_buffers()})
         return dict(
             format=FORMAT, epoch=position.epoch, step=position.step, partial=partials if position.step else None,
             model=training.raw.state_dict(), ema=ema.state_dict() if ema is not None else None,
+            ema_buffers=ema_buffers,
             optimizer=training.optimizer.state_dict(), scaler=training.scaler.state_dict(),
             schedule=training.schedule.state_dict(), dali=dali, torch_rng=rng, best_top1=position.best_top1,
             best_epoch=position.best_epoch, best_weights=position.best_weights, metrics=position.record,
@@ -129,6 +137,7 @@ class RunState:
                 raise CheckpointError("the checkpoint holds no model EMA: resume without --model-ema, or start a "
                                       "new run")
             ema.load_state_dict(state["ema"])
+            ema.module.load_state_dict(state["ema_buffers"][self.info.rank], strict=False)
         try:
             training.optimizer.load_state_dict(state["optimizer"])
         except ValueError:  # other parameter groups
