@@ -163,6 +163,12 @@ def _master_port(cfg, name):
         raise UserError(f"--master-port must be in [1, 65535], got {cfg.master_port}")
 
 
+def _data(cfg, name):
+    if cfg.data is not None and "://" not in str(cfg.data) and os.path.isfile(os.path.expanduser(str(cfg.data))):
+        raise UserError(f"--data {str(cfg.data)!r} is a file, not a folder: an ImageNet root (DATA/train, DATA/val) "
+                        f"or the shard folders `dali-cutmix shard` made of one")
+
+
 def _output(cfg, name):
     if cfg.output is not None and not str(cfg.output).strip():
         raise UserError("--output must name a folder, got ''")
@@ -181,7 +187,7 @@ class TrainConfig:
     data: Optional[str] = setting(
         "ImageNet-layout root: DATA/train/<class>/*.JPEG and DATA/val/<class>/*.JPEG (the same class folders), or the "
         "tar shards `dali-cutmix shard` made of one (local or s3://bucket/prefix). Default: the embedded demo "
-        "dataset (6 classes, generated on first use).", locked=True, default=None)
+        "dataset (6 classes, generated on first use).", check=_data, locked=True, default=None)
     output: Optional[str] = setting(
         "Run folder: metrics.jsonl, last.pt, best.pt, run.json, ranks.json, the file lists read and skipped.txt. "
         "[default: runs/<timestamp>]", check=_output, carried=False, default=None)
