@@ -220,7 +220,7 @@ def resolve_run(options: Mapping[str, Any]) -> Tuple[TrainConfig, List[str], Opt
     """
     given = {k: v for k, v in options.items() if v is not None}
     if "output" in given and not str(given["output"]).strip():
-        raise UserError("--output must name a folder, got ''")
+        resolve_config(given)  # refuses it, naming --output, before "" could name this folder's last.pt
     path, output = resolve_resume(given.get("resume"), given.get("output"))
     if path is None:
         cfg = resolve_config(given)

@@ -103,7 +103,7 @@ def check_output_path(output: Path) -> None:
     not under a file, in a folder that takes new files (:func:`dali_cutmix.helpers.atomic.writable_folder`)."""
     shown = str(output)
     if output.exists() and not output.is_dir():
-        raise LaunchError(f"--output {shown!r} exists and is not a folder")
+        raise LaunchError(f"--output {shown!r} is a file, not a folder")
     try:
         folder = writable_folder(output, may_create=True)
     except NotADirectoryError as e:
@@ -153,11 +153,8 @@ def check_output(cfg: TrainConfig, checkpoint: Optional[Checkpoint]) -> Path:
     that can hold the run and holds no other run (``checkpoint``: the one the run resumes, None for a new run).
 
     Raises:
-        UserError: ``--resume auto`` without ``--output``, an output path that cannot hold the run, a folder that
-            holds another run or foreign files.
+        UserError: an output path that cannot hold the run, a folder that holds another run or foreign files.
     """
-    if cfg.resume == "auto" and cfg.output is None:
-        raise LaunchError("--resume auto needs --output DIR: the run folder to continue")
     output = Path(cfg.output or default_output()).expanduser()
     check_output_path(output)
     check_run_folder(output, checkpoint.path if checkpoint is not None else None, auto=cfg.resume == "auto")
