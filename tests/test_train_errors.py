@@ -432,7 +432,7 @@ def test_ctrl_c_ends_with_the_command_that_continues_the_run(tiny_imagenet, tmp_
     from dali_cutmix.cli import main
     from dali_cutmix.train import loop
 
-    def interrupted(cfg, plan, info=None):
+    def interrupted(cfg, plan, info=None, **kwargs):  # kwargs: the checkpoint it resumes
         if "kept" in plan.output:
             (Path(plan.output) / "last.pt").write_bytes(b"a checkpoint")
         raise KeyboardInterrupt
