@@ -119,6 +119,48 @@ def test_checkpoint_steps_then_sigkill_resumes_bit_identically(tiny_imagenet, re
     assert_same_run(out, reference)
 
 
+def test_the_model_ema_resumes_bit_identically_after_a_mid_epoch_kill(tiny_imagenet, tmp_path, device):
+    """--model-ema (torchvision's rule: the adjusted decay, a copy through the warmup epoch, every 3rd step): killed
+    in epoch 2 after the checkpoint of step 3, --resume auto ends with the uninterrupted run's model AND EMA
+    weights, bit for bit; each epoch's metrics line holds the EMA's accuracy, and best.pt says which weights
+    scored best."""
+    ema = ["--model-ema", "0.9999", "--model-ema-steps", "3", "--model-ema-adjust", "--warmup-epochs", "1"]
+    ref = tmp_path / "ref"
+    result = run_cli(["train", "--data", str(tiny_imagenet), "--output", str(ref), *ARGS, *on(device), *ema],
+                     tmp_path)
+    assert result.returncode == 0, result.stderr
+    decay = 1.0 - min(1.0, (1.0 - 0.9999) * 16 * 3 / 2)  # torchvision: alpha = (1 - decay) x batch x steps / epochs
+    assert f"EMA decay {decay:.6g} every 3 steps" in result.stdout
+
+    out = tmp_path / "run"
+    args = ["train", "--data", str(tiny_imagenet), "--output", str(out), *ARGS, *on(device), *ema,
+            "--checkpoint-steps", "3"]
+    proc = stop_at(args, tmp_path, line=r"epoch 2/2 step 5/", sig=signal.SIGKILL)
+    assert proc.returncode == -signal.SIGKILL
+    assert (load_state(out / "last.pt")["epoch"], load_state(out / "last.pt")["step"]) == (1, 3)
+    result = run_cli(["train", "--output", str(out), "--resume", "auto"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "resuming epoch 2 of 2 at step 4: " in result.stdout
+
+    got, want = load_state(out / "last.pt"), load_state(ref / "last.pt")
+    for name, tensor in want["model"].items():
+        assert got["model"][name].equal(tensor), name
+    assert want["ema"]["updates"] == got["ema"]["updates"] == 3  # epoch 2: steps 1, 4, 7
+    for name, tensor in want["ema"]["weights"].items():
+        assert got["ema"]["weights"][name].equal(tensor), name
+    assert any(not tensor.equal(want["model"][name]) for name, tensor in want["ema"]["weights"].items()
+               if tensor.is_floating_point())  # an average, not a copy of the model
+    run = json.loads((out / "run.json").read_text())
+    assert run["model_ema"] == dict(decay=decay, every=3, copy_through=1.0)
+    records, reference = read_records(out), read_records(ref)
+    assert [r["ema_val_top1"] for r in records] == [r["ema_val_top1"] for r in reference]
+    assert all(0 <= r["ema_val_top1"] <= 100 and r["best_weights"] in ("model", "ema") for r in records)
+    best = load_state(out / "best.pt")
+    top = max((r for r in records), key=lambda r: max(r["val_top1"], r["ema_val_top1"]))
+    assert best["best_weights"] == ("ema" if top["ema_val_top1"] > top["val_top1"] else "model")
+    assert best["best_top1"] == max(top["val_top1"], top["ema_val_top1"])
+
+
 def test_sigterm_finishes_the_step_checkpoints_and_exits_75(tiny_imagenet, reference, tmp_path, device):
     out = tmp_path / "run"
     args = ["train", "--data", str(tiny_imagenet), "--output", str(out), *ARGS, *on(device)]
@@ -176,8 +218,7 @@ def test_a_full_disk_keeps_the_previous_checkpoint_and_leaves_nothing_half_writt
 def test_a_damaged_last_pt_falls_back_to_previous_pt_in_one_line(tmp_path):
     import torch
 
-    from dali_cutmix.train.checkpoint import DAMAGED, FORMAT, LAST, PREVIOUS, save_checkpoint
-    from dali_cutmix.train.resume import readable_checkpoint
+    from dali_cutmix.train.checkpoint import DAMAGED, FORMAT, LAST, PREVIOUS, read_checkpoint, save_checkpoint
 
     good = dict(format=FORMAT, epoch=1, step=3, partial=[{}], model={}, optimizer={}, scaler={}, schedule={},
                 dali=["str:x"], torch_rng=[torch.zeros(1, dtype=torch.uint8)], best_top1=1.0, config={},
@@ -187,7 +228,8 @@ def test_a_damaged_last_pt_falls_back_to_previous_pt_in_one_line(tmp_path):
     data = (tmp_path / LAST).read_bytes()
     (tmp_path / LAST).write_bytes(data[: len(data) // 2])  # truncated by something outside the trainer
 
-    state, path, notes = readable_checkpoint(tmp_path / LAST, auto=True)
+    checkpoint = read_checkpoint(tmp_path / LAST, auto=True)
+    state, path, notes = checkpoint.state, checkpoint.path, checkpoint.notes
     assert path == tmp_path / PREVIOUS and (state["epoch"], state["step"]) == (1, 3)
     assert notes == [f"note: cannot read checkpoint {str(tmp_path / LAST)!r}: the file is truncated or damaged "
                      f"(not a complete PyTorch zip archive); resuming from {tmp_path / PREVIOUS} (epoch 2 step 3) "
@@ -195,7 +237,7 @@ def test_a_damaged_last_pt_falls_back_to_previous_pt_in_one_line(tmp_path):
     from dali_cutmix.train.checkpoint import CheckpointError
 
     with pytest.raises(CheckpointError, match="truncated or damaged"):  # a named file: no fallback
-        readable_checkpoint(tmp_path / LAST, auto=False)
+        read_checkpoint(tmp_path / LAST, auto=False)
 
 
 # ------------------------------------------------------------------ several ranks: torchrun restarts, two nodes
@@ -317,10 +359,10 @@ def test_a_full_disk_during_a_mid_epoch_checkpoint_is_one_line_naming_last_pt(tm
     import torch
 
     from dali_cutmix.train import checkpoint
-    from dali_cutmix.train.checkpoint import CheckpointError
+    from dali_cutmix.train.checkpoint import CheckpointError, write_checkpoint
     from dali_cutmix.train.config import resolve_config
     from dali_cutmix.train.distributed import RankInfo
-    from dali_cutmix.train.loop import Position, write_checkpoint
+    from dali_cutmix.train.runstate import Position, RunState
 
     layer = torch.nn.Linear(2, 2)
     with_state = SimpleNamespace(state_dict=dict)
@@ -338,11 +380,12 @@ def test_a_full_disk_during_a_mid_epoch_checkpoint_is_one_line_naming_last_pt(tm
         finally:
             monkeypatch.undo()
 
-    monkeypatch.setattr("dali_cutmix.train.loop.save_checkpoint", save)
+    monkeypatch.setattr("dali_cutmix.train.checkpoint.save_checkpoint", save)
     position = Position(epoch=1, step=3, partial=dict(loss_sum=0.0, samples=0, mixed=0, wait_s=0.0, time_s=0.0,
                                                       lr=0.0))
     with pytest.raises(CheckpointError) as caught:
-        write_checkpoint(cfg, training, data, position, info=RankInfo(), output=tmp_path, classes=["a", "b"])
+        write_checkpoint(RunState(cfg=cfg, training=training, data=data, position=position, info=RankInfo(),
+                                  classes=["a", "b"]), output=tmp_path)
     assert str(caught.value) == (
         f"cannot write the checkpoint of epoch 2 step 3 to {tmp_path / 'last.pt'}: No space left on device "
         f"({tmp_path / 'last.pt'} still holds the checkpoint before; nothing half-written remains)")
@@ -477,9 +520,9 @@ def test_a_full_disk_with_two_ranks_stops_both_at_once_with_one_line(tiny_imagen
     out, log = tmp_path / "run", tmp_path / "errors.txt"
     # the ranks' own errors, as each rank raised them (not as the launcher reports them)
     record_errors = f"""
-        import dali_cutmix.train.loop as loop
+        import dali_cutmix.train.checkpoint as checkpoint
 
-        real_write = loop.write_checkpoint
+        real_write = checkpoint.write_checkpoint
 
         def write_checkpoint(*args, **kwargs):
             try:
@@ -489,7 +532,7 @@ def test_a_full_disk_with_two_ranks_stops_both_at_once_with_one_line(tiny_imagen
                     f.write(f"rank {{os.environ['RANK']}}: {{type(e).__name__}}: {{e}}\\n")
                 raise
 
-        loop.write_checkpoint = write_checkpoint
+        checkpoint.write_checkpoint = write_checkpoint
     """
     env = _checkpoint_write_env(tmp_path, 3, 'raise OSError(errno.ENOSPC, "No space left on device")',
                                 record_errors)
@@ -536,10 +579,10 @@ def test_a_full_disk_at_an_epoch_end_names_the_metrics_line_and_cuts_it_back(tmp
 
     import torch
 
-    from dali_cutmix.train.checkpoint import CheckpointError
+    from dali_cutmix.train.checkpoint import CheckpointError, write_checkpoint
     from dali_cutmix.train.config import resolve_config
     from dali_cutmix.train.distributed import RankInfo
-    from dali_cutmix.train.loop import Position, write_checkpoint
+    from dali_cutmix.train.runstate import Position, RunState
 
     with_state = SimpleNamespace(state_dict=dict)
     training = SimpleNamespace(raw=torch.nn.Linear(2, 2), optimizer=with_state, scaler=with_state,
@@ -557,8 +600,9 @@ def test_a_full_disk_at_an_epoch_end_names_the_metrics_line_and_cuts_it_back(tmp
     metrics = SimpleNamespace(path=path, append=append)
     position = Position(epoch=2, record=dict(epoch=2))
     with pytest.raises(CheckpointError) as caught:
-        write_checkpoint(resolve_config({"arch": "resnet18"}), training, data, position, info=RankInfo(),
-                         output=tmp_path, classes=["a", "b"], metrics=metrics, copies=[tmp_path / "best.pt"])
+        write_checkpoint(RunState(cfg=resolve_config({"arch": "resnet18"}), training=training, data=data,
+                                  position=position, info=RankInfo(), classes=["a", "b"]),
+                         output=tmp_path, metrics=metrics, copies=[tmp_path / "best.pt"])
     assert str(caught.value) == (
         f"cannot write the metrics of epoch 2 to {path}: No space left on device ({tmp_path / 'last.pt'} still "
         f"holds the checkpoint before; nothing half-written remains)")

@@ -99,8 +99,8 @@ def test_mixing_options_come_from_mix_options():
     """The trainer's mixing options are one MixOptions, named, defaulted and checked there: resolve_config builds it
     from the recipe's values and the user's, and reports its errors with the flags' names."""
     from dali_cutmix import MixOptions
-    from dali_cutmix.train.config import SETTINGS, TrainConfig, resolve_config
-    from dali_cutmix.train.recipe import MIX_KEYS, RECIPES
+    from dali_cutmix.train.config import MIX_KEYS, SETTINGS, TrainConfig, resolve_config
+    from dali_cutmix.train.recipe import RECIPES
 
     assert MIX_KEYS == tuple(f.name for f in dataclasses.fields(MixOptions))
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
@@ -224,8 +224,9 @@ def test_one_weight_decay_is_one_group_that_trains_as_sgd_over_all_parameters():
 
 def test_resume_keeps_mixing_methods_on_or_off():
     """A checkpoint holds the DALI pipeline's state: CutMix or MixUp may not be switched on or off on resume (their
-    alphas may change); the stage, the mode and the optimizer are locked."""
-    from dali_cutmix.train.checkpoint import CheckpointError, check_compatible
+    alphas may change); the stage, the mode and the optimizer are locked (the one lock list, checked when the
+    resumed run's settings are resolved)."""
+    from dali_cutmix.train.checkpoint import CheckpointError, check_compatible, check_locked
     from dali_cutmix.train.config import resolve_config
 
     def check(saved, **now):
@@ -237,6 +238,11 @@ def test_resume_keeps_mixing_methods_on_or_off():
             check(saved, **now)
         return str(info.value)
 
+    def locked(saved, **now):
+        with pytest.raises(UserError) as info:
+            check_locked(resolve_config(saved), resolve_config(now), "checkpoint 'last.pt'")
+        return str(info.value)
+
     deit = resolve_config({"recipe": "deit"}).to_dict()
     check(deit, recipe="deit", mixup_alpha=0.2, cutmix_alpha=0.5, mix_off_epoch=200)  # values may change
     check(deit, recipe="deit", cutmix_alpha=0.0, cutmix_minmax=(0.3, 0.7))  # CutMix on by its boxes
@@ -246,12 +252,13 @@ def test_resume_keeps_mixing_methods_on_or_off():
         "change)")
     assert "was written with CutMix on (--cutmix-alpha 1, --cutmix-minmax none), this run has it off" in refused(
         deit, recipe="deit", cutmix_alpha=0.0)
-    assert refused(deit, recipe="deit", optimizer="sgd") == (
-        "checkpoint 'last.pt' was written with --optimizer 'adamw', this run has 'sgd'; resume with the same "
-        "--optimizer")
-    assert refused(deit, recipe="deit", mode="elem") == (
-        "checkpoint 'last.pt' was written with --mode 'batch', this run has 'elem'; resume with the same --mode")
-    assert "written with --mixing on, this run has off" in refused(deit, recipe="deit", mixing=False)
+    assert locked({"recipe": "deit"}, recipe="deit", optimizer="sgd") == (
+        "--optimizer sgd: checkpoint 'last.pt' was trained with --optimizer adamw, which a resumed run keeps (leave "
+        "--optimizer out, or start a new run in another --output)")
+    assert locked({"recipe": "deit"}, recipe="deit", mode="elem").startswith(
+        "--mode elem: checkpoint 'last.pt' was trained with --mode batch, which a resumed run keeps")
+    assert locked({"recipe": "deit"}, recipe="deit", mixing=False).startswith(
+        "--no-mixing: checkpoint 'last.pt' was trained with --mixing, which a resumed run keeps")
     baseline = resolve_config({"recipe": "deit", "mixing": False}).to_dict()
     check(baseline, recipe="deit", mixing=False, mixup_alpha=0.0)  # no stage in the graph: nothing to keep
     # a config of another layout (the trainer's before MixOptions) is refused in one line, not with a KeyError
@@ -267,7 +274,8 @@ def test_help_shows_each_recipe_value():
     from click.testing import CliRunner
 
     from dali_cutmix.cli.train import train
-    from dali_cutmix.train.recipe import MIX_KEYS, RECIPE_KEYS, RECIPES
+    from dali_cutmix.train.config import MIX_KEYS, RECIPE_KEYS
+    from dali_cutmix.train.recipe import RECIPES
 
     assert all(set(r) == set(RECIPE_KEYS) for r in RECIPES.values())
     assert list(RECIPES) == ["paper", "deit", "torchvision-v2", "demo"]
@@ -556,7 +564,7 @@ def test_decode_full_reaches_the_training_pipeline_and_is_kept_on_resume(tiny_im
     from dali_cutmix.train.config import resolve_config
     from dali_cutmix.train.distributed import RankInfo
     from dali_cutmix.train.loaders import build_rank_data
-    from dali_cutmix.train.resume import LOCKED
+    from dali_cutmix.train.config import LOCKED
 
     kw = dict(train_dir=tiny_imagenet / "train", val_dir=tiny_imagenet / "val", num_classes=4, info=RankInfo(),
               device=device, device_id=device_id(device))
@@ -877,3 +885,112 @@ def test_gpu_determinism_settings_work_for_every_architecture(deterministic):
         torch.use_deterministic_algorithms(before[0], warn_only=before[1])
         torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32 = before[2], before[3]
         torch.backends.cudnn.allow_tf32 = before[4]
+
+
+# ------------------------------------------------------------------------------------------------------ model EMA
+
+
+def _ema_model():
+    import torch
+
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                               torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3))
+
+
+def _ema_steps(model, ema_update, steps: int, *, epochs: int = 2):
+    """Train ``model`` with SGD for ``epochs`` x ``steps`` steps, calling ``ema_update(epoch, index)`` (1-based)
+    after each."""
+    import torch
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    generator = torch.Generator().manual_seed(1)
+    for epoch in range(1, epochs + 1):
+        for index in range(1, steps + 1):
+            images, labels = torch.randn(4, 3, 8, 8, generator=generator), torch.randint(0, 3, (4,), generator=generator)
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(model(images), labels).backward()
+            optimizer.step()
+            ema_update(epoch, index)
+
+
+def _same_floats(ours, theirs):
+    """Every floating-point parameter and buffer equal, bit for bit (integer buffers: ours are copies)."""
+    theirs = dict(theirs)
+    for name, tensor in ours.items():
+        if tensor.is_floating_point():
+            assert tensor.equal(theirs[name]), name
+
+
+def test_model_ema_is_torchvisions_exponential_moving_average():
+    """--model-ema-adjust: torchvision's reference (references/classification/train.py): the decay adjusted as
+    ``adjust = world_size * batch_size * model_ema_steps / epochs; alpha = min(1, (1 - decay) * adjust)``;
+    ``utils.ExponentialMovingAverage``, an AveragedModel with use_buffers=True and ``decay * avg + (1 - decay) *
+    param``, updated when ``i % model_ema_steps == 0`` (0-based steps) and reset during the warmup epochs.
+    Ours gives the same weights, bit for bit."""
+    import copy
+
+    import torch
+
+    from dali_cutmix.train.config import resolve_config
+    from dali_cutmix.train.ema import build_ema, effective_decay
+
+    # the torchvision-v2 recipe: 8 GPUs x 128, 32 steps, 600 epochs, 0.99998
+    tv = resolve_config({"recipe": "torchvision-v2", "data": "/imagenet"})
+    world_size, per_gpu = 8, 128
+    alpha = min(1.0, (1.0 - 0.99998) * (world_size * per_gpu * 32 / 600))
+    assert effective_decay(tv.model_ema, adjust=tv.model_ema_adjust, global_batch=tv.batch_size,
+                           every=tv.model_ema_steps, epochs=tv.epochs) == 1.0 - alpha
+    assert effective_decay(0.5, adjust=True, global_batch=1024, every=32, epochs=1) == 0.0  # alpha at most 1
+    assert effective_decay(0.99996, adjust=False, global_batch=1024, every=1, epochs=300) == 0.99996
+
+    cfg = resolve_config({"arch": "resnet18", "batch_size": 4, "epochs": 3, "warmup_epochs": 1, "model_ema": 0.9,
+                          "model_ema_steps": 3, "model_ema_adjust": True})
+    decay = effective_decay(0.9, adjust=True, global_batch=4, every=3, epochs=3)
+    assert decay == pytest.approx(1 - 0.1 * 4 * 3 / 3)
+    ours, theirs = _ema_model(), _ema_model()
+    ema = build_ema(cfg, ours)
+
+    def ema_avg(avg_model_param, model_param, num_averaged):  # torchvision's utils.ExponentialMovingAverage
+        return decay * avg_model_param + (1 - decay) * model_param
+
+    reference = torch.optim.swa_utils.AveragedModel(copy.deepcopy(theirs), "cpu", ema_avg, use_buffers=True)
+
+    def torchvision_update(epoch, index):
+        i = index - 1
+        if i % cfg.model_ema_steps == 0:
+            reference.update_parameters(theirs)
+            if epoch - 1 < cfg.warmup_epochs:  # torchvision's epochs count from 0
+                reference.n_averaged.fill_(0)
+
+    _ema_steps(theirs, torchvision_update, steps=7, epochs=3)
+    _ema_steps(ours, lambda epoch, index: ema.update(ours, epoch) if ema.due(index) else None, steps=7, epochs=3)
+    _same_floats(ours.state_dict(), theirs.state_dict())  # the same training
+    _same_floats(ema.module.state_dict(), reference.module.state_dict())
+    assert ema.updates == int(reference.n_averaged) == 6  # epochs 2 and 3: steps 1, 4, 7
+    assert not any(p.requires_grad for p in ema.module.parameters())
+
+
+def test_model_ema_is_timms_model_ema():
+    """--no-model-ema-adjust: timm's ModelEma (DeiT's --model-ema): a copy of the initial model, then ``ema *
+    decay + (1 - decay) * model`` after every --model-ema-steps step (DeiT: every step), the decay as given."""
+    import timm.utils
+
+    from dali_cutmix.train.config import resolve_config
+    from dali_cutmix.train.ema import build_ema
+
+    deit = resolve_config({"recipe": "deit", "data": "/imagenet"})
+    assert (deit.model_ema, deit.model_ema_steps, deit.model_ema_adjust) == (0.99996, 1, False)
+    cfg = resolve_config({"arch": "resnet18", "batch_size": 4, "epochs": 2, "model_ema": 0.8, "model_ema_steps": 1,
+                          "model_ema_adjust": False})
+    ours, theirs = _ema_model(), _ema_model()
+    ema = build_ema(cfg, ours)
+    reference = timm.utils.ModelEma(theirs, decay=0.8)
+    assert ema.decay == 0.8
+    _ema_steps(theirs, lambda epoch, index: reference.update(theirs), steps=5)
+    _ema_steps(ours, lambda epoch, index: ema.update(ours, epoch) if ema.due(index) else None, steps=5)
+    _same_floats(ema.module.state_dict(), reference.ema.state_dict())
+    assert resolve_config({}).model_ema is None and build_ema(resolve_config({}), ours) is None  # demo: off
+    with pytest.raises(UserError, match=r"--model-ema must be in \(0, 1\), got 1.0"):
+        resolve_config({"model_ema": 1.0})
+    assert resolve_config({"recipe": "deit", "model_ema": "none"}).model_ema is None

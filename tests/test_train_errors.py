@@ -146,7 +146,7 @@ def test_settings_that_do_nothing_in_this_run_are_noted():
     """Milestones or a mix-off epoch past the last epoch are allowed (a resume with more --epochs makes them count)
     but said, in one line each, naming the flag or the recipe's value; the run itself prints them (see
     test_resume_continues_the_run_as_it_was)."""
-    from dali_cutmix.train.resume import resolve_run
+    from dali_cutmix.train.checkpoint import resolve_run
 
     assert resolve_run({"data": "/imagenet", "epochs": 2})[1] == [
         "note: the paper recipe's milestones 75,150,225 lie at or past the last epoch (2): the lr does not drop there "
@@ -307,9 +307,10 @@ def test_a_crash_in_one_of_two_ranks_leaves_no_debris(tiny_imagenet, tmp_path, d
 
 
 def test_rank_failure_tells_user_errors_bugs_and_stops_apart(tmp_path):
-    """The launcher's verdict on its ranks' reports: a UserError wins (one line, LaunchError), then a bug
-    (RankFailed with the rank's traceback), then a stop on a signal (rank 0's Preempted line); a rank that died
-    without a report is one line with its signal."""
+    """The launcher's verdict on its ranks' failures, read from their torch elastic error files (what ``@record``
+    writes to TORCHELASTIC_ERROR_FILE and ChildFailedError.failures points to): a UserError wins (one line,
+    LaunchError), then a bug (RankFailed with the rank's traceback), then a stop on a signal (rank 0's Preempted
+    line); a rank that died without a report is one line with its signal."""
     from types import SimpleNamespace
 
     from dali_cutmix.errors import UserError
@@ -317,26 +318,30 @@ def test_rank_failure_tells_user_errors_bugs_and_stops_apart(tmp_path):
     from dali_cutmix.train.preempt import Preempted
 
     def reports(*items):
-        folder = tmp_path / f"r{len(list(tmp_path.iterdir()))}"
-        folder.mkdir()
+        attempt = tmp_path / f"r{len(list(tmp_path.iterdir()))}" / "attempt_0"
+        failures = {}
         for t, (rank, user, preempted, message) in enumerate(items):
-            (folder / f"rank{rank}.json").write_text(json.dumps(dict(
-                rank=rank, message=message, user_error=user, preempted=preempted, time=float(t),
-                traceback=f"Traceback (most recent call last):\n  rank {rank} frame\n{message}\n")))
-        return str(folder)
+            (attempt / str(rank)).mkdir(parents=True)
+            kind, _, line = message.partition(": ") if not (user or preempted) else ("X", "", message)
+            error_file = attempt / str(rank) / "error.json"
+            error_file.write_text(json.dumps({"message": {"message": message, "extraInfo": dict(
+                py_callstack=f"Traceback (most recent call last):\n  rank {rank} frame\n{message}\n",
+                timestamp=str(t), time=float(t), rank=rank, type=kind, user_error=user, preempted=preempted,
+                line=line)}}))
+            failures[rank] = SimpleNamespace(error_file=str(error_file), exitcode=1)
+        return SimpleNamespace(failures=dict(list(failures.items())[:1]))  # the launcher names one failure
 
     stop = "stopped by SIGTERM at epoch 1 step 3/8"
-    got = rank_failure(reports((1, False, True, stop + " (rank 1)"), (0, False, True, stop)), None)
+    got = rank_failure(reports((1, False, True, stop + " (rank 1)"), (0, False, True, stop)))
     assert isinstance(got, Preempted) and got.line == stop
-    got = rank_failure(reports((0, False, True, stop), (1, False, False, "RuntimeError: boom")), None)
+    got = rank_failure(reports((0, False, True, stop), (1, False, False, "RuntimeError: boom")))
     assert isinstance(got, RankFailed) and not isinstance(got, UserError)
     assert str(got) == ("rank 1 failed: RuntimeError: boom; its traceback:\nTraceback (most recent call last):\n"
                         "  rank 1 frame\nRuntimeError: boom")
-    got = rank_failure(reports((1, False, False, "RuntimeError: boom"), (0, True, False, "--data: no such folder")),
-                       None)
+    got = rank_failure(reports((1, False, False, "RuntimeError: boom"), (0, True, False, "--data: no such folder")))
     assert isinstance(got, UserError) and str(got) == "--data: no such folder"
-    died = SimpleNamespace(failures={1: SimpleNamespace(exitcode=-9)})
-    got = rank_failure(reports(), died)
+    died = SimpleNamespace(failures={1: SimpleNamespace(exitcode=-9, error_file="<N/A>")})
+    got = rank_failure(died)
     assert isinstance(got, UserError) and str(got) == (
         "local rank 1 was killed by signal 9 without reporting an error (out of memory?)")
 
@@ -426,7 +431,7 @@ def test_ctrl_c_ends_with_the_command_that_continues_the_run(tiny_imagenet, tmp_
     from dali_cutmix.cli import main
     from dali_cutmix.train import loop
 
-    def interrupted(cfg, plan, info=None):
+    def interrupted(cfg, plan, info=None, **kwargs):  # kwargs: the checkpoint it resumes
         if "kept" in plan.output:
             (Path(plan.output) / "last.pt").write_bytes(b"a checkpoint")
         raise KeyboardInterrupt

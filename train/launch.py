@@ -12,10 +12,12 @@ SIGTERM / SIGUSR1 sent to this process while its ranks run do what they do sent 
 :class:`~dali_cutmix.train.preempt.LauncherStop`): the ranks checkpoint at the step they agree on and this process
 exits like them (:class:`~dali_cutmix.train.preempt.Preempted`); a second signal kills every rank at once.
 
-Workers report a failure (written to a shared folder) and exit; the parent raises a rank's
-:class:`~dali_cutmix.errors.UserError` as a one-line :class:`~dali_cutmix.train.plan.LaunchError` (the CLI exits 2)
-and any other failure as :class:`RankFailed`, a bug that keeps the rank's traceback (the CLI shows and saves it and
-exits 1).
+A rank that fails reports through torch's launcher: its entry point runs under torch elastic's ``@record``, which
+writes the failure to the rank's ``TORCHELASTIC_ERROR_FILE`` (:class:`RankErrorFile` adds whether it is a
+:class:`~dali_cutmix.errors.UserError` or a stop on a signal), and the launcher raises ``ChildFailedError`` with
+the failed ranks' ``failures``. The parent raises a rank's UserError as a one-line
+:class:`~dali_cutmix.train.plan.LaunchError` (the CLI exits 2) and any other failure as :class:`RankFailed`, a bug
+that keeps the rank's traceback (the CLI shows and saves it and exits 1).
 """
 
 from __future__ import annotations
@@ -29,20 +31,27 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Set
+from typing import Any, Dict, List, Optional, Sequence, Set
 
 from dali_cutmix.errors import UserError, first_line
-from dali_cutmix.helpers.atomic import atomic_path
 
 from . import distributed
+from .checkpoint import Checkpoint, checkpoint_of
 from .config import TrainConfig
 from .plan import LaunchError, RunPlan, cpu_fallback_line, default_output, gpus_present, prepare
 
+#: ``launch(checkpoint=...)``'s default: the settings did not come through ``checkpoint.resolve_run``, so
+#: ``cfg.resume`` is resolved and read here.
+UNRESOLVED = "unresolved"
 
-def launch(cfg: TrainConfig, notes: Sequence[str] = (), *, recipe_given: bool = True) -> Dict[str, Any]:
+
+def launch(cfg: TrainConfig, notes: Sequence[str] = (), *, checkpoint: Any = UNRESOLVED,
+           recipe_given: bool = True) -> Dict[str, Any]:
     """Run training as ``cfg`` says (see the module docstring); returns rank 0's summary when it ran here.
-    ``notes``: lines about the settings (:func:`dali_cutmix.train.resume.setting_notes`), shown once the run's
-    checks passed. ``recipe_given``: whether the user named the recipe (a new run on a small data set without one
+    ``notes``: lines about the settings (:func:`dali_cutmix.train.config.setting_notes`), shown once the run's
+    checks passed. ``checkpoint``: the :class:`~dali_cutmix.train.checkpoint.Checkpoint` the run resumes (None for
+    a fresh run) as :func:`dali_cutmix.train.checkpoint.resolve_run` read it; by default ``cfg.resume`` is resolved
+    and read here. ``recipe_given``: whether the user named the recipe (a new run on a small data set without one
     says which it took, :func:`dali_cutmix.train.plan.recipe_line`).
 
     A run that fails before its first checkpoint leaves nothing in its folder (see :func:`clean_failed_start`).
@@ -52,6 +61,8 @@ def launch(cfg: TrainConfig, notes: Sequence[str] = (), *, recipe_given: bool = 
         UserError: a bad setting, path or checkpoint, or a rank that failed on one (one line).
         RankFailed: a rank started by this process failed on anything else (a bug, with that rank's traceback).
     """
+    if checkpoint == UNRESOLVED:
+        checkpoint = checkpoint_of(cfg)
     if cfg.output is None:
         cfg = dataclasses.replace(cfg, output=default_output())
     output = Path(cfg.output).expanduser()
@@ -63,14 +74,14 @@ def launch(cfg: TrainConfig, notes: Sequence[str] = (), *, recipe_given: bool = 
         info = distributed.rank_info()
         before, made = _entries(output), _first_missing(output)
         try:
-            plan = prepare(cfg, launcher=launcher, world_size=info.world_size, main=info.is_main, say=_say,
-                           recipe_given=recipe_given)
+            plan = prepare(cfg, checkpoint, launcher=launcher, world_size=info.world_size, main=info.is_main,
+                           say=_say, recipe_given=recipe_given)
             if info.is_main:
                 for line in notes:
                     _say(line)
             from .loop import run
 
-            return run(cfg, plan, info)
+            return run(cfg, plan, info, checkpoint=checkpoint)
         except BaseException as e:
             if info.is_main:
                 clean_failed_start(output, before, made)
@@ -89,7 +100,7 @@ def launch(cfg: TrainConfig, notes: Sequence[str] = (), *, recipe_given: bool = 
     before, made = _entries(output), _first_missing(output)
     try:
         try:
-            plan = prepare(cfg, main=main, say=say, recipe_given=recipe_given)
+            plan = prepare(cfg, checkpoint, main=main, say=say, recipe_given=recipe_given)
         finally:
             while first:
                 _say(first.pop())
@@ -99,8 +110,8 @@ def launch(cfg: TrainConfig, notes: Sequence[str] = (), *, recipe_given: bool = 
         if plan.world_size == 1:
             from .loop import run
 
-            return run(cfg, plan, distributed.RankInfo())
-        return _launch_elastic(cfg, plan)
+            return run(cfg, plan, distributed.RankInfo(), checkpoint=checkpoint)
+        return _launch_elastic(cfg, plan, checkpoint)
     except BaseException as e:
         if main:
             clean_failed_start(output, before, made)
@@ -190,10 +201,12 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
-def _launch_elastic(cfg: TrainConfig, plan: RunPlan) -> Dict[str, Any]:
+def _launch_elastic(cfg: TrainConfig, plan: RunPlan, checkpoint: Optional[Checkpoint]) -> Dict[str, Any]:
     """Start ``plan.nproc`` ranks on this node with ``torch.distributed.launcher`` and wait for them; SIGTERM /
     SIGUSR1 meanwhile are :class:`~dali_cutmix.train.preempt.LauncherStop`'s (the launcher's own handlers are
-    left to SIGINT, SIGHUP and SIGQUIT)."""
+    left to SIGINT, SIGHUP and SIGQUIT). The launcher's folder (its logs and the ranks' error files, the ranks'
+    process ids and the stop notice) is a temporary folder, removed at the end."""
+    from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -201,18 +214,19 @@ def _launch_elastic(cfg: TrainConfig, plan: RunPlan) -> Dict[str, Any]:
 
     handled = [name for name in LaunchConfig.signals_to_handle.split(",")
                if name.strip() not in {sig.name for sig in STOP_SIGNALS}]
-    config = LaunchConfig(
-        min_nodes=cfg.nnodes, max_nodes=cfg.nnodes, nproc_per_node=plan.nproc, run_id="dali-cutmix-train",
-        rdzv_backend="static", rdzv_endpoint=f"{cfg.master_addr}:{plan.master_port}",
-        rdzv_configs={"rank": cfg.node_rank, "timeout": 900}, max_restarts=0, start_method="spawn",
-        monitor_interval=0.2, signals_to_handle=",".join(handled))
-    quiet = _QuietLogs("torch.distributed.elastic", "torch.distributed.launcher", "torch.multiprocessing")
-    with tempfile.TemporaryDirectory(prefix="dali-cutmix-errors-") as error_dir, quiet, \
-            LauncherStop(error_dir, Path(plan.output)):
+    with tempfile.TemporaryDirectory(prefix="dali-cutmix-errors-") as folder, \
+            _QuietLogs("torch.distributed.elastic", "torch.distributed.launcher", "torch.multiprocessing"), \
+            LauncherStop(folder, Path(plan.output)):
+        config = LaunchConfig(
+            min_nodes=cfg.nnodes, max_nodes=cfg.nnodes, nproc_per_node=plan.nproc, run_id="dali-cutmix-train",
+            rdzv_backend="static", rdzv_endpoint=f"{cfg.master_addr}:{plan.master_port}",
+            rdzv_configs={"rank": cfg.node_rank, "timeout": 900}, max_restarts=0, start_method="spawn",
+            monitor_interval=0.2, signals_to_handle=",".join(handled),
+            logs_specs=DefaultLogsSpecs(log_dir=str(Path(folder) / "logs")))
         try:
-            results = elastic_launch(config, _elastic_worker)(cfg, plan, error_dir)
+            results = elastic_launch(config, elastic_worker)(cfg, plan, checkpoint, folder)
         except ChildFailedError as e:
-            raise rank_failure(error_dir, e) from None
+            raise rank_failure(e) from None
     return results.get(0) or next(iter(results.values()), {})
 
 
@@ -235,34 +249,53 @@ class _QuietLogs:
         return False
 
 
-def _elastic_worker(cfg: TrainConfig, plan: RunPlan, error_dir: str) -> Dict[str, Any]:
-    """A rank's entry point under the launcher: records its process id in ``error_dir``
-    (:func:`~dali_cutmix.train.preempt.record_pid`) and runs :func:`dali_cutmix.train.loop.run`, which stops as
-    signalled when the parent writes its notice there; on failure writes a report (its first line, whether it is a
-    UserError, its traceback) to ``error_dir/rank<R>.json`` and exits with code 2; the parent turns it into the
-    run's error (:func:`rank_failure`)."""
-    rank = int(os.environ.get("RANK", "0"))
-    try:
+def rank_error_handler():
+    """torch elastic's error handler, writing also what the parent needs to tell a failure apart (see
+    :func:`rank_report`) into the rank's ``TORCHELASTIC_ERROR_FILE``: ``extraInfo`` gains ``rank``, ``type``,
+    ``user_error``, ``preempted`` and ``line`` (the one line a user reads)."""
+    from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
+
+    class RankErrorFile(ErrorHandler):
+        def record_exception(self, e: BaseException) -> None:
+            file = self._get_error_file_path()
+            if not file:
+                return
+            from .preempt import Preempted
+
+            preempted = isinstance(e, Preempted)
+            data = {"message": {"message": f"{type(e).__name__}: {e}", "extraInfo": {
+                "py_callstack": "".join(traceback.format_exception(e)), "timestamp": str(int(time.time())),
+                "time": time.time(), "rank": int(os.environ.get("RANK", "0")), "type": type(e).__name__,
+                "user_error": isinstance(e, UserError), "preempted": preempted,
+                "line": e.line if preempted else first_line(e)}}}
+            with open(file, "w") as f:
+                json.dump(data, f)
+
+    return RankErrorFile()
+
+
+def elastic_worker(cfg: TrainConfig, plan: RunPlan, checkpoint: Optional[Checkpoint], folder: str
+                   ) -> Dict[str, Any]:
+    """A rank's entry point under the launcher, run under torch elastic's ``@record`` (with
+    :func:`rank_error_handler`): records its process id in ``folder`` (:func:`~dali_cutmix.train.preempt.record_pid`)
+    and runs :func:`dali_cutmix.train.loop.run`, which stops as signalled when the parent writes its notice there.
+    A failure is recorded in the rank's error file and the rank exits with code 1 at once (no interpreter
+    shutdown: DALI's and gloo's threads may still wait on the other ranks)."""
+    from torch.distributed.elastic.multiprocessing.errors import record
+
+    def rank(cfg, plan, checkpoint, folder):
         from .loop import run
         from .preempt import NOTICE, record_pid
 
-        record_pid(error_dir, rank)
-        return run(cfg, plan, distributed.rank_info(), notice=Path(error_dir) / NOTICE)
-    except BaseException as e:  # noqa: BLE001 - every failure must reach the parent, which decides what it is
-        if isinstance(e, SystemExit) and not e.code:
-            raise
-        from .preempt import Preempted
+        record_pid(folder, int(os.environ.get("RANK", "0")))
+        return run(cfg, plan, distributed.rank_info(), checkpoint=checkpoint, notice=Path(folder) / NOTICE)
 
-        user, preempted = isinstance(e, UserError), isinstance(e, Preempted)
-        message = e.line if preempted else first_line(e)
-        if not (user or preempted):
-            message = f"{type(e).__name__}: {message}"
-        report = dict(rank=rank, message=message, user_error=user, preempted=preempted, time=time.time(),
-                      traceback="".join(traceback.format_exception(e)))
-        with atomic_path(Path(error_dir) / f"rank{rank}.json") as tmp:
-            tmp.write_text(json.dumps(report))
+    try:
+        return record(rank, error_handler=rank_error_handler())(cfg, plan, checkpoint, folder)
+    except Exception:  # noqa: BLE001 - recorded in the error file: the launcher's parent decides what it is
+        sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(2)
+        os._exit(1)
 
 
 class RankFailed(RuntimeError):
@@ -270,30 +303,45 @@ class RankFailed(RuntimeError):
     names the rank and holds that rank's traceback, so the CLI's bug report shows and saves it."""
 
 
-def rank_failure(error_dir: str, error) -> Exception:
-    """The run's error for a failed launch, from the ranks' reports in ``error_dir``: a rank's UserError (the
-    earliest) as a one-line :class:`LaunchError`; else the earliest failure that is not a stop on a signal as
-    :class:`RankFailed` with its traceback; else rank 0's :class:`~dali_cutmix.train.preempt.Preempted` (the run
-    stopped on SIGTERM / SIGUSR1 with its checkpoint written; the lowest rank's, when rank 0 left no report);
-    else (a rank that died without reporting: killed, out of memory) a one-line :class:`LaunchError` with its exit
-    code or signal."""
+def rank_reports(error: Any) -> List[Dict[str, Any]]:
+    """The reports (``extraInfo`` of :func:`rank_error_handler`) in the error files of the launch attempt that
+    ``error`` (torch's ``ChildFailedError``) came from: every local rank's that wrote one, not only the first
+    failure's, so that the verdict does not depend on which rank the launcher saw die first."""
+    files = set()
+    for failure in (getattr(error, "failures", {}) or {}).values():
+        path = Path(str(failure.error_file))
+        if path.name == "error.json":
+            files |= set(path.parent.parent.glob("*/error.json"))
     reports = []
-    for path in Path(error_dir).glob("rank*.json"):
+    for path in sorted(files):
         try:
-            reports.append(json.loads(path.read_text()))
-        except (OSError, json.JSONDecodeError):
+            info = json.loads(path.read_text())["message"]["extraInfo"]
+        except (OSError, ValueError, KeyError, TypeError):
             continue
+        if isinstance(info, dict) and "user_error" in info:
+            reports.append(info)
+    return reports
+
+
+def rank_failure(error: Any) -> Exception:
+    """The run's error for a failed launch (``error``: torch's ``ChildFailedError``), from its ranks' error files
+    (:func:`rank_reports`): a rank's UserError (the earliest) as a one-line :class:`LaunchError`; else the earliest
+    failure that is not a stop on a signal as :class:`RankFailed` with its traceback; else rank 0's
+    :class:`~dali_cutmix.train.preempt.Preempted` (the run stopped on SIGTERM / SIGUSR1 with its checkpoint
+    written; the lowest rank's, when rank 0 left no report); else (a rank that died without reporting: killed, out
+    of memory) a one-line :class:`LaunchError` with its exit code or signal."""
+    reports = rank_reports(error)
     if reports:
         reports.sort(key=lambda r: (not r["user_error"], r["preempted"], r["time"]))
         first = reports[0]
         if first["user_error"]:
-            return LaunchError(first["message"])
+            return LaunchError(first["line"])
         if first["preempted"]:
             from .preempt import Preempted
 
-            return Preempted(min(reports, key=lambda r: r["rank"])["message"])
-        return RankFailed(f"rank {first['rank']} failed: {first['message']}; its traceback:\n"
-                          + (first.get("traceback") or "").rstrip())
+            return Preempted(min(reports, key=lambda r: r["rank"])["line"])
+        return RankFailed(f"rank {first['rank']} failed: {first['type']}: {first['line']}; its traceback:\n"
+                          + (first.get("py_callstack") or "").rstrip())
     failures = getattr(error, "failures", {}) or {}
     if failures:
         local, failure = sorted(failures.items())[0]
@@ -301,3 +349,4 @@ def rank_failure(error_dir: str, error) -> Exception:
         how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited with code {code}"
         return LaunchError(f"local rank {local} {how} without reporting an error (out of memory?)")
     return LaunchError("a rank failed without reporting an error")
+

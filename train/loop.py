@@ -14,7 +14,7 @@ import time
 from contextlib import nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from dali_cutmix.errors import UserError, first_line
 from dali_cutmix.helpers.host import usable_cores
@@ -24,13 +24,14 @@ from dali_cutmix.imagecheck import BadFileError
 from dali_cutmix.loss import soft_target_cross_entropy
 from dali_cutmix.shard_reader import is_s3
 
+from . import checkpoint as checkpoints
 from . import distributed
 from .accuracy import topk_correct
-from .checkpoint import (BEST, DAMAGED, FORMAT, LAST, PREVIOUS, CheckpointError, check_compatible, copy_checkpoint,
-                         decode_dali_state, encode_dali_state, load_checkpoint, save_checkpoint)
+from .checkpoint import BEST, Checkpoint, read_checkpoint
 from .config import TrainConfig
 from .datalists import SKIPPED_FILE, record_failure, skipped_records
 from .distributed import RankInfo
+from .ema import build_ema
 from .loaders import build_rank_data
 from .metrics import MetricsLog
 from .model import build_model, to_model_input
@@ -38,6 +39,7 @@ from .optim import LRSchedule, build_optimizer
 from .plan import RunPlan
 from .preempt import CheckpointClock, Preempted, StopRequest, agree
 from .run_record import RANKS_FILE, RUN_FILE, epoch_line, gpu_memory, state_digest, write_json
+from .runstate import Position, RunState
 
 
 def _say(info: RankInfo, text: str) -> None:
@@ -146,8 +148,8 @@ def make_train_step(*, model, optimizer, scaler, device, dtype, nhwc: bool):
 
 def train_one_epoch(*, step, batches, schedule, device, progress: Progress, one_hot_on: float = 1.0,
                     steps: int, done: int = 0, partial: Optional[Dict[str, float]] = None,
-                    after_step: Optional[Callable[[int, Callable[[], Dict[str, float]]], bool]] = None
-                    ) -> Dict[str, float]:
+                    after_step: Optional[Callable[[int, Callable[[], Dict[str, float]]], bool]] = None,
+                    updated: Optional[Callable[[int], None]] = None) -> Dict[str, float]:
     """Train over one epoch's ``batches`` with ``step`` (:func:`make_train_step`), setting the lr from
     ``schedule`` before each step; returns this rank's sums: ``loss_sum`` (sum of per-sample losses),
     ``samples``, ``mixed`` (samples whose target is mixed, see :func:`mixed_count`), ``wait_s`` (time blocked on
@@ -157,7 +159,8 @@ def train_one_epoch(*, step, batches, schedule, device, progress: Progress, one_
     ``steps``: the epoch's steps; ``done``: those a resumed run already took (``batches`` yields the rest) and
     ``partial`` their sums (what ``sums()`` gave then), which the returned sums include. ``after_step(index,
     sums)``: called after step ``index`` (1-based, counting ``done``) with a function giving the running sums (one
-    sync); returning True ends the epoch there."""
+    sync); returning True ends the epoch there. ``updated(index)``: called after the optimizer step ``index``,
+    before ``after_step`` (the model EMA's update)."""
     import torch
 
     partial = partial or dict(loss_sum=0.0, samples=0, mixed=0, wait_s=0.0, time_s=0.0, lr=0.0)
@@ -177,6 +180,8 @@ def train_one_epoch(*, step, batches, schedule, device, progress: Progress, one_
         lr = schedule.apply()
         loss = step(images, targets)
         schedule.advance()
+        if updated is not None:
+            updated(index)
         n = images.shape[0]
         loss_sum += loss * n
         mixed += mixed_count(targets.detach(), one_hot_on)
@@ -221,20 +226,22 @@ def evaluate(*, model, loader, device, dtype, nhwc: bool, progress: Optional[Pro
 
 
 def _epoch_record(epoch: int, train: Dict[str, float], val: Dict[str, Any], val_time: float, device, *,
-                  mixing: bool = True) -> Dict[str, Any]:
+                  mixing: bool = True, ema_val: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Reduce this rank's sums over all ranks into the epoch's metrics record; ``mixing``: whether the mixing
-    schedule had mixing on in this epoch (see :meth:`dali_cutmix.train.config.TrainConfig.mixing_in_epoch`)."""
+    schedule had mixing on in this epoch (see :meth:`dali_cutmix.train.config.TrainConfig.mixing_in_epoch`);
+    ``ema_val``: the model EMA's validation sums (the record then holds ``ema_val_top1``, ``ema_val_top5``)."""
     import torch
 
+    ema = ema_val or dict(top1=0.0, top5=0.0)
     sums = torch.tensor([train["loss_sum"], train["samples"], train["wait_s"] / max(train["time_s"], 1e-9), 1.0,
-                         float(val["top1"]), float(val["top5"]), float(val["samples"]), float(train["mixed"])],
-                        dtype=torch.float64, device=device)
+                         float(val["top1"]), float(val["top5"]), float(val["samples"]), float(train["mixed"]),
+                         float(ema["top1"]), float(ema["top5"])], dtype=torch.float64, device=device)
     distributed.all_reduce_sum(sums)
     times = torch.tensor([train["time_s"], val_time], dtype=torch.float64, device=device)
     distributed.all_reduce_max(times)
-    loss_sum, samples, wait_share_sum, ranks, top1, top5, val_samples, mixed = sums.tolist()
+    loss_sum, samples, wait_share_sum, ranks, top1, top5, val_samples, mixed, ema_top1, ema_top5 = sums.tolist()
     train_time, val_time = times.tolist()
-    return dict(
+    record = dict(
         epoch=epoch,
         train_loss=loss_sum / max(samples, 1),
         mixing=bool(mixing),
@@ -250,6 +257,10 @@ def _epoch_record(epoch: int, train: Dict[str, float], val: Dict[str, Any], val_
         val_images=int(val_samples),
         time=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
+    if ema_val is not None:
+        record.update(ema_val_top1=100.0 * ema_top1 / max(val_samples, 1),
+                      ema_val_top5=100.0 * ema_top5 / max(val_samples, 1))
+    return record
 
 
 def mixing_summary(cfg: TrainConfig) -> str:
@@ -272,6 +283,19 @@ def mixing_summary(cfg: TrainConfig) -> str:
     return text
 
 
+def ema_phrase(cfg: TrainConfig) -> str:
+    """The start line's words on the model EMA: its decay (as the run uses it) and how often it updates; "" when
+    off."""
+    if cfg.model_ema is None:
+        return ""
+    from .ema import effective_decay
+
+    decay = effective_decay(cfg.model_ema, adjust=cfg.model_ema_adjust, global_batch=cfg.batch_size,
+                            every=cfg.model_ema_steps, epochs=cfg.epochs)
+    every = "every step" if cfg.model_ema_steps == 1 else f"every {cfg.model_ema_steps} steps"
+    return f", EMA decay {decay:.6g} {every}"
+
+
 def start_lines(cfg: TrainConfig, *, start_epoch: int, start_step: int = 0, classes: int, train_images: int, root,
                 world_size: int, device: str, output) -> List[str]:
     """The run's opening summary: a few short lines (what, on what, how, mixed how, where); a resumed run's first
@@ -290,7 +314,7 @@ def start_lines(cfg: TrainConfig, *, start_epoch: int, start_step: int = 0, clas
     return [f"{what}: {cfg.arch}, {plural(classes, 'class', 'classes')}, "
             f"{plural(train_images, 'train image')} from {data}",
             f"  {plural(world_size, 'rank')} on {device}, batch {cfg.batch_size}{split}, {cfg.optimizer} lr "
-            f"{cfg.base_lr:g}, {schedule}{warmup}, seed {cfg.seed}",
+            f"{cfg.base_lr:g}, {schedule}{warmup}, seed {cfg.seed}{ema_phrase(cfg)}",
             f"  mixing: {mixing_summary(cfg)}",
             f"  output: {output}"]
 
@@ -321,9 +345,11 @@ def file_failure(error: BadFileError, *, output: Path, data_root: Path, epoch: i
         f"({output / SKIPPED_FILE}): continue without it with --resume auto (checkpoints intact: {kept})")
 
 
-def run(cfg: TrainConfig, plan: RunPlan, info: Optional[RankInfo] = None, *, notice: Optional[Path] = None
-        ) -> Dict[str, Any]:
-    """Train on this rank as ``cfg`` says, where ``plan`` (:func:`dali_cutmix.train.plan.prepare`'s) says.
+def run(cfg: TrainConfig, plan: RunPlan, info: Optional[RankInfo] = None, *, checkpoint: Optional[Checkpoint] = None,
+        notice: Optional[Path] = None) -> Dict[str, Any]:
+    """Train on this rank as ``cfg`` says, where ``plan`` (:func:`dali_cutmix.train.plan.prepare`'s) says,
+    continuing from ``checkpoint`` (the one ``plan.resume_path`` names, read by
+    :func:`dali_cutmix.train.checkpoint.resolve_run`; None for a fresh run).
     ``notice``: a file whose appearance asks the run to stop as a SIGTERM would (the launcher's, see
     :class:`~dali_cutmix.train.preempt.LauncherStop`).
 
@@ -335,7 +361,7 @@ def run(cfg: TrainConfig, plan: RunPlan, info: Optional[RankInfo] = None, *, not
     device = select_device(plan.use_gpu, info)
     distributed.init(info, device)
     try:
-        return _train(cfg, plan, info, device, notice=notice)
+        return _train(cfg, plan, info, device, checkpoint=checkpoint, notice=notice)
     finally:
         distributed.shutdown()
 
@@ -343,7 +369,8 @@ def run(cfg: TrainConfig, plan: RunPlan, info: Optional[RankInfo] = None, *, not
 @dataclasses.dataclass
 class Training:
     """What one rank trains with: the model (``raw`` unwrapped, ``model`` as trained: DDP / compiled, ``eval_model``
-    for validation), its optimizer, lr schedule and fp16 scaler, the step function and the autocast dtype."""
+    for validation), its optimizer, lr schedule and fp16 scaler, the step function, the autocast dtype and the
+    model EMA (:class:`~dali_cutmix.train.ema.ModelEma`, None without ``--model-ema``)."""
 
     raw: Any
     model: Any
@@ -353,19 +380,7 @@ class Training:
     scaler: Any
     step: Callable
     dtype: Any
-
-
-@dataclasses.dataclass
-class Position:
-    """Where the run stands: ``epoch`` epochs done, ``step`` steps of the next one taken with this rank's running
-    ``partial`` sums (None at an epoch's end), the best val top-1 and its epoch, the last epoch's ``record``."""
-
-    epoch: int = 0
-    step: int = 0
-    partial: Optional[Dict[str, float]] = None
-    best_top1: float = -1.0
-    best_epoch: int = 0
-    record: Optional[Dict[str, Any]] = None
+    ema: Any = None
 
 
 def build_training(cfg: TrainConfig, info: RankInfo, device, *, classes: int, steps_per_epoch: int) -> Training:
@@ -376,6 +391,7 @@ def build_training(cfg: TrainConfig, info: RankInfo, device, *, classes: int, st
     torch.manual_seed(cfg.seed)
     raw = build_model(cfg.arch, classes, device=device, channels_last=cfg.channels_last,
                       zero_init_residual=cfg.zero_init_residual, image_size=cfg.crop)
+    ema = build_ema(cfg, raw)  # a copy of the initial weights, before DDP and torch.compile
     torch.manual_seed(cfg.seed + 1 + info.rank)
     optimizer = build_optimizer(raw, optimizer=cfg.optimizer, lr=cfg.base_lr, momentum=cfg.momentum,
                                 nesterov=cfg.nesterov, weight_decay=cfg.weight_decay,
@@ -398,103 +414,7 @@ def build_training(cfg: TrainConfig, info: RankInfo, device, *, classes: int, st
     step = make_train_step(model=model, optimizer=optimizer, scaler=scaler, device=device, dtype=dtype,
                            nhwc=cfg.channels_last)
     return Training(raw=raw, model=model, eval_model=eval_model, optimizer=optimizer, schedule=schedule,
-                    scaler=scaler, step=step, dtype=dtype)
-
-
-def restore(training: Training, state: Mapping[str, Any], path, info: RankInfo) -> Position:
-    """Load checkpoint ``state`` (read from ``path``) into ``training`` (weights, optimizer, schedule, scaler,
-    this rank's torch RNG) and return where it stands.
-
-    Raises:
-        CheckpointError: the checkpoint holds another optimizer's parameter groups.
-    """
-    import torch
-
-    training.raw.load_state_dict(state["model"])
-    try:
-        training.optimizer.load_state_dict(state["optimizer"])
-    except ValueError:  # other parameter groups
-        raise CheckpointError(
-            f"checkpoint {str(path)!r} holds another optimizer's state: resume with the same --optimizer, "
-            f"--norm-weight-decay, --bias-weight-decay and --transformer-embedding-decay") from None
-    training.schedule.load_state_dict(state["schedule"])
-    if state["scaler"] and training.scaler.is_enabled():  # --amp fp16 before and now
-        training.scaler.load_state_dict(state["scaler"])
-    torch.set_rng_state(state["torch_rng"][info.rank])
-    step = int(state["step"])
-    return Position(epoch=int(state["epoch"]), step=step, partial=state["partial"][info.rank] if step else None,
-                    best_top1=float(state["best_top1"]), best_epoch=int(state.get("best_epoch", 0)),
-                    record=state.get("metrics"))
-
-
-def write_checkpoint(cfg: TrainConfig, training: Training, data, position: Position, *, info: RankInfo,
-                     output: Path, classes: List[str], metrics: Optional[MetricsLog] = None,
-                     copies: Sequence[Path] = ()) -> Path:
-    """Gather every rank's DALI state, torch RNG state and running sums (a collective: every rank calls it at the
-    same step) and, on rank 0, write ``output/last.pt`` for ``position`` (the former one kept as
-    ``previous.pt``): first, with ``metrics``, the epoch's line (``position.record``) in ``metrics.jsonl``, and
-    after it a copy of the new ``last.pt`` to each of ``copies`` (``best.pt``, ``epoch_NNNN.pt``). Rank 0 then
-    tells every rank how it went (one broadcast), so all of them return, or raise the same error, together.
-    Returns the path of ``last.pt`` on every rank.
-
-    Raises:
-        CheckpointError: on every rank, when rank 0 cannot write one of these files (a full disk): one line naming
-            it and what was written; last.pt and previous.pt keep what they held, and no temporary file (nor a
-            torn line in metrics.jsonl) remains.
-    """
-    import torch
-
-    dali_states = distributed.all_gather_objects(encode_dali_state(data.train.checkpoint()))
-    rng_states = distributed.all_gather_objects(torch.get_rng_state())
-    partials = distributed.all_gather_objects(position.partial)
-    path = output / LAST
-    failure = None
-    if info.is_main:
-        where = f"epoch {position.epoch + 1} step {position.step}" if position.step else f"epoch {position.epoch}"
-        before = (f"{path} still holds the checkpoint before" if path.is_file() else "no checkpoint was kept")
-        state = dict(
-            format=FORMAT, epoch=position.epoch, step=position.step, partial=partials if position.step else None,
-            model=training.raw.state_dict(), optimizer=training.optimizer.state_dict(),
-            scaler=training.scaler.state_dict(), schedule=training.schedule.state_dict(), dali=dali_states,
-            torch_rng=rng_states, best_top1=position.best_top1, best_epoch=position.best_epoch,
-            metrics=position.record, config=cfg.to_dict(), world_size=info.world_size, classes=classes)
-        writes = [] if metrics is None else [(f"the metrics of {where}", metrics.path, before,
-                                              lambda: _append_whole(metrics, position.record))]
-        writes.append((f"the checkpoint of {where}", path, before,
-                       lambda: save_checkpoint(state, path, keep_previous=True)))
-        writes += [(f"a copy of the checkpoint of {where}", copy, f"{path} holds {where}",
-                    lambda copy=copy: copy_checkpoint(path, copy)) for copy in copies]
-        failure = _first_failure(writes)
-        state = None
-    failure = distributed.broadcast_object(failure)
-    if failure is not None:
-        raise CheckpointError(failure)
-    return path
-
-
-def _first_failure(writes) -> Optional[str]:
-    """Run ``writes`` (``(what, path, kept, write)`` each) in order until one fails with an OSError; returns its
-    one line (what could not be written where, why, and ``kept``: what the run folder still holds), or None."""
-    for what, path, kept, write in writes:
-        try:
-            write()
-        except OSError as e:
-            return (f"cannot write {what} to {path}: {e.strerror or e} ({kept}; nothing half-written remains)")
-    return None
-
-
-def _append_whole(metrics: MetricsLog, record: Mapping[str, Any]) -> None:
-    """Append ``record``'s line to ``metrics``; a write that fails (a full disk) cuts the file back to what it held,
-    so no torn line remains, and raises."""
-    size = metrics.path.stat().st_size if metrics.path.is_file() else None
-    try:
-        metrics.append(record)
-    except OSError:
-        if size is None:
-            metrics.path.unlink(missing_ok=True)
-        else:
-            os.truncate(metrics.path, size)
-        raise
+                    scaler=scaler, step=step, dtype=dtype, ema=ema)
 
 
 def stopped(stop: StopRequest, where: str, path: Path, output: Path) -> Preempted:
@@ -510,10 +430,8 @@ def resume_command(output: Path) -> str:
     return f"dali-cutmix train --output {output} --resume auto"
 
 
-def _train(cfg: TrainConfig, plan: RunPlan, info: RankInfo, device, *, notice: Optional[Path] = None
-           ) -> Dict[str, Any]:
-    import torch
-
+def _train(cfg: TrainConfig, plan: RunPlan, info: RankInfo, device, *, checkpoint: Optional[Checkpoint] = None,
+           notice: Optional[Path] = None) -> Dict[str, Any]:
     configure_torch(cfg, info, device)
     # Rank 0's view decides where the run lives, what it resumes (ranks may have computed other defaults) and what
     # it reads (the file lists rank 0's plan wrote).
@@ -522,25 +440,25 @@ def _train(cfg: TrainConfig, plan: RunPlan, info: RankInfo, device, *, notice: O
     output = Path(output)
     root = Path(plan.data_root)
     classes = list(plan.classes)
-    state = None
-    if resume_path is not None:
-        state = load_checkpoint(resume_path)
-        check_compatible(state, resume_path, config=cfg, world_size=info.world_size, classes=classes)
+    if resume_path is None:
+        checkpoint = None
+    elif checkpoint is None or str(checkpoint.path) != resume_path:  # this rank resolved another one
+        checkpoint = read_checkpoint(Path(resume_path), auto=False)
 
     data = build_rank_data(cfg, train_dir=lists[0] or root / "train", val_dir=lists[1] or root / "val",
                            num_classes=len(classes),
                            info=info, device="gpu" if device.type == "cuda" else "cpu",
                            device_id=device.index if device.type == "cuda" else None,
-                           dali_checkpoint=decode_dali_state(state["dali"][info.rank]) if state else None)
+                           dali_checkpoint=RunState.dali_checkpoint(checkpoint and checkpoint.state, info.rank))
     memory = distributed.all_gather_objects(gpu_memory(device))  # each rank's, with its pipelines built
     training = build_training(cfg, info, device, classes=len(classes), steps_per_epoch=len(data.train))
-    position = restore(training, state, resume_path, info) if state is not None else Position()
+    state = RunState(cfg=cfg, training=training, data=data, position=Position(), info=info, classes=classes)
+    if checkpoint is not None:
+        checkpoints.restore(state, checkpoint)
+    position = state.position
     metrics = MetricsLog(output)
     if info.is_main:
-        output.mkdir(parents=True, exist_ok=True)
-        if Path(resume_path or "").name == PREVIOUS and (output / LAST).is_file():
-            os.replace(output / LAST, output / DAMAGED)  # unreadable: it must not become previous.pt
-        metrics.rewind(position.epoch, position.record)
+        checkpoints.open_run_folder(output, checkpoint, metrics, position)
         plan_record = {k: v for k, v in dataclasses.asdict(plan).items() if k != "skipped"}
         write_json(output / RUN_FILE, dict(
             config=cfg.to_dict(), plan=plan_record, world_size=info.world_size, device=device.type,
@@ -548,8 +466,9 @@ def _train(cfg: TrainConfig, plan: RunPlan, info: RankInfo, device, *, notice: O
             val_images=data.val.pipeline.reader_meta("Reader")["epoch_size"], skipped=skipped_records(skipped),
             started=datetime.now(timezone.utc).isoformat(),
             resumed_from=str(resume_path) if resume_path else None, resumed_epoch=position.epoch,
-            resumed_step=position.step, gpu_memory=memory))
-    state = None  # free the checkpoint's tensors
+            resumed_step=position.step, gpu_memory=memory,
+            model_ema=None if training.ema is None else dict(decay=training.ema.decay, every=training.ema.every,
+                                                             copy_through=training.ema.copy_through)))
 
     for line in start_lines(cfg, start_epoch=position.epoch, start_step=position.step, classes=len(classes),
                             train_images=data.reader_meta["epoch_size"], root=root, world_size=info.world_size,
@@ -559,13 +478,12 @@ def _train(cfg: TrainConfig, plan: RunPlan, info: RankInfo, device, *, notice: O
     stop, trained = StopRequest(notice).install(), False
     try:
         for epoch in range(position.epoch + 1, cfg.epochs + 1):
-            record = run_epoch(cfg, training, data, position, epoch=epoch, info=info, device=device, output=output,
-                               root=root, classes=classes, one_hot_on=one_hot_on, stop=stop)
+            record = run_epoch(state, epoch=epoch, device=device, output=output, root=root, one_hot_on=one_hot_on,
+                               stop=stop)
             copies = ([output / BEST] if record["epoch"] == position.best_epoch else []) + (
                 [output / f"epoch_{epoch:04d}.pt"] if cfg.save_every and epoch % cfg.save_every == 0 else [])
             # the metrics line first: a kill before the checkpoint rewinds it on resume
-            path = write_checkpoint(cfg, training, data, position, info=info, output=output, classes=classes,
-                                    metrics=metrics, copies=copies)
+            path = checkpoints.write_checkpoint(state, output=output, metrics=metrics, copies=copies)
             _say(info, epoch_line(record, cfg.epochs, len(classes)))
             trained = True
             if epoch < cfg.epochs:  # a signal during the epoch's last steps or its validation stops it here
@@ -575,16 +493,15 @@ def _train(cfg: TrainConfig, plan: RunPlan, info: RankInfo, device, *, notice: O
                     raise stopped(stop, f"after epoch {epoch} of {cfg.epochs}", path, output)
     finally:
         stop.uninstall()
-    return finish(training, data, position, info=info, device=device, output=output, epochs=cfg.epochs,
-                  trained=trained)
+    return finish(state, device=device, output=output, trained=trained)
 
 
-def run_epoch(cfg: TrainConfig, training: Training, data, position: Position, *, epoch: int, info: RankInfo,
-              device, output: Path, root: Path, classes: List[str], one_hot_on: float, stop: StopRequest
-              ) -> Dict[str, Any]:
-    """Train and validate epoch ``epoch`` (continuing at ``position.step`` when a mid-epoch checkpoint was
-    resumed), writing mid-epoch checkpoints as ``--checkpoint-steps`` / ``--checkpoint-minutes`` say; updates
-    ``position`` to the epoch's end and returns its metrics record (over the whole epoch, on every rank).
+def run_epoch(state: RunState, *, epoch: int, device, output: Path, root: Path, one_hot_on: float,
+              stop: StopRequest) -> Dict[str, Any]:
+    """Train and validate epoch ``epoch`` of the run ``state`` (continuing at ``state.position.step`` when a
+    mid-epoch checkpoint was resumed), writing mid-epoch checkpoints as ``--checkpoint-steps`` /
+    ``--checkpoint-minutes`` say; updates the position to the epoch's end and returns its metrics record (over the
+    whole epoch, on every rank).
 
     Raises:
         Preempted: a stop signal came: the checkpoint at the step all ranks agreed on is written.
@@ -592,6 +509,7 @@ def run_epoch(cfg: TrainConfig, training: Training, data, position: Position, *,
     """
     import torch
 
+    cfg, training, data, position, info = state.cfg, state.training, state.data, state.position, state.info
     steps = len(data.train)
     clock = CheckpointClock(cfg.checkpoint_steps, cfg.checkpoint_minutes)
 
@@ -603,7 +521,7 @@ def run_epoch(cfg: TrainConfig, training: Training, data, position: Position, *,
         if not write:
             return False
         position.step, position.partial = index, sums()
-        path = write_checkpoint(cfg, training, data, position, info=info, output=output, classes=classes)
+        path = checkpoints.write_checkpoint(state, output=output)
         clock.written()
         if halt:
             raise stopped(stop, f"at epoch {epoch} step {index}/{steps}", path, output)
@@ -612,9 +530,13 @@ def run_epoch(cfg: TrainConfig, training: Training, data, position: Position, *,
     progress = Progress(steps, f"epoch {epoch}/{cfg.epochs}", enabled=info.is_main, every=cfg.log_every)
     training.model.train()
     try:
+        ema = training.ema
+        updated = None if ema is None else (
+            lambda index: ema.update(training.raw, epoch) if ema.due(index) else None)
         stats = train_one_epoch(step=training.step, batches=data.next_train_epoch(), schedule=training.schedule,
                                 device=device, progress=progress, one_hot_on=one_hot_on, steps=steps,
-                                done=position.step, partial=position.partial, after_step=after_step)
+                                done=position.step, partial=position.partial, after_step=after_step,
+                                updated=updated)
     except BadFileError as e:
         progress.close()
         raise file_failure(e, output=output, data_root=root, epoch=epoch) from None
@@ -627,40 +549,51 @@ def run_epoch(cfg: TrainConfig, training: Training, data, position: Position, *,
         raise TrainingDiverged(f"training diverged in epoch {epoch} (the loss is not finite): lower --lr (now "
                                f"{cfg.base_lr:g}); {kept}")
     distributed.average_buffers(training.raw)
+    if training.ema is not None:
+        distributed.average_buffers(training.ema.module)  # every rank evaluates, and saves, the same EMA
     tick = time.perf_counter()
+    models = [("validation", training.eval_model)] + ([] if training.ema is None else [("EMA", training.ema.module)])
+    val_stats = []
     try:
-        val_progress = Progress(len(data.val), f"validation {epoch}/{cfg.epochs}", enabled=info.is_main,
-                                every=cfg.log_every)
-        val_stats = evaluate(model=training.eval_model, loader=data.val, device=device, dtype=training.dtype,
-                             nhwc=cfg.channels_last, progress=val_progress)
+        for what, model in models:
+            val_progress = Progress(len(data.val), f"{what} {epoch}/{cfg.epochs}", enabled=info.is_main,
+                                    every=cfg.log_every)
+            val_stats.append(evaluate(model=model, loader=data.val, device=device, dtype=training.dtype,
+                                      nhwc=cfg.channels_last, progress=val_progress))
     except BadFileError as e:
         raise file_failure(e, output=output, data_root=root, epoch=epoch) from None
-    record = _epoch_record(epoch, stats, val_stats, time.perf_counter() - tick, device,
-                           mixing=cfg.mixing_in_epoch(epoch))
-    if record["val_top1"] > position.best_top1:
-        position.best_top1, position.best_epoch = record["val_top1"], epoch
+    record = _epoch_record(epoch, stats, val_stats[0], time.perf_counter() - tick, device,
+                           mixing=cfg.mixing_in_epoch(epoch), ema_val=val_stats[1] if len(val_stats) > 1 else None)
+    top1, weights = record["val_top1"], "model"
+    if record.get("ema_val_top1") is not None and record["ema_val_top1"] > top1:
+        top1, weights = record["ema_val_top1"], "ema"
+    if top1 > position.best_top1:
+        position.best_top1, position.best_epoch, position.best_weights = top1, epoch, weights
     record.update(best_top1=position.best_top1, best_epoch=position.best_epoch)
+    if training.ema is not None:
+        record.update(best_weights=position.best_weights)
     position.epoch, position.step, position.partial, position.record = epoch, 0, None, record
     return record
 
 
-def finish(training: Training, data, position: Position, *, info: RankInfo, device, output: Path, epochs: int,
-           trained: bool) -> Dict[str, Any]:
+def finish(state: RunState, *, device, output: Path, trained: bool) -> Dict[str, Any]:
     """Write ``ranks.json`` (each rank's host, device, torch's CPU threads, reader and weights digest) and the
     closing line; returns rank 0's summary (``best_top1``, ``best_epoch``, ``last``: the last epoch's record, None
     when nothing was left to train, ``output``)."""
     import torch
 
+    info, data, position, epochs = state.info, state.data, state.position, state.cfg.epochs
     ranks = distributed.all_gather_objects(dict(
         rank=info.rank, local_rank=info.local_rank, host=socket.gethostname(), device=str(device),
         cpu_threads=torch.get_num_threads(), reader=data.reader_meta, train_steps_per_epoch=len(data.train),
         train_samples_per_epoch=data.train_samples,
-        state_digest=state_digest(training.raw)))
+        state_digest=state_digest(state.training.raw)))
     if info.is_main:
         write_json(output / RANKS_FILE, ranks)
         if not trained:
             print(f"nothing to do: the checkpoint already holds all {plural(epochs, 'epoch')}", file=sys.stderr)
-        print(f"done: best val top-1 {max(position.best_top1, 0):.2f}% (epoch {position.best_epoch}); checkpoints "
-              f"and metrics in {output}", flush=True)
+        weights = ", EMA weights" if position.best_weights == "ema" else ""
+        print(f"done: best val top-1 {max(position.best_top1, 0):.2f}% (epoch {position.best_epoch}{weights}); "
+              f"checkpoints and metrics in {output}", flush=True)
     return dict(best_top1=position.best_top1, best_epoch=position.best_epoch,
                 last=position.record if trained else None, output=str(output))

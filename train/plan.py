@@ -16,7 +16,7 @@ from dali_cutmix.errors import UserError
 from dali_cutmix.helpers.atomic import writable_folder
 
 from . import distributed
-from .checkpoint import LAST, check_compatible, load_checkpoint, resolve_resume
+from .checkpoint import LAST, Checkpoint, check_compatible
 from .config import TrainConfig
 from .datalists import (FAILED_FILE, SKIPPED_FILE, TRAIN_LIST, VAL_LIST, Skipped, data_source, read_failures, say_lines,
                         select_files, shard_selection, write_run_lists)
@@ -103,7 +103,7 @@ def check_output_path(output: Path) -> None:
     not under a file, in a folder that takes new files (:func:`dali_cutmix.helpers.atomic.writable_folder`)."""
     shown = str(output)
     if output.exists() and not output.is_dir():
-        raise LaunchError(f"--output {shown!r} exists and is not a folder")
+        raise LaunchError(f"--output {shown!r} is a file, not a folder")
     try:
         folder = writable_folder(output, may_create=True)
     except NotADirectoryError as e:
@@ -148,21 +148,17 @@ def _same_folder(a: Path, b: Path) -> bool:
         return Path(a).absolute() == Path(b).absolute()
 
 
-def output_and_resume(cfg: TrainConfig) -> Tuple[Path, Optional[Path]]:
-    """The run folder (``--output``, or a fresh default) and the checkpoint the run resumes from (None for a new
-    run), every path the run writes checked before anything is read or written.
+def check_output(cfg: TrainConfig, checkpoint: Optional[Checkpoint]) -> Path:
+    """The run folder (``--output``, or a fresh default), checked before anything is read or written: a folder
+    that can hold the run and holds no other run (``checkpoint``: the one the run resumes, None for a new run).
 
     Raises:
-        UserError: ``--resume auto`` without ``--output``, an output path that cannot hold the run, a folder that
-            holds another run or foreign files, a ``--resume`` path that is not a checkpoint.
+        UserError: an output path that cannot hold the run, a folder that holds another run or foreign files.
     """
-    if cfg.resume == "auto" and cfg.output is None:
-        raise LaunchError("--resume auto needs --output DIR: the run folder to continue")
     output = Path(cfg.output or default_output()).expanduser()
     check_output_path(output)
-    resume_path = resolve_resume(cfg.resume, output)
-    check_run_folder(output, resume_path, auto=cfg.resume == "auto")
-    return output, resume_path
+    check_run_folder(output, checkpoint.path if checkpoint is not None else None, auto=cfg.resume == "auto")
+    return output
 
 
 def data_root(data: Optional[str]):
@@ -262,11 +258,13 @@ def recipe_line(cfg: TrainConfig, train_images: int) -> str:
             f"another with --recipe ({', '.join(RECIPES)}) or set --arch / --batch-size / --crop / --epochs")
 
 
-def prepare(cfg: TrainConfig, *, launcher: Optional[str] = None, world_size: Optional[int] = None,
-            main: bool = True, say: Callable[[str], None] = _quiet, recipe_given: bool = True) -> RunPlan:
+def prepare(cfg: TrainConfig, checkpoint: Optional[Checkpoint] = None, *, launcher: Optional[str] = None,
+            world_size: Optional[int] = None, main: bool = True, say: Callable[[str], None] = _quiet,
+            recipe_given: bool = True) -> RunPlan:
     """Check ``cfg`` against the machine, the data and the output folder; return the run's :class:`RunPlan`.
     ``launcher``, ``world_size``: the external launcher ("torchrun", "slurm") that started this process as one of
-    ``world_size`` ranks; None when this process starts the run. ``main``: this process plans for rank 0 (node 0's
+    ``world_size`` ranks; None when this process starts the run. ``checkpoint``: the checkpoint the run resumes
+    (:func:`dali_cutmix.train.checkpoint.resolve_run` read it), checked against the ranks and the classes. ``main``: this process plans for rank 0 (node 0's
     launching process, or rank 0 under an external launcher): it scans the data (``cfg.scan``, see
     :mod:`dali_cutmix.train.datalists`) and writes the run's file lists; ``say`` gets its lines (what the scan
     found, the files skipped, and :func:`recipe_line` for a new run on a small data set when not
@@ -280,15 +278,15 @@ def prepare(cfg: TrainConfig, *, launcher: Optional[str] = None, world_size: Opt
     """
     from .model import check_arch, check_model_input
 
-    output, resume_path = output_and_resume(cfg)
+    output = check_output(cfg, checkpoint)
+    resume_path = checkpoint.path if checkpoint is not None else None
     root, classes, shards = data_root(cfg.data)
     check_arch(cfg.arch)
     use_gpu, nproc, world = processes(cfg, launcher=launcher, world_size=world_size)
     per_rank = cfg.batch_size // world
     check_model_input(cfg.arch, crop=cfg.crop, eval_crop=cfg.eval_crop, batch=per_rank, num_classes=len(classes))
-    if resume_path is not None:
-        check_compatible(load_checkpoint(resume_path, lazy=True), resume_path, config=cfg, world_size=world,
-                         classes=classes)
+    if checkpoint is not None:
+        check_compatible(checkpoint.state, checkpoint.path, config=cfg, world_size=world, classes=classes)
     selection = training_files(cfg, output, root, classes, shards) if main else None
     if selection is not None:
         if not recipe_given and cfg.data is not None and resume_path is None and selection.train_images < SMALL_DATA:

@@ -21,31 +21,22 @@ momentum 0.9 at lr 0.5, weight decay 2e-5 (0 on norm layers), cosine after 5 lin
 48x48, started with identity residual blocks (``zero_init_residual``, which it needs to learn in a few hundred
 steps), CutMix on half the samples, one draw per sample.
 
-What these projects use and this trainer does not reproduce (RandAugment / TrivialAugment, random erasing,
-repeated augmentation, EMA, stochastic depth, ...) is listed in the README's Training section.
+``deit`` and ``torchvision-v2`` keep a model EMA as their sources do (timm's ModelEma every step, decay 0.99996;
+torchvision's every 32 steps, decay 0.99998 adjusted to the run: :mod:`dali_cutmix.train.ema`). What these projects
+use and this trainer does not reproduce (RandAugment / TrivialAugment, random erasing, repeated augmentation,
+stochastic depth, ...) is listed in docs/training-reference.md. The settings
+themselves are declared (help, check, locked on resume) in :mod:`dali_cutmix.train.config`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from types import MappingProxyType
-from typing import Any, Dict, Mapping
+from typing import Any, Mapping
 
-from dali_cutmix.errors import UserError
-from dali_cutmix.options import MixOptions
-
-#: The mixing options a recipe sets: :class:`dali_cutmix.MixOptions`' fields, under its names (the trainer holds
-#: them as ``TrainConfig.mix``).
-MIX_KEYS = tuple(f.name for f in dataclasses.fields(MixOptions))
-#: Every setting a recipe must define; the flag that overrides each is ``--`` + the name with ``_`` -> ``-``
-#: (``lr_per_256`` is set through ``--lr``). ``None`` means: ``val_crop`` = ``crop``; the three extra weight decays
-#: = ``weight_decay``; ``cutmix_minmax``: boxes drawn from lam; ``mix_off_epoch`` = never.
-RECIPE_KEYS = (
-    "arch", "zero_init_residual", "crop", "val_crop", "val_resize", "min_area", "epochs", "batch_size", "lr_per_256",
-    "optimizer", "momentum", "nesterov", "weight_decay", "norm_weight_decay", "bias_weight_decay",
-    "transformer_embedding_decay", "schedule", "milestones", "lr_gamma", "warmup_epochs", "mixing", *MIX_KEYS,
-    "mix_off_epoch",
-)
+# Each table sets every setting :class:`dali_cutmix.train.config.TrainConfig` declares with ``recipe=True`` (and the
+# mixing options, under MixOptions' names); ``config.recipe_settings`` checks that. A new recipe setting is a
+# TrainConfig field plus one line per table. ``None`` means: ``val_crop`` = ``crop``; the three extra weight decays
+# = ``weight_decay``; ``cutmix_minmax``: boxes drawn from lam; ``mix_off_epoch`` = never.
 
 PAPER: Mapping[str, Any] = MappingProxyType(dict(
     arch="resnet50",                  # paper 4.1.1: ResNet-50
@@ -79,6 +70,9 @@ PAPER: Mapping[str, Any] = MappingProxyType(dict(
     label_smoothing=0.0,
     self_pairs=True,                  # partners from a permutation of the batch (MixOptions' default)
     mix_off_epoch=None,
+    model_ema=None,                   # the official code keeps no EMA
+    model_ema_steps=32,               # (unused: no EMA)
+    model_ema_adjust=False,           # (unused: no EMA)
 ))
 
 DEIT: Mapping[str, Any] = MappingProxyType(dict(
@@ -113,6 +107,9 @@ DEIT: Mapping[str, Any] = MappingProxyType(dict(
     label_smoothing=0.1,              # main.py --smoothing 0.1 (applied in timm's Mixup targets)
     self_pairs=False,                 # timm's Mixup pairs the batch with its flip: never a sample with itself
     mix_off_epoch=None,               # main.py has no mixup-off epoch
+    model_ema=0.99996,                # main.py --model-ema --model-ema-decay 0.99996 (timm's ModelEma)
+    model_ema_steps=1,                # ModelEma.update after every step
+    model_ema_adjust=False,           # timm: the decay as given, from the initial weights
 ))
 
 TORCHVISION_V2: Mapping[str, Any] = MappingProxyType(dict(
@@ -147,6 +144,9 @@ TORCHVISION_V2: Mapping[str, Any] = MappingProxyType(dict(
     label_smoothing=0.1,              # README: --label-smoothing 0.1
     self_pairs=False,                 # v2.CutMix/MixUp pair the batch with its roll: never a sample with itself
     mix_off_epoch=None,
+    model_ema=0.99998,                # README: --model-ema (train.py --model-ema-decay default 0.99998)
+    model_ema_steps=32,               # train.py --model-ema-steps default 32
+    model_ema_adjust=True,            # train.py: decay adjusted by world_size x batch x steps / epochs
 ))
 
 DEMO: Mapping[str, Any] = MappingProxyType(dict(
@@ -181,21 +181,13 @@ DEMO: Mapping[str, Any] = MappingProxyType(dict(
     label_smoothing=0.0,
     self_pairs=True,                  # partners from a permutation of the batch (MixOptions' default)
     mix_off_epoch=None,
+    model_ema=None,
+    model_ema_steps=32,
+    model_ema_adjust=False,
 ))
 
 RECIPES: Mapping[str, Mapping[str, Any]] = MappingProxyType(
     {"paper": PAPER, "deit": DEIT, "torchvision-v2": TORCHVISION_V2, "demo": DEMO})
-
-
-def recipe_settings(name: str) -> Dict[str, Any]:
-    """A fresh dict of recipe ``name``'s settings (every key of :data:`RECIPE_KEYS`).
-
-    Raises:
-        UserError: unknown recipe name (the message lists the known ones).
-    """
-    if name not in RECIPES:
-        raise UserError(f"--recipe must be one of {', '.join(RECIPES)}, got {name!r}")
-    return dict(RECIPES[name])
 
 
 def default_recipe(data) -> str:

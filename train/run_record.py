@@ -35,10 +35,11 @@ def state_digest(module) -> str:
 
 def epoch_line(record: Mapping[str, Any], epochs: int, classes: int) -> str:
     """One console line summarising an epoch's metrics record; top-5 only where 5 < ``classes`` (with 5 classes or
-    fewer it is 100% by construction)."""
+    fewer it is 100% by construction); the model EMA's top-1 when the run has one."""
     top5 = f"  top-5 {record['val_top5']:.2f}%" if classes > 5 else ""
+    ema = f"EMA top-1 {record['ema_val_top1']:.2f}%  " if record.get("ema_val_top1") is not None else ""
     return (f"epoch {record['epoch']}/{epochs}  train loss {record['train_loss']:.4f}  "
-            f"val top-1 {record['val_top1']:.2f}%{top5}  "
+            f"val top-1 {record['val_top1']:.2f}%{top5}  {ema}"
             f"{record['images_per_s']:.0f} img/s  data wait {100 * record['data_wait']:.0f}%  "
             f"lr {record['lr']:.4g}  {record['epoch_time_s']:.1f}s")
 

@@ -82,11 +82,12 @@ def measure_demo(args) -> dict:
     import torch
 
     from dali_cutmix.pipelines.demo import ensure_demo_dataset
-    from dali_cutmix.train.checkpoint import decode_dali_state, encode_dali_state
+    from dali_cutmix.train.checkpoint import write_checkpoint
     from dali_cutmix.train.config import resolve_config
     from dali_cutmix.train.distributed import RankInfo
     from dali_cutmix.train.loaders import build_rank_data
-    from dali_cutmix.train.loop import Position, build_training, configure_torch, write_checkpoint
+    from dali_cutmix.train.loop import build_training, configure_torch
+    from dali_cutmix.train.runstate import Position, RunState, decode_dali_state, encode_dali_state
 
     root = ensure_demo_dataset()
     classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
@@ -120,8 +121,8 @@ def measure_demo(args) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         for _ in range(args.repeats):
             tick = time.perf_counter()
-            path = write_checkpoint(cfg, training, data, position, info=info, output=Path(folder),
-                                    classes=classes)
+            path = write_checkpoint(RunState(cfg=cfg, training=training, data=data, position=position, info=info,
+                                             classes=classes), output=Path(folder))
             write_times.append(time.perf_counter() - tick)
         size = path.stat().st_size
     state_text = encode_dali_state(dali_state)
