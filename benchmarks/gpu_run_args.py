@@ -1,6 +1,6 @@
 """Check the arguments ``benchmarks/gpu_run.sh`` passes, on any machine (no GPU needed), through the checkers the
 commands themselves use: the demo set's sizes (:func:`dali_cutmix.pipelines.demo.check_sizes`), ``dali-cutmix
-train``'s flags (its click parsing, :func:`dali_cutmix.train.resume.resolve_run`, the model's dry forward pass on
+train``'s flags (its click parsing, :func:`dali_cutmix.train.checkpoint.resolve_run`, the model's dry forward pass on
 the meta device for the batch each rank takes, and the batch against the demo set's training images) and
 ``dali-cutmix profile``'s flags (its click parsing, the mixing options, the model, :class:`ProfileSettings`).
 
@@ -35,14 +35,13 @@ def check_train(flags, demo):
     from dali_cutmix.cli.train import train
     from dali_cutmix.train.model import check_arch, check_model_input
     from dali_cutmix.train.plan import check_batch_fits
-    from dali_cutmix.train.resume import resolve_run
+    from dali_cutmix.train.checkpoint import resolve_run
 
     if demo is None:
         raise click.UsageError("train needs the demo group of its plan first (its classes and images)")
     with train.make_context("train", list(flags)) as ctx:
         options = dict(ctx.params)
-    options["compile"] = options.pop("compile_", None)
-    cfg, _ = resolve_run(options)
+    cfg = resolve_run(options)[0]
     ranks = cfg.gpus if cfg.gpus else cfg.cpu_procs
     if cfg.batch_size % ranks:
         raise click.UsageError(f"--batch-size {cfg.batch_size} does not split over {ranks} ranks")
