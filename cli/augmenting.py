@@ -42,10 +42,10 @@ def _click_type(f: dataclasses.Field) -> dict:
     return dict(type=float)
 
 
-def augment_options(*, default_preset: Optional[str] = "none"):
+def augment_options(*, default_preset: Optional[str] = "none", preset_help_suffix: str = ""):
     """A decorator adding ``--augment PRESET`` (default ``default_preset``; None: "not given", a caller's recipe
-    fills it in) and one click option per :class:`AugmentOptions` field, each defaulting to None (the preset's
-    value), to a command."""
+    fills it in; ``preset_help_suffix`` ends its help) and one click option per :class:`AugmentOptions` field, each
+    defaulting to None (the preset's value), to a command."""
 
     def decorate(command):
         for f in reversed(dataclasses.fields(AugmentOptions)):
@@ -53,7 +53,8 @@ def augment_options(*, default_preset: Optional[str] = "none"):
                                    help=f.metadata["help"] + " Default: the --augment preset's.",
                                    **_click_type(f))(command)
         preset_help = ("Per-image augmentation before mixing, as a recipe's source trains: "
-                       + "; ".join(f"'{name}'" for name in PRESETS) + ". The flags below change single options.")
+                       + "; ".join(f"'{name}'" for name in PRESETS) + ". The flags below change single options."
+                       + preset_help_suffix)
         return click.option("--augment", PRESET, type=click.Choice(list(PRESETS)), default=default_preset,
                             show_default=default_preset is not None, help=preset_help)(command)
 

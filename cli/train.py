@@ -18,6 +18,7 @@ import click
 from dali_cutmix.train.config import TrainConfig, shown
 from dali_cutmix.train.recipe import RECIPES
 
+from .augmenting import augment_options
 from .mixing import mixing_options
 from .params import show_progress
 
@@ -79,10 +80,14 @@ def _flag(f: dataclasses.Field):
 
 def train_options(command):
     """One click option per :class:`TrainConfig` field that has a flag, in the fields' order, the mixing options
-    (:func:`cli.mixing.mixing_options`) in the place of ``mix``."""
+    (:func:`cli.mixing.mixing_options`) in the place of ``mix`` and the augmentation's (:func:`cli.augmenting.
+    augment_options`: ``--augment PRESET``, the recipe's by default, and one flag per option) in that of
+    ``augment``."""
     for f in reversed(dataclasses.fields(TrainConfig)):
         if f.name == "mix":
             command = mixing_options(use_defaults=False, help_suffix=lambda name: " " + recipe_values(name))(command)
+        elif f.name == "augment":
+            command = augment_options(default_preset=None, preset_help_suffix=" " + recipe_values("augment"))(command)
         elif f.metadata["flag"]:
             command = _flag(f)(command)
     return command

@@ -222,6 +222,37 @@ def test_one_weight_decay_is_one_group_that_trains_as_sgd_over_all_parameters():
                for p, q in zip(models[0].parameters(), models[1].parameters()))
 
 
+def test_each_recipe_augments_as_its_source_and_a_resumed_run_keeps_it():
+    """``augment``: each recipe's preset (the per-image augmentation of its source), overridden by --augment and by
+    each option's flag, stored in the checkpoint's settings and locked on resume (the DALI graph its state restores
+    into)."""
+    from dali_cutmix.augment_options import PRESETS
+    from dali_cutmix.train.checkpoint import check_locked, saved_settings
+    from dali_cutmix.train.config import flag_value, resolve_config
+
+    for recipe in ("paper", "deit", "torchvision-v2", "demo"):
+        expected = PRESETS["none" if recipe == "demo" else recipe]
+        assert resolve_config({"data": "/imagenet", "recipe": recipe}).augment == expected, recipe
+    paper = resolve_config({"recipe": "paper", "color_jitter": 0.2})
+    assert paper.augment == PRESETS["paper"].replace(color_jitter=0.2)
+    assert flag_value("augment", paper.augment) == "--augment color_jitter=0.2 lighting=0.1"
+    assert resolve_config({"recipe": "demo", "augment": "deit", "erase_prob": 0.5}).augment == PRESETS["deit"].replace(
+        erase_prob=0.5)
+    with pytest.raises(UserError, match=r"^--erase-prob must be in \[0, 1\], got 2.0$"):
+        resolve_config({"recipe": "paper", "erase_prob": 2.0})
+
+    state = dict(config=resolve_config({"recipe": "deit"}).to_dict())
+    assert state["config"]["augment"] == PRESETS["deit"].as_dict()
+    saved = resolve_config({}, base=saved_settings(state, "last.pt"))
+    assert saved.augment == PRESETS["deit"]
+    check_locked(saved, resolve_config({"augment": "deit"}, base=saved_settings(state, "last.pt")), "checkpoint")
+    with pytest.raises(UserError) as info:
+        check_locked(saved, resolve_config({"augment": "none"}, base=saved_settings(state, "last.pt")),
+                     "checkpoint 'last.pt'")
+    assert str(info.value) == ("--augment none: checkpoint 'last.pt' was trained with --augment deit, which a resumed "
+                               "run keeps (leave --augment out, or start a new run in another --output)")
+
+
 def test_resume_keeps_mixing_methods_on_or_off():
     """A checkpoint holds the DALI pipeline's state: CutMix or MixUp may not be switched on or off on resume (their
     alphas may change); the stage, the mode and the optimizer are locked (the one lock list, checked when the

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
+from dali_cutmix.augment_options import PRESETS as AUGMENT_PRESETS, AugmentOptionError, AugmentOptions
 from dali_cutmix.builder import DECODES, check_decode, check_off_epoch, check_seed
 from dali_cutmix.errors import UserError
 from dali_cutmix.helpers.text import plural
@@ -134,6 +135,11 @@ def _mix(cfg, name):
         raise TypeError(f"TrainConfig.mix must be MixOptions, got {type(cfg.mix).__name__}")
 
 
+def _augment(cfg, name):
+    if not isinstance(cfg.augment, AugmentOptions):  # a caller's bug: AugmentOptions checks its own values
+        raise TypeError(f"TrainConfig.augment must be AugmentOptions, got {type(cfg.augment).__name__}")
+
+
 def _mix_off_epoch(cfg, name):
     if cfg.mix_off_epoch is not None:
         check_off_epoch(cfg.mix_off_epoch, "--mix-off-epoch")
@@ -250,6 +256,12 @@ class TrainConfig:
     mixing: bool = setting(
         "The mixing stage (CutMix and/or MixUp, as the flags below say) on, or off (the no-mix baseline: one-hot "
         "targets, smoothed by --label-smoothing).", recipe=True, locked=True)
+    #: The per-image augmentation before mixing, each recipe its source's (a preset of
+    #: :data:`dali_cutmix.augment_options.PRESETS` in the tables): AugmentOptions declares and checks the options
+    #: (their flags, ``--augment PRESET`` and one per option, come from ``cli/augmenting.py``); a resumed run keeps
+    #: them, as its DALI checkpoint restores into the graph they make.
+    augment: AugmentOptions = setting("The per-image augmentation.", check=_augment, recipe=True, locked=True,
+                                      flag=False)
     #: CutMix and MixUp, timm's names and semantics: MixOptions declares and checks them (their flags come from
     #: ``cli/mixing.py``); a resumed run keeps ``mode`` and ``self_pairs`` (:data:`LOCKED`).
     mix: MixOptions = setting("The mixing options.", check=_mix, recipe=True, flag=False)
@@ -347,15 +359,20 @@ class TrainConfig:
         """Plain-type dict (lists for tuples; ``mix`` as :meth:`MixOptions.as_dict`) plus ``base_lr``, as stored in
         checkpoints and ``run.json``."""
         d = dataclasses.asdict(self)
-        d.update(mix=self.mix.as_dict(), milestones=list(self.milestones), base_lr=self.base_lr)
+        d.update(mix=self.mix.as_dict(), augment=self.augment.as_dict(), milestones=list(self.milestones),
+                 base_lr=self.base_lr)
         return d
 
 
 FIELDS: Mapping[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(TrainConfig)}
 #: The mixing options: :class:`dali_cutmix.MixOptions`' fields, under its names (held as ``TrainConfig.mix``).
 MIX_KEYS = tuple(f.name for f in dataclasses.fields(MixOptions))
-#: The names :func:`resolve_config` takes: TrainConfig's fields, with the mixing options under MixOptions' names.
-SETTINGS = tuple(name for name in FIELDS if name != "mix") + MIX_KEYS
+#: The augmentation options: :class:`dali_cutmix.AugmentOptions`' fields, under its names (each overrides the
+#: preset that ``augment`` names; held as ``TrainConfig.augment``).
+AUGMENT_KEYS = tuple(f.name for f in dataclasses.fields(AugmentOptions))
+#: The names :func:`resolve_config` takes: TrainConfig's fields (``augment``: a preset name, or the options as a
+#: mapping), with the mixing and augmentation options under their classes' names.
+SETTINGS = tuple(name for name in FIELDS if name != "mix") + MIX_KEYS + AUGMENT_KEYS
 #: Every setting a recipe table defines (:mod:`dali_cutmix.train.recipe`).
 RECIPE_KEYS = tuple(name for name, f in FIELDS.items() if f.metadata["recipe"] and name != "mix") + MIX_KEYS
 #: The mixing options a resumed run keeps (besides CutMix and MixUp each staying on or off).
@@ -375,6 +392,10 @@ def shown(value: Any) -> str:
     """A setting's value as a user types and reads it: on/off, none, ``75,150,225``, ``1e-4``, ``resnet50``."""
     if isinstance(value, bool):
         return "on" if value else "off"
+    if isinstance(value, AugmentOptions):  # a preset by its name, other options by those that differ from none's
+        preset = next((name for name, options in AUGMENT_PRESETS.items() if options == value), None)
+        plain = AUGMENT_PRESETS["none"].as_dict()
+        return preset or " ".join(f"{k}={shown(v)}" for k, v in value.as_dict().items() if v != plain[k])
     if value is None:
         return "none"
     if isinstance(value, (tuple, list)):
@@ -463,7 +484,12 @@ def resolve_config(overrides: Mapping[str, Any], base: Optional[Mapping[str, Any
         mix = MixOptions(**{name: values.pop(name) for name in MIX_KEYS})
     except MixOptionError as e:
         raise UserError(e.render(flag_name)) from None
-    return TrainConfig(mix=mix, **values)
+    try:  # the preset (or a resumed run's options), then the options given one by one
+        augment = AugmentOptions.coerce(values.pop("augment")).replace(
+            **{name: values.pop(name) for name in AUGMENT_KEYS if name in values})
+    except AugmentOptionError as e:
+        raise UserError(e.render(flag_name)) from None
+    return TrainConfig(mix=mix, augment=augment, **values)
 
 
 def setting_notes(cfg: TrainConfig, given: Mapping[str, Any], source: Optional[str] = None) -> List[str]:

@@ -68,7 +68,7 @@ def build_rank_data(cfg: TrainConfig, *, train_dir, val_dir, num_classes: int, i
     train_pipe = build_imagenet_train_pipeline(
         resolve_shards(train_dir), batch_size=per_rank, num_classes=num_classes, crop=cfg.crop,
         min_area=cfg.min_area,
-        mixing=cfg.mixing, mix_options=cfg.mix,
+        mixing=cfg.mixing, mix_options=cfg.mix, augment=cfg.augment,
         mix_off_epoch=cfg.mix_off_epoch, decode=cfg.decode,
         checkpoint=dali_checkpoint, **image, **shard)
     try:

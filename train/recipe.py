@@ -22,9 +22,10 @@ momentum 0.9 at lr 0.5, weight decay 2e-5 (0 on norm layers), cosine after 5 lin
 steps), CutMix on half the samples, one draw per sample.
 
 ``deit`` and ``torchvision-v2`` keep a model EMA as their sources do (timm's ModelEma every step, decay 0.99996;
-torchvision's every 32 steps, decay 0.99998 adjusted to the run: :mod:`dali_cutmix.train.ema`). What these projects
-use and this trainer does not reproduce (RandAugment / TrivialAugment, random erasing, repeated augmentation,
-stochastic depth, ...) is listed in docs/training-reference.md. The settings
+torchvision's every 32 steps, decay 0.99998 adjusted to the run: :mod:`dali_cutmix.train.ema`). Each recipe's per-image
+augmentation is its source's (``augment``: a preset of :data:`dali_cutmix.augment_options.PRESETS`). What these
+projects use and this trainer does not reproduce (repeated augmentation, stochastic depth, ...) is listed in
+docs/training-reference.md. The settings
 themselves are declared (help, check, locked on resume) in :mod:`dali_cutmix.train.config`.
 """
 
@@ -59,6 +60,7 @@ PAPER: Mapping[str, Any] = MappingProxyType(dict(
     milestones=(75, 150, 225),
     lr_gamma=0.1,
     warmup_epochs=0,
+    augment="paper",                  # the official utils.ColorJitter(0.4, 0.4, 0.4) + Lighting(0.1)
     mixing=True,                      # the mixing stage on
     cutmix_alpha=1.0,                 # paper 4.1.1 / README: --beta 1.0
     mixup_alpha=0.0,                  # CutMix only
@@ -96,6 +98,7 @@ DEIT: Mapping[str, Any] = MappingProxyType(dict(
     milestones=(),
     lr_gamma=0.1,
     warmup_epochs=5,                  # main.py --warmup-epochs 5
+    augment="deit",                   # RandAugment rand-m9-mstd0.5-inc1, random erasing 0.25 (pixel)
     mixing=True,                      # the mixing stage on
     cutmix_alpha=1.0,                 # main.py --cutmix 1.0
     mixup_alpha=0.8,                  # main.py --mixup 0.8
@@ -133,6 +136,7 @@ TORCHVISION_V2: Mapping[str, Any] = MappingProxyType(dict(
     milestones=(),
     lr_gamma=0.1,
     warmup_epochs=5,                  # README: --lr-warmup-epochs 5 --lr-warmup-method linear
+    augment="torchvision-v2",         # TrivialAugmentWide, random erasing 0.1
     mixing=True,                      # the mixing stage on
     cutmix_alpha=1.0,                 # README: --cutmix-alpha 1.0
     mixup_alpha=0.2,                  # README: --mixup-alpha 0.2
@@ -170,6 +174,7 @@ DEMO: Mapping[str, Any] = MappingProxyType(dict(
     milestones=(),
     lr_gamma=0.1,
     warmup_epochs=1,
+    augment="none",                   # crop and flip only: a small CPU run
     mixing=True,
     cutmix_alpha=1.0,
     mixup_alpha=0.0,
