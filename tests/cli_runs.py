@@ -86,9 +86,15 @@ def load_state(path):
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+#: A progress line of long work on a stream that is not a terminal (``helpers.progress.Progress``: every 30 s):
+#: what a slow machine prints before a failure, not part of it.
+PROGRESS_LINE = re.compile(r"^\S.* step \d+/\d+ ")
+
+
 def assert_one_line_error(stderr, *fragments):
-    """The CLI's failure contract: one ``error: ...`` line on stderr, no traceback."""
-    lines = [line for line in stderr.splitlines() if line.strip()]
+    """The CLI's failure contract: one ``error: ...`` line on stderr, no traceback (the progress lines a slow
+    machine printed before it aside)."""
+    lines = [line for line in stderr.splitlines() if line.strip() and not PROGRESS_LINE.match(line)]
     assert "Traceback" not in stderr, stderr
     assert len(lines) == 1 and lines[0].startswith("error: "), stderr
     for fragment in fragments:
