@@ -656,6 +656,24 @@ inline void NormalizeRow(const uint8_t *row, Out *dst, int64_t w, int c, bool mi
     }
     return;
   }
+  if (c == 3) {  // interleaved
+    const Out *t0 = table, *t1 = table + 256, *t2 = table + 512;
+    if (mirror) {
+      for (int64_t x = 0; x < w; x++) {
+        const uint8_t *p = row + 3 * (w - 1 - x);
+        dst[3 * x] = t0[p[0]];
+        dst[3 * x + 1] = t1[p[1]];
+        dst[3 * x + 2] = t2[p[2]];
+      }
+    } else {
+      for (int64_t x = 0; x < 3 * w; x += 3) {
+        dst[x] = t0[row[x]];
+        dst[x + 1] = t1[row[x + 1]];
+        dst[x + 2] = t2[row[x + 2]];
+      }
+    }
+    return;
+  }
   for (int64_t x = 0; x < w; x++) {
     const uint8_t *p = row + c * (mirror ? w - 1 - x : x);
     for (int k = 0; k < c; k++) {
