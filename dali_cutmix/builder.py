@@ -13,7 +13,7 @@ from .folder_reader import ImageList, count_classes, image_list
 from .augment import augment_images, needs_conditionals
 from .options import MixOptions, check_num_classes
 from .shard_reader import ShardSet, as_shards, is_shard_folder, resolve_shards, shard_reader
-from .stage import PARAM_NAMES, mix_stage, operator_namespace
+from .stage import PARAM_NAMES, mix_normalize_native, mix_stage, operator_namespace
 
 #: ImageNet's per-channel mean and std for images in [0, 1] (torchvision's), and in pixel units (0-255, DALI's).
 IMAGENET_MEAN_01 = (0.485, 0.456, 0.406)
@@ -319,6 +319,21 @@ def flip_normalize(images, *, mirror: bool = True, mean=IMAGENET_MEAN, std=IMAGE
         std=list(std))
 
 
+def mix_flip_normalize_cpu(images, params, *, mirror: bool = True, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                           dtype: str = "float32", layout: str = "NCHW"):
+    """The CPU training graph's mixing (with ``params`` of :func:`dali_cutmix.stage.mix_stage` ``(pixels=False)``;
+    None: none) and :func:`flip_normalize` of uint8 HWC CPU images in one native pass
+    (:func:`dali_cutmix.stage.mix_normalize_native`): the same pixels, the same flips (the same
+    ``random.coin_flip``, visited after the stage's random operators, as in the two-operator graph)."""
+    import nvidia.dali.fn as fn
+    import nvidia.dali.types as types
+
+    flips = fn.random.coin_flip(probability=0.5) if mirror else types.Constant(0, dtype=types.INT32, device="cpu")
+    out = image_output_args(dtype, layout)
+    return mix_normalize_native(images, params, flips, mean=mean, std=std, dtype=out["dtype"],
+                                output_layout=out["output_layout"])
+
+
 #: ``nvidia.dali.Pipeline`` arguments that :func:`build_cutmix_pipeline` sets itself.
 _BUILDER_SETS = ("batch_size", "num_threads", "device_id", "seed", "checkpoint", "exec_dynamic")
 
@@ -374,7 +389,8 @@ def build_cutmix_pipeline(
     Graph: file reader (CPU, sharded) -> ``decoders.image_random_crop`` (device "mixed" on GPU: nvJPEG and the
     hardware decoder; ROI decoding, so only the cropped region is decoded) -> ``resize`` to ``crop`` ->
     the mixing stage (:func:`dali_cutmix.mix`) -> ``crop_mirror_normalize`` (random horizontal flip, mean/std,
-    HWC -> CHW or HWC by ``layout``, in ``dtype``).
+    HWC -> CHW or HWC by ``layout``, in ``dtype``). On the CPU the stage's pixels and ``crop_mirror_normalize``
+    are one native operator writing the same pixels (:func:`mix_flip_normalize_cpu`).
 
     Args:
         data: a class-per-folder directory ``data/<class>/<image>`` (read through our class list: hidden
@@ -472,13 +488,19 @@ def build_cutmix_pipeline(
             images = augment_images(images, augmenting, mean=mean, std=std, mirror=mirror)
             image_type = types.FLOAT
         params = {}
+        # On the CPU the stage's pixels, the flip and normalize are one native pass (the same pixels).
+        one_pass = not gpu and stop_after == "normalize" and not augmenting.active
         if mixing:
             # The gate: the reader's padding is nobody's partner and is not mixed; mix_off_epoch closes it.
             images, targets, params = mix_stage(images, labels, num_classes=num_classes, options=options,
-                                                gate=mix_gate(mix_off_epoch), image_type=image_type)
+                                                gate=mix_gate(mix_off_epoch), image_type=image_type,
+                                                pixels=not one_pass)
         else:
             targets = one_hot_labels(labels, num_classes, label_smoothing=options.label_smoothing, device=device)
-        if stop_after == "normalize" and augmenting.active:  # flipped and normalized already: the layout only
+        if one_pass:
+            images = mix_flip_normalize_cpu(images, params if mixing else None, mirror=mirror, mean=mean, std=std,
+                                            dtype=dtype, layout=layout)
+        elif stop_after == "normalize" and augmenting.active:  # flipped and normalized already: the layout only
             if (dtype, layout) != ("float32", "NHWC"):
                 images = flip_normalize(images, mirror=False, mean=(0.0,) * 3, std=(1.0,) * 3, dtype=dtype,
                                         layout=layout)

@@ -10,7 +10,10 @@ Graph of the stage (on top of the images' producer):
    that are not HWC with 1 to 4 channels (channels-first ones, say), labels out of range and non-integer
    labels or gate, with messages that start with ``[dali-cutmix]``;
 3. the pixels, on the images' device:
-   * CPU: ``dali_cutmix_apply`` (native) writes each output image in one pass (:func:`mix_pixels_native`);
+   * CPU: ``dali_cutmix_apply`` (native) writes each output image in one pass (:func:`mix_pixels_native`); the
+     training pipeline's CPU graph instead mixes, flips and normalizes in one native pass
+     (``dali_cutmix_mix_normalize``, :func:`mix_normalize_native`), the same pixels as ``dali_cutmix_apply``
+     followed by DALI's ``crop_mirror_normalize``;
    * GPU: DALI's own GPU operators (:func:`mix_pixels_dali`): ``multi_paste`` with the partner's box as a
      second region (CutMix) and, when MixUp is on, ``permute_batch``, ``cat`` and one ``coord_transform`` that
      blends the own and partner channels in one pass (plus ``cast_like`` when the images' type is not known
@@ -91,6 +94,26 @@ def mix_pixels_native(images, params, ops=None):
     return fn.dali_cutmix_apply(images, *(params[name] for name in NATIVE_INPUTS))
 
 
+def mix_normalize_native(images, params, mirror, *, mean, std, dtype, output_layout):
+    """Mixed, flipped and normalized CPU images in one pass (``dali_cutmix_mix_normalize``, :mod:`dali_cutmix.native`):
+    bit for bit what ``crop_mirror_normalize(mix_pixels_native(images, params), mirror=mirror, mean=mean, std=std,
+    dtype=dtype, output_layout=output_layout)`` writes on the CPU, with each output pixel written once.
+
+    ``images``: uint8 HWC CPU DataNode; ``params``: :data:`NATIVE_INPUTS` params, or None for no mixing (flip and
+    normalize only); ``mirror``: int32 CPU DataNode, 1 to flip an image horizontally (after mixing); ``mean``,
+    ``std``: per channel, pixel units; ``dtype``: ``nvidia.dali.types.FLOAT`` or ``FLOAT16``;
+    ``output_layout``: "CHW" or "HWC". The mirror is the last input, so the pipeline visits (and seeds) the
+    random operators in the same order as the two-operator graph."""
+    import nvidia.dali.fn as fn
+
+    from .native import load
+
+    load()
+    mixing = () if params is None else tuple(params[name] for name in NATIVE_INPUTS)
+    return fn.dali_cutmix_mix_normalize(images, *mixing, mirror, mean=list(mean), std=list(std), dtype=dtype,
+                                        output_layout=output_layout)
+
+
 def paste_boxes(images, params, ops=None):
     """``multi_paste`` of :data:`DALI_INPUTS`' regions: each sample's own image with its partner's box on top (the
     own image again where nothing is pasted). Every region has a non-zero size, so DALI's GPU and CPU kernels
@@ -155,13 +178,16 @@ def check_nodes(function: str, **nodes) -> None:
 
 
 def mix_stage(images, labels, *, num_classes: int, options: MixOptions, gate=None,
-              function: str = "mix", image_type=None, seeds=None) -> Tuple[object, object, dict]:
+              function: str = "mix", image_type=None, seeds=None, pixels: bool = True
+              ) -> Tuple[object, object, dict]:
     """The stage with checked options: ``(mixed images, soft labels, {PARAM_NAMES: CPU DataNodes})``.
 
     The pixels take the native path for CPU images and DALI's operators for GPU images; the soft labels are on
     the images' device. :func:`mix` documents the arguments; ``function`` names the caller in errors;
     ``image_type``: the images' DALI type when the caller knows it (see :func:`mix_pixels_dali`); ``seeds``: the
-    per-sample seeds of :func:`draw_params` (default: drawn from the pipeline's RNG).
+    per-sample seeds of :func:`draw_params` (default: drawn from the pipeline's RNG). ``pixels=False`` (CPU
+    images only): the parameters without the mixed images (``images`` is returned as it is), for a caller that
+    mixes them itself (:func:`mix_normalize_native`, which reads :data:`NATIVE_INPUTS`, all of them in the dict).
     """
     check_nodes(function, images=images, labels=labels, gate=gate)
     check_num_classes(num_classes)
@@ -169,7 +195,12 @@ def mix_stage(images, labels, *, num_classes: int, options: MixOptions, gate=Non
     wanted = stage_outputs(gpu)
     params = draw_params(images, labels, num_classes=num_classes, options=options, outputs=wanted, gate=gate,
                          seeds=seeds)
-    mixed = mix_pixels_dali(images, params, options, image_type) if gpu else mix_pixels_native(images, params)
+    if not pixels and gpu:
+        raise ValueError("mix_stage(pixels=False) is for CPU images")
+    if not pixels:
+        mixed = images
+    else:
+        mixed = mix_pixels_dali(images, params, options, image_type) if gpu else mix_pixels_native(images, params)
     targets = params["targets"].gpu() if gpu else params["targets"]
     return mixed, targets, {name: params[name] for name in PARAM_NAMES}
 

@@ -180,3 +180,123 @@ def test_the_library_ab_compiles_each_source_as_the_native_build_does(tmp_path):
     command = build_command(tmp_path / "lib.so", tmp_path / "old.cc")
     assert command[1:6] == ["-std=c++20", "-O3", "-shared", "-fPIC", "-w"]
     assert command[command.index(str(tmp_path / "old.cc")) + 1:][:2] == ["-o", str(tmp_path / "lib.so")]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_the_native_mix_and_normalize_writes_crop_mirror_normalizes_pixels(device, dtype, layout):
+    """``dali_cutmix_mix_normalize`` (the CPU graph's one pass) against ``dali_cutmix_apply`` then DALI's
+    ``crop_mirror_normalize`` on ``device``, mirror on and off, CutMix boxes (inside, at the edges, the whole
+    image, none), MixUp and unmixed samples, and without mixing inputs: bit for bit against the CPU operator; the
+    GPU one computes ``fmaf(x, 1/std, -mean/std)`` (slice_flip_normalize_gpu_impl.cuh), so there within
+    rounding."""
+    import nvidia.dali.fn as fn
+    from nvidia.dali import pipeline_def
+
+    from dali_cutmix.builder import IMAGENET_MEAN, IMAGENET_STD, image_output_args
+    from dali_cutmix.native import load
+    from dali_cutmix.stage import mix_normalize_native
+
+    load()
+    rng = np.random.default_rng(11)
+    arrays = [rng.integers(0, 256, (13, 17, 3), dtype=np.uint8) for _ in range(7)]
+    params = dict(perm=[3, 0, 5, 1, 2, 4, 6], method=[1, 0, 1, 1, 2, 2, 1],
+                  box=[[2, 3, 9, 11], [0, 0, 0, 0], [0, 0, 13, 17], [5, 9, 13, 17], [1, 1, 2, 2], [0, 0, 0, 0],
+                       [0, 0, 0, 0]],
+                  lam=[0.4, 1.0, 0.0, 0.6, 0.37, 0.81, 1.0])
+    dtypes = dict(perm=np.int32, method=np.int32, box=np.int32, lam=np.float32)
+    fed = {k: [np.asarray(v, dtype=dtypes[k]) for v in values] for k, values in params.items()}
+    out = image_output_args(dtype, layout)
+    for flips in ([1, 0, 1, 0, 1, 1, 0], [0] * 7, [1] * 7):
+        @pipeline_def(batch_size=len(arrays), num_threads=2, device_id=device_id(device), exec_dynamic=True)
+        def pipe():
+            images = fn.external_source(source=lambda: arrays, batch=True, layout="HWC")
+            p = {k: fn.external_source(source=(lambda v: lambda: v)(v), batch=True) for k, v in fed.items()}
+            mirror = fn.external_source(source=lambda: [np.int32(f) for f in flips], batch=True)
+            mixed = fn.dali_cutmix_apply(images, p["perm"], p["box"], p["method"], p["lam"])
+            norm = dict(mirror=mirror, mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD), **out)
+            on = (lambda x: x.gpu()) if device == "gpu" else (lambda x: x)
+            return (fn.crop_mirror_normalize(on(mixed), **norm), fn.crop_mirror_normalize(on(images), **norm),
+                    mix_normalize_native(images, p, mirror, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                                         dtype=out["dtype"], output_layout=out["output_layout"]),
+                    mix_normalize_native(images, None, mirror, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                                         dtype=out["dtype"], output_layout=out["output_layout"]))
+
+        pipeline = pipe()
+        pipeline.build()
+        outputs = pipeline.run()
+        assert outputs[2].layout() == out["output_layout"]
+        dali_mixed, dali_plain, native_mixed, native_plain = [to_numpy(o) for o in outputs]
+        for expected, got in ((dali_mixed, native_mixed), (dali_plain, native_plain)):
+            assert got.dtype == np.dtype(dtype) and got.shape == expected.shape
+            if device == "cpu":
+                np.testing.assert_array_equal(got.view(np.uint16 if dtype == "float16" else np.uint32),
+                                              expected.view(np.uint16 if dtype == "float16" else np.uint32))
+            else:
+                tol = 2e-3 if dtype == "float16" else 2e-6
+                np.testing.assert_allclose(got.astype(np.float32), expected.astype(np.float32), rtol=tol, atol=tol)
+        # the reference itself: the mixed pixels, flipped and normalized (float64 here, so within rounding)
+        hwc = native_mixed if layout == "NHWC" else native_mixed.transpose(0, 2, 3, 1)
+        for i, x in enumerate(arrays):
+            j, (y0, x0, y1, x1) = params["perm"][i], params["box"][i]
+            own = x.astype(np.float64)
+            if params["method"][i] == 1:
+                own[y0:y1, x0:x1] = arrays[j][y0:y1, x0:x1]
+            elif params["method"][i] == 2:
+                lam = np.float32(params["lam"][i])
+                own = np.floor(lam * x.astype(np.float32) + (1 - lam) * arrays[j].astype(np.float32) + 0.5)
+            own = own[:, ::-1] if flips[i] else own
+            expected = (own - np.asarray(IMAGENET_MEAN)) / np.asarray(IMAGENET_STD)
+            # a MixUp blend within rounding of k + 0.5 may round either way here: one pixel step (1/std)
+            loose = dtype == "float16" or params["method"][i] == 2
+            np.testing.assert_allclose(hwc[i].astype(np.float64), expected, atol=2e-2 if loose else 1e-5)
+
+
+def test_the_cpu_training_graph_is_the_stage_then_crop_mirror_normalize(jpeg_tree, on):
+    """The builder's CPU graph (the stage's pixels, flip and normalize in one native pass) gives the same batches as
+    the two-operator graph (the stage, then ``crop_mirror_normalize`` with its own ``random.coin_flip``), built
+    from the builder's pieces with the same seed: the same flips, the same pixels, bit for bit, in every dtype and
+    layout, with and without mixing, over several batches."""
+    import nvidia.dali.types as types
+    from nvidia.dali import pipeline_def
+
+    from dali_cutmix import MixOptions
+    from dali_cutmix.builder import (decode_random_crop, default_decode, flip_normalize, mix_gate, one_hot_labels,
+                                     rank_seed, reader)
+    from dali_cutmix.stage import mix_stage
+
+    def two_operators(*, mixing, dtype, layout, mirror, options):
+        @pipeline_def(batch_size=5, num_threads=2, device_id=device_id(on["device"]), seed=rank_seed(3),
+                      exec_dynamic=True, prefetch_queue_depth=2)
+        def pipe():
+            jpegs, labels = reader(jpeg_tree, seed=3)
+            images = decode_random_crop(jpegs, device=on["device"], crop=(32, 32), decode=default_decode())
+            if mixing:
+                images, targets, _ = mix_stage(images, labels, num_classes=4, options=options, gate=mix_gate(),
+                                               image_type=types.UINT8)
+            else:
+                targets = one_hot_labels(labels, 4, device=on["device"])
+            return flip_normalize(images, mirror=mirror, dtype=dtype, layout=layout), targets
+
+        return pipe()
+
+    cases = [dict(), dict(dtype="float16"), dict(layout="NHWC"), dict(dtype="float16", layout="NHWC"),
+             dict(mixing=False), dict(mirror=False),
+             dict(options=MixOptions(mixup_alpha=0.5, mode="elem")), dict(mixing=False, layout="NHWC", mirror=False)]
+    for case in cases:
+        args = dict(dict(mixing=True, dtype="float32", layout="NCHW", mirror=True, options=MixOptions()), **case)
+        built = build_cutmix_pipeline(jpeg_tree, batch_size=5, seed=3, mix_options=args.pop("options"),
+                                      **args, **on)
+        reference = two_operators(options=MixOptions() if "options" not in case else case["options"],
+                                  **dict(dict(mixing=True, dtype="float32", layout="NCHW", mirror=True),
+                                         **{k: v for k, v in case.items() if k != "options"}))
+        built.build()
+        reference.build()
+        graph = built.serialize()  # the CPU graph has the one native pass; the GPU graph DALI's operators
+        assert (b"DaliCutmixMixNormalize" in graph) == (on["device"] == "cpu")
+        assert (b"CropMirrorNormalize" in graph) == (on["device"] == "gpu")
+        for _ in range(3):
+            for a, b in zip(built.run(), reference.run()):
+                a, b = to_numpy(a), to_numpy(b)
+                assert a.dtype == b.dtype and a.shape == b.shape
+                np.testing.assert_array_equal(a.view(np.uint8), b.view(np.uint8))

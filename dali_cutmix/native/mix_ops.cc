@@ -6,6 +6,9 @@
 //   the caller lists the ones it wants in `outputs` and gets them in that order (see kOutputNames).
 // DaliCutmixApply: writes the mixed images of a CPU batch in one pass over the pixels: the sample's own image
 //   with the partner's box pasted on top (CutMix), or the rounded blend lam * own + (1 - lam) * partner (MixUp).
+// DaliCutmixMixNormalize: the CPU training pipeline's last two steps in one pass: the mixed image of
+//   DaliCutmixApply, flipped and normalized into float32 or float16, CHW or HWC, exactly as DALI's CPU
+//   crop_mirror_normalize writes it (its arithmetic, once per possible pixel value, in a table).
 // On the GPU, dali_cutmix/stage.py feeds DaliCutmixParams' outputs to DALI's own GPU operators instead.
 //
 // The options, their defaults and their ranges are defined and checked once, in dali_cutmix/options.py
@@ -23,6 +26,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "dali/core/convert.h"
+#include "dali/core/float16.h"
 #include "dali/core/static_switch.h"
 #include "dali/pipeline/data/views.h"
 #include "dali/pipeline/operator/checkpointing/stateless_operator.h"
@@ -606,6 +611,215 @@ class DaliCutmixColorMap : public dali::StatelessOperator<CPUBackend> {
   std::array<float, 3> g_{};
 };
 
+// DaliCutmixMixNormalize's per-channel table: the value crop_mirror_normalize's CPU kernel writes for each uint8
+// pixel value v of channel c, ConvertSat<Out>((float(v) - mean[c]) * inv_std[c])
+// (dali/kernels/slice/slice_flip_normalize_permute_pad_cpu.h, slice_impl::Fill), with its mean and inv_std
+// (dali/operators/image/crop/crop_mirror_normalize.h, ProcessNormArgs, at shift 0 and scale 1).
+template <typename Out>
+std::vector<Out> NormalizeTable(const std::vector<float> &mean, const std::vector<float> &stddev) {
+  const int c = static_cast<int>(mean.size());
+  std::vector<Out> table(256 * c);
+  for (int k = 0; k < c; k++) {
+    const double mean_val = mean[k], std_val = stddev[k];
+    const float m = static_cast<float>(std::fma(-0.0, std_val / 1.0, mean_val));
+    const float inv_std = static_cast<float>(1.0 / std_val);
+    for (int v = 0; v < 256; v++) {
+      float fpout = (static_cast<float>(v) - m) * inv_std;
+      table[k * 256 + v] = dali::ConvertSat<Out>(fpout);
+    }
+  }
+  return table;
+}
+
+// One row of uint8 HWC pixels (w x c) through the table into the output: channel planes (`planar`, plane stride
+// `plane`) or interleaved; read right to left with `mirror`.
+template <typename Out>
+inline void NormalizeRow(const uint8_t *row, Out *dst, int64_t w, int c, bool mirror, bool planar, int64_t plane,
+                         const Out *table) {
+  if (planar && c == 3) {
+    Out *d0 = dst, *d1 = dst + plane, *d2 = dst + 2 * plane;
+    const Out *t0 = table, *t1 = table + 256, *t2 = table + 512;
+    if (mirror) {
+      for (int64_t x = 0; x < w; x++) {
+        const uint8_t *p = row + 3 * (w - 1 - x);
+        d0[x] = t0[p[0]];
+        d1[x] = t1[p[1]];
+        d2[x] = t2[p[2]];
+      }
+    } else {
+      for (int64_t x = 0; x < w; x++) {
+        const uint8_t *p = row + 3 * x;
+        d0[x] = t0[p[0]];
+        d1[x] = t1[p[1]];
+        d2[x] = t2[p[2]];
+      }
+    }
+    return;
+  }
+  if (c == 3) {  // interleaved
+    const Out *t0 = table, *t1 = table + 256, *t2 = table + 512;
+    if (mirror) {
+      for (int64_t x = 0; x < w; x++) {
+        const uint8_t *p = row + 3 * (w - 1 - x);
+        dst[3 * x] = t0[p[0]];
+        dst[3 * x + 1] = t1[p[1]];
+        dst[3 * x + 2] = t2[p[2]];
+      }
+    } else {
+      for (int64_t x = 0; x < 3 * w; x += 3) {
+        dst[x] = t0[row[x]];
+        dst[x + 1] = t1[row[x + 1]];
+        dst[x + 2] = t2[row[x + 2]];
+      }
+    }
+    return;
+  }
+  for (int64_t x = 0; x < w; x++) {
+    const uint8_t *p = row + c * (mirror ? w - 1 - x : x);
+    for (int k = 0; k < c; k++) {
+      if (planar)
+        dst[k * plane + x] = table[k * 256 + p[k]];
+      else
+        dst[x * c + k] = table[k * 256 + p[k]];
+    }
+  }
+}
+
+// One output image of DaliCutmixMixNormalize: MixSample's image (the own one, the partner's box pasted, or the
+// MixUp blend), flipped with `mirror`, through the table, written once. `scratch`: room for one image (MixUp).
+template <typename Out>
+void MixNormalizeSample(dali::TensorView<dali::StorageCPU, const uint8_t, 3> own,
+                        dali::TensorView<dali::StorageCPU, const uint8_t, 3> partner, Out *out, int32_t method,
+                        float lam, const int32_t *box, bool mirror, bool planar, const Out *table,
+                        std::vector<uint8_t> &scratch) {
+  const int64_t h = own.shape[0], w = own.shape[1], c = own.shape[2], row = w * c;
+  const int64_t plane = h * w, row_step = planar ? w : row;
+  const uint8_t *image = own.data;
+  if (method == kMixUp) {  // the blend exactly as DaliCutmixApply rounds it, then normalized
+    scratch.resize(h * row);
+    dali::TensorView<dali::StorageCPU, uint8_t, 3> blend(scratch.data(), own.shape);
+    MixSample<uint8_t>(own, partner, blend, method, lam, box);
+    image = scratch.data();
+  }
+  const bool pasted = method == kCutMix && box[2] > box[0] && box[3] > box[1];
+  std::vector<uint8_t> line(pasted ? row : 0);
+  for (int64_t y = 0; y < h; y++) {
+    const uint8_t *src = image + y * row;
+    if (pasted && y >= box[0] && y < box[2]) {  // own | partner | own
+      const int64_t left = box[1] * c, right = box[3] * c;
+      std::memcpy(line.data(), src, left);
+      std::memcpy(line.data() + left, partner.data + y * row + left, right - left);
+      std::memcpy(line.data() + right, src + right, row - right);
+      src = line.data();
+    }
+    NormalizeRow<Out>(src, out + y * row_step, w, static_cast<int>(c), mirror, planar, plane, table);
+  }
+}
+
+class DaliCutmixMixNormalize : public dali::StatelessOperator<CPUBackend> {
+ public:
+  explicit DaliCutmixMixNormalize(const OpSpec &spec)
+      : dali::StatelessOperator<CPUBackend>(spec),
+        mean_(spec.GetRepeatedArgument<float>("mean")),
+        std_(spec.GetRepeatedArgument<float>("std")),
+        dtype_(spec.GetArgument<dali::DALIDataType>("dtype")),
+        planar_(spec.GetArgument<std::string>("output_layout") == "CHW") {
+    const std::string layout = spec.GetArgument<std::string>("output_layout");
+    DALI_ENFORCE(layout == "CHW" || layout == "HWC", "output_layout must be CHW or HWC, got " + layout);
+    DALI_ENFORCE(dtype_ == DALI_FLOAT || dtype_ == DALI_FLOAT16, "dtype must be FLOAT or FLOAT16");
+    DALI_ENFORCE(!mean_.empty() && mean_.size() == std_.size(), "mean and std must hold one value per channel");
+    if (dtype_ == DALI_FLOAT)
+      table32_ = NormalizeTable<float>(mean_, std_);
+    else
+      table16_ = NormalizeTable<dali::float16>(mean_, std_);
+  }
+
+ protected:
+  bool SetupImpl(std::vector<OutputDesc> &out, const Workspace &ws) override {
+    const auto &images = ws.Input<CPUBackend>(0);
+    DALI_ENFORCE(ws.NumInput() == 2 || ws.NumInput() == 6,
+                 "takes images and mirror, or images, perm, box, method, lam and mirror");
+    if (images.type() != DALI_UINT8)
+      UserFail("the CPU mix-and-normalize step takes uint8 images, got " +
+               std::string(dali::GetBuiltinTypeName(images.type())));
+    const int n = images.num_samples();
+    TensorListShape<> shape(n, 3);
+    for (int i = 0; i < n; i++) {
+      auto s = images.tensor_shape(i);
+      CheckHWC(std::vector<int64_t>(s.begin(), s.end()));
+      if (s[2] != static_cast<int64_t>(mean_.size()))
+        UserFail("mean and std hold " + std::to_string(mean_.size()) + " values, the images have " +
+                 std::to_string(s[2]) + " channels");
+      shape.set_tensor_shape(i, planar_ ? TensorShape<>(s[2], s[0], s[1]) : TensorShape<>(s[0], s[1], s[2]));
+    }
+    out.resize(1);
+    out[0] = {shape, dtype_};
+    return true;
+  }
+
+  void RunImpl(Workspace &ws) override {
+    const auto &images = ws.Input<CPUBackend>(0);
+    const bool mixing = ws.NumInput() == 6;
+    const auto &mirror = ws.Input<CPUBackend>(ws.NumInput() - 1);
+    DALI_ENFORCE(mirror.type() == DALI_INT32, "mirror must be int32 scalars");
+    auto &out = ws.Output<CPUBackend>(0);
+    out.SetLayout(planar_ ? "CHW" : "HWC");
+    const int n = images.num_samples();
+    std::string layout = images.GetLayout().str();
+    if (!layout.empty() && layout != "HWC")
+      UserFail("images reaching the cutmix stage must be HWC, got layout " + layout);
+    if (mixing) {
+      const auto &perm = ws.Input<CPUBackend>(1);
+      for (int i = 0; i < n; i++) {
+        int32_t j = *perm.tensor<int32_t>(i);
+        DALI_ENFORCE(j >= 0 && j < n, "partner index out of range");
+        if (images.tensor_shape(i) != images.tensor_shape(j))
+          UserFail("images reaching the cutmix stage must all have one size (resize or crop them first)");
+      }
+    }
+    static const int32_t no_box[4] = {0, 0, 0, 0};
+    auto &tp = ws.GetThreadPool();
+    const auto in_view = dali::view<const uint8_t, 3>(images);
+    if (scratch_.size() < static_cast<size_t>(tp.NumThreads() + 1)) scratch_.resize(tp.NumThreads() + 1);
+    TYPE_SWITCH(dtype_, dali::type2id, Out, (float, dali::float16), (
+        const Out *table = TableOf<Out>();
+        for (int i = 0; i < n; i++) {
+          tp.AddWork([&, i, table](int thread) {
+            const bool flip = *mirror.tensor<int32_t>(i) != 0;
+            int32_t j = i, method = kNone;
+            float lam = 1.f;
+            const int32_t *box = no_box;
+            if (mixing) {
+              j = *ws.Input<CPUBackend>(1).tensor<int32_t>(i);
+              box = ws.Input<CPUBackend>(2).tensor<int32_t>(i);
+              method = *ws.Input<CPUBackend>(3).tensor<int32_t>(i);
+              lam = *ws.Input<CPUBackend>(4).tensor<float>(i);
+            }
+            MixNormalizeSample<Out>(in_view[i], in_view[j], out.mutable_tensor<Out>(i), method, lam, box, flip,
+                                    planar_, table, scratch_[thread < 0 ? 0 : thread + 1]);
+          }, images.tensor_shape(i).num_elements());
+        }
+        tp.RunAll();
+    ), DALI_FAIL("dtype must be FLOAT or FLOAT16"));  // NOLINT
+  }
+
+ private:
+  template <typename Out>
+  const Out *TableOf() const {
+    if constexpr (std::is_same_v<Out, float>)
+      return table32_.data();
+    else
+      return table16_.data();
+  }
+
+  std::vector<float> mean_, std_;
+  dali::DALIDataType dtype_;
+  bool planar_;
+  std::vector<float> table32_;
+  std::vector<dali::float16> table16_;
+  std::vector<std::vector<uint8_t>> scratch_;  // one MixUp image per worker thread
+};
+
 }  // namespace dali_cutmix
 
 namespace dali {
@@ -681,5 +895,33 @@ horizontal flip: ``out = M x + T + K * (g . mean(x))`` per pixel, ``mean(x)`` th
     .InputDox(4, "mirror", "TensorList of int32 scalars", "1: the image is flipped horizontally first.")
     .NumOutput(1)
     .AddArg("gray_weights", "g, the weights of the gray value of the mean colour.", DALI_FLOAT_VEC);
+
+}  // namespace dali
+
+namespace dali {
+
+DALI_REGISTER_OPERATOR(DaliCutmixMixNormalize, ::dali_cutmix::DaliCutmixMixNormalize, CPU);
+
+DALI_SCHEMA(DaliCutmixMixNormalize)
+    .DocStr(R"(dali-cutmix: the CPU training pipeline's mixing and flip/normalize in one pass over the pixels.
+
+Each output image is DaliCutmixApply's mixed image (with the mixing inputs; else the image itself), flipped
+horizontally where ``mirror`` is 1, then ``(x - mean) / std`` per channel in ``dtype``, CHW or HWC: exactly
+the values DALI's CPU ``crop_mirror_normalize`` writes for the mixed image with the same ``mirror``, ``mean``,
+``std``, ``dtype`` and ``output_layout``.)")
+    .NumInput(2, 6)
+    .InputDox(0, "images", "TensorList of uint8, HWC", "The batch, all of one size when mixing.")
+    .InputDox(1, "perm_or_mirror", "TensorList of int32 scalars",
+              "With 6 inputs: the partner's index (then box, method and lam as DaliCutmixApply's, then mirror); "
+              "with 2: mirror, 1 to flip the image horizontally.")
+    .InputDox(2, "box", "TensorList of int32 [4]", "[y0, x0, y1, x1], the region taken from the partner.")
+    .InputDox(3, "method", "TensorList of int32 scalars", "0 none, 1 CutMix, 2 MixUp.")
+    .InputDox(4, "lam", "TensorList of float32 scalars", "MixUp: the own image's blend weight.")
+    .InputDox(5, "mirror", "TensorList of int32 scalars", "1: the mixed image is flipped horizontally.")
+    .NumOutput(1)
+    .AddArg("mean", "Per channel, subtracted (pixel units).", DALI_FLOAT_VEC)
+    .AddArg("std", "Per channel, divided by (pixel units).", DALI_FLOAT_VEC)
+    .AddArg("dtype", "FLOAT or FLOAT16.", DALI_DATA_TYPE)
+    .AddArg("output_layout", "CHW or HWC.", DALI_STRING);
 
 }  // namespace dali
