@@ -13,9 +13,9 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Tuple, Union
+from typing import Any, Mapping, Tuple, Union
 
-from .errors import UserError
+from .option_errors import OptionError, from_mapping, quote
 
 #: The automatic augmentation policies: none, torchvision's TrivialAugmentWide, timm's RandAugment (``inc1``: the
 #: increasing-severity op set).
@@ -25,35 +25,26 @@ AUTO_AUGMENTS = ("none", "trivial-augment-wide", "rand-augment")
 ERASE_MODES = ("const", "pixel")
 
 
-class AugmentOptionError(UserError):
-    """An augmentation option out of range. ``str()`` names the options as :class:`AugmentOptions` does;
-    :meth:`render` names them as a caller's users know them (``--color-jitter`` on the command line)."""
+class AugmentOptionError(OptionError):
+    """An augmentation option out of range (:class:`~.option_errors.OptionError` over :class:`AugmentOptions`'
+    fields)."""
 
-    def __init__(self, template: str):
-        self.template = template  # str.format template: {name} fields stand for option names
-        super().__init__(self.render())
-
-    def render(self, name: Callable[[str], str] = str) -> str:
-        """The message with every option called ``name(option)``."""
-        return self.template.format_map({f.name: name(f.name) for f in dataclasses.fields(AugmentOptions)})
-
-
-def _quote(value: Any) -> str:
-    """``repr(value)`` safe inside an :class:`AugmentOptionError` template."""
-    return repr(value).replace("{", "{{").replace("}", "}}")
+    @classmethod
+    def options(cls) -> type:
+        return AugmentOptions
 
 
 def _number(name: str, value: Any, low: float, high: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise AugmentOptionError(f"{{{name}}} must be a finite number, got {_quote(value)}")
+        raise AugmentOptionError(f"{{{name}}} must be a finite number, got {quote(value)}")
     if not low <= value <= high:
-        raise AugmentOptionError(f"{{{name}}} must be in [{low:g}, {high:g}], got {_quote(value)}")
+        raise AugmentOptionError(f"{{{name}}} must be in [{low:g}, {high:g}], got {quote(value)}")
     return float(value)
 
 
 def _choice(name: str, value: Any, choices: Tuple[str, ...]) -> str:
     if value not in choices:
-        raise AugmentOptionError(f"{{{name}}} must be one of {choices}, got {_quote(value)}")
+        raise AugmentOptionError(f"{{{name}}} must be one of {choices}, got {quote(value)}")
     return value
 
 
@@ -61,9 +52,9 @@ def _pair(name: str, value: Any, low: float, high: float) -> Tuple[float, float]
     try:
         lo, hi = (float(v) for v in value)
     except (TypeError, ValueError):
-        raise AugmentOptionError(f"{{{name}}} must be a pair (lo, hi), got {_quote(value)}") from None
+        raise AugmentOptionError(f"{{{name}}} must be a pair (lo, hi), got {quote(value)}") from None
     if not (math.isfinite(lo) and math.isfinite(hi) and low < lo <= hi <= high):
-        raise AugmentOptionError(f"{{{name}}} must satisfy {low:g} < lo <= hi <= {high:g}, got {_quote(value)}")
+        raise AugmentOptionError(f"{{{name}}} must satisfy {low:g} < lo <= hi <= {high:g}, got {quote(value)}")
     return lo, hi
 
 
@@ -106,7 +97,7 @@ class AugmentOptions:
     def __post_init__(self):
         ops = self.rand_augment_ops
         if isinstance(ops, bool) or not isinstance(ops, int) or not 0 <= ops <= 16:
-            raise AugmentOptionError(f"{{rand_augment_ops}} must be an integer in [0, 16], got {_quote(ops)}")
+            raise AugmentOptionError(f"{{rand_augment_ops}} must be an integer in [0, 16], got {quote(ops)}")
         values = dict(
             color_jitter=_number("color_jitter", self.color_jitter, 0.0, 1.0),
             lighting=_number("lighting", self.lighting, 0.0, 10.0),
@@ -151,17 +142,13 @@ class AugmentOptions:
             return cls()
         if isinstance(value, str):
             if value not in PRESETS:
-                raise AugmentOptionError(f"unknown augmentation preset {_quote(value)}; the presets are: "
+                raise AugmentOptionError(f"unknown augmentation preset {quote(value)}; the presets are: "
                                          f"{', '.join(PRESETS)}")
             return PRESETS[value]
         if not isinstance(value, Mapping):
             raise AugmentOptionError(f"augment must be a preset name, AugmentOptions or a mapping of its fields, "
-                                     f"got {_quote(type(value).__name__)}")
-        unknown = sorted(set(value) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            known = ", ".join(f.name for f in dataclasses.fields(cls))
-            raise AugmentOptionError(f"unknown augmentation option(s) {_quote(unknown)}; the options are: {known}")
-        return cls(**value)
+                                     f"got {quote(type(value).__name__)}")
+        return from_mapping(cls, value, AugmentOptionError, "augmentation")
 
 
 #: The augmentation of each recipe's source, by name (``build_cutmix_pipeline(augment=name)``).

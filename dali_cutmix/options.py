@@ -9,9 +9,10 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional, Tuple, Union
+from typing import Any, Mapping, Optional, Tuple, Union
 
 from .errors import UserError
+from .option_errors import OptionError, from_mapping, quote
 
 MODES = ("batch", "elem", "pair")
 
@@ -21,28 +22,17 @@ def flag_name(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-class MixOptionError(UserError):
-    """A mixing option out of range. ``str()`` names the options as :class:`MixOptions` does; :meth:`render`
-    names them as a caller's users know them (``--cutmix-alpha`` on the command line, ``alpha`` in
-    :func:`dali_cutmix.cutmix`)."""
+class MixOptionError(OptionError):
+    """A mixing option out of range (:class:`~.option_errors.OptionError` over :class:`MixOptions`' fields)."""
 
-    def __init__(self, template: str):
-        self.template = template  # str.format template: {name} fields stand for option names
-        super().__init__(self.render())
-
-    def render(self, name: Callable[[str], str] = str) -> str:
-        """The message with every option called ``name(option)``."""
-        return self.template.format_map({f.name: name(f.name) for f in dataclasses.fields(MixOptions)})
-
-
-def _quote(value: Any) -> str:
-    """``repr(value)`` safe inside a :class:`MixOptionError` template."""
-    return repr(value).replace("{", "{{").replace("}", "}}")
+    @classmethod
+    def options(cls) -> type:
+        return MixOptions
 
 
 def _number(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise MixOptionError(f"{{{name}}} must be a finite number, got {_quote(value)}")
+        raise MixOptionError(f"{{{name}}} must be a finite number, got {quote(value)}")
     return float(value)
 
 
@@ -50,14 +40,14 @@ def _in_range(name: str, value: Any, low: float, high: float, *, high_open: bool
     number = _number(name, value)
     if not (low <= number < high if high_open else low <= number <= high):
         interval = f"[{low:g}, {high:g}{')' if high_open else ']'}"
-        raise MixOptionError(f"{{{name}}} must be in {interval}, got {_quote(value)}")
+        raise MixOptionError(f"{{{name}}} must be in {interval}, got {quote(value)}")
     return number
 
 
 def _alpha(name: str, value: Any, method: str) -> float:
     number = _number(name, value)
     if number < 0:
-        raise MixOptionError(f"{{{name}}} must be >= 0 (0 turns {method} off), got {_quote(value)}")
+        raise MixOptionError(f"{{{name}}} must be >= 0 (0 turns {method} off), got {quote(value)}")
     return number
 
 
@@ -68,9 +58,9 @@ def _minmax(value: Any) -> Optional[Tuple[float, float]]:
         lo, hi = (float(v) for v in value)
     except (TypeError, ValueError):
         raise MixOptionError(
-            f"{{cutmix_minmax}} must be a pair (lo, hi) with 0 < lo <= hi <= 1, got {_quote(value)}") from None
+            f"{{cutmix_minmax}} must be a pair (lo, hi) with 0 < lo <= hi <= 1, got {quote(value)}") from None
     if not 0.0 < lo <= hi <= 1.0:
-        raise MixOptionError(f"{{cutmix_minmax}} must satisfy 0 < lo <= hi <= 1, got {_quote(value)}")
+        raise MixOptionError(f"{{cutmix_minmax}} must satisfy 0 < lo <= hi <= 1, got {quote(value)}")
     return lo, hi
 
 
@@ -109,10 +99,10 @@ class MixOptions:
 
     def __post_init__(self):
         if self.mode not in MODES:
-            raise MixOptionError(f"{{mode}} must be one of {MODES}, got {_quote(self.mode)}")
+            raise MixOptionError(f"{{mode}} must be one of {MODES}, got {quote(self.mode)}")
         for name in ("correct_lam", "self_pairs"):
             if not isinstance(getattr(self, name), bool):
-                raise MixOptionError(f"{{{name}}} must be True or False, got {_quote(getattr(self, name))}")
+                raise MixOptionError(f"{{{name}}} must be True or False, got {quote(getattr(self, name))}")
         values = dict(
             cutmix_alpha=_alpha("cutmix_alpha", self.cutmix_alpha, "CutMix"),
             mixup_alpha=_alpha("mixup_alpha", self.mixup_alpha, "MixUp"),
@@ -161,12 +151,8 @@ class MixOptions:
             return cls()
         if not isinstance(value, Mapping):
             raise MixOptionError(f"mixing options must be MixOptions or a mapping of its fields, got "
-                                 f"{_quote(type(value).__name__)}")
-        unknown = sorted(set(value) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            known = ", ".join(f.name for f in dataclasses.fields(cls))
-            raise MixOptionError(f"unknown mixing option(s) {_quote(unknown)}; the options are: {known}")
-        return cls(**value)
+                                 f"{quote(type(value).__name__)}")
+        return from_mapping(cls, value, MixOptionError, "mixing")
 
 
 def check_num_classes(num_classes: Any) -> int:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional, Sequence, Tuple
 
-from dali_cutmix.errors import UserError, first_line
+from dali_cutmix.errors import first_line
 from dali_cutmix.helpers.host import cache_dir
 
 #: The lowest Linux x86-64 driver that runs a build made with each CUDA major version (minor version

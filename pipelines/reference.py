@@ -29,6 +29,7 @@ from typing import List, Optional, Sequence, Tuple
 from dali_cutmix.augment_options import AugmentOptions
 from dali_cutmix.builder import IMAGENET_MEAN_01, IMAGENET_STD_01
 from dali_cutmix.errors import UserError
+from dali_cutmix.helpers.workers import worker_context
 
 #: The backends of torchvision's classification recipe (``references/classification/presets.py``): where the
 #: PIL image becomes a tensor, after ("pil") or before ("tensor") the random-resized-crop and the flip.
@@ -271,7 +272,8 @@ def build_reference_loader(data, *, batch_size: int, num_workers: int, crop: int
     Args:
         data: class-per-folder image tree ``data/<class>/<image>``, or a DALI file list.
         batch_size: samples per batch; full batches only (``drop_last=True``), like a training loop.
-        num_workers: worker processes (>= 1); the profiler sets it to DALI's thread count.
+        num_workers: worker processes (>= 1), started by the fork server
+            (:func:`~dali_cutmix.helpers.workers.worker_context`); the profiler sets it to DALI's thread count.
         crop: output size. num_classes: soft-label width (default: the classes found). alpha: CutMix's Beta alpha.
         sampler: optional sampler (e.g. a fixed number of random indices per epoch); default: shuffle.
         persistent_workers: keep the workers between epochs, so their start-up is paid once.
@@ -296,4 +298,5 @@ def build_reference_loader(data, *, batch_size: int, num_workers: int, crop: int
     return DataLoader(
         dataset, batch_size=batch_size, shuffle=sampler is None, sampler=sampler, drop_last=True,
         num_workers=num_workers, collate_fn=CutMixCollate(num_classes, alpha), pin_memory=pin_memory,
-        persistent_workers=persistent_workers, prefetch_factor=prefetch_factor, generator=generator)
+        persistent_workers=persistent_workers, prefetch_factor=prefetch_factor, generator=generator,
+        multiprocessing_context=worker_context() if num_workers else None)

@@ -3,12 +3,10 @@
 
 from __future__ import annotations
 
-import time
-
 from dali_cutmix.errors import UserError
 
 from .settings import ProfileSettings
-from .timing import Timing, VariantUnavailable, synchronize, wait_until_idle
+from .timing import Timing, VariantUnavailable, time_batches, wait_until_idle
 
 
 class DynamicRunner:
@@ -44,14 +42,7 @@ class DynamicRunner:
 
     def measure(self, batches: int) -> Timing:
         """Take ``batches`` batches of torch tensors."""
-        images = 0
-        start = time.perf_counter()
-        for _ in range(batches):
-            images += int(self.next_batch()[0].shape[0])
-        synchronize(self.device)
-        seconds = time.perf_counter() - start
-        wait_until_idle(self.device)
-        return Timing(seconds, images)
+        return time_batches(lambda: int(self.next_batch()[0].shape[0]), batches, self.device)
 
     def close(self) -> None:
         """Free the loader, its reader and buffers."""

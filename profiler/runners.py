@@ -17,7 +17,7 @@ from .graphs import build_stage_alone_pipeline, build_stage_pipeline, fixed_batc
 from .mixers import Mixer, timm_mixer, torchvision_mixer
 from .settings import ProfileSettings
 from .stats import quiet_figure
-from .timing import (Runner, Timing, VariantUnavailable, interleaved_times, synchronize, time_epoch,
+from .timing import (Runner, Timing, VariantUnavailable, interleaved_times, synchronize, time_batches, time_epoch,
                      wait_until_idle)
 from .timm_loader import TimmLoaderRunner
 from .variants import (ASYNC_SUFFIX, ASYNC_TWINS, AUGMENTS, ISOLATED, REFERENCE_BACKENDS, STAGE_METHODS, STAGES,
@@ -187,14 +187,7 @@ class DaliLoaderRunner:
         """Take ``batches`` batches of torch tensors (:meth:`batch`)."""
         for _ in range(self.ahead):  # made ahead while nothing was timed: not counted
             self.next_batch()
-        images = 0
-        start = time.perf_counter()
-        for _ in range(batches):
-            images += int(self.batch()[0].shape[0])
-        synchronize(self.device)
-        seconds = time.perf_counter() - start
-        wait_until_idle(self.device)
-        return Timing(seconds, images)
+        return time_batches(lambda: int(self.batch()[0].shape[0]), batches, self.device)
 
     def close(self) -> None:
         """Free the loader and its pipeline."""

@@ -62,6 +62,20 @@ def wait_until_idle(device: str, window_s: float = 0.02, timeout_s: float = 10.0
     synchronize(device)
 
 
+def time_batches(take: Callable[[], int], batches: int, device: str) -> Timing:
+    """``batches`` calls of ``take`` (one batch as a training loop gets it; returns its size), timed with the
+    GPU's work included, then an untimed wait until nothing runs (:func:`wait_until_idle`), so no work spills
+    into whatever is timed next."""
+    images = 0
+    start = time.perf_counter()
+    for _ in range(batches):
+        images += take()
+    synchronize(device)
+    seconds = time.perf_counter() - start
+    wait_until_idle(device)
+    return Timing(seconds, images)
+
+
 def time_epoch(loader, to_device: Callable[[object], int], device: str) -> Timing:
     """One epoch of ``loader`` (an iterable whose workers are idle when it starts and when it ends, such as a
     DataLoader with persistent workers and a fixed-length epoch), timed from ``iter()`` to its last batch, the

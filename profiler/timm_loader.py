@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from dali_cutmix.helpers.workers import worker_context
+
 from .mixers import TIMM_INSTALL
 from .settings import ProfileSettings
 from .timing import Timing, VariantUnavailable, time_epoch
@@ -100,6 +102,8 @@ class TimmLoaderRunner:
             pin_memory=self.device == "gpu", persistent_workers=True,
             device=torch.device("cuda", settings.device_id) if self.device == "gpu" else torch.device("cpu"),
             **AUGMENTATION)
+        # timm forks its workers from this process, which runs DALI: they start from the fork server instead.
+        self.loader.loader.multiprocessing_context = worker_context()
         self.measure(settings.batches)  # start the workers (not timed)
 
     @staticmethod

@@ -804,10 +804,14 @@ class FakeTimmData:
 
 class FakeTimmLoader:
     """Each epoch: as many batches of zeros as the data set's length holds (its length when the epoch starts, as
-    timm's training sampler reads it); counts the epochs' batches in ``epochs``."""
+    timm's training sampler reads it); counts the epochs' batches in ``epochs``. ``loader`` stands for the
+    DataLoader timm's PrefetchLoader wraps (its workers' start method)."""
 
     def __init__(self, dataset, size, batch):
+        import types
+
         self.dataset, self.size, self.batch, self.epochs = dataset, size, batch, []
+        self.loader = types.SimpleNamespace(multiprocessing_context=None)
 
     def __iter__(self):
         import torch
@@ -827,6 +831,7 @@ def test_timm_loader_variant_is_wired_as_timm_users_call_it(tiny_data):
     assert timing.images == 3 * 4 and timing.seconds > 0
     assert runner.measure(5).images == 5 * 4
     assert runner.loader.epochs == [3, 3, 5]  # the warm-up epoch, then each run's: the batches asked for
+    assert runner.loader.loader.multiprocessing_context.get_start_method() == "forkserver"  # not forked from DALI's
     assert fake.calls["ImageDataset"] == str(tiny_data)
     assert fake.calls["FastCollateMixup"] == dict(mixup_alpha=0.8, cutmix_alpha=1.0, cutmix_minmax=None, prob=1.0,
                                                   switch_prob=0.5, mode="elem", correct_lam=True,
@@ -846,15 +851,17 @@ def test_timm_loader_variant_is_wired_as_timm_users_call_it(tiny_data):
 
 
 class CountingDataset:
-    """``dataset`` with a count, shared by the DataLoader's forked worker processes, of the samples they load; the
-    rest of the data set's interface (``classes``, ``transform``) is the wrapped one's."""
+    """``dataset`` with a count, shared by the DataLoader's worker processes (started by the fork server), of the
+    samples they load; the rest of the data set's interface (``classes``, ``transform``) is the wrapped one's."""
 
     def __init__(self, dataset):
         import multiprocessing
 
-        self.dataset, self.loaded = dataset, multiprocessing.get_context("fork").Value("i", 0)
+        self.dataset, self.loaded = dataset, multiprocessing.get_context("forkserver").Value("i", 0)
 
     def __getattr__(self, name):
+        if "dataset" not in self.__dict__:  # being unpickled in a worker
+            raise AttributeError(name)
         return getattr(self.__dict__["dataset"], name)
 
     def __setattr__(self, name, value):
