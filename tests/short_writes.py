@@ -1,6 +1,6 @@
 """A disk that stops taking data mid-write, for the tests of a full disk and of a signal during a write: files
 opened for writing that keep the first :data:`KEPT` bytes of a write, then fail or hang. Used in the test process
-(monkeypatching ``builtins.open``) and, through a ``sitecustomize``, in the processes a test starts."""
+(monkeypatching ``builtins.open``) and, as a fault (:mod:`faults`), in the processes a test starts."""
 
 from __future__ import annotations
 

@@ -21,9 +21,9 @@ ROOMS_LINKED = ("pipelines", "train", "profiler", "cli")
 #: base: the error type and the small helpers; core: the plugin a DALI user imports.
 ROOMS = ("base", "core", "pipelines", "train", "profiler", "cli")
 #: The plugin: what a DALI user puts into their own pipeline (the top level of dali_cutmix/).
-PLUGIN = {"__init__", "options", "stage", "native", "builder", "folder_reader", "shard_reader", "imagecheck",
-          "loader", "loss", "errors", "helpers", "augment", "augment_options", "dynamic", "dynamic_input",
-          "dynamic_nodes"}
+PLUGIN = {"__init__", "options", "option_errors", "stage", "native", "builder", "folder_reader", "shard_reader",
+          "imagecheck", "loader", "loss", "errors", "helpers", "augment", "augment_options", "dynamic",
+          "dynamic_input", "dynamic_nodes"}
 
 
 def modules():

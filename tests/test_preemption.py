@@ -20,6 +20,7 @@ import pytest
 
 from cli_runs import TINY, assert_one_line_error, cli_command, cli_env, load_state, read_records, run_cli
 from conftest import trainer_flags
+from faults import FAULT_COMMAND, FAULT_SCRIPT, fault_env
 from short_writes import no_space, short_open
 
 from dali_cutmix.train.plan import free_port
@@ -49,17 +50,18 @@ def uninterrupted(tiny_imagenet, tmp_path_factory, device: str, ranks: int = 1):
     return _REFERENCES[key]
 
 
-def stop_at(args, tmp_path, *, line: str, sig, env=None) -> subprocess.Popen:
+def stop_at(args, tmp_path, *, line: str, sig) -> subprocess.Popen:
     """Run ``dali-cutmix ARGS``, send ``sig`` once a progress line matches ``line``; returns the finished process
     (its stderr read)."""
-    return signal_at(args, tmp_path, [(line, sig)], env=env)
+    return signal_at(args, tmp_path, [(line, sig)])
 
 
-def signal_at(args, tmp_path, events, *, env=None) -> subprocess.Popen:
-    """Run ``dali-cutmix ARGS`` (in ``env``, default :func:`cli_env`) and send it each of ``events`` (``(line,
-    sig)``: ``sig`` once a line of its stderr matches the regex ``line``, in order; ``sig`` may be a function of
-    the process that acts instead); returns the finished process (its stderr and stdout read)."""
-    proc = subprocess.Popen(cli_command() + list(args), cwd=tmp_path, env=env or cli_env(tmp_path),
+def signal_at(args, tmp_path, events, *, env=None, command=None) -> subprocess.Popen:
+    """Run ``command ARGS`` (default :func:`cli_command`: ``dali-cutmix ARGS``; in ``env``, default :func:`cli_env`)
+    and send it each of ``events`` (``(line, sig)``: ``sig`` once a line of its stderr matches the regex ``line``,
+    in order; ``sig`` may be a function of the process that acts instead); returns the finished process (its
+    stderr and stdout read)."""
+    proc = subprocess.Popen((command or cli_command()) + list(args), cwd=tmp_path, env=env or cli_env(tmp_path),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     watchdog = threading.Timer(240, proc.kill)
     watchdog.start()
@@ -251,27 +253,19 @@ def _two_rank_args(data, out, device):
     return ["train", "--data", str(data), "--output", str(out), *ARGS, *gpu]
 
 
-def _torchrun(tmp_path, args, env, *extra):
+def _torchrun(tmp_path, args, env, *extra, fault: bool = False):
+    """torchrun's two ranks of ``dali-cutmix ARGS`` (``fault``: of :data:`faults.FAULT_SCRIPT`, with the fault
+    ``env`` names)."""
     torchrun = Path(sys.executable).parent / "torchrun"
-    cmd = [str(torchrun), "--nproc-per-node", "2", "--master-port", str(free_port()), *extra, "-m",
-           "dali_cutmix.cli", *args]
+    program = [str(FAULT_SCRIPT)] if fault else ["-m", "dali_cutmix.cli"]
+    cmd = [str(torchrun), "--nproc-per-node", "2", "--master-port", str(free_port()), *extra, *program, *args]
     return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
 
 
-def _hooked_env(tmp_path, source: str):
-    """The test environment (:func:`cli_env`) with ``source`` as the ``sitecustomize`` every process runs first."""
-    hook = tmp_path / "hook"
-    hook.mkdir(exist_ok=True)
-    (hook / "sitecustomize.py").write_text(textwrap.dedent(source))
-    env = cli_env(tmp_path)
-    env["PYTHONPATH"] = os.pathsep.join([str(hook), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    return env
-
-
 def _dying_rank_env(tmp_path):
-    """An environment in which rank 1 of torchrun's first attempt dies (``os._exit(1)``) after step 5 of epoch 2,
-    via sitecustomize; a restarted attempt (``TORCHELASTIC_RESTART_COUNT`` > 0) runs normally."""
-    return _hooked_env(tmp_path, """
+    """An environment in which rank 1 of torchrun's first attempt dies (``os._exit(1)``) after step 5 of epoch 2
+    (a fault); a restarted attempt (``TORCHELASTIC_RESTART_COUNT`` > 0) runs normally."""
+    return fault_env(cli_env(tmp_path), tmp_path, """
         import os
         if os.environ.get("TORCHELASTIC_RESTART_COUNT") == "0" and os.environ.get("RANK") == "1":
             import dali_cutmix.train.loop as loop
@@ -317,7 +311,7 @@ def test_a_rank_killed_under_torchrun_max_restarts_resumes_to_the_same_weights(t
     out = tmp_path / "run"
     env = _dying_rank_env(tmp_path)
     result = _torchrun(tmp_path, _two_rank_args(tiny_imagenet, out, device) + ["--checkpoint-steps", "4", "--resume",
-                                                                      "auto"], env, "--max-restarts", "1")
+                                                                      "auto"], env, "--max-restarts", "1", fault=True)
     assert result.returncode == 0, result.stderr
     run = json.loads((out / "run.json").read_text())
     assert (run["resumed_epoch"], run["resumed_step"]) == (1, 4)  # the restart continued epoch 2 at step 4
@@ -415,14 +409,13 @@ def test_several_ranks_agree_only_on_shared_steps(monkeypatch):
 # sent to the launcher itself (as sbatch --signal=B:... does) and a full disk
 
 
-#: sitecustomize: in rank 0, the ``N_WRITE``-th write of a temporary ``.last.pt.*.tmp`` file writes 100 bytes, then
+#: A fault: in rank 0, the ``N_WRITE``-th write of a temporary ``.last.pt.*.tmp`` file writes 100 bytes, then
 #: ``ACTION`` (a statement: ``raise OSError(...)`` or a hang); ``real_open`` stays the real one.
 CHECKPOINT_WRITE_HOOK = """
     import builtins, errno, os, sys, time
     from pathlib import Path
 
-    sys.path.append(TESTS)
-    from short_writes import short_open
+    from short_writes import short_open  # beside the fault's script
 
     real_open, writes = builtins.open, []
 
@@ -441,9 +434,8 @@ CHECKPOINT_WRITE_HOOK = """
 
 
 def _checkpoint_write_env(tmp_path, n: int, action: str, extra: str = ""):
-    source = (textwrap.dedent(CHECKPOINT_WRITE_HOOK).replace("ACTION", action).replace("N_WRITE", str(n))
-              .replace("TESTS", repr(str(Path(__file__).resolve().parent))))
-    return _hooked_env(tmp_path, source + textwrap.dedent(extra))
+    source = textwrap.dedent(CHECKPOINT_WRITE_HOOK).replace("ACTION", action).replace("N_WRITE", str(n))
+    return fault_env(cli_env(tmp_path), tmp_path, source + textwrap.dedent(extra))
 
 
 @pytest.fixture
@@ -500,7 +492,7 @@ def test_a_second_signal_to_the_launcher_kills_every_rank_at_once_leaving_nothin
             "--checkpoint-steps", "3"]
     # writes of last.pt: epoch 1 steps 3 and 6, epoch 1's end, then the stop's, in epoch 2 (the 4th: held)
     proc = signal_at(args, tmp_path, [(r"epoch 2/2 step 1/", signal.SIGUSR1), (r"test hook: writing", second_signal)],
-                     env=env)
+                     env=env, command=FAULT_COMMAND)
     assert proc.returncode == -signal.SIGUSR1, proc.stderr_text
     assert len(pids) == 2
     for pid in pids:  # killed and reaped by the launcher
@@ -539,7 +531,7 @@ def test_a_full_disk_with_two_ranks_stops_both_at_once_with_one_line(tiny_imagen
     # writes of last.pt: epoch 1 step 4, epoch 1's end, then epoch 2 step 4 (the 3rd: the disk is full)
     args = ["train", "--data", str(tiny_imagenet), "--output", str(out), *ARGS, *on(device, 2),
             "--checkpoint-steps", "4"]
-    result = subprocess.run(cli_command() + args, cwd=tmp_path, env=env, capture_output=True, text=True,
+    result = subprocess.run(FAULT_COMMAND + args, cwd=tmp_path, env=env, capture_output=True, text=True,
                             timeout=200)  # far below the collectives' timeout (30 minutes)
     line = (f"cannot write the checkpoint of epoch 2 step 4 to {out / 'last.pt'}: No space left on device "
             f"({out / 'last.pt'} still holds the checkpoint before; nothing half-written remains)")

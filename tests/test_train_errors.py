@@ -12,12 +12,12 @@ import hashlib
 import json
 import os
 import subprocess
-import textwrap
 from pathlib import Path
 
 import pytest
-from cli_runs import TINY, assert_one_line_error, cli_command, cli_env, run_cli
+from cli_runs import TINY, assert_one_line_error, cli_env, run_cli
 from conftest import trainer_flags
+from faults import FAULT_COMMAND, fault_env
 
 
 def _main(args, capsys):
@@ -248,26 +248,20 @@ def test_a_diverging_run_is_one_line_and_leaves_no_folder(tiny_imagenet, tmp_pat
 
 
 def _crashing_env(tmp_path, rank):
-    """An environment whose Python processes crash in training (``rank``: only that rank's), via sitecustomize."""
-    hook = tmp_path / "hook"
-    hook.mkdir(exist_ok=True)
-    (hook / "sitecustomize.py").write_text(textwrap.dedent(f"""
+    """An environment in which :data:`faults.FAULT_COMMAND` crashes in training (``rank``: only that rank)."""
+    env = fault_env(cli_env(tmp_path), tmp_path, f"""
         import os
-        if os.environ.get("DALI_CUTMIX_TEST_CRASH"):
-            import dali_cutmix.train.loop as loop
+        import dali_cutmix.train.loop as loop
 
-            real = loop.train_one_epoch
+        real = loop.train_one_epoch
 
-            def train_one_epoch(**kwargs):
-                if os.environ.get("RANK", "0") == "{rank}":  # a spawned rank learns its RANK after start-up
-                    raise RuntimeError("boom in the test")
-                return real(**kwargs)
+        def train_one_epoch(**kwargs):
+            if os.environ.get("RANK", "0") == "{rank}":  # a spawned rank learns its RANK after start-up
+                raise RuntimeError("boom in the test")
+            return real(**kwargs)
 
-            loop.train_one_epoch = train_one_epoch
-    """))
-    env = cli_env(tmp_path)
-    env["PYTHONPATH"] = os.pathsep.join([str(hook), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env["DALI_CUTMIX_TEST_CRASH"] = "1"
+        loop.train_one_epoch = train_one_epoch
+    """)
     env["TMPDIR"] = str(tmp_path / "tmp")
     (tmp_path / "tmp").mkdir(exist_ok=True)
     return env
@@ -279,7 +273,7 @@ def test_a_crash_in_epoch_1_leaves_no_debris(tiny_imagenet, tmp_path, device):
     args = ["train", "--data", str(tiny_imagenet), "--output", str(out), "--epochs", "1", "--batch-size", "16",
             *trainer_flags(device), *TINY]
     env = _crashing_env(tmp_path, 0)
-    result = subprocess.run(cli_command() + args, cwd=tmp_path, env=env, capture_output=True, text=True,
+    result = subprocess.run(FAULT_COMMAND + args, cwd=tmp_path, env=env, capture_output=True, text=True,
                             timeout=240)
     assert result.returncode == 1 and "RuntimeError: boom in the test" in result.stderr
     assert "Traceback" in result.stderr and "bug: dali-cutmix stopped on an unexpected RuntimeError" in result.stderr
@@ -293,7 +287,7 @@ def test_a_crash_in_one_of_two_ranks_leaves_no_debris(tiny_imagenet, tmp_path, d
     out = tmp_path / "crash"
     args = ["train", "--data", str(tiny_imagenet), "--output", str(out), "--epochs", "1", "--batch-size", "16",
             *trainer_flags(device, ranks=2), *TINY]
-    result = subprocess.run(cli_command() + args, cwd=tmp_path, env=_crashing_env(tmp_path, 1),
+    result = subprocess.run(FAULT_COMMAND + args, cwd=tmp_path, env=_crashing_env(tmp_path, 1),
                             capture_output=True, text=True, timeout=240)
     assert result.returncode == 1, result.stderr
     lines = result.stderr.strip().splitlines()
