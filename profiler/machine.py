@@ -58,11 +58,38 @@ def _busy_seconds() -> Optional[float]:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+def _descendants_seconds() -> float:
+    """CPU seconds of this process's live descendants (``/proc/<pid>/stat``: each one's own time and that of the
+    children it has reaped), such as DataLoader workers started by the fork server, a child of this process. 0
+    where ``/proc`` is unreadable."""
+    parents: Dict[int, int] = {}
+    seconds: Dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+        except OSError:  # gone meanwhile
+            continue
+        parents[pid] = int(fields[1])
+        seconds[pid] = sum(int(v) for v in fields[11:15]) / tick  # utime, stime, cutime, cstime
+    mine, frontier = set(), {os.getpid()}
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - mine
+        mine |= frontier
+    return sum(seconds[pid] for pid in mine)
+
+
 class CpuLoadMeter:
     """How busy the machine was with *other* processes while the profiler ran (Linux ``/proc/stat``).
 
-    ``other_cpu_share`` = (all CPU time used on the machine - this process's and its reaped children's)
-    / (wall time x cores): 0 on an otherwise idle machine, 0.5 when others kept one of two cores busy.
+    ``other_cpu_share`` = (all CPU time used on the machine - this process's, its reaped children's and its live
+    descendants') / (wall time x cores): 0 on an otherwise idle machine, 0.5 when others kept one of two cores
+    busy. A descendant's time moves into its parent's reaped-children time when it ends, so it counts once.
     """
 
     def __init__(self):
@@ -70,16 +97,16 @@ class CpuLoadMeter:
 
     @staticmethod
     def sample():
-        """(wall clock, machine busy seconds, this process's and its reaped children's CPU seconds, load avg)."""
+        """(wall clock, machine busy seconds, the CPU seconds of this process, its reaped children and its live
+        descendants, load avg)."""
         t = os.times()
-        return (time.perf_counter(), _busy_seconds(), t.user + t.system + t.children_user + t.children_system,
-                os.getloadavg()[0])
+        own = t.user + t.system + t.children_user + t.children_system + _descendants_seconds()
+        return time.perf_counter(), _busy_seconds(), own, os.getloadavg()[0]
 
     def stop(self, reap: bool = True) -> Dict[str, Optional[float]]:
         """Figures since construction: ``other_cpu_share``, ``own_cpu_s``, ``wall_s``, ``loadavg_1min_start``,
-        ``loadavg_1min_end``. ``reap``: first collect garbage, so that finished DataLoader workers are reaped and
-        their CPU time counts as ours (False for a figure taken while the run goes on: quicker, and workers that
-        are still running count as other processes')."""
+        ``loadavg_1min_end``. ``reap``: first collect garbage, so that finished DataLoader workers are stopped
+        (False for a figure taken while the run goes on: quicker)."""
         import gc
 
         if reap:

@@ -1102,3 +1102,28 @@ def test_augment_flags_reach_the_pipeline_and_the_json(tiny_data, tmp_path, devi
     for peer in ("timm_loader", "timm_loader_elem"):
         assert peer not in variants and "no timm equivalent" in result["skipped"][peer] if HAS_TIMM else True
     assert variants["loader_paper"]["augment"] == PRESETS["paper"].as_dict()  # the pair keeps the paper's
+
+
+def _spin(seconds: float) -> None:
+    """Keep one core busy for ``seconds`` of CPU time."""
+    import time
+
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+def test_the_cpu_of_workers_the_fork_server_starts_counts_as_the_profilers_own():
+    """DataLoader workers started by the fork server are its children, not the profiler's: their CPU time still
+    counts as the profiler's own (``own_cpu_s``), not as other processes' load."""
+    import multiprocessing
+
+    from dali_cutmix.profiler.machine import CpuLoadMeter
+
+    meter = CpuLoadMeter()
+    worker = multiprocessing.get_context("forkserver").Process(target=_spin, args=(1.5,))
+    worker.start()
+    worker.join()
+    assert worker.exitcode == 0
+    load = meter.stop()
+    assert load["own_cpu_s"] >= 1.4, load
