@@ -244,4 +244,4 @@ def test_the_gpu_section_leads_with_the_script_and_says_no_figures_are_published
 
 def test_the_quick_start_says_how_long_each_command_takes():
     quick = README.read_text().split("## Quick start", 1)[1].split("\n## ", 1)[0]
-    assert "install and demo together\ntake about 5 minutes" in quick and "about 10 minutes on 2 cores" in quick
+    assert "install and demo together\ntake about 5 minutes" in quick and "about 15 minutes on 2 cores" in quick

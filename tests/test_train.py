@@ -1002,11 +1002,30 @@ def test_model_ema_is_torchvisions_exponential_moving_average():
     assert not any(p.requires_grad for p in ema.module.parameters())
 
 
+class TimmModelEma:
+    """timm's ``timm.utils.ModelEma`` (timm 1.0, ``utils/model_ema.py``; what DeiT's ``--model-ema`` uses), as it
+    defines it: a deep copy of the model, then for every entry of its state dict, buffers included,
+    ``ema_v.copy_(ema_v * decay + (1. - decay) * model_v)`` under ``no_grad``."""
+
+    def __init__(self, model, decay: float):
+        import copy
+
+        self.ema, self.decay = copy.deepcopy(model).eval(), decay
+        for p in self.ema.parameters():
+            p.requires_grad_(False)
+
+    def update(self, model):
+        import torch
+
+        with torch.no_grad():
+            msd = model.state_dict()
+            for k, ema_v in self.ema.state_dict().items():
+                ema_v.copy_(ema_v * self.decay + (1. - self.decay) * msd[k].detach())
+
+
 def test_model_ema_is_timms_model_ema():
     """--no-model-ema-adjust: timm's ModelEma (DeiT's --model-ema): a copy of the initial model, then ``ema *
     decay + (1 - decay) * model`` after every --model-ema-steps step (DeiT: every step), the decay as given."""
-    import timm.utils
-
     from dali_cutmix.train.config import resolve_config
     from dali_cutmix.train.ema import build_ema
 
@@ -1016,7 +1035,7 @@ def test_model_ema_is_timms_model_ema():
                           "model_ema_adjust": False})
     ours, theirs = _ema_model(), _ema_model()
     ema = build_ema(cfg, ours)
-    reference = timm.utils.ModelEma(theirs, decay=0.8)
+    reference = TimmModelEma(theirs, decay=0.8)
     assert ema.decay == 0.8
     _ema_steps(theirs, lambda epoch, index: reference.update(theirs), steps=5)
     _ema_steps(ours, lambda epoch, index: ema.update(ours, epoch) if ema.due(index) else None, steps=5)
