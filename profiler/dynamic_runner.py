@@ -6,7 +6,7 @@ from __future__ import annotations
 from dali_cutmix.errors import UserError
 
 from .settings import ProfileSettings
-from .timing import Timing, VariantUnavailable, time_batches, wait_until_idle
+from .timing import Timing, VariantUnavailable, endless, time_batches, wait_until_idle
 
 
 class DynamicRunner:
@@ -28,17 +28,13 @@ class DynamicRunner:
             settings.data, batch_size=settings.batch_size, num_classes=num_classes, crop=settings.crop,
             device=settings.device, device_id=settings.device_id if settings.device == "gpu" else None,
             mix_options=settings.mix, num_threads=settings.threads, seed=settings.seed, decode=settings.decode)
-        self.iterator = iter(self.loader)
+        self.batches = endless(self.loader)
         self.next_batch()  # first batch: allocations
         wait_until_idle(self.device)
 
     def next_batch(self):
         """The next ``(images, targets)``, starting a new epoch when one ends."""
-        try:
-            return next(self.iterator)
-        except StopIteration:
-            self.iterator = iter(self.loader)
-            return next(self.iterator)
+        return next(self.batches)
 
     def measure(self, batches: int) -> Timing:
         """Take ``batches`` batches of torch tensors."""
@@ -46,4 +42,4 @@ class DynamicRunner:
 
     def close(self) -> None:
         """Free the loader, its reader and buffers."""
-        self.iterator = self.loader = None
+        self.batches = self.loader = None

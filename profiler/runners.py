@@ -17,8 +17,8 @@ from .graphs import build_stage_alone_pipeline, build_stage_pipeline, fixed_batc
 from .mixers import Mixer, timm_mixer, torchvision_mixer
 from .settings import ProfileSettings
 from .stats import quiet_figure
-from .timing import (Runner, Timing, VariantUnavailable, interleaved_times, synchronize, time_batches, time_epoch,
-                     wait_until_idle)
+from .timing import (Runner, Timing, VariantUnavailable, endless, interleaved_times, synchronize, time_batches,
+                     time_epoch, wait_until_idle)
 from .timm_loader import TimmLoaderRunner
 from .variants import (ASYNC_SUFFIX, ASYNC_TWINS, AUGMENTS, ISOLATED, REFERENCE_BACKENDS, STAGE_METHODS, STAGES,
                        TIMM_LOADERS, VARIANT_KEYS, async_key, stage_key, variant_options)
@@ -161,7 +161,7 @@ class DaliLoaderRunner:
         self.device = settings.device
         self.augment = augment
         self.loader = CutMixLoader(self.build_pipeline(settings, num_classes), last_batch="fill")
-        self.iterator = iter(self.loader)
+        self.batches = endless(self.loader)
         self.batch()  # first batch: allocations
         wait_until_idle(self.device)
 
@@ -172,11 +172,7 @@ class DaliLoaderRunner:
 
     def next_batch(self):
         """The next batch, starting a new epoch when one ends."""
-        try:
-            return next(self.iterator)
-        except StopIteration:
-            self.iterator = iter(self.loader)
-            return next(self.iterator)
+        return next(self.batches)
 
     def batch(self):
         """The next ``(images, targets)`` batch as a training loop gets it: images ``[N, 3, crop, crop]`` and soft
@@ -191,7 +187,7 @@ class DaliLoaderRunner:
 
     def close(self) -> None:
         """Free the loader and its pipeline."""
-        self.iterator = self.loader = None
+        self.batches = self.loader = None
 
 
 class DaliAsyncLoaderRunner(DaliLoaderRunner):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Mapping, Optional, Protocol
+from typing import Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Protocol
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,13 @@ def wait_until_idle(device: str, window_s: float = 0.02, timeout_s: float = 10.0
         time.sleep(window_s)
         quiet = quiet + 1 if time.process_time() - cpu < 0.1 * window_s else 0
     synchronize(device)
+
+
+def endless(loader: Iterable) -> Iterator:
+    """``loader``'s batches epoch after epoch (a new ``iter(loader)`` when one ends), as a training loop takes
+    them."""
+    while True:
+        yield from loader
 
 
 def time_batches(take: Callable[[], int], batches: int, device: str) -> Timing:

@@ -10,7 +10,7 @@ from dali_cutmix.pipelines.profile_data import quiet
 
 from .settings import ProfileSettings
 from .stats import summarize
-from .timing import synchronize
+from .timing import endless, synchronize
 
 #: The optimizer of the timed steps (the trainer's SGD; the values do not change a step's cost).
 OPTIMIZER = dict(optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4)
@@ -112,20 +112,12 @@ def train_and_time(settings: ProfileSettings, model_name: str, num_classes: int,
                                  decode=settings.decode, layout="NHWC" if settings.device == "gpu" else "NCHW",
                                  augment=settings.augment)
     loader = CutMixLoader(pipe, last_batch="fill")
-    iterator = iter(loader)
-
-    def next_batch():
-        nonlocal iterator
-        try:
-            return next(iterator)
-        except StopIteration:
-            iterator = iter(loader)
-            return next(iterator)
+    batches = endless(loader)
 
     waits, totals = [], []
     for i in range(warmup + steps):
         start = time.perf_counter()
-        images, targets = next_batch()[:2]
+        images, targets = next(batches)[:2]
         synchronize(settings.device)
         got = time.perf_counter()
         step(images, targets)
