@@ -104,8 +104,7 @@ def color_map_dali(images, matrix, offset, mean_weight):
 def color_map_native(images, matrix, offset, mean_weight, mirror):
     """The colour map of :func:`color_map_params` on uint8 HWC CPU ``images``, each flipped first where ``mirror``
     (int32 per sample) is 1, by the native ``dali_cutmix_color_map`` (:mod:`dali_cutmix.native`): the CPU path, a
-    read pass for the mean and one pass into float32 (DALI's CPU ``coord_transform`` costs about three times
-    ``crop_mirror_normalize``)."""
+    read pass for the mean and one pass into float32."""
     import nvidia.dali.fn as fn
 
     from .native import load
@@ -114,19 +113,17 @@ def color_map_native(images, matrix, offset, mean_weight, mirror):
     return fn.dali_cutmix_color_map(images, matrix, offset, mean_weight, mirror, gray_weights=list(GRAY_WEIGHTS))
 
 
-def color_jitter_lighting_normalize(images, options: AugmentOptions, *, mean, std, mirror=None,
-                                    path: Optional[str] = None):
+def color_jitter_lighting_normalize(images, options: AugmentOptions, *, mean, std, mirror=None):
     """ColorJitter (strength ``options.color_jitter``), Lighting (``options.lighting``) and normalize of uint8 HWC
     ``images`` (CPU or GPU) as one colour map per image: float32 HWC, ``(jitter(x/255) + lighting - mean/255) /
     (std/255)``, no clamping (the official code clamps nowhere). ``mirror``: an int32 CPU DataNode, 1 to flip an
-    image horizontally first (None: no flip). ``path``: "native" (CPU images only) or "dali"; None: native for
-    CPU images, DALI's operators for GPU ones. Returns ``(images, jitter, alpha)``: the drawn factors (CPU)."""
+    image horizontally first (None: no flip). CPU images go through the native operator, GPU ones through DALI's
+    operators. Returns ``(images, jitter, alpha)``: the drawn factors (CPU)."""
     import nvidia.dali.fn as fn
     import nvidia.dali.types as types
 
     jitter, alpha, matrix, offset, mean_weight = color_map_params(options, mean=mean, std=std)
-    path = path or ("dali" if images.device == "gpu" else "native")
-    if path == "native":
+    if images.device != "gpu":
         flip = mirror if mirror is not None else fn.random.coin_flip(probability=0.0, dtype=types.INT32)
         return color_map_native(images, matrix, offset, mean_weight, flip), jitter, alpha
     if mirror is not None:
@@ -337,18 +334,19 @@ def erase_boxes(height: int, width: int, *, prob: float, scale: Tuple[float, flo
     import nvidia.dali.types as types
 
     n = ERASE_ATTEMPTS
+    height_f, width_f = fn.cast(height, dtype=types.FLOAT), fn.cast(width, dtype=types.FLOAT)
     area = fn.random.uniform(range=list(scale), shape=[n]) * fn.cast(height * width, dtype=types.FLOAT)
     aspect = dmath.exp(fn.random.uniform(range=[float(np.log(ratio[0])), float(np.log(ratio[1]))], shape=[n]))
     h = dmath.floor(dmath.sqrt(area * aspect) + 0.5)  # Python's round() differs only at exact halves
     w = dmath.floor(dmath.sqrt(area / aspect) + 0.5)
-    fits = (h < fn.cast(height, dtype=types.FLOAT)) & (w < fn.cast(width, dtype=types.FLOAT)) & (h >= 1) & (w >= 1)
+    fits = (h < height_f) & (w < width_f) & (h >= 1) & (w >= 1)
     index = types.Constant(np.arange(n, dtype=np.float32), device="cpu")
     first = fn.reductions.min(index + n * (fits ^ True), axes=[0])
     chosen = index == first
     h1, w1 = fn.reductions.sum(h * chosen, axes=[0]), fn.reductions.sum(w * chosen, axes=[0])
     erased = (first < n) & fn.random.coin_flip(probability=prob, dtype=types.BOOL)
-    top = dmath.floor(fn.random.uniform(range=[0.0, 1.0]) * (fn.cast(height, dtype=types.FLOAT) - h1 + 1))
-    left = dmath.floor(fn.random.uniform(range=[0.0, 1.0]) * (fn.cast(width, dtype=types.FLOAT) - w1 + 1))
+    top = dmath.floor(fn.random.uniform(range=[0.0, 1.0]) * (height_f - h1 + 1))
+    left = dmath.floor(fn.random.uniform(range=[0.0, 1.0]) * (width_f - w1 + 1))
     box = fn.cast(fn.stack(top, left, h1, w1) * erased, dtype=types.INT32)
     return box, erased
 

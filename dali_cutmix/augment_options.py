@@ -2,7 +2,7 @@
 training recipe.
 
 :class:`AugmentOptions` is what the pipeline builder, the trainer, the profiler and the CLI pass around; its fields,
-with ``-`` for ``_``, are the command-line flags (``cli/augment.py``). :data:`PRESETS` names the augmentation of
+with ``-`` for ``_``, are the command-line flags (``cli/augmenting.py``). :data:`PRESETS` names the augmentation of
 each recipe's source: ``"none"`` (no per-image augmentation beyond the random-resized crop and flip), ``"paper"``
 (the official CutMix code's ColorJitter and Lighting), ``"deit"`` (timm's RandAugment ``rand-m9-mstd0.5-inc1`` and
 per-pixel random erasing 0.25) and ``"torchvision-v2"`` (TrivialAugmentWide and random erasing 0.1).

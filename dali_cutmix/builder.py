@@ -149,6 +149,22 @@ def shard_size(epoch_size: int, num_shards: int, shard: int) -> int:
     return (shard + 1) * epoch_size // num_shards - shard * epoch_size // num_shards
 
 
+def epoch_shard(shard_id: int, num_shards: int, epoch: int, stick_to_shard: bool) -> int:
+    """The shard a reader of shard ``shard_id`` reads in its 0-based ``epoch``: its own when it sticks to its
+    shard, else the next one each epoch (DALI's readers)."""
+    return shard_id if stick_to_shard else (shard_id + epoch) % num_shards
+
+
+def gate_values(batch_size: int, samples: int, epoch: int, off_epoch: Optional[int]):
+    """The mixing stage's gate of one batch, int32 ``(batch_size,)``: -1 for the reader's padding (after the first
+    ``samples``), 0 for a sample of the 0-based ``epoch >= off_epoch`` (None: never), else 1."""
+    import numpy as np
+
+    gate = np.full(batch_size, -1, dtype=np.int32)
+    gate[:samples] = int(off_epoch is None or epoch < off_epoch)
+    return gate
+
+
 class _MixGateSource:
     """``external_source`` callback (``batch_info=True``): the mixing stage's gate for each batch of the reader
     ``reader_name``: one int32 array of shape ``(batch_size,)`` per batch (DALI cuts it into per-sample scalars),
@@ -178,17 +194,12 @@ class _MixGateSource:
         if not meta["pad_last_batch"]:
             return iteration // math.ceil(math.ceil(size / shards) / batch_size), batch_size
         epoch, batch = divmod(iteration, math.ceil(meta["epoch_size_padded"] // shards / batch_size))
-        shard = meta["shard_id"] if meta["stick_to_shard"] else (meta["shard_id"] + epoch) % shards
+        shard = epoch_shard(meta["shard_id"], shards, epoch, meta["stick_to_shard"])
         return epoch, min(batch_size, max(0, shard_size(size, shards, shard) - batch * batch_size))
 
     def __call__(self, info):
-        import numpy as np
-
         epoch, samples = self.samples(info.iteration)
-        mixing = int(self.off_epoch is None or epoch < self.off_epoch)
-        gate = np.full(self.pipeline.max_batch_size, -1, dtype=np.int32)
-        gate[:samples] = mixing
-        return gate
+        return gate_values(self.pipeline.max_batch_size, samples, epoch, self.off_epoch)
 
 
 def check_off_epoch(off_epoch, name: str = "mix_off_epoch") -> int:

@@ -28,8 +28,10 @@ from .builder import (
     check_seed,
     decode_random_crop,
     default_decode,
+    epoch_shard,
     file_reader_args,
     flip_normalize,
+    gate_values,
     rank_seed,
     reader_args,
     shard_size,
@@ -37,7 +39,7 @@ from .builder import (
 from .errors import UserError
 from .folder_reader import count_classes
 from .options import MixOptions, check_num_classes
-from .shard_reader import as_shards, is_shard_folder, parse_label, resolve_shards, shard_reader_args
+from .shard_reader import ShardSet, parse_label, resolve_shards, shard_reader_args
 
 #: The keys of :meth:`DynamicInput.state_dict`.
 STATE_KEYS = ("epoch", "batch", "reader", "rng")
@@ -99,8 +101,8 @@ class DynamicInput:
     def new_reader(self):
         """A fresh ndd reader of this rank's shard, with checkpointing on (its position can be saved)."""
         ndd = self.ndd()
-        if is_shard_folder(self.data):
-            args = shard_reader_args(as_shards(self.data), shard_id=self.shard_id, num_shards=self.num_shards,
+        if isinstance(self.data, ShardSet):
+            args = shard_reader_args(self.data, shard_id=self.shard_id, num_shards=self.num_shards,
                                      shuffle=self.shuffle, seed=self.seed)
             make = ndd.readers.Webdataset
         else:
@@ -156,12 +158,11 @@ class DynamicInput:
             self.context = ndd.EvalContext(num_threads=self.num_threads, device_id=self.device_id)
         return ndd
 
-    def shard_samples(self, epoch: Optional[int] = None) -> int:
-        """Samples of this rank's shard in ``epoch`` (default: the current one): DALI's cut of the data set
-        (:func:`dali_cutmix.builder.shard_size`); a reader that does not stick to its shard reads the next shard
-        each epoch."""
-        epoch = self.epoch if epoch is None else epoch
-        shard = self.shard_id if self.meta["stick_to_shard"] else (self.shard_id + epoch) % self.num_shards
+    def shard_samples(self) -> int:
+        """Samples of this rank's shard in the current epoch: DALI's cut of the data set
+        (:func:`dali_cutmix.builder.shard_size`) of the shard the reader reads then
+        (:func:`dali_cutmix.builder.epoch_shard`)."""
+        shard = epoch_shard(self.shard_id, self.num_shards, self.epoch, self.meta["stick_to_shard"])
         return shard_size(self.meta["epoch_size"], self.num_shards, shard)
 
     def __len__(self) -> int:
@@ -188,8 +189,8 @@ class DynamicInput:
         real = min(n, self.shard_samples() - self.batch * n)
         with self.context:
             jpegs, labels = self.reader(batch_size=n)
-            if is_shard_folder(self.data):
-                labels = parse_label(labels, as_shards(self.data).label_digits, ops=ndd)
+            if isinstance(self.data, ShardSet):  # resolved once, in __init__
+                labels = parse_label(labels, self.data.label_digits, ops=ndd)
             images = decode_random_crop(jpegs, device=self.device, crop=self.crop, **self.cropping, ops=ndd,
                                         random_args=dict(rng=self.rng, batch_size=n))
         return labels, images, real
@@ -215,9 +216,8 @@ class DynamicInput:
         n = self.batch_size
         with self.context:
             if self.mixing:
-                # The gate, as the pipeline's mix_gate: -1 for the reader's padding, 0 once mixing is off.
-                on = 0 if self.mix_off_epoch is not None and self.epoch >= self.mix_off_epoch else 1
-                gate = ndd.batch([np.array(on if i < real else -1, np.int32) for i in range(n)])
+                # The gate, as the pipeline's: -1 for the reader's padding, 0 once mixing is off.
+                gate = ndd.batch([np.asarray(v) for v in gate_values(n, real, self.epoch, self.mix_off_epoch)])
                 images, targets, _ = mix_batches(images, labels, num_classes=self.num_classes, options=self.options,
                                                  gate=gate, rng=self.rng)
             else:

@@ -26,6 +26,7 @@ import random
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
+from dali_cutmix.augment import GRAY_WEIGHTS, LIGHTING_EIGVAL, LIGHTING_EIGVEC  # the official values, once
 from dali_cutmix.augment_options import AugmentOptions
 from dali_cutmix.builder import IMAGENET_MEAN_01, IMAGENET_STD_01
 from dali_cutmix.errors import UserError
@@ -41,16 +42,6 @@ def check_backend(backend) -> str:
     if backend not in BACKENDS:
         raise UserError(f"backend must be one of {BACKENDS}, got {backend!r}")
     return backend
-
-
-#: The official CutMix ``train.py``'s ``Lighting``: AlexNet's PCA of ImageNet's RGB pixels (in [0, 1]), eigenvalues
-#: and eigenvectors (one per column).
-LIGHTING_EIGVAL = (0.2175, 0.0188, 0.0045)
-LIGHTING_EIGVEC = ((-0.5675, 0.7192, 0.4009),
-                   (-0.5808, -0.0045, -0.8140),
-                   (-0.5836, -0.6948, 0.4203))
-#: The official ``utils.Grayscale`` weights of R, G and B.
-GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 
 
 def reference_augment(augment) -> AugmentOptions:
@@ -299,4 +290,4 @@ def build_reference_loader(data, *, batch_size: int, num_workers: int, crop: int
         dataset, batch_size=batch_size, shuffle=sampler is None, sampler=sampler, drop_last=True,
         num_workers=num_workers, collate_fn=CutMixCollate(num_classes, alpha), pin_memory=pin_memory,
         persistent_workers=persistent_workers, prefetch_factor=prefetch_factor, generator=generator,
-        multiprocessing_context=worker_context() if num_workers else None)
+        multiprocessing_context=worker_context())

@@ -26,7 +26,7 @@ class DynamicRunner:
         self.device = settings.device
         self.loader = training_loader(
             settings.data, batch_size=settings.batch_size, num_classes=num_classes, crop=settings.crop,
-            device=settings.device, device_id=settings.device_id if settings.device == "gpu" else None,
+            device=settings.device, device_id=settings.device_id,
             mix_options=settings.mix, num_threads=settings.threads, seed=settings.seed, decode=settings.decode)
         self.batches = endless(self.loader)
         self.next_batch()  # first batch: allocations

@@ -18,9 +18,6 @@ from .timing import Timing, VariantUnavailable, time_epoch
 #: grayscale and blur are off by default and stay off.
 AUGMENTATION = dict(color_jitter=None, auto_augment=None, re_prob=0.0, vflip=0.0, hflip=0.5,
                     grayscale_prob=0.0, gaussian_blur_prob=0.0, interpolation="bilinear")
-#: The transforms timm's loader applies with :data:`AUGMENTATION`, per sample then per batch (the JSON's).
-TRANSFORMS = ("RandomResizedCropAndInterpolation(bilinear)", "RandomHorizontalFlip(0.5)", "MaybePILToTensor (uint8)",
-              "FastCollateMixup (on uint8)", "PrefetchLoader: float, normalize")
 
 
 def timm_data_module():

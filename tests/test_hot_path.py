@@ -296,7 +296,9 @@ def test_the_cpu_training_graph_is_the_stage_then_crop_mirror_normalize(jpeg_tre
         assert (b"DaliCutmixMixNormalize" in graph) == (on["device"] == "cpu")
         assert (b"CropMirrorNormalize" in graph) == (on["device"] == "gpu")
         for _ in range(3):
-            for a, b in zip(built.run(), reference.run()):
+            outputs, expected = built.run(), reference.run()
+            assert len(outputs) == len(expected) == 2
+            for a, b in zip(outputs, expected):
                 a, b = to_numpy(a), to_numpy(b)
                 assert a.dtype == b.dtype and a.shape == b.shape
                 np.testing.assert_array_equal(a.view(np.uint8), b.view(np.uint8))

@@ -25,7 +25,7 @@ from dali_cutmix.helpers.atomic import atomic_path
 from dali_cutmix.options import MixOptionError, MixOptions, flag_name
 
 from . import distributed
-from .config import (LOCKED, MIX_KEYS, NOT_CARRIED, SETTINGS, TrainConfig, absolute_data, flag_value,
+from .config import (LOCKED, MIX_KEYS, NOT_CARRIED, SETTINGS, TrainConfig, flag_value,
                      recipe_settings, resolve_config, setting_notes, shown)
 from .runstate import FORMAT, REQUIRED_KEYS, CheckpointError, RunState
 
@@ -235,8 +235,6 @@ def resolve_run(options: Mapping[str, Any]) -> Tuple[TrainConfig, List[str], Opt
     overrides = dict(given, resume=str(path))
     if output is not None:
         overrides["output"] = output
-    if "data" in overrides:
-        overrides["data"] = absolute_data(overrides["data"])
     cfg = resolve_config(overrides, base=base)
     where = f"the run in {str(path.parent)!r}" if path.name == LAST else f"checkpoint {str(path)!r}"
     check_locked(saved, cfg, where)

@@ -73,13 +73,18 @@ class ModelEma:
         self.updates = int(state["updates"])
 
 
+def ema_decay(cfg) -> float:
+    """The decay the run's EMA uses (``cfg.model_ema``, torchvision's adjustment applied with
+    ``model_ema_adjust``); ``cfg.model_ema`` must be set."""
+    return effective_decay(cfg.model_ema, adjust=cfg.model_ema_adjust, global_batch=cfg.batch_size,
+                           every=cfg.model_ema_steps, epochs=cfg.epochs)
+
+
 def build_ema(cfg, model) -> "ModelEma | None":
     """The EMA of ``model`` that ``cfg`` (a :class:`~dali_cutmix.train.config.TrainConfig`) asks for, None without
     ``--model-ema``: torchvision's rule with ``model_ema_adjust`` (the adjusted decay, a copy at the first update
     and through ``warmup_epochs``), timm's without."""
     if cfg.model_ema is None:
         return None
-    decay = effective_decay(cfg.model_ema, adjust=cfg.model_ema_adjust, global_batch=cfg.batch_size,
-                            every=cfg.model_ema_steps, epochs=cfg.epochs)
-    return ModelEma(model, decay=decay, every=cfg.model_ema_steps, copy_first=cfg.model_ema_adjust,
+    return ModelEma(model, decay=ema_decay(cfg), every=cfg.model_ema_steps, copy_first=cfg.model_ema_adjust,
                     copy_through=cfg.warmup_epochs if cfg.model_ema_adjust else 0.0)

@@ -148,8 +148,8 @@ def make_train_step(*, model, optimizer, scaler, device, dtype, nhwc: bool):
 
 def train_one_epoch(*, step, batches, schedule, device, progress: Progress, one_hot_on: float = 1.0,
                     steps: int, done: int = 0, partial: Optional[Dict[str, float]] = None,
-                    after_step: Optional[Callable[[int, Callable[[], Dict[str, float]]], bool]] = None,
-                    updated: Optional[Callable[[int], None]] = None) -> Dict[str, float]:
+                    after_step: Optional[Callable[[int, Callable[[], Dict[str, float]]], bool]] = None
+                    ) -> Dict[str, float]:
     """Train over one epoch's ``batches`` with ``step`` (:func:`make_train_step`), setting the lr from
     ``schedule`` before each step; returns this rank's sums: ``loss_sum`` (sum of per-sample losses),
     ``samples``, ``mixed`` (samples whose target is mixed, see :func:`mixed_count`), ``wait_s`` (time blocked on
@@ -159,8 +159,7 @@ def train_one_epoch(*, step, batches, schedule, device, progress: Progress, one_
     ``steps``: the epoch's steps; ``done``: those a resumed run already took (``batches`` yields the rest) and
     ``partial`` their sums (what ``sums()`` gave then), which the returned sums include. ``after_step(index,
     sums)``: called after step ``index`` (1-based, counting ``done``) with a function giving the running sums (one
-    sync); returning True ends the epoch there. ``updated(index)``: called after the optimizer step ``index``,
-    before ``after_step`` (the model EMA's update)."""
+    sync); returning True ends the epoch there."""
     import torch
 
     partial = partial or dict(loss_sum=0.0, samples=0, mixed=0, wait_s=0.0, time_s=0.0, lr=0.0)
@@ -180,8 +179,6 @@ def train_one_epoch(*, step, batches, schedule, device, progress: Progress, one_
         lr = schedule.apply()
         loss = step(images, targets)
         schedule.advance()
-        if updated is not None:
-            updated(index)
         n = images.shape[0]
         loss_sum += loss * n
         mixed += mixed_count(targets.detach(), one_hot_on)
@@ -288,10 +285,9 @@ def ema_phrase(cfg: TrainConfig) -> str:
     off."""
     if cfg.model_ema is None:
         return ""
-    from .ema import effective_decay
+    from .ema import ema_decay
 
-    decay = effective_decay(cfg.model_ema, adjust=cfg.model_ema_adjust, global_batch=cfg.batch_size,
-                            every=cfg.model_ema_steps, epochs=cfg.epochs)
+    decay = ema_decay(cfg)
     every = "every step" if cfg.model_ema_steps == 1 else f"every {cfg.model_ema_steps} steps"
     return f", EMA decay {decay:.6g} {every}"
 
@@ -513,7 +509,11 @@ def run_epoch(state: RunState, *, epoch: int, device, output: Path, root: Path, 
     steps = len(data.train)
     clock = CheckpointClock(cfg.checkpoint_steps, cfg.checkpoint_minutes)
 
+    ema = training.ema
+
     def after_step(index: int, sums) -> bool:
+        if ema is not None and ema.due(index):  # after the optimizer step, before any checkpoint of it
+            ema.update(training.raw, epoch)
         shared = clock.shared(index)
         asked = stop.requested() is not None if shared or info.world_size == 1 else False
         write, halt = agree(due=clock.due(index, steps), stop=asked, is_main=info.is_main,
@@ -530,13 +530,9 @@ def run_epoch(state: RunState, *, epoch: int, device, output: Path, root: Path, 
     progress = Progress(steps, f"epoch {epoch}/{cfg.epochs}", enabled=info.is_main, every=cfg.log_every)
     training.model.train()
     try:
-        ema = training.ema
-        updated = None if ema is None else (
-            lambda index: ema.update(training.raw, epoch) if ema.due(index) else None)
         stats = train_one_epoch(step=training.step, batches=data.next_train_epoch(), schedule=training.schedule,
                                 device=device, progress=progress, one_hot_on=one_hot_on, steps=steps,
-                                done=position.step, partial=position.partial, after_step=after_step,
-                                updated=updated)
+                                done=position.step, partial=position.partial, after_step=after_step)
     except BadFileError as e:
         progress.close()
         raise file_failure(e, output=output, data_root=root, epoch=epoch) from None

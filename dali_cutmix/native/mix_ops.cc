@@ -472,6 +472,29 @@ void MixSample(dali::TensorView<dali::StorageCPU, const T, 3> own,
   std::memcpy(out.data + box[2] * row, own.data + box[2] * row, (h - box[2]) * row * sizeof(T));
 }
 
+// What both mixing operators check of their images: an HWC layout (or none), HWC shapes with 1 to 4 channels
+// and, with `perm`, each sample's partner in range and of its size.
+inline void CheckMixInputs(const dali::TensorList<CPUBackend> &images, const dali::TensorList<CPUBackend> *perm) {
+  const int n = images.num_samples();
+  const std::string layout = images.GetLayout().str();
+  if (!layout.empty() && layout != "HWC") {
+    UserFail("images reaching the cutmix stage must be HWC, got layout " + layout +
+             (layout[0] == 'C' ? ": they are channels-first" : "") +
+             "; mix them before transposing or normalizing them");
+  }
+  for (int i = 0; i < n; i++) {
+    auto s = images.tensor_shape(i);
+    CheckHWC(std::vector<int64_t>(s.begin(), s.end()));
+  }
+  if (perm == nullptr) return;
+  for (int i = 0; i < n; i++) {
+    int32_t j = *perm->tensor<int32_t>(i);
+    DALI_ENFORCE(j >= 0 && j < n, "partner index out of range");
+    if (images.tensor_shape(i) != images.tensor_shape(j))
+      UserFail("images reaching the cutmix stage must all have one size (resize or crop them first)");
+  }
+}
+
 class DaliCutmixApply : public dali::StatelessOperator<CPUBackend> {
  public:
   explicit DaliCutmixApply(const OpSpec &spec) : dali::StatelessOperator<CPUBackend>(spec) {}
@@ -493,22 +516,7 @@ class DaliCutmixApply : public dali::StatelessOperator<CPUBackend> {
     auto &out = ws.Output<CPUBackend>(0);
     out.SetLayout(images.GetLayout());
     const int n = images.num_samples();
-    const std::string layout = images.GetLayout().str();
-    if (!layout.empty() && layout != "HWC") {
-      UserFail("images reaching the cutmix stage must be HWC, got layout " + layout +
-               (layout[0] == 'C' ? ": they are channels-first" : "") +
-               "; mix them before transposing or normalizing them");
-    }
-    for (int i = 0; i < n; i++) {
-      auto s = images.tensor_shape(i);
-      CheckHWC(std::vector<int64_t>(s.begin(), s.end()));
-    }
-    for (int i = 0; i < n; i++) {
-      int32_t j = *perm.tensor<int32_t>(i);
-      DALI_ENFORCE(j >= 0 && j < n, "partner index out of range");
-      if (images.tensor_shape(i) != images.tensor_shape(j))
-        UserFail("images reaching the cutmix stage must all have one size (resize or crop them first)");
-    }
+    CheckMixInputs(images, &perm);
     auto &tp = ws.GetThreadPool();
     TYPE_SWITCH(images.type(), dali::type2id, T, (uint8_t, int16_t, float), (
         // The views outlive the tasks (RunAll returns when they are done), so the tasks take them by
@@ -765,18 +773,7 @@ class DaliCutmixMixNormalize : public dali::StatelessOperator<CPUBackend> {
     auto &out = ws.Output<CPUBackend>(0);
     out.SetLayout(planar_ ? "CHW" : "HWC");
     const int n = images.num_samples();
-    std::string layout = images.GetLayout().str();
-    if (!layout.empty() && layout != "HWC")
-      UserFail("images reaching the cutmix stage must be HWC, got layout " + layout);
-    if (mixing) {
-      const auto &perm = ws.Input<CPUBackend>(1);
-      for (int i = 0; i < n; i++) {
-        int32_t j = *perm.tensor<int32_t>(i);
-        DALI_ENFORCE(j >= 0 && j < n, "partner index out of range");
-        if (images.tensor_shape(i) != images.tensor_shape(j))
-          UserFail("images reaching the cutmix stage must all have one size (resize or crop them first)");
-      }
-    }
+    CheckMixInputs(images, mixing ? &ws.Input<CPUBackend>(1) : nullptr);
     static const int32_t no_box[4] = {0, 0, 0, 0};
     auto &tp = ws.GetThreadPool();
     const auto in_view = dali::view<const uint8_t, 3>(images);
