@@ -18,8 +18,8 @@ from typing import Optional, Sequence
 
 from .errors import UserError
 from .options import MixOptions, check_num_classes
-from .stage import PARAM_NAMES, SEED_HIGH, checked_options, mix_pixels_dali, mix_pixels_native, param_args, \
-    stage_outputs
+from .stage import (CUTMIX_PARAM_NAMES, PARAM_NAMES, SEED_HIGH, checked_options, cutmix_options,
+                    mix_pixels_dali, mix_pixels_native, mixup_options, param_args, stage_outputs)
 
 #: The native operators' schema names, as DALI registers them, and their names in ``ndd``.
 NATIVE_SCHEMAS = {"DaliCutmixParams": "dali_cutmix_params", "DaliCutmixApply": "dali_cutmix_apply"}
@@ -184,13 +184,12 @@ def cutmix(images, labels, *, num_classes: int, alpha: float = 1.0, prob: float 
 
     Returns ``(images, soft_labels)``, plus ``{"perm", "box", "lam"}`` CPU Batches with ``return_params``.
     """
-    options = checked_options(dict(cutmix_alpha=alpha, mixup_alpha=0.0, cutmix_minmax=minmax, prob=prob, mode=mode,
-                                   label_smoothing=label_smoothing, correct_lam=correct_lam),
-                              {"cutmix_alpha": "alpha", "cutmix_minmax": "minmax"})
+    options = cutmix_options(alpha=alpha, prob=prob, mode=mode, label_smoothing=label_smoothing,
+                             correct_lam=correct_lam, minmax=minmax)
     mixed, targets, params = mix_batches(images, labels, num_classes=num_classes, options=options, gate=gate,
                                          rng=rng, function="cutmix")
     if return_params:
-        return mixed, targets, {name: params[name] for name in ("perm", "box", "lam")}
+        return mixed, targets, {name: params[name] for name in CUTMIX_PARAM_NAMES}
     return mixed, targets
 
 
@@ -199,8 +198,7 @@ def mixup(images, labels, *, num_classes: int, alpha: float = 1.0, prob: float =
     """MixUp a batch of ``ndd.Batch``es (Zhang et al., ICLR 2018), as :func:`dali_cutmix.mixup` does inside a
     pipeline: pixels ``lam * x_i + (1 - lam) * x_perm[i]`` rounded for integer images (ties away from zero on the
     CPU, to even on the GPU), with ``gate`` and ``rng`` as :func:`mix`. Returns as :func:`mix`."""
-    options = checked_options(dict(cutmix_alpha=0.0, mixup_alpha=alpha, prob=prob, mode=mode,
-                                   label_smoothing=label_smoothing), {"mixup_alpha": "alpha"})
+    options = mixup_options(alpha=alpha, prob=prob, mode=mode, label_smoothing=label_smoothing)
     mixed, targets, params = mix_batches(images, labels, num_classes=num_classes, options=options, gate=gate,
                                          rng=rng, function="mixup")
     return (mixed, targets, params) if return_params else (mixed, targets)

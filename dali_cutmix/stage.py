@@ -32,6 +32,8 @@ from .options import MixOptionError, MixOptions, check_num_classes
 SEED_HIGH = 2**31 - 1
 #: The parameters ``return_params`` hands out, in this order.
 PARAM_NAMES = ("perm", "box", "lam", "method")
+#: The parameters :func:`cutmix` returns (all but ``method``, always CutMix there).
+CUTMIX_PARAM_NAMES = PARAM_NAMES[:3]
 #: What each pixel path reads from :func:`draw_params`.
 NATIVE_INPUTS = ("perm", "box", "method", "lam")
 DALI_INPUTS = ("in_ids", "anchors", "regions", "perm", "blend")
@@ -213,6 +215,20 @@ def checked_options(fields: dict, names: Dict[str, str]) -> MixOptions:
         raise UserError(e.render(lambda option: names.get(option, option))) from None
 
 
+def cutmix_options(*, alpha, prob, mode, label_smoothing, correct_lam, minmax) -> MixOptions:
+    """The MixOptions of :func:`cutmix`'s arguments (MixUp off), checked; errors name ``alpha`` and ``minmax`` as
+    its signature does."""
+    return checked_options(dict(cutmix_alpha=alpha, mixup_alpha=0.0, cutmix_minmax=minmax, prob=prob, mode=mode,
+                                label_smoothing=label_smoothing, correct_lam=correct_lam),
+                           {"cutmix_alpha": "alpha", "cutmix_minmax": "minmax"})
+
+
+def mixup_options(*, alpha, prob, mode, label_smoothing) -> MixOptions:
+    """The MixOptions of :func:`mixup`'s arguments (CutMix off), checked; errors name ``alpha``."""
+    return checked_options(dict(cutmix_alpha=0.0, mixup_alpha=alpha, prob=prob, mode=mode,
+                                label_smoothing=label_smoothing), {"mixup_alpha": "alpha"})
+
+
 def mix(images, labels, *, num_classes: int, return_params: bool = False, gate=None, **options):
     """CutMix and/or MixUp a batch inside a DALI ``pipeline_def``, switching per batch, sample or pair (timm's
     ``Mixup`` semantics, with a random partner permutation).
@@ -294,12 +310,11 @@ def cutmix(
         ``(images, soft_labels)`` (plus the params dict with ``return_params``), as :func:`mix`, which also lists
         the errors.
     """
-    options = checked_options(dict(cutmix_alpha=alpha, mixup_alpha=0.0, cutmix_minmax=minmax, prob=prob, mode=mode,
-                            label_smoothing=label_smoothing, correct_lam=correct_lam),
-                       {"cutmix_alpha": "alpha", "cutmix_minmax": "minmax"})
+    options = cutmix_options(alpha=alpha, prob=prob, mode=mode, label_smoothing=label_smoothing,
+                             correct_lam=correct_lam, minmax=minmax)
     mixed, targets, params = mix_stage(images, labels, num_classes=num_classes, options=options, function="cutmix")
     if return_params:
-        return mixed, targets, {name: params[name] for name in ("perm", "box", "lam")}
+        return mixed, targets, {name: params[name] for name in CUTMIX_PARAM_NAMES}
     return mixed, targets
 
 
@@ -319,7 +334,6 @@ def mixup(
 
     Args and returns as :func:`mix` with ``mixup_alpha=alpha`` (> 0) and CutMix off.
     """
-    options = checked_options(dict(cutmix_alpha=0.0, mixup_alpha=alpha, prob=prob, mode=mode,
-                            label_smoothing=label_smoothing), {"mixup_alpha": "alpha"})
+    options = mixup_options(alpha=alpha, prob=prob, mode=mode, label_smoothing=label_smoothing)
     mixed, targets, params = mix_stage(images, labels, num_classes=num_classes, options=options, function="mixup")
     return (mixed, targets, params) if return_params else (mixed, targets)

@@ -403,8 +403,10 @@ def test_the_builder_takes_augment_and_none_is_todays_pipeline(device, jpeg_tree
         return p, [to_numpy(o) for o in p.run()]
 
     p0, today = first_batch()
+    assert p0._conditionals_enabled is False
     for spelling in ("none", None, AugmentOptions()):
         p, outputs = first_batch(augment=spelling)
+        assert p._conditionals_enabled is False
         for a, b in zip(today, outputs):
             np.testing.assert_array_equal(a, b)
     _, (images, labels) = first_batch(mixing=False, augment="paper")
@@ -413,6 +415,8 @@ def test_the_builder_takes_augment_and_none_is_todays_pipeline(device, jpeg_tree
     _, (images, labels) = first_batch(augment="paper", layout="NHWC", dtype="float16")
     assert images.shape == (4, 32, 32, 3) and images.dtype == np.float16
     np.testing.assert_allclose(labels.sum(1), 1.0, atol=1e-6)
+    _, (plain, _) = first_batch(layout="NHWC", dtype="float16")  # mixed too: the paper's colours still reach it
+    assert not np.allclose(images, plain)
 
 
 @pytest.mark.one_device("the builder refuses the preset before any pipeline exists")
@@ -437,6 +441,11 @@ def test_preview_takes_the_augment_flags(jpeg_tree, tmp_path, capsys, device, pr
                  "--device", device, "--augment", preset, "--erase-prob", "0.5"]) == 0
     image = np.asarray(Image.open(out))
     assert image.ndim == 3 and image.shape[0] > 48 and "wrote" in capsys.readouterr().out
+    plain = tmp_path / "plain.png"  # the same grid without the flags: they reached the pipeline
+    assert main(["preview", "--data", str(jpeg_tree), "--out", str(plain), "--count", "4", "--crop", "48",
+                 "--device", device]) == 0
+    plain = np.asarray(Image.open(plain))
+    assert plain.shape == image.shape and not np.array_equal(plain, image)
 
 
 def test_an_augment_flag_out_of_range_is_one_line_naming_it(capsys):

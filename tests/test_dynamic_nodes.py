@@ -69,6 +69,8 @@ def test_an_epoch_is_the_ranks_shard_mixed_and_normalized(sources, kind, device)
             assert images.dtype == np.float32 and images.shape[1:] == (3, CROP, CROP)
             assert targets.dtype == np.float32 and targets.shape[1:] == (CLASSES,)
             np.testing.assert_allclose(targets.sum(1), 1.0, atol=1e-6)
+            # normalized with ImageNet's mean and std: (0 - 0.485) / 0.229 = -2.12 to (1 - 0.406) / 0.225 = 2.64
+            assert -2.2 <= images.min() < -1 and 1.5 < images.max() <= 2.7
         assert any((t.max(1) < 1).any() for _, t in epoch), "some labels are mixed"
     assert not np.array_equal(shards[0][0][0], shards[1][0][0]), "ranks read different samples"
 

@@ -206,6 +206,15 @@ def check_locked(saved: TrainConfig, cfg: TrainConfig, where: str) -> None:
                             f"--output)")
 
 
+def saved_config(base: Mapping[str, Any], path) -> TrainConfig:
+    """The run a checkpoint's settings ``base`` (:func:`saved_settings`) describe; CheckpointError naming ``path``
+    when one is out of range."""
+    try:
+        return resolve_config({}, base=base)
+    except UserError as e:
+        raise CheckpointError(f"checkpoint {str(path)!r} holds settings out of range ({e})") from None
+
+
 def resolve_run(options: Mapping[str, Any]) -> Tuple[TrainConfig, List[str], Optional[Checkpoint]]:
     """The run ``options`` (the flags: None = not given) describe, its notes (the checkpoint's fallback line and
     :func:`~dali_cutmix.train.config.setting_notes`) and the checkpoint it resumes (None for a fresh run): read
@@ -228,10 +237,7 @@ def resolve_run(options: Mapping[str, Any]) -> Tuple[TrainConfig, List[str], Opt
     checkpoint = read_checkpoint(path, auto=given.get("resume") == "auto")
     path, state = checkpoint.path, checkpoint.state
     base = saved_settings(state, path)
-    try:
-        saved = resolve_config({}, base=base)
-    except UserError as e:
-        raise CheckpointError(f"checkpoint {str(path)!r} holds settings out of range ({e})") from None
+    saved = saved_config(base, path)
     overrides = dict(given, resume=str(path))
     if output is not None:
         overrides["output"] = output
@@ -288,7 +294,7 @@ def checkpoint_of(cfg: TrainConfig) -> Optional[Checkpoint]:
     if path is None:
         return None
     checkpoint = read_checkpoint(path, auto=cfg.resume == "auto")
-    saved = resolve_config({}, base=saved_settings(checkpoint.state, checkpoint.path))
+    saved = saved_config(saved_settings(checkpoint.state, checkpoint.path), checkpoint.path)
     check_locked(saved, cfg, f"checkpoint {str(checkpoint.path)!r}")
     return checkpoint
 
